@@ -1,0 +1,235 @@
+"""The topology schema: pydantic models for nodes, networks, backends and host pools.
+
+Field-level checks live here; rules that relate several parts of a topology live in
+validate.py so that every problem in a file is reported at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
+IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """'2G', '512M', '1.5G', 1048576 -> bytes (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number with an optional K/M/G/T suffix, e.g. 2G")
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"'{value}' is not a size; write e.g. 512M, 2G or 1T")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def parse_mib(value: Any) -> int:
+    """Memory: a bare number is MiB (as in Vagrant), '2G' is converted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return parse_size(value) // 1024**2
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+MiB = Annotated[int, BeforeValidator(parse_mib)]
+Name = Annotated[str, Field(pattern=NAME_RE)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ProviderName(str, Enum):
+    auto = "auto"
+    vagrant = "vagrant"
+    lxc = "lxc"
+
+
+class Network(Strict):
+    name: Name
+    cidr: str | None = Field(None, description="IPv4 CIDR; allocated per lab when omitted")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            net = ipaddress.IPv4Network(v, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"'{v}' is not an IPv4 network ({exc}); write e.g. 192.168.60.0/24") from None
+        if net.prefixlen > 29:
+            raise ValueError("network too small; use at most /29")
+        return str(net)
+
+
+ROLES = (
+    "gluster", "nfs-server", "iscsi-target", "iscsi-initiator",
+    "ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd", "hypervisor", "client",
+)
+Role = Literal[
+    "gluster", "nfs-server", "iscsi-target", "iscsi-initiator",
+    "ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd", "hypervisor", "client",
+]
+
+
+class Disk(Strict):
+    name: Name
+    size: Size
+    filesystem: Literal["xfs", "ext4", "none"] = "none"
+    mount: str | None = None
+
+    @field_validator("mount")
+    @classmethod
+    def _abs(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("mount point must be an absolute path")
+        return v
+
+
+class Node(Strict):
+    name: Name
+    roles: list[Role] = []
+    cpus: int = Field(1, ge=1, le=64)
+    memory: MiB = Field(1024, description="MiB, or a size like 2G")
+    disks: list[Disk] = []
+    address: str | None = Field(None, description="address on the first lab network")
+    addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
+
+
+class NfsExport(Strict):
+    path: str
+    clients: list[str] = Field(["lab"], description="hosts/CIDRs, 'lab' = the lab network, '*' = everyone")
+    options: list[str] = ["rw", "sync", "root_squash"]
+    allow_insecure: bool = Field(False, description="permit '*' with no_root_squash")
+
+
+class Nfs(Strict):
+    server: Name
+    implementation: Literal["auto", "kernel", "ganesha"] = "auto"
+    exports: list[NfsExport] = Field(min_length=1)
+
+
+class Chap(Strict):
+    username: str = Field(min_length=1)
+    password: str | None = Field(None, description="literal secret (12-16 chars); prefer password_file or generate")
+    password_file: str | None = None
+    generate: bool = Field(False, description="generate a per-lab secret stored in the lab directory")
+
+
+class IscsiLun(Strict):
+    kind: Literal["fileio", "block", "lvm"]
+    size: Size | None = None
+    path: str | None = Field(None, description="fileio: backing file")
+    disk: str | None = Field(None, description="block/lvm: name of a disk of the target node")
+    vg: str | None = None
+    lv: str | None = None
+
+
+class IscsiAcl(Strict):
+    initiator: str
+    chap: Chap | None = None
+
+
+class Iscsi(Strict):
+    target: Name
+    implementation: Literal["auto", "lio", "tgt"] = "auto"
+    iqn: str
+    portals: list[str] = Field(["*"], description="network names, or '*' for every lab network; port 3260")
+    luns: list[IscsiLun] = Field(min_length=1)
+    acls: list[IscsiAcl] = []
+
+
+class GlusterVolume(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+    replica: int = Field(3, ge=1)
+    bricks: list[str] = Field(min_length=1, description="node:/path")
+    options: dict[str, str | int | bool] = {}
+
+
+class Gluster(Strict):
+    volumes: list[GlusterVolume] = Field(min_length=1)
+
+
+class CephPool(Strict):
+    name: str
+    pg_num: int = Field(32, ge=1)
+    size: int = Field(2, ge=1)
+    min_size: int | None = None
+    application: Literal["rbd", "cephfs", "rgw"] = "rbd"
+
+
+class CephClient(Strict):
+    name: Annotated[str, Field(pattern=r"^client\.[A-Za-z0-9_.-]+$")]
+    caps: dict[Literal["mon", "osd", "mgr", "mds"], str]
+
+
+class Ceph(Strict):
+    osd_disk: str | None = Field(None, description="disk name on each ceph-osd node; file-backed when omitted")
+    osd_pool_default_size: int = Field(2, ge=1)
+    heartbeat_grace: int = Field(20, ge=1)
+    pools: list[CephPool] = []
+    clients: list[CephClient] = []
+    accept_warnings: list[str] = []
+
+
+class Secret(Strict):
+    uuid: str | None = None
+
+    @field_validator("uuid")
+    @classmethod
+    def _uuid(cls, v: str | None) -> str | None:
+        import uuid as _u
+        if v is not None:
+            _u.UUID(v)
+        return v
+
+
+class Pool(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    type: Literal["dir", "fs", "netfs", "logical", "iscsi", "iscsi-direct", "gluster", "rbd"]
+    backend: Literal["gluster", "nfs", "iscsi", "ceph", "local"] = "local"
+    path: str | None = Field(None, description="target path (dir/fs/netfs/logical)")
+    volume: str | None = Field(None, description="gluster volume")
+    fuse_mount: bool = Field(False, description="dir pool on a Gluster FUSE mount at path")
+    export: str | None = Field(None, description="netfs: export path")
+    initiator: str | None = Field(None, description="iscsi/iscsi-direct: initiator IQN")
+    rbd_pool: str | None = None
+    client: str | None = Field(None, description="rbd: ceph client name, e.g. client.KVMpool")
+    secret: Secret | None = None
+    host: str | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
+
+
+class Volume(Strict):
+    pool: str
+    name: str
+    size: Size
+    format: Literal["qcow2", "raw"] = "qcow2"
+    allocation: Literal["sparse", "preallocated"] = "sparse"
+
+
+class Host(Strict):
+    uri: str = "qemu:///system"
+    pools: list[Pool] = []
+    volumes: list[Volume] = []
+
+
+class Topology(Strict):
+    lab: Name
+    description: str = ""
+    provider: ProviderName = ProviderName.auto
+    networks: list[Network] = Field([Network(name="storage")], min_length=1)
+    nodes: list[Node] = Field(min_length=1)
+    nfs: Nfs | None = None
+    iscsi: Iscsi | None = None
+    gluster: Gluster | None = None
+    ceph: Ceph | None = None
+    host: Host = Host()
