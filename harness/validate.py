@@ -73,7 +73,9 @@ def _schema_problems(loc: Located, err: ValidationError) -> list[Problem]:
             msg = e["msg"].removeprefix("Value error, ")
             fix = ""
             if e["type"] == "literal_error":
-                fix = "use one of the listed values"
+                expected = [x.strip(" '") for x in str(e.get("ctx", {}).get("expected", "")).replace(" or ", ",").split(",")]
+                near = difflib.get_close_matches(str(e.get("input")), expected, n=1)
+                fix = f"did you mean '{near[0]}'?" if near else "use one of the listed values"
             elif e["type"] == "string_pattern_mismatch":
                 fix = "use lower-case letters, digits and '-', starting with a letter"
             out.append(loc.problem(path, msg, fix))

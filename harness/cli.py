@@ -1,0 +1,134 @@
+"""The storlab command line. The only place errors become exit codes:
+0 ok, 1 harness/infrastructure error, 2 invalid topology or usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import log, paths
+from . import plan as planmod
+from .errors import HarnessError, TopologyError
+from .hostfacts import PROFILES, HostFacts
+from .topology import Topology
+from .validate import validate_file
+
+
+def _facts(args: argparse.Namespace) -> HostFacts:
+    return PROFILES[args.host_profile] if getattr(args, "host_profile", None) else HostFacts.detect()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    facts = _facts(args)
+    bad = 0
+    for f in args.files:
+        try:
+            topo, res = validate_file(f, facts)
+            print(f"{f}: ok (lab {topo.lab}, {len(topo.nodes)} nodes, provider {res.provider})")
+        except TopologyError as exc:
+            bad += 1
+            print(f"{f}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            for p in exc.problems:
+                print(str(p), file=sys.stderr)
+    return 2 if bad else 0
+
+
+def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
+    topo, res = validate_file(file, facts)
+    if provider:
+        from .topology import ProviderName
+        topo.provider = ProviderName(provider)
+        from .validate import validate_located
+        from .yamlload import load_file
+        topo, res = validate_located(_with_provider(load_file(file), provider), facts)
+    existing = paths.lab_dir(topo.lab) / "plan.json"
+    if existing.exists():
+        old = json.loads(existing.read_text())
+        if old.get("topology") != str(Path(file).resolve()):
+            raise HarnessError(f"lab '{topo.lab}' already exists from {old.get('topology')}; "
+                               f"run `storlab down {topo.lab}` first or rename the lab")
+    return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts)
+
+
+def _with_provider(loc: Any, provider: str) -> Any:
+    loc.data["provider"] = provider
+    return loc
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    facts = _facts(args)
+    plan = load_plan(args.file, facts, args.provider)
+    out = Path(args.output) if args.output else paths.lab_dir(plan["lab"]) / "plan-preview"
+    files = planmod.write(plan, out)
+    print(f"lab {plan['lab']}  provider {plan['provider']}  accel {plan['accel']}")
+    for n in plan["networks"]:
+        print(f"  network {n['name']:<10} {n['cidr']:<18} bridge {n['bridge']}")
+    for n in plan["nodes"]:
+        disks = ", ".join(f"{d['name']} {d['size'] // 2**20}M{' ' + d['filesystem'] if d['filesystem'] != 'none' else ''}"
+                          f"{' @' + d['mount'] if d['mount'] else ''}" for d in n["disks"]) or "-"
+        print(f"  node {n['name']:<13} {n['address']:<16} {n['cpus']} cpu {n['memory']:>5} MiB  roles {','.join(n['roles']) or '-'}  disks {disks}")
+    for p in plan["host"]["pools"]:
+        print(f"  pool {p['name']:<18} {p['type']:<13} on {p['host']}")
+    print(f"{len(files)} config files rendered under {out}/files")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = Topology.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "storlab topology"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="storlab", description="Build storage labs and test how they behave.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show every command on the terminal")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def hp(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host-profile", choices=sorted(PROFILES),
+                       help="validate against a typical host instead of this one")
+
+    p = sub.add_parser("validate", help="check topology files; report every problem with its location")
+    p.add_argument("files", nargs="+")
+    hp(p)
+    p.set_defaults(fn=cmd_validate)
+    p = sub.add_parser("plan", help="resolve addresses/disks and render every config file")
+    p.add_argument("file")
+    p.add_argument("--provider", choices=["lxc", "vagrant"])
+    p.add_argument("-o", "--output", help="directory (default: the lab directory's plan-preview/)")
+    hp(p)
+    p.set_defaults(fn=cmd_plan)
+    p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
+    p.set_defaults(fn=cmd_schema)
+    try:
+        from . import lab_cli
+        lab_cli.add_commands(sub)
+    except ImportError:  # lifecycle commands need the node layer
+        pass
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log.setup(verbose=args.verbose)
+    try:
+        return int(args.fn(args))
+    except TopologyError as exc:
+        for p in exc.problems:
+            print(str(p), file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"storlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("storlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Turn a validated topology into a concrete plan: subnets, addresses, MACs, disks, object
+names and the config files each role will install, written to the lab directory."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import paths
+from .hostfacts import HostFacts, kvm_status
+from .topology import Topology
+from .validate import Resolved
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("harness", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=False,
+)
+
+
+def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
+    """Subnets other labs hold (from their plans) and those routed on this host."""
+    used: set[ipaddress.IPv4Network] = set()
+    labs = paths.home() / "labs"
+    if labs.is_dir():
+        for p in labs.glob("*/plan.json"):
+            if p.parent.name == exclude_lab:
+                continue
+            try:
+                for n in json.loads(p.read_text())["networks"]:
+                    used.add(ipaddress.IPv4Network(n["cidr"]))
+            except (OSError, ValueError, KeyError):
+                continue
+    try:
+        out = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout
+        for r in json.loads(out or "[]"):
+            dst = r.get("dst", "")
+            if dst and dst != "default" and "/" in dst:
+                used.add(ipaddress.IPv4Network(dst, strict=False))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        pass
+    return used
+
+
+def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """A /24 in 192.168.100.0-192.168.227.0 chosen from the lab+network name, skipping taken ones."""
+    start = zlib.crc32(f"{lab}/{net}".encode()) % 128
+    for k in range(128):
+        cand = ipaddress.IPv4Network(f"192.168.{100 + (start + k) % 128}.0/24")
+        if not any(cand.overlaps(t) for t in taken):
+            return cand
+    raise RuntimeError("no free /24 left in 192.168.100.0-192.168.227.255")
+
+
+def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipaddress.IPv4Network],
+              facts: HostFacts | None = None, accel: str | None = None) -> dict[str, Any]:
+    lab = topo.lab
+    taken = set(taken)
+    for n in topo.networks:
+        if n.cidr:
+            taken.add(ipaddress.IPv4Network(n.cidr))
+    networks = []
+    for i, n in enumerate(topo.networks):
+        cidr = ipaddress.IPv4Network(n.cidr) if n.cidr else allocate_subnet(lab, n.name, taken)
+        taken.add(cidr)
+        networks.append({
+            "name": n.name, "cidr": str(cidr), "prefix": cidr.prefixlen,
+            "host_address": str(cidr.network_address + 1),
+            "bridge": paths.bridge_name(lab, i),
+            "libvirt_network": paths.obj_name(lab, n.name),
+        })
+    nodes = []
+    for ni, node in enumerate(topo.nodes):
+        addrs: dict[str, str] = {}
+        for net_i, net in enumerate(networks):
+            explicit = node.address if net_i == 0 else node.addresses.get(net["name"])
+            if explicit:
+                addrs[net["name"]] = explicit
+        for net in networks:
+            if net["name"] in addrs:
+                continue
+            cidr = ipaddress.IPv4Network(net["cidr"])
+            in_use = {a for x in nodes for a in x["addresses"].values()} | set(addrs.values())
+            in_use |= {x.address for x in topo.nodes if x.address} | {a for x in topo.nodes for a in x.addresses.values()}
+            k = 11 + ni
+            while str(cidr.network_address + k) in in_use:
+                k += 1
+            addrs[net["name"]] = str(cidr.network_address + k)
+        disks = []
+        for di, d in enumerate(node.disks):
+            disks.append({
+                "name": d.name, "size": d.size, "filesystem": d.filesystem, "mount": d.mount,
+                # vagrant-libvirt attaches extra disks as vdb, vdc, ... in order
+                "device": f"/dev/vd{chr(ord('b') + di)}" if resolved.provider == "vagrant" else None,
+                "image": paths.obj_name(lab, f"{node.name}-{d.name}"),
+            })
+        nodes.append({
+            "name": node.name, "index": ni, "roles": list(node.roles), "cpus": node.cpus, "memory": node.memory,
+            "address": addrs[networks[0]["name"]], "addresses": addrs,
+            "macs": {net["name"]: paths.mac(lab, node.name, net["name"]) for net in networks},
+            "disks": disks, "object": paths.obj_name(lab, node.name),
+        })
+    by_name = {n["name"]: n for n in nodes}
+    lab_cidr = networks[0]["cidr"]
+    plan: dict[str, Any] = {
+        "lab": lab, "topology": os.path.abspath(topo_file), "provider": resolved.provider,
+        "accel": accel or ("kvm" if (facts and facts.kvm_usable) else "tcg"),
+        "networks": networks, "nodes": nodes, "tag": paths.tag(lab),
+    }
+    if topo.gluster:
+        plan["gluster"] = {"volumes": [{
+            "name": v.name, "replica": v.replica, "bricks": v.bricks,
+            "nodes": list(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
+            "options": {k: (lab_cidr_clients(nodes) if (k == "auth.allow" and val == "lab") else
+                            ("on" if val is True else "off" if val is False else str(val)))
+                        for k, val in v.options.items()},
+        } for v in topo.gluster.volumes]}
+    if topo.nfs:
+        plan["nfs"] = {"server": topo.nfs.server, "implementation": resolved.nfs_impl,
+                       "address": by_name[topo.nfs.server]["address"],
+                       "exports": [{"path": e.path, "options": e.options,
+                                    "clients": [lab_cidr if c == "lab" else c for c in e.clients]}
+                                   for e in topo.nfs.exports]}
+    if topo.iscsi:
+        tnode = by_name[topo.iscsi.target]
+        disk_dev = {d["name"]: d["device"] for d in tnode["disks"]}
+        portals = [a for net, a in tnode["addresses"].items() if "*" in topo.iscsi.portals or net in topo.iscsi.portals]
+        acls = []
+        for a in topo.iscsi.acls:
+            chap = None
+            if a.chap:
+                chap = {"username": a.chap.username, "secret_name": f"chap-{a.initiator.split(':')[-1]}",
+                        "password_file": a.chap.password_file, "generate": a.chap.generate,
+                        "literal": a.chap.password is not None}
+            acls.append({"initiator": a.initiator, "chap": chap})
+        plan["iscsi"] = {
+            "target": topo.iscsi.target, "implementation": resolved.iscsi_impl, "iqn": topo.iscsi.iqn,
+            "portal_addresses": portals, "acls": acls, "chap": any(a["chap"] for a in acls),
+            "luns": [{**lun.model_dump(), "device": disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None)}
+                     for lun in topo.iscsi.luns],
+        }
+    if topo.ceph:
+        mons = [n for n in nodes if "ceph-mon" in n["roles"]]
+        plan["ceph"] = {
+            "fsid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:ceph")),
+            "mons": [{"name": m["name"], "address": m["address"]} for m in mons],
+            "mgrs": [n["name"] for n in nodes if "ceph-mgr" in n["roles"]],
+            "osds": [n["name"] for n in nodes if "ceph-osd" in n["roles"]],
+            "admin": [n["name"] for n in nodes if "ceph-admin" in n["roles"]],
+            "public_network": lab_cidr, "osd_disk": topo.ceph.osd_disk,
+            "osd_pool_default_size": topo.ceph.osd_pool_default_size, "heartbeat_grace": topo.ceph.heartbeat_grace,
+            "pools": [p.model_dump() for p in topo.ceph.pools],
+            "clients": [c.model_dump() for c in topo.ceph.clients], "accept_warnings": topo.ceph.accept_warnings,
+        }
+    pools = []
+    for p in topo.host.pools:
+        entry: dict[str, Any] = p.model_dump()
+        entry["host"] = p.host or "kvm"
+        if p.backend == "gluster" and topo.gluster:
+            vol = next(v for v in plan["gluster"]["volumes"] if v["name"] == p.volume)
+            servers = [by_name[n]["address"] for n in vol["nodes"]]
+            entry["server"], entry["backup_servers"] = servers[0], servers[1:]
+        elif p.backend == "nfs" and topo.nfs:
+            entry["server"] = plan["nfs"]["address"]
+        elif p.backend == "iscsi" and topo.iscsi:
+            entry["server"] = plan["iscsi"]["portal_addresses"][0]
+            entry["target_iqn"] = topo.iscsi.iqn
+        elif p.backend == "ceph" and topo.ceph:
+            entry["monitors"] = [m["address"] for m in plan["ceph"]["mons"]]
+            entry["secret_uuid"] = (p.secret.uuid if p.secret and p.secret.uuid
+                                    else str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}")))
+        if p.type in ("fs", "logical") and entry["host"] != "kvm":
+            hn = by_name[entry["host"]]
+            entry["device"] = hn["disks"][0]["device"] if hn["disks"] else None
+        pools.append(entry)
+    types = {p["name"]: p["type"] for p in pools}
+    plan["host"] = {"uri": topo.host.uri, "pools": pools,
+                    "volumes": [{**v.model_dump(), "pool_type": types[v.pool]} for v in topo.host.volumes]}
+    return plan
+
+
+def lab_cidr_clients(nodes: list[dict[str, Any]]) -> str:
+    """auth.allow wants addresses/wildcards, not CIDRs: list the lab's node addresses."""
+    return ",".join(n["address"] for n in nodes)
+
+
+def render(plan: dict[str, Any]) -> dict[str, str]:
+    """Every config file the plan implies: relative path -> content."""
+    files: dict[str, str] = {}
+    for node in plan["nodes"]:
+        files[f"nodes/{node['name']}/etc/hosts"] = _env.get_template("hosts.j2").render(plan=plan, node=node)
+    if "nfs" in plan:
+        srv = plan["nfs"]["server"]
+        if plan["nfs"]["implementation"] == "ganesha":
+            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=plan["nfs"])
+        else:
+            files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan["nfs"])
+    if "iscsi" in plan:
+        tgt = plan["iscsi"]["target"]
+        if plan["iscsi"]["implementation"] == "tgt":
+            files[f"nodes/{tgt}/etc/tgt/conf.d/storlab.conf"] = _env.get_template("tgt.conf.j2").render(plan=plan, iscsi=plan["iscsi"])
+        else:
+            files[f"nodes/{tgt}/root/storlab-targetcli.txt"] = _env.get_template("targetcli.j2").render(plan=plan, iscsi=plan["iscsi"])
+    if "ceph" in plan:
+        conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=plan["ceph"])
+        for n in plan["nodes"]:
+            if any(r.startswith("ceph-") for r in n["roles"]):
+                files[f"nodes/{n['name']}/etc/ceph/ceph.conf"] = conf
+    if "gluster" in plan:
+        for v in plan["gluster"]["volumes"]:
+            lines = [f"gluster peer probe {n}" for n in v["nodes"][1:]]
+            rep = f"replica {v['replica']} " if v["replica"] > 1 else ""
+            lines.append(f"gluster volume create {v['name']} {rep}transport tcp {' '.join(v['bricks'])}")
+            lines += [f"gluster volume set {v['name']} {k} {val}" for k, val in v["options"].items()]
+            lines.append(f"gluster volume start {v['name']}")
+            files[f"nodes/{v['nodes'][0]}/root/storlab-gluster-{v['name']}.txt"] = "\n".join(lines) + "\n"
+    for p in plan["host"]["pools"]:
+        where = "host" if p["host"] == "kvm" else f"nodes/{p['host']}"
+        files[f"{where}/pools/{p['name']}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
+        if p["type"] == "rbd":
+            files[f"{where}/secrets/{p['name']}.xml"] = _env.get_template("secret.xml.j2").render(plan=plan, pool=p)
+    for v in plan["host"]["volumes"]:
+        files[f"host/volumes/{v['pool']}/{v['name']}.xml"] = _env.get_template("volume.xml.j2").render(vol=v)
+    return files
+
+
+def write(plan: dict[str, Any], directory: Path) -> dict[str, str]:
+    """Write plan.json and the rendered files under ``directory``; returns the files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = render(plan)
+    tmp = directory / "plan.json.tmp"
+    tmp.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+    tmp.replace(directory / "plan.json")
+    for rel, content in files.items():
+        target = directory / "files" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    return files
+
+
+def accel_for(facts: HostFacts) -> str:
+    return "kvm" if kvm_status()[0] else "tcg"
