@@ -4,6 +4,7 @@ names and the config files each role will install, written to the lab directory.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import jinja2
 
 from . import paths
+from .errors import HarnessError
 from .hostfacts import HostFacts, kvm_status
 from .topology import Topology
 from .validate import Resolved
@@ -83,7 +85,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     for ni, node in enumerate(topo.nodes):
         addrs: dict[str, str] = {}
         for net_i, net in enumerate(networks):
-            explicit = node.address if net_i == 0 else node.addresses.get(net["name"])
+            explicit = (node.address if net_i == 0 else None) or node.addresses.get(net["name"])
             if explicit:
                 addrs[net["name"]] = explicit
         for net in networks:
@@ -92,10 +94,13 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
             cidr = ipaddress.IPv4Network(net["cidr"])
             in_use = {a for x in nodes for a in x["addresses"].values()} | set(addrs.values())
             in_use |= {x.address for x in topo.nodes if x.address} | {a for x in topo.nodes for a in x.addresses.values()}
-            k = 11 + ni
-            while str(cidr.network_address + k) in in_use:
-                k += 1
-            addrs[net["name"]] = str(cidr.network_address + k)
+            # .11 + node index upwards, then wrap round to .2; never the network, .1 or broadcast
+            last = cidr.num_addresses - 1
+            order = itertools.chain(range(11 + ni, last), range(2, min(11 + ni, last)))
+            free = next((a for a in (str(cidr.network_address + k) for k in order) if a not in in_use), None)
+            if free is None:
+                raise HarnessError(f"network {net['name']} ({cidr}) has no free address for node {node.name}")
+            addrs[net["name"]] = free
         disks = []
         for di, d in enumerate(node.disks):
             disks.append({
@@ -121,7 +126,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
         plan["gluster"] = {"volumes": [{
             "name": v.name, "replica": v.replica, "bricks": v.bricks,
             "nodes": list(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
-            "options": {k: (lab_cidr_clients(nodes) if (k == "auth.allow" and val == "lab") else
+            "options": {k: (lab_clients(networks[0], nodes) if (k == "auth.allow" and val == "lab") else
                             ("on" if val is True else "off" if val is False else str(val)))
                         for k, val in v.options.items()},
         } for v in topo.gluster.volumes]}
@@ -189,9 +194,14 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     return plan
 
 
-def lab_cidr_clients(nodes: list[dict[str, Any]]) -> str:
-    """auth.allow wants addresses/wildcards, not CIDRs: list the lab's node addresses."""
-    return ",".join(n["address"] for n in nodes)
+def lab_clients(net: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+    """auth.allow takes addresses and '*' wildcards, not CIDRs: the lab network as a wildcard
+    where the prefix allows it, else every node address plus the host's bridge address."""
+    cidr = ipaddress.IPv4Network(net["cidr"])
+    if cidr.prefixlen in (8, 16, 24):
+        octets = str(cidr.network_address).split(".")[: cidr.prefixlen // 8]
+        return ".".join(octets + ["*"] * (4 - len(octets)))
+    return ",".join([net["host_address"]] + [n["addresses"][net["name"]] for n in nodes])
 
 
 def render(plan: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,13 @@
+"""Roles configure nodes through harness.node.Node only, so they work on any provider.
+
+Each role module has NAME, applies(plan) and apply(lab); apply is idempotent."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+
+def for_plan(plan: dict[str, Any]) -> list[ModuleType]:
+    from . import base, gluster
+    return [r for r in (base, gluster) if r.applies(plan)]

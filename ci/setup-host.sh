@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prepare this host for storlab: Debian packages, the Python package, and the daemons it
+# needs (started by hand where systemd is not PID 1). Idempotent; run as root.
+#   ci/setup-host.sh          host for the lxc provider (the fast path) + libvirt pools
+#   ci/setup-host.sh --vm     also vagrant, vagrant-libvirt and qemu (the VM provider)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VM=0
+[ "${1:-}" = "--vm" ] && VM=1
+[ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
+
+PKGS=(lxc debootstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
+      libvirt-daemon libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
+      libvirt-daemon-driver-storage-gluster libvirt-daemon-driver-storage-rbd
+      libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils)
+[ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
+
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+new_storage_drivers=0
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/var/log/storlab-apt.log 2>&1 \
+    || { tail -20 /var/log/storlab-apt.log; exit 1; }
+  new_storage_drivers=1
+fi
+
+python3 -c "import harness, libvirt, testinfra, vagrant, fabric" 2>/dev/null \
+  || { echo "setup-host: pip install -e ."; pip install -q -e '.[dev]' >/var/log/storlab-pip.log 2>&1 || { tail -20 /var/log/storlab-pip.log; exit 1; }; }
+
+# libvirt without systemd: root-owned images and kernels, daemons started by hand.
+conf=/etc/libvirt/qemu.conf
+grep -q '^user = "root"' "$conf" || echo 'user = "root"' >> "$conf"
+grep -q '^group = "root"' "$conf" || echo 'group = "root"' >> "$conf"
+if [ "$new_storage_drivers" = 1 ] && [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; then
+  # a libvirtd started before the rbd/gluster/iscsi-direct drivers were installed does not know them
+  kill "$(cat /run/libvirtd.pid)"; for _ in $(seq 50); do kill -0 "$(cat /run/libvirtd.pid 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
+fi
+if [ "$(cat /proc/1/comm)" != systemd ]; then
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  if ! { [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; }; then libvirtd -d; fi
+else
+  systemctl start virtlogd libvirtd
+fi
+for _ in $(seq 100); do virsh -c qemu:///system pool-list >/dev/null 2>&1 && break; sleep 0.1; done
+virsh -c qemu:///system pool-list >/dev/null || { echo "setup-host: libvirtd does not answer" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "setup-host: /dev/fuse missing (gluster FUSE mounts need it)" >&2; exit 1; }
+echo "setup-host: ready (libvirtd $(libvirtd --version | awk "{print \$NF}"), lxc $(lxc-start --version))"

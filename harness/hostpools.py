@@ -1,0 +1,143 @@
+"""Wire the KVM host's libvirt storage pools to the lab's backends (libvirt-python), and
+unwire them on `down`. Pool/volume XML comes from the plan's rendered files."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import log
+from .errors import CleanupReport, HarnessError
+from .run import run, succeed
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+
+def connect(uri: str) -> Any:
+    try:
+        import libvirt
+    except ImportError as exc:
+        raise HarnessError("libvirt-python is not installed (pip install libvirt-python; needs libvirt-dev)") from exc
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions, not on stderr
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise HarnessError(f"cannot connect to libvirt at {uri}: {exc}; is libvirtd running? (ci/setup-host.sh starts it)") from None
+
+
+def host_pools(lab: "Lab") -> list[dict[str, Any]]:
+    return [p for p in lab.plan["host"]["pools"] if p["host"] == "kvm"]
+
+
+def _mounted(path: str) -> str | None:
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        f = line.split()
+        if f[1] == path:
+            return f[2]
+    return None
+
+
+def fuse_mount(pool: dict[str, Any]) -> None:
+    path = pool["path"]
+    if _mounted(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    opts = "backup-volfile-servers=" + ":".join(pool["backup_servers"]) if pool["backup_servers"] else "defaults"
+    succeed(["mount", "-t", "glusterfs", "-o", opts, f"{pool['server']}:/{pool['volume']}", path], timeout=60)
+
+
+def wire(lab: "Lab") -> None:
+    import libvirt
+    pools = lab.plan["host"]["pools"]
+    remote = [p["name"] for p in pools if p["host"] != "kvm"]
+    if remote:
+        raise HarnessError(f"pools on hypervisor nodes ({', '.join(remote)}) are not implemented yet")
+    conn = connect(lab.plan["host"]["uri"])
+    try:
+        for p in host_pools(lab):
+            with log.step(f"pool {p['name']} ({p['type']})"):
+                if p["type"] == "dir" and p.get("fuse_mount"):
+                    fuse_mount(p)
+                xml = (lab.dir / "files" / "host" / "pools" / f"{p['name']}.xml").read_text()
+                try:
+                    pool = conn.storagePoolLookupByName(p["name"])
+                except libvirt.libvirtError:
+                    pool = conn.storagePoolDefineXML(xml, 0)
+                    if p["type"] in ("dir", "fs", "netfs", "logical"):
+                        pool.build(0)
+                if not pool.isActive():
+                    pool.create(0)
+                pool.setAutostart(1)
+                pool.refresh(0)
+        for v in lab.plan["host"]["volumes"]:
+            pool = conn.storagePoolLookupByName(v["pool"])
+            if v["name"] in pool.listVolumes():
+                continue
+            with log.step(f"volume {v['pool']}/{v['name']}"):
+                xml = (lab.dir / "files" / "host" / "volumes" / v["pool"] / f"{v['name']}.xml").read_text()
+                pool.createXML(xml, 0)
+    finally:
+        conn.close()
+
+
+def unwire(lab: "Lab") -> CleanupReport:
+    rep = CleanupReport()
+    pools = host_pools(lab)
+    if not pools:
+        return rep
+    import libvirt
+    try:
+        conn = connect(lab.plan["host"]["uri"])
+    except HarnessError as exc:
+        rep.failed.append(("libvirt connection", str(exc)))
+        conn = None
+    if conn is not None:
+        try:
+            for p in pools:
+                try:
+                    pool = conn.storagePoolLookupByName(p["name"])
+                except libvirt.libvirtError:
+                    continue
+                try:
+                    if pool.isActive():
+                        for v in lab.plan["host"]["volumes"]:
+                            if v["pool"] == p["name"] and v["name"] in pool.listVolumes():
+                                pool.storageVolLookupByName(v["name"]).delete(0)
+                        pool.destroy()
+                    pool.undefine()
+                    rep.removed.append(f"pool {p['name']}")
+                except libvirt.libvirtError as exc:
+                    rep.failed.append((f"pool {p['name']}", str(exc)))
+        finally:
+            conn.close()
+    for p in pools:
+        if p.get("fuse_mount") and _mounted(p["path"]):
+            r = run(["umount", p["path"]], timeout=60)
+            if not r.ok:
+                r = run(["umount", "-l", p["path"]], timeout=60)
+            (rep.removed.append(f"mount {p['path']}") if r.ok else rep.failed.append((f"mount {p['path']}", r.stderr)))
+        if p.get("fuse_mount") and os.path.isdir(p["path"]) and not _mounted(p["path"]):
+            try:
+                os.rmdir(p["path"])
+            except OSError:
+                pass
+    return rep
+
+
+def leftovers(lab: "Lab") -> list[str]:
+    left = []
+    for p in host_pools(lab):
+        if p.get("fuse_mount") and _mounted(p["path"]):
+            left.append(f"mount {p['path']}")
+    r = run(["virsh", "-c", lab.plan["host"]["uri"], "pool-list", "--all", "--name"], timeout=30)
+    if r.ok:
+        names = set(r.stdout.split())
+        left += [f"pool {p['name']}" for p in host_pools(lab) if p["name"] in names]
+    return left
+
+
+def pool_xml_target(xml: str) -> str | None:
+    return ET.fromstring(xml).findtext("target/path")

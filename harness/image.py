@@ -1,0 +1,196 @@
+"""The offline golden image: one Debian 12 root filesystem built with debootstrap from the
+host's own Debian mirror, cached by content. LXC nodes use it as an overlay lower layer;
+the vagrant box is made from it (see providers/vagrant.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import log, paths
+from .errors import HarnessError
+from .run import run
+
+BUILDER_VERSION = "3"
+SUITE = "bookworm"
+
+# Everything the roles use, baked in so that no node ever needs the network.
+PACKAGES = [
+    # base system
+    "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "python3", "iproute2", "iputils-ping",
+    "procps", "less", "ca-certificates", "psmisc", "util-linux", "findutils", "gnupg", "rsync", "attr", "acl",
+    "linux-image-amd64", "initramfs-tools",
+    # disks
+    "xfsprogs", "e2fsprogs", "lvm2", "parted",
+    # gluster
+    "glusterfs-server", "glusterfs-client",
+    # nfs
+    "nfs-kernel-server", "nfs-common", "rpcbind", "nfs-ganesha", "nfs-ganesha-vfs",
+    # iscsi
+    "targetcli-fb", "tgt", "open-iscsi", "multipath-tools", "libiscsi-bin",
+    # ceph
+    "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-common",
+    # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools)
+    "libvirt-daemon-system", "libvirt-clients", "qemu-utils",
+]
+
+FIRSTBOOT_UNIT = """[Unit]
+Description=storlab: per-node ssh host keys
+DefaultDependencies=no
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def debian_mirror() -> str:
+    """The mirror the host's own apt sources name (never hard-coded)."""
+    for src in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
+        if not src.exists():
+            continue
+        text = src.read_text()
+        m = re.search(r"^URIs:\s*(\S+)", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.M)
+        if m:
+            return m.group(1)
+    raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
+
+
+def content_key(packages: list[str] | None = None) -> str:
+    """Cache key: the package list, suite and builder version (bump BUILDER_VERSION when
+    the build or finalisation steps change what ends up in the image)."""
+    pk = sorted(packages or PACKAGES)
+    blob = json.dumps({"packages": pk, "suite": SUITE, "builder": BUILDER_VERSION}).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def image_path(key: str | None = None) -> Path:
+    return paths.image_dir() / (key or content_key())
+
+
+def rootfs(key: str | None = None) -> Path:
+    return image_path(key) / "rootfs"
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _chroot_mounts(root: Path) -> Iterator[None]:
+    mounted: list[Path] = []
+    try:
+        for src, dst, args in (("proc", root / "proc", ["-t", "proc"]), ("sysfs", root / "sys", ["-t", "sysfs"]),
+                               ("/dev", root / "dev", ["--bind"]), ("/dev/pts", root / "dev/pts", ["--bind"])):
+            dst.mkdir(parents=True, exist_ok=True)
+            run(["mount", *args, src, str(dst)], check=True, timeout=30)
+            mounted.append(dst)
+        yield
+    finally:
+        for dst in reversed(mounted):
+            run(["umount", "-l", str(dst)], timeout=30)
+
+
+def build(force: bool = False) -> Path:
+    """Build the golden rootfs unless an identical one is cached; returns the image directory."""
+    key = content_key()
+    final = image_path(key)
+    with _lock(paths.image_dir() / ".build.lock"):
+        if (final / "complete").exists() and not force:
+            log.info(f"golden image {key}: cached at {final}")
+            return final
+        work = paths.image_dir() / f".{key}.partial"
+        if work.exists():
+            run(["umount", "-R", "-l", str(work / "rootfs")], timeout=30)  # leftovers of a killed build
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        root = work / "rootfs"
+        mirror = debian_mirror()
+        with log.step(f"image {key}: debootstrap {SUITE} (minbase) from {mirror}"):
+            res = run(["debootstrap", "--variant=minbase", "--include=apt-utils,ca-certificates", SUITE, str(root), mirror],
+                      timeout=1800)
+            (work / "debootstrap.log").write_text(res.stdout + res.stderr)
+            if not res.ok:
+                raise HarnessError(f"debootstrap failed (log: {work / 'debootstrap.log'}): {res.stderr[-500:]}")
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        os.chmod(root / "usr/sbin/policy-rc.d", 0o755)
+        (root / "etc/apt/sources.list").write_text(
+            f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+        with _chroot_mounts(root), log.step(f"image {key}: install {len(PACKAGES)} packages"):
+            for argv in (["apt-get", "update"],
+                         ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", *PACKAGES],
+                         ["apt-get", "clean"]):
+                res = run(["chroot", str(root), *argv], timeout=2400, env=env)
+                with open(work / "install.log", "a") as fh:
+                    fh.write(res.stdout + res.stderr)
+                if not res.ok:
+                    raise HarnessError(f"{' '.join(argv[:2])} in the image failed (log: {work / 'install.log'}): {res.stderr[-800:]}")
+        with log.step(f"image {key}: finalise"):
+            _finalise(root)
+        (work / "packages.json").write_text(json.dumps(sorted(PACKAGES)))
+        (work / "complete").write_text(key + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+        log.info(f"golden image {key}: ready at {final}")
+        return final
+
+
+def _finalise(root: Path) -> None:
+    (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    # every clone gets its own machine-id and ssh host keys at first boot
+    (root / "etc/machine-id").write_text("")
+    dbus_id = root / "var/lib/dbus/machine-id"
+    dbus_id.parent.mkdir(parents=True, exist_ok=True)
+    dbus_id.unlink(missing_ok=True)
+    dbus_id.symlink_to("/etc/machine-id")
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    unit = root / "etc/systemd/system/storlab-hostkeys.service"
+    unit.write_text(FIRSTBOOT_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "storlab-hostkeys.service").unlink(missing_ok=True)
+    (wants / "storlab-hostkeys.service").symlink_to("/etc/systemd/system/storlab-hostkeys.service")
+    sshd = root / "etc/ssh/sshd_config.d/storlab.conf"
+    sshd.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
+    # networkd configures the lab interfaces (files written per node by the provider)
+    for unit_name in ("systemd-networkd.service",):
+        link = wants / unit_name
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"/lib/systemd/system/{unit_name}")
+    # nothing in a lab may wait on the network being "online" beyond the lab
+    (root / "etc/systemd/system/systemd-networkd-wait-online.service").unlink(missing_ok=True)
+    (root / "etc/systemd/system/systemd-networkd-wait-online.service").symlink_to("/dev/null")
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    (root / "etc/hostname").write_text("storlab\n")
+
+
+def list_images() -> list[dict[str, str]]:
+    out = []
+    d = paths.image_dir()
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if (p / "complete").exists():
+                size = subprocess.run(["du", "-sh", str(p)], capture_output=True, text=True, timeout=60).stdout.split()
+                out.append({"key": p.name, "path": str(p), "size": size[0] if size else "?",
+                            "current": str(p.name == content_key())})
+    return out

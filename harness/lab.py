@@ -1,0 +1,322 @@
+"""A lab's lifecycle as data: plan -> image -> nodes -> roles -> host pools, with state
+persisted after every step so `up` resumes, `down` always finishes and `reap` finds orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import image, log, paths
+from . import plan as planmod
+from .errors import CleanupReport, HarnessError, LabStateError
+from .hostfacts import HostFacts
+from .node import Node
+from .providers import base as providers
+from .run import run, succeed
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lab:
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.plan = plan
+        self.name: str = plan["lab"]
+        self.dir = paths.lab_dir(self.name)
+        self.provider = providers.get(plan["provider"])(plan, self.dir)
+        self.nodes = {n["name"]: Node(n, self.ssh_config, self.provider) for n in plan["nodes"]}
+        self.timeline: list[tuple[float, str]] = []
+
+    # -- files -----------------------------------------------------------------------------
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def logfile(self) -> Path:
+        return self.dir / "logs" / "storlab.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def save_state(self, **changes: Any) -> None:
+        st = self.state()
+        st.update(changes, lab=self.name, provider=self.plan["provider"], topology=self.plan["topology"],
+                  updated=time.time())
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(st, indent=2))
+        tmp.replace(self.state_file)
+
+    @classmethod
+    def load(cls, name: str) -> "Lab":
+        p = paths.lab_dir(name) / "plan.json"
+        if not p.exists():
+            known = ", ".join(list_labs()) or "none"
+            raise LabStateError(f"no lab named '{name}' (labs here: {known})")
+        return cls(json.loads(p.read_text()))
+
+    @classmethod
+    def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> "Lab":
+        from .cli import load_plan
+        plan = load_plan(file, facts or HostFacts.detect(), provider)
+        d = paths.lab_dir(plan["lab"])
+        old = d / "plan.json"
+        if old.exists():  # resume: keep the addresses and names already handed out
+            prev = json.loads(old.read_text())
+            if prev["provider"] != plan["provider"]:
+                raise LabStateError(f"lab {plan['lab']} exists with provider {prev['provider']}; `storlab down {plan['lab']}` first")
+            plan = prev
+        planmod.write(plan, d)
+        return cls(plan)
+
+    def node(self, name: str) -> Node:
+        if name not in self.nodes:
+            raise LabStateError(f"lab {self.name} has no node '{name}' (nodes: {', '.join(self.nodes)})")
+        return self.nodes[name]
+
+    # -- ssh -------------------------------------------------------------------------------
+    def ensure_key(self) -> str:
+        if not self.key.exists():
+            succeed(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"storlab-{self.name}", "-f", str(self.key)],
+                    timeout=30)
+        os.chmod(self.key, 0o600)
+        self.write_ssh_config()
+        return (self.key.with_suffix(".pub")).read_text()
+
+    def ssh_config_text(self) -> str:
+        out = [f"# storlab lab {self.name}: ssh -F {self.ssh_config} NODE"]
+        for n in self.plan["nodes"]:
+            out += [f"Host {n['name']} {self.name}-{n['name']}", f"  HostName {n['address']}", "  User root",
+                    f"  IdentityFile {self.key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
+                    "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", "  ConnectTimeout 5",
+                    "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""]
+        return "\n".join(out)
+
+    def write_ssh_config(self) -> None:
+        self.ssh_config.write_text(self.ssh_config_text())
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        from . import hostpools, roles
+        out: list[tuple[str, Callable[[], None]]] = [
+            ("image", lambda: self._image()),
+            ("nodes", self._nodes),
+            ("ready", self._ready),
+        ]
+        out += [(f"role {r.NAME}", (lambda r=r: r.apply(self))) for r in roles.for_plan(self.plan)]
+        if self.plan["host"]["pools"]:
+            out.append(("host pools", lambda: hostpools.wire(self)))
+        return out
+
+    def _image(self) -> None:
+        image.build()
+
+    def _nodes(self) -> None:
+        self.provider.create(self.ensure_key())
+
+    def _ready(self) -> None:
+        for node in self.nodes.values():
+            with log.step(f"{node.name}: wait for ssh and systemd"):
+                node.wait_for_ssh(timeout=240 if self.plan["provider"] == "vagrant" else 60)
+                node.wait_for_system(timeout=300 if self.plan["provider"] == "vagrant" else 120)
+
+    def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
+        log.add_logfile(self.logfile)
+        log.info(f"lab {self.name}: provider {self.plan['provider']}, {len(self.nodes)} nodes; log: {self.logfile}")
+        self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname())
+        done: list[str] = []
+        try:
+            with log.step(f"lab {self.name}: up"):
+                for name, fn in self.steps():
+                    with log.step(name):
+                        fn()
+                    done.append(name)
+                    self.save_state(steps_done=done)
+        except BaseException as exc:
+            evidence = self.collect_evidence(repr(exc))
+            log.info(f"lab {self.name}: up failed; evidence in {evidence}")
+            if keep_on_failure:
+                self.save_state(status="failed", owner_pid=None)
+                log.info(f"lab kept for debugging: `storlab up` continues it, `storlab down {self.name}` removes it")
+            else:
+                saved = self._save_evidence_outside(evidence)
+                self.down()
+                log.info(f"lab {self.name} removed after the failure; evidence kept in {saved}")
+            raise
+        self.save_state(status="up", owner_pid=owner_pid)
+
+    def down(self) -> CleanupReport:
+        """Remove everything this lab created. Continues past failures and reports them."""
+        from . import hostpools
+        self.save_state(status="destroying")
+        rep = CleanupReport()
+        with log.step(f"lab {self.name}: down"):
+            try:
+                sub = hostpools.unwire(self)
+                rep.removed += sub.removed
+                rep.failed += sub.failed
+            except Exception as exc:
+                rep.failed.append(("host pools", str(exc)))
+            sub = self.provider.destroy()
+            rep.removed += sub.removed
+            rep.failed += sub.failed
+            if not rep.failed:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                self.save_state(status="destroy-failed", failures=rep.failed)
+        for what, why in rep.failed:
+            log.info(f"  could not remove {what}: {why}")
+        return rep
+
+    def leftovers(self) -> list[str]:
+        from . import hostpools
+        left = self.provider.leftovers() + hostpools.leftovers(self)
+        if self.dir.exists():
+            left.append(f"dir {self.dir}")
+        return left
+
+    # -- evidence and faults -------------------------------------------------------------
+    def collect_evidence(self, reason: str) -> Path:
+        d = self.dir / "evidence" / time.strftime("%Y%m%d-%H%M%S")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "reason.txt").write_text(log.redact(reason) + "\n")
+        for node in self.nodes.values():
+            parts = [self.provider.console_log(node.name)]
+            if node.is_up():
+                for cmd in (["systemctl", "--failed", "--no-pager"], ["journalctl", "-b", "--no-pager", "-n", "300"],
+                            ["sh", "-c", "gluster peer status; gluster volume status 2>&1 | head -50"]):
+                    r = node.run(cmd, timeout=20)
+                    parts.append(f"$ {' '.join(cmd)} (rc={r.rc})\n{r.stdout}{r.stderr}")
+            (d / f"{node.name}.txt").write_text(log.redact("\n".join(parts)))
+        if self.logfile.exists():
+            shutil.copy(self.logfile, d / "storlab.log")
+        return d
+
+    def _save_evidence_outside(self, evidence: Path) -> Path:
+        dest = paths.home() / "evidence" / f"{self.name}-{evidence.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(evidence, dest, dirs_exist_ok=True)
+        return dest
+
+    def mark(self, event: str) -> None:
+        self.timeline.append((time.monotonic(), event))
+        log.info(f"fault: {event}")
+        with open(self.dir / "logs" / "faults.log", "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {event}\n")
+
+    @contextlib.contextmanager
+    def crashed(self, node: str, restart_timeout: float = 180) -> Iterator[Node]:
+        """Hard power-off ``node`` for the duration of the block; it is started again on exit."""
+        n = self.node(node)
+        self.mark(f"crash {node}")
+        n.crash()
+        try:
+            yield n
+        finally:
+            self.mark(f"restart {node}")
+            if not n.is_up():
+                n.start(restart_timeout)
+            n.wait_for_system(timeout=restart_timeout)
+
+    @contextlib.contextmanager
+    def link_down(self, node: str, network: str | None = None) -> Iterator[Node]:
+        n = self.node(node)
+        self.mark(f"link down {node} {network or '(all)'}")
+        n.set_link(False, network)
+        try:
+            yield n
+        finally:
+            self.mark(f"link up {node} {network or '(all)'}")
+            n.set_link(True, network)
+
+    @contextlib.contextmanager
+    def partition(self, *groups: list[str]) -> Iterator[None]:
+        """Cut traffic between groups of nodes (nftables-free: per-node ip route blackholes)."""
+        rules: list[tuple[Node, str]] = []
+        self.mark(f"partition {' | '.join(','.join(g) for g in groups)}")
+        try:
+            for gi, g in enumerate(groups):
+                others = [m for gj, h in enumerate(groups) if gj != gi for m in h]
+                for member in g:
+                    for other in others:
+                        for addr in self.plan["nodes"][self.nodes[other].spec["index"]]["addresses"].values():
+                            self.node(member).succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
+                            rules.append((self.node(member), addr))
+            yield
+        finally:
+            self.mark("heal partition")
+            for n, addr in rules:
+                n.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
+
+    @contextlib.contextmanager
+    def stopped_service(self, node: str, unit: str, kill: bool = False) -> Iterator[Node]:
+        n = self.node(node)
+        self.mark(f"{'kill' if kill else 'stop'} {unit} on {node}")
+        n.succeed(["systemctl", "kill", "-s", "KILL", unit] if kill else ["systemctl", "stop", unit])
+        try:
+            yield n
+        finally:
+            self.mark(f"start {unit} on {node}")
+            n.succeed(["systemctl", "start", unit])
+            n.wait_for_unit(unit)
+
+
+def list_labs() -> list[str]:
+    d = paths.home() / "labs"
+    return sorted(p.name for p in d.iterdir() if (p / "plan.json").exists()) if d.is_dir() else []
+
+
+def reap() -> CleanupReport:
+    """Remove labs whose `up`/test owner died mid-way, and lab-named objects with no lab at all."""
+    rep = CleanupReport()
+    for name in list_labs():
+        lab = Lab.load(name)
+        st = lab.state()
+        if st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and not _pid_alive(st.get("owner_pid")):
+            log.info(f"reap: lab {name} ({st.get('status')}, owner {st.get('owner_pid')} gone)")
+            sub = lab.down()
+            rep.removed += sub.removed
+            rep.failed += sub.failed
+    # orphans: containers and links carrying a storlab name whose lab directory is gone
+    from .providers.lxc import lxcpath
+    labs = set(list_labs())
+    if lxcpath().is_dir():
+        for c in lxcpath().iterdir():
+            if c.name.startswith("storlab-") and not any(c.name.startswith(f"storlab-{lab}-") for lab in labs):
+                run(["lxc-stop", "-k", "-P", str(lxcpath()), "-n", c.name], timeout=60)
+                shutil.rmtree(c, ignore_errors=True)
+                rep.removed.append(f"orphan container {c.name}")
+    for link in json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]"):
+        alias = str(link.get("ifalias", ""))
+        if alias.startswith("storlab:") and alias.split(":")[1] not in labs:
+            r = run(["ip", "link", "del", link["ifname"]], timeout=15)
+            (rep.removed.append(f"orphan link {link['ifname']}") if r.ok else rep.failed.append((link["ifname"], r.stderr)))
+    return rep

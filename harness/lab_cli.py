@@ -1,0 +1,145 @@
+"""Lifecycle commands: image build, up, status, ssh, ssh-config, down, list, reap, fault."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import image, log, paths
+from .errors import HarnessError
+from .lab import Lab, list_labs, reap
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    t = time.monotonic()
+    path = image.build(force=args.force)
+    print(f"golden image: {path} ({time.monotonic() - t:.1f}s)")
+    return 0
+
+
+def cmd_image_list(args: argparse.Namespace) -> int:
+    for img in image.list_images():
+        print(f"{img['key']}  {img['size']:>6}  {'current' if img['current'] == 'True' else 'old'}  {img['path']}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    lab = Lab.from_topology(args.topology, args.provider)
+    log.add_logfile(lab.logfile)
+    start = time.monotonic()
+    lab.up(keep_on_failure=args.keep_on_failure)
+    print(f"lab {lab.name} is up in {time.monotonic() - start:.0f}s ({len(lab.nodes)} nodes, {lab.plan['provider']})")
+    print(f"  ssh:       storlab ssh {lab.name} NODE   (or ssh -F {lab.ssh_config} NODE)")
+    print(f"  log:       {lab.logfile}")
+    print(f"  tear down: storlab down {lab.name}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(paths.home() / "logs" / f"down-{args.lab}.log")
+    rep = lab.down()
+    left = lab.leftovers()
+    if rep.failed or left:
+        raise HarnessError(f"lab {args.lab}: could not remove {len(rep.failed)} item(s); still present: {left}")
+    print(f"lab {args.lab} removed ({len(rep.removed)} items)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    names = [args.lab] if args.lab else list_labs()
+    for name in names:
+        lab = Lab.load(name)
+        st = lab.state()
+        print(f"{name}: {st.get('status', '?')} ({lab.plan['provider']}, steps done: {', '.join(st.get('steps_done', [])) or '-'})")
+        for node in lab.nodes.values():
+            print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in list_labs():
+        st = Lab.load(name).state()
+        print(f"{name}\t{st.get('status', '?')}\t{st.get('provider', '?')}\t{st.get('topology', '?')}")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    node = lab.node(args.node)
+    argv = ["ssh", "-F", str(lab.ssh_config), node.name, *args.command]
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+    return 0  # not reached
+
+
+def cmd_ssh_config(args: argparse.Namespace) -> int:
+    print(Lab.load(args.lab).ssh_config_text())
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    rep = reap()
+    for item in rep.removed:
+        print(f"removed {item}")
+    for item, why in rep.failed:
+        print(f"FAILED {item}: {why}", file=sys.stderr)
+    return 0 if rep.ok else 1
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    node = lab.node(args.node)
+    if args.action == "crash":
+        lab.mark(f"crash {node.name} (cli)")
+        node.crash()
+    elif args.action == "start":
+        lab.mark(f"start {node.name} (cli)")
+        node.start()
+    elif args.action in ("link-down", "link-up"):
+        lab.mark(f"{args.action} {node.name} (cli)")
+        node.set_link(args.action == "link-up", args.network)
+    elif args.action in ("freeze", "thaw"):
+        lab.mark(f"{args.action} {node.name} (cli)")
+        getattr(lab.provider, args.action)(node.name)
+    print(f"{args.action} {node.name}: done")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("image", help="golden image: build (cached by content) or list")
+    isub = p.add_subparsers(dest="image_cmd", required=True)
+    b = isub.add_parser("build")
+    b.add_argument("--force", action="store_true")
+    b.set_defaults(fn=cmd_image_build)
+    isub.add_parser("list").set_defaults(fn=cmd_image_list)
+
+    p = sub.add_parser("up", help="bring a lab up (resumes a half-built one)")
+    p.add_argument("topology")
+    p.add_argument("--provider", choices=["lxc", "vagrant"])
+    p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
+    p.set_defaults(fn=cmd_up)
+    p = sub.add_parser("down", help="remove everything a lab created")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_down)
+    p = sub.add_parser("status", help="labs and their nodes")
+    p.add_argument("lab", nargs="?")
+    p.set_defaults(fn=cmd_status)
+    sub.add_parser("list", help="labs on this host").set_defaults(fn=cmd_list)
+    p = sub.add_parser("ssh", help="ssh into a lab node")
+    p.add_argument("lab")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_ssh)
+    p = sub.add_parser("ssh-config", help="print an ssh config for the lab (plain ssh, fabric, testinfra)")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_ssh_config)
+    sub.add_parser("reap", help="remove labs whose owner died and orphaned lab objects").set_defaults(fn=cmd_reap)
+    p = sub.add_parser("fault", help="inject a fault: crash/start a node, link down/up, freeze/thaw")
+    p.add_argument("lab")
+    p.add_argument("node")
+    p.add_argument("action", choices=["crash", "start", "link-down", "link-up", "freeze", "thaw"])
+    p.add_argument("--network")
+    p.set_defaults(fn=cmd_fault)

@@ -1,0 +1,91 @@
+"""The node-provider interface: how nodes come to exist, stop, and have faults injected.
+
+Roles and tests never talk to a provider directly for commands: they use harness.node.Node,
+which reaches every node over ssh whatever made it.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+from ..errors import CleanupReport
+
+
+class Provider(abc.ABC):
+    name: str = ""
+    #: containers share the host kernel, so kernel features (nfsd, LIO, iscsi_tcp) are the host's
+    shares_host_kernel: bool = False
+
+    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+        self.plan = plan
+        self.labdir = labdir
+        self.lab = plan["lab"]
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, public_key: str) -> None:
+        """Create networks, disks and nodes and start them; idempotent (a re-run continues).
+
+        Nodes must accept ssh as root with ``public_key`` at their plan address when this returns
+        or shortly after (the caller waits for ssh and systemd)."""
+
+    @abc.abstractmethod
+    def destroy(self) -> CleanupReport:
+        """Remove everything this lab created; continue past failing items and report them."""
+
+    @abc.abstractmethod
+    def leftovers(self) -> list[str]:
+        """Everything carrying this lab's name that still exists on the host (empty after destroy)."""
+
+    # -- power and faults --------------------------------------------------------------
+    @abc.abstractmethod
+    def is_running(self, node: str) -> bool: ...
+
+    @abc.abstractmethod
+    def start(self, node: str) -> None:
+        """Power a stopped node on again (after crash())."""
+
+    @abc.abstractmethod
+    def crash(self, node: str) -> None:
+        """Hard power-off: no shutdown scripts, no flushing."""
+
+    @abc.abstractmethod
+    def set_link(self, node: str, network: str, up: bool) -> None:
+        """Take the node's interface on ``network`` down/up from the host side."""
+
+    def freeze(self, node: str) -> None:
+        """Hang the node (processes stop, sockets stay open)."""
+        raise NotImplementedError(f"{self.name} cannot freeze nodes")
+
+    def thaw(self, node: str) -> None:
+        raise NotImplementedError(f"{self.name} cannot freeze nodes")
+
+    def console_log(self, node: str) -> str:
+        """Boot/console output for failure evidence."""
+        return ""
+
+    # -- helpers -----------------------------------------------------------------------
+    def node(self, name: str) -> dict[str, Any]:
+        for n in self.plan["nodes"]:
+            if n["name"] == name:
+                return n
+        raise KeyError(name)
+
+
+_registry: dict[str, type[Provider]] = {}
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    _registry[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Provider]:
+    if name not in _registry:
+        if name == "lxc":
+            from . import lxc  # noqa: F401
+        elif name == "vagrant":
+            from . import vagrant  # noqa: F401
+    return _registry[name]

@@ -1,0 +1,258 @@
+"""LXC system containers running real systemd: the fast provider for hosts without usable KVM.
+
+Each lab gets one bridge per network (no forwarding, no NAT), each node an overlay clone
+of the golden rootfs, a fixed MAC and address, /dev/fuse, and its disks as file-backed
+filesystems mounted on the host and bound into the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .. import image, log, paths
+from ..errors import CleanupReport, HarnessError
+from ..run import run, succeed
+from .base import Provider, register
+
+# Units that cannot work in a container sharing this host's kernel.
+CONTAINER_MASKS = [
+    "nvmf-autoconnect.service", "multipathd.service", "multipathd.socket", "iscsid.service", "iscsid.socket",
+    "open-iscsi.service", "rtslib-fb-targetctl.service", "nfs-server.service", "nfs-kernel-server.service",
+    "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service", "systemd-udev-settle.service", "systemd-modules-load.service",
+    "sys-kernel-config.mount", "lvm2-monitor.service", "dm-event.socket", "dm-event.service",
+    "lvm2-lvmpolld.socket", "blk-availability.service", "e2scrub_reap.service", "systemd-journald-audit.socket",
+    "proc-fs-nfsd.mount", "nfs-blkmap.service", "nfs-idmapd.service", "nfs-mountd.service", "nfsdcld.service",
+    "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
+    "ceph-crash.service",
+]
+# Started by the roles that need them; idle otherwise (roles call `systemctl unmask`).
+ROLE_SERVICES = ["glusterd.service", "nfs-ganesha.service", "tgt.service", "rpcbind.service", "rpcbind.socket",
+                 "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
+                 "virtlogd.socket", "virtlockd.socket", "ceph.target", "ceph-mon.target", "ceph-osd.target",
+                 "ceph-mgr.target", "ceph-mds.target", "ceph-fuse.target", "rbdmap.service"]
+
+
+def lxcpath() -> Path:
+    return paths.home() / "lxc"
+
+
+@register
+class LxcProvider(Provider):
+    name = "lxc"
+    shares_host_kernel = True
+
+    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+        super().__init__(plan, labdir)
+        self.lxcpath = lxcpath()
+        self.nodesdir = labdir / "lxc"
+        self.diskdir = labdir / "disks"
+
+    def cname(self, node: str) -> str:
+        return paths.obj_name(self.lab, node)
+
+    def _lxc(self, tool: str, node: str, *args: str, timeout: float = 60, check: bool = False) -> Any:
+        return run([tool, "-P", str(self.lxcpath), "-n", self.cname(node), *args], timeout=timeout, check=check)
+
+    # -- networks --------------------------------------------------------------------
+    def _bridges(self) -> None:
+        for net in self.plan["networks"]:
+            br = net["bridge"]
+            if not Path(f"/sys/class/net/{br}").exists():
+                succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
+            run(["ip", "link", "set", br, "alias", f"storlab:{self.lab}:{net['name']}"], timeout=15)
+            have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
+            addrs = {a["local"] for i in have for a in i.get("addr_info", [])}
+            if net["host_address"] not in addrs:
+                succeed(["ip", "addr", "add", f"{net['host_address']}/{net['prefix']}", "dev", br], timeout=15)
+            succeed(["ip", "link", "set", br, "up"], timeout=15)
+
+    # -- disks ---------------------------------------------------------------------------
+    def _disks(self, node: dict[str, Any]) -> list[str]:
+        entries = []
+        self.diskdir.mkdir(parents=True, exist_ok=True)
+        for d in node["disks"]:
+            img = self.diskdir / f"{node['name']}-{d['name']}.img"
+            if not img.exists():
+                with open(img, "wb") as fh:
+                    fh.truncate(d["size"])
+                if d["filesystem"] != "none":
+                    mkfs = ["mkfs.xfs", "-q", "-f"] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F"]
+                    succeed([*mkfs, str(img)], timeout=120)
+            if d["filesystem"] != "none" and d["mount"]:
+                mnt = self.diskdir / f"{node['name']}-{d['name']}.mnt"
+                mnt.mkdir(exist_ok=True)
+                if not os.path.ismount(mnt):
+                    succeed(["mount", "-o", "loop", str(img), str(mnt)], timeout=60)
+                entries.append(f"lxc.mount.entry = {mnt} {d['mount'].lstrip('/')} none bind,create=dir 0 0")
+        return entries
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _write_node(self, node: dict[str, Any], public_key: str, lower: Path) -> None:
+        name = node["name"]
+        upper = self.nodesdir / name / "upper"
+        work = self.nodesdir / name / "work"
+        for d in (upper, work):
+            d.mkdir(parents=True, exist_ok=True)
+        ssh = upper / "root/.ssh"
+        ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (ssh / "authorized_keys").write_text(public_key)
+        os.chmod(ssh / "authorized_keys", 0o600)
+        (upper / "etc").mkdir(exist_ok=True)
+        (upper / "etc/hostname").write_text(name + "\n")
+        hosts = self.labdir / "files" / "nodes" / name / "etc/hosts"
+        if hosts.exists():
+            shutil.copy(hosts, upper / "etc/hosts")
+        units = upper / "etc/systemd/system"
+        units.mkdir(parents=True, exist_ok=True)
+        for unit in CONTAINER_MASKS + ROLE_SERVICES:
+            link = units / unit
+            if not link.is_symlink() and not link.exists():
+                link.symlink_to("/dev/null")
+        cdir = self.lxcpath / self.cname(name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        logs = self.labdir / "logs"
+        logs.mkdir(exist_ok=True)
+        lines = [
+            f"# storlab lab {self.lab}, node {name}",
+            "lxc.include = /usr/share/lxc/config/common.conf",
+            "lxc.arch = linux64",
+            f"lxc.uts.name = {name}",
+            f"lxc.rootfs.path = overlay:{lower}:{upper}",
+            "lxc.apparmor.profile = unconfined",
+            "lxc.autodev = 1",
+            f"lxc.log.file = {logs / (name + '.lxc.log')}",
+            "lxc.log.level = WARN",
+            f"lxc.console.logfile = {logs / (name + '.console.log')}",
+            "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
+        ]
+        for ni, net in enumerate(self.plan["networks"]):
+            k = f"lxc.net.{ni}"
+            lines += [f"{k}.type = veth", f"{k}.link = {net['bridge']}", f"{k}.flags = up", f"{k}.name = eth{ni}",
+                      f"{k}.hwaddr = {node['macs'][net['name']]}",
+                      f"{k}.veth.pair = {paths.veth_name(self.lab, node['index'], ni)}",
+                      f"{k}.ipv4.address = {node['addresses'][net['name']]}/{net['prefix']}"]
+        lines += self._disks(node)
+        (cdir / "config").write_text("\n".join(lines) + "\n")
+
+    def create(self, public_key: str) -> None:
+        lower = image.rootfs()
+        if not (lower.parent / "complete").exists():
+            raise HarnessError(f"golden image missing at {lower.parent}; run `storlab image build`")
+        if shutil.which("lxc-start") is None:
+            raise HarnessError("lxc is not installed; run ci/setup-host.sh")
+        self._bridges()
+        for node in self.plan["nodes"]:
+            if not self.is_running(node["name"]):
+                self._write_node(node, public_key, lower)
+        for node in self.plan["nodes"]:
+            if not self.is_running(node["name"]):
+                self.start(node["name"])
+
+    def is_running(self, node: str) -> bool:
+        if not (self.lxcpath / self.cname(node) / "config").exists():
+            return False
+        r = self._lxc("lxc-info", node, "-s", "-H", timeout=15)
+        return r.ok and r.stdout.strip() in ("RUNNING", "FROZEN")
+
+    def start(self, node: str) -> None:
+        r = self._lxc("lxc-start", node, "-d", timeout=60)
+        if not r.ok:
+            logf = self.labdir / "logs" / f"{node}.lxc.log"
+            tail = logf.read_text()[-1500:] if logf.exists() else ""
+            raise HarnessError(f"lxc-start {self.cname(node)} failed: {r.stderr.strip()}\n{tail}")
+
+    def crash(self, node: str) -> None:
+        self._lxc("lxc-stop", node, "-k", timeout=30, check=True)
+
+    def freeze(self, node: str) -> None:
+        self._lxc("lxc-freeze", node, timeout=30, check=True)
+
+    def thaw(self, node: str) -> None:
+        self._lxc("lxc-unfreeze", node, timeout=30, check=True)
+
+    def set_link(self, node: str, network: str, up: bool) -> None:
+        ni = [n["name"] for n in self.plan["networks"]].index(network)
+        veth = paths.veth_name(self.lab, self.node(node)["index"], ni)
+        succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
+
+    def console_log(self, node: str) -> str:
+        out = ""
+        for suffix in (".console.log", ".lxc.log"):
+            f = self.labdir / "logs" / f"{node}{suffix}"
+            if f.exists():
+                out += f"--- {f.name}\n{f.read_text(errors='replace')[-4000:]}\n"
+        return out
+
+    # -- teardown --------------------------------------------------------------------------
+    def destroy(self) -> CleanupReport:
+        rep = CleanupReport()
+
+        def attempt(what: str, fn: Any) -> None:
+            try:
+                fn()
+                rep.removed.append(what)
+            except Exception as exc:  # keep going: report every item that could not be removed
+                rep.failed.append((what, str(exc)))
+
+        names = {n["name"] for n in self.plan["nodes"]} | self._containers_on_disk()
+        for node in sorted(names):
+            cdir = self.lxcpath / self.cname(node)
+            if cdir.exists():
+                def stop(node: str = node, cdir: Path = cdir) -> None:
+                    if self.is_running(node):
+                        self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
+                    shutil.rmtree(cdir)
+                attempt(f"container {self.cname(node)}", stop)
+        for mnt in self._mounts():
+            attempt(f"mount {mnt}", lambda mnt=mnt: succeed(["umount", mnt], timeout=60))
+        for loop in self._loops():
+            attempt(f"loop {loop}", lambda loop=loop: succeed(["losetup", "-d", loop], timeout=30))
+        for br in self._lab_links():
+            attempt(f"link {br}", lambda br=br: succeed(["ip", "link", "del", br], timeout=15))
+        for d in (self.nodesdir, self.diskdir):
+            if d.exists():
+                attempt(f"dir {d}", lambda d=d: shutil.rmtree(d))
+        return rep
+
+    def _containers_on_disk(self) -> set[str]:
+        prefix = paths.obj_name(self.lab, "")
+        if not self.lxcpath.is_dir():
+            return set()
+        return {p.name[len(prefix):] for p in self.lxcpath.iterdir() if p.name.startswith(prefix)}
+
+    def _mounts(self) -> list[str]:
+        out = []
+        base = str(self.labdir) + "/"
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            mnt = line.split()[1].replace("\\040", " ")
+            if mnt.startswith(base):
+                out.append(mnt)
+        return sorted(out, key=len, reverse=True)
+
+    def _loops(self) -> list[str]:
+        r = run(["losetup", "-J", "-l"], timeout=15)
+        if not r.ok or not r.stdout.strip():
+            return []
+        return [d["name"] for d in json.loads(r.stdout).get("loopdevices", [])
+                if str(d.get("back-file") or "").startswith(str(self.diskdir))]
+
+    def _lab_links(self) -> list[str]:
+        links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
+        want = {n["bridge"] for n in self.plan["networks"]}
+        prefix_v, prefix_b = f"slv{paths.tag(self.lab)}", f"slb{paths.tag(self.lab)}"
+        return [link["ifname"] for link in links
+                if link["ifname"] in want or link["ifname"].startswith((prefix_v, prefix_b))
+                or str(link.get("ifalias", "")).startswith(f"storlab:{self.lab}:")]
+
+    def leftovers(self) -> list[str]:
+        left = [f"container {self.cname(n)}" for n in self._containers_on_disk()]
+        left += [f"mount {m}" for m in self._mounts()]
+        left += [f"loop {x}" for x in self._loops()]
+        left += [f"link {x}" for x in self._lab_links()]
+        left += [f"dir {d}" for d in (self.nodesdir, self.diskdir) if d.exists()]
+        return left

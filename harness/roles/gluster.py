@@ -1,0 +1,150 @@
+"""Gluster role: brick filesystems, glusterd, trusted pool, volumes with their options,
+started and verified brick by brick. Facts are pure parsers of the gluster CLI's --xml."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
+
+from .. import log
+from ..errors import HarnessError
+from ..run import wait_until
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
+
+NAME = "gluster"
+
+
+def applies(plan: dict[str, Any]) -> bool:
+    return "gluster" in plan
+
+
+# -- facts: pure parsers ------------------------------------------------------------------
+def _root(xml: str) -> ET.Element:
+    root = ET.fromstring(xml)
+    ret = root.findtext("opRet")
+    if ret is not None and ret != "0":
+        raise HarnessError(f"gluster error: {root.findtext('opErrstr') or root.findtext('opErrno')}")
+    return root
+
+
+def parse_peer_status(xml: str) -> list[dict[str, Any]]:
+    return [{"hostname": p.findtext("hostname"), "connected": p.findtext("connected") == "1",
+             "state": p.findtext("stateStr")} for p in _root(xml).iter("peer")]
+
+
+def parse_volume_info(xml: str) -> dict[str, dict[str, Any]]:
+    vols = {}
+    for v in _root(xml).iter("volume"):
+        name = v.findtext("name")
+        if not name:
+            continue
+        vols[name] = {
+            "status": v.findtext("statusStr"), "replica": int(v.findtext("replicaCount") or 1),
+            "bricks": [b.findtext("name") or (b.text or "").strip() for b in v.iter("brick")],
+            "options": {o.findtext("name"): o.findtext("value") for o in v.iter("option")},
+        }
+    return vols
+
+
+def parse_volume_status(xml: str) -> list[dict[str, Any]]:
+    out = []
+    for n in _root(xml).iter("node"):
+        path = n.findtext("path") or ""
+        if not path.startswith("/"):
+            continue  # self-heal daemon and other non-brick entries
+        out.append({"host": n.findtext("hostname"), "path": path, "online": n.findtext("status") == "1",
+                    "pid": n.findtext("pid"), "port": n.findtext("port")})
+    return out
+
+
+def parse_heal_info(xml: str) -> dict[str, int | None]:
+    """Brick -> pending entry count (None when the brick is not connected)."""
+    out: dict[str, int | None] = {}
+    for b in _root(xml).iter("brick"):
+        status = b.findtext("status") or ""
+        n = b.findtext("numberOfEntries")
+        out[b.findtext("name") or "?"] = int(n) if (n is not None and n.isdigit() and status == "Connected") else None
+    return out
+
+
+# -- operations ---------------------------------------------------------------------------
+def brick_spec(lab: "Lab", brick: str) -> str:
+    """node:/path -> address:/path, so the KVM host can mount without resolving lab names."""
+    node, path = brick.split(":", 1)
+    return f"{lab.node(node).address}:{path}"
+
+
+def prepare_disks(node: "Node") -> None:
+    for d in node.spec["disks"]:
+        if not d["mount"] or d["filesystem"] == "none":
+            continue
+        if node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
+            continue  # the provider mounted it already (lxc), or an earlier run did
+        dev = d["device"]
+        if not dev:
+            raise HarnessError(f"{node.name}: disk {d['name']} has no device and is not mounted at {d['mount']}")
+        if not node.run(["blkid", dev], timeout=15).ok:
+            node.succeed(["mkfs.xfs", "-q", "-f", dev] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F", dev])
+        node.succeed(["mkdir", "-p", d["mount"]])
+        line = f"{dev} {d['mount']} {d['filesystem']} defaults,nofail 0 2"
+        node.succeed(["sh", "-c", 'grep -qsF "$1" /etc/fstab || echo "$1" >> /etc/fstab', "sh", line])
+        node.succeed(["mount", d["mount"]])
+
+
+def start_glusterd(node: "Node") -> None:
+    node.succeed(["systemctl", "unmask", "glusterd.service"])
+    node.succeed(["systemctl", "enable", "--now", "glusterd.service"])
+    node.wait_for_unit("glusterd.service", timeout=60)
+
+
+def apply(lab: "Lab") -> None:
+    for vol in lab.plan["gluster"]["volumes"]:
+        members = [lab.node(n) for n in vol["nodes"]]
+        for node in members:
+            with log.step(f"{node.name}: bricks and glusterd"):
+                prepare_disks(node)
+                start_glusterd(node)
+                for b in vol["bricks"]:
+                    host, path = b.split(":", 1)
+                    if host == node.name:
+                        node.succeed(["mkdir", "-p", path])
+        first = members[0]
+        with log.step(f"{first.name}: trusted pool of {len(members)}"):
+            for other in members[1:]:
+                first.succeed(["gluster", "peer", "probe", other.address], timeout=60)
+            want = len(members) - 1
+
+            def pool_ready() -> bool:
+                peers = parse_peer_status(first.succeed(["gluster", "peer", "status", "--xml"], timeout=30))
+                return len(peers) >= want and all(p["connected"] for p in peers)
+            wait_until(pool_ready, timeout=60, what=f"{want} connected gluster peers on {first.name}")
+        with log.step(f"volume {vol['name']}"):
+            ensure_volume(lab, first, vol)
+
+
+def ensure_volume(lab: "Lab", first: "Node", vol: dict[str, Any]) -> None:
+    name = vol["name"]
+    info = parse_volume_info(first.succeed(["gluster", "volume", "info", "all", "--xml"], timeout=30)).get(name)
+    bricks = [brick_spec(lab, b) for b in vol["bricks"]]
+    if info is None:
+        rep = ["replica", str(vol["replica"])] if vol["replica"] > 1 else []
+        first.succeed(["gluster", "--mode=script", "volume", "create", name, *rep, "transport", "tcp", *bricks], timeout=120)
+        info = parse_volume_info(first.succeed(["gluster", "volume", "info", name, "--xml"], timeout=30))[name]
+    elif info["bricks"] != bricks:
+        raise HarnessError(f"volume {name} exists with bricks {info['bricks']}, the topology wants {bricks}; "
+                           f"`storlab down {lab.name}` and up again")
+    for key, value in vol["options"].items():
+        if info["options"].get(key) != value:
+            first.succeed(["gluster", "--mode=script", "volume", "set", name, key, value], timeout=60)
+        else:
+            log.debug(f"volume {name}: {key} already {value}")
+    if info["status"] != "Started":
+        first.succeed(["gluster", "--mode=script", "volume", "start", name], timeout=120)
+
+    def online() -> bool:
+        st = parse_volume_status(first.succeed(["gluster", "volume", "status", name, "--xml"], timeout=30))
+        return len(st) == len(bricks) and all(b["online"] for b in st)
+    wait_until(online, timeout=90, what=f"all {len(bricks)} bricks of {name} online")
