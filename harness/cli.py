@@ -45,12 +45,17 @@ def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[
         from .yamlload import load_file
         topo, res = validate_located(_with_provider(load_file(file), provider), facts)
     existing = paths.lab_dir(topo.lab) / "plan.json"
+    preset: dict[str, str] = {}
     if existing.exists():
         old = json.loads(existing.read_text())
         if old.get("topology") != str(Path(file).resolve()):
             raise HarnessError(f"lab '{topo.lab}' already exists from {old.get('topology')}; "
                                f"run `storlab down {topo.lab}` first or rename the lab")
-    return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts)
+        if old.get("provider") != res.provider:
+            raise HarnessError(f"lab '{topo.lab}' exists with provider {old.get('provider')}; "
+                               f"run `storlab down {topo.lab}` first")
+        preset = {n["name"]: n["cidr"] for n in old["networks"]}  # a resumed lab keeps its subnets
+    return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts, preset=preset)
 
 
 def _with_provider(loc: Any, provider: str) -> Any:

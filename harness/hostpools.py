@@ -51,6 +51,14 @@ def fuse_mount(pool: dict[str, Any]) -> None:
 
 def wire(lab: "Lab") -> None:
     import libvirt
+    try:
+        _wire(lab)
+    except libvirt.libvirtError as exc:
+        raise HarnessError(f"libvirt: {exc}") from None
+
+
+def _wire(lab: "Lab") -> None:
+    import libvirt
     pools = lab.plan["host"]["pools"]
     remote = [p["name"] for p in pools if p["host"] != "kvm"]
     if remote:

@@ -88,12 +88,6 @@ class Lab:
         from .cli import load_plan
         plan = load_plan(file, facts or HostFacts.detect(), provider)
         d = paths.lab_dir(plan["lab"])
-        old = d / "plan.json"
-        if old.exists():  # resume: keep the addresses and names already handed out
-            prev = json.loads(old.read_text())
-            if prev["provider"] != plan["provider"]:
-                raise LabStateError(f"lab {plan['lab']} exists with provider {prev['provider']}; `storlab down {plan['lab']}` first")
-            plan = prev
         planmod.write(plan, d)
         return cls(plan)
 

@@ -65,15 +65,21 @@ def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ip
 
 
 def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipaddress.IPv4Network],
-              facts: HostFacts | None = None, accel: str | None = None) -> dict[str, Any]:
+              facts: HostFacts | None = None, accel: str | None = None,
+              preset: dict[str, str] | None = None) -> dict[str, Any]:
+    """``preset`` maps network name -> cidr already handed to this lab (a resumed `up`)."""
     lab = topo.lab
+    preset = preset or {}
     taken = set(taken)
     for n in topo.networks:
         if n.cidr:
             taken.add(ipaddress.IPv4Network(n.cidr))
     networks = []
     for i, n in enumerate(topo.networks):
-        cidr = ipaddress.IPv4Network(n.cidr) if n.cidr else allocate_subnet(lab, n.name, taken)
+        if n.cidr or n.name in preset:
+            cidr = ipaddress.IPv4Network(n.cidr or preset[n.name])
+        else:
+            cidr = allocate_subnet(lab, n.name, taken)
         taken.add(cidr)
         networks.append({
             "name": n.name, "cidr": str(cidr), "prefix": cidr.prefixlen,

@@ -35,6 +35,8 @@ def parse_mib(value: Any) -> int:
     """Memory: a bare number is MiB (as in Vagrant), '2G' is converted."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.strip().isdigit():  # a quoted bare number is MiB too
+        return int(value)
     return parse_size(value) // 1024**2
 
 
@@ -99,7 +101,7 @@ class Node(Strict):
     name: Name
     roles: list[Role] = []
     cpus: int = Field(1, ge=1, le=64)
-    memory: MiB = Field(1024, description="MiB, or a size like 2G")
+    memory: MiB = Field(1024, ge=1, description="MiB, or a size like 2G")
     disks: list[Disk] = []
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")

@@ -72,7 +72,7 @@ def _schema_problems(loc: Located, err: ValidationError) -> list[Problem]:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             fix = ""
-            if e["type"] == "literal_error":
+            if e["type"] in ("literal_error", "enum"):
                 expected = [x.strip(" '") for x in str(e.get("ctx", {}).get("expected", "")).replace(" or ", ",").split(",")]
                 near = difflib.get_close_matches(str(e.get("input")), expected, n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "use one of the listed values"
@@ -120,6 +120,11 @@ class _Rules:
                         self.add(("networks", i, "cidr"),
                                  f"{cidr} overlaps networks[{j}] ({other})", "give each network its own subnet")
                 nets.append((i, cidr))
+                room = cidr.num_addresses - 3  # network, broadcast and the host's .1
+                if room < len(self.t.nodes):
+                    self.add(("networks", i, "cidr"),
+                             f"{cidr} has room for {room} node addresses; the lab has {len(self.t.nodes)} nodes",
+                             "use a larger network, e.g. a /24")
 
     def node_basics(self) -> None:
         names: dict[str, int] = {}
@@ -141,6 +146,10 @@ class _Rules:
                 if d.mount and d.filesystem == "none":
                     self.add(("nodes", i, "disks", j, "filesystem"), "a disk with a mount point needs a filesystem",
                              "set filesystem: xfs (or ext4)")
+            if node.address and first in node.addresses:
+                self.add(("nodes", i, "addresses", first),
+                         f"the address on '{first}' is given twice (address: and addresses.{first})",
+                         "keep only address:")
             wanted: list[tuple[Path, str, str]] = []
             if node.address:
                 wanted.append((("nodes", i, "address"), first, node.address))
@@ -396,6 +405,13 @@ class _Rules:
                     self.add(base + ("rbd_pool",), f"ceph pool '{p.rbd_pool}' is not defined", "use a pool from ceph.pools")
                 if p.client and p.client not in {c.name for c in self.t.ceph.clients}:
                     self.add(base + ("client",), f"ceph client '{p.client}' is not defined", "use a client from ceph.clients")
+            if p.type in ("fs", "logical"):  # the plan gives these the first disk of their host node
+                if not p.host or p.host == "kvm":
+                    self.add(base + ("host",), f"a {p.type} pool needs a block device, which the KVM host cannot give it",
+                             "set host: to a hypervisor node with a disk (the pool uses its first disk)")
+                elif p.host in self.nodes and not self.nodes[p.host][1].disks:
+                    self.add(base + ("host",), f"node {p.host} has no disk for this {p.type} pool",
+                             f"add a disk to nodes[{self.nodes[p.host][0]}] (the pool uses its first disk)")
             if p.host and p.host != "kvm":
                 self.node_ref(base + ("host",), p.host, "hypervisor")
             elif p.type == "netfs" and not self.facts.kernel_nfs_client:
@@ -404,9 +420,18 @@ class _Rules:
             elif p.type == "iscsi" and not self.facts.kernel_iscsi_tcp:
                 self.add(base + ("type",), "an iscsi pool needs iscsi_tcp in the KVM host's kernel, which this host lacks",
                          "use type iscsi-direct, or set host: to a node with role hypervisor")
+        types = {p.name: p.type for p in h.pools}
         for vi, v in enumerate(h.volumes):
+            if types.get(v.pool) in ("gluster", "iscsi", "iscsi-direct"):
+                self.add(("host", "volumes", vi, "pool"), f"libvirt cannot create volumes in a {types[v.pool]} pool",
+                         "create it in a dir pool on the same backend (e.g. the gluster FUSE mount); this pool lists it"
+                         if types[v.pool] == "gluster" else "its volumes are the target's LUNs; drop this entry")
             if v.pool not in names:
                 self.add(("host", "volumes", vi, "pool"), f"pool '{v.pool}' does not exist", f"use one of: {', '.join(names) or '(none)'}")
+            elif h.pools[names[v.pool]].type in ("iscsi", "iscsi-direct"):
+                self.add(("host", "volumes", vi, "pool"),
+                         f"libvirt cannot create volumes in {h.pools[names[v.pool]].type} pool '{v.pool}' (its volumes are the LUNs)",
+                         "add a LUN to iscsi.luns instead, or put the volume in another pool")
 
     # -- provider ------------------------------------------------------------------------
     def provider(self) -> str:
