@@ -186,6 +186,12 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
         elif p.backend == "iscsi" and topo.iscsi:
             entry["server"] = plan["iscsi"]["portal_addresses"][0]
             entry["target_iqn"] = topo.iscsi.iqn
+            # when the target demands CHAP from this initiator, libvirt must log in with a secret
+            acl = next((a for a in plan["iscsi"]["acls"] if a["initiator"] == p.initiator), None)
+            entry["chap"] = acl["chap"] if acl else None
+            if entry["chap"]:
+                entry["secret_uuid"] = (p.secret.uuid if p.secret and p.secret.uuid
+                                        else str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}")))
         elif p.backend == "ceph" and topo.ceph:
             entry["monitors"] = [m["address"] for m in plan["ceph"]["mons"]]
             entry["secret_uuid"] = (p.secret.uuid if p.secret and p.secret.uuid
@@ -243,10 +249,11 @@ def render(plan: dict[str, Any]) -> dict[str, str]:
     for p in plan["host"]["pools"]:
         where = "host" if p["host"] == "kvm" else f"nodes/{p['host']}"
         files[f"{where}/pools/{p['name']}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
-        if p["type"] == "rbd":
+        if p["type"] == "rbd" or p.get("chap"):
             files[f"{where}/secrets/{p['name']}.xml"] = _env.get_template("secret.xml.j2").render(plan=plan, pool=p)
-    for v in plan["host"]["volumes"]:
-        files[f"host/volumes/{v['pool']}/{v['name']}.xml"] = _env.get_template("volume.xml.j2").render(vol=v)
+    where_of = {p["name"]: "host" if p["host"] == "kvm" else f"nodes/{p['host']}" for p in plan["host"]["pools"]}
+    for v in plan["host"]["volumes"]:  # next to the pool: on the KVM host or on the pool's hypervisor node
+        files[f"{where_of[v['pool']]}/volumes/{v['pool']}/{v['name']}.xml"] = _env.get_template("volume.xml.j2").render(vol=v)
     return files
 
 

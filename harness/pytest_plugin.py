@@ -1,12 +1,116 @@
-"""pytest plugin: --topology / --keep-lab options and lab fixtures (see tests/lab/)."""
+"""pytest plugin: lab fixtures for storlab topologies.
+
+Options: --topology FILE (overrides a module's `pytestmark = pytest.mark.topology(...)`),
+--keep-lab (leave labs up at the end), --lab-provider lxc|vagrant.
+Fixtures: `lab` (one per topology per session, brought up once, torn down at the end;
+a lab that is already up, e.g. from `storlab up`, is reused and left alone),
+`nodes` (name -> harness.node.Node), `hosts` (name -> testinfra host), `libvirt_conn`.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from .errors import HarnessError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("storlab")
-    g.addoption("--topology", action="append", default=[], help="topology file(s) for lab tests")
+    g.addoption("--topology", default=None, help="topology file for lab tests (overrides the module's marker)")
     g.addoption("--keep-lab", action="store_true", help="leave labs up after the session")
-    g.addoption("--provider", choices=["lxc", "vagrant"], default=None, help="force a node provider")
+    g.addoption("--lab-provider", choices=["lxc", "vagrant"], default=None, help="force a node provider")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "topology(file): the topology a lab test module runs against")
+    config.addinivalue_line("markers", "lab: brings up a real lab (root, lxc or vagrant, libvirtd)")
+    config.addinivalue_line("markers", "vm: needs the vagrant-libvirt provider (slow under TCG)")
+
+
+class LabManager:
+    """Session-wide cache of labs, keyed by topology file."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.labs: dict[str, Any] = {}
+        self.owned: list[Any] = []
+
+    def get(self, topology: str) -> Any:
+        from .lab import Lab
+        key = str(Path(topology).resolve())
+        if key in self.labs:
+            return self.labs[key]
+        if os.geteuid() != 0:
+            raise HarnessError("lab tests need root (they create bridges, containers and mounts)")
+        provider = self.config.getoption("--lab-provider")
+        lab = Lab.from_topology(topology, provider)
+        if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
+            lab.write_ssh_config()
+        else:
+            self.owned.append(lab)
+            lab.up(owner_pid=os.getpid())
+        self.labs[key] = lab
+        return lab
+
+    def teardown(self) -> None:
+        if self.config.getoption("--keep-lab"):
+            for lab in self.owned:
+                lab.save_state(status="up", owner_pid=None)
+            return
+        errors = []
+        for lab in self.owned:
+            rep = lab.down()
+            left = lab.leftovers()
+            if rep.failed or left:
+                errors.append(f"{lab.name}: failed {rep.failed}, left {left}")
+        if errors:
+            raise HarnessError("lab teardown incomplete: " + "; ".join(errors))
+
+
+@pytest.fixture(scope="session")
+def lab_manager(request: pytest.FixtureRequest) -> Iterator[LabManager]:
+    mgr = LabManager(request.config)
+    yield mgr
+    mgr.teardown()
+
+
+def _topology_for(request: pytest.FixtureRequest) -> str:
+    opt = request.config.getoption("--topology")
+    if opt:
+        return str(opt)
+    marker = request.node.get_closest_marker("topology")
+    if marker is None:
+        raise HarnessError(f"{request.node.nodeid}: no topology (use --topology or pytest.mark.topology)")
+    name = marker.args[0]
+    p = Path(name)
+    if not p.exists():
+        p = Path(request.config.rootpath) / "topologies" / name
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Any:
+    return lab_manager.get(_topology_for(request))
+
+
+@pytest.fixture(scope="module")
+def nodes(lab: Any) -> dict[str, Any]:
+    return dict(lab.nodes)
+
+
+@pytest.fixture(scope="module")
+def hosts(lab: Any) -> dict[str, Any]:
+    return {name: node.testinfra() for name, node in lab.nodes.items()}
+
+
+@pytest.fixture(scope="module")
+def libvirt_conn(lab: Any) -> Iterator[Any]:
+    from .hostpools import connect
+    conn = connect(lab.plan["host"]["uri"])
+    yield conn
+    conn.close()

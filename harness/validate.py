@@ -428,10 +428,6 @@ class _Rules:
                          if types[v.pool] == "gluster" else "its volumes are the target's LUNs; drop this entry")
             if v.pool not in names:
                 self.add(("host", "volumes", vi, "pool"), f"pool '{v.pool}' does not exist", f"use one of: {', '.join(names) or '(none)'}")
-            elif h.pools[names[v.pool]].type in ("iscsi", "iscsi-direct"):
-                self.add(("host", "volumes", vi, "pool"),
-                         f"libvirt cannot create volumes in {h.pools[names[v.pool]].type} pool '{v.pool}' (its volumes are the LUNs)",
-                         "add a LUN to iscsi.luns instead, or put the volume in another pool")
 
     # -- provider ------------------------------------------------------------------------
     def provider(self) -> str:

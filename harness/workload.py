@@ -1,0 +1,95 @@
+"""Background I/O workloads for fault tests: a writer that records when each write was
+acknowledged, so tests can measure stalls and prove no acknowledged write was lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WriteLog:
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, sequence number)
+    errors: list[tuple[float, str]] = field(default_factory=list)
+
+    def max_gap(self, start: float, end: float) -> float:
+        """Longest time without an acknowledged write inside [start, end]."""
+        times = [start] + [t for t, _ in self.acked if start <= t <= end] + [end]
+        return max(b - a for a, b in zip(times, times[1:]))
+
+    def first_ack_after(self, t0: float) -> float | None:
+        return next((t for t, _ in self.acked if t > t0), None)
+
+
+class Writer:
+    """Calls ``op(seq)`` in a loop on a thread; each return is one acknowledged write."""
+
+    def __init__(self, name: str, op: Callable[[int], None], interval: float = 0.05) -> None:
+        self.name = name
+        self.op = op
+        self.interval = interval
+        self.log = WriteLog()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"writer-{name}", daemon=True)
+        self.seq = 0
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.op(self.seq)
+                self.log.acked.append((time.monotonic(), self.seq))
+                self.seq += 1
+            except Exception as exc:  # recorded: the test decides whether an error is acceptable
+                self.log.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "Writer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 60) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"writer {self.name} is hung: its last write has not returned after {timeout}s")
+
+
+def block(seq: int, size: int = 4096) -> bytes:
+    """Deterministic content for write ``seq``, so what was acknowledged can be re-derived."""
+    return hashlib.sha256(f"storlab-{seq}".encode()).digest() * (size // 32)
+
+
+def file_appender(path: str, size: int = 4096) -> Callable[[int], None]:
+    """Append block(seq) and fsync: acknowledged means durable on the volume."""
+    def op(seq: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, block(seq, size))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return op
+
+
+def expected_prefix_digest(count: int, size: int = 4096) -> str:
+    h = hashlib.md5()
+    for s in range(count):
+        h.update(block(s, size))
+    return h.hexdigest()
+
+
+def qcow2_writer(path: str, span: int = 64 * 1024 * 1024, timeout: float = 60) -> Callable[[int], None]:
+    """Write 64 KiB at a moving offset of a qcow2 image through qemu-io, the way a guest would."""
+    def op(seq: int) -> None:
+        off = (seq * 65536) % span
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {seq % 251} {off} 64k", "-c", "flush", path],
+                       check=True, capture_output=True, timeout=timeout)
+    return op

@@ -1,0 +1,195 @@
+"""The flagship: a real 3-node replica-3 Gluster volume, the KVM host's FUSE mount and
+libvirt pools on it, and what happens to writers when nodes crash, hang or go missing.
+
+Select with `pytest -k gluster_failover`. Every wait is bounded and says what it waits for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+import pytest
+
+from harness.roles.gluster import parse_heal_info, parse_volume_info, parse_volume_status
+from harness.run import wait_until
+from harness.workload import Writer, block, file_appender, qcow2_writer
+
+pytestmark = pytest.mark.topology("gluster-3.yaml")
+
+VOL = "kvmgluster"
+MARGIN = 10.0  # seconds allowed beyond network.ping-timeout for writes to resume
+BRICK = "/gluster/bricks/1/brick"
+
+
+def volume(lab: Any) -> dict[str, Any]:
+    return next(v for v in lab.plan["gluster"]["volumes"] if v["name"] == VOL)
+
+
+def ping_timeout(lab: Any) -> float:
+    return float(volume(lab)["options"].get("network.ping-timeout", 42))
+
+
+def mountpoint(lab: Any) -> str:
+    return next(p["path"] for p in lab.plan["host"]["pools"] if p.get("fuse_mount"))
+
+
+def any_up(lab: Any, exclude: tuple[str, ...] = ()) -> Any:
+    return next(n for n in lab.nodes.values() if n.name not in exclude and n.is_up())
+
+
+def heal_counts(node: Any) -> dict[str, int | None]:
+    return parse_heal_info(node.succeed(["gluster", "volume", "heal", VOL, "info", "--xml"], timeout=60))
+
+
+def wait_healthy(lab: Any, timeout: float = 240) -> None:
+    node = any_up(lab)
+
+    def whole() -> bool:
+        st = parse_volume_status(node.succeed(["gluster", "volume", "status", VOL, "--xml"], timeout=30))
+        if len(st) != 3 or not all(b["online"] for b in st):
+            return False
+        node.run(["gluster", "volume", "heal", VOL], timeout=30)  # do not wait for the 600 s crawl
+        counts = heal_counts(node)
+        return len(counts) == 3 and all(c == 0 for c in counts.values())
+    wait_until(whole, timeout=timeout, interval=2, what=f"{VOL}: 3 bricks online and 0 entries to heal")
+
+
+def brick_md5(lab: Any, name: str) -> dict[str, str]:
+    return {n.name: n.succeed(["md5sum", f"{BRICK}/{name}"]).split()[0] for n in lab.nodes.values()}
+
+
+def cmdlines() -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    out.append(fh.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return out
+
+
+def host_md5(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.md5(fh.read()).hexdigest()
+
+
+def acked_content_md5(writer: Writer) -> str:
+    h = hashlib.md5()
+    for _, seq in writer.log.acked:
+        h.update(block(seq))
+    return h.hexdigest()
+
+
+@pytest.fixture
+def healthy(lab: Any) -> Any:
+    wait_healthy(lab)
+    return lab
+
+
+def test_gluster_failover_lab_is_built_as_specified(lab: Any, hosts: dict[str, Any], libvirt_conn: Any) -> None:
+    vol = volume(lab)
+    for name, host in hosts.items():
+        assert host.service("glusterd").is_running, f"glusterd not running on {name}"
+        assert host.mount_point("/gluster/bricks/1").filesystem == "xfs", f"brick of {name} is not on XFS"
+        assert host.file(BRICK).is_directory
+        assert host.file(BRICK).uid == 107 and host.file(BRICK).gid == 107, "storage.owner-uid/gid 107 not applied"
+    info = parse_volume_info(lab.node("gluster1").succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]
+    assert info["status"] == "Started"
+    assert info["replica"] == 3
+    assert len({b.split(":")[0] for b in info["bricks"]}) == 3, "replica set spread over fewer than 3 nodes"
+    for key, want in vol["options"].items():
+        assert info["options"].get(key) == want, f"option {key}: {info['options'].get(key)!r} != {want!r}"
+    assert info["options"]["auth.allow"].startswith(lab.plan["networks"][0]["cidr"].rsplit(".", 1)[0])
+    # host side: FUSE mount with backup volfile servers, pools active and listing volumes
+    mnt = mountpoint(lab)
+    with open("/proc/self/mounts") as fh:
+        assert any(f" {mnt} fuse.glusterfs " in line for line in fh), f"{mnt} is not a glusterfs FUSE mount"
+    client = [c for c in cmdlines() if "glusterfs" in c.split(" ")[0] and mnt in c]
+    assert client and all(lab.node(n).address in client[0] for n in vol["nodes"]), f"backup volfile servers missing: {client}"
+    for pool_name in ("glusterfs-pool", "gluster-native"):
+        pool = libvirt_conn.storagePoolLookupByName(pool_name)
+        pool.refresh(0)
+        assert pool.isActive() and pool.autostart(), f"pool {pool_name} not active+autostart"
+        assert "vm1.qcow2" in pool.listVolumes(), f"{pool_name} does not list vm1.qcow2"
+
+
+def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any, libvirt_conn: Any) -> None:
+    lab = healthy
+    mnt = mountpoint(lab)
+    log_path = f"{mnt}/crash-{int(time.time())}.log"
+    pool = libvirt_conn.storagePoolLookupByName("glusterfs-pool")
+    with Writer("log", file_appender(log_path)) as w, Writer("vm-disk", qcow2_writer(f"{mnt}/vm1.qcow2"), 0.2) as q:
+        wait_until(lambda: len(w.log.acked) > 10 and len(q.log.acked) > 3, timeout=60, what="writers running")
+        t0 = time.monotonic()
+        with lab.crashed("gluster1"):  # the volfile server named in the mount
+            wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab)) and q.log.first_ack_after(t0 + ping_timeout(lab)),
+                       timeout=ping_timeout(lab) + MARGIN + 30, what="both writers acknowledged after the crash")
+            survivor = lab.node("gluster2")
+            wait_until(lambda: (heal_counts(survivor).get(f"{survivor.address}:{BRICK}") or 0) > 0,
+                       timeout=60, what="heal info to show pending entries while gluster1 is down")
+            pool.refresh(0)
+            assert pool.isActive() and "vm1.qcow2" in pool.listVolumes(), "pool lost its volume during the crash"
+            t1 = time.monotonic()
+    gap_w, gap_q = w.log.max_gap(t0, t1), q.log.max_gap(t0, t1)
+    print(f"crash of gluster1: longest stall appender {gap_w:.2f}s, qcow2 writer {gap_q:.2f}s")
+    assert not w.log.errors and not q.log.errors, f"write errors reached the application: {w.log.errors[:3]} {q.log.errors[:3]}"
+    assert gap_w <= ping_timeout(lab) + MARGIN and gap_q <= ping_timeout(lab) + MARGIN
+    wait_healthy(lab)
+    name = os.path.basename(log_path)
+    sums = brick_md5(lab, name)
+    assert len(set(sums.values())) == 1, f"bricks differ after heal: {sums}"
+    assert host_md5(log_path) == acked_content_md5(w) == next(iter(sums.values())), "acknowledged writes lost or altered"
+    assert lab.node("gluster3").succeed(["qemu-img", "check", f"{BRICK}/vm1.qcow2"], timeout=60)
+
+
+def test_gluster_failover_hung_node_stalls_at_most_ping_timeout(healthy: Any) -> None:
+    lab = healthy
+    log_path = f"{mountpoint(lab)}/hang-{int(time.time())}.log"
+    with Writer("log", file_appender(log_path)) as w:
+        wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
+        t0 = time.monotonic()
+        lab.mark("freeze gluster2")
+        lab.provider.freeze("gluster2")
+        try:
+            wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab) + 2), timeout=ping_timeout(lab) + MARGIN + 30,
+                       what="writes acknowledged while gluster2 hangs")
+            t1 = time.monotonic()
+        finally:
+            lab.mark("thaw gluster2")
+            lab.provider.thaw("gluster2")
+    gap = w.log.max_gap(t0, t1)
+    print(f"hung gluster2: longest stall {gap:.2f}s (ping-timeout {ping_timeout(lab):.0f}s)")
+    assert not w.log.errors, f"write errors reached the application: {w.log.errors[:3]}"
+    assert gap <= ping_timeout(lab) + MARGIN
+    wait_healthy(lab)
+    sums = brick_md5(lab, os.path.basename(log_path))
+    assert len(set(sums.values())) == 1 and next(iter(sums.values())) == acked_content_md5(w)
+
+
+def test_gluster_failover_two_of_three_down_loses_quorum_not_data(healthy: Any) -> None:
+    lab = healthy
+    log_path = f"{mountpoint(lab)}/quorum-{int(time.time())}.log"
+    with Writer("log", file_appender(log_path)) as w:
+        wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
+        with lab.crashed("gluster2"), lab.crashed("gluster3"):
+            t0 = time.monotonic()
+            wait_until(lambda: w.log.errors, timeout=ping_timeout(lab) + MARGIN + 30,
+                       what="writes to be refused without client quorum")
+            refused_at = w.log.errors[0][0]
+            acked_during = [s for t, s in w.log.acked if t > refused_at + 1]
+            print(f"quorum lost: first refusal {refused_at - t0:.2f}s after the second crash: {w.log.errors[0][1]}")
+            assert not acked_during, f"writes {acked_during[:5]} acknowledged without quorum"
+            assert any("Read-only" in e or "not connected" in e.lower() for _, e in w.log.errors), w.log.errors[:3]
+        errors_before = len(w.log.errors)
+        seq_before = w.seq
+        wait_until(lambda: w.seq > seq_before + 10, timeout=120, what="writes accepted again after both nodes returned")
+        assert len(w.log.errors) - errors_before <= 120  # errors only while the bricks were reconnecting
+    wait_healthy(lab)
+    sums = brick_md5(lab, os.path.basename(log_path))
+    assert len(set(sums.values())) == 1, f"bricks differ after heal: {sums}"
+    assert host_md5(log_path) == acked_content_md5(w), "an acknowledged write is missing or a refused one was applied"
