@@ -38,8 +38,11 @@ if [ "$new_storage_drivers" = 1 ] && [ -f /run/libvirtd.pid ] && kill -0 "$(cat 
   kill "$(cat /run/libvirtd.pid)"; for _ in $(seq 50); do kill -0 "$(cat /run/libvirtd.pid 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
 fi
 if [ "$(cat /proc/1/comm)" != systemd ]; then
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  if ! { [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; }; then libvirtd -d; fi
+  # record what we start, so ci/stop-daemons.sh stops exactly that
+  if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; echo "virtlogd /run/virtlogd.pid" >> /run/storlab-daemons; fi
+  if ! { [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; }; then
+    libvirtd -d; echo "libvirtd /run/libvirtd.pid" >> /run/storlab-daemons
+  fi
 else
   systemctl start virtlogd libvirtd
 fi

@@ -124,7 +124,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     by_name = {n["name"]: n for n in nodes}
     lab_cidr = networks[0]["cidr"]
     plan: dict[str, Any] = {
-        "lab": lab, "topology": os.path.abspath(topo_file), "provider": resolved.provider,
+        "lab": lab, "topology": str(Path(topo_file).resolve()), "provider": resolved.provider,
         "accel": accel or ("kvm" if (facts and facts.kvm_usable) else "tcg"),
         "networks": networks, "nodes": nodes, "tag": paths.tag(lab),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from typing import Any
 
@@ -59,6 +60,13 @@ def wait_healthy(lab: Any, timeout: float = 240) -> None:
 
 def brick_md5(lab: Any, name: str) -> dict[str, str]:
     return {n.name: n.succeed(["md5sum", f"{BRICK}/{name}"]).split()[0] for n in lab.nodes.values()}
+
+
+def holders(lab: Any, path: str) -> list[str]:
+    """Nodes whose bricks hold ``path``, in brick order (from the client's pathinfo xattr)."""
+    info = os.getxattr(path, "trusted.glusterfs.pathinfo").decode()
+    by_host = {n.address: n.name for n in lab.nodes.values()} | {n.name: n.name for n in lab.nodes.values()}
+    return [by_host[h] for h in re.findall(r"POSIX\([^)]*\):([^:]+):", info) if h in by_host]
 
 
 def cmdlines() -> list[str]:
@@ -125,18 +133,19 @@ def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any,
     pool = libvirt_conn.storagePoolLookupByName("glusterfs-pool")
     with Writer("log", file_appender(log_path)) as w, Writer("vm-disk", qcow2_writer(f"{mnt}/vm1.qcow2"), 0.2) as q:
         wait_until(lambda: len(w.log.acked) > 10 and len(q.log.acked) > 3, timeout=60, what="writers running")
+        victim = holders(lab, log_path)[0]  # gluster1, the volfile server of the mount, when replicated
+        survivor = lab.node(next(n for n in lab.nodes if n != victim))
         t0 = time.monotonic()
-        with lab.crashed("gluster1"):  # the volfile server named in the mount
+        with lab.crashed(victim):
             wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab)) and q.log.first_ack_after(t0 + ping_timeout(lab)),
                        timeout=ping_timeout(lab) + MARGIN + 30, what="both writers acknowledged after the crash")
-            survivor = lab.node("gluster2")
             wait_until(lambda: (heal_counts(survivor).get(f"{survivor.address}:{BRICK}") or 0) > 0,
-                       timeout=60, what="heal info to show pending entries while gluster1 is down")
+                       timeout=60, what=f"heal info to show pending entries while {victim} is down")
             pool.refresh(0)
             assert pool.isActive() and "vm1.qcow2" in pool.listVolumes(), "pool lost its volume during the crash"
             t1 = time.monotonic()
     gap_w, gap_q = w.log.max_gap(t0, t1), q.log.max_gap(t0, t1)
-    print(f"crash of gluster1: longest stall appender {gap_w:.2f}s, qcow2 writer {gap_q:.2f}s")
+    print(f"crash of {victim}: longest stall appender {gap_w:.2f}s, qcow2 writer {gap_q:.2f}s")
     assert not w.log.errors and not q.log.errors, f"write errors reached the application: {w.log.errors[:3]} {q.log.errors[:3]}"
     assert gap_w <= ping_timeout(lab) + MARGIN and gap_q <= ping_timeout(lab) + MARGIN
     wait_healthy(lab)
@@ -152,18 +161,19 @@ def test_gluster_failover_hung_node_stalls_at_most_ping_timeout(healthy: Any) ->
     log_path = f"{mountpoint(lab)}/hang-{int(time.time())}.log"
     with Writer("log", file_appender(log_path)) as w:
         wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
+        victim = holders(lab, log_path)[-1]  # gluster3 when replicated: not the mount's volfile server
         t0 = time.monotonic()
-        lab.mark("freeze gluster2")
-        lab.provider.freeze("gluster2")
+        lab.mark(f"freeze {victim}")
+        lab.provider.freeze(victim)
         try:
             wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab) + 2), timeout=ping_timeout(lab) + MARGIN + 30,
-                       what="writes acknowledged while gluster2 hangs")
+                       what=f"writes acknowledged while {victim} hangs")
             t1 = time.monotonic()
         finally:
-            lab.mark("thaw gluster2")
-            lab.provider.thaw("gluster2")
+            lab.mark(f"thaw {victim}")
+            lab.provider.thaw(victim)
     gap = w.log.max_gap(t0, t1)
-    print(f"hung gluster2: longest stall {gap:.2f}s (ping-timeout {ping_timeout(lab):.0f}s)")
+    print(f"hung {victim}: longest stall {gap:.2f}s (ping-timeout {ping_timeout(lab):.0f}s)")
     assert not w.log.errors, f"write errors reached the application: {w.log.errors[:3]}"
     assert gap <= ping_timeout(lab) + MARGIN
     wait_healthy(lab)

@@ -1,0 +1,124 @@
+"""Node lifecycle on the fast provider: up gives ssh-reachable systemd nodes, `down` leaves
+no trace, a killed `up` can be cleaned up by `down` and resumed by `up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import paths
+from harness.lab import Lab
+from harness.run import wait_until
+
+TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "nodes-3.yaml")
+STORLAB = [sys.executable, "-m", "harness.cli"]
+
+
+def storlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STORLAB, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def host_traces(lab: str) -> list[str]:
+    """Everything on the host that carries the lab's name, looked up independently of the provider code."""
+    traces = []
+    lxc = paths.home() / "lxc"
+    if lxc.is_dir():
+        traces += [f"container dir {p}" for p in lxc.iterdir() if p.name.startswith(f"storlab-{lab}-")]
+    ls = subprocess.run(["lxc-ls", "-P", str(lxc), "-1"], capture_output=True, text=True, timeout=30, check=False)
+    traces += [f"container {c}" for c in ls.stdout.split() if c.startswith(f"storlab-{lab}-")]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=30, check=False).stdout
+    traces += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
+               if paths.tag(lab) in line or f"storlab:{lab}:" in line]
+    with open("/proc/self/mounts") as fh:
+        traces += [f"mount {line.split()[1]}" for line in fh if f"/labs/{lab}/" in line]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=30, check=False).stdout
+    traces += [f"loop {line}" for line in loops.splitlines() if f"/labs/{lab}/" in line]
+    if paths.lab_dir(lab).exists():
+        traces.append(f"dir {paths.lab_dir(lab)}")
+    return traces
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_slate() -> Any:
+    if (paths.lab_dir("nodes3") / "plan.json").exists():
+        storlab("down", "nodes3")
+    yield
+    if (paths.lab_dir("nodes3") / "plan.json").exists():
+        storlab("down", "nodes3")
+
+
+def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
+    t0 = time.monotonic()
+    r = storlab("up", TOPO, "--provider", "lxc")
+    assert r.returncode == 0, r.stderr[-3000:]
+    print(f"up of 3 lxc nodes: {time.monotonic() - t0:.1f}s")
+    lab = Lab.load("nodes3")
+    ids, hostkeys = set(), set()
+    for name, node in lab.nodes.items():
+        host = node.testinfra()
+        assert host.check_output("hostname") == name
+        assert host.run("systemctl is-system-running").stdout.strip() == "running", \
+            host.run("systemctl --failed --no-legend").stdout
+        assert host.service("ssh").is_running
+        assert host.mount_point("/data").filesystem == "xfs"
+        assert host.interface("eth0").addresses[0] == node.address
+        ids.add(host.file("/etc/machine-id").content_string.strip())
+        hostkeys.add(host.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.split()[1])
+        # every node reaches every other node on the lab network, by name
+        for other in lab.nodes:
+            assert host.run(f"ping -c1 -W2 {other}").rc == 0, f"{name} cannot reach {other}"
+    assert len(ids) == 3, "nodes share a machine-id"
+    assert len(hostkeys) == 3, "nodes share ssh host keys"
+    # the printed ssh config works with plain ssh
+    cfg = storlab("ssh-config", "nodes3").stdout
+    cfg_file = paths.home() / "test-ssh-config"
+    cfg_file.write_text(cfg)
+    out = subprocess.run(["ssh", "-F", str(cfg_file), "-o", "BatchMode=yes", "node2", "hostname"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    cfg_file.unlink()
+    assert out.stdout.strip() == "node2", out.stderr
+    assert not lab.leftovers() == [], "leftovers() must see a running lab"
+    t0 = time.monotonic()
+    r = storlab("down", "nodes3")
+    assert r.returncode == 0, r.stderr
+    print(f"down of 3 lxc nodes: {time.monotonic() - t0:.1f}s")
+    assert host_traces("nodes3") == []
+
+
+@pytest.mark.parametrize("kill_after", [0.8, 2.5])
+def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float) -> None:
+    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", "lxc"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(kill_after)  # the point of the test: interrupt `up` at an arbitrary moment
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if (paths.lab_dir("nodes3") / "plan.json").exists():
+        # a killed lab is left as it was: `up` continues it ...
+        r = storlab("up", TOPO, "--provider", "lxc")
+        assert r.returncode == 0, r.stderr[-3000:]
+        lab = Lab.load("nodes3")
+        for node in lab.nodes.values():
+            assert node.succeed(["hostname"]).strip() == node.name
+        # ... and `down` removes all of it
+        r = storlab("down", "nodes3")
+        assert r.returncode == 0, r.stderr
+    assert host_traces("nodes3") == []
+
+
+def test_reap_removes_a_lab_whose_up_was_killed() -> None:
+    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", "lxc"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_until(lambda: (paths.lab_dir("nodes3") / "lxc").exists(), timeout=120, what="up to start creating nodes")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert host_traces("nodes3"), "expected a half-built lab"
+    r = storlab("reap")
+    assert r.returncode == 0, r.stderr
+    assert host_traces("nodes3") == []
