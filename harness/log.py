@@ -49,6 +49,7 @@ def setup(verbose: bool = False, logfile: Path | None = None) -> None:
 
 
 def add_logfile(logfile: Path) -> None:
+    log.setLevel(logging.DEBUG)  # also when used as a library (pytest) without setup()
     logfile.parent.mkdir(parents=True, exist_ok=True)
     for h in log.handlers:
         if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == logfile.resolve():
