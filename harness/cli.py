@@ -55,6 +55,8 @@ def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[
             raise HarnessError(f"lab '{topo.lab}' exists with provider {old.get('provider')}; "
                                f"run `storlab down {topo.lab}` first")
         preset = {n["name"]: n["cidr"] for n in old["networks"]}  # a resumed lab keeps its subnets
+        if old.get("mgmt"):
+            preset["@mgmt"] = old["mgmt"]["cidr"]
     return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts, preset=preset)
 
 

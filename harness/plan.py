@@ -38,10 +38,12 @@ def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
             if p.parent.name == exclude_lab:
                 continue
             try:
-                for n in json.loads(p.read_text())["networks"]:
+                other = json.loads(p.read_text())
+                for n in other["networks"] + ([other["mgmt"]] if other.get("mgmt") else []):
                     used.add(ipaddress.IPv4Network(n["cidr"]))
             except (OSError, ValueError, KeyError):
                 continue
+    used |= _libvirt_network_subnets(exclude_prefix=paths.obj_name(exclude_lab, "") if exclude_lab else None)
     try:
         out = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True,
                              text=True, timeout=10, check=False).stdout
@@ -52,6 +54,26 @@ def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
     except (OSError, ValueError, subprocess.TimeoutExpired):
         pass
     return used
+
+
+def _libvirt_network_subnets(exclude_prefix: str | None) -> set[ipaddress.IPv4Network]:
+    """Subnets of libvirt networks defined on this host, also inactive ones (no route yet):
+    vagrant-libvirt finds networks by address, so a lab subnet must not equal any of them."""
+    import xml.etree.ElementTree as ET
+    out: set[ipaddress.IPv4Network] = set()
+    for d in (Path("/etc/libvirt/qemu/networks"), Path("/run/libvirt/network")):
+        for f in (sorted(d.glob("*.xml")) if d.is_dir() else []):
+            try:
+                root = ET.parse(f).getroot()
+                if exclude_prefix and (root.findtext("name") or "").startswith(exclude_prefix):
+                    continue
+                for ip in root.iter("ip"):
+                    addr, mask = ip.get("address"), ip.get("netmask") or ip.get("prefix")
+                    if addr and mask and ip.get("family", "ipv4") == "ipv4":
+                        out.add(ipaddress.IPv4Network(f"{addr}/{mask}", strict=False))
+            except (OSError, ET.ParseError, ValueError):
+                continue
+    return out
 
 
 def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
@@ -67,7 +89,8 @@ def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ip
 def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipaddress.IPv4Network],
               facts: HostFacts | None = None, accel: str | None = None,
               preset: dict[str, str] | None = None) -> dict[str, Any]:
-    """``preset`` maps network name -> cidr already handed to this lab (a resumed `up`)."""
+    """``preset`` maps network name -> cidr already handed to this lab (a resumed `up`);
+    its key "@mgmt" is the vagrant management network's."""
     lab = topo.lab
     preset = preset or {}
     taken = set(taken)
@@ -87,6 +110,10 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
             "bridge": paths.bridge_name(lab, i),
             "libvirt_network": paths.obj_name(lab, n.name),
         })
+    mgmt = None
+    if resolved.provider == "vagrant":
+        mgmt = management_network(lab, networks, taken, preset.get("@mgmt"))
+        taken.add(ipaddress.IPv4Network(mgmt["cidr"]))
     nodes = []
     for ni, node in enumerate(topo.nodes):
         addrs: dict[str, str] = {}
@@ -128,6 +155,8 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
         "accel": accel or ("kvm" if (facts and facts.kvm_usable) else "tcg"),
         "networks": networks, "nodes": nodes, "tag": paths.tag(lab),
     }
+    if mgmt:
+        plan["mgmt"] = mgmt
     if topo.gluster:
         plan["gluster"] = {"volumes": [{
             "name": v.name, "replica": v.replica, "bricks": v.bricks,
@@ -204,6 +233,21 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     plan["host"] = {"uri": topo.host.uri, "pools": pools,
                     "volumes": [{**v.model_dump(), "pool_type": types[v.pool]} for v in topo.host.volumes]}
     return plan
+
+
+def management_network(lab: str, networks: list[dict[str, Any]], taken: set[ipaddress.IPv4Network],
+                       preset: str | None = None) -> dict[str, Any]:
+    """vagrant-libvirt's management network: isolated (no forwarding), DHCP only, one per lab.
+    Vagrant reaches the VMs through it; the harness and the tests use the lab networks."""
+    if any(n["name"] == "mgmt" for n in networks):
+        raise HarnessError(f"lab {lab}: the network name 'mgmt' is reserved for the VM management network "
+                           f"(libvirt network {paths.obj_name(lab, 'mgmt')}); rename that network")
+    cidr = ipaddress.IPv4Network(preset) if preset else allocate_subnet(lab, "mgmt", taken)
+    hosts = list(itertools.islice(cidr.hosts(), 1, None))
+    return {"name": "mgmt", "cidr": str(cidr), "prefix": cidr.prefixlen, "netmask": str(cidr.netmask),
+            "host_address": str(cidr.network_address + 1),
+            "dhcp_start": str(hosts[0]), "dhcp_end": str(hosts[-1]),
+            "bridge": paths.bridge_name(lab, len(networks)), "libvirt_network": paths.obj_name(lab, "mgmt")}
 
 
 def lab_clients(net: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
