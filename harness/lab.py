@@ -147,13 +147,16 @@ class Lab:
         log.info(f"lab {self.name}: provider {self.plan['provider']}, {len(self.nodes)} nodes; log: {self.logfile}")
         self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname())
         done: list[str] = []
+        timings: dict[str, float] = {}
         try:
             with log.step(f"lab {self.name}: up"):
                 for name, fn in self.steps():
+                    t = time.monotonic()
                     with log.step(name):
                         fn()
+                    timings[name] = round(time.monotonic() - t, 2)
                     done.append(name)
-                    self.save_state(steps_done=done)
+                    self.save_state(steps_done=done, timings=timings)
         except BaseException as exc:
             evidence = self.collect_evidence(repr(exc))
             log.info(f"lab {self.name}: up failed; evidence in {evidence}")

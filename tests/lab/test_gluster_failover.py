@@ -47,6 +47,8 @@ def heal_counts(node: Any) -> dict[str, int | None]:
 
 def wait_healthy(lab: Any, timeout: float = 240) -> None:
     node = any_up(lab)
+    info = parse_volume_info(node.succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]
+    assert info["replica"] > 1, f"{VOL} has replica {info['replica']}: no redundancy, nothing can heal"
 
     def whole() -> bool:
         st = parse_volume_status(node.succeed(["gluster", "volume", "status", VOL, "--xml"], timeout=30))

@@ -1,0 +1,85 @@
+"""Plan -> LXC container config translation (no root: files only, no containers started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import paths
+from harness.hostfacts import PROFILES
+from harness.plan import make_plan, write
+from harness.providers.lxc import CONTAINER_MASKS, ROLE_SERVICES, LxcProvider
+from harness.validate import validate_text
+
+TOPO = """
+lab: cfgtest
+provider: lxc
+networks:
+  - {name: storage, cidr: 192.168.150.0/24}
+  - {name: backup, cidr: 192.168.151.0/24}
+nodes:
+  - {name: n1, address: 192.168.150.21}
+  - {name: n2}
+"""
+
+
+@pytest.fixture
+def provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LxcProvider:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    topo, res = validate_text(TOPO, PROFILES["ci"])
+    plan = make_plan(topo, res, "cfgtest.yaml", set(), PROFILES["ci"])
+    labdir = paths.lab_dir("cfgtest")
+    write(plan, labdir)
+    return LxcProvider(plan, labdir)
+
+
+def config(provider: LxcProvider, node: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in (provider.lxcpath / provider.cname(node) / "config").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = (x.strip() for x in line.split("=", 1))
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def test_container_config_follows_the_plan(provider: LxcProvider, tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    provider._write_node(provider.node("n1"), "ssh-ed25519 AAAA test\n", lower)
+    cfg = config(provider, "n1")
+    n1 = provider.node("n1")
+    assert cfg["lxc.uts.name"] == ["n1"]
+    assert cfg["lxc.rootfs.path"] == [f"overlay:{lower}:{provider.nodesdir / 'n1' / 'upper'}"]
+    assert cfg["lxc.net.0.ipv4.address"] == ["192.168.150.21/24"]
+    assert cfg["lxc.net.1.ipv4.address"] == [f"{n1['addresses']['backup']}/24"]
+    assert cfg["lxc.net.0.hwaddr"] == [n1["macs"]["storage"]]
+    assert cfg["lxc.net.0.link"] == [provider.plan["networks"][0]["bridge"]]
+    assert cfg["lxc.net.1.link"] == [provider.plan["networks"][1]["bridge"]]
+    assert all(len(v) <= 15 for v in cfg["lxc.net.0.veth.pair"] + cfg["lxc.net.1.veth.pair"])
+    assert any(e.startswith("/dev/fuse dev/fuse") for e in cfg["lxc.mount.entry"])
+    assert provider.cname("n1") == "storlab-cfgtest-n1"
+
+
+def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Path) -> None:
+    provider._write_node(provider.node("n2"), "ssh-ed25519 AAAA lab-key\n", tmp_path / "lower")
+    upper = provider.nodesdir / "n2" / "upper"
+    assert (upper / "root/.ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA lab-key\n"
+    assert oct((upper / "root/.ssh/authorized_keys").stat().st_mode & 0o777) == "0o600"
+    assert (upper / "etc/hostname").read_text() == "n2\n"
+    hosts = (upper / "etc/hosts").read_text()
+    assert "192.168.150.21 n1" in hosts and f"{provider.node('n2')['address']} n2" in hosts
+    for unit in CONTAINER_MASKS + ROLE_SERVICES:
+        link = upper / "etc/systemd/system" / unit
+        assert link.is_symlink() and str(link.readlink()) == "/dev/null", unit
+
+
+def test_macs_and_veths_are_unique_per_node_and_network(provider: LxcProvider, tmp_path: Path) -> None:
+    for n in ("n1", "n2"):
+        provider._write_node(provider.node(n), "k\n", tmp_path / "lower")
+    macs = [m for n in ("n1", "n2") for m in config(provider, n)["lxc.net.0.hwaddr"] + config(provider, n)["lxc.net.1.hwaddr"]]
+    veths = [m for n in ("n1", "n2") for m in config(provider, n)["lxc.net.0.veth.pair"] + config(provider, n)["lxc.net.1.veth.pair"]]
+    assert len(set(macs)) == 4 and len(set(veths)) == 4
+
+
+def test_leftovers_of_a_fresh_plan_are_empty(provider: LxcProvider) -> None:
+    assert provider._containers_on_disk() == set()
