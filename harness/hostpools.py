@@ -69,6 +69,8 @@ def _wire(lab: "Lab") -> None:
             with log.step(f"pool {p['name']} ({p['type']})"):
                 if p["type"] == "dir" and p.get("fuse_mount"):
                     fuse_mount(p)
+                if p["type"] == "rbd":
+                    ensure_secret(conn, lab, p, ceph_key(lab, p["client"]))
                 xml = (lab.dir / "files" / "host" / "pools" / f"{p['name']}.xml").read_text()
                 try:
                     pool = conn.storagePoolLookupByName(p["name"])
@@ -89,6 +91,26 @@ def _wire(lab: "Lab") -> None:
                 pool.createXML(xml, 0)
     finally:
         conn.close()
+
+
+def ceph_key(lab: "Lab", client: str) -> bytes:
+    """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
+    import base64
+    admin = lab.node((lab.plan["ceph"]["admin"] or [m["name"] for m in lab.plan["ceph"]["mons"]])[0])
+    key = admin.succeed(["ceph", "auth", "get-key", client]).strip()
+    log.mask(key)
+    return base64.b64decode(key)
+
+
+def ensure_secret(conn: Any, lab: "Lab", pool: dict[str, Any], value: bytes) -> None:
+    """Define the pool's private libvirt secret and set its value through the API."""
+    import libvirt
+    try:
+        sec = conn.secretLookupByUUIDString(pool["secret_uuid"])
+    except libvirt.libvirtError:
+        xml = (lab.dir / "files" / "host" / "secrets" / f"{pool['name']}.xml").read_text()
+        sec = conn.secretDefineXML(xml, 0)
+    sec.setValue(value, 0)
 
 
 def unwire(lab: "Lab") -> CleanupReport:
@@ -119,6 +141,19 @@ def unwire(lab: "Lab") -> CleanupReport:
                     rep.removed.append(f"pool {p['name']}")
                 except libvirt.libvirtError as exc:
                     rep.failed.append((f"pool {p['name']}", str(exc)))
+        except Exception:
+            conn.close()
+            raise
+    if conn is not None:
+        try:
+            for p in pools:
+                if p.get("secret_uuid"):
+                    try:
+                        conn.secretLookupByUUIDString(p["secret_uuid"]).undefine()
+                        rep.removed.append(f"secret {p['secret_uuid']}")
+                    except libvirt.libvirtError as exc:
+                        if exc.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
+                            rep.failed.append((f"secret {p['secret_uuid']}", str(exc)))
         finally:
             conn.close()
     for p in pools:
@@ -144,6 +179,9 @@ def leftovers(lab: "Lab") -> list[str]:
     if r.ok:
         names = set(r.stdout.split())
         left += [f"pool {p['name']}" for p in host_pools(lab) if p["name"] in names]
+    r = run(["virsh", "-c", lab.plan["host"]["uri"], "secret-list"], timeout=30)
+    if r.ok:
+        left += [f"secret {p['secret_uuid']}" for p in host_pools(lab) if p.get("secret_uuid") and p["secret_uuid"] in r.stdout]
     return left
 
 

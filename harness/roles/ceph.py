@@ -1,0 +1,228 @@
+"""Ceph role: a cluster bootstrapped by hand from the distribution packages (no ceph-deploy,
+no cephadm): monitors from monmaptool + ceph-mon --mkfs, a mgr, BlueStore OSDs, pools and
+least-privilege cephx clients. Keys move between nodes on stdin only, never in argv or logs.
+Facts are pure parsers of `ceph ... -f json`."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .. import log
+from ..errors import HarnessError
+from ..run import wait_until
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
+
+NAME = "ceph"
+MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
+ADMIN_KEYRING = "/etc/ceph/ceph.client.admin.keyring"
+BOOTSTRAP_OSD = "/var/lib/ceph/bootstrap-osd/ceph.keyring"
+DEFAULT_BLOCK = 5 * 2**30
+
+
+def applies(plan: dict[str, Any]) -> bool:
+    return "ceph" in plan
+
+
+# -- facts ----------------------------------------------------------------------------------
+def parse_health(status_json: str, accepted: list[str]) -> tuple[bool, str]:
+    """(healthy, summary) from `ceph -s -f json`; only accepted warning codes may remain."""
+    st = json.loads(status_json)
+    health = st.get("health", {})
+    checks = health.get("checks", {})
+    bad = {k: v.get("summary", {}).get("message", "") for k, v in checks.items() if k not in accepted}
+    pgs = st.get("pgmap", {}).get("pgs_by_state", [])
+    clean = all("active+clean" == p["state_name"] for p in pgs)
+    ok = health.get("status") in ("HEALTH_OK", "HEALTH_WARN") and not bad and clean
+    summary = f"{health.get('status')} {bad or ''} pgs {[(p['state_name'], p['count']) for p in pgs]}"
+    return ok, summary
+
+
+def parse_osd_tree(tree_json: str) -> dict[int, dict[str, Any]]:
+    """osd id -> {'host', 'status' (up/down), 'reweight'} from `ceph osd tree -f json`."""
+    nodes = json.loads(tree_json)["nodes"]
+    host_of = {c: n["name"] for n in nodes if n["type"] == "host" for c in n.get("children", [])}
+    return {n["id"]: {"name": n["name"], "host": host_of.get(n["id"]), "status": n.get("status"),
+                      "reweight": n.get("reweight")} for n in nodes if n["type"] == "osd"}
+
+
+def parse_auth(auth_json: str) -> dict[str, str]:
+    """caps of one entity from `ceph auth get ENTITY -f json` (the key is dropped here)."""
+    ent = json.loads(auth_json)
+    ent = ent[0] if isinstance(ent, list) else ent
+    return dict(ent.get("caps", {}))
+
+
+# -- operations ---------------------------------------------------------------------------
+def _has(node: "Node", path: str) -> bool:
+    return node.run(["test", "-e", path], timeout=15).ok
+
+
+def _copy_secret(src: "Node", path: str, dst: "Node", mode: str = "0600", owner: str = "root") -> None:
+    """Copy a keyring between nodes through the harness: stdout -> memory -> stdin."""
+    content = src.get(path)
+    dst.put(path, content, mode)
+    dst.succeed(["chown", owner, path])
+
+
+def start_unit(node: "Node", unit: str, target: str) -> None:
+    node.succeed(["systemctl", "unmask", "ceph.target", target])
+    node.succeed(["systemctl", "enable", "--now", unit])
+    node.wait_for_unit(unit, timeout=90)
+
+
+def apply(lab: "Lab") -> None:
+    c = lab.plan["ceph"]
+    members = [lab.node(n["name"]) for n in lab.plan["nodes"] if any(r.startswith("ceph-") for r in n["roles"])]
+    for node in members:
+        conf = (lab.dir / "files" / "nodes" / node.name / "etc/ceph/ceph.conf").read_text()
+        if node.run(["cat", "/etc/ceph/ceph.conf"], timeout=15).stdout != conf:
+            node.put("/etc/ceph/ceph.conf", conf)
+    mons = [lab.node(m["name"]) for m in c["mons"]]
+    admins = [lab.node(a) for a in c["admin"]] or mons[:1]
+    first = mons[0]
+    with log.step(f"ceph: monitors {', '.join(m.name for m in mons)}"):
+        bootstrap_keys(first)
+        for m in mons:
+            if m is not first:
+                _copy_secret(first, MON_KEYRING, m)
+                _copy_secret(first, ADMIN_KEYRING, m)
+        monmap = ["monmaptool", "--create", "--clobber", "--fsid", c["fsid"]]
+        for m in c["mons"]:
+            monmap += ["--addv", m["name"], f"[v2:{m['address']}:3300,v1:{m['address']}:6789]"]
+        for m in mons:
+            mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
+            if not _has(m, f"{mon_dir}/done"):
+                m.succeed([*monmap, "/tmp/storlab.monmap"])
+                m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", mon_dir])
+                m.succeed(["sudo", "-u", "ceph", "ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap",
+                           "--keyring", MON_KEYRING] if _has(m, "/usr/bin/sudo") else
+                          ["ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap", "--keyring", MON_KEYRING])
+                m.succeed(["chown", "-R", "ceph:ceph", mon_dir])
+                m.succeed(["touch", f"{mon_dir}/done"])
+            start_unit(m, f"ceph-mon@{m.name}.service", "ceph-mon.target")
+    ceph = first  # runs admin commands until the admin node has its keyring
+    wait_until(lambda: ceph.run(["ceph", "--connect-timeout", "10", "mon", "stat"], timeout=30).ok,
+               timeout=90, what="monitor quorum")
+    ceph.succeed(["ceph", "config", "set", "mon", "auth_allow_insecure_global_id_reclaim", "false"])
+    ceph.succeed(["ceph", "mon", "enable-msgr2"])
+    with log.step("ceph: mgr"):
+        for name in c["mgrs"]:
+            m = lab.node(name)
+            kdir = f"/var/lib/ceph/mgr/ceph-{name}"
+            if not _has(m, f"{kdir}/keyring"):
+                key = ceph.succeed(["ceph", "auth", "get-or-create", f"mgr.{name}", "mon", "allow profile mgr",
+                                    "osd", "allow *", "mds", "allow *"])
+                m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", kdir])
+                m.put(f"{kdir}/keyring", key, "0600")
+                m.succeed(["chown", "ceph:ceph", f"{kdir}/keyring"])
+            start_unit(m, f"ceph-mgr@{name}.service", "ceph-mgr.target")
+    with log.step("ceph: admin keyring to " + ", ".join(a.name for a in admins)):
+        for a in admins:
+            if a is not first:
+                _copy_secret(first, ADMIN_KEYRING, a)
+        ceph = admins[0]
+        for m in mons:  # client.admin lives on the admin node(s) only
+            if m not in admins:
+                m.succeed(["rm", "-f", ADMIN_KEYRING])
+    for name in c["osds"]:
+        with log.step(f"ceph: osd on {name}"):
+            create_osd(lab, first, lab.node(name))
+    with log.step("ceph: pools and clients"):
+        for p in c["pools"]:
+            ensure_pool(ceph, p)
+        for cl in c["clients"]:
+            ensure_client(ceph, cl)
+    with log.step("ceph: wait for HEALTH_OK"):
+        wait_health(ceph, c["accept_warnings"], timeout=300)
+
+
+def bootstrap_keys(first: "Node") -> None:
+    if _has(first, MON_KEYRING):
+        return
+    first.succeed(["install", "-d", "-m", "0755", "/var/lib/ceph/bootstrap-osd"])
+    first.succeed(["ceph-authtool", "--create-keyring", "/tmp/storlab.mon.new", "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"])
+    first.succeed(["ceph-authtool", "--create-keyring", ADMIN_KEYRING, "--gen-key", "-n", "client.admin",
+                   "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mds", "allow *", "--cap", "mgr", "allow *"])
+    first.succeed(["ceph-authtool", "--create-keyring", BOOTSTRAP_OSD, "--gen-key", "-n", "client.bootstrap-osd",
+                   "--cap", "mon", "profile bootstrap-osd", "--cap", "mgr", "allow r"])
+    first.succeed(["ceph-authtool", "/tmp/storlab.mon.new", "--import-keyring", ADMIN_KEYRING])
+    first.succeed(["ceph-authtool", "/tmp/storlab.mon.new", "--import-keyring", BOOTSTRAP_OSD])
+    first.succeed(["chmod", "0600", "/tmp/storlab.mon.new", ADMIN_KEYRING])
+    first.succeed(["chown", "ceph:ceph", "/tmp/storlab.mon.new"])
+    first.succeed(["mv", "/tmp/storlab.mon.new", MON_KEYRING])
+
+
+def create_osd(lab: "Lab", first: "Node", node: "Node") -> None:
+    existing = node.run(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null"], timeout=15).stdout.split()
+    if existing:
+        osd_id = existing[0]
+    else:
+        if not _has(node, BOOTSTRAP_OSD):
+            node.succeed(["install", "-d", "/var/lib/ceph/bootstrap-osd"])
+            _copy_secret(first, BOOTSTRAP_OSD, node)
+        uuid = node.succeed(["cat", "/proc/sys/kernel/random/uuid"]).strip()
+        node.succeed(["ceph-authtool", "--create-keyring", "/var/lib/ceph/storlab-osd.keyring", "--gen-key", "-n", "osd.new"])
+        # the OSD's secret reaches `ceph osd new` on stdin (printf is a shell builtin: no argv)
+        osd_id = node.succeed(["bash", "-c",
+                               'printf \'{"cephx_secret": "%s"}\' "$(ceph-authtool -p /var/lib/ceph/storlab-osd.keyring)" | '
+                               'ceph osd new "$1" -i - -n client.bootstrap-osd -k ' + BOOTSTRAP_OSD, "bash", uuid]).strip()
+        if not osd_id.isdigit():
+            raise HarnessError(f"{node.name}: ceph osd new returned {osd_id!r}")
+        d = f"/var/lib/ceph/osd/ceph-{osd_id}"
+        node.succeed(["install", "-d", d])
+        node.succeed(["bash", "-c", f'ceph-authtool --create-keyring {d}/keyring -n osd.{osd_id} '
+                                    f'--add-key "$(ceph-authtool -p /var/lib/ceph/storlab-osd.keyring)" >/dev/null'])
+        node.succeed(["rm", "-f", "/var/lib/ceph/storlab-osd.keyring"])
+        disk = next((x for x in node.spec["disks"] if x["name"] == lab.plan["ceph"]["osd_disk"]), None)
+        if disk and disk["device"]:
+            block = ["--bluestore-block-path", disk["device"]]
+        else:  # no spare disk on this provider: a file-backed BlueStore block
+            size = disk["size"] if disk else DEFAULT_BLOCK
+            node.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", "/var/lib/ceph/osd-block"])
+            block = ["--bluestore-block-path", f"/var/lib/ceph/osd-block/osd.{osd_id}.img", "--bluestore-block-create",
+                     "--bluestore-block-size", str(size)]
+        node.succeed(["ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", uuid, "--osd-objectstore", "bluestore", *block],
+                     timeout=300)
+        node.succeed(["chown", "-R", "ceph:ceph", d, "/var/lib/ceph/osd-block"] if not (disk and disk["device"]) else
+                     ["chown", "-R", "ceph:ceph", d, disk["device"]])
+    start_unit(node, f"ceph-osd@{osd_id}.service", "ceph-osd.target")
+
+
+def ensure_pool(ceph: "Node", p: dict[str, Any]) -> None:
+    pools = json.loads(ceph.succeed(["ceph", "osd", "pool", "ls", "-f", "json"]))
+    if p["name"] not in pools:
+        ceph.succeed(["ceph", "osd", "pool", "create", p["name"], str(p["pg_num"]), str(p["pg_num"]), "replicated"])
+    size = str(p["size"])
+    min_size = str(p["min_size"] if p["min_size"] is not None else max(1, p["size"] - p["size"] // 2))
+    for key, want in (("size", size), ("min_size", min_size)):
+        have = json.loads(ceph.succeed(["ceph", "osd", "pool", "get", p["name"], key, "-f", "json"]))[key]
+        if str(have) != want:
+            ceph.succeed(["ceph", "osd", "pool", "set", p["name"], key, want])
+    apps = json.loads(ceph.succeed(["ceph", "osd", "pool", "application", "get", p["name"], "-f", "json"]))
+    if p["application"] not in apps:
+        if p["application"] == "rbd":
+            ceph.succeed(["rbd", "pool", "init", p["name"]], timeout=120)
+        else:
+            ceph.succeed(["ceph", "osd", "pool", "application", "enable", p["name"], p["application"]])
+
+
+def ensure_client(ceph: "Node", cl: dict[str, Any]) -> None:
+    caps = [x for daemon, cap in sorted(cl["caps"].items()) for x in (daemon, cap)]
+    r = ceph.run(["ceph", "auth", "get", cl["name"], "-f", "json"], timeout=30)
+    if not r.ok:
+        ceph.succeed(["ceph", "auth", "get-or-create", cl["name"], *caps])  # keyring on stdout: not logged
+    elif parse_auth(r.stdout) != dict(cl["caps"]):
+        ceph.succeed(["ceph", "auth", "caps", cl["name"], *caps])
+
+
+def wait_health(ceph: "Node", accepted: list[str], timeout: float) -> None:
+    def healthy() -> str | None:
+        ok, summary = parse_health(ceph.succeed(["ceph", "-s", "-f", "json"], timeout=30), accepted)
+        if not ok:
+            raise HarnessError(summary)  # shown as the last observation on timeout
+        return summary
+    wait_until(healthy, timeout=timeout, interval=2, what="ceph HEALTH_OK with every PG active+clean")
