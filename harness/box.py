@@ -22,8 +22,14 @@ from .run import run, succeed
 BOX_VERSION = "1"
 DISK_SIZE = "8G"  # sparse: the qcow2 holds only what the rootfs uses
 CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-#: the pool vagrant-libvirt uploads boxes into and creates node disks in
-STORAGE_POOL = "default"
+#: the pool vagrant-libvirt uploads boxes into and creates node disks in. Not libvirt's
+#: 'default' (/var/lib/libvirt/images): labs mount Gluster under that directory, and a pool
+#: refresh stat()s every entry, so a hung FUSE mount there would hang the VM provider too.
+STORAGE_POOL = "storlab"
+
+
+def pool_path() -> Path:
+    return paths.home() / "pool"
 
 #: vagrant-libvirt names the pool volume it uploads a box into after the box name
 _SLASH = "-VAGRANTSLASH-"
@@ -111,12 +117,13 @@ def vagrant_env() -> dict[str, str]:
 
 def installed_boxes() -> set[str]:
     import vagrant  # python-vagrant: argv and the machine-readable parser
-    v = vagrant.Vagrant(quiet_stdout=True, quiet_stderr=True, env=vagrant_env())
-    argv = v._make_vagrant_command(["box", "list", "--machine-readable"])
+    v = vagrant.Vagrant(quiet_stdout=True, quiet_stderr=True, env=vagrant_env())  # type: ignore[no-untyped-call]
+    argv = v._make_vagrant_command(["box", "list", "--machine-readable"])  # type: ignore[no-untyped-call]
     res = run(argv, timeout=120, env=vagrant_env())
     if not res.ok:
         raise HarnessError(f"`vagrant box list` failed: {res.stderr.strip()[-500:]}")
-    return {data for _, _, kind, data in v._parse_machine_readable_output(res.stdout) if kind == "box-name"}
+    parsed = v._parse_machine_readable_output(res.stdout)  # type: ignore[no-untyped-call]
+    return {data for _, _, kind, data in parsed if kind == "box-name"}
 
 
 def is_built(box: Box) -> bool:
@@ -166,8 +173,9 @@ def _kernel_files(tree: Path) -> tuple[Path, Path]:
 
 def _remove_stale_pool_volumes(box: Box) -> None:
     """A rebuilt box keeps its name, but vagrant-libvirt would reuse the old uploaded volume."""
-    from .hostpools import connect
     import libvirt
+
+    from .hostpools import connect
     conn = connect("qemu:///system")
     try:
         try:

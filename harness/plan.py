@@ -56,12 +56,16 @@ def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
     return used
 
 
-def _libvirt_network_subnets(exclude_prefix: str | None) -> set[ipaddress.IPv4Network]:
+LIBVIRT_NETWORK_DIRS = (Path("/etc/libvirt/qemu/networks"), Path("/run/libvirt/network"))
+
+
+def _libvirt_network_subnets(exclude_prefix: str | None,
+                             dirs: tuple[Path, ...] = LIBVIRT_NETWORK_DIRS) -> set[ipaddress.IPv4Network]:
     """Subnets of libvirt networks defined on this host, also inactive ones (no route yet):
     vagrant-libvirt finds networks by address, so a lab subnet must not equal any of them."""
     import xml.etree.ElementTree as ET
     out: set[ipaddress.IPv4Network] = set()
-    for d in (Path("/etc/libvirt/qemu/networks"), Path("/run/libvirt/network")):
+    for d in dirs:
         for f in (sorted(d.glob("*.xml")) if d.is_dir() else []):
             try:
                 root = ET.parse(f).getroot()

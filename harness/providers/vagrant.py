@@ -1,0 +1,395 @@
+"""vagrant-libvirt VMs: the faithful provider (each node runs its own Debian kernel).
+
+create(): box (cached) -> storage pool and the lab's isolated libvirt networks, defined before
+any machine -> `vagrant up --parallel` in the lab directory, watched: a node that shows no ssh
+within a bound fails the step with the tail of its serial console instead of hanging.
+Faults go straight to libvirt: crash = `virsh destroy`, link = domif-setlink, freeze = suspend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from .. import box, log, paths, vagrantspec
+from ..errors import CleanupReport, HarnessError
+from .base import Provider, register
+
+POLL = 2.0
+
+
+def _vagrant_class() -> Any:
+    try:
+        import vagrant
+    except ImportError as exc:
+        raise HarnessError("python-vagrant is not installed (pip install python-vagrant)") from exc
+
+    class Watched(vagrant.Vagrant):
+        """python-vagrant builds the argv and parses machine-readable output; it has no timeout
+        and swallows the process, so running the command is done here, bounded and watched."""
+
+        watch: Any = None
+        timeout: float = 600
+
+        def _call_vagrant_command(self, args: list[str | None]) -> None:
+            command = self._make_vagrant_command(args)  # type: ignore[no-untyped-call]
+            with self.out_cm() as out:
+                log.debug(f"$ {' '.join(command)} (in {self.root}, output in {getattr(out, 'name', '?')})")
+                proc = subprocess.Popen(command, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+                deadline = time.monotonic() + self.timeout
+                try:
+                    while True:
+                        try:
+                            rc = proc.wait(timeout=POLL)
+                            break
+                        except subprocess.TimeoutExpired:
+                            pass
+                        if self.watch is not None:
+                            self.watch()  # raises to abort
+                        if time.monotonic() > deadline:
+                            raise HarnessError(f"`vagrant {' '.join(a for a in args if a)}` still running after "
+                                               f"{self.timeout:.0f}s")
+                except BaseException:
+                    _kill_group(proc)
+                    raise
+            if rc != 0:
+                raise subprocess.CalledProcessError(rc, command)
+
+    return Watched
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _file_cm(path: Path) -> Any:
+    import vagrant
+    return vagrant.make_file_cm(str(path))  # type: ignore[no-untyped-call]
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"({path} not written)"
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n")
+    return text[-chars:] if text.strip() else f"({path} is empty)"
+
+
+def _port_open(addr: str, port: int = 22) -> bool:
+    try:
+        with socket.create_connection((addr, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@register
+class VagrantProvider(Provider):
+    name = "vagrant"
+    shares_host_kernel = False
+
+    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+        super().__init__(plan, labdir)
+        self.logs = labdir / "logs"
+        self._conn: Any = None
+
+    # -- names ---------------------------------------------------------------------------
+    def domain_name(self, node: str) -> str:
+        try:
+            return str(self.node(node)["object"])
+        except KeyError:
+            return paths.obj_name(self.lab, node)
+
+    def _owned(self, name: str) -> bool:
+        """Named storlab-<lab>-*, and not by a lab whose name merely extends ours (lab 'a' vs 'a-b')."""
+        prefix = paths.obj_name(self.lab, "")
+        if not name.startswith(prefix):
+            return False
+        labs = paths.home() / "labs"
+        others = [p.name for p in labs.iterdir()] if labs.is_dir() else []
+        return not any(o != self.lab and paths.obj_name(o, "").startswith(prefix) and name.startswith(paths.obj_name(o, ""))
+                       for o in others)
+
+    # -- libvirt -------------------------------------------------------------------------
+    def conn(self) -> Any:
+        if self._conn is None:
+            from ..hostpools import connect
+            self._conn = connect(vagrantspec.URI)
+        return self._conn
+
+    def _domain(self, node: str) -> Any:
+        import libvirt
+        try:
+            return self.conn().lookupByName(self.domain_name(node))
+        except libvirt.libvirtError:
+            return None
+
+    def _ensure_pool(self) -> None:
+        """The pool must exist before `vagrant up --parallel`: vagrant-libvirt would only create
+        one named 'default', and racily from parallel machines."""
+        import libvirt
+        conn = self.conn()
+        try:
+            pool = conn.storagePoolLookupByName(box.STORAGE_POOL)
+        except libvirt.libvirtError:
+            log.info(f"defining libvirt storage pool '{box.STORAGE_POOL}' at {box.pool_path()}")
+            pool = conn.storagePoolDefineXML(
+                f"<pool type='dir'><name>{box.STORAGE_POOL}</name>"
+                f"<target><path>{box.pool_path()}</path></target></pool>", 0)
+            pool.build(0)
+            pool.setAutostart(1)
+        if not pool.isActive():
+            pool.create(0)
+
+    def _ensure_network(self, name: str, xml: str) -> None:
+        import libvirt
+        conn = self.conn()
+        want = ET.fromstring(xml)
+        try:
+            net = conn.networkLookupByName(name)
+            have = ET.fromstring(net.XMLDesc(0))
+            if _net_key(have) != _net_key(want):
+                log.info(f"network {name}: redefining (was {_net_key(have)}, want {_net_key(want)})")
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+                raise LookupError
+        except (libvirt.libvirtError, LookupError):
+            net = conn.networkDefineXML(xml)
+        if not net.isActive():
+            net.create()
+
+    # -- create --------------------------------------------------------------------------
+    def create(self, public_key: str) -> None:
+        if shutil.which("vagrant") is None:
+            raise HarnessError("vagrant is not installed; run ci/setup-host.sh --vm, or use provider: lxc")
+        with log.step("vagrant box"):
+            bx = box.build()
+        spec = vagrantspec.spec(self.plan, self.labdir, bx)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.labdir / "vagrant.json").write_text(json.dumps(spec, indent=2) + "\n")
+        (self.labdir / "Vagrantfile").write_text(vagrantspec.lab_vagrantfile(paths.repo_root() / "Vagrantfile"))
+        keys = self.labdir / "authorized_keys"
+        keys.write_text(public_key if public_key.endswith("\n") else public_key + "\n")
+        os.chmod(keys, 0o600)
+        with log.step("libvirt: storage pool and isolated networks"):
+            self._ensure_pool()
+            for name, xml in vagrantspec.networks(self.plan, spec).items():
+                self._ensure_network(name, xml)
+        self._up(spec)
+
+    def _up(self, spec: dict[str, Any]) -> None:
+        logf = self.logs / "vagrant-up.log"
+        bound = vagrantspec.boot_bound(self.plan)
+        nodes = [m["name"] for m in spec["machines"]]
+        powered: dict[str, float] = {}
+        ssh_seen: dict[str, float] = {}
+        t0 = time.monotonic()
+
+        def watch() -> None:
+            now = time.monotonic()
+            for m in spec["machines"]:
+                name = m["name"]
+                if name in ssh_seen:
+                    continue
+                dom = self._domain(name)
+                active = bool(dom is not None and dom.isActive())
+                if active and name not in powered:
+                    powered[name] = now
+                    log.info(f"{name}: powered on ({spec['driver']}) after {now - t0:.0f}s")
+                elif not active and name in powered:
+                    raise HarnessError(f"{name} ({m['domain']}) powered off during boot\n"
+                                       f"--- serial console (tail)\n{_tail(Path(m['console_log']))}")
+                if active and (_port_open(m["mgmt_ip"]) or _port_open(self.node(name)["address"])):
+                    ssh_seen[name] = now
+                    log.info(f"{name}: ssh port open {now - powered[name]:.0f}s after power-on")
+                elif name in powered and now - powered[name] > bound:
+                    raise HarnessError(
+                        f"{name} ({m['domain']}): no ssh {bound}s after power-on (accel {self.plan['accel']}, "
+                        f"libvirt driver {spec['driver']}); on a nested/PVM /dev/kvm guests hang: set "
+                        f"STORLAB_ACCEL=tcg\n--- serial console {m['console_log']} (tail)\n"
+                        f"{_tail(Path(m['console_log']))}")
+
+        with open(logf, "a") as fh:
+            fh.write(f"\n===== {time.strftime('%F %T')} vagrant up --parallel ({', '.join(nodes)})\n")
+        v = _vagrant_class()(root=str(self.labdir), env=box.vagrant_env(),
+                             out_cm=_file_cm(logf), err_cm=_file_cm(logf))
+        v.watch = watch
+        # box upload into the pool (first use) + boot of every node + provisioning, with room to spare
+        v.timeout = 600 + bound * len(nodes)
+        with log.step(f"vagrant up --parallel {', '.join(nodes)} (log: {logf})"):
+            try:
+                v._call_vagrant_command(["up", "--parallel", "--provider=libvirt", "--no-tty"])
+            except subprocess.CalledProcessError as exc:
+                consoles = "".join(f"\n--- {m['name']} serial console (tail)\n{_tail(Path(m['console_log']), 1500)}"
+                                   for m in spec["machines"] if m["name"] not in ssh_seen)
+                raise HarnessError(f"vagrant up failed (exit {exc.returncode}); log {logf}:\n"
+                                   f"{_tail(logf, 2500)}{consoles}") from None
+            except HarnessError as exc:
+                raise HarnessError(f"{exc}\n--- vagrant log {logf} (tail)\n{_tail(logf, 1500)}") from None
+
+    # -- power and faults ----------------------------------------------------------------
+    def is_running(self, node: str) -> bool:
+        dom = self._domain(node)
+        return bool(dom is not None and dom.isActive())
+
+    def _need(self, node: str) -> Any:
+        dom = self._domain(node)
+        if dom is None:
+            raise HarnessError(f"{self.domain_name(node)} does not exist (lab {self.lab} not up?)")
+        return dom
+
+    def start(self, node: str) -> None:
+        dom = self._need(node)
+        if not dom.isActive():
+            dom.create()
+
+    def crash(self, node: str) -> None:
+        dom = self._need(node)
+        if dom.isActive():
+            dom.destroy()  # = virsh destroy: hard power-off
+
+    def freeze(self, node: str) -> None:
+        self._need(node).suspend()
+
+    def thaw(self, node: str) -> None:
+        self._need(node).resume()
+
+    def set_link(self, node: str, network: str, up: bool) -> None:
+        import libvirt
+        dom = self._need(node)
+        mac = self.node(node)["macs"][network].lower()
+        for iface in ET.fromstring(dom.XMLDesc(0)).findall("./devices/interface"):
+            m = iface.find("mac")
+            if m is not None and m.get("address", "").lower() == mac:
+                link = iface.find("link")
+                if link is None:
+                    link = ET.SubElement(iface, "link")
+                link.set("state", "up" if up else "down")
+                dom.updateDeviceFlags(ET.tostring(iface, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                return
+        raise HarnessError(f"{self.domain_name(node)} has no interface with MAC {mac} (network {network})")
+
+    def console_log(self, node: str) -> str:
+        out = f"--- {node}.console.log (serial ttyS0)\n{_tail(self.logs / f'{node}.console.log', 4000)}\n"
+        up = self.logs / "vagrant-up.log"
+        if up.exists():
+            out += f"--- vagrant-up.log (tail)\n{_tail(up, 1500)}\n"
+        return out
+
+    # -- teardown ------------------------------------------------------------------------
+    def _domains(self) -> list[Any]:
+        return [d for d in self.conn().listAllDomains(0) if self._owned(d.name())]
+
+    def _networks(self) -> list[Any]:
+        return [n for n in self.conn().listAllNetworks(0) if self._owned(n.name())]
+
+    def _volumes(self) -> list[Any]:
+        import libvirt
+        try:
+            pool = self.conn().storagePoolLookupByName(box.STORAGE_POOL)
+        except libvirt.libvirtError:
+            return []
+        if not pool.isActive():
+            return []
+        pool.refresh(0)
+        return [v for v in pool.listAllVolumes(0) if self._owned(v.name())]
+
+    def destroy(self) -> CleanupReport:
+        import libvirt
+        rep = CleanupReport()
+
+        def attempt(what: str, fn: Any) -> None:
+            try:
+                fn()
+                rep.removed.append(what)
+            except Exception as exc:  # noqa: BLE001 - keep going: report every item that could not be removed
+                rep.failed.append((what, str(exc).strip()[-600:]))
+
+        if (self.labdir / ".vagrant").is_dir() and (self.labdir / "vagrant.json").exists() and shutil.which("vagrant"):
+            def vagrant_destroy() -> None:
+                logf = self.logs / "vagrant-destroy.log"
+                self.logs.mkdir(parents=True, exist_ok=True)
+                v = _vagrant_class()(root=str(self.labdir), env=box.vagrant_env(),
+                                     out_cm=_file_cm(logf), err_cm=_file_cm(logf))
+                v.timeout = 300
+                try:
+                    v._call_vagrant_command(["destroy", "-f", "--no-tty"])
+                except subprocess.CalledProcessError as exc:
+                    raise HarnessError(f"exit {exc.returncode}: {_tail(logf, 500)}") from None
+            with log.step("vagrant destroy -f"):
+                attempt("vagrant destroy", vagrant_destroy)
+        # whatever vagrant left (or never knew about): straight from libvirt
+        try:
+            domains, networks = self._domains(), self._networks()
+        except Exception as exc:  # noqa: BLE001 - libvirtd down: report, do not raise from a teardown
+            rep.failed.append(("libvirt", str(exc)))
+            return rep
+        for dom in domains:
+            def remove_domain(dom: Any = dom) -> None:
+                if dom.isActive():
+                    dom.destroy()
+                flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                         | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+                dom.undefineFlags(flags)
+            attempt(f"domain {dom.name()}", remove_domain)
+        try:
+            volumes = self._volumes()
+        except Exception as exc:  # noqa: BLE001 - the pool is broken: networks can still go
+            rep.failed.append((f"pool {box.STORAGE_POOL}", str(exc)))
+            volumes = []
+        for vol in volumes:
+            attempt(f"volume {box.STORAGE_POOL}/{vol.name()}", lambda vol=vol: vol.delete(0))
+        for net in networks:
+            def remove_network(net: Any = net) -> None:
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+            attempt(f"network {net.name()}", remove_network)
+        for f in (".vagrant", "Vagrantfile", "vagrant.json", "authorized_keys"):
+            p = self.labdir / f
+            if p.is_dir():
+                attempt(f"dir {p}", lambda p=p: shutil.rmtree(p))
+            elif p.exists():
+                attempt(f"file {p}", p.unlink)
+        return rep
+
+    def leftovers(self) -> list[str]:
+        try:
+            left = [f"domain {d.name()}" for d in self._domains()]
+            left += [f"network {n.name()}" for n in self._networks()]
+            left += [f"volume {box.STORAGE_POOL}/{v.name()}" for v in self._volumes()]
+        except Exception as exc:  # noqa: BLE001 - unknown is not empty: report it as a leftover
+            return [f"libvirt unreachable: {exc}"]
+        if (self.labdir / ".vagrant").is_dir():
+            left.append(f"dir {self.labdir / '.vagrant'}")
+        return left
+
+
+def _net_key(root: ET.Element) -> tuple[str | None, ...]:
+    """What must match for a defined network to be reused: bridge, address, netmask, forwarding, DHCP hosts."""
+    br, ip, fwd = root.find("bridge"), root.find("ip"), root.find("forward")
+    hosts = ",".join(sorted(f"{h.get('mac')}={h.get('ip')}" for h in root.findall("./ip/dhcp/host")))
+    return (br.get("name") if br is not None else None,
+            ip.get("address") if ip is not None else None, ip.get("netmask") if ip is not None else None,
+            fwd.get("mode") if fwd is not None else None, hosts)

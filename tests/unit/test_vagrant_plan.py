@@ -1,0 +1,265 @@
+"""Plan -> vagrant-libvirt data: the management network in the plan, the vagrant.json the
+provider writes, the libvirt network XML, and the top-level Vagrantfile's use of it.
+No root, no libvirt, no vagrant: pure functions only."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import box, paths, vagrantspec
+from harness import plan as planmod
+from harness.errors import HarnessError
+from harness.hostfacts import PROFILES
+from harness.plan import make_plan
+from harness.providers.vagrant import VagrantProvider, _net_key
+from harness.validate import validate_text
+
+REPO = Path(__file__).resolve().parents[2]
+LABDIR = Path("/var/lib/storlab/labs/t")
+BOX = box.Box(key="0123456789abcdef", name="storlab/debian12-0123456789abcdef-b1", dir=Path("/img/0123456789abcdef/box-1"))
+
+TWO_NODES = """
+lab: t
+provider: vagrant
+networks: [{name: storage}, {name: backend}]
+nodes:
+  - {name: n1, roles: [client], cpus: 2, memory: 1536,
+     disks: [{name: data, size: 1G, filesystem: xfs, mount: /data}, {name: raw, size: 1536M}]}
+  - {name: n2, roles: [client]}
+"""
+
+
+def plan_of(text: str, accel: str = "tcg", preset: dict[str, str] | None = None,
+            taken: set[ipaddress.IPv4Network] | None = None) -> dict[str, Any]:
+    topo, res = validate_text(textwrap.dedent(text), PROFILES["ci"])
+    return make_plan(topo, res, "t.yaml", taken or set(), PROFILES["ci"], accel=accel, preset=preset)
+
+
+@pytest.fixture
+def plan() -> dict[str, Any]:
+    return plan_of(TWO_NODES)
+
+
+@pytest.fixture
+def spec(plan: dict[str, Any]) -> dict[str, Any]:
+    return vagrantspec.spec(plan, LABDIR, BOX)
+
+
+# -- the management network in the plan ------------------------------------------------------
+
+def test_vagrant_plan_has_its_own_isolated_management_subnet(plan: dict[str, Any]) -> None:
+    mgmt = plan["mgmt"]
+    cidr = ipaddress.IPv4Network(mgmt["cidr"])
+    assert mgmt["libvirt_network"] == "storlab-t-mgmt"
+    assert mgmt["host_address"] == str(cidr.network_address + 1)
+    assert ipaddress.IPv4Address(mgmt["dhcp_start"]) in cidr and ipaddress.IPv4Address(mgmt["dhcp_end"]) in cidr
+    assert mgmt["netmask"] == str(cidr.netmask)
+    assert all(not cidr.overlaps(ipaddress.IPv4Network(n["cidr"])) for n in plan["networks"])
+    assert mgmt["bridge"] not in {n["bridge"] for n in plan["networks"]} and len(mgmt["bridge"]) <= 15
+
+
+def test_management_subnet_is_deterministic_and_avoids_taken_subnets(plan: dict[str, Any]) -> None:
+    assert plan_of(TWO_NODES)["mgmt"] == plan["mgmt"]
+    taken = {ipaddress.IPv4Network(plan["mgmt"]["cidr"])}
+    other = plan_of(TWO_NODES, taken=taken)
+    assert other["mgmt"]["cidr"] != plan["mgmt"]["cidr"]
+
+
+def test_resumed_lab_keeps_its_management_subnet(plan: dict[str, Any]) -> None:
+    again = plan_of(TWO_NODES, preset={"@mgmt": "10.77.0.0/24"})
+    assert again["mgmt"]["cidr"] == "10.77.0.0/24"
+    assert again["mgmt"]["host_address"] == "10.77.0.1"
+
+
+def test_lxc_plans_have_no_management_network() -> None:
+    assert "mgmt" not in plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc"))
+
+
+def test_network_named_mgmt_is_reserved_on_vagrant() -> None:
+    with pytest.raises(HarnessError, match="'mgmt' is reserved"):
+        plan_of(TWO_NODES.replace("{name: backend}", "{name: mgmt}"))
+
+
+def test_used_subnets_counts_libvirt_networks_but_not_the_labs_own(tmp_path: Path) -> None:
+    (tmp_path / "default.xml").write_text(
+        "<network><name>default</name><ip address='192.168.122.1' netmask='255.255.255.0'/></network>")
+    (tmp_path / "own.xml").write_text(
+        "<network><name>storlab-t-mgmt</name><ip address='192.168.150.1' prefix='24'/></network>")
+    (tmp_path / "broken.xml").write_text("<network")
+    got = planmod._libvirt_network_subnets("storlab-t-", (tmp_path,))
+    assert got == {ipaddress.IPv4Network("192.168.122.0/24")}
+    assert ipaddress.IPv4Network("192.168.150.0/24") in planmod._libvirt_network_subnets(None, (tmp_path,))
+
+
+# -- vagrant.json -------------------------------------------------------------------------------
+
+def test_domains_are_named_from_the_plan_objects(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    for m, node in zip(spec["machines"], plan["nodes"], strict=True):
+        assert m["domain"] == node["object"] == f"storlab-t-{node['name']}"
+        assert m["domain_prefix"] + m["name"] == m["domain"]  # vagrant-libvirt: default_prefix + machine name
+
+
+@pytest.mark.parametrize(("accel", "driver"), [("tcg", "qemu"), ("kvm", "kvm")])
+def test_libvirt_driver_follows_the_accelerator(accel: str, driver: str) -> None:
+    s = vagrantspec.spec(plan_of(TWO_NODES, accel=accel), LABDIR, BOX)
+    assert s["driver"] == driver
+    assert s["boot_timeout"] > vagrantspec.boot_bound(plan_of(TWO_NODES, accel=accel))
+
+
+def test_tcg_allows_longer_boots_than_kvm() -> None:
+    assert vagrantspec.boot_bound(plan_of(TWO_NODES, accel="tcg")) > vagrantspec.boot_bound(plan_of(TWO_NODES, accel="kvm"))
+
+
+def test_machine_resources_networks_and_disks(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    m1, m2 = spec["machines"]
+    n1 = plan["nodes"][0]
+    assert (m1["cpus"], m1["memory"]) == (2, 1536)
+    assert m1["networks"] == [
+        {"network_name": net["libvirt_network"], "ip": n1["addresses"][net["name"]], "mac": n1["macs"][net["name"]],
+         "netmask": str(ipaddress.IPv4Network(net["cidr"]).netmask)} for net in plan["networks"]]
+    assert m1["disks"] == [{"device": "vdb", "size": "1024M", "volume": "storlab-t-n1-data.qcow2"},
+                           {"device": "vdc", "size": "1536M", "volume": "storlab-t-n1-raw.qcow2"}]
+    assert m2["disks"] == []
+    assert m1["console_log"] == str(LABDIR / "logs" / "n1.console.log")
+
+
+def test_management_addresses_are_fixed_and_inside_the_subnet(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    cidr = ipaddress.IPv4Network(plan["mgmt"]["cidr"])
+    ips = [m["mgmt_ip"] for m in spec["machines"]]
+    macs = [m["mgmt_mac"] for m in spec["machines"]]
+    assert len(set(ips)) == len(ips) and len(set(macs)) == len(macs)
+    assert all(ipaddress.IPv4Address(ip) in cidr for ip in ips)
+    assert plan["mgmt"]["host_address"] not in ips
+    assert spec["management"] == {"network_name": "storlab-t-mgmt", "address": plan["mgmt"]["cidr"],
+                                  "mode": "none", "guest_ipv6": "no"}
+
+
+def test_lab_key_comes_first_and_the_box_key_second(spec: dict[str, Any]) -> None:
+    assert spec["ssh_private_keys"] == [str(LABDIR / "id_ed25519"), str(BOX.build_key)]
+    assert spec["authorized_keys"] == str(LABDIR / "authorized_keys")
+
+
+def test_box_and_direct_kernel_boot(spec: dict[str, Any]) -> None:
+    assert spec["box"] == BOX.name
+    assert (spec["kernel"], spec["initrd"]) == (str(BOX.dir / "vmlinuz"), str(BOX.dir / "initrd.img"))
+    assert spec["cmdline"].split() == ["root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0"]
+    assert spec["storage_pool"] == box.STORAGE_POOL != "default"
+
+
+def test_spec_is_json_and_deterministic(plan: dict[str, Any]) -> None:
+    a = json.dumps(vagrantspec.spec(plan, LABDIR, BOX), sort_keys=True)
+    assert a == json.dumps(vagrantspec.spec(plan_of(TWO_NODES), LABDIR, BOX), sort_keys=True)
+
+
+def test_spec_refuses_plans_for_other_providers() -> None:
+    with pytest.raises(ValueError, match="not a vagrant plan"):
+        vagrantspec.spec(plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc")), LABDIR, BOX)
+
+
+@pytest.mark.parametrize(("size", "want"), [(2**30, "1024M"), (1536 * 2**20, "1536M"), (2**20 + 1, "2M"), (1, "1M")])
+def test_disk_sizes_are_explicit_mebibytes(size: int, want: str) -> None:
+    # fog reads a bare number as GiB
+    assert vagrantspec.disk_size(size) == want
+
+
+def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec: dict[str, Any]) -> None:
+    s1, s2 = (m["provision"] for m in spec["machines"])
+    lines = s1.splitlines()
+    assert lines[0] == "set -eu"
+    assert "chmod 0700 /root/.ssh && chmod 0600 /root/.ssh/authorized_keys" in lines
+    assert "echo n1 > /etc/hostname" in lines and "hostname n1" in lines
+    assert "blkid /dev/vdb >/dev/null 2>&1 || mkfs.xfs -q -f /dev/vdb" in lines  # never reformats
+    assert "echo '/dev/vdb /data xfs defaults,nofail 0 2' >> /etc/fstab" in s1
+    assert "mountpoint -q /data || mount /data" in lines
+    assert "vdc" not in s1  # no filesystem: left raw
+    assert "mkfs" not in s2
+
+
+def test_provision_script_quotes_odd_mount_points() -> None:
+    s = vagrantspec.provision_script("n1", [{"device": "/dev/vdb", "filesystem": "ext4", "mount": "/srv/a b"}])
+    assert "mkdir -p '/srv/a b'" in s and "mkfs.ext4 -q -F /dev/vdb" in s
+
+
+# -- libvirt networks ---------------------------------------------------------------------------
+
+def test_networks_are_isolated_and_only_management_has_dhcp(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    nets = vagrantspec.networks(plan, spec)
+    assert list(nets) == ["storlab-t-mgmt", "storlab-t-storage", "storlab-t-backend"]
+    for name, xml in nets.items():
+        root = ET.fromstring(xml)
+        assert root.findtext("name") == name
+        assert root.find("forward") is None  # no forward element: isolated, nothing leaves the host
+        assert root.find("dns").get("enable") == "no"  # type: ignore[union-attr]
+        ip = root.find("ip")
+        assert ip is not None and ip.get("netmask") and ip.get("prefix") is None  # vagrant-libvirt matches on netmask
+    mgmt = ET.fromstring(nets["storlab-t-mgmt"])
+    hosts = {(h.get("mac"), h.get("ip")) for h in mgmt.findall("./ip/dhcp/host")}
+    assert hosts == {(m["mgmt_mac"], m["mgmt_ip"]) for m in spec["machines"]}
+    assert mgmt.find("./ip").get("address") == plan["mgmt"]["host_address"]  # type: ignore[union-attr]
+    for net in plan["networks"]:
+        root = ET.fromstring(nets[net["libvirt_network"]])
+        assert root.find("./ip/dhcp") is None
+        assert root.find("./ip").get("address") == net["host_address"]  # type: ignore[union-attr]
+        assert root.find("bridge").get("name") == net["bridge"]  # type: ignore[union-attr]
+
+
+def test_network_key_ignores_what_libvirt_adds(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    xml = vagrantspec.networks(plan, spec)["storlab-t-mgmt"]
+    dumped = xml.replace("<dns enable='no'/>", "<uuid>0717a97d-b6ad-4036-9a7d-51dcbff78524</uuid>"
+                                                "<mac address='52:54:00:4e:5f:a2'/><dns enable='no'/>")
+    assert _net_key(ET.fromstring(dumped)) == _net_key(ET.fromstring(xml))
+    moved = xml.replace(plan["mgmt"]["host_address"], "10.1.2.1")
+    assert _net_key(ET.fromstring(moved)) != _net_key(ET.fromstring(xml))
+
+
+# -- Vagrantfiles ---------------------------------------------------------------------------------
+
+def test_lab_vagrantfile_sets_the_plan_and_loads_the_top_level_one() -> None:
+    text = vagrantspec.lab_vagrantfile(REPO / "Vagrantfile")
+    assert 'ENV["STORLAB_PLAN"] = File.expand_path("plan.json", __dir__)' in text
+    assert f'load "{REPO / "Vagrantfile"}"' in text
+
+
+def test_top_level_vagrantfile_reads_only_keys_the_spec_has(spec: dict[str, Any]) -> None:
+    ruby = (REPO / "Vagrantfile").read_text()
+    used = {scope: set(re.findall(rf'\b{scope}\["(\w+)"\]', ruby)) for scope in ("spec", "m", "n", "d")}
+    machine = spec["machines"][0]
+    assert used["spec"] and used["spec"] <= set(spec)
+    assert used["m"] and used["m"] <= set(machine)
+    assert used["n"] <= set(machine["networks"][0])
+    assert used["d"] <= set(machine["disks"][0])
+    assert set(re.findall(r'spec\["management"\]\["(\w+)"\]', ruby)) == set(spec["management"])
+    # the settings LAB-FACTS found necessary offline
+    for needle in ('synced_folder ".", "/vagrant", disabled: true', "insert_key = false", "management_network_keep = true",
+                   "libvirt__always_destroy: false", 'libvirt__forward_mode: "none"', "libvirt__dhcp_enabled: false"):
+        assert needle in ruby
+
+
+# -- ownership and names --------------------------------------------------------------------------
+
+def test_teardown_spares_labs_whose_name_extends_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    for lab in ("a", "a-b"):
+        (paths.lab_dir(lab)).mkdir(parents=True)
+    p = VagrantProvider({"lab": "a", "nodes": []}, paths.lab_dir("a"))
+    assert p._owned("storlab-a-node1") and p._owned("storlab-a-mgmt") and p._owned("storlab-a-node1-data.qcow2")
+    assert not p._owned("storlab-a-b-node1")
+    assert not p._owned("storlab-ab-node1") and not p._owned("default")
+    assert not p._owned(BOX.pool_volume_prefix + "0_1795621468_box.img")
+
+
+def test_box_names_follow_the_image_key() -> None:
+    b = box.ref("0fc2244a862ebbb3")
+    assert b.name == f"storlab/debian12-0fc2244a862ebbb3-b{box.BOX_VERSION}"
+    # the name vagrant-libvirt 0.11.2 gave the uploaded volume, seen on this host
+    assert ("storlab-VAGRANTSLASH-debian12-0fc2244a862ebbb3-b1_vagrant_box_image_0_1795621468_box.img"
+            .startswith(box.ref("0fc2244a862ebbb3").pool_volume_prefix)) == (box.BOX_VERSION == "1")
+    assert b.kernel.parent == b.initrd.parent == b.build_key.parent == b.dir
