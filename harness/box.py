@@ -106,6 +106,10 @@ def ref(image_key: str | None = None) -> Box:
     return Box(key=key, name=f"storlab/debian12-{key}-b{BOX_VERSION}", dir=image.image_path(key) / f"box-{BOX_VERSION}")
 
 
+#: box commands run where no Vagrantfile is found upwards (vagrant leaves .vagrant/ next to one)
+NEUTRAL_CWD = "/"
+
+
 def vagrant_env() -> dict[str, str]:
     """Environment for every vagrant call: offline, no colour, libvirt by default."""
     env = dict(os.environ)
@@ -119,7 +123,7 @@ def installed_boxes() -> set[str]:
     import vagrant  # python-vagrant: argv and the machine-readable parser
     v = vagrant.Vagrant(quiet_stdout=True, quiet_stderr=True, env=vagrant_env())  # type: ignore[no-untyped-call]
     argv = v._make_vagrant_command(["box", "list", "--machine-readable"])  # type: ignore[no-untyped-call]
-    res = run(argv, timeout=120, env=vagrant_env())
+    res = run(argv, timeout=120, env=vagrant_env(), cwd=NEUTRAL_CWD)
     if not res.ok:
         raise HarnessError(f"`vagrant box list` failed: {res.stderr.strip()[-500:]}")
     parsed = v._parse_machine_readable_output(res.stdout)  # type: ignore[no-untyped-call]
@@ -243,7 +247,7 @@ def build(force: bool = False) -> Box:
             with log.step(f"vagrant box add {box.name}"):
                 _remove_stale_pool_volumes(box)
                 res = run(["vagrant", "box", "add", "--force", "--name", box.name, "--provider", "libvirt",
-                           str(final_dir / "box.tar")], timeout=900, env=vagrant_env())
+                           str(final_dir / "box.tar")], timeout=900, env=vagrant_env(), cwd=NEUTRAL_CWD)
                 (final_dir / "box-add.log").write_text(res.stdout + res.stderr)
                 if not res.ok:
                     raise HarnessError(f"vagrant box add failed (log {final_dir / 'box-add.log'}): {res.stderr.strip()[-800:]}")
@@ -255,6 +259,7 @@ def build(force: bool = False) -> Box:
 def remove(box: Box | None = None) -> None:
     """Remove the box from vagrant, its uploaded pool volume and its files."""
     box = box or ref()
-    run(["vagrant", "box", "remove", "--force", "--provider", "libvirt", box.name], timeout=300, env=vagrant_env())
+    run(["vagrant", "box", "remove", "--force", "--provider", "libvirt", box.name], timeout=300, env=vagrant_env(),
+        cwd=NEUTRAL_CWD)
     _remove_stale_pool_volumes(box)
     shutil.rmtree(box.dir, ignore_errors=True)
