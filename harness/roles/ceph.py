@@ -104,7 +104,8 @@ def apply(lab: "Lab") -> None:
                 m.succeed(["chown", "-R", "ceph:ceph", mon_dir])
                 m.succeed(["touch", f"{mon_dir}/done"])
             start_unit(m, f"ceph-mon@{m.name}.service", "ceph-mon.target")
-    ceph = first  # runs admin commands until the admin node has its keyring
+    # admin commands run where client.admin is: the first monitor until the admin node has it
+    ceph = admins[0] if _has(admins[0], ADMIN_KEYRING) else first
     wait_until(lambda: ceph.run(["ceph", "--connect-timeout", "10", "mon", "stat"], timeout=30).ok,
                timeout=90, what="monitor quorum")
     ceph.succeed(["ceph", "config", "set", "mon", "auth_allow_insecure_global_id_reclaim", "false"])
@@ -122,8 +123,8 @@ def apply(lab: "Lab") -> None:
             start_unit(m, f"ceph-mgr@{name}.service", "ceph-mgr.target")
     with log.step("ceph: admin keyring to " + ", ".join(a.name for a in admins)):
         for a in admins:
-            if a is not first:
-                _copy_secret(first, ADMIN_KEYRING, a)
+            if a is not ceph and not _has(a, ADMIN_KEYRING):
+                _copy_secret(ceph, ADMIN_KEYRING, a)
         ceph = admins[0]
         for m in mons:  # client.admin lives on the admin node(s) only
             if m not in admins:
@@ -168,14 +169,14 @@ def create_osd(lab: "Lab", first: "Node", node: "Node") -> None:
         node.succeed(["ceph-authtool", "--create-keyring", "/var/lib/ceph/storlab-osd.keyring", "--gen-key", "-n", "osd.new"])
         # the OSD's secret reaches `ceph osd new` on stdin (printf is a shell builtin: no argv)
         osd_id = node.succeed(["bash", "-c",
-                               'printf \'{"cephx_secret": "%s"}\' "$(ceph-authtool -p /var/lib/ceph/storlab-osd.keyring)" | '
+                               'printf \'{"cephx_secret": "%s"}\' "$(ceph-authtool -p -n osd.new /var/lib/ceph/storlab-osd.keyring)" | '
                                'ceph osd new "$1" -i - -n client.bootstrap-osd -k ' + BOOTSTRAP_OSD, "bash", uuid]).strip()
         if not osd_id.isdigit():
             raise HarnessError(f"{node.name}: ceph osd new returned {osd_id!r}")
         d = f"/var/lib/ceph/osd/ceph-{osd_id}"
         node.succeed(["install", "-d", d])
         node.succeed(["bash", "-c", f'ceph-authtool --create-keyring {d}/keyring -n osd.{osd_id} '
-                                    f'--add-key "$(ceph-authtool -p /var/lib/ceph/storlab-osd.keyring)" >/dev/null'])
+                                    f'--add-key "$(ceph-authtool -p -n osd.new /var/lib/ceph/storlab-osd.keyring)" >/dev/null'])
         node.succeed(["rm", "-f", "/var/lib/ceph/storlab-osd.keyring"])
         disk = next((x for x in node.spec["disks"] if x["name"] == lab.plan["ceph"]["osd_disk"]), None)
         if disk and disk["device"]:
