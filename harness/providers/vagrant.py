@@ -95,6 +95,17 @@ def _tail(path: Path, chars: int = 3000) -> str:
     return text[-chars:] if text.strip() else f"({path} is empty)"
 
 
+def vagrant_error(text: str, context: int = 3) -> str:
+    """What went wrong in a vagrant log: the last run's final progress lines and every line
+    after them except Ruby backtrace frames (vagrant puts the message above ~60 of those)."""
+    last = text.rsplit("\n===== ", 1)[-1]
+    lines = [ln for ln in last.splitlines() if ln.strip() and not re.match(r"\s*from /", ln)]
+    progress = [i for i, ln in enumerate(lines) if ln.startswith(("==> ", "    "))]
+    cut = progress[-1] + 1 if progress else 0
+    before = [ln for ln in lines[:cut] if ln.startswith("==> ")][-context:]
+    return "\n".join(before + lines[cut:])
+
+
 def _port_open(addr: str, port: int = 22) -> bool:
     try:
         with socket.create_connection((addr, port), timeout=1.0):
@@ -224,10 +235,11 @@ class VagrantProvider(Provider):
                     ssh_seen[name] = now
                     log.info(f"{name}: ssh port open {now - powered[name]:.0f}s after power-on")
                 elif name in powered and now - powered[name] > bound:
+                    hint = ("; guests hang on a nested (PVM) /dev/kvm: try STORLAB_ACCEL=tcg"
+                            if spec["driver"] == "kvm" else "")
                     raise HarnessError(
                         f"{name} ({m['domain']}): no ssh {bound}s after power-on (accel {self.plan['accel']}, "
-                        f"libvirt driver {spec['driver']}); on a nested/PVM /dev/kvm guests hang: set "
-                        f"STORLAB_ACCEL=tcg\n--- serial console {m['console_log']} (tail)\n"
+                        f"libvirt driver {spec['driver']}){hint}\n--- serial console {m['console_log']} (tail)\n"
                         f"{_tail(Path(m['console_log']))}")
 
         with open(logf, "a") as fh:
@@ -244,9 +256,10 @@ class VagrantProvider(Provider):
                 consoles = "".join(f"\n--- {m['name']} serial console (tail)\n{_tail(Path(m['console_log']), 1500)}"
                                    for m in spec["machines"] if m["name"] not in ssh_seen)
                 raise HarnessError(f"vagrant up failed (exit {exc.returncode}); log {logf}:\n"
-                                   f"{_tail(logf, 2500)}{consoles}") from None
+                                   f"{vagrant_error(_tail(logf, 200_000))[-2500:]}{consoles}") from None
             except HarnessError as exc:
-                raise HarnessError(f"{exc}\n--- vagrant log {logf} (tail)\n{_tail(logf, 1500)}") from None
+                raise HarnessError(f"{exc}\n--- vagrant log {logf} (last lines)\n"
+                                   f"{vagrant_error(_tail(logf, 200_000))[-1500:]}") from None
 
     # -- power and faults ----------------------------------------------------------------
     def is_running(self, node: str) -> bool:
@@ -294,7 +307,7 @@ class VagrantProvider(Provider):
         out = f"--- {node}.console.log (serial ttyS0)\n{_tail(self.logs / f'{node}.console.log', 4000)}\n"
         up = self.logs / "vagrant-up.log"
         if up.exists():
-            out += f"--- vagrant-up.log (tail)\n{_tail(up, 1500)}\n"
+            out += f"--- vagrant-up.log (last lines)\n{vagrant_error(_tail(up, 200_000))[-3000:]}\n"
         return out
 
     # -- teardown ------------------------------------------------------------------------
@@ -336,7 +349,7 @@ class VagrantProvider(Provider):
                 try:
                     v._call_vagrant_command(["destroy", "-f", "--no-tty"])
                 except subprocess.CalledProcessError as exc:
-                    raise HarnessError(f"exit {exc.returncode}: {_tail(logf, 500)}") from None
+                    raise HarnessError(f"exit {exc.returncode}: {vagrant_error(_tail(logf, 200_000))[-800:]}") from None
             with log.step("vagrant destroy -f"):
                 attempt("vagrant destroy", vagrant_destroy)
         # whatever vagrant left (or never knew about): straight from libvirt

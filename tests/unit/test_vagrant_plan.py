@@ -263,3 +263,39 @@ def test_box_names_follow_the_image_key() -> None:
     assert ("storlab-VAGRANTSLASH-debian12-0fc2244a862ebbb3-b1_vagrant_box_image_0_1795621468_box.img"
             .startswith(box.ref("0fc2244a862ebbb3").pool_volume_prefix)) == (box.BOX_VERSION == "1")
     assert b.kernel.parent == b.initrd.parent == b.build_key.parent == b.dir
+
+
+# -- vagrant output ---------------------------------------------------------------------------------
+
+VAGRANT_FAILURE = """
+===== 2026-11-25 15:50:00 vagrant up --parallel (node1)
+==> node1: an older run that worked
+===== 2026-11-25 15:56:12 vagrant up --parallel (node1)
+Bringing machine 'node1' up with 'libvirt' provider...
+==> node1: Creating domain with the following settings...
+==> node1:  -- Name:              storlab-vmsmoke-node1
+==> node1: Starting domain.
+==> node1: Removing domain...
+==> node1: Deleting the machine folder
+/usr/lib/ruby/vendor_ruby/fog/libvirt/requests/compute/vm_action.rb:7:in `create': Call to virDomainCreateWithFlags \
+failed: internal error: process exited while connecting to monitor: qemu-system-x86_64: error: failed to set MSR 0x10a \
+to 0x69 (Libvirt::Error)
+\tfrom /usr/lib/ruby/vendor_ruby/fog/libvirt/requests/compute/vm_action.rb:7:in `vm_action'
+\tfrom /usr/share/rubygems-integration/all/gems/vagrant-2.3.4/lib/vagrant/action/warden.rb:48:in `call'
+qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.
+"""
+
+
+def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
+    from harness.providers.vagrant import vagrant_error
+    got = vagrant_error(VAGRANT_FAILURE).splitlines()
+    assert got[:3] == ["==> node1: Starting domain.", "==> node1: Removing domain...", "==> node1: Deleting the machine folder"]
+    assert "failed to set MSR 0x10a" in got[3]
+    assert got[-1].startswith("qemu-system-x86_64: ../../target/i386/kvm/kvm.c")
+    assert not any("from /usr" in ln for ln in got) and "older run" not in "\n".join(got)
+
+
+def test_vagrant_error_of_a_plain_vagrant_message() -> None:
+    from harness.providers.vagrant import vagrant_error
+    text = "==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\nTimed out while waiting for the machine to boot.\n"
+    assert vagrant_error(text) == "==> node1: Waiting for machine to boot.\nTimed out while waiting for the machine to boot."
