@@ -23,7 +23,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/var/log/storlab-apt.log 2>&1 \
     || { tail -20 /var/log/storlab-apt.log; exit 1; }
-  new_storage_drivers=1
+  # only new libvirt drivers need a libvirtd restart (installing vagrant/qemu for --vm does not)
+  case " ${missing[*]} " in *" libvirt-daemon"*) new_storage_drivers=1 ;; esac
 fi
 
 python3 -c "import harness, libvirt, testinfra, vagrant, fabric" 2>/dev/null \
@@ -31,8 +32,8 @@ python3 -c "import harness, libvirt, testinfra, vagrant, fabric" 2>/dev/null \
 
 # libvirt without systemd: root-owned images and kernels, daemons started by hand.
 conf=/etc/libvirt/qemu.conf
-grep -q '^user = "root"' "$conf" || echo 'user = "root"' >> "$conf"
-grep -q '^group = "root"' "$conf" || echo 'group = "root"' >> "$conf"
+grep -q '^user = "root"' "$conf" || { echo 'user = "root"' >> "$conf"; new_storage_drivers=1; }
+grep -q '^group = "root"' "$conf" || { echo 'group = "root"' >> "$conf"; new_storage_drivers=1; }
 if [ "$new_storage_drivers" = 1 ] && [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; then
   # a libvirtd started before the rbd/gluster/iscsi-direct drivers were installed does not know them
   kill "$(cat /run/libvirtd.pid)"; for _ in $(seq 50); do kill -0 "$(cat /run/libvirtd.pid 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
@@ -49,4 +50,8 @@ fi
 for _ in $(seq 100); do virsh -c qemu:///system pool-list >/dev/null 2>&1 && break; sleep 0.1; done
 virsh -c qemu:///system pool-list >/dev/null || { echo "setup-host: libvirtd does not answer" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "setup-host: /dev/fuse missing (gluster FUSE mounts need it)" >&2; exit 1; }
+if [ "$VM" = 1 ]; then
+  VAGRANT_CHECKPOINT_DISABLE=1 vagrant plugin list 2>/dev/null | grep -q '^vagrant-libvirt' \
+    || { echo "setup-host: vagrant does not load the vagrant-libvirt plugin" >&2; exit 1; }
+fi
 echo "setup-host: ready (libvirtd $(libvirtd --version | awk "{print \$NF}"), lxc $(lxc-start --version))"
