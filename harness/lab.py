@@ -208,8 +208,12 @@ class Lab:
         for node in self.nodes.values():
             parts = [self.provider.console_log(node.name)]
             if node.is_up():
-                for cmd in (["systemctl", "--failed", "--no-pager"], ["journalctl", "-b", "--no-pager", "-n", "300"],
-                            ["sh", "-c", "gluster peer status; gluster volume status 2>&1 | head -50"]):
+                cmds = [["systemctl", "--failed", "--no-pager"], ["journalctl", "-b", "--no-pager", "-n", "300"]]
+                if "gluster" in node.roles:
+                    cmds.append(["sh", "-c", "gluster peer status; gluster volume status; gluster volume heal all info"])
+                if any(r.startswith("ceph-") for r in node.roles):
+                    cmds.append(["sh", "-c", "systemctl status --no-pager 'ceph-*'; ceph -s --connect-timeout 5"])
+                for cmd in cmds:
                     r = node.run(cmd, timeout=20)
                     parts.append(f"$ {' '.join(cmd)} (rc={r.rc})\n{r.stdout}{r.stderr}")
             (d / f"{node.name}.txt").write_text(log.redact("\n".join(parts)))

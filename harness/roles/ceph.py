@@ -88,7 +88,7 @@ def apply(lab: "Lab") -> None:
         bootstrap_keys(first)
         for m in mons:
             if m is not first:
-                _copy_secret(first, MON_KEYRING, m)
+                _copy_secret(first, MON_KEYRING, m, owner="ceph:ceph")
                 _copy_secret(first, ADMIN_KEYRING, m)
         monmap = ["monmaptool", "--create", "--clobber", "--fsid", c["fsid"]]
         for m in c["mons"]:
