@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import box, log, paths, vagrantspec
-from ..errors import CleanupReport, HarnessError
+from ..errors import CleanupReport, HarnessError, WaitTimeout
+from ..run import wait_until
 from .base import Provider, register
 
 POLL = 2.0
@@ -39,6 +40,9 @@ def _vagrant_class() -> Any:
 
         watch: Any = None
         timeout: float = 600
+        #: the running vagrant's process group id goes here, so a later `down` can stop a vagrant
+        #: whose parent was killed (it runs in its own session and would carry on alone)
+        pidfile: Path | None = None
 
         def _call_vagrant_command(self, args: list[str | None]) -> None:
             command = self._make_vagrant_command(args)  # type: ignore[no-untyped-call]
@@ -46,6 +50,8 @@ def _vagrant_class() -> Any:
                 log.debug(f"$ {' '.join(command)} (in {self.root}, output in {getattr(out, 'name', '?')})")
                 proc = subprocess.Popen(command, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+                if self.pidfile is not None:
+                    self.pidfile.write_text(f"{proc.pid}\n")
                 deadline = time.monotonic() + self.timeout
                 try:
                     while True:
@@ -62,6 +68,9 @@ def _vagrant_class() -> Any:
                 except BaseException:
                     _kill_group(proc)
                     raise
+                finally:
+                    if self.pidfile is not None:
+                        self.pidfile.unlink(missing_ok=True)
             if rc != 0:
                 raise subprocess.CalledProcessError(rc, command)
 
@@ -79,6 +88,38 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def stop_orphan(pidfile: Path) -> str | None:
+    """Stop the vagrant a killed `storlab up` left running (its pid file names the process group).
+    Only a process that is still a vagrant in this lab directory is touched."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError, IndexError):
+        pidfile.unlink(missing_ok=True)
+        return None
+    if cwd != str(pidfile.parent.parent) or not any(b"vagrant" in a for a in cmdline[:3]):
+        pidfile.unlink(missing_ok=True)
+        return None
+    def gone() -> bool:
+        try:  # a zombie has exited: its parent (now init) just has not reaped it yet
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            return True
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            wait_until(gone, timeout=15, what=f"vagrant (pid {pid}) to exit after {sig.name}", interval=0.2)
+            break
+        except WaitTimeout:
+            continue
+    pidfile.unlink(missing_ok=True)
+    return f"vagrant process group {pid}"
 
 
 def _file_cm(path: Path) -> Any:
@@ -247,6 +288,7 @@ class VagrantProvider(Provider):
         v = _vagrant_class()(root=str(self.labdir), env=box.vagrant_env(),
                              out_cm=_file_cm(logf), err_cm=_file_cm(logf))
         v.watch = watch
+        v.pidfile = self.logs / "vagrant.pid"
         # box upload into the pool (first use) + boot of every node + provisioning, with room to spare
         v.timeout = 600 + bound * len(nodes)
         with log.step(f"vagrant up --parallel {', '.join(nodes)} (log: {logf})"):
@@ -339,6 +381,10 @@ class VagrantProvider(Provider):
             except Exception as exc:  # noqa: BLE001 - keep going: report every item that could not be removed
                 rep.failed.append((what, str(exc).strip()[-600:]))
 
+        stopped = stop_orphan(self.logs / "vagrant.pid")
+        if stopped:
+            log.info(f"stopped {stopped} left running by an interrupted `up`")
+            rep.removed.append(stopped)
         if (self.labdir / ".vagrant").is_dir() and (self.labdir / "vagrant.json").exists() and shutil.which("vagrant"):
             def vagrant_destroy() -> None:
                 logf = self.logs / "vagrant-destroy.log"
