@@ -76,7 +76,7 @@ def vmlab() -> Any:
 
 
 def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: Any) -> None:
-    lab, timings = vmlab
+    lab, _ = vmlab
     node = lab.node("node1")
     assert node.succeed(["systemctl", "is-system-running"]).strip() == "running", \
         node.run(["systemctl", "--failed", "--no-pager"]).stdout
@@ -98,7 +98,7 @@ def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: Any) -> None
 
 
 def test_link_down_cuts_only_that_nic(vmlab: Any) -> None:
-    lab, timings = vmlab
+    lab, _ = vmlab
     node = lab.node("node1")
     with lab.link_down("node1", "storage"):
         wait_until(lambda: not port_open(node.address), timeout=15, what="the lab address to go quiet")
@@ -107,7 +107,7 @@ def test_link_down_cuts_only_that_nic(vmlab: Any) -> None:
 
 
 def test_freeze_and_thaw(vmlab: Any) -> None:
-    lab, timings = vmlab
+    lab, _ = vmlab
     node = lab.node("node1")
     lab.provider.freeze("node1")
     try:
