@@ -12,7 +12,8 @@ VM=0
 PKGS=(lxc debootstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
       libvirt-daemon libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
       libvirt-daemon-driver-storage-gluster libvirt-daemon-driver-storage-rbd
-      libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils)
+      libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils
+      libnfs-utils libiscsi-bin qemu-block-extra)
 [ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
 
 missing=()

@@ -71,6 +71,10 @@ def _wire(lab: "Lab") -> None:
                     fuse_mount(p)
                 if p["type"] == "rbd":
                     ensure_secret(conn, lab, p, ceph_key(lab, p["client"]))
+                elif p.get("chap"):
+                    from .secrets import chap_password
+                    acl = next(a for a in lab.plan["iscsi"]["acls"] if a["initiator"] == p["initiator"])
+                    ensure_secret(conn, lab, p, chap_password(lab, acl).encode())
                 xml = (lab.dir / "files" / "host" / "pools" / f"{p['name']}.xml").read_text()
                 try:
                     pool = conn.storagePoolLookupByName(p["name"])

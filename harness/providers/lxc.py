@@ -83,7 +83,10 @@ class LxcProvider(Provider):
                 if d["filesystem"] != "none":
                     mkfs = ["mkfs.xfs", "-q", "-f"] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F"]
                     succeed([*mkfs, str(img)], timeout=120)
-            if d["filesystem"] != "none" and d["mount"]:
+            if d["filesystem"] == "none":
+                # a raw disk: the backing file itself appears in the node (tgt, BlueStore use files too)
+                entries.append(f"lxc.mount.entry = {img} dev/storlab/{d['name']} none bind,create=file 0 0")
+            elif d["mount"]:
                 mnt = self.diskdir / f"{node['name']}-{d['name']}.mnt"
                 mnt.mkdir(exist_ok=True)
                 if not os.path.ismount(mnt):
@@ -136,6 +139,9 @@ class LxcProvider(Provider):
                       f"{k}.hwaddr = {node['macs'][net['name']]}",
                       f"{k}.veth.pair = {paths.veth_name(self.lab, node['index'], ni)}",
                       f"{k}.ipv4.address = {node['addresses'][net['name']]}/{net['prefix']}"]
+        if "nfs-server" in node["roles"]:
+            # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
+            lines += ["lxc.seccomp.profile ="]
         lines += self._disks(node)
         (cdir / "config").write_text("\n".join(lines) + "\n")
 

@@ -1,0 +1,94 @@
+"""iSCSI target role: targetcli (LIO) in nodes with their own kernel, tgt (userspace)
+where the kernel is shared and has no LIO. Same LUNs, portals, IQN ACLs and CHAP."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import secrets
+from ..errors import HarnessError
+from ..run import wait_until
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
+
+NAME = "iscsi"
+
+
+def applies(plan: dict[str, Any]) -> bool:
+    return "iscsi" in plan
+
+
+def parse_tgt_show(text: str) -> dict[str, Any]:
+    """`tgtadm --mode target --op show` -> {iqn: {'luns': {n: size_bytes}, 'acls': [...], 'users': [...]}}."""
+    targets: dict[str, Any] = {}
+    cur: dict[str, Any] | None = None
+    lun: int | None = None
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if raw.startswith("Target "):
+            cur = {"luns": {}, "acls": [], "users": []}
+            targets[raw.split(":", 1)[1].strip()] = cur
+        elif cur is None:
+            continue
+        elif line.startswith("LUN:"):
+            lun = int(line.split(":")[1])
+        elif line.startswith("Size:") and lun is not None and lun > 0:
+            num, unit = line.split(":")[1].split(",")[0].split()
+            cur["luns"][lun] = int(num) * {"MB": 1000**2, "GB": 1000**3, "KB": 1000}.get(unit, 1)
+        elif line.startswith("Account information:"):
+            section = "users"
+        elif line.startswith("ACL information:"):
+            section = "acls"
+        elif line and section and raw.startswith("        ") and ":" not in line:
+            cur[section].append(line.removesuffix(" (outgoing)"))
+    return targets
+
+
+def prepare_luns(node: "Node", iscsi: dict[str, Any]) -> None:
+    for lun in iscsi["luns"]:
+        if lun["kind"] == "fileio":
+            d = lun["path"].rsplit("/", 1)[0] or "/"
+            if not node.run(["mountpoint", "-q", d], timeout=15).ok:
+                from .gluster import prepare_disks
+                prepare_disks(node)
+            node.succeed(["mkdir", "-p", d])
+            if not node.run(["test", "-e", lun["path"]], timeout=15).ok:
+                node.succeed(["truncate", "-s", str(lun["size"]), lun["path"]])
+        elif lun["kind"] == "lvm":
+            dev = f"/dev/{lun['vg']}/{lun['lv']}"
+            if not node.run(["test", "-e", dev], timeout=15).ok:
+                if not node.run(["vgs", lun["vg"]], timeout=30).ok:
+                    node.succeed(["pvcreate", "-ff", "-y", lun["device"]])
+                    node.succeed(["vgcreate", lun["vg"], lun["device"]])
+                node.succeed(["lvcreate", "-y", "-L", f"{lun['size'] // 2**20}M", "-n", lun["lv"], lun["vg"]])
+        elif not node.run(["test", "-e", lun["device"]], timeout=15).ok:
+            raise HarnessError(f"{node.name}: block device {lun['device']} for a LUN does not exist")
+
+
+def apply(lab: "Lab") -> None:
+    iscsi = lab.plan["iscsi"]
+    node = lab.node(iscsi["target"])
+    prepare_luns(node, iscsi)
+    files = lab.dir / "files" / "nodes" / node.name
+    if iscsi["implementation"] == "tgt":
+        conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi["acls"])
+        node.put("/etc/tgt/conf.d/storlab.conf", conf, "0600")
+        node.succeed(["systemctl", "unmask", "tgt.service"])
+        node.succeed(["systemctl", "enable", "--now", "tgt.service"])
+        node.wait_for_unit("tgt.service", timeout=60)
+        node.succeed(["tgt-admin", "--update", "ALL", "-f"], timeout=60)
+
+        def configured() -> bool:
+            t = parse_tgt_show(node.succeed(["tgtadm", "--lld", "iscsi", "--mode", "target", "--op", "show"]))
+            return iscsi["iqn"] in t and len(t[iscsi["iqn"]]["luns"]) == len(iscsi["luns"])
+        wait_until(configured, timeout=30, what=f"tgt on {node.name} serving {len(iscsi['luns'])} LUNs")
+    else:
+        if iscsi["iqn"] not in node.run(["targetcli", "ls", "/iscsi"], timeout=60).stdout:
+            batch = secrets.fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi["acls"])
+            script = "\n".join(line for line in batch.splitlines() if line and not line.startswith("#")) + "\n"
+            # the batch (with CHAP secrets) goes to targetcli on stdin, never on a command line
+            node.succeed(["targetcli"], input=script, timeout=120)
+        node.succeed(["systemctl", "enable", "rtslib-fb-targetctl.service"])

@@ -1,0 +1,93 @@
+"""NFS role: kernel nfsd with /etc/exports where the node has its own kernel, NFS-Ganesha
+(FSAL VFS) where it shares a host kernel without nfsd. Facts parse `exportfs -v`."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..run import wait_until
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
+
+NAME = "nfs"
+
+
+def applies(plan: dict[str, Any]) -> bool:
+    return "nfs" in plan
+
+
+def parse_exportfs(text: str) -> dict[str, dict[str, list[str]]]:
+    """`exportfs -v` -> {path: {client: [options]}} (long paths wrap onto the next line)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    path = None
+    for tok in re.findall(r"\S+", text):
+        m = re.fullmatch(r"(.+?)\((.*)\)", tok)
+        if m and path:
+            out.setdefault(path, {})[m.group(1)] = m.group(2).split(",")
+        elif tok.startswith("/"):
+            path = tok
+    return out
+
+
+def ganesha_in_grace(log_text: str) -> bool:
+    """From ganesha.log: is the server still in its grace period since its last start?"""
+    start = log_text.rfind("NFS SERVER INITIALIZED")
+    return start < 0 or log_text.find("NOT IN GRACE", start) < 0
+
+
+def wait_out_of_grace(node: "Node", timeout: float = 180) -> None:
+    """Ganesha refuses creates/setattrs (NFS3ERR_JUKEBOX, NFS4ERR_GRACE) until grace ends."""
+    wait_until(lambda: not ganesha_in_grace(node.succeed(["cat", "/var/log/ganesha/ganesha.log"])),
+               timeout=timeout, interval=1, what=f"ganesha on {node.name} to leave its grace period")
+
+
+def prepare_exports(node: "Node", nfs: dict[str, Any]) -> None:
+    for d in node.spec["disks"]:
+        if d["mount"] and d["filesystem"] != "none" and not node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
+            from .gluster import prepare_disks
+            prepare_disks(node)
+            break
+    for e in nfs["exports"]:
+        node.succeed(["mkdir", "-p", e["path"]])
+        # root is squashed to nobody: the export must be writable for it
+        node.succeed(["chown", "nobody:nogroup", e["path"]])
+        node.succeed(["chmod", "0775", e["path"]])
+
+
+def apply(lab: "Lab") -> None:
+    nfs = lab.plan["nfs"]
+    node = lab.node(nfs["server"])
+    prepare_exports(node, nfs)
+    files = lab.dir / "files" / "nodes" / node.name
+    if nfs["implementation"] == "ganesha":
+        conf = (files / "etc/ganesha/ganesha.conf").read_text()
+        if node.run(["cat", "/etc/ganesha/ganesha.conf"], timeout=15).stdout != conf:
+            node.put("/etc/ganesha/ganesha.conf", conf)
+            node.run(["systemctl", "try-restart", "nfs-ganesha.service"], timeout=60)
+        for unit in ("rpcbind.socket", "rpcbind.service", "nfs-ganesha.service"):
+            node.succeed(["systemctl", "unmask", unit])
+        node.succeed(["systemctl", "enable", "--now", "rpcbind.service", "nfs-ganesha.service"])
+        node.wait_for_unit("nfs-ganesha.service", timeout=60)
+        want = {e["path"] for e in nfs["exports"]}
+
+        def exported() -> bool:
+            r = node.run(["showmount", "-e", "--no-headers", "127.0.0.1"], timeout=15)
+            return r.ok and want <= {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+        wait_until(exported, timeout=60, what=f"ganesha on {node.name} exporting {', '.join(sorted(want))}")
+        wait_out_of_grace(node)
+    else:
+        exports = (files / "etc/exports").read_text()
+        if node.run(["cat", "/etc/exports"], timeout=15).stdout != exports:
+            node.put("/etc/exports", exports)
+        node.succeed(["systemctl", "unmask", "nfs-server.service"])
+        node.succeed(["systemctl", "enable", "--now", "nfs-server.service"])
+        node.wait_for_unit("nfs-server.service", timeout=60)
+        node.succeed(["exportfs", "-ra"])
+        have = parse_exportfs(node.succeed(["exportfs", "-v"]))
+        missing = [e["path"] for e in nfs["exports"] if e["path"] not in have]
+        if missing:
+            from ..errors import HarnessError
+            raise HarnessError(f"{node.name}: exportfs does not show {missing}: {have}")
