@@ -1,0 +1,114 @@
+"""iSCSI lab: the target's LUNs, IQN ACL and CHAP as the topology gives them, the KVM host's
+libvirt iscsi-direct pool, and a target restart while an initiator writes. The KVM host is
+the initiator in userspace (libiscsi: iscsi-ls, qemu's iscsi driver), so this runs on hosts
+without iscsi_tcp too. Select with `pytest -k iscsi`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from harness.run import wait_until
+from harness.secrets import chap_password, secret_file
+from harness.workload import Writer
+
+pytestmark = pytest.mark.topology("iscsi-userspace.yaml")
+MARGIN = 20.0
+INTRUDER = "iqn.2019-12.com.example:intruder"
+
+
+def target(lab: Any) -> Any:
+    return lab.node(lab.plan["iscsi"]["target"])
+
+
+def acl(lab: Any) -> dict[str, Any]:
+    return dict(lab.plan["iscsi"]["acls"][0])
+
+
+def iscsi_ls(lab: Any, initiator: str, password: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if password is not None:  # libiscsi takes CHAP credentials from the environment, not argv
+        env.update(LIBISCSI_CHAP_USERNAME=acl(lab)["chap"]["username"], LIBISCSI_CHAP_PASSWORD=password)
+    return subprocess.run(["iscsi-ls", "-s", "-i", initiator, f"iscsi://{target(lab).address}"],
+                          capture_output=True, text=True, timeout=30, env=env)
+
+
+def lun_sizes(output: str) -> dict[int, int]:
+    """iscsi-ls -s: {lun: size in MiB} for disk LUNs."""
+    return {int(n): int(s) for n, s in re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS \(Size:(\d+)M\)", output)}
+
+
+def qemu_io(lab: Any, lun: int, *cmds: str) -> None:
+    a = acl(lab)
+    chap_password(lab, a)  # makes sure the secret file exists; qemu reads it from there
+    opts = (f"driver=iscsi,transport=tcp,portal={target(lab).address}:3260,target={lab.plan['iscsi']['iqn']},"
+            f"lun={lun},initiator-name={a['initiator']},user={a['chap']['username']},password-secret=chap")
+    argv = ["qemu-io", "--object", f"secret,id=chap,file={secret_file(lab, a['chap']['secret_name'])}", "--image-opts", opts]
+    for c in cmds:
+        argv += ["-c", c]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 or "failed" in r.stdout.lower():
+        raise OSError(f"qemu-io rc={r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+
+
+def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None:
+    r = iscsi_ls(lab, acl(lab)["initiator"], chap_password(lab, acl(lab)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    want = {}
+    disks = {d["name"]: d["size"] for d in target(lab).spec["disks"]}
+    for i, lun in enumerate(lab.plan["iscsi"]["luns"], start=1):
+        want[i] = (lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) // 2**20
+    got = lun_sizes(r.stdout)
+    # the SCSI capacity is reported in whole MiB rounded down, minus at most one
+    assert sorted(got) == sorted(want) and all(want[n] - 1 <= got[n] <= want[n] for n in want), (got, want)
+
+
+def test_iscsi_wrong_initiator_is_refused(lab: Any) -> None:
+    r = iscsi_ls(lab, INTRUDER, chap_password(lab, acl(lab)))
+    assert not lun_sizes(r.stdout), f"an initiator without an ACL saw LUNs: {r.stdout}"
+
+
+def test_iscsi_wrong_or_missing_chap_secret_is_refused(lab: Any) -> None:
+    for pw in ("wrong-secret-1234", None):
+        r = iscsi_ls(lab, acl(lab)["initiator"], pw)
+        assert not lun_sizes(r.stdout) and "Authentication failure" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_iscsi_direct_pool_lists_the_luns(lab: Any, libvirt_conn: Any) -> None:
+    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi-direct")
+    pool = libvirt_conn.storagePoolLookupByName(spec["name"])
+    assert pool.isActive() and pool.autostart()
+    pool.refresh(0)
+    caps = sorted(pool.storageVolLookupByName(v).info()[1] // 2**20 for v in pool.listVolumes())
+    disks = {d["name"]: d["size"] for d in target(lab).spec["disks"]}
+    want = sorted([0] + [(lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) // 2**20
+                         for lun in lab.plan["iscsi"]["luns"]])  # LUN 0 is tgt's controller
+    if len(caps) == len(want) - 1:
+        want = want[1:]  # LIO has no controller LUN
+    assert len(caps) == len(want) and all(w - 1 <= c <= w for c, w in zip(caps, want)), (caps, want)
+
+
+def test_iscsi_target_restart_while_initiator_writes(lab: Any) -> None:
+    unit = "tgt.service" if lab.plan["iscsi"]["implementation"] == "tgt" else "rtslib-fb-targetctl.service"
+
+    def write(seq: int) -> None:
+        qemu_io(lab, 1, f"write -P {seq % 250 + 1} {seq * 4096} 4k", "flush")
+
+    with Writer("iscsi", write, interval=0.1) as w:
+        wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="iSCSI writer running")
+        with lab.stopped_service(target(lab).name, unit):
+            t_down = time.monotonic()
+            wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=30,
+                       what="writes to fail while the target is down")
+        t_up = time.monotonic()
+        wait_until(lambda: w.log.first_ack_after(t_up), timeout=60 + MARGIN, what="writes acknowledged after the restart")
+        resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
+    print(f"iSCSI target restart: writes resumed {resumed:.1f}s after it was back ({len(w.log.errors)} refused meanwhile)")
+    assert resumed <= MARGIN
+    for _, seq in w.log.acked:  # qemu-io verifies each pattern and fails on a mismatch
+        qemu_io(lab, 1, f"read -P {seq % 250 + 1} {seq * 4096} 4k")
