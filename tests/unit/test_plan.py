@@ -265,8 +265,10 @@ def test_ganesha_and_tgt_on_containers() -> None:
     assert "Clients = *;" in b
     tgt = files["nodes/t1/etc/tgt/conf.d/storlab.conf"]
     assert "<target iqn.2019-12.com.example:t1>" in tgt
-    assert "    backing-store /iscsi/l0.img\n" in tgt
-    assert "    backing-store /dev/storlab/lun1\n" in tgt  # containers get the disk as a host block device
+    # LUN numbers follow the topology's order (tgt-admin would otherwise sort by path)
+    assert "    <backing-store /iscsi/l0.img>\n        lun 1\n" in tgt
+    assert "    <backing-store /dev/storlab/lun1>\n        lun 2\n" in tgt  # the node's raw disk
+    assert "    initiator-address 192.0.2.1\n" in tgt  # no implicit ALL address ACL
     assert "    initiator-name iqn.2019-12.com.example:i1\n" in tgt
 
 
