@@ -231,7 +231,8 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
                                     else str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}")))
         if p.type in ("fs", "logical") and entry["host"] != "kvm":
             hn = by_name[entry["host"]]
-            entry["device"] = hn["disks"][0]["device"] if hn["disks"] else None
+            disk = next((d for d in hn["disks"] if d["name"] == p.disk), hn["disks"][0] if hn["disks"] else None)
+            entry["device"] = disk["device"] if disk else None
         pools.append(entry)
     types = {p["name"]: p["type"] for p in pools}
     plan["host"] = {"uri": topo.host.uri, "pools": pools,

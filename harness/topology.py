@@ -208,6 +208,7 @@ class Pool(Strict):
     client: str | None = Field(None, description="rbd: ceph client name, e.g. client.KVMpool")
     secret: Secret | None = None
     host: str | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
+    disk: str | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first)")
 
 
 class Volume(Strict):

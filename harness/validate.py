@@ -368,6 +368,7 @@ class _Rules:
         h = self.t.host
         names: dict[str, int] = {}
         paths: dict[tuple[str, str], int] = {}
+        used_disks: dict[tuple[str, str], int] = {}
         for pi, p in enumerate(h.pools):
             base: Path = ("host", "pools", pi)
             if p.name in names:
@@ -412,6 +413,15 @@ class _Rules:
                 elif p.host in self.nodes and not self.nodes[p.host][1].disks:
                     self.add(base + ("host",), f"node {p.host} has no disk for this {p.type} pool",
                              f"add a disk to nodes[{self.nodes[p.host][0]}] (the pool uses its first disk)")
+                elif p.host in self.nodes:
+                    node_disks = [d.name for d in self.nodes[p.host][1].disks]
+                    disk = p.disk or node_disks[0]
+                    if disk not in node_disks:
+                        self.add(base + ("disk",), f"node {p.host} has no disk '{disk}'", f"use one of: {', '.join(node_disks)}")
+                    elif (p.host, disk) in used_disks:
+                        self.add(base + ("disk",), f"disk {disk} of {p.host} is already used by host.pools[{used_disks[(p.host, disk)]}]",
+                                 "give each fs/logical pool its own disk (set disk:)")
+                    used_disks.setdefault((p.host, disk), pi)
             if p.host and p.host != "kvm":
                 self.node_ref(base + ("host",), p.host, "hypervisor")
             elif p.type == "netfs" and not self.facts.kernel_nfs_client:

@@ -1406,6 +1406,22 @@ RULE_CASES = [
         """, "node kvm1 has no disk for this logical pool", "host.pools[0].host", "kvm", id="logical-pool-on-diskless-node"),
     pytest.param("""
         lab: t
+        nodes: [{name: kvm1, roles: [hypervisor], disks: [{name: d1, size: 1G}, {name: d2, size: 1G}]}]
+        host:
+          pools:
+            - {name: p1, type: fs, path: /mnt/fs, host: kvm1}
+            - {name: p2, type: logical, path: /dev/vg0, host: kvm1, disk: d1} #<
+        """, "disk d1 of kvm1 is already used by host.pools[0]", "host.pools[1].disk", "kvm",
+        id="two-pools-on-one-disk"),
+    pytest.param("""
+        lab: t
+        nodes: [{name: kvm1, roles: [hypervisor], disks: [{name: d1, size: 1G}]}]
+        host:
+          pools:
+            - {name: p1, type: fs, path: /mnt/fs, host: kvm1, disk: d9} #<
+        """, "node kvm1 has no disk 'd9'", "host.pools[0].disk", "kvm", id="pool-disk-missing"),
+    pytest.param("""
+        lab: t
         nodes: [{name: a}]
         host:
           pools: [{name: p, type: dir, path: /x}]
