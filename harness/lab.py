@@ -315,9 +315,57 @@ def reap() -> CleanupReport:
                 run(["lxc-stop", "-k", "-P", str(lxcpath()), "-n", c.name], timeout=60)
                 shutil.rmtree(c, ignore_errors=True)
                 rep.removed.append(f"orphan container {c.name}")
+    _reap_libvirt(labs, rep)
     for link in json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]"):
         alias = str(link.get("ifalias", ""))
         if alias.startswith("storlab:") and alias.split(":")[1] not in labs:
             r = run(["ip", "link", "del", link["ifname"]], timeout=15)
             (rep.removed.append(f"orphan link {link['ifname']}") if r.ok else rep.failed.append((link["ifname"], r.stderr)))
     return rep
+
+
+def _orphan(name: str, labs: set[str]) -> bool:
+    """A libvirt object named storlab-LAB-... whose lab is unknown (box images are a cache, kept)."""
+    return (name.startswith("storlab-") and "VAGRANTSLASH" not in name
+            and not any(name.startswith(f"storlab-{lab}-") for lab in labs))
+
+
+def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
+    try:
+        import libvirt
+        from .hostpools import connect
+        conn = connect("qemu:///system")
+    except Exception:  # no libvirt here: nothing of ours can be in it
+        return
+    try:
+        for dom in conn.listAllDomains(0):
+            if _orphan(dom.name(), labs):
+                try:
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                    rep.removed.append(f"orphan domain {dom.name()}")
+                except libvirt.libvirtError as exc:
+                    rep.failed.append((f"domain {dom.name()}", str(exc)))
+        for net in conn.listAllNetworks(0):
+            if _orphan(net.name(), labs):
+                try:
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
+                    rep.removed.append(f"orphan network {net.name()}")
+                except libvirt.libvirtError as exc:
+                    rep.failed.append((f"network {net.name()}", str(exc)))
+        for pool in conn.listAllStoragePools(0):
+            # only the pools VM disks live in: listing a pool on a hung network mount would hang
+            if pool.name() not in ("storlab", "default") or not pool.isActive():
+                continue
+            for vol in pool.listAllVolumes(0):
+                if _orphan(vol.name(), labs):
+                    try:
+                        vol.delete(0)
+                        rep.removed.append(f"orphan volume {vol.name()}")
+                    except libvirt.libvirtError as exc:
+                        rep.failed.append((f"volume {vol.name()}", str(exc)))
+    finally:
+        conn.close()

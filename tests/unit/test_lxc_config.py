@@ -83,3 +83,13 @@ def test_macs_and_veths_are_unique_per_node_and_network(provider: LxcProvider, t
 
 def test_leftovers_of_a_fresh_plan_are_empty(provider: LxcProvider) -> None:
     assert provider._containers_on_disk() == set()
+
+
+def test_reaper_only_calls_unknown_lab_objects_orphans() -> None:
+    from harness.lab import _orphan
+    labs = {"gluster3", "a"}
+    assert _orphan("storlab-gone-node1", labs)
+    assert not _orphan("storlab-gluster3-gluster1", labs)
+    assert not _orphan("storlab-a-b-node1", labs)  # could belong to lab "a": leave it
+    assert not _orphan("storlab-VAGRANTSLASH-debian12-x_vagrant_box_image_0_box.img", labs)  # the box cache
+    assert not _orphan("default", labs)
