@@ -104,6 +104,23 @@ def cmd_fault(args: argparse.Namespace) -> int:
     elif args.action in ("freeze", "thaw"):
         lab.mark(f"{args.action} {node.name} (cli)")
         getattr(lab.provider, args.action)(node.name)
+    elif args.action in ("stop-service", "kill-service", "start-service"):
+        if not args.unit:
+            raise HarnessError(f"{args.action} needs --unit UNIT")
+        lab.mark(f"{args.action} {args.unit} on {node.name} (cli)")
+        verb = {"stop-service": ["stop"], "kill-service": ["kill", "-s", "KILL"], "start-service": ["start"]}[args.action]
+        node.succeed(["systemctl", *verb, args.unit])
+    elif args.action in ("isolate", "rejoin"):
+        # cut (restore) this node's traffic to every other lab node; the ssh path from the host stays
+        lab.mark(f"{args.action} {node.name} (cli)")
+        for other in lab.nodes.values():
+            if other is node:
+                continue
+            for addr in other.spec["addresses"].values():
+                if args.action == "isolate":
+                    node.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
+                else:
+                    node.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
     print(f"{args.action} {node.name}: done")
     return 0
 
@@ -140,6 +157,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("fault", help="inject a fault: crash/start a node, link down/up, freeze/thaw")
     p.add_argument("lab")
     p.add_argument("node")
-    p.add_argument("action", choices=["crash", "start", "link-down", "link-up", "freeze", "thaw"])
+    p.add_argument("action", choices=["crash", "start", "link-down", "link-up", "freeze", "thaw", "isolate", "rejoin",
+                                      "stop-service", "kill-service", "start-service"])
     p.add_argument("--network")
+    p.add_argument("--unit", help="systemd unit for the *-service actions")
     p.set_defaults(fn=cmd_fault)

@@ -82,8 +82,17 @@ def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
     cfg_file.write_text(cfg)
     out = subprocess.run(["ssh", "-F", str(cfg_file), "-o", "BatchMode=yes", "node2", "hostname"],
                          capture_output=True, text=True, timeout=30, check=False)
-    cfg_file.unlink()
     assert out.stdout.strip() == "node2", out.stderr
+    # ... and with plain testinfra: pytest --hosts=ssh://NODE --ssh-config=FILE
+    cfg_file.write_text(cfg)
+    probe = paths.home() / "test_plain_testinfra.py"
+    probe.write_text("def test_hostname(host):\n    assert host.check_output('hostname') == host.backend.host.name\n"
+                     "    assert host.service('ssh').is_running\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hosts=ssh://node1,ssh://node3",
+                        f"--ssh-config={cfg_file}", str(probe)], capture_output=True, text=True, timeout=120, cwd=paths.home())
+    probe.unlink()
+    cfg_file.unlink()
+    assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout[-2000:]
     assert not lab.leftovers() == [], "leftovers() must see a running lab"
     t0 = time.monotonic()
     r = storlab("down", "nodes3")
