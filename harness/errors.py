@@ -44,7 +44,7 @@ class TopologyError(HarnessError):
 class CommandError(HarnessError):
     """A command the harness ran exited non-zero where success was required."""
 
-    def __init__(self, result: "object", what: str = "") -> None:
+    def __init__(self, result: object, what: str = "") -> None:
         self.result = result
         super().__init__(what or str(result))
 

@@ -31,7 +31,7 @@ class HostFacts:
     has_lxc: bool
 
     @classmethod
-    def detect(cls) -> "HostFacts":
+    def detect(cls) -> HostFacts:
         mem = 0
         for line in _read("/proc/meminfo").splitlines():
             if line.startswith("MemTotal:"):

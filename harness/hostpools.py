@@ -28,7 +28,7 @@ def connect(uri: str) -> Any:
         raise HarnessError(f"cannot connect to libvirt at {uri}: {exc}; is libvirtd running? (ci/setup-host.sh starts it)") from None
 
 
-def host_pools(lab: "Lab") -> list[dict[str, Any]]:
+def host_pools(lab: Lab) -> list[dict[str, Any]]:
     return [p for p in lab.plan["host"]["pools"] if p["host"] == "kvm"]
 
 
@@ -49,7 +49,7 @@ def fuse_mount(pool: dict[str, Any]) -> None:
     succeed(["mount", "-t", "glusterfs", "-o", opts, f"{pool['server']}:/{pool['volume']}", path], timeout=60)
 
 
-def wire(lab: "Lab") -> None:
+def wire(lab: Lab) -> None:
     import libvirt
     try:
         _wire(lab)
@@ -57,7 +57,7 @@ def wire(lab: "Lab") -> None:
         raise HarnessError(f"libvirt: {exc}") from None
 
 
-def _wire(lab: "Lab") -> None:
+def _wire(lab: Lab) -> None:
     import libvirt
     pools = lab.plan["host"]["pools"]
     remote = [p["name"] for p in pools if p["host"] != "kvm"]
@@ -97,7 +97,7 @@ def _wire(lab: "Lab") -> None:
         conn.close()
 
 
-def ceph_key(lab: "Lab", client: str) -> bytes:
+def ceph_key(lab: Lab, client: str) -> bytes:
     """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
     import base64
     admin = lab.node((lab.plan["ceph"]["admin"] or [m["name"] for m in lab.plan["ceph"]["mons"]])[0])
@@ -106,7 +106,7 @@ def ceph_key(lab: "Lab", client: str) -> bytes:
     return base64.b64decode(key)
 
 
-def ensure_secret(conn: Any, lab: "Lab", pool: dict[str, Any], value: bytes) -> None:
+def ensure_secret(conn: Any, lab: Lab, pool: dict[str, Any], value: bytes) -> None:
     """Define the pool's private libvirt secret and set its value through the API."""
     import libvirt
     try:
@@ -117,7 +117,7 @@ def ensure_secret(conn: Any, lab: "Lab", pool: dict[str, Any], value: bytes) -> 
     sec.setValue(value, 0)
 
 
-def unwire(lab: "Lab") -> CleanupReport:
+def unwire(lab: Lab) -> CleanupReport:
     rep = CleanupReport()
     pools = host_pools(lab)
     if not pools:
@@ -174,7 +174,7 @@ def unwire(lab: "Lab") -> CleanupReport:
     return rep
 
 
-def leftovers(lab: "Lab") -> list[str]:
+def leftovers(lab: Lab) -> list[str]:
     left = []
     for p in host_pools(lab):
         if p.get("fuse_mount") and _mounted(p["path"]):

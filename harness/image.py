@@ -63,7 +63,7 @@ def debian_mirror() -> str:
         if not src.exists():
             continue
         text = src.read_text()
-        m = re.search(r"^URIs:\s*(\S+)", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.M)
+        m = re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE)
         if m:
             return m.group(1)
     raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import image, log, paths
 from . import plan as planmod
-from .errors import CleanupReport, HarnessError, LabStateError
+from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
 from .node import Node
 from .providers import base as providers
@@ -76,7 +76,7 @@ class Lab:
         tmp.replace(self.state_file)
 
     @classmethod
-    def load(cls, name: str) -> "Lab":
+    def load(cls, name: str) -> Lab:
         p = paths.lab_dir(name) / "plan.json"
         if not p.exists():
             known = ", ".join(list_labs()) or "none"
@@ -84,7 +84,7 @@ class Lab:
         return cls(json.loads(p.read_text()))
 
     @classmethod
-    def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> "Lab":
+    def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
         from .cli import load_plan
         plan = load_plan(file, facts or HostFacts.detect(), provider)
         d = paths.lab_dir(plan["lab"])
@@ -333,6 +333,7 @@ def _orphan(name: str, labs: set[str]) -> bool:
 def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
     try:
         import libvirt
+
         from .hostpools import connect
         conn = connect("qemu:///system")
     except Exception:  # no libvirt here: nothing of ours can be in it

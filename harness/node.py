@@ -24,7 +24,7 @@ def _remote(cmd: Command) -> str:
 
 
 class Node:
-    def __init__(self, spec: dict[str, Any], ssh_config: Path, provider: "Provider") -> None:
+    def __init__(self, spec: dict[str, Any], ssh_config: Path, provider: Provider) -> None:
         self.spec = spec
         self.name: str = spec["name"]
         self.address: str = spec["address"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
-import os
 import subprocess
 import uuid
 import zlib

@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def secret_file(lab: "Lab", name: str) -> Path:
+def secret_file(lab: Lab, name: str) -> Path:
     return lab.dir / "secrets" / name
 
 
-def chap_password(lab: "Lab", acl: dict[str, Any]) -> str:
+def chap_password(lab: Lab, acl: dict[str, Any]) -> str:
     chap = acl["chap"]
     if chap["generate"]:
         f = secret_file(lab, chap["secret_name"])
@@ -44,7 +44,7 @@ def chap_password(lab: "Lab", acl: dict[str, Any]) -> str:
     return value
 
 
-def fill(text: str, lab: "Lab", acls: list[dict[str, Any]]) -> str:
+def fill(text: str, lab: Lab, acls: list[dict[str, Any]]) -> str:
     """Replace <secret:NAME> placeholders of rendered configs with the real values."""
     for acl in acls:
         if acl["chap"]:

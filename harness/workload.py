@@ -48,7 +48,7 @@ class Writer:
                 self.log.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         self._thread.start()
         return self
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import image, log, paths
+from .. import image, paths
 from ..errors import CleanupReport, HarnessError
 from ..run import run, succeed
 from .base import Provider, register

@@ -14,7 +14,7 @@ def applies(plan: dict[str, Any]) -> bool:
     return True
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     for node in lab.nodes.values():
         want = (lab.dir / "files" / "nodes" / node.name / "etc/hosts").read_text()
         if node.run(["cat", "/etc/hosts"], timeout=30).stdout != want:

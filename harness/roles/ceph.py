@@ -57,24 +57,24 @@ def parse_auth(auth_json: str) -> dict[str, str]:
 
 
 # -- operations ---------------------------------------------------------------------------
-def _has(node: "Node", path: str) -> bool:
+def _has(node: Node, path: str) -> bool:
     return node.run(["test", "-e", path], timeout=15).ok
 
 
-def _copy_secret(src: "Node", path: str, dst: "Node", mode: str = "0600", owner: str = "root") -> None:
+def _copy_secret(src: Node, path: str, dst: Node, mode: str = "0600", owner: str = "root") -> None:
     """Copy a keyring between nodes through the harness: stdout -> memory -> stdin."""
     content = src.get(path)
     dst.put(path, content, mode)
     dst.succeed(["chown", owner, path])
 
 
-def start_unit(node: "Node", unit: str, target: str) -> None:
+def start_unit(node: Node, unit: str, target: str) -> None:
     node.succeed(["systemctl", "unmask", "ceph.target", target])
     node.succeed(["systemctl", "enable", "--now", unit])
     node.wait_for_unit(unit, timeout=90)
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     c = lab.plan["ceph"]
     members = [lab.node(n["name"]) for n in lab.plan["nodes"] if any(r.startswith("ceph-") for r in n["roles"])]
     for node in members:
@@ -141,7 +141,7 @@ def apply(lab: "Lab") -> None:
         wait_health(ceph, c["accept_warnings"], timeout=300)
 
 
-def bootstrap_keys(first: "Node") -> None:
+def bootstrap_keys(first: Node) -> None:
     if _has(first, MON_KEYRING):
         return
     first.succeed(["install", "-d", "-m", "0755", "/var/lib/ceph/bootstrap-osd"])
@@ -157,7 +157,7 @@ def bootstrap_keys(first: "Node") -> None:
     first.succeed(["mv", "/tmp/storlab.mon.new", MON_KEYRING])
 
 
-def create_osd(lab: "Lab", first: "Node", node: "Node") -> None:
+def create_osd(lab: Lab, first: Node, node: Node) -> None:
     existing = node.run(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null"], timeout=15).stdout.split()
     if existing:
         osd_id = existing[0]
@@ -193,7 +193,7 @@ def create_osd(lab: "Lab", first: "Node", node: "Node") -> None:
     start_unit(node, f"ceph-osd@{osd_id}.service", "ceph-osd.target")
 
 
-def ensure_pool(ceph: "Node", p: dict[str, Any]) -> None:
+def ensure_pool(ceph: Node, p: dict[str, Any]) -> None:
     pools = json.loads(ceph.succeed(["ceph", "osd", "pool", "ls", "-f", "json"]))
     if p["name"] not in pools:
         ceph.succeed(["ceph", "osd", "pool", "create", p["name"], str(p["pg_num"]), str(p["pg_num"]), "replicated"])
@@ -211,7 +211,7 @@ def ensure_pool(ceph: "Node", p: dict[str, Any]) -> None:
             ceph.succeed(["ceph", "osd", "pool", "application", "enable", p["name"], p["application"]])
 
 
-def ensure_client(ceph: "Node", cl: dict[str, Any]) -> None:
+def ensure_client(ceph: Node, cl: dict[str, Any]) -> None:
     caps = [x for daemon, cap in sorted(cl["caps"].items()) for x in (daemon, cap)]
     r = ceph.run(["ceph", "auth", "get", cl["name"], "-f", "json"], timeout=30)
     if not r.ok:
@@ -220,7 +220,7 @@ def ensure_client(ceph: "Node", cl: dict[str, Any]) -> None:
         ceph.succeed(["ceph", "auth", "caps", cl["name"], *caps])
 
 
-def wait_health(ceph: "Node", accepted: list[str], timeout: float) -> None:
+def wait_health(ceph: Node, accepted: list[str], timeout: float) -> None:
     def healthy() -> str | None:
         ok, summary = parse_health(ceph.succeed(["ceph", "-s", "-f", "json"], timeout=30), accepted)
         if not ok:

@@ -71,13 +71,13 @@ def parse_heal_info(xml: str) -> dict[str, int | None]:
 
 
 # -- operations ---------------------------------------------------------------------------
-def brick_spec(lab: "Lab", brick: str) -> str:
+def brick_spec(lab: Lab, brick: str) -> str:
     """node:/path -> address:/path, so the KVM host can mount without resolving lab names."""
     node, path = brick.split(":", 1)
     return f"{lab.node(node).address}:{path}"
 
 
-def prepare_disks(node: "Node") -> None:
+def prepare_disks(node: Node) -> None:
     for d in node.spec["disks"]:
         if not d["mount"] or d["filesystem"] == "none":
             continue
@@ -94,13 +94,13 @@ def prepare_disks(node: "Node") -> None:
         node.succeed(["mount", d["mount"]])
 
 
-def start_glusterd(node: "Node") -> None:
+def start_glusterd(node: Node) -> None:
     node.succeed(["systemctl", "unmask", "glusterd.service"])
     node.succeed(["systemctl", "enable", "--now", "glusterd.service"])
     node.wait_for_unit("glusterd.service", timeout=60)
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     for vol in lab.plan["gluster"]["volumes"]:
         members = [lab.node(n) for n in vol["nodes"]]
         for node in members:
@@ -125,7 +125,7 @@ def apply(lab: "Lab") -> None:
             ensure_volume(lab, first, vol)
 
 
-def ensure_volume(lab: "Lab", first: "Node", vol: dict[str, Any]) -> None:
+def ensure_volume(lab: Lab, first: Node, vol: dict[str, Any]) -> None:
     name = vol["name"]
     info = parse_volume_info(first.succeed(["gluster", "volume", "info", "all", "--xml"], timeout=30)).get(name)
     bricks = [brick_spec(lab, b) for b in vol["bricks"]]

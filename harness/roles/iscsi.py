@@ -47,7 +47,7 @@ def parse_tgt_show(text: str) -> dict[str, Any]:
     return targets
 
 
-def prepare_luns(node: "Node", iscsi: dict[str, Any]) -> None:
+def prepare_luns(node: Node, iscsi: dict[str, Any]) -> None:
     for lun in iscsi["luns"]:
         if lun["kind"] == "fileio":
             d = lun["path"].rsplit("/", 1)[0] or "/"
@@ -68,7 +68,7 @@ def prepare_luns(node: "Node", iscsi: dict[str, Any]) -> None:
             raise HarnessError(f"{node.name}: block device {lun['device']} for a LUN does not exist")
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     iscsi = lab.plan["iscsi"]
     node = lab.node(iscsi["target"])
     prepare_luns(node, iscsi)

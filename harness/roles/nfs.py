@@ -38,13 +38,13 @@ def ganesha_in_grace(log_text: str) -> bool:
     return start < 0 or log_text.find("NOT IN GRACE", start) < 0
 
 
-def wait_out_of_grace(node: "Node", timeout: float = 180) -> None:
+def wait_out_of_grace(node: Node, timeout: float = 180) -> None:
     """Ganesha refuses creates/setattrs (NFS3ERR_JUKEBOX, NFS4ERR_GRACE) until grace ends."""
     wait_until(lambda: not ganesha_in_grace(node.succeed(["cat", "/var/log/ganesha/ganesha.log"])),
                timeout=timeout, interval=1, what=f"ganesha on {node.name} to leave its grace period")
 
 
-def prepare_exports(node: "Node", nfs: dict[str, Any]) -> None:
+def prepare_exports(node: Node, nfs: dict[str, Any]) -> None:
     for d in node.spec["disks"]:
         if d["mount"] and d["filesystem"] != "none" and not node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
             from .gluster import prepare_disks
@@ -57,7 +57,7 @@ def prepare_exports(node: "Node", nfs: dict[str, Any]) -> None:
         node.succeed(["chmod", "0775", e["path"]])
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     nfs = lab.plan["nfs"]
     node = lab.node(nfs["server"])
     prepare_exports(node, nfs)

@@ -74,6 +74,14 @@ def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
         # every node reaches every other node on the lab network, by name
         for other in lab.nodes:
             assert host.run(f"ping -c1 -W2 {other}").rc == 0, f"{name} cannot reach {other}"
+    # fault verbs keep the control channel: a partition cuts node-to-node traffic only
+    with lab.partition(["node1"], ["node2", "node3"]):
+        assert lab.node("node1").run(["ping", "-c1", "-W1", "node2"], timeout=15).rc != 0
+        assert lab.node("node2").run(["ping", "-c1", "-W1", "node3"], timeout=15).rc == 0
+    assert lab.node("node1").run(["ping", "-c1", "-W2", "node2"], timeout=15).rc == 0
+    with lab.link_down("node3"):
+        assert lab.node("node2").run(["ping", "-c1", "-W1", "node3"], timeout=15).rc != 0
+    lab.node("node3").wait_until_succeeds(["ping", "-c1", "-W1", "node2"], timeout=30)
     assert len(ids) == 3, "nodes share a machine-id"
     assert len(hostkeys) == 3, "nodes share ssh host keys"
     # the printed ssh config works with plain ssh
