@@ -57,41 +57,56 @@ def wire(lab: Lab) -> None:
         raise HarnessError(f"libvirt: {exc}") from None
 
 
+def node_uri(lab: Lab, node: str) -> str:
+    """libvirt on a hypervisor node of the lab, over ssh with the lab's own key."""
+    return f"qemu+ssh://root@{lab.node(node).address}/system?keyfile={lab.key}&no_verify=1&no_tty=1"
+
+
 def _wire(lab: Lab) -> None:
+    for host in dict.fromkeys(p["host"] for p in lab.plan["host"]["pools"]):
+        if host == "kvm":
+            _wire_on(lab, lab.plan["host"]["uri"], lab.dir / "files" / "host", host)
+        else:  # pools needing a kernel feature the KVM host lacks live on a hypervisor node
+            _wire_on(lab, node_uri(lab, host), lab.dir / "files" / "nodes" / host, host)
+
+
+def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
     import libvirt
-    pools = lab.plan["host"]["pools"]
-    remote = [p["name"] for p in pools if p["host"] != "kvm"]
-    if remote:
-        raise HarnessError(f"pools on hypervisor nodes ({', '.join(remote)}) are not implemented yet")
-    conn = connect(lab.plan["host"]["uri"])
+    conn = connect(uri)
+    here = [p for p in lab.plan["host"]["pools"] if p["host"] == host]
     try:
-        for p in host_pools(lab):
-            with log.step(f"pool {p['name']} ({p['type']})"):
+        for p in here:
+            with log.step(f"pool {p['name']} ({p['type']})" + ("" if host == "kvm" else f" on {host}")):
                 if p["type"] == "dir" and p.get("fuse_mount"):
                     fuse_mount(p)
                 if p["type"] == "rbd":
-                    ensure_secret(conn, lab, p, ceph_key(lab, p["client"]))
+                    ensure_secret(conn, lab, p, ceph_key(lab, p["client"]), files)
                 elif p.get("chap"):
                     from .secrets import chap_password
                     acl = next(a for a in lab.plan["iscsi"]["acls"] if a["initiator"] == p["initiator"])
-                    ensure_secret(conn, lab, p, chap_password(lab, acl).encode())
-                xml = (lab.dir / "files" / "host" / "pools" / f"{p['name']}.xml").read_text()
+                    ensure_secret(conn, lab, p, chap_password(lab, acl).encode(), files)
+                xml = (files / "pools" / f"{p['name']}.xml").read_text()
                 try:
                     pool = conn.storagePoolLookupByName(p["name"])
                 except libvirt.libvirtError:
                     pool = conn.storagePoolDefineXML(xml, 0)
-                    if p["type"] in ("dir", "fs", "netfs", "logical"):
+                    if p["type"] in ("fs", "logical"):  # a fresh lab disk: format it / make the VG
+                        pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
+                    elif p["type"] in ("dir", "netfs"):
                         pool.build(0)
                 if not pool.isActive():
                     pool.create(0)
                 pool.setAutostart(1)
                 pool.refresh(0)
+        names = {p["name"] for p in here}
         for v in lab.plan["host"]["volumes"]:
+            if v["pool"] not in names:
+                continue
             pool = conn.storagePoolLookupByName(v["pool"])
             if v["name"] in pool.listVolumes():
                 continue
-            with log.step(f"volume {v['pool']}/{v['name']}"):
-                xml = (lab.dir / "files" / "host" / "volumes" / v["pool"] / f"{v['name']}.xml").read_text()
+            with log.step(f"volume {v['pool']}/{v['name']}" + ("" if host == "kvm" else f" on {host}")):
+                xml = (files / "volumes" / v["pool"] / f"{v['name']}.xml").read_text()
                 pool.createXML(xml, 0)
     finally:
         conn.close()
@@ -106,13 +121,13 @@ def ceph_key(lab: Lab, client: str) -> bytes:
     return base64.b64decode(key)
 
 
-def ensure_secret(conn: Any, lab: Lab, pool: dict[str, Any], value: bytes) -> None:
+def ensure_secret(conn: Any, lab: Lab, pool: dict[str, Any], value: bytes, files: Path) -> None:
     """Define the pool's private libvirt secret and set its value through the API."""
     import libvirt
     try:
         sec = conn.secretLookupByUUIDString(pool["secret_uuid"])
     except libvirt.libvirtError:
-        xml = (lab.dir / "files" / "host" / "secrets" / f"{pool['name']}.xml").read_text()
+        xml = (files / "secrets" / f"{pool['name']}.xml").read_text()
         sec = conn.secretDefineXML(xml, 0)
     sec.setValue(value, 0)
 

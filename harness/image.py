@@ -39,7 +39,7 @@ PACKAGES = [
     # ceph
     "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-common",
     # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools)
-    "libvirt-daemon-system", "libvirt-clients", "qemu-utils",
+    "libvirt-daemon-system", "libvirt-clients", "qemu-utils", "qemu-system-x86",
 ]
 
 FIRSTBOOT_UNIT = """[Unit]

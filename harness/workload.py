@@ -93,3 +93,29 @@ def qcow2_writer(path: str, span: int = 64 * 1024 * 1024, timeout: float = 60) -
         subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {seq % 251} {off} 64k", "-c", "flush", path],
                        check=True, capture_output=True, timeout=timeout)
     return op
+
+
+def check_appends(content: bytes, acked: list[int], attempted: int, size: int = 4096) -> list[str]:
+    """Problems with an append log written by file_appender: every acknowledged block must be
+    there, whole and in order; a block whose write failed (e.g. fsync refused after the data
+    reached a brick) may be there too, possibly twice, but nothing else. [] means intact."""
+    problems = []
+    if len(content) % size:
+        problems.append(f"torn write: {len(content)} bytes is not a multiple of {size}")
+    known = {block(s, size): s for s in range(attempted + 1)}
+    found = []
+    for off in range(0, len(content) - len(content) % size, size):
+        s = known.get(content[off:off + size])
+        if s is None:
+            problems.append(f"unknown data at offset {off}")
+        else:
+            found.append(s)
+    missing, pos = [], 0
+    for s in acked:  # acknowledged seqs must appear as a subsequence, in order
+        try:
+            pos = found.index(s, pos) + 1
+        except ValueError:
+            missing.append(s)
+    if missing:
+        problems.append(f"{len(missing)} acknowledged write(s) missing or out of order, first seq {missing[0]}")
+    return problems

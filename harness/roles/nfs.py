@@ -82,7 +82,8 @@ def apply(lab: Lab) -> None:
         exports = (files / "etc/exports").read_text()
         if node.run(["cat", "/etc/exports"], timeout=15).stdout != exports:
             node.put("/etc/exports", exports)
-        node.succeed(["systemctl", "unmask", "nfs-server.service"])
+        node.succeed(["systemctl", "unmask", "rpcbind.socket", "rpcbind.service", "nfs-server.service",
+                      "nfs-kernel-server.service"])
         node.succeed(["systemctl", "enable", "--now", "nfs-server.service"])
         node.wait_for_unit("nfs-server.service", timeout=60)
         node.succeed(["exportfs", "-ra"])

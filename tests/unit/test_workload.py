@@ -1,0 +1,30 @@
+"""Pure parts of the fault-test workloads."""
+
+from harness.workload import WriteLog, block, check_appends
+
+
+def test_intact_log_has_no_problems() -> None:
+    assert check_appends(b"".join(block(s) for s in range(5)), [0, 1, 2, 3, 4], 4) == []
+
+
+def test_failed_attempt_present_twice_is_allowed() -> None:
+    # seq 2's first attempt reached a brick but its fsync failed; the retry succeeded
+    content = b"".join(block(s) for s in (0, 1, 2, 2, 3))
+    assert check_appends(content, [0, 1, 2, 3], 3) == []
+
+
+def test_lost_acknowledged_write_is_reported() -> None:
+    content = b"".join(block(s) for s in (0, 1, 3))
+    assert "1 acknowledged write(s) missing or out of order, first seq 2" in check_appends(content, [0, 1, 2, 3], 3)
+
+
+def test_reordered_and_foreign_and_torn_data_are_reported() -> None:
+    assert check_appends(b"".join(block(s) for s in (1, 0)), [0, 1], 1)
+    assert "unknown data at offset 4096" in check_appends(block(0) + b"x" * 4096, [0], 0)
+    assert check_appends(block(0) + b"x", [0], 0)[0].startswith("torn write")
+
+
+def test_max_gap_and_first_ack() -> None:
+    log = WriteLog(acked=[(1.0, 0), (1.5, 1), (4.0, 2)])
+    assert log.max_gap(1.0, 5.0) == 2.5
+    assert log.first_ack_after(1.2) == 1.5 and log.first_ack_after(4.0) is None
