@@ -95,7 +95,7 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
                     elif p["type"] in ("dir", "netfs"):
                         pool.build(0)
                 if not pool.isActive():
-                    pool.create(0)
+                    start_pool(pool, p)
                 pool.setAutostart(1)
                 pool.refresh(0)
         names = {p["name"] for p in here}
@@ -110,6 +110,21 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
                 pool.createXML(xml, 0)
     finally:
         conn.close()
+
+
+def start_pool(pool: Any, spec: dict[str, Any]) -> None:
+    """Start a pool. An iSCSI target reports a UNIT ATTENTION (e.g. 'reported LUNs data has
+    changed') once to a new initiator; libvirt does not retry it, so we do, boundedly."""
+    import libvirt
+    attempts = 3 if spec["type"] in ("iscsi", "iscsi-direct") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            pool.create(0)
+            return
+        except libvirt.libvirtError as exc:
+            if attempt == attempts or "UNIT_ATTENTION" not in str(exc):
+                raise
+            log.info(f"pool {spec['name']}: {exc}; retrying ({attempt}/{attempts})")
 
 
 def ceph_key(lab: Lab, client: str) -> bytes:

@@ -91,4 +91,12 @@ def apply(lab: Lab) -> None:
             script = "\n".join(line for line in batch.splitlines() if line and not line.startswith("#")) + "\n"
             # the batch (with CHAP secrets) goes to targetcli on stdin, never on a command line
             node.succeed(["targetcli"], input=script, timeout=120)
+        # targetcli carries on past a failing batch line: check what matters took effect
+        for acl in iscsi["acls"]:
+            path = f"/iscsi/{iscsi['iqn']}/tpg1/acls/{acl['initiator'].lower()}"  # LIO stores IQNs in lower case
+            if acl["chap"]:
+                got = node.succeed(["targetcli", path, "get", "auth", "userid"]).strip()
+                if got != f"userid={acl['chap']['username']}":
+                    raise HarnessError(f"{node.name}: CHAP user for {acl['initiator']} is {got!r} after targetcli")
+        node.succeed(["systemctl", "unmask", "rtslib-fb-targetctl.service"])
         node.succeed(["systemctl", "enable", "rtslib-fb-targetctl.service"])
