@@ -234,8 +234,11 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
             entry["device"] = disk["device"] if disk else None
         pools.append(entry)
     types = {p["name"]: p["type"] for p in pools}
+    squashing = {p["name"] for p in pools if p["type"] == "netfs" and topo.nfs and any(
+        e.path == p["export"] and "no_root_squash" not in e.options for e in topo.nfs.exports)}
     plan["host"] = {"uri": topo.host.uri, "pools": pools,
-                    "volumes": [{**v.model_dump(), "pool_type": types[v.pool]} for v in topo.host.volumes]}
+                    "volumes": [{**v.model_dump(), "pool_type": types[v.pool], "squashed": v.pool in squashing}
+                                for v in topo.host.volumes]}
     return plan
 
 

@@ -52,10 +52,20 @@ class LabManager:
         if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
             lab.write_ssh_config()
         else:
+            lab.up(owner_pid=os.getpid())  # a failed up removes its own lab
             self.owned.append(lab)
-            lab.up(owner_pid=os.getpid())
         self.labs[key] = lab
         return lab
+
+    def release(self, lab: Any) -> None:
+        """Take a lab down now (no later test needs it) if this session brought it up."""
+        self.labs = {k: v for k, v in self.labs.items() if v is not lab}
+        if lab in self.owned and not self.config.getoption("--keep-lab"):
+            self.owned.remove(lab)
+            rep = lab.down()
+            left = lab.leftovers()
+            if rep.failed or left:
+                raise HarnessError(f"{lab.name}: teardown incomplete: failed {rep.failed}, left {left}")
 
     def teardown(self) -> None:
         if self.config.getoption("--keep-lab"):
@@ -93,9 +103,40 @@ def _topology_for(request: pytest.FixtureRequest) -> str:
     return str(p)
 
 
+def _item_topology(config: pytest.Config, item: pytest.Item) -> str | None:
+    opt = config.getoption("--topology")
+    marker = item.get_closest_marker("topology")
+    name = opt or (marker.args[0] if marker else None)
+    if name is None:
+        return None
+    p = Path(name)
+    if not p.exists():
+        p = Path(config.rootpath) / "topologies" / name
+    return str(p.resolve())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # remembered so a lab can be taken down as soon as no later test needs it: two VM labs
+    # never run at once on a small host
+    config.stash[_ORDER] = [(item.nodeid, _item_topology(config, item)) for item in items]
+
+
+_ORDER = pytest.StashKey[list[tuple[str, "str | None"]]]()
+
+
+def _needed_after(config: pytest.Config, module_prefix: str, topology: str) -> bool:
+    order = config.stash.get(_ORDER, [])
+    last = max((i for i, (nodeid, _) in enumerate(order) if nodeid.startswith(module_prefix)), default=-1)
+    return any(t == topology for _, t in order[last + 1:])
+
+
 @pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Any:
-    return lab_manager.get(_topology_for(request))
+def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Any]:
+    topology = _topology_for(request)
+    the_lab = lab_manager.get(topology)
+    yield the_lab
+    if not _needed_after(request.config, request.node.nodeid + "::", str(Path(topology).resolve())):
+        lab_manager.release(the_lab)
 
 
 @pytest.fixture(scope="module")
