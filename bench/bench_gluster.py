@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
 from harness.lab import Lab  # noqa: E402
+from harness.roles.gluster import volume_whole  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 from harness.workload import Writer, file_appender  # noqa: E402
 
@@ -51,6 +52,8 @@ def main() -> int:
         ping = float(lab.plan["gluster"]["volumes"][0]["options"].get("network.ping-timeout", 42))
         for fault in ("crash", "freeze"):
             victim = "gluster1" if fault == "crash" else "gluster3"
+            wait_until(lambda: volume_whole(lab.node("gluster2"), "kvmgluster"), timeout=300, interval=2,
+                       what="volume whole before the next fault")
             with Writer(fault, file_appender(f"{mnt}/bench-{fault}.log")) as w:
                 wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer")
                 t0 = time.monotonic()

@@ -148,3 +148,13 @@ def ensure_volume(lab: Lab, first: Node, vol: dict[str, Any]) -> None:
         st = parse_volume_status(first.succeed(["gluster", "volume", "status", name, "--xml"], timeout=30))
         return len(st) == len(bricks) and all(b["online"] for b in st)
     wait_until(online, timeout=90, what=f"all {len(bricks)} bricks of {name} online")
+
+
+def volume_whole(node: Node, name: str) -> bool:
+    """All bricks online and nothing left to heal (a heal is triggered, not awaited for 600 s)."""
+    st = parse_volume_status(node.succeed(["gluster", "volume", "status", name, "--xml"], timeout=30))
+    if not st or not all(b["online"] for b in st):
+        return False
+    node.run(["gluster", "volume", "heal", name], timeout=30)
+    counts = parse_heal_info(node.succeed(["gluster", "volume", "heal", name, "info", "--xml"], timeout=60))
+    return len(counts) == len(st) and all(c == 0 for c in counts.values())
