@@ -125,10 +125,15 @@ class Lab:
             ("nodes", self._nodes),
             ("ready", self._ready),
         ]
-        out += [(f"role {r.NAME}", (lambda r=r: r.apply(self))) for r in roles.for_plan(self.plan)]
+        out += [(f"role {r.NAME}", self._role_step(r)) for r in roles.for_plan(self.plan)]
         if self.plan["host"]["pools"]:
             out.append(("host pools", lambda: hostpools.wire(self)))
         return out
+
+    def _role_step(self, role: Any) -> Callable[[], None]:
+        def step() -> None:
+            role.apply(self)
+        return step
 
     def _image(self) -> None:
         image.build()

@@ -100,7 +100,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     for n in topo.networks:
         if n.cidr:
             taken.add(ipaddress.IPv4Network(n.cidr))
-    networks = []
+    networks: list[dict[str, Any]] = []
     for i, n in enumerate(topo.networks):
         if n.cidr or n.name in preset:
             cidr = ipaddress.IPv4Network(n.cidr or preset[n.name])
@@ -117,7 +117,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     if resolved.provider == "vagrant":
         mgmt = management_network(lab, networks, taken, preset.get("@mgmt"))
         taken.add(ipaddress.IPv4Network(mgmt["cidr"]))
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for ni, node in enumerate(topo.nodes):
         addrs: dict[str, str] = {}
         for net_i, net in enumerate(networks):

@@ -62,7 +62,7 @@ def succeed(argv: Sequence[str], **kw: object) -> str:
     return run(argv, check=True, **kw).stdout  # type: ignore[arg-type]
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5,
+def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.5,
                terminal: Callable[[], str | None] | None = None) -> T:
     """Poll ``predicate`` until it returns a truthy value, with a monotonic deadline.
 

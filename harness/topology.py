@@ -229,7 +229,7 @@ class Topology(Strict):
     lab: Name
     description: str = ""
     provider: ProviderName = ProviderName.auto
-    networks: list[Network] = Field([Network(name="storage")], min_length=1)
+    networks: list[Network] = Field([Network(name="storage", cidr=None)], min_length=1)
     nodes: list[Node] = Field(min_length=1)
     nfs: Nfs | None = None
     iscsi: Iscsi | None = None

@@ -443,7 +443,7 @@ class _Rules:
     def provider(self) -> str:
         p = self.t.provider
         if p != ProviderName.auto:
-            return p.value
+            return str(p.value)
         if self.facts.kvm_usable and self.facts.has_vagrant:
             return "vagrant"
         return "vagrant" if self.needs_own_kernel() else "lxc"

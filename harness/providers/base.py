@@ -70,7 +70,7 @@ class Provider(abc.ABC):
     def node(self, name: str) -> dict[str, Any]:
         for n in self.plan["nodes"]:
             if n["name"] == name:
-                return n
+                return dict(n)
         raise KeyError(name)
 
 
