@@ -9,5 +9,5 @@ from typing import Any
 
 
 def for_plan(plan: dict[str, Any]) -> list[ModuleType]:
-    from . import base, ceph, gluster, hypervisor, iscsi, nfs
-    return [r for r in (base, gluster, ceph, nfs, iscsi, hypervisor) if r.applies(plan)]
+    from . import base, ceph, gluster, hypervisor, initiator, iscsi, nfs
+    return [r for r in (base, gluster, ceph, nfs, iscsi, initiator, hypervisor) if r.applies(plan)]

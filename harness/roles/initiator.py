@@ -1,0 +1,58 @@
+"""iSCSI initiator role (kernel open-iscsi + dm-multipath) for nodes that consume the lab's
+target the way an oVirt/KVM host does. Logging in is left to the tests (consumer checks)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import secrets
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+
+NAME = "iscsi-initiator"
+UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
+MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor
+defaults {
+    user_friendly_names yes
+    find_multipaths no
+    no_path_retry 12
+}
+blacklist {
+    devnode "^vd[a-z]"
+}
+"""
+
+
+def applies(plan: dict[str, Any]) -> bool:
+    return "iscsi" in plan and any("iscsi-initiator" in n["roles"] for n in plan["nodes"])
+
+
+def acl_for(lab: Lab, node_name: str) -> dict[str, Any] | None:
+    """The i-th initiator node takes the i-th ACL of the target (its IQN and CHAP)."""
+    initiators = [n["name"] for n in lab.plan["nodes"] if "iscsi-initiator" in n["roles"]]
+    acls = lab.plan["iscsi"]["acls"]
+    i = initiators.index(node_name)
+    return dict(acls[i]) if i < len(acls) else None
+
+
+def apply(lab: Lab) -> None:
+    for node in lab.nodes.values():
+        if "iscsi-initiator" not in node.roles:
+            continue
+        acl = acl_for(lab, node.name)
+        if acl:
+            node.put("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={acl['initiator']}\n")
+        conf = node.get("/etc/iscsi/iscsid.conf")
+        keep = [line for line in conf.splitlines() if not line.startswith(("node.session.auth.", "# storlab"))]
+        if acl and acl["chap"]:
+            keep += ["# storlab: CHAP for the lab's target",
+                     "node.session.auth.authmethod = CHAP",
+                     f"node.session.auth.username = {acl['chap']['username']}",
+                     f"node.session.auth.password = {secrets.chap_password(lab, acl)}"]
+        node.put("/etc/iscsi/iscsid.conf", "\n".join(keep) + "\n", "0600")
+        node.put("/etc/multipath.conf", MULTIPATH_CONF)
+        node.succeed(["systemctl", "unmask", *UNITS])
+        node.succeed(["systemctl", "enable", "--now", "iscsid.socket", "iscsid.service", "multipathd.service"])
+        node.succeed(["systemctl", "restart", "iscsid.service"])
+        node.wait_for_unit("multipathd.service", timeout=120)

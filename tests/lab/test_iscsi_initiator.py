@@ -1,0 +1,114 @@
+"""The classic targetcli lab consumed by a kernel initiator node, as an oVirt/KVM host would:
+sendtargets discovery, login over two portals, three LUNs of the right sizes through
+dm-multipath, refusal of a wrong IQN and a wrong CHAP secret, and I/O that survives one portal
+going down. Needs a node kernel with iscsi_tcp: VMs (`-m vm`). Select with `pytest -k iscsi`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from harness.run import wait_until
+
+pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
+INTRUDER = "iqn.2019-12.com.example:intruder"
+
+
+def initiator(lab: Any) -> Any:
+    return lab.node(next(n["name"] for n in lab.plan["nodes"] if "iscsi-initiator" in n["roles"]))
+
+
+def iqn(lab: Any) -> str:
+    return str(lab.plan["iscsi"]["iqn"])
+
+
+def portals(lab: Any) -> list[str]:
+    return list(lab.plan["iscsi"]["portal_addresses"])
+
+
+def mpath_maps(node: Any) -> dict[str, int]:
+    """multipath map name -> number of active paths."""
+    out = {}
+    for dev in json.loads(node.succeed(["lsblk", "-J", "-o", "NAME,TYPE"]))["blockdevices"]:
+        for child in dev.get("children", []):
+            if child["type"] == "mpath":
+                out[child["name"]] = out.get(child["name"], 0) + 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def logged_in(lab: Any) -> Any:
+    node = initiator(lab)
+    node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0]], timeout=60)
+    node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "--login"], timeout=120)
+    wait_until(lambda: len(mpath_maps(node)) == len(lab.plan["iscsi"]["luns"]), timeout=120, interval=2,
+               what="one multipath map per LUN")
+    yield node
+    node.run(["iscsiadm", "-m", "node", "-T", iqn(lab), "--logout"], timeout=120)
+
+
+def test_iscsi_initiator_discovers_both_portals(lab: Any, logged_in: Any) -> None:
+    out = logged_in.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0]], timeout=60)
+    found = {line.split(",")[0].rsplit(":", 1)[0] for line in out.splitlines() if iqn(lab) in line}
+    assert found == set(portals(lab)), out
+    sessions = logged_in.succeed(["iscsiadm", "-m", "session"])
+    assert len([s for s in sessions.splitlines() if iqn(lab) in s]) == len(portals(lab)), sessions
+
+
+def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: Any) -> None:
+    disks = {d["name"]: d["size"] for d in lab.node(lab.plan["iscsi"]["target"]).spec["disks"]}
+    want = sorted((lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) for lun in lab.plan["iscsi"]["luns"])
+    devs = json.loads(logged_in.succeed(["lsblk", "-J", "-b", "-o", "NAME,SIZE,TYPE,TRAN"]))["blockdevices"]
+    iscsi = sorted(int(d["size"]) for d in devs if d.get("tran") == "iscsi")
+    assert iscsi == sorted(want * len(portals(lab))), iscsi  # every LUN once per portal
+    assert sorted(mpath_maps(logged_in).values()) == [len(portals(lab))] * len(want)
+
+
+def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -> None:
+    node = logged_in
+    node.succeed(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "new"])
+    try:
+        node.succeed(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "update", "-n", "iface.initiatorname", "-v", INTRUDER])
+        node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0], "-I", "intruder"], timeout=60)
+        err = node.fail(["iscsiadm", "-m", "node", "-T", iqn(lab), "-p", portals(lab)[0], "-I", "intruder", "--login"],
+                        timeout=120)
+        assert "authorization failure" in err.lower() or "not authorized" in err.lower() or "24" in err, err
+    finally:
+        node.run(["iscsiadm", "-m", "node", "-I", "intruder", "-o", "delete"], timeout=60)
+        node.run(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "delete"], timeout=60)
+
+
+def test_iscsi_initiator_with_a_wrong_chap_secret_is_refused(lab: Any, logged_in: Any) -> None:
+    if not lab.plan["iscsi"]["chap"]:
+        pytest.skip("the topology sets no CHAP")
+    node = logged_in
+    node.succeed(["iscsiadm", "-m", "iface", "-I", "wrongchap", "-o", "new"])
+    try:
+        node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0], "-I", "wrongchap"], timeout=60)
+        node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "-p", portals(lab)[0], "-I", "wrongchap", "-o", "update",
+                      "-n", "node.session.auth.password", "-v", "not-the-secret"])
+        err = node.fail(["iscsiadm", "-m", "node", "-T", iqn(lab), "-p", portals(lab)[0], "-I", "wrongchap", "--login"],
+                        timeout=120)
+        assert "authentication failure" in err.lower() or "24" in err, err
+    finally:
+        node.run(["iscsiadm", "-m", "node", "-I", "wrongchap", "-o", "delete"], timeout=60)
+        node.run(["iscsiadm", "-m", "iface", "-I", "wrongchap", "-o", "delete"], timeout=60)
+
+
+def test_iscsi_multipath_survives_one_portal_going_down(lab: Any, logged_in: Any) -> None:
+    node = logged_in
+    mp = sorted(mpath_maps(node))[0]
+    second_net = lab.plan["networks"][1]["name"]
+    target = lab.plan["iscsi"]["target"]
+    write = ["dd", "if=/dev/urandom", f"of=/dev/mapper/{mp}", "bs=64k", "count=16", "oflag=direct", "status=none"]
+    node.succeed(write, timeout=60)
+    with lab.link_down(target, second_net):
+        wait_until(lambda: "failed" in node.succeed(["multipath", "-ll", mp]), timeout=120, interval=2,
+                   what=f"multipath to mark the {second_net} path of {mp} failed")
+        node.succeed(write, timeout=120)  # I/O goes on over the remaining portal
+        node.succeed(["dd", f"if=/dev/mapper/{mp}", "of=/dev/null", "bs=64k", "count=16", "iflag=direct", "status=none"],
+                     timeout=120)
+    wait_until(lambda: "failed" not in node.succeed(["multipath", "-ll", mp]), timeout=180, interval=2,
+               what=f"both paths of {mp} active again")
