@@ -63,6 +63,13 @@ class Node:
         """Write a file on the node; content travels on stdin (never in argv)."""
         self.succeed(["install", "-D", "-m", mode, "/dev/stdin", path], input=content)
 
+    def ensure_file(self, path: str, content: str, mode: str = "0644") -> bool:
+        """Write ``path`` only if its content differs; True when it changed."""
+        if self.run(["cat", "--", path], timeout=30).stdout == content:
+            return False
+        self.put(path, content, mode)
+        return True
+
     def get(self, path: str) -> str:
         return self.succeed(["cat", "--", path])
 

@@ -1,11 +1,15 @@
-"""Base node set-up shared by every role: /etc/hosts with every lab node."""
+"""Base node set-up shared by every role: /etc/hosts with every lab node, and the node's
+filesystems formatted and mounted where the provider did not do it already."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import HarnessError
+
 if TYPE_CHECKING:
     from ..lab import Lab
+    from ..node import Node
 
 NAME = "base"
 
@@ -17,5 +21,21 @@ def applies(plan: dict[str, Any]) -> bool:
 def apply(lab: Lab) -> None:
     for node in lab.nodes.values():
         want = (lab.dir / "files" / "nodes" / node.name / "etc/hosts").read_text()
-        if node.run(["cat", "/etc/hosts"], timeout=30).stdout != want:
-            node.put("/etc/hosts", want)
+        node.ensure_file("/etc/hosts", want)
+
+
+def prepare_disks(node: Node) -> None:
+    for d in node.spec["disks"]:
+        if not d["mount"] or d["filesystem"] == "none":
+            continue
+        if node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
+            continue  # the provider mounted it already (lxc), or an earlier run did
+        dev = d["device"]
+        if not dev:
+            raise HarnessError(f"{node.name}: disk {d['name']} has no device and is not mounted at {d['mount']}")
+        if not node.run(["blkid", dev], timeout=15).ok:
+            node.succeed(["mkfs.xfs", "-q", "-f", dev] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F", dev])
+        node.succeed(["mkdir", "-p", d["mount"]])
+        line = f"{dev} {d['mount']} {d['filesystem']} defaults,nofail 0 2"
+        node.succeed(["sh", "-c", 'grep -qsF "$1" /etc/fstab || echo "$1" >> /etc/fstab', "sh", line])
+        node.succeed(["mount", d["mount"]])

@@ -35,7 +35,7 @@ def parse_health(status_json: str, accepted: list[str]) -> tuple[bool, str]:
     checks = health.get("checks", {})
     bad = {k: v.get("summary", {}).get("message", "") for k, v in checks.items() if k not in accepted}
     pgs = st.get("pgmap", {}).get("pgs_by_state", [])
-    clean = all("active+clean" == p["state_name"] for p in pgs)
+    clean = all(p["state_name"] == "active+clean" for p in pgs)
     ok = health.get("status") in ("HEALTH_OK", "HEALTH_WARN") and not bad and clean
     summary = f"{health.get('status')} {bad or ''} pgs {[(p['state_name'], p['count']) for p in pgs]}"
     return ok, summary
@@ -79,8 +79,7 @@ def apply(lab: Lab) -> None:
     members = [lab.node(n["name"]) for n in lab.plan["nodes"] if any(r.startswith("ceph-") for r in n["roles"])]
     for node in members:
         conf = (lab.dir / "files" / "nodes" / node.name / "etc/ceph/ceph.conf").read_text()
-        if node.run(["cat", "/etc/ceph/ceph.conf"], timeout=15).stdout != conf:
-            node.put("/etc/ceph/ceph.conf", conf)
+        node.ensure_file("/etc/ceph/ceph.conf", conf)
     mons = [lab.node(m["name"]) for m in c["mons"]]
     admins = [lab.node(a) for a in c["admin"]] or mons[:1]
     first = mons[0]

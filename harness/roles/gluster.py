@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import log
 from ..errors import HarnessError
 from ..run import wait_until
+from .base import prepare_disks
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -75,23 +76,6 @@ def brick_spec(lab: Lab, brick: str) -> str:
     """node:/path -> address:/path, so the KVM host can mount without resolving lab names."""
     node, path = brick.split(":", 1)
     return f"{lab.node(node).address}:{path}"
-
-
-def prepare_disks(node: Node) -> None:
-    for d in node.spec["disks"]:
-        if not d["mount"] or d["filesystem"] == "none":
-            continue
-        if node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
-            continue  # the provider mounted it already (lxc), or an earlier run did
-        dev = d["device"]
-        if not dev:
-            raise HarnessError(f"{node.name}: disk {d['name']} has no device and is not mounted at {d['mount']}")
-        if not node.run(["blkid", dev], timeout=15).ok:
-            node.succeed(["mkfs.xfs", "-q", "-f", dev] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F", dev])
-        node.succeed(["mkdir", "-p", d["mount"]])
-        line = f"{dev} {d['mount']} {d['filesystem']} defaults,nofail 0 2"
-        node.succeed(["sh", "-c", 'grep -qsF "$1" /etc/fstab || echo "$1" >> /etc/fstab', "sh", line])
-        node.succeed(["mount", d["mount"]])
 
 
 def start_glusterd(node: Node) -> None:

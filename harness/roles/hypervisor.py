@@ -18,7 +18,7 @@ def applies(plan: dict[str, Any]) -> bool:
     return any("hypervisor" in n["roles"] for n in plan["nodes"])
 
 
-def apply(lab: "Lab") -> None:
+def apply(lab: Lab) -> None:
     for node in lab.nodes.values():
         if "hypervisor" not in node.roles:
             continue

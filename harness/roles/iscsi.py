@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import secrets
 from ..errors import HarnessError
 from ..run import wait_until
+from .base import prepare_disks
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -52,7 +53,6 @@ def prepare_luns(node: Node, iscsi: dict[str, Any]) -> None:
         if lun["kind"] == "fileio":
             d = lun["path"].rsplit("/", 1)[0] or "/"
             if not node.run(["mountpoint", "-q", d], timeout=15).ok:
-                from .gluster import prepare_disks
                 prepare_disks(node)
             node.succeed(["mkdir", "-p", d])
             if not node.run(["test", "-e", lun["path"]], timeout=15).ok:

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..run import wait_until
+from .base import prepare_disks
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -47,7 +48,6 @@ def wait_out_of_grace(node: Node, timeout: float = 180) -> None:
 def prepare_exports(node: Node, nfs: dict[str, Any]) -> None:
     for d in node.spec["disks"]:
         if d["mount"] and d["filesystem"] != "none" and not node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
-            from .gluster import prepare_disks
             prepare_disks(node)
             break
     for e in nfs["exports"]:
@@ -64,8 +64,7 @@ def apply(lab: Lab) -> None:
     files = lab.dir / "files" / "nodes" / node.name
     if nfs["implementation"] == "ganesha":
         conf = (files / "etc/ganesha/ganesha.conf").read_text()
-        if node.run(["cat", "/etc/ganesha/ganesha.conf"], timeout=15).stdout != conf:
-            node.put("/etc/ganesha/ganesha.conf", conf)
+        if node.ensure_file("/etc/ganesha/ganesha.conf", conf):
             node.run(["systemctl", "try-restart", "nfs-ganesha.service"], timeout=60)
         for unit in ("rpcbind.socket", "rpcbind.service", "nfs-ganesha.service"):
             node.succeed(["systemctl", "unmask", unit])
@@ -80,8 +79,7 @@ def apply(lab: Lab) -> None:
         wait_out_of_grace(node)
     else:
         exports = (files / "etc/exports").read_text()
-        if node.run(["cat", "/etc/exports"], timeout=15).stdout != exports:
-            node.put("/etc/exports", exports)
+        node.ensure_file("/etc/exports", exports)
         node.succeed(["systemctl", "unmask", "rpcbind.socket", "rpcbind.service", "nfs-server.service",
                       "nfs-kernel-server.service"])
         node.succeed(["systemctl", "enable", "--now", "nfs-server.service"])
