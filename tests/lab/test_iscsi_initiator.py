@@ -41,20 +41,26 @@ def mpath_maps(node: Any) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def logged_in(lab: Any) -> Any:
     node = initiator(lab)
-    node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0]], timeout=60)
-    node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "--login"], timeout=120)
+    node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0], "-I", "default"], timeout=60)
+    # the default iface only: libvirt's iscsi pool on this node keeps a session of its own
+    node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "-I", "default", "--login"], timeout=120)
     wait_until(lambda: len(mpath_maps(node)) == len(lab.plan["iscsi"]["luns"]), timeout=120, interval=2,
                what="one multipath map per LUN")
     yield node
-    node.run(["iscsiadm", "-m", "node", "-T", iqn(lab), "--logout"], timeout=120)
+    node.run(["iscsiadm", "-m", "node", "-T", iqn(lab), "-I", "default", "--logout"], timeout=120)
+
+
+def sessions(node: Any, target_iqn: str) -> int:
+    return len([s for s in node.succeed(["iscsiadm", "-m", "session"]).splitlines() if target_iqn in s])
 
 
 def test_iscsi_initiator_discovers_both_portals(lab: Any, logged_in: Any) -> None:
     out = logged_in.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0]], timeout=60)
     found = {line.split(",")[0].rsplit(":", 1)[0] for line in out.splitlines() if iqn(lab) in line}
     assert found == set(portals(lab)), out
-    sessions = logged_in.succeed(["iscsiadm", "-m", "session"])
-    assert len([s for s in sessions.splitlines() if iqn(lab) in s]) == len(portals(lab)), sessions
+    out = logged_in.succeed(["iscsiadm", "-m", "session"])
+    for portal in portals(lab):
+        assert f"{portal}:3260" in out, f"no session over portal {portal}: {out}"
 
 
 def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: Any) -> None:
@@ -62,8 +68,26 @@ def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: A
     want = sorted((lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) for lun in lab.plan["iscsi"]["luns"])
     devs = json.loads(logged_in.succeed(["lsblk", "-J", "-b", "-o", "NAME,SIZE,TYPE,TRAN"]))["blockdevices"]
     iscsi = sorted(int(d["size"]) for d in devs if d.get("tran") == "iscsi")
-    assert iscsi == sorted(want * len(portals(lab))), iscsi  # every LUN once per portal
-    assert sorted(mpath_maps(logged_in).values()) == [len(portals(lab))] * len(want)
+    n = sessions(logged_in, iqn(lab))  # one per portal, plus the libvirt pool's own
+    assert n >= len(portals(lab))
+    assert iscsi == sorted(want * n), iscsi  # every LUN once per session
+    assert sorted(mpath_maps(logged_in).values()) == [n] * len(want)
+
+
+def test_iscsi_kernel_pool_on_the_initiator_node(lab: Any, logged_in: Any) -> None:
+    from harness.hostpools import connect, node_uri
+    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi")
+    conn = connect(node_uri(lab, spec["host"]))
+    try:
+        pool = conn.storagePoolLookupByName(spec["name"])
+        assert pool.isActive() and pool.autostart()
+        pool.refresh(0)
+        caps = sorted(pool.storageVolLookupByName(v).info()[1] for v in pool.listVolumes())
+        disks = {d["name"]: d["size"] for d in lab.node(lab.plan["iscsi"]["target"]).spec["disks"]}
+        want = sorted((lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) for lun in lab.plan["iscsi"]["luns"])
+        assert caps == want, (caps, want)
+    finally:
+        conn.close()
 
 
 def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -> None:

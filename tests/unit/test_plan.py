@@ -163,7 +163,7 @@ def test_targetcli_has_three_luns_two_portals_and_chap_acl(in_repo: None) -> Non
 
 def test_iscsi_pool_logs_in_with_chap_when_the_acl_demands_it(in_repo: None) -> None:
     plan, files = build("kvm", "iscsi")
-    pool = plan["host"]["pools"][0]
+    pool = next(p for p in plan["host"]["pools"] if p["name"] == "iscsi-direct-pool")
     xml = files["host/pools/iscsi-direct-pool.xml"]
     assert "<device path='iqn.2019-12.com.packt:target1'/>" in xml
     assert "<auth type='chap' username='packt'>" in xml
