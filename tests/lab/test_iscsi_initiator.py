@@ -6,6 +6,7 @@ going down. Needs a node kernel with iscsi_tcp: VMs (`-m vm`). Select with `pyte
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -136,3 +137,26 @@ def test_iscsi_multipath_survives_one_portal_going_down(lab: Any, logged_in: Any
                      timeout=120)
     wait_until(lambda: "failed" not in node.succeed(["multipath", "-ll", mp]), timeout=180, interval=2,
                what=f"both paths of {mp} active again")
+
+
+def test_iscsi_sessions_recover_after_a_target_restart(lab: Any, logged_in: Any) -> None:
+    node = logged_in
+    mp = sorted(mpath_maps(node))[0]
+    node.succeed(["dd", "if=/dev/urandom", "of=/root/pattern", "bs=64k", "count=16", "status=none"])
+    node.succeed(["dd", "if=/root/pattern", f"of=/dev/mapper/{mp}", "bs=64k", "oflag=direct", "status=none"], timeout=60)
+    want = node.succeed(["md5sum", "/root/pattern"]).split()[0]
+    unit = "rtslib-fb-targetctl.service" if lab.plan["iscsi"]["implementation"] == "lio" else "tgt.service"
+    with lab.stopped_service(lab.plan["iscsi"]["target"], unit):
+        wait_until(lambda: "active ready running" not in node.succeed(["multipath", "-ll", mp]), timeout=120,
+                   interval=2, what=f"every path of {mp} to fail while the target is down")
+    t0 = time.monotonic()
+
+    def recovered() -> bool:
+        out = node.succeed(["iscsiadm", "-m", "session", "-P", "1"])
+        states = [line.split(":", 1)[1].strip() for line in out.splitlines() if "iSCSI Session State" in line]
+        return bool(states) and all(s == "LOGGED_IN" for s in states)
+    wait_until(recovered, timeout=150, interval=2, what="every iSCSI session logged in again")
+    print(f"iSCSI sessions recovered {time.monotonic() - t0:.1f}s after the target came back")
+    got = node.succeed(["sh", "-c", f"dd if=/dev/mapper/{mp} bs=64k count=16 iflag=direct status=none | md5sum"],
+                       timeout=120).split()[0]
+    assert got == want, "data written before the target restart differs after it"
