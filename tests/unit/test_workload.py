@@ -28,3 +28,12 @@ def test_max_gap_and_first_ack() -> None:
     log = WriteLog(acked=[(1.0, 0), (1.5, 1), (4.0, 2)])
     assert log.max_gap(1.0, 5.0) == 2.5
     assert log.first_ack_after(1.2) == 1.5 and log.first_ack_after(4.0) is None
+
+
+def test_parse_exportfs_v() -> None:
+    from harness.roles.nfs import parse_exportfs
+    out = ("/srv/nfs/kvm  192.168.60.0/24(sync,wdelay,hide,no_subtree_check,sec=sys,rw,secure,root_squash,no_all_squash)\n"
+           "/srv/a-very-long-export-path-that-wraps\n\t\t*(ro,sync,root_squash)\n")
+    got = parse_exportfs(out)
+    assert "root_squash" in got["/srv/nfs/kvm"]["192.168.60.0/24"] and "rw" in got["/srv/nfs/kvm"]["192.168.60.0/24"]
+    assert got["/srv/a-very-long-export-path-that-wraps"]["*"] == ["ro", "sync", "root_squash"]
