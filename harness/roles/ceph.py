@@ -174,8 +174,8 @@ def create_osd(lab: Lab, first: Node, node: Node) -> None:
             raise HarnessError(f"{node.name}: ceph osd new returned {osd_id!r}")
         d = f"/var/lib/ceph/osd/ceph-{osd_id}"
         node.succeed(["install", "-d", d])
-        node.succeed(["bash", "-c", f'ceph-authtool --create-keyring {d}/keyring -n osd.{osd_id} '
-                                    f'--add-key "$(ceph-authtool -p -n osd.new /var/lib/ceph/storlab-osd.keyring)" >/dev/null'])
+        # the same key under the OSD's name; a rename in the file keeps it off any command line
+        node.succeed(["sh", "-c", f'sed "s/^\\[osd.new\\]/[osd.{osd_id}]/" /var/lib/ceph/storlab-osd.keyring > {d}/keyring'])
         node.succeed(["rm", "-f", "/var/lib/ceph/storlab-osd.keyring"])
         disk = next((x for x in node.spec["disks"] if x["name"] == lab.plan["ceph"]["osd_disk"]), None)
         if disk and disk["device"]:
