@@ -54,5 +54,6 @@ def apply(lab: Lab) -> None:
         node.put("/etc/multipath.conf", MULTIPATH_CONF)
         node.succeed(["systemctl", "unmask", *UNITS])
         node.succeed(["systemctl", "enable", "--now", "iscsid.socket", "iscsid.service", "multipathd.service"])
-        node.succeed(["systemctl", "restart", "iscsid.service"])
+        # both may already run since boot with their defaults: make them read what we wrote
+        node.succeed(["systemctl", "restart", "iscsid.service", "multipathd.service"])
         node.wait_for_unit("multipathd.service", timeout=120)

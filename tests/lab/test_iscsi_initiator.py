@@ -75,22 +75,6 @@ def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: A
     assert sorted(mpath_maps(logged_in).values()) == [n] * len(want)
 
 
-def test_iscsi_kernel_pool_on_the_initiator_node(lab: Any, logged_in: Any) -> None:
-    from harness.hostpools import connect, node_uri
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi")
-    conn = connect(node_uri(lab, spec["host"]))
-    try:
-        pool = conn.storagePoolLookupByName(spec["name"])
-        assert pool.isActive() and pool.autostart()
-        pool.refresh(0)
-        caps = sorted(pool.storageVolLookupByName(v).info()[1] for v in pool.listVolumes())
-        disks = {d["name"]: d["size"] for d in lab.node(lab.plan["iscsi"]["target"]).spec["disks"]}
-        want = sorted((lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) for lun in lab.plan["iscsi"]["luns"])
-        assert caps == want, (caps, want)
-    finally:
-        conn.close()
-
-
 def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -> None:
     node = logged_in
     node.succeed(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "new"])
