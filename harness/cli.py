@@ -14,7 +14,8 @@ from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
 from .topology import Topology
-from .validate import validate_file
+from .validate import validate_file, validate_located
+from .yamlload import load_file
 
 
 def _facts(args: argparse.Namespace) -> HostFacts:
@@ -37,13 +38,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
-    topo, res = validate_file(file, facts)
-    if provider:
-        from .topology import ProviderName
-        topo.provider = ProviderName(provider)
-        from .validate import validate_located
-        from .yamlload import load_file
-        topo, res = validate_located(_with_provider(load_file(file), provider), facts)
+    loc = load_file(file)
+    if provider and isinstance(loc.data, dict):
+        loc.data["provider"] = provider  # validated as if the file said so
+    topo, res = validate_located(loc, facts)
     existing = paths.lab_dir(topo.lab) / "plan.json"
     preset: dict[str, str] = {}
     if existing.exists():
@@ -58,11 +56,6 @@ def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[
         if old.get("mgmt"):
             preset["@mgmt"] = old["mgmt"]["cidr"]
     return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts, preset=preset)
-
-
-def _with_provider(loc: Any, provider: str) -> Any:
-    loc.data["provider"] = provider
-    return loc
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -266,20 +266,26 @@ class Lab:
     @contextlib.contextmanager
     def partition(self, *groups: list[str]) -> Iterator[None]:
         """Cut traffic between groups of nodes (nftables-free: per-node ip route blackholes)."""
-        rules: list[tuple[Node, str]] = []
+        cuts = [(member, other) for gi, g in enumerate(groups) for member in g
+                for gj, h in enumerate(groups) if gj != gi for other in h]
         self.mark(f"partition {' | '.join(','.join(g) for g in groups)}")
         try:
-            for gi, g in enumerate(groups):
-                others = [m for gj, h in enumerate(groups) if gj != gi for m in h]
-                for member in g:
-                    for other in others:
-                        for addr in self.plan["nodes"][self.nodes[other].spec["index"]]["addresses"].values():
-                            self.node(member).succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
-                            rules.append((self.node(member), addr))
+            for member, other in cuts:
+                self.cut(member, other, True)
             yield
         finally:
             self.mark("heal partition")
-            for n, addr in rules:
+            for member, other in cuts:
+                self.cut(member, other, False)
+
+    def cut(self, node: str, other: str, on: bool) -> None:
+        """Drop (or stop dropping) ``node``'s traffic to every address of ``other`` with blackhole
+        routes on ``node``; the host's ssh path to it is untouched."""
+        n = self.node(node)
+        for addr in self.node(other).spec["addresses"].values():
+            if on:
+                n.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
+            else:
                 n.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
 
     @contextlib.contextmanager

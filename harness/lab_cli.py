@@ -113,14 +113,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
     elif args.action in ("isolate", "rejoin"):
         # cut (restore) this node's traffic to every other lab node; the ssh path from the host stays
         lab.mark(f"{args.action} {node.name} (cli)")
-        for other in lab.nodes.values():
-            if other is node:
-                continue
-            for addr in other.spec["addresses"].values():
-                if args.action == "isolate":
-                    node.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
-                else:
-                    node.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
+        for other in lab.nodes:
+            if other != node.name:
+                lab.cut(node.name, other, args.action == "isolate")
     print(f"{args.action} {node.name}: done")
     return 0
 
