@@ -171,6 +171,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     if topo.nfs:
         plan["nfs"] = {"server": topo.nfs.server, "implementation": resolved.nfs_impl,
                        "address": by_name[topo.nfs.server]["address"],
+                       "grace_period": topo.nfs.grace_period, "lease_time": topo.nfs.lease_time,
                        "exports": [{"path": e.path, "options": e.options,
                                     "clients": [lab_cidr if c == "lab" else c for c in e.clients]}
                                    for e in topo.nfs.exports]}
@@ -278,6 +279,7 @@ def render(plan: dict[str, Any]) -> dict[str, str]:
             files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=plan["nfs"])
         else:
             files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan["nfs"])
+            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(plan=plan, nfs=plan["nfs"])
     if "iscsi" in plan:
         tgt = plan["iscsi"]["target"]
         if plan["iscsi"]["implementation"] == "tgt":

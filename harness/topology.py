@@ -118,6 +118,9 @@ class Nfs(Strict):
     server: Name
     implementation: Literal["auto", "kernel", "ganesha"] = "auto"
     exports: list[NfsExport] = Field(min_length=1)
+    grace_period: int = Field(15, ge=10, le=3600, description="NFSv4 grace period after a server (re)start, seconds "
+                              "(both servers default to 90; a lab restarts often)")
+    lease_time: int = Field(10, ge=10, le=3600, description="NFSv4 lease time, seconds")
 
 
 class Chap(Strict):

@@ -306,6 +306,10 @@ class _Rules:
             if "*" in e.clients and "no_root_squash" in opts and not e.allow_insecure:
                 self.add(base + ("options",), "export to '*' with no_root_squash gives root on the export to anyone",
                          "restrict clients (e.g. 'lab'), use root_squash, or set allow_insecure: true")
+        if n.grace_period < n.lease_time:
+            self.add(("nfs", "grace_period"), f"grace period {n.grace_period}s is shorter than the lease time "
+                     f"{n.lease_time}s: clients could not reclaim their state after a restart",
+                     f"set grace_period to at least {n.lease_time}")
         impl = n.implementation
         return impl
 
@@ -424,6 +428,10 @@ class _Rules:
                     used_disks.setdefault((p.host, disk), pi)
             if p.host and p.host != "kvm":
                 self.node_ref(base + ("host",), p.host, "hypervisor")
+                if p.type == "iscsi" and p.host in self.nodes and "iscsi-initiator" in self.nodes[p.host][1].roles:
+                    self.add(base + ("host",), f"node {p.host} is also an iscsi-initiator: its own sessions to the target "
+                             "take the same /dev/disk/by-path names as the pool's session, and libvirt then lists none "
+                             "of the pool's LUNs", "wire this pool on a hypervisor node without role iscsi-initiator")
             elif p.type == "netfs" and not self.facts.kernel_nfs_client:
                 self.add(base + ("type",), "netfs needs an NFS client in the KVM host's kernel, which this host lacks",
                          "set host: to a node with role hypervisor (the pool is then wired inside the lab)")

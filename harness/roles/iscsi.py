@@ -21,6 +21,13 @@ def applies(plan: dict[str, Any]) -> bool:
     return "iscsi" in plan
 
 
+def planned_lun_sizes(plan: dict[str, Any]) -> list[int]:
+    """Bytes of each LUN in topology order, as the plan defines them (a block LUN is its disk)."""
+    tnode = next(n for n in plan["nodes"] if n["name"] == plan["iscsi"]["target"])
+    disks = {d["name"]: d["size"] for d in tnode["disks"]}
+    return [lun["size"] if lun["kind"] != "block" else disks[lun["disk"]] for lun in plan["iscsi"]["luns"]]
+
+
 def parse_tgt_show(text: str) -> dict[str, Any]:
     """`tgtadm --mode target --op show` -> {iqn: {'luns': {n: size_bytes}, 'acls': [...], 'users': [...]}}."""
     targets: dict[str, Any] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..errors import HarnessError
 from ..run import wait_until
 from .base import prepare_disks
 
@@ -80,13 +81,18 @@ def apply(lab: Lab) -> None:
     else:
         exports = (files / "etc/exports").read_text()
         node.ensure_file("/etc/exports", exports)
+        if node.ensure_file("/etc/nfs.conf.d/storlab.conf", (files / "etc/nfs.conf.d/storlab.conf").read_text()):
+            node.run(["systemctl", "try-restart", "nfs-server.service"], timeout=60)  # rpc.nfsd reads it at start
         node.succeed(["systemctl", "unmask", "rpcbind.socket", "rpcbind.service", "nfs-server.service",
                       "nfs-kernel-server.service"])
         node.succeed(["systemctl", "enable", "--now", "nfs-server.service"])
         node.wait_for_unit("nfs-server.service", timeout=60)
+        grace = node.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip()
+        if grace != str(nfs["grace_period"]):
+            raise HarnessError(f"{node.name}: nfsd runs with a {grace}s grace period, not the configured "
+                               f"{nfs['grace_period']}s (/etc/nfs.conf.d/storlab.conf not read?)")
         node.succeed(["exportfs", "-ra"])
         have = parse_exportfs(node.succeed(["exportfs", "-v"]))
         missing = [e["path"] for e in nfs["exports"] if e["path"] not in have]
         if missing:
-            from ..errors import HarnessError
             raise HarnessError(f"{node.name}: exportfs does not show {missing}: {have}")

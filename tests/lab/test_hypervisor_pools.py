@@ -1,15 +1,20 @@
 """Pools that need a kernel the KVM host may lack (NFS client), wired on a hypervisor node
-of the lab (a VM running libvirtd) and reached over qemu+ssh:// with the lab's key.
-Select with `pytest -k netfs` (VMs: marked `vm`)."""
+of the lab (a VM running libvirtd) and reached over qemu+ssh:// with the lab's key; and the
+kernel NFS client of that node riding out an NFS server restart.
+Select with `pytest -k netfs` or `-k nfs` (VMs: marked `vm`)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from typing import Any
 
 import pytest
 
 from harness.hostpools import connect, node_uri
+from harness.run import wait_until
+from harness.workload import Writer, block, check_appends
 
 pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]
 
@@ -68,3 +73,43 @@ def test_netfs_volume_attaches_to_a_domain_definition(lab: Any, hv: Any) -> None
         assert vol.name() in dom.XMLDesc(0) and pool_name in dom.XMLDesc(0)
     finally:
         dom.undefine()
+
+
+def test_nfs_server_restart_while_kernel_client_writes(lab: Any, hv: Any) -> None:
+    """kvm1 appends to a file in the netfs pool's mount (the kernel client, a hard mount) while
+    nfsd restarts: appends stall, none fails, they resume once the client has reclaimed its
+    state within the grace period, and every acknowledged append is on the server, owned by
+    nobody (root squashed)."""
+    node, _ = hv
+    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    server = lab.node(lab.plan["nfs"]["server"])
+    grace = lab.plan["nfs"]["grace_period"]
+    name = f"restart-{int(time.time())}.log"
+    size = 8192
+
+    def append(seq: int) -> None:  # dd's fsync returns only once the server has the data
+        node.succeed(["sh", "-c", f"base64 -d | dd of={spec['path']}/{name} bs={size} iflag=fullblock "
+                      "oflag=append conv=notrunc,fsync status=none"],
+                     input=base64.b64encode(block(seq, size)).decode(), timeout=grace + 240)
+
+    with Writer("nfs-kernel", append, interval=0.2) as w:
+        wait_until(lambda: len(w.log.acked) > 5, timeout=90, what="appends on the NFS mount running")
+        with lab.stopped_service(server.name, "nfs-server.service"):
+            t_down = time.monotonic()
+            time.sleep(5)
+            during = [s for t, s in w.log.acked if t > t_down + 2]
+        t_up = time.monotonic()
+        wait_until(lambda: w.log.first_ack_after(t_up), timeout=grace + 120, interval=1,
+                   what="appends acknowledged again after the restart")
+        resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
+        wait_until(lambda: len([1 for t, _ in w.log.acked if t > t_up]) > 5, timeout=60, what="appends flowing again")
+    print(f"kernel NFS client: appends resumed {resumed:.1f}s after nfsd was back (grace {grace}s), "
+          f"{len(w.log.acked)} acknowledged, {len(w.log.errors)} failed")
+    assert not during, f"appends {during} were acknowledged while the server was stopped"
+    assert not w.log.errors, f"a hard mount must not fail writes: {w.log.errors[:3]}"
+    assert resumed <= grace + 30, f"appends resumed only {resumed:.1f}s after the restart (grace {grace}s)"
+    path = f"{lab.plan['nfs']['exports'][0]['path']}/{name}"
+    content = base64.b64decode(server.succeed(["base64", "-w0", path], timeout=60))
+    problems = check_appends(content, [s for _, s in w.log.acked], w.seq, size)
+    assert not problems, problems
+    assert server.succeed(["stat", "-c", "%u:%g", path]).strip() == "65534:65534", "root was not squashed"

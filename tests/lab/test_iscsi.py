@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
 from harness.secrets import chap_password, secret_file
 from harness.workload import Writer
@@ -59,8 +60,7 @@ def qemu_io(lab: Any, lun: int, *cmds: str) -> None:
 def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None:
     r = iscsi_ls(lab, acl(lab)["initiator"], chap_password(lab, acl(lab)))
     assert r.returncode == 0, r.stdout + r.stderr
-    disks = {d["name"]: d["size"] for d in target(lab).spec["disks"]}
-    want = [(lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) // 2**20 for lun in lab.plan["iscsi"]["luns"]]
+    want = [size // 2**20 for size in planned_lun_sizes(lab.plan)]
     found = lun_sizes(r.stdout)
     # LUNs in topology order (LIO numbers them from 0, tgt from 1 after its controller LUN);
     # the SCSI capacity is reported in whole MiB rounded down, minus at most one
@@ -85,9 +85,7 @@ def test_iscsi_direct_pool_lists_the_luns(lab: Any, libvirt_conn: Any) -> None:
     assert pool.isActive() and pool.autostart()
     pool.refresh(0)
     caps = sorted(pool.storageVolLookupByName(v).info()[1] // 2**20 for v in pool.listVolumes())
-    disks = {d["name"]: d["size"] for d in target(lab).spec["disks"]}
-    want = sorted([0] + [(lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) // 2**20
-                         for lun in lab.plan["iscsi"]["luns"]])  # LUN 0 is tgt's controller
+    want = sorted([0] + [size // 2**20 for size in planned_lun_sizes(lab.plan)])  # LUN 0 is tgt's controller
     if len(caps) == len(want) - 1:
         want = want[1:]  # LIO has no controller LUN
     assert len(caps) == len(want) and all(w - 1 <= c <= w for c, w in zip(caps, want)), (caps, want)

@@ -1,7 +1,8 @@
 """The classic targetcli lab consumed by a kernel initiator node, as an oVirt/KVM host would:
 sendtargets discovery, login over two portals, three LUNs of the right sizes through
 dm-multipath, refusal of a wrong IQN and a wrong CHAP secret, and I/O that survives one portal
-going down. Needs a node kernel with iscsi_tcp: VMs (`-m vm`). Select with `pytest -k iscsi`."""
+going down; and libvirt's kernel `iscsi` pool on a hypervisor node. Needs a node kernel with
+iscsi_tcp: VMs (`-m vm`). Select with `pytest -k iscsi`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from harness.hostpools import connect, node_uri
+from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
 
 pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
@@ -43,7 +46,6 @@ def mpath_maps(node: Any) -> dict[str, int]:
 def logged_in(lab: Any) -> Any:
     node = initiator(lab)
     node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0], "-I", "default"], timeout=60)
-    # the default iface only: libvirt's iscsi pool on this node keeps a session of its own
     node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "-I", "default", "--login"], timeout=120)
     wait_until(lambda: len(mpath_maps(node)) == len(lab.plan["iscsi"]["luns"]), timeout=120, interval=2,
                what="one multipath map per LUN")
@@ -65,14 +67,45 @@ def test_iscsi_initiator_discovers_both_portals(lab: Any, logged_in: Any) -> Non
 
 
 def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: Any) -> None:
-    disks = {d["name"]: d["size"] for d in lab.node(lab.plan["iscsi"]["target"]).spec["disks"]}
-    want = sorted((lun["size"] if lun["kind"] != "block" else disks[lun["disk"]]) for lun in lab.plan["iscsi"]["luns"])
+    want = sorted(planned_lun_sizes(lab.plan))
     devs = json.loads(logged_in.succeed(["lsblk", "-J", "-b", "-o", "NAME,SIZE,TYPE,TRAN"]))["blockdevices"]
     iscsi = sorted(int(d["size"]) for d in devs if d.get("tran") == "iscsi")
-    n = sessions(logged_in, iqn(lab))  # one per portal, plus the libvirt pool's own
-    assert n >= len(portals(lab))
+    n = sessions(logged_in, iqn(lab))  # one per portal
+    assert n == len(portals(lab))
     assert iscsi == sorted(want * n), iscsi  # every LUN once per session
     assert sorted(mpath_maps(logged_in).values()) == [n] * len(want)
+
+
+def test_iscsi_kernel_pool_on_a_hypervisor_node(lab: Any, logged_in: Any) -> None:
+    """libvirt's iscsi pool on kvm1 (kernel initiator, its own IQN) lists the three LUNs, and a
+    volume of it is the target's LUN: bytes written there on kvm1 are read on initiator1."""
+    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi")
+    kvm = lab.node(spec["host"])
+    conn = connect(node_uri(lab, spec["host"]))
+    try:
+        pool = conn.storagePoolLookupByName(spec["name"])
+        assert pool.isActive() and pool.autostart()
+        assert f"<iqn name='{spec['initiator']}'/>" in pool.XMLDesc(0)
+        pool.refresh(0)
+        vols = {v.name(): v for v in pool.listAllVolumes(0)}
+        assert sorted(v.info()[1] for v in vols.values()) == sorted(planned_lun_sizes(lab.plan)), list(vols)
+        paths = {v.path() for v in vols.values()}
+        assert all(p.startswith("/dev/disk/by-path/") for p in paths), paths
+        out = kvm.succeed(["iscsiadm", "-m", "session", "-P", "1"])
+        assert f"Iface Initiatorname: {spec['initiator']}" in out, out
+        last = max(vols.values(), key=lambda v: v.name())  # unit:0:0:N -> LUN N
+        lun = int(last.name().rsplit(":", 1)[1])
+        blocks = last.info()[1] // 65536 - 16  # the last MiB: other tests use the start of the LUNs
+        kvm.succeed(["dd", "if=/dev/urandom", "of=/root/pattern", "bs=64k", "count=16", "status=none"])
+        want = kvm.succeed(["md5sum", "/root/pattern"]).split()[0]
+        kvm.succeed(["dd", "if=/root/pattern", f"of={last.path()}", "bs=64k", f"seek={blocks}", "oflag=direct",
+                     "conv=notrunc", "status=none"], timeout=60)
+    finally:
+        conn.close()
+    dev = f"/dev/disk/by-path/ip-{portals(lab)[0]}:3260-iscsi-{iqn(lab)}-lun-{lun}"
+    got = logged_in.succeed(["sh", "-c", f"dd if={dev} bs=64k skip={blocks} count=16 iflag=direct status=none | md5sum"],
+                            timeout=60).split()[0]
+    assert got == want, f"LUN {lun} read on {logged_in.name} differs from what {kvm.name} wrote through the pool"
 
 
 def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -> None:

@@ -62,6 +62,7 @@ def test_nfs_export_is_served_as_specified(serving: Any, hosts: dict[str, Any]) 
         applied = parse_exportfs(server.succeed(["exportfs", "-v"]))[path]
         for client in spec["clients"]:
             assert set(spec["options"]) <= set(applied[client]), applied
+        assert server.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip() == str(lab.plan["nfs"]["grace_period"])
     else:
         conf = server.succeed(["cat", "/etc/ganesha/ganesha.conf"])
         squash = "No_Root_Squash" if "no_root_squash" in spec["options"] else "Root_Squash"

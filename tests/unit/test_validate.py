@@ -1388,6 +1388,33 @@ RULE_CASES = [
         id="iscsi-on-host-without-iscsi-tcp"),
     pytest.param("""
         lab: t
+        nodes:
+          - {name: t1, roles: [iscsi-target]}
+          - {name: kvm1, roles: [hypervisor, iscsi-initiator]}
+        iscsi:
+          target: t1
+          iqn: iqn.2019-12.com.example:target1
+          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+        host:
+          pools:
+            - name: p
+              type: iscsi
+              backend: iscsi
+              initiator: iqn.2019-12.com.example:init1
+              host: kvm1 #<
+        """, "its own sessions to the target take the same /dev/disk/by-path names", "host.pools[0].host", "kvm",
+        id="iscsi-pool-on-an-initiator-node"),
+    pytest.param("""
+        lab: t
+        nodes: [{name: n1, roles: [nfs-server]}]
+        nfs:
+          server: n1
+          exports: [{path: /srv/nfs}]
+          lease_time: 30
+          grace_period: 20 #<
+        """, "grace period 20s is shorter than the lease time 30s", "nfs.grace_period", "kvm", id="nfs-grace-below-lease"),
+    pytest.param("""
+        lab: t
         nodes: [{name: a}]
         host:
           pools:
