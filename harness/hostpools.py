@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import log
 from .errors import CleanupReport, HarnessError
-from .run import run, succeed
+from .run import CommandResult, run, succeed
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -85,6 +86,8 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
                     from .secrets import chap_password
                     acl = next(a for a in lab.plan["iscsi"]["acls"] if a["initiator"] == p["initiator"])
                     ensure_secret(conn, lab, p, chap_password(lab, acl).encode(), files)
+                if p["type"] == "iscsi":
+                    prepare_iscsi_iface(lab, p, succeed if host == "kvm" else lab.node(host).succeed)
                 xml = (files / "pools" / f"{p['name']}.xml").read_text()
                 try:
                     pool = conn.storagePoolLookupByName(p["name"])
@@ -110,6 +113,35 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
                 pool.createXML(xml, 0)
     finally:
         conn.close()
+
+
+def iscsi_iface(lab: Lab, pool: dict[str, Any]) -> str:
+    """The open-iscsi interface an iscsi pool logs in through; it carries the lab's name."""
+    return f"storlab-{lab.name}-{pool['name']}"[:64]
+
+
+def prepare_iscsi_iface(lab: Lab, pool: dict[str, Any], sh: Callable[..., str]) -> None:
+    """Make the iface (with the pool's <initiator> IQN) and its node records before libvirt
+    starts the pool. libvirt writes the pool's CHAP into the node records that exist, and only
+    then, finding no iface with that IQN, makes one and discovers the target through it: the
+    new records lack the CHAP and the target refuses the login (libvirt 9.0). With the iface
+    there first, libvirt uses it and its records get the CHAP like the others."""
+    iface = iscsi_iface(lab, pool)
+    if iface not in sh(["iscsiadm", "-m", "iface"], timeout=30).split():
+        sh(["iscsiadm", "-m", "iface", "-I", iface, "-o", "new"], timeout=30)
+    sh(["iscsiadm", "-m", "iface", "-I", iface, "-o", "update", "-n", "iface.initiatorname", "-v", pool["initiator"]],
+       timeout=30)
+    sh(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", pool["server"], "-I", iface], timeout=60)
+
+
+def remove_iscsi_iface(lab: Lab, pool: dict[str, Any]) -> CommandResult | None:
+    """On the KVM host, after the pool is stopped: its node records and iface (lab nodes go with the lab)."""
+    iface = iscsi_iface(lab, pool)
+    r = run(["iscsiadm", "-m", "iface"], timeout=30)
+    if not r.ok or iface not in r.stdout.split():
+        return None
+    run(["iscsiadm", "-m", "node", "-I", iface, "-o", "delete"], timeout=30)
+    return run(["iscsiadm", "-m", "iface", "-I", iface, "-o", "delete"], timeout=30)
 
 
 def start_pool(pool: Any, spec: dict[str, Any]) -> None:
@@ -201,6 +233,11 @@ def unwire(lab: Lab) -> CleanupReport:
                 os.rmdir(p["path"])
             except OSError:
                 pass
+        if p["type"] == "iscsi":
+            gone = remove_iscsi_iface(lab, p)
+            if gone is not None:
+                (rep.removed.append(f"iscsi iface {iscsi_iface(lab, p)}") if gone.ok
+                 else rep.failed.append((f"iscsi iface {iscsi_iface(lab, p)}", gone.stderr)))
     return rep
 
 
@@ -209,6 +246,11 @@ def leftovers(lab: Lab) -> list[str]:
     for p in host_pools(lab):
         if p.get("fuse_mount") and _mounted(p["path"]):
             left.append(f"mount {p['path']}")
+    if any(p["type"] == "iscsi" for p in host_pools(lab)):
+        r = run(["iscsiadm", "-m", "iface"], timeout=30)
+        if r.ok:
+            left += [f"iscsi iface {iscsi_iface(lab, p)}" for p in host_pools(lab)
+                     if p["type"] == "iscsi" and iscsi_iface(lab, p) in r.stdout.split()]
     r = run(["virsh", "-c", lab.plan["host"]["uri"], "pool-list", "--all", "--name"], timeout=30)
     if r.ok:
         names = set(r.stdout.split())

@@ -341,6 +341,14 @@ class _Rules:
                     self.add(base, "an lvm LUN needs disk, vg, lv and size", "add disk, vg, lv and size")
                 elif exists and lun.disk not in disks:
                     self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'", f"add it to its disks ({', '.join(disks) or 'none'})")
+        if not s.acls:
+            self.add(("iscsi", "acls"), "a target without ACLs admits no initiator on LIO and every initiator on tgt",
+                     "add acls: with an entry per initiator IQN (e.g. - initiator: iqn.2019-12.com.packt:PacktStratis01)")
+        with_chap = [bool(a.chap) for a in s.acls]
+        if any(with_chap) and not all(with_chap):
+            self.add(("iscsi", "acls", with_chap.index(False)), "this ACL has no CHAP while others do; CHAP is on for the "
+                     "whole target (LIO's TPG authentication, tgt's incominguser), so this initiator could not log in",
+                     "give every ACL chap:, or none")
         inits = Counter(a.initiator for a in s.acls)
         for ai, acl in enumerate(s.acls):
             base = ("iscsi", "acls", ai)

@@ -213,6 +213,7 @@ SCHEMA_CASES = [
           implementation: lioo #<
           iqn: iqn.2020-01.com.example:t
           luns: [{kind: fileio, path: /x, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "Input should be 'auto', 'lio' or 'tgt'", "iscsi.implementation", "did you mean 'lio'?",
         id="iscsi-implementation-literal"),
     pytest.param("""
@@ -403,6 +404,7 @@ SCHEMA_CASES = [
           target: a
           iqn: iqn.2020-01.com.example:t
           luns: [] #<
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "at least 1 item", "iscsi.luns", None, id="iscsi-no-luns"),
     pytest.param("""
         lab: t
@@ -1024,6 +1026,7 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-13.com.example:target1 #<
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "'iqn.2019-13.com.example:target1' is not an RFC 3720 iqn name", "iscsi.iqn", "ci", id="iqn-bad-month"),
     pytest.param("""
         lab: t
@@ -1032,6 +1035,7 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-12.com.Example:target1 #<
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "is not an RFC 3720 iqn name", "iscsi.iqn", "ci", id="iqn-upper-case"),
     pytest.param("""
         lab: t
@@ -1040,6 +1044,7 @@ RULE_CASES = [
           target: t1 #<
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "node 't1' does not have role 'iscsi-target'", "iscsi.target", "ci", id="iscsi-target-without-role"),
     pytest.param("""
         lab: t
@@ -1048,6 +1053,7 @@ RULE_CASES = [
           target: t2 #<
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "node 't2' does not exist", "iscsi.target", "ci", id="iscsi-target-missing"),
     pytest.param("""
         lab: t
@@ -1059,6 +1065,7 @@ RULE_CASES = [
             - storage
             - backend #<
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "portal network 'backend' does not exist", "iscsi.portals[1]", "ci", id="iscsi-portal-network"),
     pytest.param("""
         lab: t
@@ -1066,6 +1073,7 @@ RULE_CASES = [
         iscsi:
           target: t1
           iqn: iqn.2019-12.com.example:target1
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
           luns:
             - {kind: fileio, size: 1G} #<
         """, "a fileio LUN needs path and size", "iscsi.luns[0]", "ci", id="fileio-lun-without-path"),
@@ -1075,6 +1083,7 @@ RULE_CASES = [
         iscsi:
           target: t1
           iqn: iqn.2019-12.com.example:target1
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
           luns:
             - {kind: block} #<
         """, "a block LUN needs disk", "iscsi.luns[0]", "ci", id="block-lun-without-disk"),
@@ -1084,6 +1093,7 @@ RULE_CASES = [
         iscsi:
           target: t1
           iqn: iqn.2019-12.com.example:target1
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
           luns:
             - {kind: block, disk: lun2} #<
         """, "target node t1 has no disk 'lun2'", "iscsi.luns[0].disk", "ci", id="block-lun-unknown-disk"),
@@ -1093,6 +1103,7 @@ RULE_CASES = [
         iscsi:
           target: t1
           iqn: iqn.2019-12.com.example:target1
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
           luns:
             - {kind: lvm, disk: lvm, vg: vg0, size: 1G} #<
         """, "an lvm LUN needs disk, vg, lv and size", "iscsi.luns[0]", "ci", id="lvm-lun-incomplete"),
@@ -1102,6 +1113,7 @@ RULE_CASES = [
         iscsi:
           target: t1
           iqn: iqn.2019-12.com.example:target1
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
           luns:
             - {kind: lvm, disk: pv, vg: vg0, lv: l0, size: 1G} #<
         """, "target node t1 has no disk 'pv'", "iscsi.luns[0].disk", "ci", id="lvm-lun-unknown-disk"),
@@ -1282,13 +1294,15 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example_init"}]
         host:
           pools:
             - name: p
               type: iscsi-direct
               backend: iscsi
               initiator: iqn.2019-12.com.example_init #<
-        """, "'iqn.2019-12.com.example_init' is not an RFC 3720 iqn name", "host.pools[0].initiator", "ci", id="pool-initiator-iqn"),
+        """, "'iqn.2019-12.com.example_init' is not an RFC 3720 iqn name", "host.pools[0].initiator", "ci", 2,
+        id="pool-initiator-iqn"),  # and the same bad name in the ACL
     pytest.param("""
         lab: t
         nodes: [{name: t1, roles: [iscsi-target]}]
@@ -1378,6 +1392,7 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         host:
           pools:
             - name: p
@@ -1388,6 +1403,26 @@ RULE_CASES = [
         id="iscsi-on-host-without-iscsi-tcp"),
     pytest.param("""
         lab: t
+        nodes: [{name: t1, roles: [iscsi-target]}]
+        iscsi: #<
+          target: t1
+          iqn: iqn.2019-12.com.example:target1
+          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+        """, "a target without ACLs admits no initiator on LIO and every initiator on tgt", "iscsi.acls", "ci",
+        id="iscsi-without-acls"),
+    pytest.param("""
+        lab: t
+        nodes: [{name: t1, roles: [iscsi-target]}]
+        iscsi:
+          target: t1
+          iqn: iqn.2019-12.com.example:target1
+          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls:
+            - {initiator: "iqn.2019-12.com.example:a", chap: {username: a, generate: true}}
+            - {initiator: "iqn.2019-12.com.example:b"} #<
+        """, "this ACL has no CHAP while others do", "iscsi.acls[1]", "ci", id="iscsi-chap-on-some-acls"),
+    pytest.param("""
+        lab: t
         nodes:
           - {name: t1, roles: [iscsi-target]}
           - {name: kvm1, roles: [hypervisor, iscsi-initiator]}
@@ -1395,6 +1430,7 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         host:
           pools:
             - name: p
@@ -1465,6 +1501,7 @@ RULE_CASES = [
           target: t1
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:i"}]
         host:
           pools:
             - {name: p, type: iscsi-direct, backend: iscsi, initiator: 'iqn.2019-12.com.example:i'}
@@ -1501,6 +1538,7 @@ RULE_CASES = [
           implementation: lio #<
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "LIO (targetcli) is not available", "iscsi.implementation", "ci", id="lio-on-lxc"),
     pytest.param("""
         lab: t
@@ -1682,6 +1720,7 @@ def test_kernel_implementations_on_lxc_when_the_host_has_them() -> None:
           implementation: lio
           iqn: iqn.2019-12.com.example:target1
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "kvm")
     assert res == Resolved("lxc", "kernel", "lio")
 
@@ -1710,6 +1749,7 @@ NFS_ISCSI = """
       target: t1
       iqn: iqn.2019-12.com.example:target1
       luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
+      acls: [{initiator: "iqn.2019-12.com.example:init1"}]
     """
 
 

@@ -1,0 +1,40 @@
+"""The iface an iscsi pool logs in through is prepared before libvirt starts the pool."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from harness.hostpools import iscsi_iface, prepare_iscsi_iface
+
+POOL = {"name": "iscsi-pool", "type": "iscsi", "initiator": "iqn.2019-12.com.packt:kvm1", "server": "192.168.193.11"}
+IFACES = """default tcp,<empty>,<empty>,<empty>,<empty>
+iser iser,<empty>,<empty>,<empty>,<empty>
+"""
+
+
+def test_iface_is_made_with_the_pools_iqn_then_the_target_discovered_through_it() -> None:
+    calls: list[list[str]] = []
+
+    def sh(cmd: list[str], timeout: float = 0) -> str:
+        calls.append(cmd)
+        return IFACES if cmd == ["iscsiadm", "-m", "iface"] else ""
+
+    lab = SimpleNamespace(name="iscsi")
+    prepare_iscsi_iface(lab, POOL, sh)  # type: ignore[arg-type]
+    iface = iscsi_iface(lab, POOL)  # type: ignore[arg-type]
+    assert iface == "storlab-iscsi-iscsi-pool"
+    assert calls[1] == ["iscsiadm", "-m", "iface", "-I", iface, "-o", "new"]
+    assert calls[2][-2:] == ["-v", POOL["initiator"]]
+    assert calls[3] == ["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", POOL["server"], "-I", iface]
+
+
+def test_existing_iface_is_not_made_again() -> None:
+    calls: list[list[str]] = []
+
+    def sh(cmd: list[str], timeout: float = 0) -> str:
+        calls.append(cmd)
+        return IFACES + "storlab-iscsi-iscsi-pool tcp,<empty>,<empty>,<empty>,iqn.2019-12.com.packt:kvm1\n" \
+            if cmd == ["iscsiadm", "-m", "iface"] else ""
+
+    prepare_iscsi_iface(SimpleNamespace(name="iscsi"), POOL, sh)  # type: ignore[arg-type]
+    assert not any("new" in c for c in calls)
