@@ -31,10 +31,10 @@ def acl(lab: Any) -> dict[str, Any]:
     return dict(lab.plan["iscsi"]["acls"][0])
 
 
-def iscsi_ls(lab: Any, initiator: str, password: str | None) -> subprocess.CompletedProcess[str]:
+def iscsi_ls(lab: Any, initiator: str, password: str | None, username: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if password is not None:  # libiscsi takes CHAP credentials from the environment, not argv
-        env.update(LIBISCSI_CHAP_USERNAME=acl(lab)["chap"]["username"], LIBISCSI_CHAP_PASSWORD=password)
+        env.update(LIBISCSI_CHAP_USERNAME=username or acl(lab)["chap"]["username"], LIBISCSI_CHAP_PASSWORD=password)
     return subprocess.run(["iscsi-ls", "-s", "-i", initiator, f"iscsi://{target(lab).address}"],
                           capture_output=True, text=True, timeout=30, env=env)
 
@@ -69,8 +69,12 @@ def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None
 
 
 def test_iscsi_wrong_initiator_is_refused(lab: Any) -> None:
-    r = iscsi_ls(lab, INTRUDER, chap_password(lab, acl(lab)))
-    assert not lun_sizes(r.stdout), f"an initiator without an ACL saw LUNs: {r.stdout}"
+    """An IQN the topology does not mean to admit gets no LUN, whatever CHAP secret of the lab it offers."""
+    offers: list[tuple[str | None, str | None]] = [(None, None)]
+    offers += [(a["chap"]["username"], chap_password(lab, a)) for a in lab.plan["iscsi"]["acls"] if a["chap"]]
+    for user, pw in offers:
+        r = iscsi_ls(lab, INTRUDER, pw, user)
+        assert not lun_sizes(r.stdout), f"{INTRUDER} (CHAP user {user}) saw LUNs: {r.stdout}"
 
 
 def test_iscsi_wrong_or_missing_chap_secret_is_refused(lab: Any) -> None:
