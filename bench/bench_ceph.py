@@ -72,7 +72,8 @@ def main() -> int:
                 if comm.startswith("ceph-"):
                     mem[f"{n.name}/{comm}"] = round(int(rss) / 1024, 1)
         out["daemon_rss_mib"] = mem
-        print(f"OSD daemon killed: down after {out['osd_kill_detected_s']}s, HEALTH_OK {out['recovery_after_kill_s']}s after restart")
+        print(f"OSD daemon killed: down after {out['osd_kill_detected_s']}s, "
+              f"HEALTH_OK {out['recovery_after_kill_s']}s after restart")
         print(f"OSD node crashed: down after {out['osd_node_crash_detected_s']}s "
               f"(grace {lab.plan['ceph']['heartbeat_grace']}s), HEALTH_OK {out['recovery_after_crash_s']}s after restart")
         print(f"daemon RSS (MiB): {mem}")

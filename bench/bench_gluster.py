@@ -59,12 +59,14 @@ def main() -> int:
                 t0 = time.monotonic()
                 if fault == "crash":
                     with lab.crashed(victim):
-                        wait_until(lambda: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60, what="writes after crash")
+                        wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
+                                   what="writes after crash")
                         t1 = time.monotonic()
                 else:
                     lab.provider.freeze(victim)
                     try:
-                        wait_until(lambda: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60, what="writes during hang")
+                        wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
+                                   what="writes during hang")
                         t1 = time.monotonic()
                     finally:
                         lab.provider.thaw(victim)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import image, log  # noqa: E402
-from harness.lab import Lab  # noqa: E402
+from harness import image, log
+from harness.lab import Lab
 
 
 def topology(n: int, provider: str) -> str:

@@ -69,7 +69,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for n in plan["nodes"]:
         disks = ", ".join(f"{d['name']} {d['size'] // 2**20}M{' ' + d['filesystem'] if d['filesystem'] != 'none' else ''}"
                           f"{' @' + d['mount'] if d['mount'] else ''}" for d in n["disks"]) or "-"
-        print(f"  node {n['name']:<13} {n['address']:<16} {n['cpus']} cpu {n['memory']:>5} MiB  roles {','.join(n['roles']) or '-'}  disks {disks}")
+        print(f"  node {n['name']:<13} {n['address']:<16} {n['cpus']} cpu {n['memory']:>5} MiB  "
+              f"roles {','.join(n['roles']) or '-'}  disks {disks}")
     for p in plan["host"]["pools"]:
         print(f"  pool {p['name']:<18} {p['type']:<13} on {p['host']}")
     print(f"{len(files)} config files rendered under {out}/files")

@@ -3,10 +3,11 @@ unwire them on `down`. Pool/volume XML comes from the plan's rendered files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import log
@@ -26,7 +27,8 @@ def connect(uri: str) -> Any:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise HarnessError(f"cannot connect to libvirt at {uri}: {exc}; is libvirtd running? (ci/setup-host.sh starts it)") from None
+        raise HarnessError(f"cannot connect to libvirt at {uri}: {exc}; "
+                           "is libvirtd running? (ci/setup-host.sh starts it)") from None
 
 
 def host_pools(lab: Lab) -> list[dict[str, Any]]:
@@ -229,10 +231,8 @@ def unwire(lab: Lab) -> CleanupReport:
                 r = run(["umount", "-l", p["path"]], timeout=60)
             (rep.removed.append(f"mount {p['path']}") if r.ok else rep.failed.append((f"mount {p['path']}", r.stderr)))
         if p.get("fuse_mount") and os.path.isdir(p["path"]) and not _mounted(p["path"]):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(p["path"])
-            except OSError:
-                pass
         if p["type"] == "iscsi":
             gone = remove_iscsi_iface(lab, p)
             if gone is not None:

@@ -63,7 +63,8 @@ def debian_mirror() -> str:
         if not src.exists():
             continue
         text = src.read_text()
-        m = re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE)
+        m = (re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE)
+             or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE))
         if m:
             return m.group(1)
     raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
@@ -142,7 +143,8 @@ def build(force: bool = False) -> Path:
                 with open(work / "install.log", "a") as fh:
                     fh.write(res.stdout + res.stderr)
                 if not res.ok:
-                    raise HarnessError(f"{' '.join(argv[:2])} in the image failed (log: {work / 'install.log'}): {res.stderr[-800:]}")
+                    raise HarnessError(f"{' '.join(argv[:2])} in the image failed (log: {work / 'install.log'}): "
+                                       f"{res.stderr[-800:]}")
         with log.step(f"image {key}: finalise"):
             _finalise(root)
         (work / "packages.json").write_text(json.dumps(sorted(PACKAGES)))

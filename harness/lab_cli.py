@@ -53,7 +53,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in names:
         lab = Lab.load(name)
         st = lab.state()
-        print(f"{name}: {st.get('status', '?')} ({lab.plan['provider']}, steps done: {', '.join(st.get('steps_done', [])) or '-'})")
+        print(f"{name}: {st.get('status', '?')} ({lab.plan['provider']}, "
+              f"steps done: {', '.join(st.get('steps_done', [])) or '-'})")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
     return 0

@@ -42,7 +42,7 @@ def veth_name(lab: str, node_index: int, net_index: int) -> str:
 
 def mac(lab: str, node: str, net: str) -> str:
     h = zlib.crc32(f"{lab}/{node}/{net}".encode())
-    return "52:54:00:%02x:%02x:%02x" % ((h >> 16) & 0xFF, (h >> 8) & 0xFF, h & 0xFF)
+    return f"52:54:00:{(h >> 16) & 0xFF:02x}:{(h >> 8) & 0xFF:02x}:{h & 0xFF:02x}"
 
 
 def repo_root() -> Path:

@@ -190,7 +190,8 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
         plan["iscsi"] = {
             "target": topo.iscsi.target, "implementation": resolved.iscsi_impl, "iqn": topo.iscsi.iqn,
             "portal_addresses": portals, "acls": acls, "chap": any(a["chap"] for a in acls),
-            "luns": [{**lun.model_dump(), "device": disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None)}
+            "luns": [{**lun.model_dump(),
+                      "device": disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None)}
                      for lun in topo.iscsi.luns],
         }
     if topo.ceph:
@@ -276,16 +277,20 @@ def render(plan: dict[str, Any]) -> dict[str, str]:
     if "nfs" in plan:
         srv = plan["nfs"]["server"]
         if plan["nfs"]["implementation"] == "ganesha":
-            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=plan["nfs"])
+            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(
+                plan=plan, nfs=plan["nfs"])
         else:
             files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan["nfs"])
-            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(plan=plan, nfs=plan["nfs"])
+            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(
+                plan=plan, nfs=plan["nfs"])
     if "iscsi" in plan:
         tgt = plan["iscsi"]["target"]
         if plan["iscsi"]["implementation"] == "tgt":
-            files[f"nodes/{tgt}/etc/tgt/conf.d/storlab.conf"] = _env.get_template("tgt.conf.j2").render(plan=plan, iscsi=plan["iscsi"])
+            files[f"nodes/{tgt}/etc/tgt/conf.d/storlab.conf"] = _env.get_template("tgt.conf.j2").render(
+                plan=plan, iscsi=plan["iscsi"])
         else:
-            files[f"nodes/{tgt}/root/storlab-targetcli.txt"] = _env.get_template("targetcli.j2").render(plan=plan, iscsi=plan["iscsi"])
+            files[f"nodes/{tgt}/root/storlab-targetcli.txt"] = _env.get_template("targetcli.j2").render(
+                plan=plan, iscsi=plan["iscsi"])
     if "ceph" in plan:
         conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=plan["ceph"])
         for n in plan["nodes"]:

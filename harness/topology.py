@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -49,7 +49,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-class ProviderName(str, Enum):
+class ProviderName(StrEnum):
     auto = "auto"
     vagrant = "vagrant"
     lxc = "lxc"

@@ -8,7 +8,7 @@ import types
 import typing
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from typing import Any, ClassVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -325,7 +325,8 @@ class _Rules:
         nets = {n.name for n in self.t.networks}
         for pi, portal in enumerate(s.portals):
             if portal != "*" and portal not in nets:
-                self.add(("iscsi", "portals", pi), f"portal network '{portal}' does not exist", f"use one of: *, {', '.join(nets)}")
+                self.add(("iscsi", "portals", pi), f"portal network '{portal}' does not exist",
+                         f"use one of: *, {', '.join(nets)}")
         for li, lun in enumerate(s.luns):
             base: Path = ("iscsi", "luns", li)
             if lun.kind == "fileio":
@@ -335,12 +336,14 @@ class _Rules:
                 if not lun.disk:
                     self.add(base, "a block LUN needs disk (a disk of the target node)", "add disk: NAME")
                 elif exists and lun.disk not in disks:
-                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'", f"add it to its disks ({', '.join(disks) or 'none'})")
+                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'",
+                             f"add it to its disks ({', '.join(disks) or 'none'})")
             elif lun.kind == "lvm":
                 if not (lun.disk and lun.vg and lun.lv and lun.size):
                     self.add(base, "an lvm LUN needs disk, vg, lv and size", "add disk, vg, lv and size")
                 elif exists and lun.disk not in disks:
-                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'", f"add it to its disks ({', '.join(disks) or 'none'})")
+                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'",
+                             f"add it to its disks ({', '.join(disks) or 'none'})")
         if not s.acls:
             self.add(("iscsi", "acls"), "a target without ACLs admits no initiator on LIO and every initiator on tgt",
                      "add acls: with an entry per initiator IQN (e.g. - initiator: iqn.2019-12.com.packt:PacktStratis01)")
@@ -356,9 +359,11 @@ class _Rules:
             if inits[acl.initiator] > 1:
                 self.add(base + ("initiator",), "initiator listed twice", "merge the two ACLs")
             if acl.chap:
-                chosen = [k for k in ("password", "password_file") if getattr(acl.chap, k)] + (["generate"] if acl.chap.generate else [])
+                chosen = ([k for k in ("password", "password_file") if getattr(acl.chap, k)]
+                          + (["generate"] if acl.chap.generate else []))
                 if len(chosen) != 1:
-                    self.add(base + ("chap",), "give exactly one of password, password_file or generate: true", "prefer generate: true")
+                    self.add(base + ("chap",), "give exactly one of password, password_file or generate: true",
+                             "prefer generate: true")
                 pw = acl.chap.password
                 if pw is not None and not 12 <= len(pw) <= 16:
                     self.add(base + ("chap", "password"), f"CHAP secret is {len(pw)} characters; initiators need 12 to 16",
@@ -371,10 +376,12 @@ class _Rules:
                      "write iqn.YYYY-MM.reversed.domain:name in lower case, e.g. iqn.2019-12.com.example:target1")
 
     # -- host pools ----------------------------------------------------------------------
-    NEED = {"dir": ("path",), "fs": ("path",), "netfs": ("path", "export"), "logical": ("path",),
-            "iscsi": ("initiator",), "iscsi-direct": ("initiator",), "gluster": ("volume",), "rbd": ("rbd_pool", "client")}
-    BACKENDS = {"netfs": ("nfs",), "iscsi": ("iscsi",), "iscsi-direct": ("iscsi",), "gluster": ("gluster",),
-                "rbd": ("ceph",), "dir": ("local", "gluster"), "fs": ("local",), "logical": ("local",)}
+    NEED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dir": ("path",), "fs": ("path",), "netfs": ("path", "export"), "logical": ("path",),
+        "iscsi": ("initiator",), "iscsi-direct": ("initiator",), "gluster": ("volume",), "rbd": ("rbd_pool", "client")}
+    BACKENDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "netfs": ("nfs",), "iscsi": ("iscsi",), "iscsi-direct": ("iscsi",), "gluster": ("gluster",),
+        "rbd": ("ceph",), "dir": ("local", "gluster"), "fs": ("local",), "logical": ("local",)}
 
     def pools(self, provider: str) -> None:
         h = self.t.host
@@ -399,7 +406,8 @@ class _Rules:
                 self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
                          f"use backend: {' or '.join(self.BACKENDS[p.type])}")
             if p.backend != "local" and getattr(self.t, p.backend) is None:
-                self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology", f"add a {p.backend}: section")
+                self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
+                         f"add a {p.backend}: section")
             if p.fuse_mount and p.backend != "gluster":
                 self.add(base + ("fuse_mount",), "fuse_mount is for dir pools on a gluster volume", "set backend: gluster")
             if p.backend == "gluster" and p.type == "dir" and not p.fuse_mount:
@@ -431,7 +439,8 @@ class _Rules:
                     if disk not in node_disks:
                         self.add(base + ("disk",), f"node {p.host} has no disk '{disk}'", f"use one of: {', '.join(node_disks)}")
                     elif (p.host, disk) in used_disks:
-                        self.add(base + ("disk",), f"disk {disk} of {p.host} is already used by host.pools[{used_disks[(p.host, disk)]}]",
+                        self.add(base + ("disk",),
+                                 f"disk {disk} of {p.host} is already used by host.pools[{used_disks[(p.host, disk)]}]",
                                  "give each fs/logical pool its own disk (set disk:)")
                     used_disks.setdefault((p.host, disk), pi)
             if p.host and p.host != "kvm":
@@ -453,7 +462,8 @@ class _Rules:
                          "create it in a dir pool on the same backend (e.g. the gluster FUSE mount); this pool lists it"
                          if types[v.pool] == "gluster" else "its volumes are the target's LUNs; drop this entry")
             if v.pool not in names:
-                self.add(("host", "volumes", vi, "pool"), f"pool '{v.pool}' does not exist", f"use one of: {', '.join(names) or '(none)'}")
+                self.add(("host", "volumes", vi, "pool"), f"pool '{v.pool}' does not exist",
+                         f"use one of: {', '.join(names) or '(none)'}")
 
     # -- provider ------------------------------------------------------------------------
     def provider(self) -> str:
@@ -494,10 +504,12 @@ class _Rules:
         if shared:
             for i, n in enumerate(self.t.nodes):
                 if "hypervisor" in n.roles:
-                    self.add(("nodes", i, "roles"), "a hypervisor node needs its own kernel (kvm/nfs client), containers have none",
+                    self.add(("nodes", i, "roles"),
+                             "a hypervisor node needs its own kernel (kvm/nfs client), containers have none",
                              "use provider: vagrant for this topology")
                 if "iscsi-initiator" in n.roles and not self.facts.kernel_iscsi_tcp:
-                    self.add(("nodes", i, "roles"), "iscsi-initiator needs iscsi_tcp, which this host's kernel lacks (lxc shares it)",
+                    self.add(("nodes", i, "roles"),
+                             "iscsi-initiator needs iscsi_tcp, which this host's kernel lacks (lxc shares it)",
                              "use provider: vagrant")
         if provider == "vagrant" and not self.facts.has_vagrant:
             self.add(("provider",), "vagrant is not installed on this host", "run ci/setup-host.sh --vm, or use provider: lxc")
@@ -506,7 +518,8 @@ class _Rules:
 
 def validate_located(loc: Located, facts: HostFacts) -> tuple[Topology, Resolved]:
     if not isinstance(loc.data, dict):
-        raise TopologyError([loc.problem((), "a topology must be a mapping (lab:, nodes:, ...)", "see topologies/gluster-3.yaml")])
+        raise TopologyError([loc.problem((), "a topology must be a mapping (lab:, nodes:, ...)",
+                                         "see topologies/gluster-3.yaml")])
     try:
         topo = Topology.model_validate(loc.data)
     except ValidationError as exc:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 
 @dataclass
@@ -20,7 +21,7 @@ class WriteLog:
     def max_gap(self, start: float, end: float) -> float:
         """Longest time without an acknowledged write inside [start, end]."""
         times = [start] + [t for t, _ in self.acked if start <= t <= end] + [end]
-        return max(b - a for a, b in zip(times, times[1:]))
+        return max(b - a for a, b in pairwise(times))
 
     def first_ack_after(self, t0: float) -> float | None:
         return next((t for t, _ in self.acked if t > t0), None)

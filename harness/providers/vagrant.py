@@ -378,7 +378,7 @@ class VagrantProvider(Provider):
             try:
                 fn()
                 rep.removed.append(what)
-            except Exception as exc:  # noqa: BLE001 - keep going: report every item that could not be removed
+            except Exception as exc:  # keep going: report every item that could not be removed
                 rep.failed.append((what, str(exc).strip()[-600:]))
 
         stopped = stop_orphan(self.logs / "vagrant.pid")
@@ -401,7 +401,7 @@ class VagrantProvider(Provider):
         # whatever vagrant left (or never knew about): straight from libvirt
         try:
             domains, networks = self._domains(), self._networks()
-        except Exception as exc:  # noqa: BLE001 - libvirtd down: report, do not raise from a teardown
+        except Exception as exc:  # libvirtd down: report, do not raise from a teardown
             rep.failed.append(("libvirt", str(exc)))
             return rep
         for dom in domains:
@@ -414,7 +414,7 @@ class VagrantProvider(Provider):
             attempt(f"domain {dom.name()}", remove_domain)
         try:
             volumes = self._volumes()
-        except Exception as exc:  # noqa: BLE001 - the pool is broken: networks can still go
+        except Exception as exc:  # the pool is broken: networks can still go
             rep.failed.append((f"pool {box.STORAGE_POOL}", str(exc)))
             volumes = []
         for vol in volumes:
@@ -438,7 +438,7 @@ class VagrantProvider(Provider):
             left = [f"domain {d.name()}" for d in self._domains()]
             left += [f"network {n.name()}" for n in self._networks()]
             left += [f"volume {box.STORAGE_POOL}/{v.name()}" for v in self._volumes()]
-        except Exception as exc:  # noqa: BLE001 - unknown is not empty: report it as a leftover
+        except Exception as exc:  # unknown is not empty: report it as a leftover
             return [f"libvirt unreachable: {exc}"]
         if (self.labdir / ".vagrant").is_dir():
             left.append(f"dir {self.labdir / '.vagrant'}")

@@ -144,7 +144,8 @@ def bootstrap_keys(first: Node) -> None:
     if _has(first, MON_KEYRING):
         return
     first.succeed(["install", "-d", "-m", "0755", "/var/lib/ceph/bootstrap-osd"])
-    first.succeed(["ceph-authtool", "--create-keyring", "/tmp/storlab.mon.new", "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"])
+    first.succeed(["ceph-authtool", "--create-keyring", "/tmp/storlab.mon.new", "--gen-key", "-n", "mon.",
+                   "--cap", "mon", "allow *"])
     first.succeed(["ceph-authtool", "--create-keyring", ADMIN_KEYRING, "--gen-key", "-n", "client.admin",
                    "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mds", "allow *", "--cap", "mgr", "allow *"])
     first.succeed(["ceph-authtool", "--create-keyring", BOOTSTRAP_OSD, "--gen-key", "-n", "client.bootstrap-osd",
@@ -168,7 +169,8 @@ def create_osd(lab: Lab, first: Node, node: Node) -> None:
         node.succeed(["ceph-authtool", "--create-keyring", "/var/lib/ceph/storlab-osd.keyring", "--gen-key", "-n", "osd.new"])
         # the OSD's secret reaches `ceph osd new` on stdin (printf is a shell builtin: no argv)
         osd_id = node.succeed(["bash", "-c",
-                               'printf \'{"cephx_secret": "%s"}\' "$(ceph-authtool -p -n osd.new /var/lib/ceph/storlab-osd.keyring)" | '
+                               'printf \'{"cephx_secret": "%s"}\' '
+                               '"$(ceph-authtool -p -n osd.new /var/lib/ceph/storlab-osd.keyring)" | '
                                'ceph osd new "$1" -i - -n client.bootstrap-osd -k ' + BOOTSTRAP_OSD, "bash", uuid]).strip()
         if not osd_id.isdigit():
             raise HarnessError(f"{node.name}: ceph osd new returned {osd_id!r}")

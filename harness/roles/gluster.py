@@ -101,7 +101,7 @@ def apply(lab: Lab) -> None:
                 first.succeed(["gluster", "peer", "probe", other.address], timeout=60)
             want = len(members) - 1
 
-            def pool_ready() -> bool:
+            def pool_ready(first: Node = first, want: int = want) -> bool:
                 peers = parse_peer_status(first.succeed(["gluster", "peer", "status", "--xml"], timeout=30))
                 return len(peers) >= want and all(p["connected"] for p in peers)
             wait_until(pool_ready, timeout=60, what=f"{want} connected gluster peers on {first.name}")

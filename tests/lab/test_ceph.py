@@ -88,7 +88,7 @@ def test_ceph_cluster_is_built_as_specified(lab: Any, hosts: dict[str, Any]) -> 
         has_admin_key = host.file("/etc/ceph/ceph.client.admin.keyring").exists
         assert has_admin_key == (name in c["admin"]), f"client.admin keyring on {name}: {has_admin_key}"
     for name in c["osds"]:
-        assert hosts[name].service(f"ceph-osd@{[i for i, o in tree.items() if o['host'] == name][0]}").is_running
+        assert hosts[name].service(f"ceph-osd@{next(i for i, o in tree.items() if o['host'] == name)}").is_running
 
 
 def test_ceph_libvirt_rbd_pool_and_secret(lab: Any, libvirt_conn: Any) -> None:

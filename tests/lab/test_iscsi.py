@@ -65,7 +65,7 @@ def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None
     # LUNs in topology order (LIO numbers them from 0, tgt from 1 after its controller LUN);
     # the SCSI capacity is reported in whole MiB rounded down, minus at most one
     got = [found[n] for n in sorted(found)]
-    assert len(got) == len(want) and all(w - 1 <= g <= w for g, w in zip(got, want)), (found, want)
+    assert len(got) == len(want) and all(w - 1 <= g <= w for g, w in zip(got, want, strict=True)), (found, want)
 
 
 def test_iscsi_wrong_initiator_is_refused(lab: Any) -> None:
@@ -92,7 +92,7 @@ def test_iscsi_direct_pool_lists_the_luns(lab: Any, libvirt_conn: Any) -> None:
     want = sorted([0] + [size // 2**20 for size in planned_lun_sizes(lab.plan)])  # LUN 0 is tgt's controller
     if len(caps) == len(want) - 1:
         want = want[1:]  # LIO has no controller LUN
-    assert len(caps) == len(want) and all(w - 1 <= c <= w for c, w in zip(caps, want)), (caps, want)
+    assert len(caps) == len(want) and all(w - 1 <= c <= w for c, w in zip(caps, want, strict=True)), (caps, want)
 
 
 def test_iscsi_target_restart_while_initiator_writes(lab: Any) -> None:

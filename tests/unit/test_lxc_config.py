@@ -77,7 +77,8 @@ def test_macs_and_veths_are_unique_per_node_and_network(provider: LxcProvider, t
     for n in ("n1", "n2"):
         provider._write_node(provider.node(n), "k\n", tmp_path / "lower")
     macs = [m for n in ("n1", "n2") for m in config(provider, n)["lxc.net.0.hwaddr"] + config(provider, n)["lxc.net.1.hwaddr"]]
-    veths = [m for n in ("n1", "n2") for m in config(provider, n)["lxc.net.0.veth.pair"] + config(provider, n)["lxc.net.1.veth.pair"]]
+    veths = [m for n in ("n1", "n2")
+             for m in config(provider, n)["lxc.net.0.veth.pair"] + config(provider, n)["lxc.net.1.veth.pair"]]
     assert len(set(macs)) == 4 and len(set(veths)) == 4
 
 

@@ -215,7 +215,7 @@ def test_etc_hosts_lists_every_node(in_repo: None) -> None:
 
 
 def test_full_topology_pools_are_placed_on_their_hosts(in_repo: None) -> None:
-    plan, files = build("kvm", "full")
+    _plan, files = build("kvm", "full")
     on_host = {f.split("/")[-1] for f in files if f.startswith("host/pools/")}
     on_kvm1 = {f.split("/")[-1] for f in files if f.startswith("nodes/kvm1/pools/")}
     assert on_host == {"local-dir.xml", "glusterfs-pool.xml", "gluster-native.xml", "rbd-pool.xml", "iscsi-direct-pool.xml"}
@@ -418,7 +418,7 @@ def test_nodes_get_macs_and_disks() -> None:
           - {name: a, disks: [{name: d1, size: 1G}, {name: d2, size: 2G, filesystem: xfs, mount: /data}]}
           - {name: b}
         """)
-    a, b = plan["nodes"]
+    a, _b = plan["nodes"]
     assert set(a["macs"]) == {"storage", "backend"}
     macs = [m for n in plan["nodes"] for m in n["macs"].values()]
     assert len(set(macs)) == 4 and all(m.startswith("52:54:00:") for m in macs)

@@ -297,5 +297,6 @@ def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
 
 def test_vagrant_error_of_a_plain_vagrant_message() -> None:
     from harness.providers.vagrant import vagrant_error
-    text = "==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\nTimed out while waiting for the machine to boot.\n"
+    text = ("==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\n"
+            "Timed out while waiting for the machine to boot.\n")
     assert vagrant_error(text) == "==> node1: Waiting for machine to boot.\nTimed out while waiting for the machine to boot."

@@ -1255,7 +1255,8 @@ RULE_CASES = [
               type: dir
               path: /x
               fuse_mount: true #<
-        """, "fuse_mount is for dir pools on a gluster volume", "host.pools[0].fuse_mount", "ci", id="fuse-mount-without-gluster"),
+        """, "fuse_mount is for dir pools on a gluster volume", "host.pools[0].fuse_mount", "ci",
+        id="fuse-mount-without-gluster"),
     pytest.param("""
         lab: t
         nodes: [{name: g1, roles: [gluster]}]
@@ -1857,7 +1858,7 @@ def test_topologies_exist() -> None:
 
 @pytest.mark.parametrize("stem", ["gluster-3", "ceph-5"])
 def test_container_topologies_validate_on_ci_profile(stem: str) -> None:
-    topo, res = validate_file(str(REPO / "topologies" / f"{stem}.yaml"), PROFILES["ci"])
+    _topo, res = validate_file(str(REPO / "topologies" / f"{stem}.yaml"), PROFILES["ci"])
     assert res == Resolved("lxc", None, None)
 
 
