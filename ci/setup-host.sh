@@ -15,6 +15,12 @@ PKGS=(lxc debootstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linu
       libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils
       libnfs-utils libiscsi-bin qemu-block-extra)
 [ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
+# a KVM host whose kernel has an NFS client / iscsi_tcp wires netfs / iscsi pools itself
+# (validation reads the same facts); hosts without them (e.g. this project's CI) skip this
+modprobe -q nfs 2>/dev/null || true
+modprobe -q iscsi_tcp 2>/dev/null || true
+grep -qw nfs4 /proc/filesystems && PKGS+=(nfs-common)
+[ -d /sys/module/iscsi_tcp ] && PKGS+=(open-iscsi)
 
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
