@@ -12,10 +12,14 @@ if TYPE_CHECKING:
 
 NAME = "iscsi-initiator"
 UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
-MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor
+MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor; with no path left,
+# I/O is queued for 12 checker intervals (60 s) before it fails, whatever the vendor's hwtable says
 defaults {
     user_friendly_names yes
     find_multipaths no
+    polling_interval 5
+}
+overrides {
     no_path_retry 12
 }
 blacklist {

@@ -6,7 +6,9 @@ iscsi_tcp: VMs (`-m vm`). Select with `pytest -k iscsi`."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from harness.hostpools import connect, node_uri
 from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
+from harness.workload import Writer, block
 
 pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
 INTRUDER = "iqn.2019-12.com.example:intruder"
@@ -156,24 +159,67 @@ def test_iscsi_multipath_survives_one_portal_going_down(lab: Any, logged_in: Any
                what=f"both paths of {mp} active again")
 
 
+def replacement_timeout(node: Any) -> int:
+    """node.session.timeo.replacement_timeout of the logged-in sessions (iscsiadm calls it Recovery Timeout)."""
+    out = node.succeed(["iscsiadm", "-m", "session", "-P", "2"])
+    values = {int(v) for v in re.findall(r"Recovery Timeout:\s*(\d+)", out)}
+    assert len(values) == 1, out
+    return values.pop()
+
+
+def io_survives(node: Any) -> float:
+    """Seconds a path-less write survives before the application gets EIO: the session's
+    replacement_timeout (multipathd sets it to fast_io_fail_tmo, 5 s), then dm-multipath
+    queues for no_path_retry x polling_interval."""
+    conf = node.succeed(["multipathd", "show", "config"])
+    interval = int(re.search(r"\bpolling_interval (\d+)", conf).group(1))  # type: ignore[union-attr]
+    overrides = re.search(r"^overrides \{(.*?)^\}", conf, re.M | re.S)  # the role sets it there: it beats the hwtable
+    assert overrides, conf
+    retry = re.search(r'\bno_path_retry "?(\w+)"?', overrides.group(1)).group(1)  # type: ignore[union-attr]
+    queue = float("inf") if retry == "queue" else 0 if retry == "fail" else int(retry) * interval
+    return replacement_timeout(node) + queue
+
+
 def test_iscsi_sessions_recover_after_a_target_restart(lab: Any, logged_in: Any) -> None:
+    """The target restarts while the initiator writes through multipath: writes queue, none
+    fails, the sessions log in again before queued I/O would be failed (replacement_timeout,
+    then multipath's no_path_retry), and every acknowledged block reads back as written."""
     node = logged_in
     mp = sorted(mpath_maps(node))[0]
-    node.succeed(["dd", "if=/dev/urandom", "of=/root/pattern", "bs=64k", "count=16", "status=none"])
-    node.succeed(["dd", "if=/root/pattern", f"of=/dev/mapper/{mp}", "bs=64k", "oflag=direct", "status=none"], timeout=60)
-    want = node.succeed(["md5sum", "/root/pattern"]).split()[0]
-    unit = "rtslib-fb-targetctl.service" if lab.plan["iscsi"]["implementation"] == "lio" else "tgt.service"
-    with lab.stopped_service(lab.plan["iscsi"]["target"], unit):
-        wait_until(lambda: "active ready running" not in node.succeed(["multipath", "-ll", mp]), timeout=120,
-                   interval=2, what=f"every path of {mp} to fail while the target is down")
-    t0 = time.monotonic()
+    limit = min(io_survives(node), 600)
+    size = 65536
+    base = 64  # blocks 64.. (4 MiB on): clear of what the other tests write at the start of the LUN
 
-    def recovered() -> bool:
-        out = node.succeed(["iscsiadm", "-m", "session", "-P", "1"])
-        states = [line.split(":", 1)[1].strip() for line in out.splitlines() if "iSCSI Session State" in line]
-        return bool(states) and all(s == "LOGGED_IN" for s in states)
-    wait_until(recovered, timeout=150, interval=2, what="every iSCSI session logged in again")
-    print(f"iSCSI sessions recovered {time.monotonic() - t0:.1f}s after the target came back")
-    got = node.succeed(["sh", "-c", f"dd if=/dev/mapper/{mp} bs=64k count=16 iflag=direct status=none | md5sum"],
-                       timeout=120).split()[0]
-    assert got == want, "data written before the target restart differs after it"
+    def write(seq: int) -> None:
+        node.succeed(["sh", "-c", f"base64 -d | dd of=/dev/mapper/{mp} bs={size} seek={base + seq} iflag=fullblock "
+                      "oflag=direct status=none"], input=base64.b64encode(block(seq, size)).decode(), timeout=limit + 120)
+
+    unit = "rtslib-fb-targetctl.service" if lab.plan["iscsi"]["implementation"] == "lio" else "tgt.service"
+    with Writer("iscsi-mpath", write, interval=0.2) as w:
+        wait_until(lambda: len(w.log.acked) > 5, timeout=90, what="writes through multipath running")
+        with lab.stopped_service(lab.plan["iscsi"]["target"], unit):
+            t_down = time.monotonic()
+            wait_until(lambda: "active ready running" not in node.succeed(["multipath", "-ll", mp]), timeout=120,
+                       interval=2, what=f"every path of {mp} to fail while the target is down")
+        t_up = time.monotonic()
+
+        def recovered() -> bool:
+            out = node.succeed(["iscsiadm", "-m", "session", "-P", "1"])
+            states = [line.split(":", 1)[1].strip() for line in out.splitlines() if "iSCSI Session State" in line]
+            return bool(states) and all(s == "LOGGED_IN" for s in states)
+        wait_until(recovered, timeout=limit, interval=1, what="every iSCSI session logged in again")
+        back = time.monotonic() - t_up
+        wait_until(lambda: len([1 for t, _ in w.log.acked if t > t_up]) > 5, timeout=120, what="writes flowing again")
+    stall = w.log.max_gap(t_down, t_up + back)
+    print(f"iSCSI target restart under multipath writes: sessions logged in {back:.1f}s after the target was back; "
+          f"longest write stall {stall:.1f}s (target down {t_up - t_down:.1f}s, replacement_timeout "
+          f"{replacement_timeout(node)}s, I/O queued up to {limit:.0f}s); "
+          f"{len(w.log.acked)} writes acknowledged, {len(w.log.errors)} failed")
+    assert not w.log.errors, f"writes failed during the restart: {w.log.errors[:3]}"
+    assert stall < limit, f"writes stalled {stall:.1f}s, beyond the {limit:.0f}s multipath queues them"
+    n = w.seq
+    out = node.succeed(["sh", "-c", f"dd if=/dev/mapper/{mp} bs={size} skip={base} count={n} iflag=direct status=none"
+                        " | base64 -w0"], timeout=120)
+    data = base64.b64decode(out)
+    lost = [seq for _, seq in w.log.acked if data[seq * size:(seq + 1) * size] != block(seq, size)]
+    assert not lost, f"acknowledged writes {lost[:5]} read back differently after the restart"
