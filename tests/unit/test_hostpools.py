@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from harness.hostpools import iscsi_iface, prepare_iscsi_iface
 
 POOL = {"name": "iscsi-pool", "type": "iscsi", "initiator": "iqn.2019-12.com.packt:kvm1", "server": "192.168.193.11"}
@@ -38,3 +40,26 @@ def test_existing_iface_is_not_made_again() -> None:
 
     prepare_iscsi_iface(SimpleNamespace(name="iscsi"), POOL, sh)  # type: ignore[arg-type]
     assert not any("new" in c for c in calls)
+
+
+def test_down_removes_the_pools_iface_and_its_node_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.hostpools as hp
+    from harness.run import CommandResult
+
+    calls: list[list[str]] = []
+    present = IFACES + "storlab-iscsi-iscsi-pool tcp,<empty>,<empty>,<empty>,iqn.2019-12.com.packt:kvm1\n"
+
+    def fake_run(argv: list[str], timeout: float = 0) -> CommandResult:
+        calls.append(list(argv))
+        return CommandResult(tuple(argv), 0, present if argv == ["iscsiadm", "-m", "iface"] else "", "", 0.0)
+
+    monkeypatch.setattr(hp, "run", fake_run)
+    lab = SimpleNamespace(name="iscsi")
+    res = hp.remove_iscsi_iface(lab, POOL)  # type: ignore[arg-type]
+    assert res is not None and res.ok
+    assert calls[1:] == [["iscsiadm", "-m", "node", "-I", "storlab-iscsi-iscsi-pool", "-o", "delete"],
+                         ["iscsiadm", "-m", "iface", "-I", "storlab-iscsi-iscsi-pool", "-o", "delete"]]
+    present = IFACES  # gone: nothing to do
+    calls.clear()
+    assert hp.remove_iscsi_iface(lab, POOL) is None  # type: ignore[arg-type]
+    assert calls == [["iscsiadm", "-m", "iface"]]
