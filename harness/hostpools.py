@@ -136,12 +136,16 @@ def prepare_iscsi_iface(lab: Lab, pool: dict[str, Any], sh: Callable[..., str]) 
     sh(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", pool["server"], "-I", iface], timeout=60)
 
 
+def _host_has_iface(lab: Lab, pool: dict[str, Any]) -> bool:
+    r = run(["iscsiadm", "-m", "iface"], timeout=30)
+    return r.ok and iscsi_iface(lab, pool) in r.stdout.split()
+
+
 def remove_iscsi_iface(lab: Lab, pool: dict[str, Any]) -> CommandResult | None:
     """On the KVM host, after the pool is stopped: its node records and iface (lab nodes go with the lab)."""
-    iface = iscsi_iface(lab, pool)
-    r = run(["iscsiadm", "-m", "iface"], timeout=30)
-    if not r.ok or iface not in r.stdout.split():
+    if not _host_has_iface(lab, pool):
         return None
+    iface = iscsi_iface(lab, pool)
     run(["iscsiadm", "-m", "node", "-I", iface, "-o", "delete"], timeout=30)
     return run(["iscsiadm", "-m", "iface", "-I", iface, "-o", "delete"], timeout=30)
 
@@ -233,11 +237,10 @@ def unwire(lab: Lab) -> CleanupReport:
         if p.get("fuse_mount") and os.path.isdir(p["path"]) and not _mounted(p["path"]):
             with contextlib.suppress(OSError):
                 os.rmdir(p["path"])
-        if p["type"] == "iscsi":
-            gone = remove_iscsi_iface(lab, p)
-            if gone is not None:
-                (rep.removed.append(f"iscsi iface {iscsi_iface(lab, p)}") if gone.ok
-                 else rep.failed.append((f"iscsi iface {iscsi_iface(lab, p)}", gone.stderr)))
+        gone = remove_iscsi_iface(lab, p) if p["type"] == "iscsi" else None
+        if gone is not None:
+            what = f"iscsi iface {iscsi_iface(lab, p)}"
+            (rep.removed.append(what) if gone.ok else rep.failed.append((what, gone.stderr)))
     return rep
 
 
@@ -246,11 +249,7 @@ def leftovers(lab: Lab) -> list[str]:
     for p in host_pools(lab):
         if p.get("fuse_mount") and _mounted(p["path"]):
             left.append(f"mount {p['path']}")
-    if any(p["type"] == "iscsi" for p in host_pools(lab)):
-        r = run(["iscsiadm", "-m", "iface"], timeout=30)
-        if r.ok:
-            left += [f"iscsi iface {iscsi_iface(lab, p)}" for p in host_pools(lab)
-                     if p["type"] == "iscsi" and iscsi_iface(lab, p) in r.stdout.split()]
+    left += [f"iscsi iface {iscsi_iface(lab, p)}" for p in host_pools(lab) if p["type"] == "iscsi" and _host_has_iface(lab, p)]
     r = run(["virsh", "-c", lab.plan["host"]["uri"], "pool-list", "--all", "--name"], timeout=30)
     if r.ok:
         names = set(r.stdout.split())

@@ -47,10 +47,7 @@ def wait_out_of_grace(node: Node, timeout: float = 180) -> None:
 
 
 def prepare_exports(node: Node, nfs: dict[str, Any]) -> None:
-    for d in node.spec["disks"]:
-        if d["mount"] and d["filesystem"] != "none" and not node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
-            prepare_disks(node)
-            break
+    prepare_disks(node)  # mounts what is not mounted yet
     for e in nfs["exports"]:
         node.succeed(["mkdir", "-p", e["path"]])
         # root is squashed to nobody: the export must be writable for it

@@ -19,9 +19,13 @@ from harness.workload import Writer, block, check_appends
 pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]
 
 
+def netfs_pool(lab: Any) -> dict[str, Any]:
+    return dict(next(p for p in lab.plan["host"]["pools"] if p["type"] == "netfs"))
+
+
 @pytest.fixture(scope="module")
 def hv(lab: Any) -> Any:
-    host = next(p["host"] for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    host = netfs_pool(lab)["host"]
     conn = connect(node_uri(lab, host))
     yield lab.node(host), conn
     conn.close()
@@ -29,7 +33,7 @@ def hv(lab: Any) -> Any:
 
 def test_netfs_pool_on_the_hypervisor_node(lab: Any, hv: Any, hosts: dict[str, Any]) -> None:
     node, conn = hv
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    spec = netfs_pool(lab)
     pool = conn.storagePoolLookupByName(spec["name"])
     assert pool.isActive() and pool.autostart()
     xml = pool.XMLDesc(0)
@@ -41,7 +45,7 @@ def test_netfs_pool_on_the_hypervisor_node(lab: Any, hv: Any, hosts: dict[str, A
 
 def test_netfs_sparse_and_preallocated_volumes(lab: Any, hv: Any) -> None:
     node, conn = hv
-    pool_name = next(p["name"] for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    pool_name = netfs_pool(lab)["name"]
     pool = conn.storagePoolLookupByName(pool_name)
     pool.refresh(0)
     for v in (v for v in lab.plan["host"]["volumes"] if v["pool"] == pool_name):
@@ -62,7 +66,7 @@ def test_netfs_sparse_and_preallocated_volumes(lab: Any, hv: Any) -> None:
 
 def test_netfs_volume_attaches_to_a_domain_definition(lab: Any, hv: Any) -> None:
     _, conn = hv
-    pool_name = next(p["name"] for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    pool_name = netfs_pool(lab)["name"]
     vol = conn.storagePoolLookupByName(pool_name).listAllVolumes(0)[0]
     dom_xml = f"""<domain type='qemu'><name>storlab-{lab.name}-probe</name><memory unit='MiB'>64</memory>
       <os><type arch='x86_64'>hvm</type></os>
@@ -81,7 +85,7 @@ def test_nfs_server_restart_while_kernel_client_writes(lab: Any, hv: Any) -> Non
     state within the grace period, and every acknowledged append is on the server, owned by
     nobody (root squashed)."""
     node, _ = hv
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "netfs")
+    spec = netfs_pool(lab)
     server = lab.node(lab.plan["nfs"]["server"])
     grace = lab.plan["nfs"]["grace_period"]
     name = f"restart-{int(time.time())}.log"
