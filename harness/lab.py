@@ -21,6 +21,11 @@ from .node import Node
 from .providers import base as providers
 from .run import run, succeed
 
+#: seconds an idle persistent ssh connection to a node stays open
+SSH_PERSIST = 120
+#: a restart may take this many times the boot measured at `up` (a slower day, a loaded host)
+BOOT_FACTOR = 3
+
 
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
@@ -106,16 +111,28 @@ class Lab:
         return (self.key.with_suffix(".pub")).read_text()
 
     def ssh_config_text(self) -> str:
+        # One persistent connection per node (ControlMaster): under TCG an ssh handshake costs
+        # 2-7 s, so a command per handshake turns a role into minutes. `down` and crash() close them.
+        control = paths.ssh_control_dir(self.name)
         out = [f"# storlab lab {self.name}: ssh -F {self.ssh_config} NODE"]
         for n in self.plan["nodes"]:
             out += [f"Host {n['name']} {self.name}-{n['name']}", f"  HostName {n['address']}", "  User root",
                     f"  IdentityFile {self.key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
                     "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", "  ConnectTimeout 5",
-                    "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""]
+                    "  ServerAliveInterval 5", "  ServerAliveCountMax 3",
+                    "  ControlMaster auto", f"  ControlPath {control}/%h", f"  ControlPersist {SSH_PERSIST}", ""]
         return "\n".join(out)
 
     def write_ssh_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.ssh_control_dir(self.name).mkdir(mode=0o700, parents=True, exist_ok=True)
         self.ssh_config.write_text(self.ssh_config_text())
+
+    def close_connections(self) -> None:
+        """Stop the lab's persistent ssh connections (nothing of a lab outlives `down`)."""
+        for node in self.nodes.values():
+            node.close_connection()
+        shutil.rmtree(paths.ssh_control_dir(self.name), ignore_errors=True)
 
     # -- lifecycle -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
@@ -142,10 +159,50 @@ class Lab:
         self.provider.create(self.ensure_key())
 
     def _ready(self) -> None:
+        floor = self.provider.boot_floor()
+        log.info(f"boot bound {floor:.0f}s per node (declared by provider {self.plan['provider']}, accel "
+                 f"{self.plan.get('accel', '-')}); restarts will be bounded by {BOOT_FACTOR} x the boot measured now")
         for node in self.nodes.values():
             with log.step(f"{node.name}: wait for ssh and systemd"):
-                node.wait_for_ssh(timeout=240 if self.plan["provider"] == "vagrant" else 60)
-                node.wait_for_system(timeout=300 if self.plan["provider"] == "vagrant" else 120)
+                self._wait_booted(node, floor)
+
+    def _wait_booted(self, node: Node, bound: float) -> float:
+        """Wait for ssh and a booted systemd within ``bound`` seconds of power-on; record and
+        return the boot time measured (power-on -> systemd ready)."""
+        t0 = self.provider.powered_at.get(node.name, time.monotonic())
+        deadline = t0 + bound
+        node.wait_for_ssh(timeout=max(1.0, deadline - time.monotonic()))
+        node.wait_for_system(timeout=max(1.0, deadline - time.monotonic()))
+        took = round(time.monotonic() - t0, 1)
+        if node.name in self.provider.powered_at:  # a resumed `up` did not see the power-on: no figure
+            boots = dict(self.state().get("boot_seconds", {}))
+            boots[node.name] = took
+            self.save_state(boot_seconds=boots)
+        return took
+
+    def boot_bound(self, node: str) -> tuple[float, str]:
+        """How long a (re)boot of ``node`` may take before it counts as hung, and why: the
+        provider's declared floor, or BOOT_FACTOR x this lab's own measured boot if longer."""
+        floor = self.provider.boot_floor()
+        measured = self.state().get("boot_seconds", {})
+        slowest = max(measured.values(), default=0.0)
+        took = float(measured.get(node, slowest))
+        if took * BOOT_FACTOR > floor:
+            return took * BOOT_FACTOR, f"{BOOT_FACTOR} x the {took:.0f}s {node} took to boot at up"
+        why = f"measured {took:.0f}s at up" if took else "no boot measured yet"
+        return floor, f"provider {self.plan['provider']}'s declared floor ({why})"
+
+    def start_node(self, node: str, timeout: float | None = None) -> Node:
+        """Power ``node`` on again and wait until it is booted, within its boot bound (logged)."""
+        n = self.node(node)
+        bound, why = (timeout, "given") if timeout else self.boot_bound(node)
+        log.info(f"{node}: waiting up to {bound:.0f}s for ssh + systemd ({why})")
+        n.close_connection()
+        if not n.is_up():
+            self.provider.start(node)
+        took = self._wait_booted(n, bound)
+        log.info(f"{node}: booted in {took:.0f}s")
+        return n
 
     def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
         log.add_logfile(self.logfile)
@@ -187,6 +244,7 @@ class Lab:
                 rep.failed += sub.failed
             except Exception as exc:
                 rep.failed.append(("host pools", str(exc)))
+            self.close_connections()
             sub = self.provider.destroy()
             rep.removed += sub.removed
             rep.failed += sub.failed
@@ -239,8 +297,9 @@ class Lab:
             fh.write(f"{time.strftime('%H:%M:%S')} {event}\n")
 
     @contextlib.contextmanager
-    def crashed(self, node: str, restart_timeout: float = 180) -> Iterator[Node]:
-        """Hard power-off ``node`` for the duration of the block; it is started again on exit."""
+    def crashed(self, node: str, restart_timeout: float | None = None) -> Iterator[Node]:
+        """Hard power-off ``node`` for the duration of the block; it is started again on exit,
+        waiting as long as its boot bound (see boot_bound) unless ``restart_timeout`` is given."""
         n = self.node(node)
         self.mark(f"crash {node}")
         n.crash()
@@ -248,9 +307,7 @@ class Lab:
             yield n
         finally:
             self.mark(f"restart {node}")
-            if not n.is_up():
-                n.start(restart_timeout)
-            n.wait_for_system(timeout=restart_timeout)
+            self.start_node(node, restart_timeout)
 
     @contextlib.contextmanager
     def link_down(self, node: str, network: str | None = None) -> Iterator[Node]:

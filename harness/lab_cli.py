@@ -98,7 +98,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         node.crash()
     elif args.action == "start":
         lab.mark(f"start {node.name} (cli)")
-        node.start()
+        lab.start_node(node.name)
     elif args.action in ("link-down", "link-up"):
         lab.mark(f"{args.action} {node.name} (cli)")
         node.set_link(args.action == "link-up", args.network)

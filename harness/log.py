@@ -6,6 +6,7 @@ Secrets registered with ``mask()`` are replaced by '****' in every line written.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import sys
 import time
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _secrets: set[str] = set()
-_depth = 0
+#: nesting of steps; a context variable, so steps run in worker threads (see node.on_each) nest
+#: under the step that started them without disturbing each other
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("storlab_log_depth", default=0)
 _t0 = time.monotonic()
 log = logging.getLogger("storlab")
 
@@ -66,25 +69,24 @@ def _stamp() -> str:
 
 
 def info(msg: str) -> None:
-    log.info("%s %s%s", _stamp(), "  " * _depth, msg)
+    log.info("%s %s%s", _stamp(), "  " * _depth.get(), msg)
 
 
 def debug(msg: str) -> None:
-    log.debug("%s %s%s", _stamp(), "  " * _depth, msg)
+    log.debug("%s %s%s", _stamp(), "  " * _depth.get(), msg)
 
 
 @contextlib.contextmanager
 def step(what: str) -> Iterator[None]:
     """Log the start and end of a step with its duration; failures are logged with it."""
-    global _depth
     info(f"{what} ...")
     start = time.monotonic()
-    _depth += 1
+    token = _depth.set(_depth.get() + 1)
     try:
         yield
     except BaseException as exc:
-        _depth -= 1
+        _depth.reset(token)
         info(f"{what}: FAILED after {time.monotonic() - start:.1f}s ({type(exc).__name__})")
         raise
-    _depth -= 1
+    _depth.reset(token)
     info(f"{what}: done in {time.monotonic() - start:.1f}s")

@@ -18,6 +18,16 @@ def lab_dir(lab: str) -> Path:
     return home() / "labs" / lab
 
 
+def ssh_control_dir(lab: str) -> Path:
+    """Where the lab's persistent ssh connections keep their sockets: under the lab directory when
+    the path fits a unix socket (108 bytes, with ssh's 17-byte temporary suffix and an IPv4
+    address), else a short per-lab directory under /run."""
+    d = lab_dir(lab) / "ssh"
+    if len(str(d)) + 1 + 15 + 17 < 100:
+        return d
+    return Path("/run/storlab-ssh") / f"{zlib.crc32(str(lab_dir(lab)).encode()):08x}"
+
+
 def image_dir() -> Path:
     return home() / "images"
 

@@ -22,6 +22,13 @@ class Provider(abc.ABC):
         self.plan = plan
         self.labdir = labdir
         self.lab = plan["lab"]
+        #: monotonic time each node was last powered on by this process (boot times are measured from it)
+        self.powered_at: dict[str, float] = {}
+
+    def boot_floor(self) -> float:
+        """Declared: seconds from power-on to ssh + systemd ready before a node counts as hung,
+        used until this lab's own boots were measured (and as the least bound after that)."""
+        return 60.0
 
     # -- lifecycle ---------------------------------------------------------------------
     @abc.abstractmethod

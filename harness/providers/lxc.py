@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ class LxcProvider(Provider):
         return r.ok and r.stdout.strip() in ("RUNNING", "FROZEN")
 
     def start(self, node: str) -> None:
+        self.powered_at[node] = time.monotonic()
         r = self._lxc("lxc-start", node, "-d", timeout=60)
         if not r.ok:
             logf = self.labdir / "logs" / f"{node}.lxc.log"

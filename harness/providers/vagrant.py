@@ -267,7 +267,7 @@ class VagrantProvider(Provider):
                 dom = self._domain(name)
                 active = bool(dom is not None and dom.isActive())
                 if active and name not in powered:
-                    powered[name] = now
+                    powered[name] = self.powered_at[name] = now
                     log.info(f"{name}: powered on ({spec['driver']}) after {now - t0:.0f}s")
                 elif not active and name in powered:
                     raise HarnessError(f"{name} ({m['domain']}) powered off during boot\n"
@@ -314,9 +314,13 @@ class VagrantProvider(Provider):
             raise HarnessError(f"{self.domain_name(node)} does not exist (lab {self.lab} not up?)")
         return dom
 
+    def boot_floor(self) -> float:
+        return float(vagrantspec.boot_bound(self.plan))
+
     def start(self, node: str) -> None:
         dom = self._need(node)
         if not dom.isActive():
+            self.powered_at[node] = time.monotonic()
             dom.create()
 
     def crash(self, node: str) -> None:

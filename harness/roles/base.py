@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HarnessError
+from ..node import Node, on_each
 
 if TYPE_CHECKING:
     from ..lab import Lab
-    from ..node import Node
 
 NAME = "base"
 
@@ -19,9 +19,9 @@ def applies(plan: dict[str, Any]) -> bool:
 
 
 def apply(lab: Lab) -> None:
-    for node in lab.nodes.values():
-        want = (lab.dir / "files" / "nodes" / node.name / "etc/hosts").read_text()
-        node.ensure_file("/etc/hosts", want)
+    def hosts(node: Node) -> None:
+        node.ensure_file("/etc/hosts", (lab.dir / "files" / "nodes" / node.name / "etc/hosts").read_text())
+    on_each(list(lab.nodes.values()), hosts, "/etc/hosts")
 
 
 def prepare_disks(node: Node) -> None:

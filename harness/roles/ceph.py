@@ -69,9 +69,7 @@ def _copy_secret(src: Node, path: str, dst: Node, mode: str = "0600", owner: str
 
 
 def start_unit(node: Node, unit: str, target: str) -> None:
-    node.succeed(["systemctl", "unmask", "ceph.target", target])
-    node.succeed(["systemctl", "enable", "--now", unit])
-    node.wait_for_unit(unit, timeout=90)
+    node.enable_units([unit], unmask=["ceph.target", target], timeout=90)
 
 
 def apply(lab: Lab) -> None:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import log
 from ..errors import HarnessError
+from ..node import Node, on_each
 from ..run import wait_until
 from .base import prepare_disks
 
 if TYPE_CHECKING:
     from ..lab import Lab
-    from ..node import Node
 
 NAME = "gluster"
 
@@ -79,22 +79,20 @@ def brick_spec(lab: Lab, brick: str) -> str:
 
 
 def start_glusterd(node: Node) -> None:
-    node.succeed(["systemctl", "unmask", "glusterd.service"])
-    node.succeed(["systemctl", "enable", "--now", "glusterd.service"])
-    node.wait_for_unit("glusterd.service", timeout=60)
+    node.enable_units(["glusterd.service"], timeout=60)
 
 
 def apply(lab: Lab) -> None:
     for vol in lab.plan["gluster"]["volumes"]:
         members = [lab.node(n) for n in vol["nodes"]]
-        for node in members:
-            with log.step(f"{node.name}: bricks and glusterd"):
-                prepare_disks(node)
-                start_glusterd(node)
-                for b in vol["bricks"]:
-                    host, path = b.split(":", 1)
-                    if host == node.name:
-                        node.succeed(["mkdir", "-p", path])
+
+        def bricks_and_glusterd(node: Node, vol: dict[str, Any] = vol) -> None:
+            prepare_disks(node)
+            start_glusterd(node)
+            paths = [b.split(":", 1)[1] for b in vol["bricks"] if b.split(":", 1)[0] == node.name]
+            if paths:
+                node.succeed(["mkdir", "-p", *paths])
+        on_each(members, bricks_and_glusterd, "bricks and glusterd")
         first = members[0]
         with log.step(f"{first.name}: trusted pool of {len(members)}"):
             for other in members[1:]:

@@ -26,8 +26,6 @@ def apply(lab: Lab) -> None:
         iqn = next((p["initiator"] for p in pools if p["type"] == "iscsi"), None)
         if iqn:  # the kernel initiator logs in with the name the target's ACL expects
             node.put("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={iqn}\n")
-        node.succeed(["systemctl", "unmask", *UNITS])
-        node.succeed(["systemctl", "enable", "--now", "virtlogd.socket", "libvirtd.socket", "libvirtd.service"])
+        node.enable_units(["virtlogd.socket", "libvirtd.socket", "libvirtd.service"], unmask=UNITS, timeout=120)
         if iqn:
             node.succeed(["systemctl", "restart", "iscsid.service"])
-        node.wait_for_unit("libvirtd.service", timeout=120)

@@ -56,8 +56,7 @@ def apply(lab: Lab) -> None:
                      f"node.session.auth.password = {secrets.chap_password(lab, acl)}"]
         node.put("/etc/iscsi/iscsid.conf", "\n".join(keep) + "\n", "0600")
         node.put("/etc/multipath.conf", MULTIPATH_CONF)
-        node.succeed(["systemctl", "unmask", *UNITS])
-        node.succeed(["systemctl", "enable", "--now", "iscsid.socket", "iscsid.service", "multipathd.service"])
+        node.enable_units(["iscsid.socket", "iscsid.service", "multipathd.service"], unmask=UNITS, timeout=120)
         # both may already run since boot with their defaults: make them read what we wrote
         node.succeed(["systemctl", "restart", "iscsid.service", "multipathd.service"])
         node.wait_for_unit("multipathd.service", timeout=120)

@@ -83,9 +83,7 @@ def apply(lab: Lab) -> None:
     if iscsi["implementation"] == "tgt":
         conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi["acls"])
         node.put("/etc/tgt/conf.d/storlab.conf", conf, "0600")
-        node.succeed(["systemctl", "unmask", "tgt.service"])
-        node.succeed(["systemctl", "enable", "--now", "tgt.service"])
-        node.wait_for_unit("tgt.service", timeout=60)
+        node.enable_units(["tgt.service"], timeout=60)
         node.succeed(["tgt-admin", "--update", "ALL", "-f"], timeout=60)
 
         def configured() -> bool:
@@ -105,5 +103,5 @@ def apply(lab: Lab) -> None:
                 got = node.succeed(["targetcli", path, "get", "auth", "userid"]).strip()
                 if got != f"userid={acl['chap']['username']}":
                     raise HarnessError(f"{node.name}: CHAP user for {acl['initiator']} is {got!r} after targetcli")
-        node.succeed(["systemctl", "unmask", "rtslib-fb-targetctl.service"])
+        node.succeed(["systemctl", "unmask", "--no-reload", "rtslib-fb-targetctl.service"])
         node.succeed(["systemctl", "enable", "rtslib-fb-targetctl.service"])

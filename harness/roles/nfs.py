@@ -64,10 +64,7 @@ def apply(lab: Lab) -> None:
         conf = (files / "etc/ganesha/ganesha.conf").read_text()
         if node.ensure_file("/etc/ganesha/ganesha.conf", conf):
             node.run(["systemctl", "try-restart", "nfs-ganesha.service"], timeout=60)
-        for unit in ("rpcbind.socket", "rpcbind.service", "nfs-ganesha.service"):
-            node.succeed(["systemctl", "unmask", unit])
-        node.succeed(["systemctl", "enable", "--now", "rpcbind.service", "nfs-ganesha.service"])
-        node.wait_for_unit("nfs-ganesha.service", timeout=60)
+        node.enable_units(["rpcbind.service", "nfs-ganesha.service"], unmask=["rpcbind.socket"], timeout=60)
         want = {e["path"] for e in nfs["exports"]}
 
         def exported() -> bool:
@@ -80,10 +77,8 @@ def apply(lab: Lab) -> None:
         node.ensure_file("/etc/exports", exports)
         if node.ensure_file("/etc/nfs.conf.d/storlab.conf", (files / "etc/nfs.conf.d/storlab.conf").read_text()):
             node.run(["systemctl", "try-restart", "nfs-server.service"], timeout=60)  # rpc.nfsd reads it at start
-        node.succeed(["systemctl", "unmask", "rpcbind.socket", "rpcbind.service", "nfs-server.service",
-                      "nfs-kernel-server.service"])
-        node.succeed(["systemctl", "enable", "--now", "nfs-server.service"])
-        node.wait_for_unit("nfs-server.service", timeout=60)
+        node.enable_units(["nfs-server.service"], unmask=["rpcbind.socket", "rpcbind.service",
+                                                          "nfs-kernel-server.service"], timeout=60)
         grace = node.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip()
         if grace != str(nfs["grace_period"]):
             raise HarnessError(f"{node.name}: nfsd runs with a {grace}s grace period, not the configured "

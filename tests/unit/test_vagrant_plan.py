@@ -300,3 +300,39 @@ def test_vagrant_error_of_a_plain_vagrant_message() -> None:
     text = ("==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\n"
             "Timed out while waiting for the machine to boot.\n")
     assert vagrant_error(text) == "==> node1: Waiting for machine to boot.\nTimed out while waiting for the machine to boot."
+
+
+# -- boot bounds: declared by the provider, then derived from this lab's own measured boots ---------
+
+def test_restart_bound_is_the_declared_floor_until_a_boot_was_measured(
+        plan: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lab import BOOT_FACTOR, Lab
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    lab = Lab(plan)
+    floor = vagrantspec.boot_bound(plan)
+    assert lab.boot_bound("n1") == (floor, "provider vagrant's declared floor (no boot measured yet)")
+    # a slow day: n1 took longer to boot than floor / factor, so its restarts may take factor x that
+    lab.save_state(boot_seconds={"n1": floor, "n2": 30.0})
+    bound, why = lab.boot_bound("n1")
+    assert bound == BOOT_FACTOR * floor and f"{floor:.0f}s n1 took to boot" in why
+    # a fast boot never lowers the bound below what the provider declares
+    assert lab.boot_bound("n2")[0] == floor
+    # a node whose boot was not measured is held to the slowest measured one
+    lab.save_state(boot_seconds={"n1": floor})
+    assert lab.boot_bound("n2")[0] == BOOT_FACTOR * floor
+
+
+def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
+        plan: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lab import Lab
+    monkeypatch.setenv("STORLAB_HOME", "/var/lib/storlab")
+    lab = Lab(plan)
+    text = lab.ssh_config_text()
+    control = paths.ssh_control_dir("t")
+    assert control == Path("/var/lib/storlab/labs/t/ssh")
+    assert text.count("ControlMaster auto") == 2 and text.count(f"ControlPath {control}/%h") == 2
+    # a socket path must fit in sun_path (108 bytes) with ssh's 17-byte temporary suffix
+    monkeypatch.setenv("STORLAB_HOME", "/" + "x" * 80)
+    long_dir = paths.ssh_control_dir("a" * 31)
+    assert len(f"{long_dir}/255.255.255.255") + 17 < 108
+    assert long_dir != paths.ssh_control_dir("b" * 31)
