@@ -17,7 +17,7 @@ from . import image, log, paths
 from . import plan as planmod
 from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
-from .node import Node
+from .node import Node, on_each
 from .providers import base as providers
 from .run import run, succeed
 
@@ -194,15 +194,23 @@ class Lab:
 
     def start_node(self, node: str, timeout: float | None = None) -> Node:
         """Power ``node`` on again and wait until it is booted, within its boot bound (logged)."""
-        n = self.node(node)
-        bound, why = (timeout, "given") if timeout else self.boot_bound(node)
-        log.info(f"{node}: waiting up to {bound:.0f}s for ssh + systemd ({why})")
-        n.close_connection()
-        if not n.is_up():
-            self.provider.start(node)
-        took = self._wait_booted(n, bound)
-        log.info(f"{node}: booted in {took:.0f}s")
-        return n
+        return self.start_nodes([node], timeout)[0]
+
+    def start_nodes(self, names: list[str], timeout: float | None = None) -> list[Node]:
+        """Power nodes on again at once and wait for each within its boot bound (logged)."""
+        todo = [self.node(n) for n in names]
+        for n in todo:
+            n.close_connection()
+            if not n.is_up():
+                self.provider.start(n.name)
+
+        def booted(n: Node) -> Node:
+            bound, why = (timeout, "given") if timeout else self.boot_bound(n.name)
+            log.info(f"{n.name}: waiting up to {bound:.0f}s for ssh + systemd ({why})")
+            took = self._wait_booted(n, bound)
+            log.info(f"{n.name}: booted in {took:.0f}s")
+            return n
+        return on_each(todo, booted, "restart")
 
     def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
         log.add_logfile(self.logfile)
@@ -297,17 +305,19 @@ class Lab:
             fh.write(f"{time.strftime('%H:%M:%S')} {event}\n")
 
     @contextlib.contextmanager
-    def crashed(self, node: str, restart_timeout: float | None = None) -> Iterator[Node]:
-        """Hard power-off ``node`` for the duration of the block; it is started again on exit,
-        waiting as long as its boot bound (see boot_bound) unless ``restart_timeout`` is given."""
-        n = self.node(node)
-        self.mark(f"crash {node}")
-        n.crash()
+    def crashed(self, *nodes: str, restart_timeout: float | None = None) -> Iterator[list[Node]]:
+        """Hard power-off ``nodes`` for the duration of the block; on exit they are powered on
+        together and each waited for within its boot bound (see boot_bound) unless
+        ``restart_timeout`` is given. Yields the nodes."""
+        crashed = [self.node(n) for n in nodes]
+        for n in crashed:
+            self.mark(f"crash {n.name}")
+            n.crash()
         try:
-            yield n
+            yield crashed
         finally:
-            self.mark(f"restart {node}")
-            self.start_node(node, restart_timeout)
+            self.mark(f"restart {', '.join(nodes)}")
+            self.start_nodes(list(nodes), restart_timeout)
 
     @contextlib.contextmanager
     def link_down(self, node: str, network: str | None = None) -> Iterator[Node]:

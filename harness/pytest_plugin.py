@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from . import log
 from .errors import HarnessError
 
 
@@ -51,6 +52,7 @@ class LabManager:
         lab = Lab.from_topology(topology, provider)
         if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
             lab.write_ssh_config()
+            log.add_logfile(lab.logfile)  # faults, restarts and their bounds go to the lab's log
         else:
             lab.up(owner_pid=os.getpid())  # a failed up removes its own lab
             self.owned.append(lab)

@@ -193,7 +193,7 @@ def test_gluster_failover_two_of_three_down_loses_quorum_not_data(healthy: Any) 
     log_path = f"{mountpoint(lab)}/quorum-{int(time.time())}.log"
     with Writer("log", file_appender(log_path)) as w:
         wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
-        with lab.crashed("gluster2"), lab.crashed("gluster3"):
+        with lab.crashed("gluster2", "gluster3"):
             t0 = time.monotonic()
             wait_until(lambda: w.log.errors, timeout=ping_timeout(lab) + MARGIN + 30,
                        what="writes to be refused without client quorum")
