@@ -17,6 +17,7 @@ from pathlib import Path
 from . import image, log, paths
 from .errors import HarnessError
 from .run import run, succeed
+from .virt import connect
 
 #: bump when what goes into the box changes (files added to the tree, masks, disk size)
 BOX_VERSION = "2"
@@ -160,14 +161,13 @@ def _mask(tree: Path, unit: str) -> None:
 
 
 def _customise(tree: Path, pubkey: str) -> None:
-    from .providers.lxc import ROLE_SERVICES
     ssh = tree / "root/.ssh"
     ssh.mkdir(mode=0o700, exist_ok=True)
     _write_new(ssh / "authorized_keys", pubkey, 0o600)
     _write_new(tree / "etc/systemd/network/10-storlab-mgmt.network", MGMT_NETWORK)
     _write_new(tree / "etc/fstab", "# storlab box: / is /dev/vda, mounted rw by the kernel (root=/dev/vda rw)\n"
                                    "/dev/vda / ext4 rw,errors=remount-ro 0 0\n")
-    for unit in ROLE_SERVICES + VM_MASKS:
+    for unit in image.ROLE_SERVICES + VM_MASKS:
         _mask(tree, unit)
 
 
@@ -187,8 +187,7 @@ def _remove_stale_pool_volumes(box: Box) -> None:
     """A rebuilt box keeps its name, but vagrant-libvirt would reuse the old uploaded volume."""
     import libvirt
 
-    from .hostpools import connect
-    conn = connect("qemu:///system")
+    conn = connect()
     try:
         try:
             pool = conn.storagePoolLookupByName(STORAGE_POOL)

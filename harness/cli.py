@@ -7,15 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import log, paths
 from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
 from .topology import Topology
-from .validate import validate_file, validate_located
-from .yamlload import load_file
+from .validate import validate_file
 
 
 def _facts(args: argparse.Namespace) -> HostFacts:
@@ -37,30 +35,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
-def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
-    loc = load_file(file)
-    if provider and isinstance(loc.data, dict):
-        loc.data["provider"] = provider  # validated as if the file said so
-    topo, res = validate_located(loc, facts)
-    existing = paths.lab_dir(topo.lab) / "plan.json"
-    preset: dict[str, str] = {}
-    if existing.exists():
-        old = json.loads(existing.read_text())
-        if old.get("topology") != str(Path(file).resolve()):
-            raise HarnessError(f"lab '{topo.lab}' already exists from {old.get('topology')}; "
-                               f"run `storlab down {topo.lab}` first or rename the lab")
-        if old.get("provider") != res.provider:
-            raise HarnessError(f"lab '{topo.lab}' exists with provider {old.get('provider')}; "
-                               f"run `storlab down {topo.lab}` first")
-        preset = {n["name"]: n["cidr"] for n in old["networks"]}  # a resumed lab keeps its subnets
-        if old.get("mgmt"):
-            preset["@mgmt"] = old["mgmt"]["cidr"]
-    return planmod.make_plan(topo, res, file, planmod.used_subnets(exclude_lab=topo.lab), facts, preset=preset)
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     facts = _facts(args)
-    plan = load_plan(args.file, facts, args.provider)
+    plan = planmod.load_plan(args.file, facts, args.provider)
     out = Path(args.output) if args.output else paths.lab_dir(plan["lab"]) / "plan-preview"
     files = planmod.write(plan, out)
     print(f"lab {plan['lab']}  provider {plan['provider']}  accel {plan['accel']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,22 +12,10 @@ from typing import TYPE_CHECKING, Any
 from . import log
 from .errors import CleanupReport, HarnessError
 from .run import CommandResult, run, succeed
+from .virt import connect
 
 if TYPE_CHECKING:
     from .lab import Lab
-
-
-def connect(uri: str) -> Any:
-    try:
-        import libvirt
-    except ImportError as exc:
-        raise HarnessError("libvirt-python is not installed (pip install libvirt-python; needs libvirt-dev)") from exc
-    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions, not on stderr
-    try:
-        return libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise HarnessError(f"cannot connect to libvirt at {uri}: {exc}; "
-                           "is libvirtd running? (ci/setup-host.sh starts it)") from None
 
 
 def host_pools(lab: Lab) -> list[dict[str, Any]]:
@@ -258,7 +245,3 @@ def leftovers(lab: Lab) -> list[str]:
     if r.ok:
         left += [f"secret {p['secret_uuid']}" for p in host_pools(lab) if p.get("secret_uuid") and p["secret_uuid"] in r.stdout]
     return left
-
-
-def pool_xml_target(xml: str) -> str | None:
-    return ET.fromstring(xml).findtext("target/path")

@@ -44,6 +44,13 @@ PACKAGES = [
 
 # Only an ed25519 host key: `ssh-keygen -A` also makes RSA-3072 and ECDSA keys, which took 52 s
 # of a VM's boot under TCG (measured with systemd-analyze blame).
+# Units of the image's packages that only the roles needing them start: every provider masks them
+# on its nodes, so an idle node runs none of them (roles unmask them; see Node.enable_units).
+ROLE_SERVICES = ["glusterd.service", "nfs-ganesha.service", "tgt.service", "rpcbind.service", "rpcbind.socket",
+                 "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
+                 "virtlogd.socket", "virtlockd.socket", "ceph.target", "ceph-mon.target", "ceph-osd.target",
+                 "ceph-mgr.target", "ceph-mds.target", "ceph-fuse.target", "rbdmap.service"]
+
 FIRSTBOOT_UNIT = """[Unit]
 Description=storlab: per-node ssh host key
 DefaultDependencies=no

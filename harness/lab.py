@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import image, log, paths
+from . import hostpools, image, log, paths, roles
 from . import plan as planmod
 from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
 from .node import Node, on_each
 from .providers import base as providers
+from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
+from .providers.lxc import lxcpath
 from .run import run, succeed
+from .virt import connect
 
 #: seconds an idle persistent ssh connection to a node stays open
 SSH_PERSIST = 120
@@ -90,8 +93,7 @@ class Lab:
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
-        from .cli import load_plan
-        plan = load_plan(file, facts or HostFacts.detect(), provider)
+        plan = planmod.load_plan(file, facts or HostFacts.detect(), provider)
         d = paths.lab_dir(plan["lab"])
         planmod.write(plan, d)
         return cls(plan)
@@ -136,7 +138,6 @@ class Lab:
 
     # -- lifecycle -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
-        from . import hostpools, roles
         out: list[tuple[str, Callable[[], None]]] = [
             ("image", lambda: self._image()),
             ("nodes", self._nodes),
@@ -242,7 +243,6 @@ class Lab:
 
     def down(self) -> CleanupReport:
         """Remove everything this lab created. Continues past failures and reports them."""
-        from . import hostpools
         self.save_state(status="destroying")
         rep = CleanupReport()
         with log.step(f"lab {self.name}: down"):
@@ -265,7 +265,6 @@ class Lab:
         return rep
 
     def leftovers(self) -> list[str]:
-        from . import hostpools
         left = self.provider.leftovers() + hostpools.leftovers(self)
         if self.dir.exists():
             left.append(f"dir {self.dir}")
@@ -385,7 +384,6 @@ def reap() -> CleanupReport:
             rep.removed += sub.removed
             rep.failed += sub.failed
     # orphans: containers and links carrying a storlab name whose lab directory is gone
-    from .providers.lxc import lxcpath
     labs = set(list_labs())
     if lxcpath().is_dir():
         for c in lxcpath().iterdir():
@@ -412,8 +410,7 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
     try:
         import libvirt
 
-        from .hostpools import connect
-        conn = connect("qemu:///system")
+        conn = connect()
     except Exception:  # no libvirt here: nothing of ours can be in it
         return
     try:

@@ -16,9 +16,10 @@ import jinja2
 
 from . import paths
 from .errors import HarnessError
-from .hostfacts import HostFacts, kvm_status
+from .hostfacts import HostFacts
 from .topology import Topology
-from .validate import Resolved
+from .validate import Resolved, validate_located
+from .yamlload import load_file
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("harness", "templates"),
@@ -296,14 +297,6 @@ def render(plan: dict[str, Any]) -> dict[str, str]:
         for n in plan["nodes"]:
             if any(r.startswith("ceph-") for r in n["roles"]):
                 files[f"nodes/{n['name']}/etc/ceph/ceph.conf"] = conf
-    if "gluster" in plan:
-        for v in plan["gluster"]["volumes"]:
-            lines = [f"gluster peer probe {n}" for n in v["nodes"][1:]]
-            rep = f"replica {v['replica']} " if v["replica"] > 1 else ""
-            lines.append(f"gluster volume create {v['name']} {rep}transport tcp {' '.join(v['bricks'])}")
-            lines += [f"gluster volume set {v['name']} {k} {val}" for k, val in v["options"].items()]
-            lines.append(f"gluster volume start {v['name']}")
-            files[f"nodes/{v['nodes'][0]}/root/storlab-gluster-{v['name']}.txt"] = "\n".join(lines) + "\n"
     for p in plan["host"]["pools"]:
         where = "host" if p["host"] == "kvm" else f"nodes/{p['host']}"
         files[f"{where}/pools/{p['name']}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
@@ -329,5 +322,24 @@ def write(plan: dict[str, Any], directory: Path) -> dict[str, str]:
     return files
 
 
-def accel_for(facts: HostFacts) -> str:
-    return "kvm" if kvm_status()[0] else "tcg"
+def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
+    """Validate a topology file and make its plan; a lab that exists keeps its subnets (and must
+    come from the same file and provider)."""
+    loc = load_file(file)
+    if provider and isinstance(loc.data, dict):
+        loc.data["provider"] = provider  # validated as if the file said so
+    topo, res = validate_located(loc, facts)
+    existing = paths.lab_dir(topo.lab) / "plan.json"
+    preset: dict[str, str] = {}
+    if existing.exists():
+        old = json.loads(existing.read_text())
+        if old.get("topology") != str(Path(file).resolve()):
+            raise HarnessError(f"lab '{topo.lab}' already exists from {old.get('topology')}; "
+                               f"run `storlab down {topo.lab}` first or rename the lab")
+        if old.get("provider") != res.provider:
+            raise HarnessError(f"lab '{topo.lab}' exists with provider {old.get('provider')}; "
+                               f"run `storlab down {topo.lab}` first")
+        preset = {n["name"]: n["cidr"] for n in old["networks"]}  # a resumed lab keeps its subnets
+        if old.get("mgmt"):
+            preset["@mgmt"] = old["mgmt"]["cidr"]
+    return make_plan(topo, res, file, used_subnets(exclude_lab=topo.lab), facts, preset=preset)

@@ -18,6 +18,7 @@ import pytest
 
 from . import log
 from .errors import HarnessError
+from .virt import connect
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -159,7 +160,6 @@ def hosts(lab: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def libvirt_conn(lab: Any) -> Iterator[Any]:
-    from .hostpools import connect
     conn = connect(lab.plan["host"]["uri"])
     yield conn
     conn.close()

@@ -7,10 +7,11 @@ which reaches every node over ssh whatever made it.
 from __future__ import annotations
 
 import abc
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from ..errors import CleanupReport
+from ..errors import CleanupReport, HarnessError
 
 
 class Provider(abc.ABC):
@@ -90,9 +91,15 @@ def register(cls: type[Provider]) -> type[Provider]:
 
 
 def get(name: str) -> type[Provider]:
+    """The provider class registered under ``name``: providers are found through the
+    `storlab.providers` entry points (this package's and any other installed package's)."""
     if name not in _registry:
-        if name == "lxc":
-            from . import lxc  # noqa: F401
-        elif name == "vagrant":
-            from . import vagrant  # noqa: F401
+        for ep in entry_points(group="storlab.providers"):
+            if ep.name == name:
+                cls = ep.load()
+                _registry.setdefault(name, cls)
+    if name not in _registry:
+        known = sorted({ep.name for ep in entry_points(group="storlab.providers")})
+        raise HarnessError(f"no node provider '{name}' (installed: {', '.join(known) or 'none'}; "
+                           "is storlab installed with `pip install -e .`?)")
     return _registry[name]

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import image, paths
 from ..errors import CleanupReport, HarnessError
+from ..image import ROLE_SERVICES
 from ..run import run, succeed
 from .base import Provider, register
 
@@ -31,13 +32,6 @@ CONTAINER_MASKS = [
     "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
     "ceph-crash.service",
 ]
-# Started by the roles that need them; idle otherwise (roles call `systemctl unmask`).
-ROLE_SERVICES = ["glusterd.service", "nfs-ganesha.service", "tgt.service", "rpcbind.service", "rpcbind.socket",
-                 "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
-                 "virtlogd.socket", "virtlockd.socket", "ceph.target", "ceph-mon.target", "ceph-osd.target",
-                 "ceph-mgr.target", "ceph-mds.target", "ceph-fuse.target", "rbdmap.service"]
-
-
 def lxcpath() -> Path:
     return paths.home() / "lxc"
 

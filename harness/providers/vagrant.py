@@ -23,6 +23,7 @@ from typing import Any
 from .. import box, log, paths, vagrantspec
 from ..errors import CleanupReport, HarnessError, WaitTimeout
 from ..run import wait_until
+from ..virt import connect
 from .base import Provider, register
 
 POLL = 2.0
@@ -185,7 +186,6 @@ class VagrantProvider(Provider):
     # -- libvirt -------------------------------------------------------------------------
     def conn(self) -> Any:
         if self._conn is None:
-            from ..hostpools import connect
             self._conn = connect(vagrantspec.URI)
         return self._conn
 

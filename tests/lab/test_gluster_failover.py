@@ -34,7 +34,7 @@ def ping_timeout(lab: Any) -> float:
 
 
 def mountpoint(lab: Any) -> str:
-    return next(p["path"] for p in lab.plan["host"]["pools"] if p.get("fuse_mount"))
+    return str(next(p["path"] for p in lab.plan["host"]["pools"] if p.get("fuse_mount")))
 
 
 def any_up(lab: Any, exclude: tuple[str, ...] = ()) -> Any:

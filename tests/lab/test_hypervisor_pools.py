@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from harness.hostpools import connect, node_uri
+from harness.hostpools import node_uri
 from harness.run import wait_until
+from harness.virt import connect
 from harness.workload import Writer, block, check_appends
 
 pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]

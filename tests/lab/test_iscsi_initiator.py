@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from harness.hostpools import connect, node_uri
+from harness.hostpools import node_uri
 from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
+from harness.virt import connect
 from harness.workload import Writer, block
 
 pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
@@ -37,7 +38,7 @@ def portals(lab: Any) -> list[str]:
 
 def mpath_maps(node: Any) -> dict[str, int]:
     """multipath map name -> number of active paths."""
-    out = {}
+    out: dict[str, int] = {}
     for dev in json.loads(node.succeed(["lsblk", "-J", "-o", "NAME,TYPE"]))["blockdevices"]:
         for child in dev.get("children", []):
             if child["type"] == "mpath":

@@ -94,7 +94,7 @@ def test_plan_writes_plan_and_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     plan = json.loads((out_dir / "plan.json").read_text())
     assert (plan["lab"], plan["provider"], plan["accel"]) == ("gluster3", "lxc", "tcg")
     assert plan["topology"] == GLUSTER3
-    assert (out_dir / "files" / "nodes" / "gluster1" / "root" / "storlab-gluster-kvmgluster.txt").is_file()
+    assert (out_dir / "files" / "nodes" / "gluster1" / "etc" / "hosts").is_file()
     assert (out_dir / "files" / "host" / "pools" / "gluster-native.xml").is_file()
     out = capsys.readouterr().out
     assert "lab gluster3  provider lxc  accel tcg" in out

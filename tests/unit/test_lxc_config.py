@@ -8,8 +8,9 @@ import pytest
 
 from harness import paths
 from harness.hostfacts import PROFILES
+from harness.image import ROLE_SERVICES
 from harness.plan import make_plan, write
-from harness.providers.lxc import CONTAINER_MASKS, ROLE_SERVICES, LxcProvider
+from harness.providers.lxc import CONTAINER_MASKS, LxcProvider
 from harness.validate import validate_text
 
 TOPO = """

@@ -176,19 +176,16 @@ def test_iscsi_pool_logs_in_with_chap_when_the_acl_demands_it(in_repo: None) -> 
     assert "host/secrets/iscsi-direct-pool.xml" not in files
 
 
-def test_gluster_commands_replica_3_and_auth_allow(in_repo: None) -> None:
+def test_gluster_volume_replica_3_and_auth_allow(in_repo: None) -> None:
     for profile in ("kvm", "ci"):
         plan, files = build(profile, "gluster-3")
-        lines = files["nodes/gluster1/root/storlab-gluster-kvmgluster.txt"].splitlines()
-        assert lines[:2] == ["gluster peer probe gluster2", "gluster peer probe gluster3"]
-        assert lines[2] == ("gluster volume create kvmgluster replica 3 transport tcp gluster1:/gluster/bricks/1/brick "
-                            "gluster2:/gluster/bricks/1/brick gluster3:/gluster/bricks/1/brick")
-        assert lines[-1] == "gluster volume start kvmgluster"
+        vol = plan["gluster"]["volumes"][0]
+        assert (vol["name"], vol["replica"], vol["nodes"]) == ("kvmgluster", 3, ["gluster1", "gluster2", "gluster3"])
+        assert vol["bricks"] == [f"gluster{i}:/gluster/bricks/1/brick" for i in (1, 2, 3)]
         # the lab network, which includes the KVM host that mounts the volume
         net = ipaddress.IPv4Network(plan["networks"][0]["cidr"])
-        allow = next(line for line in lines if " auth.allow " in line).split()[-1]
-        assert allow == ".".join(str(net.network_address).split(".")[:3]) + ".*"
-        assert "gluster volume set kvmgluster network.ping-timeout 5" in lines
+        assert vol["options"]["auth.allow"] == ".".join(str(net.network_address).split(".")[:3]) + ".*"
+        assert vol["options"]["network.ping-timeout"] == "5"
         native = files["host/pools/gluster-native.xml"]
         g1 = plan["nodes"][0]["address"]
         assert f"<host name='{g1}'/>" in native and "<name>kvmgluster</name>" in native
