@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from . import log
 from .errors import CleanupReport, HarnessError
 from .run import CommandResult, run, succeed
+from .secrets import chap_password
 from .virt import connect
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from .context import LabContext
 
 
-def host_pools(lab: Lab) -> list[dict[str, Any]]:
+def host_pools(lab: LabContext) -> list[dict[str, Any]]:
     return [p for p in lab.plan["host"]["pools"] if p["host"] == "kvm"]
 
 
@@ -39,7 +40,7 @@ def fuse_mount(pool: dict[str, Any]) -> None:
     succeed(["mount", "-t", "glusterfs", "-o", opts, f"{pool['server']}:/{pool['volume']}", path], timeout=60)
 
 
-def wire(lab: Lab) -> None:
+def wire(lab: LabContext) -> None:
     import libvirt
     try:
         _wire(lab)
@@ -47,20 +48,20 @@ def wire(lab: Lab) -> None:
         raise HarnessError(f"libvirt: {exc}") from None
 
 
-def node_uri(lab: Lab, node: str) -> str:
+def node_uri(lab: LabContext, node: str) -> str:
     """libvirt on a hypervisor node of the lab, over ssh with the lab's own key."""
     return f"qemu+ssh://root@{lab.node(node).address}/system?keyfile={lab.key}&no_verify=1&no_tty=1"
 
 
-def _wire(lab: Lab) -> None:
+def _wire(lab: LabContext) -> None:
     for host in dict.fromkeys(p["host"] for p in lab.plan["host"]["pools"]):
         if host == "kvm":
-            _wire_on(lab, lab.plan["host"]["uri"], lab.dir / "files" / "host", host)
+            _wire_on(lab, lab.plan["host"]["uri"], lab.files("host"), host)
         else:  # pools needing a kernel feature the KVM host lacks live on a hypervisor node
-            _wire_on(lab, node_uri(lab, host), lab.dir / "files" / "nodes" / host, host)
+            _wire_on(lab, node_uri(lab, host), lab.files(host), host)
 
 
-def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
+def _wire_on(lab: LabContext, uri: str, files: Path, host: str) -> None:
     import libvirt
     conn = connect(uri)
     here = [p for p in lab.plan["host"]["pools"] if p["host"] == host]
@@ -72,7 +73,6 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
                 if p["type"] == "rbd":
                     ensure_secret(conn, lab, p, ceph_key(lab, p["client"]), files)
                 elif p.get("chap"):
-                    from .secrets import chap_password
                     acl = next(a for a in lab.plan["iscsi"]["acls"] if a["initiator"] == p["initiator"])
                     ensure_secret(conn, lab, p, chap_password(lab, acl).encode(), files)
                 if p["type"] == "iscsi":
@@ -104,12 +104,12 @@ def _wire_on(lab: Lab, uri: str, files: Path, host: str) -> None:
         conn.close()
 
 
-def iscsi_iface(lab: Lab, pool: dict[str, Any]) -> str:
+def iscsi_iface(lab: LabContext, pool: dict[str, Any]) -> str:
     """The open-iscsi interface an iscsi pool logs in through; it carries the lab's name."""
     return f"storlab-{lab.name}-{pool['name']}"[:64]
 
 
-def prepare_iscsi_iface(lab: Lab, pool: dict[str, Any], sh: Callable[..., str]) -> None:
+def prepare_iscsi_iface(lab: LabContext, pool: dict[str, Any], sh: Callable[..., str]) -> None:
     """Make the iface (with the pool's <initiator> IQN) and its node records before libvirt
     starts the pool. libvirt writes the pool's CHAP into the node records that exist, and only
     then, finding no iface with that IQN, makes one and discovers the target through it: the
@@ -123,12 +123,12 @@ def prepare_iscsi_iface(lab: Lab, pool: dict[str, Any], sh: Callable[..., str]) 
     sh(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", pool["server"], "-I", iface], timeout=60)
 
 
-def _host_has_iface(lab: Lab, pool: dict[str, Any]) -> bool:
+def _host_has_iface(lab: LabContext, pool: dict[str, Any]) -> bool:
     r = run(["iscsiadm", "-m", "iface"], timeout=30)
     return r.ok and iscsi_iface(lab, pool) in r.stdout.split()
 
 
-def remove_iscsi_iface(lab: Lab, pool: dict[str, Any]) -> CommandResult | None:
+def remove_iscsi_iface(lab: LabContext, pool: dict[str, Any]) -> CommandResult | None:
     """On the KVM host, after the pool is stopped: its node records and iface (lab nodes go with the lab)."""
     if not _host_has_iface(lab, pool):
         return None
@@ -152,7 +152,7 @@ def start_pool(pool: Any, spec: dict[str, Any]) -> None:
             log.info(f"pool {spec['name']}: {exc}; retrying ({attempt}/{attempts})")
 
 
-def ceph_key(lab: Lab, client: str) -> bytes:
+def ceph_key(lab: LabContext, client: str) -> bytes:
     """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
     import base64
     admin = lab.node((lab.plan["ceph"]["admin"] or [m["name"] for m in lab.plan["ceph"]["mons"]])[0])
@@ -161,7 +161,7 @@ def ceph_key(lab: Lab, client: str) -> bytes:
     return base64.b64decode(key)
 
 
-def ensure_secret(conn: Any, lab: Lab, pool: dict[str, Any], value: bytes, files: Path) -> None:
+def ensure_secret(conn: Any, lab: LabContext, pool: dict[str, Any], value: bytes, files: Path) -> None:
     """Define the pool's private libvirt secret and set its value through the API."""
     import libvirt
     try:
@@ -172,7 +172,7 @@ def ensure_secret(conn: Any, lab: Lab, pool: dict[str, Any], value: bytes, files
     sec.setValue(value, 0)
 
 
-def unwire(lab: Lab) -> CleanupReport:
+def unwire(lab: LabContext) -> CleanupReport:
     rep = CleanupReport()
     pools = host_pools(lab)
     if not pools:
@@ -231,7 +231,7 @@ def unwire(lab: Lab) -> CleanupReport:
     return rep
 
 
-def leftovers(lab: Lab) -> list[str]:
+def leftovers(lab: LabContext) -> list[str]:
     left = []
     for p in host_pools(lab):
         if p.get("fuse_mount") and _mounted(p["path"]):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import hostpools, image, log, paths, roles
+from . import hostpools, image, log, paths, roles, secrets
 from . import plan as planmod
 from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
@@ -57,6 +57,14 @@ class Lab:
         return self.dir / "ssh_config"
 
     @property
+    def secrets_dir(self) -> Path:
+        return self.dir / "secrets"
+
+    def files(self, where: str) -> Path:
+        """Rendered files for a node (by name) or for the KVM host ('host')."""
+        return self.dir / "files" / ("host" if where == "host" else f"nodes/{where}")
+
+    @property
     def key(self) -> Path:
         return self.dir / "id_ed25519"
 
@@ -93,9 +101,12 @@ class Lab:
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
-        plan = planmod.load_plan(file, facts or HostFacts.detect(), provider)
+        facts = facts or HostFacts.detect()
+        topo, res = planmod.load_topology(file, facts, provider)
+        plan = planmod.plan_for(topo, res, file, facts)
         d = paths.lab_dir(plan["lab"])
         planmod.write(plan, d)
+        secrets.decide(plan, topo, d / "secrets")
         return cls(plan)
 
     def node(self, name: str) -> Node:

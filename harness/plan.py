@@ -322,13 +322,17 @@ def write(plan: dict[str, Any], directory: Path) -> dict[str, str]:
     return files
 
 
-def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
-    """Validate a topology file and make its plan; a lab that exists keeps its subnets (and must
-    come from the same file and provider)."""
+def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> tuple[Topology, Resolved]:
+    """Read and validate a topology file (``provider`` overrides the file's, validated as if it said so)."""
     loc = load_file(file)
     if provider and isinstance(loc.data, dict):
-        loc.data["provider"] = provider  # validated as if the file said so
-    topo, res = validate_located(loc, facts)
+        loc.data["provider"] = provider
+    return validate_located(loc, facts)
+
+
+def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> dict[str, Any]:
+    """The plan of a validated topology; a lab that exists keeps its subnets (and must come from
+    the same file and provider)."""
     existing = paths.lab_dir(topo.lab) / "plan.json"
     preset: dict[str, str] = {}
     if existing.exists():
@@ -343,3 +347,8 @@ def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[
         if old.get("mgmt"):
             preset["@mgmt"] = old["mgmt"]["cidr"]
     return make_plan(topo, res, file, used_subnets(exclude_lab=topo.lab), facts, preset=preset)
+
+
+def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
+    topo, res = load_topology(file, facts, provider)
+    return plan_for(topo, res, file, facts)

@@ -1,9 +1,12 @@
-"""Per-lab secrets (CHAP passwords): generated into the lab directory (0600), read from a
-file, or taken from the topology; always registered for masking in logs."""
+"""Per-lab secrets (CHAP passwords), decided when the lab's plan is made: generated, copied
+from the topology's password_file, or taken from a literal in the topology, and kept in the
+lab's secrets directory (0700, one 0600 file each). Nothing reads the topology again later;
+the plan names secrets, never holds them; every value is registered for masking in logs."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 from pathlib import Path
@@ -11,40 +14,67 @@ from typing import TYPE_CHECKING, Any
 
 from . import log
 from .errors import HarnessError
+from .topology import Topology
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from .context import LabContext
 
 _ALPHABET = string.ascii_letters + string.digits
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def secret_file(lab: Lab, name: str) -> Path:
-    return lab.dir / "secrets" / name
+def secret_file(secrets_dir: Path, name: str) -> Path:
+    if not _NAME.match(name) or ".." in name:
+        raise HarnessError(f"secret name {name!r} is not a plain file name")
+    return secrets_dir / name
 
 
-def chap_password(lab: Lab, acl: dict[str, Any]) -> str:
-    chap = acl["chap"]
-    if chap["generate"]:
-        f = secret_file(lab, chap["secret_name"])
-        if not f.exists():
-            f.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, "".join(secrets.choice(_ALPHABET) for _ in range(16)).encode())
-            os.close(fd)
+def _store(secrets_dir: Path, name: str, value: str) -> None:
+    """Write a secret once (0600, created exclusively); an existing one is kept."""
+    f = secret_file(secrets_dir, name)
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(secrets_dir, 0o700)
+    try:
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+
+
+def decide(plan: dict[str, Any], topo: Topology, secrets_dir: Path) -> None:
+    """Give every CHAP secret of the plan its value in ``secrets_dir`` (kept across runs)."""
+    literal = {a.initiator: a.chap for a in (topo.iscsi.acls if topo.iscsi else []) if a.chap}
+    for acl in plan.get("iscsi", {}).get("acls", []):
+        chap = acl["chap"]
+        if not chap:
+            continue
+        if chap["generate"]:
+            value = "".join(secrets.choice(_ALPHABET) for _ in range(16))
+        elif chap["password_file"]:
+            try:
+                value = Path(chap["password_file"]).read_text().strip()
+            except OSError as exc:
+                raise HarnessError(f"CHAP password_file for {acl['initiator']}: {exc}") from None
+        else:
+            value = literal[acl["initiator"]].password or ""
+        if not value:
+            raise HarnessError(f"empty CHAP secret for {acl['initiator']}")
+        _store(secrets_dir, chap["secret_name"], value)
+
+
+def chap_password(lab: LabContext, acl: dict[str, Any]) -> str:
+    f = secret_file(lab.secrets_dir, acl["chap"]["secret_name"])
+    try:
         value = f.read_text().strip()
-    elif chap["password_file"]:
-        value = Path(chap["password_file"]).read_text().strip()
-    else:  # a literal in the topology: read it from there, the plan never stores it
-        from .yamlload import load_file
-        data = load_file(lab.plan["topology"]).data
-        value = next(a["chap"]["password"] for a in data["iscsi"]["acls"] if a["initiator"] == acl["initiator"])
-    if not value:
-        raise HarnessError(f"empty CHAP secret for {acl['initiator']}")
+    except OSError:
+        raise HarnessError(f"no CHAP secret for {acl['initiator']} at {f} (decided when the plan is made: "
+                           f"`storlab up` again)") from None
     log.mask(value)
     return value
 
 
-def fill(text: str, lab: Lab, acls: list[dict[str, Any]]) -> str:
+def fill(text: str, lab: LabContext, acls: list[dict[str, Any]]) -> str:
     """Replace <secret:NAME> placeholders of rendered configs with the real values."""
     for acl in acls:
         if acl["chap"]:

@@ -9,7 +9,7 @@ from ..errors import HarnessError
 from ..node import Node, on_each
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
 
 NAME = "base"
 
@@ -18,9 +18,9 @@ def applies(plan: dict[str, Any]) -> bool:
     return True
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     def hosts(node: Node) -> None:
-        node.ensure_file("/etc/hosts", (lab.dir / "files" / "nodes" / node.name / "etc/hosts").read_text())
+        node.ensure_file("/etc/hosts", (lab.files(node.name) / "etc/hosts").read_text())
     on_each(list(lab.nodes.values()), hosts, "/etc/hosts")
 
 

@@ -13,7 +13,7 @@ from ..errors import HarnessError
 from ..run import wait_until
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
     from ..node import Node
 
 NAME = "ceph"
@@ -72,11 +72,11 @@ def start_unit(node: Node, unit: str, target: str) -> None:
     node.enable_units([unit], unmask=["ceph.target", target], timeout=90)
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     c = lab.plan["ceph"]
     members = [lab.node(n["name"]) for n in lab.plan["nodes"] if any(r.startswith("ceph-") for r in n["roles"])]
     for node in members:
-        conf = (lab.dir / "files" / "nodes" / node.name / "etc/ceph/ceph.conf").read_text()
+        conf = (lab.files(node.name) / "etc/ceph/ceph.conf").read_text()
         node.ensure_file("/etc/ceph/ceph.conf", conf)
     mons = [lab.node(m["name"]) for m in c["mons"]]
     admins = [lab.node(a) for a in c["admin"]] or mons[:1]
@@ -155,7 +155,7 @@ def bootstrap_keys(first: Node) -> None:
     first.succeed(["mv", "/tmp/storlab.mon.new", MON_KEYRING])
 
 
-def create_osd(lab: Lab, first: Node, node: Node) -> None:
+def create_osd(lab: LabContext, first: Node, node: Node) -> None:
     existing = node.run(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null"], timeout=15).stdout.split()
     if existing:
         osd_id = existing[0]

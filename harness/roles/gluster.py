@@ -13,7 +13,7 @@ from ..run import wait_until
 from .base import prepare_disks
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
 
 NAME = "gluster"
 
@@ -72,7 +72,7 @@ def parse_heal_info(xml: str) -> dict[str, int | None]:
 
 
 # -- operations ---------------------------------------------------------------------------
-def brick_spec(lab: Lab, brick: str) -> str:
+def brick_spec(lab: LabContext, brick: str) -> str:
     """node:/path -> address:/path, so the KVM host can mount without resolving lab names."""
     node, path = brick.split(":", 1)
     return f"{lab.node(node).address}:{path}"
@@ -82,7 +82,7 @@ def start_glusterd(node: Node) -> None:
     node.enable_units(["glusterd.service"], timeout=60)
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     for vol in lab.plan["gluster"]["volumes"]:
         members = [lab.node(n) for n in vol["nodes"]]
 
@@ -107,7 +107,7 @@ def apply(lab: Lab) -> None:
             ensure_volume(lab, first, vol)
 
 
-def ensure_volume(lab: Lab, first: Node, vol: dict[str, Any]) -> None:
+def ensure_volume(lab: LabContext, first: Node, vol: dict[str, Any]) -> None:
     name = vol["name"]
     info = parse_volume_info(first.succeed(["gluster", "volume", "info", "all", "--xml"], timeout=30)).get(name)
     bricks = [brick_spec(lab, b) for b in vol["bricks"]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
 
 NAME = "hypervisor"
 UNITS = ["virtlogd.socket", "virtlockd.socket", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
@@ -18,7 +18,7 @@ def applies(plan: dict[str, Any]) -> bool:
     return any("hypervisor" in n["roles"] for n in plan["nodes"])
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     for node in lab.nodes.values():
         if "hypervisor" not in node.roles:
             continue

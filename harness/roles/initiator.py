@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import secrets
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
 
 NAME = "iscsi-initiator"
 UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
@@ -32,7 +32,7 @@ def applies(plan: dict[str, Any]) -> bool:
     return "iscsi" in plan and any("iscsi-initiator" in n["roles"] for n in plan["nodes"])
 
 
-def acl_for(lab: Lab, node_name: str) -> dict[str, Any] | None:
+def acl_for(lab: LabContext, node_name: str) -> dict[str, Any] | None:
     """The i-th initiator node takes the i-th ACL of the target (its IQN and CHAP)."""
     initiators = [n["name"] for n in lab.plan["nodes"] if "iscsi-initiator" in n["roles"]]
     acls = lab.plan["iscsi"]["acls"]
@@ -40,7 +40,7 @@ def acl_for(lab: Lab, node_name: str) -> dict[str, Any] | None:
     return dict(acls[i]) if i < len(acls) else None
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     for node in lab.nodes.values():
         if "iscsi-initiator" not in node.roles:
             continue

@@ -11,7 +11,7 @@ from ..run import wait_until
 from .base import prepare_disks
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
     from ..node import Node
 
 NAME = "iscsi"
@@ -75,11 +75,11 @@ def prepare_luns(node: Node, iscsi: dict[str, Any]) -> None:
             raise HarnessError(f"{node.name}: block device {lun['device']} for a LUN does not exist")
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     iscsi = lab.plan["iscsi"]
     node = lab.node(iscsi["target"])
     prepare_luns(node, iscsi)
-    files = lab.dir / "files" / "nodes" / node.name
+    files = lab.files(node.name)
     if iscsi["implementation"] == "tgt":
         conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi["acls"])
         node.put("/etc/tgt/conf.d/storlab.conf", conf, "0600")

@@ -11,7 +11,7 @@ from ..run import wait_until
 from .base import prepare_disks
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..context import LabContext
     from ..node import Node
 
 NAME = "nfs"
@@ -55,11 +55,11 @@ def prepare_exports(node: Node, nfs: dict[str, Any]) -> None:
         node.succeed(["chmod", "0775", e["path"]])
 
 
-def apply(lab: Lab) -> None:
+def apply(lab: LabContext) -> None:
     nfs = lab.plan["nfs"]
     node = lab.node(nfs["server"])
     prepare_exports(node, nfs)
-    files = lab.dir / "files" / "nodes" / node.name
+    files = lab.files(node.name)
     if nfs["implementation"] == "ganesha":
         conf = (files / "etc/ganesha/ganesha.conf").read_text()
         if node.ensure_file("/etc/ganesha/ganesha.conf", conf):

@@ -46,10 +46,10 @@ def lun_sizes(output: str) -> dict[int, int]:
 
 def qemu_io(lab: Any, lun: int, *cmds: str) -> None:
     a = acl(lab)
-    chap_password(lab, a)  # makes sure the secret file exists; qemu reads it from there
     opts = (f"driver=iscsi,transport=tcp,portal={target(lab).address}:3260,target={lab.plan['iscsi']['iqn']},"
             f"lun={lun},initiator-name={a['initiator']},user={a['chap']['username']},password-secret=chap")
-    argv = ["qemu-io", "--object", f"secret,id=chap,file={secret_file(lab, a['chap']['secret_name'])}", "--image-opts", opts]
+    secret = secret_file(lab.secrets_dir, a["chap"]["secret_name"])  # qemu reads the value from the file
+    argv = ["qemu-io", "--object", f"secret,id=chap,file={secret}", "--image-opts", opts]
     for c in cmds:
         argv += ["-c", c]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)

@@ -22,8 +22,8 @@ def test_iface_is_made_with_the_pools_iqn_then_the_target_discovered_through_it(
         return IFACES if cmd == ["iscsiadm", "-m", "iface"] else ""
 
     lab = SimpleNamespace(name="iscsi")
-    prepare_iscsi_iface(lab, POOL, sh)  # type: ignore[arg-type]
-    iface = iscsi_iface(lab, POOL)  # type: ignore[arg-type]
+    prepare_iscsi_iface(lab, POOL, sh)
+    iface = iscsi_iface(lab, POOL)
     assert iface == "storlab-iscsi-iscsi-pool"
     assert calls[1] == ["iscsiadm", "-m", "iface", "-I", iface, "-o", "new"]
     assert calls[2][-2:] == ["-v", POOL["initiator"]]
@@ -38,7 +38,7 @@ def test_existing_iface_is_not_made_again() -> None:
         return IFACES + "storlab-iscsi-iscsi-pool tcp,<empty>,<empty>,<empty>,iqn.2019-12.com.packt:kvm1\n" \
             if cmd == ["iscsiadm", "-m", "iface"] else ""
 
-    prepare_iscsi_iface(SimpleNamespace(name="iscsi"), POOL, sh)  # type: ignore[arg-type]
+    prepare_iscsi_iface(SimpleNamespace(name="iscsi"), POOL, sh)
     assert not any("new" in c for c in calls)
 
 
@@ -55,11 +55,11 @@ def test_down_removes_the_pools_iface_and_its_node_records(monkeypatch: pytest.M
 
     monkeypatch.setattr(hp, "run", fake_run)
     lab = SimpleNamespace(name="iscsi")
-    res = hp.remove_iscsi_iface(lab, POOL)  # type: ignore[arg-type]
+    res = hp.remove_iscsi_iface(lab, POOL)
     assert res is not None and res.ok
     assert calls[1:] == [["iscsiadm", "-m", "node", "-I", "storlab-iscsi-iscsi-pool", "-o", "delete"],
                          ["iscsiadm", "-m", "iface", "-I", "storlab-iscsi-iscsi-pool", "-o", "delete"]]
     present = IFACES  # gone: nothing to do
     calls.clear()
-    assert hp.remove_iscsi_iface(lab, POOL) is None  # type: ignore[arg-type]
+    assert hp.remove_iscsi_iface(lab, POOL) is None
     assert calls == [["iscsiadm", "-m", "iface"]]

@@ -1,0 +1,35 @@
+"""What roles and the host-pool wiring may use of a lab: its plan, its nodes, the files the
+plan rendered for a node or the host, its secrets and its ssh key. harness.lab.Lab provides it;
+roles never see the lab's lifecycle, provider or state (the NixOS driver hands a test a machine,
+not the driver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from .node import Node
+
+
+class LabContext(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def plan(self) -> dict[str, Any]: ...
+
+    @property
+    def key(self) -> Path:
+        """The lab's private ssh key (libvirt's qemu+ssh to hypervisor nodes uses it)."""
+
+    @property
+    def nodes(self) -> dict[str, Node]: ...
+
+    def node(self, name: str) -> Node: ...
+
+    def files(self, where: str) -> Path:
+        """The directory of rendered files for a node (its name) or for the KVM host ('host')."""
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the lab's secrets are kept (0700; one 0600 file per secret, decided at plan time)."""
