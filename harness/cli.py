@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import log, paths
+from . import lab_cli, log, paths
 from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
@@ -83,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_plan)
     p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
     p.set_defaults(fn=cmd_schema)
-    try:
-        from . import lab_cli
-        lab_cli.add_commands(sub)
-    except ImportError:  # lifecycle commands need the node layer
-        pass
+    lab_cli.add_commands(sub)
     return ap
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from . import log
 from .errors import HarnessError
+from .lab import Lab
+from .node import Node
 from .virt import connect
 
 
@@ -39,11 +41,10 @@ class LabManager:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.labs: dict[str, Any] = {}
-        self.owned: list[Any] = []
+        self.labs: dict[str, Lab] = {}
+        self.owned: list[Lab] = []
 
-    def get(self, topology: str) -> Any:
-        from .lab import Lab
+    def get(self, topology: str) -> Lab:
         key = str(Path(topology).resolve())
         if key in self.labs:
             return self.labs[key]
@@ -60,7 +61,7 @@ class LabManager:
         self.labs[key] = lab
         return lab
 
-    def release(self, lab: Any) -> None:
+    def release(self, lab: Lab) -> None:
         """Take a lab down now (no later test needs it) if this session brought it up."""
         self.labs = {k: v for k, v in self.labs.items() if v is not lab}
         if lab in self.owned and not self.config.getoption("--keep-lab"):
@@ -140,7 +141,7 @@ def _needed_after(config: pytest.Config, module_prefix: str, topology: str) -> b
 
 
 @pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Any]:
+def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab]:
     topology = _topology_for(request)
     the_lab = lab_manager.get(topology)
     yield the_lab
@@ -149,17 +150,17 @@ def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Any
 
 
 @pytest.fixture(scope="module")
-def nodes(lab: Any) -> dict[str, Any]:
+def nodes(lab: Lab) -> dict[str, Node]:
     return dict(lab.nodes)
 
 
 @pytest.fixture(scope="module")
-def hosts(lab: Any) -> dict[str, Any]:
+def hosts(lab: Lab) -> dict[str, Any]:
     return {name: node.testinfra() for name, node in lab.nodes.items()}
 
 
 @pytest.fixture(scope="module")
-def libvirt_conn(lab: Any) -> Iterator[Any]:
+def libvirt_conn(lab: Lab) -> Iterator[Any]:
     conn = connect(lab.plan["host"]["uri"])
     yield conn
     conn.close()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from . import base, ceph, gluster, hypervisor, initiator, iscsi, nfs
+
 
 def for_plan(plan: dict[str, Any]) -> list[ModuleType]:
-    from . import base, ceph, gluster, hypervisor, initiator, iscsi, nfs
     return [r for r in (base, gluster, ceph, nfs, iscsi, initiator, hypervisor) if r.applies(plan)]

@@ -1,0 +1,109 @@
+"""Dependencies in harness/ point one way: front ends -> lab -> backends (roles, host pools)
+-> node -> providers -> plan -> topology and base modules. Read from the source (ast), so an
+import inside a function or under TYPE_CHECKING counts like any other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "harness"
+
+# lowest first; a module may import its own layer and the layers below it
+LAYERS: list[set[str]] = [
+    {"errors", "log", "run", "paths", "yamlload", "hostfacts", "topology", "workload", "virt"},
+    {"validate"},
+    {"plan", "image"},
+    {"box", "vagrantspec"},
+    {"providers", "providers.base", "providers.lxc", "providers.vagrant"},
+    {"node"},
+    {"context", "secrets"},
+    {"roles", "roles.base", "roles.ceph", "roles.gluster", "roles.hypervisor", "roles.initiator", "roles.iscsi",
+     "roles.nfs", "hostpools"},
+    {"lab"},
+    {"lab_cli", "cli", "pytest_plugin"},
+]
+LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported harness module, line, inside a function) for every import in ``path``."""
+    mod = module_name(path)
+    package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    out: list[tuple[str, int, bool]] = []
+    tree = ast.parse(path.read_text())
+    in_function: set[ast.AST] = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            in_function.update(ast.walk(fn))
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                prefix = ".".join([*base, *([node.module] if node.module else [])])
+                if node.module is None:  # from . import a, b
+                    targets = [".".join(filter(None, [prefix, a.name])) for a in node.names]
+                else:
+                    targets = [prefix]
+                    targets += [f"{prefix}.{a.name}" for a in node.names if f"{prefix}.{a.name}" in LAYER]
+            elif node.module and node.module.startswith("harness"):
+                targets = [node.module.removeprefix("harness").lstrip(".")]
+        elif isinstance(node, ast.Import):
+            targets = [a.name.removeprefix("harness").lstrip(".") for a in node.names if a.name.startswith("harness.")]
+        for t in targets:
+            if t in LAYER and t != mod:
+                out.append((t, node.lineno, node in in_function))
+    return out
+
+
+def graph() -> dict[str, list[tuple[str, int, bool]]]:
+    return {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = sorted(set(graph()) - set(LAYER) - {""})
+    assert not missing, f"modules without a layer in {__file__}: {missing}"
+
+
+def test_no_module_imports_a_layer_above_it() -> None:
+    upward = [f"harness/{m.replace('.', '/')}.py:{line} imports {t} (layer {LAYER[t]} > {LAYER[m]})"
+              for m, edges in graph().items() if m for t, line, _ in edges if LAYER[t] > LAYER[m]]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_harness_import_hides_inside_a_function() -> None:
+    hidden = [f"harness/{m.replace('.', '/')}.py:{line} imports {t} inside a function"
+              for m, edges in graph().items() for t, line, inner in edges if inner]
+    assert not hidden, "\n".join(hidden)
+
+
+def test_no_import_cycle() -> None:
+    g = {m: sorted({t for t, _, _ in edges}) for m, edges in graph().items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in g.get(m, []):
+            # a package's __init__ is imported on the way to its submodules: not an edge back
+            if m.startswith(t + "."):
+                continue
+            if state.get(t) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(t):], t]))
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+    for m in g:
+        if m not in state:
+            visit(m)
+    assert not cycles, "\n".join(cycles)
