@@ -44,6 +44,8 @@ def imports(path: Path) -> list[tuple[str, int, bool]]:
             in_function.update(ast.walk(fn))
     for node in ast.walk(tree):
         targets: list[str] = []
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
@@ -55,7 +57,7 @@ def imports(path: Path) -> list[tuple[str, int, bool]]:
                     targets += [f"{prefix}.{a.name}" for a in node.names if f"{prefix}.{a.name}" in LAYER]
             elif node.module and node.module.startswith("harness"):
                 targets = [node.module.removeprefix("harness").lstrip(".")]
-        elif isinstance(node, ast.Import):
+        else:
             targets = [a.name.removeprefix("harness").lstrip(".") for a in node.names if a.name.startswith("harness.")]
         for t in targets:
             if t in LAYER and t != mod:
