@@ -36,12 +36,12 @@ def container_memory_mib(lab: Lab) -> list[float]:
     """Per-node memory: summed RSS inside each container (lxc) or RSS of its qemu process (vagrant)."""
     out = []
     for node in lab.nodes.values():
-        if lab.plan["provider"] == "lxc":
+        if lab.plan.provider == "lxc":
             # summed RSS of the container's processes (the cgroup v1 memory controller is absent here)
             rss = node.succeed(["sh", "-c", "ps -eo rss= | awk '{s+=$1} END {print s}'"]).strip()
             out.append(int(rss) / 1024)
         else:
-            r = subprocess.run(["pgrep", "-f", f"guest={node.spec['object']}"], capture_output=True, text=True, timeout=30)
+            r = subprocess.run(["pgrep", "-f", f"guest={node.spec.object}"], capture_output=True, text=True, timeout=30)
             pid = r.stdout.split()[0] if r.stdout.split() else None
             rss = 0
             if pid:

@@ -38,18 +38,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     facts = _facts(args)
     plan = planmod.load_plan(args.file, facts, args.provider)
-    out = Path(args.output) if args.output else paths.lab_dir(plan["lab"]) / "plan-preview"
+    out = Path(args.output) if args.output else paths.lab_dir(plan.lab) / "plan-preview"
     files = planmod.write(plan, out)
-    print(f"lab {plan['lab']}  provider {plan['provider']}  accel {plan['accel']}")
-    for n in plan["networks"]:
-        print(f"  network {n['name']:<10} {n['cidr']:<18} bridge {n['bridge']}")
-    for n in plan["nodes"]:
-        disks = ", ".join(f"{d['name']} {d['size'] // 2**20}M{' ' + d['filesystem'] if d['filesystem'] != 'none' else ''}"
-                          f"{' @' + d['mount'] if d['mount'] else ''}" for d in n["disks"]) or "-"
-        print(f"  node {n['name']:<13} {n['address']:<16} {n['cpus']} cpu {n['memory']:>5} MiB  "
-              f"roles {','.join(n['roles']) or '-'}  disks {disks}")
-    for p in plan["host"]["pools"]:
-        print(f"  pool {p['name']:<18} {p['type']:<13} on {p['host']}")
+    print(f"lab {plan.lab}  provider {plan.provider}  accel {plan.accel}")
+    for net in plan.networks:
+        print(f"  network {net.name:<10} {net.cidr:<18} bridge {net.bridge}")
+    for n in plan.nodes:
+        disks = ", ".join(f"{d.name} {d.size // 2**20}M{' ' + d.filesystem if d.filesystem != 'none' else ''}"
+                          f"{' @' + d.mount if d.mount else ''}" for d in n.disks) or "-"
+        print(f"  node {n.name:<13} {n.address:<16} {n.cpus} cpu {n.memory:>5} MiB  "
+              f"roles {','.join(n.roles) or '-'}  disks {disks}")
+    for p in plan.host.pools:
+        print(f"  pool {p.name:<18} {p.type:<13} on {p.host}")
     print(f"{len(files)} config files rendered under {out}/files")
     return 0
 

@@ -6,8 +6,9 @@ not the driver)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from .model import Plan
 from .node import Node
 
 
@@ -16,7 +17,7 @@ class LabContext(Protocol):
     def name(self) -> str: ...
 
     @property
-    def plan(self) -> dict[str, Any]: ...
+    def plan(self) -> Plan: ...
 
     @property
     def key(self) -> Path:

@@ -17,6 +17,7 @@ from . import hostpools, image, log, paths, roles, secrets
 from . import plan as planmod
 from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
+from .model import Plan
 from .node import Node, on_each
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
@@ -43,12 +44,12 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 class Lab:
-    def __init__(self, plan: dict[str, Any]) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.name: str = plan["lab"]
+        self.name: str = plan.lab
         self.dir = paths.lab_dir(self.name)
-        self.provider = providers.get(plan["provider"])(plan, self.dir)
-        self.nodes = {n["name"]: Node(n, self.ssh_config, self.provider) for n in plan["nodes"]}
+        self.provider = providers.get(plan.provider)(plan, self.dir)
+        self.nodes = {n.name: Node(n, self.ssh_config, self.provider) for n in plan.nodes}
         self.timeline: list[tuple[float, str]] = []
 
     # -- files -----------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class Lab:
 
     def save_state(self, **changes: Any) -> None:
         st = self.state()
-        st.update(changes, lab=self.name, provider=self.plan["provider"], topology=self.plan["topology"],
+        st.update(changes, lab=self.name, provider=self.plan.provider, topology=self.plan.topology,
                   updated=time.time())
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
@@ -104,7 +105,7 @@ class Lab:
         facts = facts or HostFacts.detect()
         topo, res = planmod.load_topology(file, facts, provider)
         plan = planmod.plan_for(topo, res, file, facts)
-        d = paths.lab_dir(plan["lab"])
+        d = paths.lab_dir(plan.lab)
         planmod.write(plan, d)
         secrets.decide(plan, topo, d / "secrets")
         return cls(plan)
@@ -128,8 +129,8 @@ class Lab:
         # 2-7 s, so a command per handshake turns a role into minutes. `down` and crash() close them.
         control = paths.ssh_control_dir(self.name)
         out = [f"# storlab lab {self.name}: ssh -F {self.ssh_config} NODE"]
-        for n in self.plan["nodes"]:
-            out += [f"Host {n['name']} {self.name}-{n['name']}", f"  HostName {n['address']}", "  User root",
+        for n in self.plan.nodes:
+            out += [f"Host {n.name} {self.name}-{n.name}", f"  HostName {n.address}", "  User root",
                     f"  IdentityFile {self.key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
                     "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", "  ConnectTimeout 5",
                     "  ServerAliveInterval 5", "  ServerAliveCountMax 3",
@@ -155,7 +156,7 @@ class Lab:
             ("ready", self._ready),
         ]
         out += [(f"role {r.NAME}", self._role_step(r)) for r in roles.for_plan(self.plan)]
-        if self.plan["host"]["pools"]:
+        if self.plan.host.pools:
             out.append(("host pools", lambda: hostpools.wire(self)))
         return out
 
@@ -172,8 +173,8 @@ class Lab:
 
     def _ready(self) -> None:
         floor = self.provider.boot_floor()
-        log.info(f"boot bound {floor:.0f}s per node (declared by provider {self.plan['provider']}, accel "
-                 f"{self.plan.get('accel', '-')}); restarts will be bounded by {BOOT_FACTOR} x the boot measured now")
+        log.info(f"boot bound {floor:.0f}s per node (declared by provider {self.plan.provider}, accel "
+                 f"{self.plan.accel}); restarts will be bounded by {BOOT_FACTOR} x the boot measured now")
         for node in self.nodes.values():
             with log.step(f"{node.name}: wait for ssh and systemd"):
                 self._wait_booted(node, floor)
@@ -202,7 +203,7 @@ class Lab:
         if took * BOOT_FACTOR > floor:
             return took * BOOT_FACTOR, f"{BOOT_FACTOR} x the {took:.0f}s {node} took to boot at up"
         why = f"measured {took:.0f}s at up" if took else "no boot measured yet"
-        return floor, f"provider {self.plan['provider']}'s declared floor ({why})"
+        return floor, f"provider {self.plan.provider}'s declared floor ({why})"
 
     def start_node(self, node: str, timeout: float | None = None) -> Node:
         """Power ``node`` on again and wait until it is booted, within its boot bound (logged)."""
@@ -226,7 +227,7 @@ class Lab:
 
     def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
         log.add_logfile(self.logfile)
-        log.info(f"lab {self.name}: provider {self.plan['provider']}, {len(self.nodes)} nodes; log: {self.logfile}")
+        log.info(f"lab {self.name}: provider {self.plan.provider}, {len(self.nodes)} nodes; log: {self.logfile}")
         self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname())
         done: list[str] = []
         timings: dict[str, float] = {}
@@ -359,7 +360,7 @@ class Lab:
         """Drop (or stop dropping) ``node``'s traffic to every address of ``other`` with blackhole
         routes on ``node``; the host's ssh path to it is untouched."""
         n = self.node(node)
-        for addr in self.node(other).spec["addresses"].values():
+        for addr in self.node(other).spec.addresses.values():
             if on:
                 n.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
             else:

@@ -30,7 +30,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     log.add_logfile(lab.logfile)
     start = time.monotonic()
     lab.up(keep_on_failure=args.keep_on_failure)
-    print(f"lab {lab.name} is up in {time.monotonic() - start:.0f}s ({len(lab.nodes)} nodes, {lab.plan['provider']})")
+    print(f"lab {lab.name} is up in {time.monotonic() - start:.0f}s ({len(lab.nodes)} nodes, {lab.plan.provider})")
     print(f"  ssh:       storlab ssh {lab.name} NODE   (or ssh -F {lab.ssh_config} NODE)")
     print(f"  log:       {lab.logfile}")
     print(f"  tear down: storlab down {lab.name}")
@@ -53,7 +53,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in names:
         lab = Lab.load(name)
         st = lab.state()
-        print(f"{name}: {st.get('status', '?')} ({lab.plan['provider']}, "
+        print(f"{name}: {st.get('status', '?')} ({lab.plan.provider}, "
               f"steps done: {', '.join(st.get('steps_done', [])) or '-'})")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import log
 from .errors import CommandError
+from .model import NodePlan
 from .run import CommandResult, run, wait_until
 
 if TYPE_CHECKING:
@@ -27,11 +28,11 @@ def _remote(cmd: Command) -> str:
 
 
 class Node:
-    def __init__(self, spec: dict[str, Any], ssh_config: Path, provider: Provider) -> None:
+    def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider) -> None:
         self.spec = spec
-        self.name: str = spec["name"]
-        self.address: str = spec["address"]
-        self.roles: list[str] = spec["roles"]
+        self.name = spec.name
+        self.address = spec.address
+        self.roles = spec.roles
         self.ssh_config = ssh_config
         self.provider = provider
 
@@ -141,7 +142,7 @@ class Node:
         self.close_connection()
 
     def set_link(self, up: bool, network: str | None = None) -> None:
-        for net in ([network] if network else list(self.spec["addresses"])):
+        for net in ([network] if network else list(self.spec.addresses)):
             self.provider.set_link(self.name, net, up)
 
     def testinfra(self) -> Any:

@@ -10,16 +10,42 @@ import subprocess
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import jinja2
 
 from . import paths
 from .errors import HarnessError
 from .hostfacts import HostFacts
+from .model import (
+    AclPlan,
+    CephClientPlan,
+    CephPlan,
+    CephPoolPlan,
+    ChapPlan,
+    DiskPlan,
+    GlusterPlan,
+    GlusterVolumePlan,
+    HostPlan,
+    HostPoolPlan,
+    HostVolumePlan,
+    IscsiPlan,
+    LunPlan,
+    MgmtPlan,
+    MonPlan,
+    NetworkPlan,
+    NfsExportPlan,
+    NfsPlan,
+    NodePlan,
+    Plan,
+)
 from .topology import Topology
 from .validate import Resolved, validate_located
 from .yamlload import load_file
+
+# what validation resolved `implementation: auto` to (pydantic checks the value again)
+NfsImpl = Literal["kernel", "ganesha"]
+IscsiImpl = Literal["lio", "tgt"]
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("harness", "templates"),
@@ -38,10 +64,10 @@ def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
             if p.parent.name == exclude_lab:
                 continue
             try:
-                other = json.loads(p.read_text())
-                for n in other["networks"] + ([other["mgmt"]] if other.get("mgmt") else []):
-                    used.add(ipaddress.IPv4Network(n["cidr"]))
-            except (OSError, ValueError, KeyError):
+                other = Plan.load(p)
+                for n in (*other.networks, *([other.mgmt] if other.mgmt else [])):
+                    used.add(ipaddress.IPv4Network(n.cidr))
+            except (OSError, ValueError, HarnessError):
                 continue
     used |= _libvirt_network_subnets(exclude_prefix=paths.obj_name(exclude_lab, "") if exclude_lab else None)
     try:
@@ -92,228 +118,246 @@ def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ip
 
 def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipaddress.IPv4Network],
               facts: HostFacts | None = None, accel: str | None = None,
-              preset: dict[str, str] | None = None) -> dict[str, Any]:
+              preset: dict[str, str] | None = None) -> Plan:
     """``preset`` maps network name -> cidr already handed to this lab (a resumed `up`);
     its key "@mgmt" is the vagrant management network's."""
     lab = topo.lab
     preset = preset or {}
     taken = set(taken)
+    networks = _networks(topo, preset, taken)
+    mgmt = management_network(lab, networks, taken, preset.get("@mgmt")) if resolved.provider == "vagrant" else None
+    if mgmt:
+        taken.add(ipaddress.IPv4Network(mgmt.cidr))
+    nodes = _nodes(topo, resolved, networks)
+    sections: dict[str, Any] = {}
+    if mgmt:
+        sections["mgmt"] = mgmt
+    if topo.gluster:
+        sections["gluster"] = _gluster(topo.gluster, networks[0], nodes)
+    if topo.nfs:
+        sections["nfs"] = _nfs(topo.nfs, resolved, nodes, networks[0])
+    if topo.iscsi:
+        sections["iscsi"] = _iscsi(topo.iscsi, resolved, nodes)
+    if topo.ceph:
+        sections["ceph"] = _ceph(lab, topo.ceph, nodes, networks[0])
+    partial = Plan(lab=lab, topology=str(Path(topo_file).resolve()), provider=resolved.provider,
+                   accel="kvm" if (accel == "kvm" or (accel is None and facts and facts.kvm_usable)) else "tcg",
+                   networks=networks, nodes=nodes, tag=paths.tag(lab), host=HostPlan(uri=topo.host.uri, pools=(), volumes=()),
+                   **sections)
+    return partial.with_(host=_host(topo, partial))
+
+
+def _networks(topo: Topology, preset: dict[str, str], taken: set[ipaddress.IPv4Network]) -> tuple[NetworkPlan, ...]:
     for n in topo.networks:
         if n.cidr:
             taken.add(ipaddress.IPv4Network(n.cidr))
-    networks: list[dict[str, Any]] = []
+    out = []
     for i, n in enumerate(topo.networks):
         if n.cidr or n.name in preset:
             cidr = ipaddress.IPv4Network(n.cidr or preset[n.name])
         else:
-            cidr = allocate_subnet(lab, n.name, taken)
+            cidr = allocate_subnet(topo.lab, n.name, taken)
         taken.add(cidr)
-        networks.append({
-            "name": n.name, "cidr": str(cidr), "prefix": cidr.prefixlen,
-            "host_address": str(cidr.network_address + 1),
-            "bridge": paths.bridge_name(lab, i),
-            "libvirt_network": paths.obj_name(lab, n.name),
-        })
-    mgmt = None
-    if resolved.provider == "vagrant":
-        mgmt = management_network(lab, networks, taken, preset.get("@mgmt"))
-        taken.add(ipaddress.IPv4Network(mgmt["cidr"]))
-    nodes: list[dict[str, Any]] = []
+        out.append(NetworkPlan(name=n.name, cidr=str(cidr), prefix=cidr.prefixlen, host_address=str(cidr.network_address + 1),
+                               bridge=paths.bridge_name(topo.lab, i), libvirt_network=paths.obj_name(topo.lab, n.name)))
+    return tuple(out)
+
+
+def _addresses(topo: Topology, ni: int, networks: tuple[NetworkPlan, ...], placed: list[NodePlan]) -> dict[str, str]:
+    """A node's address on each network: the topology's, else .11 + node index upwards, then
+    wrapping round to .2; never the network, .1 or broadcast, nor one another node holds."""
+    node = topo.nodes[ni]
+    addrs: dict[str, str] = {}
+    for net_i, net in enumerate(networks):
+        explicit = (node.address if net_i == 0 else None) or node.addresses.get(net.name)
+        if explicit:
+            addrs[net.name] = explicit
+    for net in networks:
+        if net.name in addrs:
+            continue
+        cidr = ipaddress.IPv4Network(net.cidr)
+        in_use = {a for x in placed for a in x.addresses.values()} | set(addrs.values())
+        in_use |= {x.address for x in topo.nodes if x.address} | {a for x in topo.nodes for a in x.addresses.values()}
+        last = cidr.num_addresses - 1
+        order = itertools.chain(range(11 + ni, last), range(2, min(11 + ni, last)))
+        free = next((a for a in (str(cidr.network_address + k) for k in order) if a not in in_use), None)
+        if free is None:
+            raise HarnessError(f"network {net.name} ({cidr}) has no free address for node {node.name}")
+        addrs[net.name] = free
+    return addrs
+
+
+def _nodes(topo: Topology, resolved: Resolved, networks: tuple[NetworkPlan, ...]) -> tuple[NodePlan, ...]:
+    lab = topo.lab
+    placed: list[NodePlan] = []
     for ni, node in enumerate(topo.nodes):
-        addrs: dict[str, str] = {}
-        for net_i, net in enumerate(networks):
-            explicit = (node.address if net_i == 0 else None) or node.addresses.get(net["name"])
-            if explicit:
-                addrs[net["name"]] = explicit
-        for net in networks:
-            if net["name"] in addrs:
-                continue
-            cidr = ipaddress.IPv4Network(net["cidr"])
-            in_use = {a for x in nodes for a in x["addresses"].values()} | set(addrs.values())
-            in_use |= {x.address for x in topo.nodes if x.address} | {a for x in topo.nodes for a in x.addresses.values()}
-            # .11 + node index upwards, then wrap round to .2; never the network, .1 or broadcast
-            last = cidr.num_addresses - 1
-            order = itertools.chain(range(11 + ni, last), range(2, min(11 + ni, last)))
-            free = next((a for a in (str(cidr.network_address + k) for k in order) if a not in in_use), None)
-            if free is None:
-                raise HarnessError(f"network {net['name']} ({cidr}) has no free address for node {node.name}")
-            addrs[net["name"]] = free
-        disks = []
-        for di, d in enumerate(node.disks):
-            disks.append({
-                "name": d.name, "size": d.size, "filesystem": d.filesystem, "mount": d.mount,
-                # vagrant-libvirt attaches extra disks as vdb, vdc, ... in order
-                "device": f"/dev/vd{chr(ord('b') + di)}" if resolved.provider == "vagrant" else None,
-                "image": paths.obj_name(lab, f"{node.name}-{d.name}"),
-            })
-        nodes.append({
-            "name": node.name, "index": ni, "roles": list(node.roles), "cpus": node.cpus, "memory": node.memory,
-            "address": addrs[networks[0]["name"]], "addresses": addrs,
-            "macs": {net["name"]: paths.mac(lab, node.name, net["name"]) for net in networks},
-            "disks": disks, "object": paths.obj_name(lab, node.name),
-        })
-    by_name = {n["name"]: n for n in nodes}
-    lab_cidr = networks[0]["cidr"]
-    plan: dict[str, Any] = {
-        "lab": lab, "topology": str(Path(topo_file).resolve()), "provider": resolved.provider,
-        "accel": accel or ("kvm" if (facts and facts.kvm_usable) else "tcg"),
-        "networks": networks, "nodes": nodes, "tag": paths.tag(lab),
-    }
-    if mgmt:
-        plan["mgmt"] = mgmt
-    if topo.gluster:
-        plan["gluster"] = {"volumes": [{
-            "name": v.name, "replica": v.replica, "bricks": v.bricks,
-            "nodes": list(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
-            "options": {k: (lab_clients(networks[0], nodes) if (k == "auth.allow" and val == "lab") else
-                            ("on" if val is True else "off" if val is False else str(val)))
-                        for k, val in v.options.items()},
-        } for v in topo.gluster.volumes]}
-    if topo.nfs:
-        plan["nfs"] = {"server": topo.nfs.server, "implementation": resolved.nfs_impl,
-                       "address": by_name[topo.nfs.server]["address"],
-                       "grace_period": topo.nfs.grace_period, "lease_time": topo.nfs.lease_time,
-                       "exports": [{"path": e.path, "options": e.options,
-                                    "clients": [lab_cidr if c == "lab" else c for c in e.clients]}
-                                   for e in topo.nfs.exports]}
-    if topo.iscsi:
-        tnode = by_name[topo.iscsi.target]
-        disk_dev = {d["name"]: d["device"] for d in tnode["disks"]}
-        portals = [a for net, a in tnode["addresses"].items() if "*" in topo.iscsi.portals or net in topo.iscsi.portals]
-        acls = []
-        for a in topo.iscsi.acls:
-            chap = None
-            if a.chap:
-                chap = {"username": a.chap.username, "secret_name": f"chap-{a.initiator.split(':')[-1]}",
-                        "password_file": a.chap.password_file, "generate": a.chap.generate,
-                        "literal": a.chap.password is not None}
-            acls.append({"initiator": a.initiator, "chap": chap})
-        plan["iscsi"] = {
-            "target": topo.iscsi.target, "implementation": resolved.iscsi_impl, "iqn": topo.iscsi.iqn,
-            "portal_addresses": portals, "acls": acls, "chap": any(a["chap"] for a in acls),
-            "luns": [{**lun.model_dump(),
-                      "device": disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None)}
-                     for lun in topo.iscsi.luns],
-        }
-    if topo.ceph:
-        mons = [n for n in nodes if "ceph-mon" in n["roles"]]
-        plan["ceph"] = {
-            "fsid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:ceph")),
-            "mons": [{"name": m["name"], "address": m["address"]} for m in mons],
-            "mgrs": [n["name"] for n in nodes if "ceph-mgr" in n["roles"]],
-            "osds": [n["name"] for n in nodes if "ceph-osd" in n["roles"]],
-            "admin": [n["name"] for n in nodes if "ceph-admin" in n["roles"]],
-            "public_network": lab_cidr, "osd_disk": topo.ceph.osd_disk,
-            "osd_pool_default_size": topo.ceph.osd_pool_default_size, "heartbeat_grace": topo.ceph.heartbeat_grace,
-            "pools": [p.model_dump() for p in topo.ceph.pools],
-            "clients": [c.model_dump() for c in topo.ceph.clients], "accept_warnings": topo.ceph.accept_warnings,
-        }
-    pools = []
-    for p in topo.host.pools:
-        entry: dict[str, Any] = p.model_dump()
-        entry["host"] = p.host or "kvm"
-        if p.backend == "gluster" and topo.gluster:
-            vol = next(v for v in plan["gluster"]["volumes"] if v["name"] == p.volume)
-            servers = [by_name[n]["address"] for n in vol["nodes"]]
-            entry["server"], entry["backup_servers"] = servers[0], servers[1:]
-        elif p.backend == "nfs" and topo.nfs:
-            entry["server"] = plan["nfs"]["address"]
-        elif p.backend == "iscsi" and topo.iscsi:
-            entry["server"] = plan["iscsi"]["portal_addresses"][0]
-            entry["target_iqn"] = topo.iscsi.iqn
-            # when the target demands CHAP from this initiator, libvirt must log in with a secret
-            acl = next((a for a in plan["iscsi"]["acls"] if a["initiator"] == p.initiator), None)
-            entry["chap"] = acl["chap"] if acl else None
-            if entry["chap"]:
-                entry["secret_uuid"] = (p.secret.uuid if p.secret and p.secret.uuid
-                                        else str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}")))
-        elif p.backend == "ceph" and topo.ceph:
-            entry["monitors"] = [m["address"] for m in plan["ceph"]["mons"]]
-            entry["secret_uuid"] = (p.secret.uuid if p.secret and p.secret.uuid
-                                    else str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}")))
-        if p.type in ("fs", "logical") and entry["host"] != "kvm":
-            hn = by_name[entry["host"]]
-            disk = next((d for d in hn["disks"] if d["name"] == p.disk), hn["disks"][0] if hn["disks"] else None)
-            entry["device"] = disk["device"] if disk else None
-        pools.append(entry)
-    types = {p["name"]: p["type"] for p in pools}
-    squashing = {p["name"] for p in pools if p["type"] == "netfs" and topo.nfs and any(
-        e.path == p["export"] and "no_root_squash" not in e.options for e in topo.nfs.exports)}
-    plan["host"] = {"uri": topo.host.uri, "pools": pools,
-                    "volumes": [{**v.model_dump(), "pool_type": types[v.pool], "squashed": v.pool in squashing}
-                                for v in topo.host.volumes]}
-    return plan
+        addrs = _addresses(topo, ni, networks, placed)
+        disks = tuple(DiskPlan(
+            name=d.name, size=d.size, filesystem=d.filesystem, mount=d.mount,
+            # vagrant-libvirt attaches extra disks as vdb, vdc, ... in order
+            device=f"/dev/vd{chr(ord('b') + di)}" if resolved.provider == "vagrant" else None,
+            image=paths.obj_name(lab, f"{node.name}-{d.name}")) for di, d in enumerate(node.disks))
+        placed.append(NodePlan(
+            name=node.name, index=ni, roles=tuple(node.roles), cpus=node.cpus, memory=node.memory,
+            address=addrs[networks[0].name], addresses=addrs,
+            macs={net.name: paths.mac(lab, node.name, net.name) for net in networks},
+            disks=disks, object=paths.obj_name(lab, node.name)))
+    return tuple(placed)
 
 
-def management_network(lab: str, networks: list[dict[str, Any]], taken: set[ipaddress.IPv4Network],
-                       preset: str | None = None) -> dict[str, Any]:
+def _gluster(g: Any, lab_net: NetworkPlan, nodes: tuple[NodePlan, ...]) -> GlusterPlan:
+    def option(k: str, val: str | int | bool) -> str:
+        if k == "auth.allow" and val == "lab":
+            return lab_clients(lab_net, nodes)
+        return "on" if val is True else "off" if val is False else str(val)
+    return GlusterPlan(volumes=tuple(GlusterVolumePlan(
+        name=v.name, replica=v.replica, bricks=tuple(v.bricks), nodes=tuple(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
+        options={k: option(k, val) for k, val in v.options.items()}) for v in g.volumes))
+
+
+def _nfs(nfs: Any, resolved: Resolved, nodes: tuple[NodePlan, ...], lab_net: NetworkPlan) -> NfsPlan:
+    server = next(n for n in nodes if n.name == nfs.server)
+    return NfsPlan(server=nfs.server, implementation=cast(NfsImpl, resolved.nfs_impl), address=server.address,
+                   grace_period=nfs.grace_period, lease_time=nfs.lease_time,
+                   exports=tuple(NfsExportPlan(path=e.path, options=tuple(e.options),
+                                               clients=tuple(lab_net.cidr if c == "lab" else c for c in e.clients))
+                                 for e in nfs.exports))
+
+
+def _iscsi(iscsi: Any, resolved: Resolved, nodes: tuple[NodePlan, ...]) -> IscsiPlan:
+    tnode = next(n for n in nodes if n.name == iscsi.target)
+    disk_dev = {d.name: d.device for d in tnode.disks}
+    portals = tuple(a for net, a in tnode.addresses.items() if "*" in iscsi.portals or net in iscsi.portals)
+    acls = tuple(AclPlan(initiator=a.initiator, chap=ChapPlan(
+        username=a.chap.username, secret_name=f"chap-{a.initiator.split(':')[-1]}", password_file=a.chap.password_file,
+        generate=a.chap.generate, literal=a.chap.password is not None) if a.chap else None) for a in iscsi.acls)
+    luns = tuple(LunPlan(**lun.model_dump(),
+                         device=disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None))
+                 for lun in iscsi.luns)
+    return IscsiPlan(target=iscsi.target, implementation=cast(IscsiImpl, resolved.iscsi_impl), iqn=iscsi.iqn,
+                     portal_addresses=portals, acls=acls, chap=any(a.chap for a in acls), luns=luns)
+
+
+def _ceph(lab: str, ceph: Any, nodes: tuple[NodePlan, ...], lab_net: NetworkPlan) -> CephPlan:
+    def having(role: str) -> tuple[NodePlan, ...]:
+        return tuple(n for n in nodes if role in n.roles)
+    return CephPlan(
+        fsid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:ceph")),
+        mons=tuple(MonPlan(name=m.name, address=m.address) for m in having("ceph-mon")),
+        mgrs=tuple(n.name for n in having("ceph-mgr")), osds=tuple(n.name for n in having("ceph-osd")),
+        admin=tuple(n.name for n in having("ceph-admin")), public_network=lab_net.cidr, osd_disk=ceph.osd_disk,
+        osd_pool_default_size=ceph.osd_pool_default_size, heartbeat_grace=ceph.heartbeat_grace,
+        pools=tuple(CephPoolPlan(**p.model_dump()) for p in ceph.pools),
+        clients=tuple(CephClientPlan(**c.model_dump()) for c in ceph.clients),
+        accept_warnings=tuple(ceph.accept_warnings))
+
+
+def _secret_uuid(lab: str, p: Any) -> str:
+    return str(p.secret.uuid if p.secret and p.secret.uuid else uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}"))
+
+
+def _pool(topo: Topology, plan: Plan, p: Any) -> HostPoolPlan:
+    """A host pool with what its backend resolves to (servers, target, secrets, device)."""
+    extra: dict[str, Any] = {}
+    if p.backend == "gluster" and plan.gluster:
+        vol = next(v for v in plan.gluster.volumes if v.name == p.volume)
+        servers = [plan.node(n).address for n in vol.nodes]
+        extra.update(server=servers[0], backup_servers=tuple(servers[1:]))
+    elif p.backend == "nfs" and plan.nfs:
+        extra.update(server=plan.nfs.address)
+    elif p.backend == "iscsi" and plan.iscsi:
+        extra.update(server=plan.iscsi.portal_addresses[0], target_iqn=plan.iscsi.iqn)
+        # when the target demands CHAP from this initiator, libvirt must log in with a secret
+        acl = next((a for a in plan.iscsi.acls if a.initiator == p.initiator), None)
+        extra["chap"] = acl.chap if acl else None
+        if extra["chap"]:
+            extra["secret_uuid"] = _secret_uuid(topo.lab, p)
+    elif p.backend == "ceph" and plan.ceph:
+        extra.update(monitors=tuple(m.address for m in plan.ceph.mons), secret_uuid=_secret_uuid(topo.lab, p))
+    host = p.host or "kvm"
+    if p.type in ("fs", "logical") and host != "kvm":
+        hn = plan.node(host)
+        disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
+        extra["device"] = disk.device if disk else None
+    return HostPoolPlan(**{**p.model_dump(), "host": host, **extra})
+
+
+def _host(topo: Topology, plan: Plan) -> HostPlan:
+    pools = tuple(_pool(topo, plan, p) for p in topo.host.pools)
+    types = {p.name: p.type for p in pools}
+    squashing = {p.name for p in pools if p.type == "netfs" and topo.nfs and any(
+        e.path == p.export and "no_root_squash" not in e.options for e in topo.nfs.exports)}
+    return HostPlan(uri=topo.host.uri, pools=pools,
+                    volumes=tuple(HostVolumePlan(**v.model_dump(), pool_type=types[v.pool], squashed=v.pool in squashing)
+                                  for v in topo.host.volumes))
+
+
+def management_network(lab: str, networks: tuple[NetworkPlan, ...], taken: set[ipaddress.IPv4Network],
+                       preset: str | None = None) -> MgmtPlan:
     """vagrant-libvirt's management network: isolated (no forwarding), DHCP only, one per lab.
     Vagrant reaches the VMs through it; the harness and the tests use the lab networks."""
-    if any(n["name"] == "mgmt" for n in networks):
+    if any(n.name == "mgmt" for n in networks):
         raise HarnessError(f"lab {lab}: the network name 'mgmt' is reserved for the VM management network "
                            f"(libvirt network {paths.obj_name(lab, 'mgmt')}); rename that network")
     cidr = ipaddress.IPv4Network(preset) if preset else allocate_subnet(lab, "mgmt", taken)
     hosts = list(itertools.islice(cidr.hosts(), 1, None))
-    return {"name": "mgmt", "cidr": str(cidr), "prefix": cidr.prefixlen, "netmask": str(cidr.netmask),
-            "host_address": str(cidr.network_address + 1),
-            "dhcp_start": str(hosts[0]), "dhcp_end": str(hosts[-1]),
-            "bridge": paths.bridge_name(lab, len(networks)), "libvirt_network": paths.obj_name(lab, "mgmt")}
+    return MgmtPlan(name="mgmt", cidr=str(cidr), prefix=cidr.prefixlen, netmask=str(cidr.netmask),
+                    host_address=str(cidr.network_address + 1), dhcp_start=str(hosts[0]), dhcp_end=str(hosts[-1]),
+                    bridge=paths.bridge_name(lab, len(networks)), libvirt_network=paths.obj_name(lab, "mgmt"))
 
 
-def lab_clients(net: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+def lab_clients(net: NetworkPlan, nodes: tuple[NodePlan, ...]) -> str:
     """auth.allow takes addresses and '*' wildcards, not CIDRs: the lab network as a wildcard
     where the prefix allows it, else every node address plus the host's bridge address."""
-    cidr = ipaddress.IPv4Network(net["cidr"])
+    cidr = ipaddress.IPv4Network(net.cidr)
     if cidr.prefixlen in (8, 16, 24):
         octets = str(cidr.network_address).split(".")[: cidr.prefixlen // 8]
         return ".".join(octets + ["*"] * (4 - len(octets)))
-    return ",".join([net["host_address"]] + [n["addresses"][net["name"]] for n in nodes])
+    return ",".join([net.host_address] + [n.addresses[net.name] for n in nodes])
 
 
-def render(plan: dict[str, Any]) -> dict[str, str]:
+def render(plan: Plan) -> dict[str, str]:
     """Every config file the plan implies: relative path -> content."""
     files: dict[str, str] = {}
-    for node in plan["nodes"]:
-        files[f"nodes/{node['name']}/etc/hosts"] = _env.get_template("hosts.j2").render(plan=plan, node=node)
-    if "nfs" in plan:
-        srv = plan["nfs"]["server"]
-        if plan["nfs"]["implementation"] == "ganesha":
-            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(
-                plan=plan, nfs=plan["nfs"])
+    for node in plan.nodes:
+        files[f"nodes/{node.name}/etc/hosts"] = _env.get_template("hosts.j2").render(plan=plan, node=node)
+    if plan.nfs:
+        srv = plan.nfs.server
+        if plan.nfs.implementation == "ganesha":
+            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=plan.nfs)
         else:
-            files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan["nfs"])
-            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(
-                plan=plan, nfs=plan["nfs"])
-    if "iscsi" in plan:
-        tgt = plan["iscsi"]["target"]
-        if plan["iscsi"]["implementation"] == "tgt":
+            files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan.nfs)
+            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(plan=plan, nfs=plan.nfs)
+    if plan.iscsi:
+        tgt = plan.iscsi.target
+        if plan.iscsi.implementation == "tgt":
             files[f"nodes/{tgt}/etc/tgt/conf.d/storlab.conf"] = _env.get_template("tgt.conf.j2").render(
-                plan=plan, iscsi=plan["iscsi"])
+                plan=plan, iscsi=plan.iscsi)
         else:
             files[f"nodes/{tgt}/root/storlab-targetcli.txt"] = _env.get_template("targetcli.j2").render(
-                plan=plan, iscsi=plan["iscsi"])
-    if "ceph" in plan:
-        conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=plan["ceph"])
-        for n in plan["nodes"]:
-            if any(r.startswith("ceph-") for r in n["roles"]):
-                files[f"nodes/{n['name']}/etc/ceph/ceph.conf"] = conf
-    for p in plan["host"]["pools"]:
-        where = "host" if p["host"] == "kvm" else f"nodes/{p['host']}"
-        files[f"{where}/pools/{p['name']}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
-        if p["type"] == "rbd" or p.get("chap"):
-            files[f"{where}/secrets/{p['name']}.xml"] = _env.get_template("secret.xml.j2").render(plan=plan, pool=p)
-    where_of = {p["name"]: "host" if p["host"] == "kvm" else f"nodes/{p['host']}" for p in plan["host"]["pools"]}
-    for v in plan["host"]["volumes"]:  # next to the pool: on the KVM host or on the pool's hypervisor node
-        files[f"{where_of[v['pool']]}/volumes/{v['pool']}/{v['name']}.xml"] = _env.get_template("volume.xml.j2").render(vol=v)
+                plan=plan, iscsi=plan.iscsi)
+    if plan.ceph:
+        conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=plan.ceph)
+        for n in plan.nodes:
+            if any(r.startswith("ceph-") for r in n.roles):
+                files[f"nodes/{n.name}/etc/ceph/ceph.conf"] = conf
+    for p in plan.host.pools:
+        where = "host" if p.host == "kvm" else f"nodes/{p.host}"
+        files[f"{where}/pools/{p.name}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
+        if p.type == "rbd" or p.chap:
+            files[f"{where}/secrets/{p.name}.xml"] = _env.get_template("secret.xml.j2").render(plan=plan, pool=p)
+    where_of = {p.name: "host" if p.host == "kvm" else f"nodes/{p.host}" for p in plan.host.pools}
+    for v in plan.host.volumes:  # next to the pool: on the KVM host or on the pool's hypervisor node
+        files[f"{where_of[v.pool]}/volumes/{v.pool}/{v.name}.xml"] = _env.get_template("volume.xml.j2").render(vol=v)
     return files
 
 
-def write(plan: dict[str, Any], directory: Path) -> dict[str, str]:
+def write(plan: Plan, directory: Path) -> dict[str, str]:
     """Write plan.json and the rendered files under ``directory``; returns the files."""
     directory.mkdir(parents=True, exist_ok=True)
     files = render(plan)
     tmp = directory / "plan.json.tmp"
-    tmp.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(plan.to_json())
     tmp.replace(directory / "plan.json")
     for rel, content in files.items():
         target = directory / "files" / rel
@@ -330,25 +374,25 @@ def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> t
     return validate_located(loc, facts)
 
 
-def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> dict[str, Any]:
+def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> Plan:
     """The plan of a validated topology; a lab that exists keeps its subnets (and must come from
     the same file and provider)."""
     existing = paths.lab_dir(topo.lab) / "plan.json"
     preset: dict[str, str] = {}
     if existing.exists():
-        old = json.loads(existing.read_text())
-        if old.get("topology") != str(Path(file).resolve()):
-            raise HarnessError(f"lab '{topo.lab}' already exists from {old.get('topology')}; "
+        old = Plan.load(existing)
+        if old.topology != str(Path(file).resolve()):
+            raise HarnessError(f"lab '{topo.lab}' already exists from {old.topology}; "
                                f"run `storlab down {topo.lab}` first or rename the lab")
-        if old.get("provider") != res.provider:
-            raise HarnessError(f"lab '{topo.lab}' exists with provider {old.get('provider')}; "
+        if old.provider != res.provider:
+            raise HarnessError(f"lab '{topo.lab}' exists with provider {old.provider}; "
                                f"run `storlab down {topo.lab}` first")
-        preset = {n["name"]: n["cidr"] for n in old["networks"]}  # a resumed lab keeps its subnets
-        if old.get("mgmt"):
-            preset["@mgmt"] = old["mgmt"]["cidr"]
+        preset = {n.name: n.cidr for n in old.networks}  # a resumed lab keeps its subnets
+        if old.mgmt:
+            preset["@mgmt"] = old.mgmt.cidr
     return make_plan(topo, res, file, used_subnets(exclude_lab=topo.lab), facts, preset=preset)
 
 
-def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> dict[str, Any]:
+def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> Plan:
     topo, res = load_topology(file, facts, provider)
     return plan_for(topo, res, file, facts)

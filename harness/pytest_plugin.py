@@ -161,6 +161,6 @@ def hosts(lab: Lab) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def libvirt_conn(lab: Lab) -> Iterator[Any]:
-    conn = connect(lab.plan["host"]["uri"])
+    conn = connect(lab.plan.host.uri)
     yield conn
     conn.close()

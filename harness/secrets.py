@@ -10,10 +10,11 @@ import re
 import secrets
 import string
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import log
 from .errors import HarnessError
+from .model import AclPlan, Plan, need
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -42,43 +43,43 @@ def _store(secrets_dir: Path, name: str, value: str) -> None:
         fh.write(value)
 
 
-def decide(plan: dict[str, Any], topo: Topology, secrets_dir: Path) -> None:
+def decide(plan: Plan, topo: Topology, secrets_dir: Path) -> None:
     """Give every CHAP secret of the plan its value in ``secrets_dir`` (kept across runs)."""
     literal = {a.initiator: a.chap for a in (topo.iscsi.acls if topo.iscsi else []) if a.chap}
-    for acl in plan.get("iscsi", {}).get("acls", []):
-        chap = acl["chap"]
+    for acl in plan.iscsi.acls if plan.iscsi else ():
+        chap = acl.chap
         if not chap:
             continue
-        if chap["generate"]:
+        if chap.generate:
             value = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-        elif chap["password_file"]:
+        elif chap.password_file:
             try:
-                value = Path(chap["password_file"]).read_text().strip()
+                value = Path(chap.password_file).read_text().strip()
             except OSError as exc:
-                raise HarnessError(f"CHAP password_file for {acl['initiator']}: {exc}") from None
+                raise HarnessError(f"CHAP password_file for {acl.initiator}: {exc}") from None
         else:
-            value = literal[acl["initiator"]].password or ""
+            value = literal[acl.initiator].password or ""
         if not value:
-            raise HarnessError(f"empty CHAP secret for {acl['initiator']}")
-        _store(secrets_dir, chap["secret_name"], value)
+            raise HarnessError(f"empty CHAP secret for {acl.initiator}")
+        _store(secrets_dir, chap.secret_name, value)
 
 
-def chap_password(lab: LabContext, acl: dict[str, Any]) -> str:
-    f = secret_file(lab.secrets_dir, acl["chap"]["secret_name"])
+def chap_password(lab: LabContext, acl: AclPlan) -> str:
+    f = secret_file(lab.secrets_dir, need(acl.chap, f"CHAP of {acl.initiator}").secret_name)
     try:
         value = f.read_text().strip()
     except OSError:
-        raise HarnessError(f"no CHAP secret for {acl['initiator']} at {f} (decided when the plan is made: "
+        raise HarnessError(f"no CHAP secret for {acl.initiator} at {f} (decided when the plan is made: "
                            f"`storlab up` again)") from None
     log.mask(value)
     return value
 
 
-def fill(text: str, lab: LabContext, acls: list[dict[str, Any]]) -> str:
+def fill(text: str, lab: LabContext, acls: tuple[AclPlan, ...]) -> str:
     """Replace <secret:NAME> placeholders of rendered configs with the real values."""
     for acl in acls:
-        if acl["chap"]:
-            text = text.replace(f"<secret:{acl['chap']['secret_name']}>", chap_password(lab, acl))
+        if acl.chap:
+            text = text.replace(f"<secret:{acl.chap.secret_name}>", chap_password(lab, acl))
     if "<secret:" in text:
         raise HarnessError("a config still has an unresolved <secret:...> placeholder")
     return text

@@ -15,27 +15,29 @@ from xml.sax.saxutils import quoteattr
 
 from . import paths
 from .box import CMDLINE, STORAGE_POOL, Box
+from .errors import HarnessError
+from .model import DiskPlan, MgmtPlan, NetworkPlan, NodePlan, Plan, need
 
 MiB = 2**20
 URI = "qemu:///system"
 
 
-def driver(plan: dict[str, Any]) -> str:
+def driver(plan: Plan) -> str:
     """libvirt domain type: 'kvm' only where hardware acceleration works, else TCG ('qemu')."""
-    return "kvm" if plan["accel"] == "kvm" else "qemu"
+    return "kvm" if plan.accel == "kvm" else "qemu"
 
 
-def boot_bound(plan: dict[str, Any]) -> int:
+def boot_bound(plan: Plan) -> int:
     """Seconds from power-on to an open ssh port before a node counts as hung. Measured: ~50 s for
     one VM under TCG, more when VMs share the 2 cores; a KVM guest boots in seconds."""
-    n = len(plan["nodes"])
+    n = len(plan.nodes)
     return (240 + 60 * n) if driver(plan) == "qemu" else 120
 
 
-def mgmt_address(plan: dict[str, Any], node: dict[str, Any]) -> str:
+def mgmt_address(plan: Plan, node: NodePlan) -> str:
     """Fixed management address per node (a DHCP reservation), .11 + node index like the lab networks."""
-    cidr = ipaddress.IPv4Network(plan["mgmt"]["cidr"])
-    return str(cidr.network_address + 11 + node["index"])
+    cidr = ipaddress.IPv4Network(need(plan.mgmt, "the management network").cidr)
+    return str(cidr.network_address + 11 + node.index)
 
 
 def disk_size(size: int) -> str:
@@ -43,7 +45,7 @@ def disk_size(size: int) -> str:
     return f"{-(-size // MiB)}M"
 
 
-def provision_script(name: str, disks: list[dict[str, Any]]) -> str:
+def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
     """Run once by vagrant as root after the first boot: the lab key replaces the box's build key
     (uploaded just before by the file provisioner), the hostname, and disks that the topology gives
     a filesystem and mount point formatted and mounted, as the lxc provider hands them over."""
@@ -54,73 +56,75 @@ def provision_script(name: str, disks: list[dict[str, Any]]) -> str:
         f"hostname {shlex.quote(name)}",
     ]
     for d in disks:
-        if d["filesystem"] == "none" or not d["mount"]:
+        if d.filesystem == "none" or not d.mount:
             continue
-        dev, mnt, fs = shlex.quote(d["device"]), shlex.quote(d["mount"]), d["filesystem"]
+        dev, mnt, fs = shlex.quote(need(d.device, f"disk {d.name}: device")), shlex.quote(d.mount), d.filesystem
         mkfs = "mkfs.xfs -q -f" if fs == "xfs" else "mkfs.ext4 -q -F"
-        fstab = f"{d['device']} {d['mount']} {fs} defaults,nofail 0 2"
+        fstab = f"{d.device} {d.mount} {fs} defaults,nofail 0 2"
         lines += [
             f"blkid {dev} >/dev/null 2>&1 || {mkfs} {dev}",
             f"mkdir -p {mnt}",
-            f"grep -qs {shlex.quote(' ' + d['mount'] + ' ')} /etc/fstab || echo {shlex.quote(fstab)} >> /etc/fstab",
+            f"grep -qs {shlex.quote(' ' + d.mount + ' ')} /etc/fstab || echo {shlex.quote(fstab)} >> /etc/fstab",
             f"mountpoint -q {mnt} || mount {mnt}",
         ]
     return "\n".join(lines) + "\n"
 
 
-def machine(plan: dict[str, Any], node: dict[str, Any], labdir: Path) -> dict[str, Any]:
-    name, domain = node["name"], node["object"]
+def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
+    name, domain = node.name, node.object
     if not domain.endswith(name):
         raise ValueError(f"domain {domain} does not end with the node name {name}")
     nets = []
-    for net in plan["networks"]:
-        cidr = ipaddress.IPv4Network(net["cidr"])
-        nets.append({"network_name": net["libvirt_network"], "ip": node["addresses"][net["name"]],
-                     "netmask": str(cidr.netmask), "mac": node["macs"][net["name"]]})
+    for net in plan.networks:
+        cidr = ipaddress.IPv4Network(net.cidr)
+        nets.append({"network_name": net.libvirt_network, "ip": node.addresses[net.name],
+                     "netmask": str(cidr.netmask), "mac": node.macs[net.name]})
     disks = []
-    for d in node["disks"]:
-        if not d.get("device"):
-            raise ValueError(f"node {name} disk {d['name']} has no device (plan made for another provider?)")
-        disks.append({"device": d["device"].removeprefix("/dev/"), "size": disk_size(d["size"]),
-                      "volume": d["image"] + ".qcow2"})
+    for d in node.disks:
+        if not d.device:
+            raise ValueError(f"node {name} disk {d.name} has no device (plan made for another provider?)")
+        disks.append({"device": d.device.removeprefix("/dev/"), "size": disk_size(d.size),
+                      "volume": d.image + ".qcow2"})
     return {
         "name": name, "domain": domain, "domain_prefix": domain[: len(domain) - len(name)],
-        "cpus": node["cpus"], "memory": node["memory"],
-        "mgmt_mac": paths.mac(plan["lab"], name, "mgmt"), "mgmt_ip": mgmt_address(plan, node),
+        "cpus": node.cpus, "memory": node.memory,
+        "mgmt_mac": paths.mac(plan.lab, name, "mgmt"), "mgmt_ip": mgmt_address(plan, node),
         "console_log": str(labdir / "logs" / f"{name}.console.log"),
-        "networks": nets, "disks": disks, "provision": provision_script(name, node["disks"]),
+        "networks": nets, "disks": disks, "provision": provision_script(name, node.disks),
     }
 
 
-def spec(plan: dict[str, Any], labdir: Path, box: Box) -> dict[str, Any]:
-    if plan.get("provider") != "vagrant" or "mgmt" not in plan:
-        raise ValueError(f"plan for lab {plan.get('lab')} is not a vagrant plan (provider {plan.get('provider')})")
-    mgmt = plan["mgmt"]
+def spec(plan: Plan, labdir: Path, box: Box) -> dict[str, Any]:
+    if plan.provider != "vagrant" or plan.mgmt is None:
+        raise ValueError(f"plan for lab {plan.lab} is not a vagrant plan (provider {plan.provider})")
+    mgmt = plan.mgmt
     return {
-        "lab": plan["lab"], "uri": URI, "driver": driver(plan), "box": box.name,
+        "lab": plan.lab, "uri": URI, "driver": driver(plan), "box": box.name,
         "kernel": str(box.kernel), "initrd": str(box.initrd), "cmdline": CMDLINE,
         "storage_pool": STORAGE_POOL, "boot_timeout": boot_bound(plan) + 60,
         # the lab key first; the box's build key only until the provisioner replaced it
         "ssh_private_keys": [str(labdir / "id_ed25519"), str(box.build_key)],
         "authorized_keys": str(labdir / "authorized_keys"),
-        "management": {"network_name": mgmt["libvirt_network"], "address": mgmt["cidr"],
+        "management": {"network_name": mgmt.libvirt_network, "address": mgmt.cidr,
                        "mode": "none", "guest_ipv6": "no"},
-        "machines": [machine(plan, n, labdir) for n in plan["nodes"]],
+        "machines": [machine(plan, n, labdir) for n in plan.nodes],
     }
 
 
-def network_xml(plan: dict[str, Any], net: dict[str, Any], hosts: list[dict[str, Any]] | None = None) -> str:
+def network_xml(plan: Plan, net: NetworkPlan | MgmtPlan, hosts: list[dict[str, Any]] | None = None) -> str:
     """An isolated libvirt network (no <forward>: nothing leaves the host). DHCP only on the
     management network, with a fixed address per node; DNS off everywhere."""
-    cidr = ipaddress.IPv4Network(net["cidr"])
-    lines = ["<network>", f"  <name>{net['libvirt_network']}</name>",
-             f"  <bridge name={quoteattr(net['bridge'])} stp='off' delay='0'/>",
+    cidr = ipaddress.IPv4Network(net.cidr)
+    lines = ["<network>", f"  <name>{net.libvirt_network}</name>",
+             f"  <bridge name={quoteattr(net.bridge)} stp='off' delay='0'/>",
              "  <dns enable='no'/>",
              # netmask, not prefix: vagrant-libvirt matches existing networks by address and netmask
-             f"  <ip address={quoteattr(net['host_address'])} netmask={quoteattr(str(cidr.netmask))}>"]
+             f"  <ip address={quoteattr(net.host_address)} netmask={quoteattr(str(cidr.netmask))}>"]
     if hosts is not None:
+        if not isinstance(net, MgmtPlan):
+            raise HarnessError(f"network {net.name}: only the management network has DHCP hosts")
         lines.append("    <dhcp>")
-        lines.append(f"      <range start={quoteattr(net['dhcp_start'])} end={quoteattr(net['dhcp_end'])}/>")
+        lines.append(f"      <range start={quoteattr(net.dhcp_start)} end={quoteattr(net.dhcp_end)}/>")
         lines += [f"      <host mac={quoteattr(h['mgmt_mac'])} name={quoteattr(h['name'])} ip={quoteattr(h['mgmt_ip'])}/>"
                   for h in hosts]
         lines.append("    </dhcp>")
@@ -128,11 +132,12 @@ def network_xml(plan: dict[str, Any], net: dict[str, Any], hosts: list[dict[str,
     return "\n".join(lines)
 
 
-def networks(plan: dict[str, Any], spec_: dict[str, Any]) -> dict[str, str]:
+def networks(plan: Plan, spec_: dict[str, Any]) -> dict[str, str]:
     """libvirt network name -> XML, management network first."""
-    out = {plan["mgmt"]["libvirt_network"]: network_xml(plan, plan["mgmt"], spec_["machines"])}
-    for net in plan["networks"]:
-        out[net["libvirt_network"]] = network_xml(plan, net)
+    mgmt = need(plan.mgmt, "the management network")
+    out = {mgmt.libvirt_network: network_xml(plan, mgmt, spec_["machines"])}
+    for net in plan.networks:
+        out[net.libvirt_network] = network_xml(plan, net)
     return out
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import abc
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from ..errors import CleanupReport, HarnessError
+from ..model import NodePlan, Plan
 
 
 class Provider(abc.ABC):
@@ -19,10 +19,10 @@ class Provider(abc.ABC):
     #: containers share the host kernel, so kernel features (nfsd, LIO, iscsi_tcp) are the host's
     shares_host_kernel: bool = False
 
-    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+    def __init__(self, plan: Plan, labdir: Path) -> None:
         self.plan = plan
         self.labdir = labdir
-        self.lab = plan["lab"]
+        self.lab = plan.lab
         #: monotonic time each node was last powered on by this process (boot times are measured from it)
         self.powered_at: dict[str, float] = {}
 
@@ -75,11 +75,8 @@ class Provider(abc.ABC):
         return ""
 
     # -- helpers -----------------------------------------------------------------------
-    def node(self, name: str) -> dict[str, Any]:
-        for n in self.plan["nodes"]:
-            if n["name"] == name:
-                return dict(n)
-        raise KeyError(name)
+    def node(self, name: str) -> NodePlan:
+        return self.plan.node(name)
 
 
 _registry: dict[str, type[Provider]] = {}

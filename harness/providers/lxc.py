@@ -17,6 +17,7 @@ from typing import Any
 from .. import image, paths
 from ..errors import CleanupReport, HarnessError
 from ..image import ROLE_SERVICES
+from ..model import NodePlan, Plan
 from ..run import run, succeed
 from .base import Provider, register
 
@@ -41,7 +42,7 @@ class LxcProvider(Provider):
     name = "lxc"
     shares_host_kernel = True
 
-    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+    def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
         self.lxcpath = lxcpath()
         self.nodesdir = labdir / "lxc"
@@ -55,43 +56,43 @@ class LxcProvider(Provider):
 
     # -- networks --------------------------------------------------------------------
     def _bridges(self) -> None:
-        for net in self.plan["networks"]:
-            br = net["bridge"]
+        for net in self.plan.networks:
+            br = net.bridge
             if not Path(f"/sys/class/net/{br}").exists():
                 succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
-            run(["ip", "link", "set", br, "alias", f"storlab:{self.lab}:{net['name']}"], timeout=15)
+            run(["ip", "link", "set", br, "alias", f"storlab:{self.lab}:{net.name}"], timeout=15)
             have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
             addrs = {a["local"] for i in have for a in i.get("addr_info", [])}
-            if net["host_address"] not in addrs:
-                succeed(["ip", "addr", "add", f"{net['host_address']}/{net['prefix']}", "dev", br], timeout=15)
+            if net.host_address not in addrs:
+                succeed(["ip", "addr", "add", f"{net.host_address}/{net.prefix}", "dev", br], timeout=15)
             succeed(["ip", "link", "set", br, "up"], timeout=15)
 
     # -- disks ---------------------------------------------------------------------------
-    def _disks(self, node: dict[str, Any]) -> list[str]:
+    def _disks(self, node: NodePlan) -> list[str]:
         entries = []
         self.diskdir.mkdir(parents=True, exist_ok=True)
-        for d in node["disks"]:
-            img = self.diskdir / f"{node['name']}-{d['name']}.img"
+        for d in node.disks:
+            img = self.diskdir / f"{node.name}-{d.name}.img"
             if not img.exists():
                 with open(img, "wb") as fh:
-                    fh.truncate(d["size"])
-                if d["filesystem"] != "none":
-                    mkfs = ["mkfs.xfs", "-q", "-f"] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F"]
+                    fh.truncate(d.size)
+                if d.filesystem != "none":
+                    mkfs = ["mkfs.xfs", "-q", "-f"] if d.filesystem == "xfs" else ["mkfs.ext4", "-q", "-F"]
                     succeed([*mkfs, str(img)], timeout=120)
-            if d["filesystem"] == "none":
+            if d.filesystem == "none":
                 # a raw disk: the backing file itself appears in the node (tgt, BlueStore use files too)
-                entries.append(f"lxc.mount.entry = {img} dev/storlab/{d['name']} none bind,create=file 0 0")
-            elif d["mount"]:
-                mnt = self.diskdir / f"{node['name']}-{d['name']}.mnt"
+                entries.append(f"lxc.mount.entry = {img} dev/storlab/{d.name} none bind,create=file 0 0")
+            elif d.mount:
+                mnt = self.diskdir / f"{node.name}-{d.name}.mnt"
                 mnt.mkdir(exist_ok=True)
                 if not os.path.ismount(mnt):
                     succeed(["mount", "-o", "loop", str(img), str(mnt)], timeout=60)
-                entries.append(f"lxc.mount.entry = {mnt} {d['mount'].lstrip('/')} none bind,create=dir 0 0")
+                entries.append(f"lxc.mount.entry = {mnt} {d.mount.lstrip('/')} none bind,create=dir 0 0")
         return entries
 
     # -- nodes -----------------------------------------------------------------------------
-    def _write_node(self, node: dict[str, Any], public_key: str, lower: Path) -> None:
-        name = node["name"]
+    def _write_node(self, node: NodePlan, public_key: str, lower: Path) -> None:
+        name = node.name
         upper = self.nodesdir / name / "upper"
         work = self.nodesdir / name / "work"
         for d in (upper, work):
@@ -128,13 +129,13 @@ class LxcProvider(Provider):
             f"lxc.console.logfile = {logs / (name + '.console.log')}",
             "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
         ]
-        for ni, net in enumerate(self.plan["networks"]):
+        for ni, net in enumerate(self.plan.networks):
             k = f"lxc.net.{ni}"
-            lines += [f"{k}.type = veth", f"{k}.link = {net['bridge']}", f"{k}.flags = up", f"{k}.name = eth{ni}",
-                      f"{k}.hwaddr = {node['macs'][net['name']]}",
-                      f"{k}.veth.pair = {paths.veth_name(self.lab, node['index'], ni)}",
-                      f"{k}.ipv4.address = {node['addresses'][net['name']]}/{net['prefix']}"]
-        if "nfs-server" in node["roles"]:
+            lines += [f"{k}.type = veth", f"{k}.link = {net.bridge}", f"{k}.flags = up", f"{k}.name = eth{ni}",
+                      f"{k}.hwaddr = {node.macs[net.name]}",
+                      f"{k}.veth.pair = {paths.veth_name(self.lab, node.index, ni)}",
+                      f"{k}.ipv4.address = {node.addresses[net.name]}/{net.prefix}"]
+        if "nfs-server" in node.roles:
             # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
             lines += ["lxc.seccomp.profile ="]
         lines += self._disks(node)
@@ -147,12 +148,12 @@ class LxcProvider(Provider):
         if shutil.which("lxc-start") is None:
             raise HarnessError("lxc is not installed; run ci/setup-host.sh")
         self._bridges()
-        for node in self.plan["nodes"]:
-            if not self.is_running(node["name"]):
+        for node in self.plan.nodes:
+            if not self.is_running(node.name):
                 self._write_node(node, public_key, lower)
-        for node in self.plan["nodes"]:
-            if not self.is_running(node["name"]):
-                self.start(node["name"])
+        for node in self.plan.nodes:
+            if not self.is_running(node.name):
+                self.start(node.name)
 
     def is_running(self, node: str) -> bool:
         if not (self.lxcpath / self.cname(node) / "config").exists():
@@ -178,8 +179,8 @@ class LxcProvider(Provider):
         self._lxc("lxc-unfreeze", node, timeout=30, check=True)
 
     def set_link(self, node: str, network: str, up: bool) -> None:
-        ni = [n["name"] for n in self.plan["networks"]].index(network)
-        veth = paths.veth_name(self.lab, self.node(node)["index"], ni)
+        ni = [n.name for n in self.plan.networks].index(network)
+        veth = paths.veth_name(self.lab, self.node(node).index, ni)
         succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
 
     def console_log(self, node: str) -> str:
@@ -201,7 +202,7 @@ class LxcProvider(Provider):
             except Exception as exc:  # keep going: report every item that could not be removed
                 rep.failed.append((what, str(exc)))
 
-        names = {n["name"] for n in self.plan["nodes"]} | self._containers_on_disk()
+        names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
         for node in sorted(names):
             cdir = self.lxcpath / self.cname(node)
             if cdir.exists():
@@ -245,7 +246,7 @@ class LxcProvider(Provider):
 
     def _lab_links(self) -> list[str]:
         links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
-        want = {n["bridge"] for n in self.plan["networks"]}
+        want = {n.bridge for n in self.plan.networks}
         prefix_v, prefix_b = f"slv{paths.tag(self.lab)}", f"slb{paths.tag(self.lab)}"
         return [link["ifname"] for link in links
                 if link["ifname"] in want or link["ifname"].startswith((prefix_v, prefix_b))

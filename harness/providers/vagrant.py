@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import box, log, paths, vagrantspec
 from ..errors import CleanupReport, HarnessError, WaitTimeout
+from ..model import Plan
 from ..run import wait_until
 from ..virt import connect
 from .base import Provider, register
@@ -161,7 +162,7 @@ class VagrantProvider(Provider):
     name = "vagrant"
     shares_host_kernel = False
 
-    def __init__(self, plan: dict[str, Any], labdir: Path) -> None:
+    def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
         self.logs = labdir / "logs"
         self._conn: Any = None
@@ -169,7 +170,7 @@ class VagrantProvider(Provider):
     # -- names ---------------------------------------------------------------------------
     def domain_name(self, node: str) -> str:
         try:
-            return str(self.node(node)["object"])
+            return str(self.node(node).object)
         except KeyError:
             return paths.obj_name(self.lab, node)
 
@@ -272,14 +273,14 @@ class VagrantProvider(Provider):
                 elif not active and name in powered:
                     raise HarnessError(f"{name} ({m['domain']}) powered off during boot\n"
                                        f"--- serial console (tail)\n{_tail(Path(m['console_log']))}")
-                if active and (_port_open(m["mgmt_ip"]) or _port_open(self.node(name)["address"])):
+                if active and (_port_open(m["mgmt_ip"]) or _port_open(self.node(name).address)):
                     ssh_seen[name] = now
                     log.info(f"{name}: ssh port open {now - powered[name]:.0f}s after power-on")
                 elif name in powered and now - powered[name] > bound:
                     hint = ("; guests hang on a nested (PVM) /dev/kvm: try STORLAB_ACCEL=tcg"
                             if spec["driver"] == "kvm" else "")
                     raise HarnessError(
-                        f"{name} ({m['domain']}): no ssh {bound}s after power-on (accel {self.plan['accel']}, "
+                        f"{name} ({m['domain']}): no ssh {bound}s after power-on (accel {self.plan.accel}, "
                         f"libvirt driver {spec['driver']}){hint}\n--- serial console {m['console_log']} (tail)\n"
                         f"{_tail(Path(m['console_log']))}")
 
@@ -337,7 +338,7 @@ class VagrantProvider(Provider):
     def set_link(self, node: str, network: str, up: bool) -> None:
         import libvirt
         dom = self._need(node)
-        mac = self.node(node)["macs"][network].lower()
+        mac = self.node(node).macs[network].lower()
         for iface in ET.fromstring(dom.XMLDesc(0)).findall("./devices/interface"):
             m = iface.find("mac")
             if m is not None and m.get("address", "").lower() == mac:

@@ -3,9 +3,10 @@ filesystems formatted and mounted where the provider did not do it already."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import HarnessError
+from ..model import Plan
 from ..node import Node, on_each
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 NAME = "base"
 
 
-def applies(plan: dict[str, Any]) -> bool:
+def applies(plan: Plan) -> bool:
     return True
 
 
@@ -25,17 +26,17 @@ def apply(lab: LabContext) -> None:
 
 
 def prepare_disks(node: Node) -> None:
-    for d in node.spec["disks"]:
-        if not d["mount"] or d["filesystem"] == "none":
+    for d in node.spec.disks:
+        if not d.mount or d.filesystem == "none":
             continue
-        if node.run(["mountpoint", "-q", d["mount"]], timeout=15).ok:
+        if node.run(["mountpoint", "-q", d.mount], timeout=15).ok:
             continue  # the provider mounted it already (lxc), or an earlier run did
-        dev = d["device"]
+        dev = d.device
         if not dev:
-            raise HarnessError(f"{node.name}: disk {d['name']} has no device and is not mounted at {d['mount']}")
+            raise HarnessError(f"{node.name}: disk {d.name} has no device and is not mounted at {d.mount}")
         if not node.run(["blkid", dev], timeout=15).ok:
-            node.succeed(["mkfs.xfs", "-q", "-f", dev] if d["filesystem"] == "xfs" else ["mkfs.ext4", "-q", "-F", dev])
-        node.succeed(["mkdir", "-p", d["mount"]])
-        line = f"{dev} {d['mount']} {d['filesystem']} defaults,nofail 0 2"
+            node.succeed(["mkfs.xfs", "-q", "-f", dev] if d.filesystem == "xfs" else ["mkfs.ext4", "-q", "-F", dev])
+        node.succeed(["mkdir", "-p", d.mount])
+        line = f"{dev} {d.mount} {d.filesystem} defaults,nofail 0 2"
         node.succeed(["sh", "-c", 'grep -qsF "$1" /etc/fstab || echo "$1" >> /etc/fstab', "sh", line])
-        node.succeed(["mount", d["mount"]])
+        node.succeed(["mount", d.mount])

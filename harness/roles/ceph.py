@@ -6,10 +6,12 @@ Facts are pure parsers of `ceph ... -f json`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import log
 from ..errors import HarnessError
+from ..model import CephClientPlan, CephPoolPlan, Plan
 from ..run import wait_until
 
 if TYPE_CHECKING:
@@ -23,12 +25,12 @@ BOOTSTRAP_OSD = "/var/lib/ceph/bootstrap-osd/ceph.keyring"
 DEFAULT_BLOCK = 5 * 2**30
 
 
-def applies(plan: dict[str, Any]) -> bool:
-    return "ceph" in plan
+def applies(plan: Plan) -> bool:
+    return plan.ceph is not None
 
 
 # -- facts ----------------------------------------------------------------------------------
-def parse_health(status_json: str, accepted: list[str]) -> tuple[bool, str]:
+def parse_health(status_json: str, accepted: Sequence[str]) -> tuple[bool, str]:
     """(healthy, summary) from `ceph -s -f json`; only accepted warning codes may remain."""
     st = json.loads(status_json)
     health = st.get("health", {})
@@ -73,13 +75,15 @@ def start_unit(node: Node, unit: str, target: str) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    c = lab.plan["ceph"]
-    members = [lab.node(n["name"]) for n in lab.plan["nodes"] if any(r.startswith("ceph-") for r in n["roles"])]
+    c = lab.plan.ceph
+    if c is None:
+        return
+    members = [lab.node(n.name) for n in lab.plan.nodes if any(r.startswith("ceph-") for r in n.roles)]
     for node in members:
         conf = (lab.files(node.name) / "etc/ceph/ceph.conf").read_text()
         node.ensure_file("/etc/ceph/ceph.conf", conf)
-    mons = [lab.node(m["name"]) for m in c["mons"]]
-    admins = [lab.node(a) for a in c["admin"]] or mons[:1]
+    mons = [lab.node(m.name) for m in c.mons]
+    admins = [lab.node(a) for a in c.admin] or mons[:1]
     first = mons[0]
     with log.step(f"ceph: monitors {', '.join(m.name for m in mons)}"):
         bootstrap_keys(first)
@@ -87,9 +91,9 @@ def apply(lab: LabContext) -> None:
             if m is not first:
                 _copy_secret(first, MON_KEYRING, m, owner="ceph:ceph")
                 _copy_secret(first, ADMIN_KEYRING, m)
-        monmap = ["monmaptool", "--create", "--clobber", "--fsid", c["fsid"]]
-        for m in c["mons"]:
-            monmap += ["--addv", m["name"], f"[v2:{m['address']}:3300,v1:{m['address']}:6789]"]
+        monmap = ["monmaptool", "--create", "--clobber", "--fsid", c.fsid]
+        for mon in c.mons:
+            monmap += ["--addv", mon.name, f"[v2:{mon.address}:3300,v1:{mon.address}:6789]"]
         for m in mons:
             mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
             if not _has(m, f"{mon_dir}/done"):
@@ -108,7 +112,7 @@ def apply(lab: LabContext) -> None:
     ceph.succeed(["ceph", "config", "set", "mon", "auth_allow_insecure_global_id_reclaim", "false"])
     ceph.succeed(["ceph", "mon", "enable-msgr2"])
     with log.step("ceph: mgr"):
-        for name in c["mgrs"]:
+        for name in c.mgrs:
             m = lab.node(name)
             kdir = f"/var/lib/ceph/mgr/ceph-{name}"
             if not _has(m, f"{kdir}/keyring"):
@@ -126,16 +130,16 @@ def apply(lab: LabContext) -> None:
         for m in mons:  # client.admin lives on the admin node(s) only
             if m not in admins:
                 m.succeed(["rm", "-f", ADMIN_KEYRING])
-    for name in c["osds"]:
+    for name in c.osds:
         with log.step(f"ceph: osd on {name}"):
-            create_osd(lab, first, lab.node(name))
+            create_osd(first, lab.node(name), c.osd_disk)
     with log.step("ceph: pools and clients"):
-        for p in c["pools"]:
+        for p in c.pools:
             ensure_pool(ceph, p)
-        for cl in c["clients"]:
+        for cl in c.clients:
             ensure_client(ceph, cl)
     with log.step("ceph: wait for HEALTH_OK"):
-        wait_health(ceph, c["accept_warnings"], timeout=300)
+        wait_health(ceph, c.accept_warnings, timeout=300)
 
 
 def bootstrap_keys(first: Node) -> None:
@@ -155,7 +159,7 @@ def bootstrap_keys(first: Node) -> None:
     first.succeed(["mv", "/tmp/storlab.mon.new", MON_KEYRING])
 
 
-def create_osd(lab: LabContext, first: Node, node: Node) -> None:
+def create_osd(first: Node, node: Node, osd_disk: str | None) -> None:
     existing = node.run(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null"], timeout=15).stdout.split()
     if existing:
         osd_id = existing[0]
@@ -177,49 +181,49 @@ def create_osd(lab: LabContext, first: Node, node: Node) -> None:
         # the same key under the OSD's name; a rename in the file keeps it off any command line
         node.succeed(["sh", "-c", f'sed "s/^\\[osd.new\\]/[osd.{osd_id}]/" /var/lib/ceph/storlab-osd.keyring > {d}/keyring'])
         node.succeed(["rm", "-f", "/var/lib/ceph/storlab-osd.keyring"])
-        disk = next((x for x in node.spec["disks"] if x["name"] == lab.plan["ceph"]["osd_disk"]), None)
-        if disk and disk["device"]:
-            block = ["--bluestore-block-path", disk["device"]]
+        disk = next((x for x in node.spec.disks if x.name == osd_disk), None)
+        if disk and disk.device:
+            block = ["--bluestore-block-path", disk.device]
         else:  # no spare disk on this provider: a file-backed BlueStore block
-            size = disk["size"] if disk else DEFAULT_BLOCK
+            size = disk.size if disk else DEFAULT_BLOCK
             node.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", "/var/lib/ceph/osd-block"])
             block = ["--bluestore-block-path", f"/var/lib/ceph/osd-block/osd.{osd_id}.img", "--bluestore-block-create",
                      "--bluestore-block-size", str(size)]
         node.succeed(["ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", uuid, "--osd-objectstore", "bluestore", *block],
                      timeout=300)
-        node.succeed(["chown", "-R", "ceph:ceph", d, "/var/lib/ceph/osd-block"] if not (disk and disk["device"]) else
-                     ["chown", "-R", "ceph:ceph", d, disk["device"]])
+        node.succeed(["chown", "-R", "ceph:ceph", d, "/var/lib/ceph/osd-block"] if not (disk and disk.device) else
+                     ["chown", "-R", "ceph:ceph", d, disk.device])
     start_unit(node, f"ceph-osd@{osd_id}.service", "ceph-osd.target")
 
 
-def ensure_pool(ceph: Node, p: dict[str, Any]) -> None:
+def ensure_pool(ceph: Node, p: CephPoolPlan) -> None:
     pools = json.loads(ceph.succeed(["ceph", "osd", "pool", "ls", "-f", "json"]))
-    if p["name"] not in pools:
-        ceph.succeed(["ceph", "osd", "pool", "create", p["name"], str(p["pg_num"]), str(p["pg_num"]), "replicated"])
-    size = str(p["size"])
-    min_size = str(p["min_size"] if p["min_size"] is not None else max(1, p["size"] - p["size"] // 2))
+    if p.name not in pools:
+        ceph.succeed(["ceph", "osd", "pool", "create", p.name, str(p.pg_num), str(p.pg_num), "replicated"])
+    size = str(p.size)
+    min_size = str(p.min_size if p.min_size is not None else max(1, p.size - p.size // 2))
     for key, want in (("size", size), ("min_size", min_size)):
-        have = json.loads(ceph.succeed(["ceph", "osd", "pool", "get", p["name"], key, "-f", "json"]))[key]
+        have = json.loads(ceph.succeed(["ceph", "osd", "pool", "get", p.name, key, "-f", "json"]))[key]
         if str(have) != want:
-            ceph.succeed(["ceph", "osd", "pool", "set", p["name"], key, want])
-    apps = json.loads(ceph.succeed(["ceph", "osd", "pool", "application", "get", p["name"], "-f", "json"]))
-    if p["application"] not in apps:
-        if p["application"] == "rbd":
-            ceph.succeed(["rbd", "pool", "init", p["name"]], timeout=120)
+            ceph.succeed(["ceph", "osd", "pool", "set", p.name, key, want])
+    apps = json.loads(ceph.succeed(["ceph", "osd", "pool", "application", "get", p.name, "-f", "json"]))
+    if p.application not in apps:
+        if p.application == "rbd":
+            ceph.succeed(["rbd", "pool", "init", p.name], timeout=120)
         else:
-            ceph.succeed(["ceph", "osd", "pool", "application", "enable", p["name"], p["application"]])
+            ceph.succeed(["ceph", "osd", "pool", "application", "enable", p.name, p.application])
 
 
-def ensure_client(ceph: Node, cl: dict[str, Any]) -> None:
-    caps = [x for daemon, cap in sorted(cl["caps"].items()) for x in (daemon, cap)]
-    r = ceph.run(["ceph", "auth", "get", cl["name"], "-f", "json"], timeout=30)
+def ensure_client(ceph: Node, cl: CephClientPlan) -> None:
+    caps = [x for daemon, cap in sorted(cl.caps.items()) for x in (daemon, cap)]
+    r = ceph.run(["ceph", "auth", "get", cl.name, "-f", "json"], timeout=30)
     if not r.ok:
-        ceph.succeed(["ceph", "auth", "get-or-create", cl["name"], *caps])  # keyring on stdout: not logged
-    elif parse_auth(r.stdout) != dict(cl["caps"]):
-        ceph.succeed(["ceph", "auth", "caps", cl["name"], *caps])
+        ceph.succeed(["ceph", "auth", "get-or-create", cl.name, *caps])  # keyring on stdout: not logged
+    elif parse_auth(r.stdout) != dict(cl.caps):
+        ceph.succeed(["ceph", "auth", "caps", cl.name, *caps])
 
 
-def wait_health(ceph: Node, accepted: list[str], timeout: float) -> None:
+def wait_health(ceph: Node, accepted: Sequence[str], timeout: float) -> None:
     def healthy() -> str | None:
         ok, summary = parse_health(ceph.succeed(["ceph", "-s", "-f", "json"], timeout=30), accepted)
         if not ok:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import log
 from ..errors import HarnessError
+from ..model import GlusterVolumePlan, Plan
 from ..node import Node, on_each
 from ..run import wait_until
 from .base import prepare_disks
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 NAME = "gluster"
 
 
-def applies(plan: dict[str, Any]) -> bool:
-    return "gluster" in plan
+def applies(plan: Plan) -> bool:
+    return plan.gluster is not None
 
 
 # -- facts: pure parsers ------------------------------------------------------------------
@@ -83,13 +84,13 @@ def start_glusterd(node: Node) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    for vol in lab.plan["gluster"]["volumes"]:
-        members = [lab.node(n) for n in vol["nodes"]]
+    for vol in lab.plan.gluster.volumes if lab.plan.gluster else ():
+        members = [lab.node(n) for n in vol.nodes]
 
-        def bricks_and_glusterd(node: Node, vol: dict[str, Any] = vol) -> None:
+        def bricks_and_glusterd(node: Node, vol: GlusterVolumePlan = vol) -> None:
             prepare_disks(node)
             start_glusterd(node)
-            paths = [b.split(":", 1)[1] for b in vol["bricks"] if b.split(":", 1)[0] == node.name]
+            paths = [b.split(":", 1)[1] for b in vol.bricks if b.split(":", 1)[0] == node.name]
             if paths:
                 node.succeed(["mkdir", "-p", *paths])
         on_each(members, bricks_and_glusterd, "bricks and glusterd")
@@ -103,22 +104,22 @@ def apply(lab: LabContext) -> None:
                 peers = parse_peer_status(first.succeed(["gluster", "peer", "status", "--xml"], timeout=30))
                 return len(peers) >= want and all(p["connected"] for p in peers)
             wait_until(pool_ready, timeout=60, what=f"{want} connected gluster peers on {first.name}")
-        with log.step(f"volume {vol['name']}"):
+        with log.step(f"volume {vol.name}"):
             ensure_volume(lab, first, vol)
 
 
-def ensure_volume(lab: LabContext, first: Node, vol: dict[str, Any]) -> None:
-    name = vol["name"]
+def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:
+    name = vol.name
     info = parse_volume_info(first.succeed(["gluster", "volume", "info", "all", "--xml"], timeout=30)).get(name)
-    bricks = [brick_spec(lab, b) for b in vol["bricks"]]
+    bricks = [brick_spec(lab, b) for b in vol.bricks]
     if info is None:
-        rep = ["replica", str(vol["replica"])] if vol["replica"] > 1 else []
+        rep = ["replica", str(vol.replica)] if vol.replica > 1 else []
         first.succeed(["gluster", "--mode=script", "volume", "create", name, *rep, "transport", "tcp", *bricks], timeout=120)
         info = parse_volume_info(first.succeed(["gluster", "volume", "info", name, "--xml"], timeout=30))[name]
     elif info["bricks"] != bricks:
         raise HarnessError(f"volume {name} exists with bricks {info['bricks']}, the topology wants {bricks}; "
                            f"`storlab down {lab.name}` and up again")
-    for key, value in vol["options"].items():
+    for key, value in vol.options.items():
         if info["options"].get(key) != value:
             first.succeed(["gluster", "--mode=script", "volume", "set", name, key, value], timeout=60)
         else:

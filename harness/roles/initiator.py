@@ -3,9 +3,10 @@ target the way an oVirt/KVM host does. Logging in is left to the tests (consumer
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import secrets
+from ..model import AclPlan, Plan
 
 if TYPE_CHECKING:
     from ..context import LabContext
@@ -28,16 +29,16 @@ blacklist {
 """
 
 
-def applies(plan: dict[str, Any]) -> bool:
-    return "iscsi" in plan and any("iscsi-initiator" in n["roles"] for n in plan["nodes"])
+def applies(plan: Plan) -> bool:
+    return plan.iscsi is not None and any("iscsi-initiator" in n.roles for n in plan.nodes)
 
 
-def acl_for(lab: LabContext, node_name: str) -> dict[str, Any] | None:
+def acl_for(lab: LabContext, node_name: str) -> AclPlan | None:
     """The i-th initiator node takes the i-th ACL of the target (its IQN and CHAP)."""
-    initiators = [n["name"] for n in lab.plan["nodes"] if "iscsi-initiator" in n["roles"]]
-    acls = lab.plan["iscsi"]["acls"]
+    initiators = [n.name for n in lab.plan.nodes if "iscsi-initiator" in n.roles]
+    acls = lab.plan.iscsi.acls if lab.plan.iscsi else ()
     i = initiators.index(node_name)
-    return dict(acls[i]) if i < len(acls) else None
+    return acls[i] if i < len(acls) else None
 
 
 def apply(lab: LabContext) -> None:
@@ -46,13 +47,13 @@ def apply(lab: LabContext) -> None:
             continue
         acl = acl_for(lab, node.name)
         if acl:
-            node.put("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={acl['initiator']}\n")
+            node.put("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={acl.initiator}\n")
         conf = node.get("/etc/iscsi/iscsid.conf")
         keep = [line for line in conf.splitlines() if not line.startswith(("node.session.auth.", "# storlab"))]
-        if acl and acl["chap"]:
+        if acl and acl.chap:
             keep += ["# storlab: CHAP for the lab's target",
                      "node.session.auth.authmethod = CHAP",
-                     f"node.session.auth.username = {acl['chap']['username']}",
+                     f"node.session.auth.username = {acl.chap.username}",
                      f"node.session.auth.password = {secrets.chap_password(lab, acl)}"]
         node.put("/etc/iscsi/iscsid.conf", "\n".join(keep) + "\n", "0600")
         node.put("/etc/multipath.conf", MULTIPATH_CONF)

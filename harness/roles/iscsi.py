@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import secrets
 from ..errors import HarnessError
+from ..model import IscsiPlan, Plan, need
 from ..run import wait_until
 from .base import prepare_disks
 
@@ -17,15 +18,17 @@ if TYPE_CHECKING:
 NAME = "iscsi"
 
 
-def applies(plan: dict[str, Any]) -> bool:
-    return "iscsi" in plan
+def applies(plan: Plan) -> bool:
+    return plan.iscsi is not None
 
 
-def planned_lun_sizes(plan: dict[str, Any]) -> list[int]:
+def planned_lun_sizes(plan: Plan) -> list[int]:
     """Bytes of each LUN in topology order, as the plan defines them (a block LUN is its disk)."""
-    tnode = next(n for n in plan["nodes"] if n["name"] == plan["iscsi"]["target"])
-    disks = {d["name"]: d["size"] for d in tnode["disks"]}
-    return [lun["size"] if lun["kind"] != "block" else disks[lun["disk"]] for lun in plan["iscsi"]["luns"]]
+    iscsi = plan.iscsi
+    if iscsi is None:
+        return []
+    disks = {d.name: d.size for d in plan.node(iscsi.target).disks}
+    return [disks[lun.disk or ""] if lun.kind == "block" else (lun.size or 0) for lun in iscsi.luns]
 
 
 def parse_tgt_show(text: str) -> dict[str, Any]:
@@ -55,53 +58,57 @@ def parse_tgt_show(text: str) -> dict[str, Any]:
     return targets
 
 
-def prepare_luns(node: Node, iscsi: dict[str, Any]) -> None:
-    for lun in iscsi["luns"]:
-        if lun["kind"] == "fileio":
-            d = lun["path"].rsplit("/", 1)[0] or "/"
+def prepare_luns(node: Node, iscsi: IscsiPlan) -> None:
+    for lun in iscsi.luns:
+        if lun.kind == "fileio":
+            path = need(lun.path, "a fileio LUN's path")
+            d = path.rsplit("/", 1)[0] or "/"
             if not node.run(["mountpoint", "-q", d], timeout=15).ok:
                 prepare_disks(node)
             node.succeed(["mkdir", "-p", d])
-            if not node.run(["test", "-e", lun["path"]], timeout=15).ok:
-                node.succeed(["truncate", "-s", str(lun["size"]), lun["path"]])
-        elif lun["kind"] == "lvm":
-            dev = f"/dev/{lun['vg']}/{lun['lv']}"
-            if not node.run(["test", "-e", dev], timeout=15).ok:
-                if not node.run(["vgs", lun["vg"]], timeout=30).ok:
-                    node.succeed(["pvcreate", "-ff", "-y", lun["device"]])
-                    node.succeed(["vgcreate", lun["vg"], lun["device"]])
-                node.succeed(["lvcreate", "-y", "-L", f"{lun['size'] // 2**20}M", "-n", lun["lv"], lun["vg"]])
-        elif not node.run(["test", "-e", lun["device"]], timeout=15).ok:
-            raise HarnessError(f"{node.name}: block device {lun['device']} for a LUN does not exist")
+            if not node.run(["test", "-e", path], timeout=15).ok:
+                node.succeed(["truncate", "-s", str(need(lun.size, "a fileio LUN's size")), path])
+        elif lun.kind == "lvm":
+            vg, lv = need(lun.vg, "an LVM LUN's vg"), need(lun.lv, "an LVM LUN's lv")
+            device = need(lun.device, "an LVM LUN's disk")
+            if not node.run(["test", "-e", f"/dev/{vg}/{lv}"], timeout=15).ok:
+                if not node.run(["vgs", vg], timeout=30).ok:
+                    node.succeed(["pvcreate", "-ff", "-y", device])
+                    node.succeed(["vgcreate", vg, device])
+                node.succeed(["lvcreate", "-y", "-L", f"{need(lun.size, 'an LVM LUN size') // 2**20}M", "-n", lv, vg])
+        elif not node.run(["test", "-e", need(lun.device, "a block LUN's disk")], timeout=15).ok:
+            raise HarnessError(f"{node.name}: block device {lun.device} for a LUN does not exist")
 
 
 def apply(lab: LabContext) -> None:
-    iscsi = lab.plan["iscsi"]
-    node = lab.node(iscsi["target"])
+    iscsi = lab.plan.iscsi
+    if iscsi is None:
+        return
+    node = lab.node(iscsi.target)
     prepare_luns(node, iscsi)
     files = lab.files(node.name)
-    if iscsi["implementation"] == "tgt":
-        conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi["acls"])
+    if iscsi.implementation == "tgt":
+        conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi.acls)
         node.put("/etc/tgt/conf.d/storlab.conf", conf, "0600")
         node.enable_units(["tgt.service"], timeout=60)
         node.succeed(["tgt-admin", "--update", "ALL", "-f"], timeout=60)
 
         def configured() -> bool:
             t = parse_tgt_show(node.succeed(["tgtadm", "--lld", "iscsi", "--mode", "target", "--op", "show"]))
-            return iscsi["iqn"] in t and len(t[iscsi["iqn"]]["luns"]) == len(iscsi["luns"])
-        wait_until(configured, timeout=30, what=f"tgt on {node.name} serving {len(iscsi['luns'])} LUNs")
+            return iscsi.iqn in t and len(t[iscsi.iqn]["luns"]) == len(iscsi.luns)
+        wait_until(configured, timeout=30, what=f"tgt on {node.name} serving {len(iscsi.luns)} LUNs")
     else:
-        if iscsi["iqn"] not in node.run(["targetcli", "ls", "/iscsi"], timeout=60).stdout:
-            batch = secrets.fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi["acls"])
+        if iscsi.iqn not in node.run(["targetcli", "ls", "/iscsi"], timeout=60).stdout:
+            batch = secrets.fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi.acls)
             script = "\n".join(line for line in batch.splitlines() if line and not line.startswith("#")) + "\n"
             # the batch (with CHAP secrets) goes to targetcli on stdin, never on a command line
             node.succeed(["targetcli"], input=script, timeout=120)
         # targetcli carries on past a failing batch line: check what matters took effect
-        for acl in iscsi["acls"]:
-            path = f"/iscsi/{iscsi['iqn']}/tpg1/acls/{acl['initiator'].lower()}"  # LIO stores IQNs in lower case
-            if acl["chap"]:
+        for acl in iscsi.acls:
+            path = f"/iscsi/{iscsi.iqn}/tpg1/acls/{acl.initiator.lower()}"  # LIO stores IQNs in lower case
+            if acl.chap:
                 got = node.succeed(["targetcli", path, "get", "auth", "userid"]).strip()
-                if got != f"userid={acl['chap']['username']}":
-                    raise HarnessError(f"{node.name}: CHAP user for {acl['initiator']} is {got!r} after targetcli")
+                if got != f"userid={acl.chap.username}":
+                    raise HarnessError(f"{node.name}: CHAP user for {acl.initiator} is {got!r} after targetcli")
         node.succeed(["systemctl", "unmask", "--no-reload", "rtslib-fb-targetctl.service"])
         node.succeed(["systemctl", "enable", "rtslib-fb-targetctl.service"])

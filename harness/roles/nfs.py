@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import HarnessError
+from ..model import NfsPlan, Plan
 from ..run import wait_until
 from .base import prepare_disks
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 NAME = "nfs"
 
 
-def applies(plan: dict[str, Any]) -> bool:
-    return "nfs" in plan
+def applies(plan: Plan) -> bool:
+    return plan.nfs is not None
 
 
 def parse_exportfs(text: str) -> dict[str, dict[str, list[str]]]:
@@ -46,26 +47,28 @@ def wait_out_of_grace(node: Node, timeout: float = 180) -> None:
                timeout=timeout, interval=1, what=f"ganesha on {node.name} to leave its grace period")
 
 
-def prepare_exports(node: Node, nfs: dict[str, Any]) -> None:
+def prepare_exports(node: Node, nfs: NfsPlan) -> None:
     prepare_disks(node)  # mounts what is not mounted yet
-    for e in nfs["exports"]:
-        node.succeed(["mkdir", "-p", e["path"]])
+    for e in nfs.exports:
+        node.succeed(["mkdir", "-p", e.path])
         # root is squashed to nobody: the export must be writable for it
-        node.succeed(["chown", "nobody:nogroup", e["path"]])
-        node.succeed(["chmod", "0775", e["path"]])
+        node.succeed(["chown", "nobody:nogroup", e.path])
+        node.succeed(["chmod", "0775", e.path])
 
 
 def apply(lab: LabContext) -> None:
-    nfs = lab.plan["nfs"]
-    node = lab.node(nfs["server"])
+    nfs = lab.plan.nfs
+    if nfs is None:
+        return
+    node = lab.node(nfs.server)
     prepare_exports(node, nfs)
     files = lab.files(node.name)
-    if nfs["implementation"] == "ganesha":
+    if nfs.implementation == "ganesha":
         conf = (files / "etc/ganesha/ganesha.conf").read_text()
         if node.ensure_file("/etc/ganesha/ganesha.conf", conf):
             node.run(["systemctl", "try-restart", "nfs-ganesha.service"], timeout=60)
         node.enable_units(["rpcbind.service", "nfs-ganesha.service"], unmask=["rpcbind.socket"], timeout=60)
-        want = {e["path"] for e in nfs["exports"]}
+        want = {e.path for e in nfs.exports}
 
         def exported() -> bool:
             r = node.run(["showmount", "-e", "--no-headers", "127.0.0.1"], timeout=15)
@@ -80,11 +83,11 @@ def apply(lab: LabContext) -> None:
         node.enable_units(["nfs-server.service"], unmask=["rpcbind.socket", "rpcbind.service",
                                                           "nfs-kernel-server.service"], timeout=60)
         grace = node.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip()
-        if grace != str(nfs["grace_period"]):
+        if grace != str(nfs.grace_period):
             raise HarnessError(f"{node.name}: nfsd runs with a {grace}s grace period, not the configured "
-                               f"{nfs['grace_period']}s (/etc/nfs.conf.d/storlab.conf not read?)")
+                               f"{nfs.grace_period}s (/etc/nfs.conf.d/storlab.conf not read?)")
         node.succeed(["exportfs", "-ra"])
         have = parse_exportfs(node.succeed(["exportfs", "-v"]))
-        missing = [e["path"] for e in nfs["exports"] if e["path"] not in have]
+        missing = [e.path for e in nfs.exports if e.path not in have]
         if missing:
             raise HarnessError(f"{node.name}: exportfs does not show {missing}: {have}")

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from harness.lab import Lab
+from harness.model import CephPlan, need
 from harness.roles.ceph import parse_auth, parse_health, parse_osd_tree
 from harness.run import wait_until
 from harness.workload import Writer, block
@@ -45,22 +47,26 @@ print(h.hexdigest())
 """
 
 
-def admin(lab: Any) -> Any:
-    return lab.node(lab.plan["ceph"]["admin"][0])
+def ceph_plan(lab: Lab) -> CephPlan:
+    return need(lab.plan.ceph, "the ceph section")
 
 
-def ceph_json(lab: Any, *args: str) -> Any:
+def admin(lab: Lab) -> Any:
+    return lab.node(ceph_plan(lab).admin[0])
+
+
+def ceph_json(lab: Lab, *args: str) -> Any:
     return json.loads(admin(lab).succeed(["ceph", *args, "-f", "json"], timeout=60))
 
 
-def wait_health_ok(lab: Any, timeout: float = 240) -> None:
-    accepted = lab.plan["ceph"]["accept_warnings"]
+def wait_health_ok(lab: Lab, timeout: float = 240) -> None:
+    accepted = ceph_plan(lab).accept_warnings
     wait_until(lambda: parse_health(admin(lab).succeed(["ceph", "-s", "-f", "json"], timeout=60), accepted)[0],
                timeout=timeout, interval=2, what="HEALTH_OK and all PGs active+clean")
 
 
 @pytest.fixture(scope="module")
-def client_keyring(lab: Any) -> Any:
+def client_keyring(lab: Lab) -> Any:
     """client.KVMpool's keyring on the admin node (written there by ceph itself, never moved)."""
     admin(lab).succeed(["ceph", "auth", "get", CLIENT, "-o", KEYRING])
     admin(lab).succeed(["chmod", "0600", KEYRING])
@@ -68,40 +74,40 @@ def client_keyring(lab: Any) -> Any:
     admin(lab).run(["rm", "-f", KEYRING], timeout=30)
 
 
-def test_ceph_cluster_is_built_as_specified(lab: Any, hosts: dict[str, Any]) -> None:
-    c = lab.plan["ceph"]
+def test_ceph_cluster_is_built_as_specified(lab: Lab, hosts: dict[str, Any]) -> None:
+    c = ceph_plan(lab)
     wait_health_ok(lab)
     st = ceph_json(lab, "-s")
     assert st["health"]["status"] == "HEALTH_OK", st["health"]
-    assert sorted(st["quorum_names"]) == sorted(m["name"] for m in c["mons"])
+    assert sorted(st["quorum_names"]) == sorted(m.name for m in c.mons)
     tree = parse_osd_tree(admin(lab).succeed(["ceph", "osd", "tree", "-f", "json"]))
-    assert sorted(o["host"] for o in tree.values()) == sorted(c["osds"]), tree
+    assert sorted(o["host"] for o in tree.values()) == sorted(c.osds), tree
     assert all(o["status"] == "up" and o["reweight"] == 1 for o in tree.values()), tree
-    want = next(p for p in c["pools"] if p["name"] == POOL)
+    want = next(p for p in c.pools if p.name == POOL)
     for key in ("size", "min_size", "pg_num"):
         got = ceph_json(lab, "osd", "pool", "get", POOL, key)[key]
-        assert got == want[key], f"{POOL} {key} = {got}, topology says {want[key]}"
+        assert got == getattr(want, key), f"{POOL} {key} = {got}, topology says {getattr(want, key)}"
     assert "rbd" in ceph_json(lab, "osd", "pool", "application", "get", POOL)
     caps = parse_auth(admin(lab).succeed(["ceph", "auth", "get", CLIENT, "-f", "json"]))
-    assert caps == next(cl["caps"] for cl in c["clients"] if cl["name"] == CLIENT)
+    assert caps == next(cl.caps for cl in c.clients if cl.name == CLIENT)
     for name, host in hosts.items():
         has_admin_key = host.file("/etc/ceph/ceph.client.admin.keyring").exists
-        assert has_admin_key == (name in c["admin"]), f"client.admin keyring on {name}: {has_admin_key}"
-    for name in c["osds"]:
+        assert has_admin_key == (name in c.admin), f"client.admin keyring on {name}: {has_admin_key}"
+    for name in c.osds:
         assert hosts[name].service(f"ceph-osd@{next(i for i, o in tree.items() if o['host'] == name)}").is_running
 
 
-def test_ceph_libvirt_rbd_pool_and_secret(lab: Any, libvirt_conn: Any) -> None:
+def test_ceph_libvirt_rbd_pool_and_secret(lab: Lab, libvirt_conn: Any) -> None:
     import libvirt
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "rbd")
-    secret = libvirt_conn.secretLookupByUUIDString(spec["secret_uuid"])
+    spec = next(p for p in lab.plan.host.pools if p.type == "rbd")
+    secret = libvirt_conn.secretLookupByUUIDString(spec.secret_uuid)
     assert "private='yes'" in secret.XMLDesc(0) or 'private="yes"' in secret.XMLDesc(0)
     with pytest.raises(libvirt.libvirtError):
         secret.value(0)  # a private secret cannot be read back through the API
-    pool = libvirt_conn.storagePoolLookupByName(spec["name"])
+    pool = libvirt_conn.storagePoolLookupByName(spec.name)
     assert pool.isActive() and pool.autostart()
     xml = pool.XMLDesc(0)
-    for mon in spec["monitors"]:
+    for mon in spec.monitors:
         assert f"name='{mon}'" in xml or f'name="{mon}"' in xml
     assert "port='6789'" in xml or 'port="6789"' in xml
     pool.refresh(0)
@@ -117,7 +123,7 @@ def test_ceph_libvirt_rbd_pool_and_secret(lab: Any, libvirt_conn: Any) -> None:
     assert "libvirt-test" not in pool.listVolumes()
 
 
-def test_ceph_client_key_is_confined_to_its_pool(lab: Any, client_keyring: str) -> None:
+def test_ceph_client_key_is_confined_to_its_pool(lab: Lab, client_keyring: str) -> None:
     a = admin(lab)
     as_client = ["--id", "KVMpool", "--keyring", client_keyring]
     a.succeed(["rbd", *as_client, "create", f"{POOL}/capcheck", "--size", "8M"])
@@ -132,16 +138,16 @@ def test_ceph_client_key_is_confined_to_its_pool(lab: Any, client_keyring: str) 
         a.succeed(["ceph", "osd", "pool", "rm", "captest", "captest", "--yes-i-really-really-mean-it"])
 
 
-def _writer(lab: Any, keyring: str) -> Writer:
+def _writer(lab: Lab, keyring: str) -> Writer:
     a = admin(lab)
     return Writer("librbd", lambda seq: a.succeed(["python3", "-c", WRITE, str(seq), keyring, POOL, IMAGE], timeout=90),
                   interval=0.1)
 
 
-def test_ceph_osd_node_crash_degrades_and_recovers(lab: Any, client_keyring: str) -> None:
+def test_ceph_osd_node_crash_degrades_and_recovers(lab: Lab, client_keyring: str) -> None:
     wait_health_ok(lab)
-    grace = float(lab.plan["ceph"]["heartbeat_grace"])
-    victim = lab.plan["ceph"]["osds"][1]
+    grace = float(ceph_plan(lab).heartbeat_grace)
+    victim = ceph_plan(lab).osds[1]
     with _writer(lab, client_keyring) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=120, what="librbd writer running")
         t0 = time.monotonic()
@@ -170,13 +176,13 @@ def test_ceph_osd_node_crash_degrades_and_recovers(lab: Any, client_keyring: str
     admin(lab).succeed(["ceph", "osd", "pool", "scrub", POOL], timeout=60)
 
 
-def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Any, client_keyring: str) -> None:
+def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Lab, client_keyring: str) -> None:
     wait_health_ok(lab)
-    mons = lab.plan["ceph"]["mons"]
+    mons = ceph_plan(lab).mons
     if len(mons) != 1:
         pytest.skip("this topology has several monitors")
     a = admin(lab)
-    mon = mons[0]["name"]
+    mon = mons[0].name
     with lab.stopped_service(mon, f"ceph-mon@{mon}.service"):
         r = a.run(["ceph", "--connect-timeout", "8", "-s"], timeout=60)
         assert not r.ok, "ceph answered without its only monitor"

@@ -11,32 +11,38 @@ from typing import Any
 
 import pytest
 
+from harness.lab import Lab
+from harness.model import CephPlan, need
 from harness.roles.ceph import parse_health
 from harness.run import wait_until
 
 pytestmark = pytest.mark.topology("ceph-openstack.yaml")
 
 
-def admin(lab: Any) -> Any:
-    return lab.node(lab.plan["ceph"]["admin"][0])
+def ceph_plan(lab: Lab) -> CephPlan:
+    return need(lab.plan.ceph, "the ceph section")
+
+
+def admin(lab: Lab) -> Any:
+    return lab.node(ceph_plan(lab).admin[0])
 
 
 @pytest.fixture(scope="module")
-def keyrings(lab: Any) -> Any:
+def keyrings(lab: Lab) -> Any:
     a = admin(lab)
-    for cl in lab.plan["ceph"]["clients"]:
-        a.succeed(["ceph", "auth", "get", cl["name"], "-o", f"/etc/ceph/ceph.{cl['name']}.keyring"])
+    for cl in ceph_plan(lab).clients:
+        a.succeed(["ceph", "auth", "get", cl.name, "-o", f"/etc/ceph/ceph.{cl.name}.keyring"])
     wait_until(lambda: parse_health(a.succeed(["ceph", "-s", "-f", "json"]), [])[0], timeout=240, interval=2,
                what="HEALTH_OK")
     yield
     a.run(["sh", "-c", "rm -f /etc/ceph/ceph.client.glance.keyring /etc/ceph/ceph.client.cinder*.keyring"], timeout=30)
 
 
-def rbd(lab: Any, client: str, *args: str) -> str:
+def rbd(lab: Lab, client: str, *args: str) -> str:
     return str(admin(lab).succeed(["rbd", "--id", client, *args], timeout=120))
 
 
-def test_ceph_openstack_glance_image_cow_cloned_into_cinder(lab: Any, keyrings: None) -> None:
+def test_ceph_openstack_glance_image_cow_cloned_into_cinder(lab: Lab, keyrings: None) -> None:
     rbd(lab, "glance", "create", "images/cirros", "--size", "64M")
     rbd(lab, "glance", "snap", "create", "images/cirros@base")
     rbd(lab, "glance", "snap", "protect", "images/cirros@base")
@@ -60,7 +66,7 @@ def test_ceph_openstack_glance_image_cow_cloned_into_cinder(lab: Any, keyrings: 
         rbd(lab, "glance", "rm", "images/cirros")
 
 
-def test_ceph_openstack_libvirt_secret_has_nova_uuid(lab: Any, libvirt_conn: Any) -> None:
+def test_ceph_openstack_libvirt_secret_has_nova_uuid(lab: Lab, libvirt_conn: Any) -> None:
     uuid = "457eb676-33da-42ec-9a8c-9293d545c337"
     secret = libvirt_conn.secretLookupByUUIDString(uuid)
     assert "client.cinder" in secret.XMLDesc(0)
@@ -70,8 +76,8 @@ def test_ceph_openstack_libvirt_secret_has_nova_uuid(lab: Any, libvirt_conn: Any
     assert "instance-0001_disk" in pool.listVolumes()
 
 
-def test_ceph_openstack_three_monitors_survive_losing_one(lab: Any, keyrings: None) -> None:
-    mons = [m["name"] for m in lab.plan["ceph"]["mons"]]
+def test_ceph_openstack_three_monitors_survive_losing_one(lab: Lab, keyrings: None) -> None:
+    mons = [m.name for m in ceph_plan(lab).mons]
     assert len(mons) == 3
     victim = mons[0]
     with lab.stopped_service(victim, f"ceph-mon@{victim}.service"):

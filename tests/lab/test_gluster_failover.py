@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from harness.lab import Lab
+from harness.model import GlusterVolumePlan, need
 from harness.roles.gluster import parse_heal_info, parse_volume_info, parse_volume_status
 from harness.run import wait_until
 from harness.workload import Writer, check_appends, file_appender, qcow2_writer
@@ -25,19 +27,19 @@ MARGIN = 10.0  # seconds allowed beyond network.ping-timeout for writes to resum
 BRICK = "/gluster/bricks/1/brick"
 
 
-def volume(lab: Any) -> dict[str, Any]:
-    return next(v for v in lab.plan["gluster"]["volumes"] if v["name"] == VOL)
+def volume(lab: Lab) -> GlusterVolumePlan:
+    return next(v for v in need(lab.plan.gluster, "the gluster section").volumes if v.name == VOL)
 
 
-def ping_timeout(lab: Any) -> float:
-    return float(volume(lab)["options"].get("network.ping-timeout", 42))
+def ping_timeout(lab: Lab) -> float:
+    return float(volume(lab).options.get("network.ping-timeout", 42))
 
 
-def mountpoint(lab: Any) -> str:
-    return str(next(p["path"] for p in lab.plan["host"]["pools"] if p.get("fuse_mount")))
+def mountpoint(lab: Lab) -> str:
+    return need(next(p.path for p in lab.plan.host.pools if p.fuse_mount), "the FUSE mount's path")
 
 
-def any_up(lab: Any, exclude: tuple[str, ...] = ()) -> Any:
+def any_up(lab: Lab, exclude: tuple[str, ...] = ()) -> Any:
     return next(n for n in lab.nodes.values() if n.name not in exclude and n.is_up())
 
 
@@ -45,7 +47,7 @@ def heal_counts(node: Any) -> dict[str, int | None]:
     return parse_heal_info(node.succeed(["gluster", "volume", "heal", VOL, "info", "--xml"], timeout=60))
 
 
-def wait_healthy(lab: Any, timeout: float = 240) -> None:
+def wait_healthy(lab: Lab, timeout: float = 240) -> None:
     node = any_up(lab)
     replicated = parse_volume_info(node.succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]["replica"] > 1
 
@@ -62,11 +64,11 @@ def wait_healthy(lab: Any, timeout: float = 240) -> None:
     lab.mark("volume healthy")
 
 
-def brick_md5(lab: Any, name: str) -> dict[str, str]:
+def brick_md5(lab: Lab, name: str) -> dict[str, str]:
     return {n.name: n.succeed(["md5sum", f"{BRICK}/{name}"]).split()[0] for n in lab.nodes.values()}
 
 
-def holders(lab: Any, path: str) -> list[str]:
+def holders(lab: Lab, path: str) -> list[str]:
     """Nodes whose bricks hold ``path``, in brick order (from the client's pathinfo xattr)."""
     info = os.getxattr(path, "trusted.glusterfs.pathinfo").decode()
     by_host = {n.address: n.name for n in lab.nodes.values()} | {n.name: n.name for n in lab.nodes.values()}
@@ -98,12 +100,12 @@ def assert_log_intact(path: str, writer: Writer) -> None:
 
 
 @pytest.fixture
-def healthy(lab: Any) -> Any:
+def healthy(lab: Lab) -> Any:
     wait_healthy(lab)
     return lab
 
 
-def test_gluster_failover_lab_is_built_as_specified(lab: Any, hosts: dict[str, Any], libvirt_conn: Any) -> None:
+def test_gluster_failover_lab_is_built_as_specified(lab: Lab, hosts: dict[str, Any], libvirt_conn: Any) -> None:
     vol = volume(lab)
     for name, host in hosts.items():
         assert host.service("glusterd").is_running, f"glusterd not running on {name}"
@@ -114,15 +116,15 @@ def test_gluster_failover_lab_is_built_as_specified(lab: Any, hosts: dict[str, A
     assert info["status"] == "Started"
     assert info["replica"] == 3
     assert len({b.split(":")[0] for b in info["bricks"]}) == 3, "replica set spread over fewer than 3 nodes"
-    for key, want in vol["options"].items():
+    for key, want in vol.options.items():
         assert info["options"].get(key) == want, f"option {key}: {info['options'].get(key)!r} != {want!r}"
-    assert info["options"]["auth.allow"].startswith(lab.plan["networks"][0]["cidr"].rsplit(".", 1)[0])
+    assert info["options"]["auth.allow"].startswith(lab.plan.networks[0].cidr.rsplit(".", 1)[0])
     # host side: FUSE mount with backup volfile servers, pools active and listing volumes
     mnt = mountpoint(lab)
     with open("/proc/self/mounts") as fh:
         assert any(f" {mnt} fuse.glusterfs " in line for line in fh), f"{mnt} is not a glusterfs FUSE mount"
     client = [c for c in cmdlines() if "glusterfs" in c.split(" ")[0] and mnt in c]
-    assert client and all(lab.node(n).address in client[0] for n in vol["nodes"]), f"backup volfile servers missing: {client}"
+    assert client and all(lab.node(n).address in client[0] for n in vol.nodes), f"backup volfile servers missing: {client}"
     for pool_name in ("glusterfs-pool", "gluster-native"):
         pool = libvirt_conn.storagePoolLookupByName(pool_name)
         pool.refresh(0)

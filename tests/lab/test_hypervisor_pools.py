@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from harness.hostpools import node_uri
+from harness.lab import Lab
+from harness.model import HostPoolPlan, NfsPlan, need
 from harness.run import wait_until
 from harness.virt import connect
 from harness.workload import Writer, block, check_appends
@@ -20,54 +22,58 @@ from harness.workload import Writer, block, check_appends
 pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]
 
 
-def netfs_pool(lab: Any) -> dict[str, Any]:
-    return dict(next(p for p in lab.plan["host"]["pools"] if p["type"] == "netfs"))
+def nfs_plan(lab: Lab) -> NfsPlan:
+    return need(lab.plan.nfs, "the nfs section")
+
+
+def netfs_pool(lab: Lab) -> HostPoolPlan:
+    return next(p for p in lab.plan.host.pools if p.type == "netfs")
 
 
 @pytest.fixture(scope="module")
-def hv(lab: Any) -> Any:
-    host = netfs_pool(lab)["host"]
+def hv(lab: Lab) -> Any:
+    host = netfs_pool(lab).host
     conn = connect(node_uri(lab, host))
     yield lab.node(host), conn
     conn.close()
 
 
-def test_netfs_pool_on_the_hypervisor_node(lab: Any, hv: Any, hosts: dict[str, Any]) -> None:
+def test_netfs_pool_on_the_hypervisor_node(lab: Lab, hv: Any, hosts: dict[str, Any]) -> None:
     node, conn = hv
     spec = netfs_pool(lab)
-    pool = conn.storagePoolLookupByName(spec["name"])
+    pool = conn.storagePoolLookupByName(spec.name)
     assert pool.isActive() and pool.autostart()
     xml = pool.XMLDesc(0)
-    assert lab.plan["nfs"]["address"] in xml and spec["export"] in xml
-    mount = hosts[node.name].mount_point(spec["path"])
+    assert nfs_plan(lab).address in xml and spec.export in xml
+    mount = hosts[node.name].mount_point(need(spec.path, "the netfs pool path"))
     assert mount.exists and mount.filesystem.startswith("nfs"), mount.filesystem
-    assert mount.device == f"{lab.plan['nfs']['address']}:{spec['export']}"
+    assert mount.device == f"{nfs_plan(lab).address}:{spec.export}"
 
 
-def test_netfs_sparse_and_preallocated_volumes(lab: Any, hv: Any) -> None:
+def test_netfs_sparse_and_preallocated_volumes(lab: Lab, hv: Any) -> None:
     node, conn = hv
-    pool_name = netfs_pool(lab)["name"]
+    pool_name = netfs_pool(lab).name
     pool = conn.storagePoolLookupByName(pool_name)
     pool.refresh(0)
-    for v in (v for v in lab.plan["host"]["volumes"] if v["pool"] == pool_name):
-        vol = pool.storageVolLookupByName(v["name"])
+    for v in (v for v in lab.plan.host.volumes if v.pool == pool_name):
+        vol = pool.storageVolLookupByName(v.name)
         _, capacity, allocation = vol.info()
-        assert capacity == v["size"], (v["name"], capacity)
+        assert capacity == v.size, (v.name, capacity)
         info = json.loads(node.succeed(["qemu-img", "info", "--output", "json", vol.path()]))
-        assert info["format"] == v["format"] and info["virtual-size"] == v["size"]
-        if v["allocation"] == "preallocated":
-            assert allocation >= capacity * 0.99, f"{v['name']} not preallocated: {allocation} of {capacity}"
+        assert info["format"] == v.format and info["virtual-size"] == v.size
+        if v.allocation == "preallocated":
+            assert allocation >= capacity * 0.99, f"{v.name} not preallocated: {allocation} of {capacity}"
         else:
-            assert allocation < capacity * 0.05, f"{v['name']} not sparse: {allocation} of {capacity}"
+            assert allocation < capacity * 0.05, f"{v.name} not sparse: {allocation} of {capacity}"
         # written through the export with root squashed: the server shows nobody as owner
-        server = lab.node(lab.plan["nfs"]["server"])
-        owner = server.succeed(["stat", "-c", "%u", f"{lab.plan['nfs']['exports'][0]['path']}/{v['name']}"]).strip()
-        assert owner in ("65534", "107"), f"{v['name']} owned by {owner} on the server"
+        server = lab.node(nfs_plan(lab).server)
+        owner = server.succeed(["stat", "-c", "%u", f"{nfs_plan(lab).exports[0].path}/{v.name}"]).strip()
+        assert owner in ("65534", "107"), f"{v.name} owned by {owner} on the server"
 
 
-def test_netfs_volume_attaches_to_a_domain_definition(lab: Any, hv: Any) -> None:
+def test_netfs_volume_attaches_to_a_domain_definition(lab: Lab, hv: Any) -> None:
     _, conn = hv
-    pool_name = netfs_pool(lab)["name"]
+    pool_name = netfs_pool(lab).name
     vol = conn.storagePoolLookupByName(pool_name).listAllVolumes(0)[0]
     dom_xml = f"""<domain type='qemu'><name>storlab-{lab.name}-probe</name><memory unit='MiB'>64</memory>
       <os><type arch='x86_64'>hvm</type></os>
@@ -80,20 +86,20 @@ def test_netfs_volume_attaches_to_a_domain_definition(lab: Any, hv: Any) -> None
         dom.undefine()
 
 
-def test_nfs_server_restart_while_kernel_client_writes(lab: Any, hv: Any) -> None:
+def test_nfs_server_restart_while_kernel_client_writes(lab: Lab, hv: Any) -> None:
     """kvm1 appends to a file in the netfs pool's mount (the kernel client, a hard mount) while
     nfsd restarts: appends stall, none fails, they resume once the client has reclaimed its
     state within the grace period, and every acknowledged append is on the server, owned by
     nobody (root squashed)."""
     node, _ = hv
     spec = netfs_pool(lab)
-    server = lab.node(lab.plan["nfs"]["server"])
-    grace = lab.plan["nfs"]["grace_period"]
+    server = lab.node(nfs_plan(lab).server)
+    grace = nfs_plan(lab).grace_period
     name = f"restart-{int(time.time())}.log"
     size = 8192
 
     def append(seq: int) -> None:  # dd's fsync returns only once the server has the data
-        node.succeed(["sh", "-c", f"base64 -d | dd of={spec['path']}/{name} bs={size} iflag=fullblock "
+        node.succeed(["sh", "-c", f"base64 -d | dd of={need(spec.path, 'the netfs pool path')}/{name} bs={size} iflag=fullblock "
                       "oflag=append conv=notrunc,fsync status=none"],
                      input=base64.b64encode(block(seq, size)).decode(), timeout=grace + 240)
 
@@ -113,7 +119,7 @@ def test_nfs_server_restart_while_kernel_client_writes(lab: Any, hv: Any) -> Non
     assert not during, f"appends {during} were acknowledged while the server was stopped"
     assert not w.log.errors, f"a hard mount must not fail writes: {w.log.errors[:3]}"
     assert resumed <= grace + 30, f"appends resumed only {resumed:.1f}s after the restart (grace {grace}s)"
-    path = f"{lab.plan['nfs']['exports'][0]['path']}/{name}"
+    path = f"{nfs_plan(lab).exports[0].path}/{name}"
     content = base64.b64decode(server.succeed(["base64", "-w0", path], timeout=60))
     problems = check_appends(content, [s for _, s in w.log.acked], w.seq, size)
     assert not problems, problems

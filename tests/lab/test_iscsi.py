@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness.lab import Lab
+from harness.model import AclPlan, IscsiPlan, need
 from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
 from harness.secrets import chap_password, secret_file
@@ -23,18 +25,22 @@ MARGIN = 20.0
 INTRUDER = "iqn.2019-12.com.example:intruder"
 
 
-def target(lab: Any) -> Any:
-    return lab.node(lab.plan["iscsi"]["target"])
+def target(lab: Lab) -> Any:
+    return lab.node(iscsi_plan(lab).target)
 
 
-def acl(lab: Any) -> dict[str, Any]:
-    return dict(lab.plan["iscsi"]["acls"][0])
+def iscsi_plan(lab: Lab) -> IscsiPlan:
+    return need(lab.plan.iscsi, "the iscsi section")
 
 
-def iscsi_ls(lab: Any, initiator: str, password: str | None, username: str | None = None) -> subprocess.CompletedProcess[str]:
+def acl(lab: Lab) -> AclPlan:
+    return iscsi_plan(lab).acls[0]
+
+
+def iscsi_ls(lab: Lab, initiator: str, password: str | None, username: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if password is not None:  # libiscsi takes CHAP credentials from the environment, not argv
-        env.update(LIBISCSI_CHAP_USERNAME=username or acl(lab)["chap"]["username"], LIBISCSI_CHAP_PASSWORD=password)
+        env.update(LIBISCSI_CHAP_USERNAME=username or need(acl(lab).chap, "CHAP").username, LIBISCSI_CHAP_PASSWORD=password)
     return subprocess.run(["iscsi-ls", "-s", "-i", initiator, f"iscsi://{target(lab).address}"],
                           capture_output=True, text=True, timeout=30, env=env)
 
@@ -44,11 +50,11 @@ def lun_sizes(output: str) -> dict[int, int]:
     return {int(n): int(s) for n, s in re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS \(Size:(\d+)M\)", output)}
 
 
-def qemu_io(lab: Any, lun: int, *cmds: str) -> None:
+def qemu_io(lab: Lab, lun: int, *cmds: str) -> None:
     a = acl(lab)
-    opts = (f"driver=iscsi,transport=tcp,portal={target(lab).address}:3260,target={lab.plan['iscsi']['iqn']},"
-            f"lun={lun},initiator-name={a['initiator']},user={a['chap']['username']},password-secret=chap")
-    secret = secret_file(lab.secrets_dir, a["chap"]["secret_name"])  # qemu reads the value from the file
+    opts = (f"driver=iscsi,transport=tcp,portal={target(lab).address}:3260,target={iscsi_plan(lab).iqn},"
+            f"lun={lun},initiator-name={a.initiator},user={need(a.chap, 'CHAP').username},password-secret=chap")
+    secret = secret_file(lab.secrets_dir, need(a.chap, "CHAP").secret_name)  # qemu reads the value from the file
     argv = ["qemu-io", "--object", f"secret,id=chap,file={secret}", "--image-opts", opts]
     for c in cmds:
         argv += ["-c", c]
@@ -57,8 +63,8 @@ def qemu_io(lab: Any, lun: int, *cmds: str) -> None:
         raise OSError(f"qemu-io rc={r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
 
 
-def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None:
-    r = iscsi_ls(lab, acl(lab)["initiator"], chap_password(lab, acl(lab)))
+def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Lab) -> None:
+    r = iscsi_ls(lab, acl(lab).initiator, chap_password(lab, acl(lab)))
     assert r.returncode == 0, r.stdout + r.stderr
     want = [size // 2**20 for size in planned_lun_sizes(lab.plan)]
     found = lun_sizes(r.stdout)
@@ -68,24 +74,24 @@ def test_iscsi_target_serves_the_luns_to_the_allowed_initiator(lab: Any) -> None
     assert len(got) == len(want) and all(w - 1 <= g <= w for g, w in zip(got, want, strict=True)), (found, want)
 
 
-def test_iscsi_wrong_initiator_is_refused(lab: Any) -> None:
+def test_iscsi_wrong_initiator_is_refused(lab: Lab) -> None:
     """An IQN the topology does not mean to admit gets no LUN, whatever CHAP secret of the lab it offers."""
     offers: list[tuple[str | None, str | None]] = [(None, None)]
-    offers += [(a["chap"]["username"], chap_password(lab, a)) for a in lab.plan["iscsi"]["acls"] if a["chap"]]
+    offers += [(a.chap.username, chap_password(lab, a)) for a in iscsi_plan(lab).acls if a.chap is not None]
     for user, pw in offers:
         r = iscsi_ls(lab, INTRUDER, pw, user)
         assert not lun_sizes(r.stdout), f"{INTRUDER} (CHAP user {user}) saw LUNs: {r.stdout}"
 
 
-def test_iscsi_wrong_or_missing_chap_secret_is_refused(lab: Any) -> None:
+def test_iscsi_wrong_or_missing_chap_secret_is_refused(lab: Lab) -> None:
     for pw in ("wrong-secret-1234", None):
-        r = iscsi_ls(lab, acl(lab)["initiator"], pw)
+        r = iscsi_ls(lab, acl(lab).initiator, pw)
         assert not lun_sizes(r.stdout) and "Authentication failure" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
-def test_iscsi_direct_pool_lists_the_luns(lab: Any, libvirt_conn: Any) -> None:
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi-direct")
-    pool = libvirt_conn.storagePoolLookupByName(spec["name"])
+def test_iscsi_direct_pool_lists_the_luns(lab: Lab, libvirt_conn: Any) -> None:
+    spec = next(p for p in lab.plan.host.pools if p.type == "iscsi-direct")
+    pool = libvirt_conn.storagePoolLookupByName(spec.name)
     assert pool.isActive() and pool.autostart()
     pool.refresh(0)
     caps = sorted(pool.storageVolLookupByName(v).info()[1] // 2**20 for v in pool.listVolumes())
@@ -95,8 +101,8 @@ def test_iscsi_direct_pool_lists_the_luns(lab: Any, libvirt_conn: Any) -> None:
     assert len(caps) == len(want) and all(w - 1 <= c <= w for c, w in zip(caps, want, strict=True)), (caps, want)
 
 
-def test_iscsi_target_restart_while_initiator_writes(lab: Any) -> None:
-    unit = "tgt.service" if lab.plan["iscsi"]["implementation"] == "tgt" else "rtslib-fb-targetctl.service"
+def test_iscsi_target_restart_while_initiator_writes(lab: Lab) -> None:
+    unit = "tgt.service" if iscsi_plan(lab).implementation == "tgt" else "rtslib-fb-targetctl.service"
 
     def write(seq: int) -> None:
         qemu_io(lab, 1, f"write -P {seq % 250 + 1} {seq * 4096} 4k", "flush")

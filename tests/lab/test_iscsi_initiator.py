@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from harness.hostpools import node_uri
+from harness.lab import Lab
+from harness.model import IscsiPlan, need
 from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
 from harness.virt import connect
@@ -24,16 +26,20 @@ pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
 INTRUDER = "iqn.2019-12.com.example:intruder"
 
 
-def initiator(lab: Any) -> Any:
-    return lab.node(next(n["name"] for n in lab.plan["nodes"] if "iscsi-initiator" in n["roles"]))
+def iscsi_plan(lab: Lab) -> IscsiPlan:
+    return need(lab.plan.iscsi, "the iscsi section")
 
 
-def iqn(lab: Any) -> str:
-    return str(lab.plan["iscsi"]["iqn"])
+def initiator(lab: Lab) -> Any:
+    return lab.node(next(n.name for n in lab.plan.nodes if "iscsi-initiator" in n.roles))
 
 
-def portals(lab: Any) -> list[str]:
-    return list(lab.plan["iscsi"]["portal_addresses"])
+def iqn(lab: Lab) -> str:
+    return str(iscsi_plan(lab).iqn)
+
+
+def portals(lab: Lab) -> list[str]:
+    return list(iscsi_plan(lab).portal_addresses)
 
 
 def mpath_maps(node: Any) -> dict[str, int]:
@@ -47,11 +53,11 @@ def mpath_maps(node: Any) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def logged_in(lab: Any) -> Any:
+def logged_in(lab: Lab) -> Any:
     node = initiator(lab)
     node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0], "-I", "default"], timeout=60)
     node.succeed(["iscsiadm", "-m", "node", "-T", iqn(lab), "-I", "default", "--login"], timeout=120)
-    wait_until(lambda: len(mpath_maps(node)) == len(lab.plan["iscsi"]["luns"]), timeout=120, interval=2,
+    wait_until(lambda: len(mpath_maps(node)) == len(iscsi_plan(lab).luns), timeout=120, interval=2,
                what="one multipath map per LUN")
     yield node
     node.run(["iscsiadm", "-m", "node", "-T", iqn(lab), "-I", "default", "--logout"], timeout=120)
@@ -61,7 +67,7 @@ def sessions(node: Any, target_iqn: str) -> int:
     return len([s for s in node.succeed(["iscsiadm", "-m", "session"]).splitlines() if target_iqn in s])
 
 
-def test_iscsi_initiator_discovers_both_portals(lab: Any, logged_in: Any) -> None:
+def test_iscsi_initiator_discovers_both_portals(lab: Lab, logged_in: Any) -> None:
     out = logged_in.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portals(lab)[0]], timeout=60)
     found = {line.split(",")[0].rsplit(":", 1)[0] for line in out.splitlines() if iqn(lab) in line}
     assert found == set(portals(lab)), out
@@ -70,7 +76,7 @@ def test_iscsi_initiator_discovers_both_portals(lab: Any, logged_in: Any) -> Non
         assert f"{portal}:3260" in out, f"no session over portal {portal}: {out}"
 
 
-def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: Any) -> None:
+def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Lab, logged_in: Any) -> None:
     want = sorted(planned_lun_sizes(lab.plan))
     devs = json.loads(logged_in.succeed(["lsblk", "-J", "-b", "-o", "NAME,SIZE,TYPE,TRAN"]))["blockdevices"]
     iscsi = sorted(int(d["size"]) for d in devs if d.get("tran") == "iscsi")
@@ -80,23 +86,23 @@ def test_iscsi_initiator_sees_three_luns_with_their_sizes(lab: Any, logged_in: A
     assert sorted(mpath_maps(logged_in).values()) == [n] * len(want)
 
 
-def test_iscsi_kernel_pool_on_a_hypervisor_node(lab: Any, logged_in: Any) -> None:
+def test_iscsi_kernel_pool_on_a_hypervisor_node(lab: Lab, logged_in: Any) -> None:
     """libvirt's iscsi pool on kvm1 (kernel initiator, its own IQN) lists the three LUNs, and a
     volume of it is the target's LUN: bytes written there on kvm1 are read on initiator1."""
-    spec = next(p for p in lab.plan["host"]["pools"] if p["type"] == "iscsi")
-    kvm = lab.node(spec["host"])
-    conn = connect(node_uri(lab, spec["host"]))
+    spec = next(p for p in lab.plan.host.pools if p.type == "iscsi")
+    kvm = lab.node(spec.host)
+    conn = connect(node_uri(lab, spec.host))
     try:
-        pool = conn.storagePoolLookupByName(spec["name"])
+        pool = conn.storagePoolLookupByName(spec.name)
         assert pool.isActive() and pool.autostart()
-        assert f"<iqn name='{spec['initiator']}'/>" in pool.XMLDesc(0)
+        assert f"<iqn name='{spec.initiator}'/>" in pool.XMLDesc(0)
         pool.refresh(0)
         vols = {v.name(): v for v in pool.listAllVolumes(0)}
         assert sorted(v.info()[1] for v in vols.values()) == sorted(planned_lun_sizes(lab.plan)), list(vols)
         paths = {v.path() for v in vols.values()}
         assert all(p.startswith("/dev/disk/by-path/") for p in paths), paths
         out = kvm.succeed(["iscsiadm", "-m", "session", "-P", "1"])
-        assert f"Iface Initiatorname: {spec['initiator']}" in out, out
+        assert f"Iface Initiatorname: {spec.initiator}" in out, out
         last = max(vols.values(), key=lambda v: v.name())  # unit:0:0:N -> LUN N
         lun = int(last.name().rsplit(":", 1)[1])
         blocks = last.info()[1] // 65536 - 16  # the last MiB: other tests use the start of the LUNs
@@ -112,7 +118,7 @@ def test_iscsi_kernel_pool_on_a_hypervisor_node(lab: Any, logged_in: Any) -> Non
     assert got == want, f"LUN {lun} read on {logged_in.name} differs from what {kvm.name} wrote through the pool"
 
 
-def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -> None:
+def test_iscsi_initiator_with_another_iqn_is_refused(lab: Lab, logged_in: Any) -> None:
     node = logged_in
     node.succeed(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "new"])
     try:
@@ -126,8 +132,8 @@ def test_iscsi_initiator_with_another_iqn_is_refused(lab: Any, logged_in: Any) -
         node.run(["iscsiadm", "-m", "iface", "-I", "intruder", "-o", "delete"], timeout=60)
 
 
-def test_iscsi_initiator_with_a_wrong_chap_secret_is_refused(lab: Any, logged_in: Any) -> None:
-    if not lab.plan["iscsi"]["chap"]:
+def test_iscsi_initiator_with_a_wrong_chap_secret_is_refused(lab: Lab, logged_in: Any) -> None:
+    if not iscsi_plan(lab).chap:
         pytest.skip("the topology sets no CHAP")
     node = logged_in
     node.succeed(["iscsiadm", "-m", "iface", "-I", "wrongchap", "-o", "new"])
@@ -143,11 +149,11 @@ def test_iscsi_initiator_with_a_wrong_chap_secret_is_refused(lab: Any, logged_in
         node.run(["iscsiadm", "-m", "iface", "-I", "wrongchap", "-o", "delete"], timeout=60)
 
 
-def test_iscsi_multipath_survives_one_portal_going_down(lab: Any, logged_in: Any) -> None:
+def test_iscsi_multipath_survives_one_portal_going_down(lab: Lab, logged_in: Any) -> None:
     node = logged_in
     mp = sorted(mpath_maps(node))[0]
-    second_net = lab.plan["networks"][1]["name"]
-    target = lab.plan["iscsi"]["target"]
+    second_net = lab.plan.networks[1].name
+    target = iscsi_plan(lab).target
     write = ["dd", "if=/dev/urandom", f"of=/dev/mapper/{mp}", "bs=64k", "count=16", "oflag=direct", "status=none"]
     node.succeed(write, timeout=60)
     with lab.link_down(target, second_net):
@@ -181,7 +187,7 @@ def io_survives(node: Any) -> float:
     return replacement_timeout(node) + queue
 
 
-def test_iscsi_sessions_recover_after_a_target_restart(lab: Any, logged_in: Any) -> None:
+def test_iscsi_sessions_recover_after_a_target_restart(lab: Lab, logged_in: Any) -> None:
     """The target restarts while the initiator writes through multipath: writes queue, none
     fails, the sessions log in again before queued I/O would be failed (replacement_timeout,
     then multipath's no_path_retry), and every acknowledged block reads back as written."""
@@ -195,10 +201,10 @@ def test_iscsi_sessions_recover_after_a_target_restart(lab: Any, logged_in: Any)
         node.succeed(["sh", "-c", f"base64 -d | dd of=/dev/mapper/{mp} bs={size} seek={base + seq} iflag=fullblock "
                       "oflag=direct status=none"], input=base64.b64encode(block(seq, size)).decode(), timeout=limit + 120)
 
-    unit = "rtslib-fb-targetctl.service" if lab.plan["iscsi"]["implementation"] == "lio" else "tgt.service"
+    unit = "rtslib-fb-targetctl.service" if iscsi_plan(lab).implementation == "lio" else "tgt.service"
     with Writer("iscsi-mpath", write, interval=0.2) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=90, what="writes through multipath running")
-        with lab.stopped_service(lab.plan["iscsi"]["target"], unit):
+        with lab.stopped_service(iscsi_plan(lab).target, unit):
             t_down = time.monotonic()
             wait_until(lambda: "active ready running" not in node.succeed(["multipath", "-ll", mp]), timeout=120,
                        interval=2, what=f"every path of {mp} to fail while the target is down")

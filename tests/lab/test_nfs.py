@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness.lab import Lab
+from harness.model import NfsPlan, need
 from harness.roles.nfs import parse_exportfs, wait_out_of_grace
 from harness.run import wait_until
 from harness.workload import Writer, block
@@ -21,12 +23,16 @@ pytestmark = pytest.mark.topology("nfs-userspace.yaml")
 MARGIN = 20.0
 
 
-def export(lab: Any) -> tuple[Any, str]:
-    nfs = lab.plan["nfs"]
-    return lab.node(nfs["server"]), nfs["exports"][0]["path"]
+def nfs_plan(lab: Lab) -> NfsPlan:
+    return need(lab.plan.nfs, "the nfs section")
 
 
-def nfs_url(lab: Any, name: str) -> str:
+def export(lab: Lab) -> tuple[Any, str]:
+    nfs = nfs_plan(lab)
+    return lab.node(nfs.server), nfs.exports[0].path
+
+
+def nfs_url(lab: Lab, name: str) -> str:
     server, path = export(lab)
     return f"nfs://{server.address}{path}/{name}"
 
@@ -43,9 +49,9 @@ def nfs_get(url: str) -> bytes:
 
 
 @pytest.fixture
-def serving(lab: Any) -> Any:
+def serving(lab: Lab) -> Any:
     server, _ = export(lab)
-    if lab.plan["nfs"]["implementation"] == "ganesha":
+    if nfs_plan(lab).implementation == "ganesha":
         wait_out_of_grace(server)
     return lab
 
@@ -53,19 +59,19 @@ def serving(lab: Any) -> Any:
 def test_nfs_export_is_served_as_specified(serving: Any, hosts: dict[str, Any]) -> None:
     lab = serving
     server, path = export(lab)
-    spec = lab.plan["nfs"]["exports"][0]
-    unit = "nfs-ganesha" if lab.plan["nfs"]["implementation"] == "ganesha" else "nfs-server"
+    spec = nfs_plan(lab).exports[0]
+    unit = "nfs-ganesha" if nfs_plan(lab).implementation == "ganesha" else "nfs-server"
     assert hosts[server.name].service(unit).is_running
     shown = server.succeed(["showmount", "-e", "--no-headers", "127.0.0.1"])
     assert any(line.split()[0] == path for line in shown.splitlines()), shown
-    if lab.plan["nfs"]["implementation"] == "kernel":  # what nfsd really applies, from exportfs -v
+    if nfs_plan(lab).implementation == "kernel":  # what nfsd really applies, from exportfs -v
         applied = parse_exportfs(server.succeed(["exportfs", "-v"]))[path]
-        for client in spec["clients"]:
-            assert set(spec["options"]) <= set(applied[client]), applied
-        assert server.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip() == str(lab.plan["nfs"]["grace_period"])
+        for client in spec.clients:
+            assert set(spec.options) <= set(applied[client]), applied
+        assert server.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip() == str(nfs_plan(lab).grace_period)
     else:
         conf = server.succeed(["cat", "/etc/ganesha/ganesha.conf"])
-        squash = "No_Root_Squash" if "no_root_squash" in spec["options"] else "Root_Squash"
+        squash = "No_Root_Squash" if "no_root_squash" in spec.options else "Root_Squash"
         assert f"Squash = {squash};" in conf and f'Path = "{path}";' in conf
     listing = subprocess.run(["nfs-ls", f"nfs://{server.address}{path}"], capture_output=True, text=True, timeout=30)
     assert listing.returncode == 0, listing.stderr
@@ -87,7 +93,7 @@ def test_nfs_server_restart_while_client_writes(serving: Any) -> None:
     lab = serving
     server, path = export(lab)
     prefix = f"w{int(time.time())}"
-    unit = "nfs-ganesha.service" if lab.plan["nfs"]["implementation"] == "ganesha" else "nfs-server.service"
+    unit = "nfs-ganesha.service" if nfs_plan(lab).implementation == "ganesha" else "nfs-server.service"
     names: dict[int, str] = {}
 
     def put(seq: int) -> None:

@@ -75,7 +75,7 @@ def vmlab() -> Any:
         assert libvirt_traces(LAB) == []
 
 
-def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: Any) -> None:
+def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, _ = vmlab
     node = lab.node("node1")
     assert node.succeed(["systemctl", "is-system-running"]).strip() == "running", \
@@ -84,7 +84,7 @@ def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: Any) -> None
     addrs = {a["local"] for i in json.loads(node.succeed(["ip", "-j", "-4", "addr", "show"]))
              for a in i.get("addr_info", [])}
     assert node.address in addrs
-    assert lab.plan["nodes"][0]["addresses"]["storage"] == node.address
+    assert lab.plan.nodes[0].addresses["storage"] == node.address
     disks = {d["name"]: d for d in json.loads(node.succeed(["lsblk", "-J", "-b", "-o", "NAME,SIZE,MOUNTPOINT"]))["blockdevices"]}
     assert disks["vda"]["mountpoint"] == "/"
     assert int(disks["vdb"]["size"]) == 2**30 and disks["vdb"]["mountpoint"] == "/data"
@@ -97,7 +97,7 @@ def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: Any) -> None
     node.succeed(["modprobe", "iscsi_tcp"])
 
 
-def test_link_down_cuts_only_that_nic(vmlab: Any) -> None:
+def test_link_down_cuts_only_that_nic(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, _ = vmlab
     node = lab.node("node1")
     with lab.link_down("node1", "storage"):
@@ -106,7 +106,7 @@ def test_link_down_cuts_only_that_nic(vmlab: Any) -> None:
     node.succeed(["true"])
 
 
-def test_freeze_and_thaw(vmlab: Any) -> None:
+def test_freeze_and_thaw(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, _ = vmlab
     node = lab.node("node1")
     lab.provider.freeze("node1")
@@ -118,7 +118,7 @@ def test_freeze_and_thaw(vmlab: Any) -> None:
     wait_until(lambda: node.run(["true"], timeout=15).ok, timeout=60, what="ssh after thaw")
 
 
-def test_crash_is_a_hard_power_off_and_the_node_comes_back(vmlab: Any) -> None:
+def test_crash_is_a_hard_power_off_and_the_node_comes_back(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, timings = vmlab
     node = lab.node("node1")
     boot_id = node.succeed(["cat", "/proc/sys/kernel/random/boot_id"]).strip()

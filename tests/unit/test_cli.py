@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.hostfacts import PROFILES
+from harness.model import Plan
+from harness.plan import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 GLUSTER3 = str(REPO / "topologies" / "gluster-3.yaml")
@@ -91,9 +94,9 @@ def test_schema(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plan_writes_plan_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "preview"
     assert cli.main(["plan", GLUSTER3, "--host-profile", "ci", "-o", str(out_dir)]) == 0
-    plan = json.loads((out_dir / "plan.json").read_text())
-    assert (plan["lab"], plan["provider"], plan["accel"]) == ("gluster3", "lxc", "tcg")
-    assert plan["topology"] == GLUSTER3
+    plan = Plan.load(out_dir / "plan.json")
+    assert (plan.lab, plan.provider, plan.accel) == ("gluster3", "lxc", "tcg")
+    assert plan.topology == GLUSTER3
     assert (out_dir / "files" / "nodes" / "gluster1" / "etc" / "hosts").is_file()
     assert (out_dir / "files" / "host" / "pools" / "gluster-native.xml").is_file()
     out = capsys.readouterr().out
@@ -103,7 +106,7 @@ def test_plan_writes_plan_and_files(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_plan_provider_override(tmp_path: Path) -> None:
     assert cli.main(["plan", GLUSTER3, "--host-profile", "kvm", "--provider", "lxc", "-o", str(tmp_path / "p")]) == 0
-    assert json.loads((tmp_path / "p" / "plan.json").read_text())["provider"] == "lxc"
+    assert Plan.load(tmp_path / "p" / "plan.json").provider == "lxc"
 
 
 def test_plan_default_output_is_under_storlab_home(storlab_home: Path) -> None:
@@ -124,8 +127,20 @@ def test_plan_refuses_a_lab_name_held_by_another_topology(tmp_path: Path, storla
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     lab = storlab_home / "labs" / "gluster3"
     lab.mkdir(parents=True)
-    (lab / "plan.json").write_text(json.dumps({"topology": "/elsewhere/gluster-3.yaml", "provider": "lxc", "networks": []}))
+    other = load_plan(GLUSTER3, PROFILES["ci"]).with_(topology="/elsewhere/gluster-3.yaml")
+    (lab / "plan.json").write_text(other.to_json())
     assert cli.main(["plan", GLUSTER3, "--host-profile", "ci", "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "storlab: error: lab 'gluster3' already exists from /elsewhere/gluster-3.yaml" in err
+    assert "Traceback" not in err
+
+
+def test_plan_reports_an_unreadable_plan_of_an_existing_lab(tmp_path: Path, storlab_home: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    lab = storlab_home / "labs" / "gluster3"
+    lab.mkdir(parents=True)
+    (lab / "plan.json").write_text('{"topology": "/elsewhere/gluster-3.yaml"}')
+    assert cli.main(["plan", GLUSTER3, "--host-profile", "ci", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"storlab: error: {lab / 'plan.json'} is not a plan this storlab can read" in err
     assert "Traceback" not in err

@@ -7,8 +7,11 @@ from types import SimpleNamespace
 import pytest
 
 from harness.hostpools import iscsi_iface, prepare_iscsi_iface
+from harness.model import HostPoolPlan
 
-POOL = {"name": "iscsi-pool", "type": "iscsi", "initiator": "iqn.2019-12.com.packt:kvm1", "server": "192.168.193.11"}
+POOL = HostPoolPlan(name="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None, fuse_mount=False,
+                    export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None, secret=None,
+                    host="kvm1", disk=None, server="192.168.193.11")
 IFACES = """default tcp,<empty>,<empty>,<empty>,<empty>
 iser iser,<empty>,<empty>,<empty>,<empty>
 """
@@ -26,8 +29,8 @@ def test_iface_is_made_with_the_pools_iqn_then_the_target_discovered_through_it(
     iface = iscsi_iface(lab, POOL)
     assert iface == "storlab-iscsi-iscsi-pool"
     assert calls[1] == ["iscsiadm", "-m", "iface", "-I", iface, "-o", "new"]
-    assert calls[2][-2:] == ["-v", POOL["initiator"]]
-    assert calls[3] == ["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", POOL["server"], "-I", iface]
+    assert calls[2][-2:] == ["-v", POOL.initiator]
+    assert calls[3] == ["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", POOL.server, "-I", iface]
 
 
 def test_existing_iface_is_not_made_again() -> None:

@@ -52,10 +52,10 @@ def test_container_config_follows_the_plan(provider: LxcProvider, tmp_path: Path
     assert cfg["lxc.uts.name"] == ["n1"]
     assert cfg["lxc.rootfs.path"] == [f"overlay:{lower}:{provider.nodesdir / 'n1' / 'upper'}"]
     assert cfg["lxc.net.0.ipv4.address"] == ["192.168.150.21/24"]
-    assert cfg["lxc.net.1.ipv4.address"] == [f"{n1['addresses']['backup']}/24"]
-    assert cfg["lxc.net.0.hwaddr"] == [n1["macs"]["storage"]]
-    assert cfg["lxc.net.0.link"] == [provider.plan["networks"][0]["bridge"]]
-    assert cfg["lxc.net.1.link"] == [provider.plan["networks"][1]["bridge"]]
+    assert cfg["lxc.net.1.ipv4.address"] == [f"{n1.addresses['backup']}/24"]
+    assert cfg["lxc.net.0.hwaddr"] == [n1.macs["storage"]]
+    assert cfg["lxc.net.0.link"] == [provider.plan.networks[0].bridge]
+    assert cfg["lxc.net.1.link"] == [provider.plan.networks[1].bridge]
     assert all(len(v) <= 15 for v in cfg["lxc.net.0.veth.pair"] + cfg["lxc.net.1.veth.pair"])
     assert any(e.startswith("/dev/fuse dev/fuse") for e in cfg["lxc.mount.entry"])
     assert provider.cname("n1") == "storlab-cfgtest-n1"
@@ -68,7 +68,7 @@ def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Pa
     assert oct((upper / "root/.ssh/authorized_keys").stat().st_mode & 0o777) == "0o600"
     assert (upper / "etc/hostname").read_text() == "n2\n"
     hosts = (upper / "etc/hosts").read_text()
-    assert "192.168.150.21 n1" in hosts and f"{provider.node('n2')['address']} n2" in hosts
+    assert "192.168.150.21 n1" in hosts and f"{provider.node('n2').address} n2" in hosts
     for unit in CONTAINER_MASKS + ROLE_SERVICES:
         link = upper / "etc/systemd/system" / unit
         assert link.is_symlink() and str(link.readlink()) == "/dev/null", unit

@@ -9,18 +9,17 @@ and review the diff before committing it.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 import textwrap
 import zlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness import plan as planmod
 from harness.hostfacts import PROFILES
+from harness.model import Plan, need
 from harness.plan import allocate_subnet, make_plan, render
 from harness.validate import validate_file, validate_text
 
@@ -31,7 +30,7 @@ CASES = [("kvm", stem) for stem in TOPOLOGIES] + [("ci", "gluster-3")]
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-def build(profile: str, stem: str) -> tuple[dict[str, Any], dict[str, str]]:
+def build(profile: str, stem: str) -> tuple[Plan, dict[str, str]]:
     rel = f"topologies/{stem}.yaml"
     facts = PROFILES[profile]
     topo, res = validate_file(str(REPO / rel), facts)
@@ -39,11 +38,9 @@ def build(profile: str, stem: str) -> tuple[dict[str, Any], dict[str, str]]:
     return plan, render(plan)
 
 
-def normalised(plan: dict[str, Any], stem: str) -> str:
-    plan = dict(plan)
-    assert plan["topology"] == str(REPO / "topologies" / f"{stem}.yaml")
-    plan["topology"] = f"topologies/{stem}.yaml"
-    return json.dumps(plan, indent=2, sort_keys=True) + "\n"
+def normalised(plan: Plan, stem: str) -> str:
+    assert plan.topology == str(REPO / "topologies" / f"{stem}.yaml")
+    return plan.with_(topology=f"topologies/{stem}.yaml").to_json()
 
 
 @pytest.fixture
@@ -89,7 +86,7 @@ def test_write_puts_plan_and_files_in_the_directory(tmp_path: Path, in_repo: Non
     plan, files = build("kvm", "nfs")
     written = planmod.write(plan, tmp_path / "lab")
     assert written == files
-    assert json.loads((tmp_path / "lab" / "plan.json").read_text()) == plan
+    assert Plan.load(tmp_path / "lab" / "plan.json") == plan
     for rel, text in files.items():
         assert (tmp_path / "lab" / "files" / rel).read_text() == text
     assert not (tmp_path / "lab" / "plan.json.tmp").exists()
@@ -101,15 +98,15 @@ def test_write_puts_plan_and_files_in_the_directory(tmp_path: Path, in_repo: Non
 
 def test_nfs_exports_lab_network_rw_sync_root_squash(in_repo: None) -> None:
     plan, files = build("kvm", "nfs")
-    cidr = plan["networks"][0]["cidr"]
+    cidr = plan.networks[0].cidr
     exports = files["nodes/nfs1/etc/exports"]
     assert f"/srv/nfs/kvm {cidr}(rw,sync,root_squash,no_subtree_check)" in exports
     assert "*(" not in exports
-    assert plan["nfs"]["implementation"] == "kernel"
+    assert need(plan.nfs, "nfs").implementation == "kernel"
     # the netfs pool lives on the hypervisor node and points at the NFS server's address
-    nfs1 = next(n for n in plan["nodes"] if n["name"] == "nfs1")
+    nfs1 = next(n for n in plan.nodes if n.name == "nfs1")
     pool = files["nodes/kvm1/pools/nfs-pool.xml"]
-    assert f"<host name='{nfs1['address']}'/><dir path='/srv/nfs/kvm'/><format type='nfs'/>" in pool
+    assert f"<host name='{nfs1.address}'/><dir path='/srv/nfs/kvm'/><format type='nfs'/>" in pool
     assert "host/pools/nfs-pool.xml" not in files
     # its volumes sit next to it, on kvm1
     assert "nodes/kvm1/volumes/nfs-pool/full.raw.xml" in files
@@ -121,9 +118,9 @@ def test_nfs_exports_lab_network_rw_sync_root_squash(in_repo: None) -> None:
 
 def test_rbd_pool_has_monitor_on_6789_and_auth_secret(in_repo: None) -> None:
     plan, files = build("kvm", "ceph-5")
-    mon = next(n for n in plan["nodes"] if n["name"] == "ceph-monitor")["address"]
+    mon = next(n for n in plan.nodes if n.name == "ceph-monitor").address
     xml = files["host/pools/rbd-pool.xml"]
-    uuid = plan["host"]["pools"][0]["secret_uuid"]
+    uuid = plan.host.pools[0].secret_uuid
     assert f"<host name='{mon}' port='6789'/>" in xml
     assert "<name>KVMpool</name>" in xml
     assert "<auth type='ceph' username='KVMpool'>" in xml  # libvirt wants the id without 'client.'
@@ -132,7 +129,7 @@ def test_rbd_pool_has_monitor_on_6789_and_auth_secret(in_repo: None) -> None:
     assert f"<uuid>{uuid}</uuid>" in secret and "<usage type='ceph'>" in secret
     conf = files["nodes/ceph-osd1/etc/ceph/ceph.conf"]
     assert f"mon host = {mon}\n" in conf
-    assert f"public network = {plan['networks'][0]['cidr']}\n" in conf
+    assert f"public network = {plan.networks[0].cidr}\n" in conf
     assert "osd pool default size = 2\n" in conf
     assert {f for f in files if f.endswith("ceph.conf")} == {
         f"nodes/{n}/etc/ceph/ceph.conf" for n in ("ceph-admin", "ceph-monitor", "ceph-osd1", "ceph-osd2", "ceph-osd3")}
@@ -150,7 +147,7 @@ def test_targetcli_has_three_luns_two_portals_and_chap_acl(in_repo: None) -> Non
     assert "/backstores/fileio create name=lun0 file_or_dev=/iscsi/lun0.img size=1073741824" in script
     assert "/backstores/block create name=lun1 dev=/dev/vdc" in script  # 2nd extra disk of iscsi1
     assert "/backstores/block create name=lun2 dev=/dev/vg_iscsi/lun2" in script
-    target = next(n for n in plan["nodes"] if n["name"] == "iscsi1")["addresses"]
+    target = next(n for n in plan.nodes if n.name == "iscsi1").addresses
     assert [line for line in script if "/portals create" in line] == [
         f"/iscsi/{iqn}/tpg1/portals create {target['storage']} 3260",
         f"/iscsi/{iqn}/tpg1/portals create {target['storage2']} 3260",
@@ -163,13 +160,13 @@ def test_targetcli_has_three_luns_two_portals_and_chap_acl(in_repo: None) -> Non
 
 def test_iscsi_pool_logs_in_with_chap_when_the_acl_demands_it(in_repo: None) -> None:
     plan, files = build("kvm", "iscsi")
-    pool = next(p for p in plan["host"]["pools"] if p["name"] == "iscsi-direct-pool")
+    pool = next(p for p in plan.host.pools if p.name == "iscsi-direct-pool")
     xml = files["host/pools/iscsi-direct-pool.xml"]
     assert "<device path='iqn.2019-12.com.packt:target1'/>" in xml
     assert "<auth type='chap' username='packt'>" in xml
-    assert f"<secret uuid='{pool['secret_uuid']}'/>" in xml
+    assert f"<secret uuid='{pool.secret_uuid}'/>" in xml
     secret = files["host/secrets/iscsi-direct-pool.xml"]
-    assert f"<uuid>{pool['secret_uuid']}</uuid>" in secret and "<usage type='iscsi'>" in secret
+    assert f"<uuid>{pool.secret_uuid}</uuid>" in secret and "<usage type='iscsi'>" in secret
     # full.yaml's ACL has no CHAP: no auth element, no secret
     plan, files = build("kvm", "full")
     assert "<auth" not in files["host/pools/iscsi-direct-pool.xml"]
@@ -179,27 +176,27 @@ def test_iscsi_pool_logs_in_with_chap_when_the_acl_demands_it(in_repo: None) -> 
 def test_gluster_volume_replica_3_and_auth_allow(in_repo: None) -> None:
     for profile in ("kvm", "ci"):
         plan, files = build(profile, "gluster-3")
-        vol = plan["gluster"]["volumes"][0]
-        assert (vol["name"], vol["replica"], vol["nodes"]) == ("kvmgluster", 3, ["gluster1", "gluster2", "gluster3"])
-        assert vol["bricks"] == [f"gluster{i}:/gluster/bricks/1/brick" for i in (1, 2, 3)]
+        vol = need(plan.gluster, "gluster").volumes[0]
+        assert (vol.name, vol.replica, vol.nodes) == ("kvmgluster", 3, ("gluster1", "gluster2", "gluster3"))
+        assert vol.bricks == tuple(f"gluster{i}:/gluster/bricks/1/brick" for i in (1, 2, 3))
         # the lab network, which includes the KVM host that mounts the volume
-        net = ipaddress.IPv4Network(plan["networks"][0]["cidr"])
-        assert vol["options"]["auth.allow"] == ".".join(str(net.network_address).split(".")[:3]) + ".*"
-        assert vol["options"]["network.ping-timeout"] == "5"
+        net = ipaddress.IPv4Network(plan.networks[0].cidr)
+        assert vol.options["auth.allow"] == ".".join(str(net.network_address).split(".")[:3]) + ".*"
+        assert vol.options["network.ping-timeout"] == "5"
         native = files["host/pools/gluster-native.xml"]
-        g1 = plan["nodes"][0]["address"]
+        g1 = plan.nodes[0].address
         assert f"<host name='{g1}'/>" in native and "<name>kvmgluster</name>" in native
-        fuse = next(p for p in plan["host"]["pools"] if p["name"] == "glusterfs-pool")
-        assert (fuse["server"], fuse["backup_servers"]) == (g1, [n["address"] for n in plan["nodes"][1:]])
+        fuse = next(p for p in plan.host.pools if p.name == "glusterfs-pool")
+        assert (fuse.server, fuse.backup_servers) == (g1, tuple(n.address for n in plan.nodes[1:]))
 
 
 def test_profiles_differ_only_where_they_should(in_repo: None) -> None:
     kvm, kfiles = build("kvm", "gluster-3")
     ci, cfiles = build("ci", "gluster-3")
-    assert (kvm["provider"], kvm["accel"]) == ("vagrant", "kvm")
-    assert (ci["provider"], ci["accel"]) == ("lxc", "tcg")
-    assert [d["device"] for n in kvm["nodes"] for d in n["disks"]] == ["/dev/vdb"] * 3
-    assert [d["device"] for n in ci["nodes"] for d in n["disks"]] == [None] * 3
+    assert (kvm.provider, kvm.accel) == ("vagrant", "kvm")
+    assert (ci.provider, ci.accel) == ("lxc", "tcg")
+    assert [d.device for n in kvm.nodes for d in n.disks] == ["/dev/vdb"] * 3
+    assert [d.device for n in ci.nodes for d in n.disks] == [None] * 3
     assert kfiles == cfiles
 
 
@@ -207,8 +204,8 @@ def test_etc_hosts_lists_every_node(in_repo: None) -> None:
     plan, files = build("kvm", "ceph-5")
     hosts = files["nodes/ceph-osd2/etc/hosts"].splitlines()
     assert "127.0.1.1 ceph-osd2" in hosts
-    for n in plan["nodes"]:
-        assert f"{n['address']} {n['name']}" in hosts
+    for n in plan.nodes:
+        assert f"{n.address} {n.name}" in hosts
 
 
 def test_full_topology_pools_are_placed_on_their_hosts(in_repo: None) -> None:
@@ -255,7 +252,7 @@ def test_ganesha_and_tgt_on_containers() -> None:
     assert "nodes/n1/etc/exports" not in files and "nodes/t1/root/storlab-targetcli.txt" not in files
     ganesha = files["nodes/n1/etc/ganesha/ganesha.conf"]
     a, b = ganesha.split("EXPORT {")[1:]
-    cidr = plan["networks"][0]["cidr"]
+    cidr = plan.networks[0].cidr
     assert 'Path = "/srv/a";' in a and "Access_Type = RW;" in a and "Squash = Root_Squash;" in a
     assert f"Clients = {cidr};" in a
     assert 'Path = "/srv/b";' in b and "Access_Type = RO;" in b and "Squash = No_Root_Squash;" in b
@@ -332,19 +329,19 @@ def test_make_plan_avoids_taken_and_explicit_subnets() -> None:
     topo, res = validate_text(textwrap.dedent(text), PROFILES["kvm"])
     taken = {ipaddress.IPv4Network("10.0.0.0/8")}
     plan = make_plan(topo, res, "t.yaml", taken, PROFILES["kvm"])
-    cidrs = [ipaddress.IPv4Network(n["cidr"]) for n in plan["networks"]]
+    cidrs = [ipaddress.IPv4Network(n.cidr) for n in plan.networks]
     assert cidrs[0] == auto                              # explicit cidr kept
     assert cidrs[1] != auto and not cidrs[1].overlaps(cidrs[0])
     assert taken == {ipaddress.IPv4Network("10.0.0.0/8")}  # caller's set not modified
     plan2 = make_plan(topo, res, "t.yaml", {cidrs[1]}, PROFILES["kvm"])
-    assert plan2["networks"][1]["cidr"] not in (str(cidrs[0]), str(cidrs[1]))
+    assert plan2.networks[1].cidr not in (str(cidrs[0]), str(cidrs[1]))
 
 
 # ---------------------------------------------------------------------------------------------
 # Address allocation
 # ---------------------------------------------------------------------------------------------
 
-def _plan(text: str) -> dict[str, Any]:
+def _plan(text: str) -> Plan:
     topo, res = validate_text(textwrap.dedent(text), PROFILES["kvm"])
     return make_plan(topo, res, "t.yaml", set(), PROFILES["kvm"])
 
@@ -361,7 +358,7 @@ def test_explicit_addresses_kept_and_auto_ones_avoid_them() -> None:
           - {name: c}
           - {name: d, address: 192.168.60.14}
         """)
-    got = {n["name"]: n["addresses"] for n in plan["nodes"]}
+    got = {n.name: n.addresses for n in plan.nodes}
     assert got["b"] == {"storage": "192.168.60.11", "backend": "192.168.70.13"}
     assert got["d"]["storage"] == "192.168.60.14"
     # a would take .11 (node index 0) but b holds it; c would take .13 on backend but b holds that
@@ -370,12 +367,12 @@ def test_explicit_addresses_kept_and_auto_ones_avoid_them() -> None:
     for net in ("storage", "backend"):
         addrs = [a[net] for a in got.values()]
         assert len(set(addrs)) == len(addrs)
-    assert [n["address"] for n in plan["nodes"]] == [got[x]["storage"] for x in "abcd"]
+    assert [n.address for n in plan.nodes] == [got[x]["storage"] for x in "abcd"]
 
 
 def test_auto_addresses_follow_node_order() -> None:
     plan = _plan("lab: t\nnetworks: [{name: storage, cidr: 10.9.8.0/24}]\nnodes: [{name: a}, {name: b}, {name: c}]\n")
-    assert [n["address"] for n in plan["nodes"]] == ["10.9.8.11", "10.9.8.12", "10.9.8.13"]
+    assert [n.address for n in plan.nodes] == ["10.9.8.11", "10.9.8.12", "10.9.8.13"]
 
 
 def test_explicit_address_on_first_network_via_addresses_is_kept() -> None:
@@ -386,7 +383,7 @@ def test_explicit_address_on_first_network_via_addresses_is_kept() -> None:
           - {name: a, addresses: {storage: 192.168.60.50}}
           - {name: b}
         """)
-    assert [n["address"] for n in plan["nodes"]] == ["192.168.60.50", "192.168.60.12"]
+    assert [n.address for n in plan.nodes] == ["192.168.60.50", "192.168.60.12"]
 
 
 def test_auto_addresses_stay_inside_a_small_network() -> None:
@@ -396,14 +393,14 @@ def test_auto_addresses_stay_inside_a_small_network() -> None:
         nodes: [{name: a}, {name: b}, {name: c, address: 192.168.60.18}, {name: d}, {name: e}]
         """)
     net = ipaddress.IPv4Network("192.168.60.16/28")
-    addrs = [ipaddress.IPv4Address(n["address"]) for n in plan["nodes"]]
+    addrs = [ipaddress.IPv4Address(n.address) for n in plan.nodes]
     assert len(set(addrs)) == len(addrs)
     for a in addrs:
         assert a in net and a not in (net.network_address, net.network_address + 1, net.broadcast_address)
     assert [str(a) for a in addrs] == ["192.168.60.27", "192.168.60.28", "192.168.60.18", "192.168.60.30", "192.168.60.19"]
     # the /29 case: 5 usable addresses, all below .11
     plan = _plan("lab: t\nnetworks: [{name: s, cidr: 192.168.60.8/29}]\nnodes: [{name: a}, {name: b}, {name: c}]\n")
-    assert [n["address"] for n in plan["nodes"]] == ["192.168.60.10", "192.168.60.11", "192.168.60.12"]
+    assert [n.address for n in plan.nodes] == ["192.168.60.10", "192.168.60.11", "192.168.60.12"]
 
 
 def test_nodes_get_macs_and_disks() -> None:
@@ -415,10 +412,10 @@ def test_nodes_get_macs_and_disks() -> None:
           - {name: a, disks: [{name: d1, size: 1G}, {name: d2, size: 2G, filesystem: xfs, mount: /data}]}
           - {name: b}
         """)
-    a, _b = plan["nodes"]
-    assert set(a["macs"]) == {"storage", "backend"}
-    macs = [m for n in plan["nodes"] for m in n["macs"].values()]
+    a, _b = plan.nodes
+    assert set(a.macs) == {"storage", "backend"}
+    macs = [m for n in plan.nodes for m in n.macs.values()]
     assert len(set(macs)) == 4 and all(m.startswith("52:54:00:") for m in macs)
-    assert [(d["name"], d["size"], d["device"]) for d in a["disks"]] == [("d1", 2**30, "/dev/vdb"), ("d2", 2**31, "/dev/vdc")]
-    assert a["disks"][1]["mount"] == "/data" and a["object"] == "storlab-t-a"
-    assert [n["bridge"] for n in plan["networks"]] == [f"slb{plan['tag']}0", f"slb{plan['tag']}1"]
+    assert [(d.name, d.size, d.device) for d in a.disks] == [("d1", 2**30, "/dev/vdb"), ("d2", 2**31, "/dev/vdc")]
+    assert a.disks[1].mount == "/data" and a.object == "storlab-t-a"
+    assert [n.bridge for n in plan.networks] == [f"slb{plan.tag}0", f"slb{plan.tag}1"]

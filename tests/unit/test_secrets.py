@@ -3,7 +3,6 @@ the plan names them, never holds them, and nothing reads the topology again."""
 
 from __future__ import annotations
 
-import json
 import stat
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from harness import secrets
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
+from harness.model import need
 from harness.plan import make_plan
 from harness.validate import validate_text
 
@@ -40,11 +40,11 @@ def test_secrets_are_decided_at_plan_time_and_kept(tmp_path: Path) -> None:
     pwfile.write_text("from-a-file-01\n")
     topo, res = validate_text(textwrap.dedent(TOPO).replace("PWFILE", str(pwfile)), PROFILES["ci"])
     plan = make_plan(topo, res, "s.yaml", set(), PROFILES["ci"])
-    assert "literal-secret1" not in json.dumps(plan)  # the plan names secrets, never holds them
+    assert "literal-secret1" not in plan.to_json()  # the plan names secrets, never holds them
     sdir = tmp_path / "lab" / "secrets"
     secrets.decide(plan, topo, sdir)
     ctx = SimpleNamespace(secrets_dir=sdir)
-    acls = {a["initiator"].split(":")[1]: a for a in plan["iscsi"]["acls"]}
+    acls = {a.initiator.split(":")[1]: a for a in need(plan.iscsi, "iscsi").acls}
     gen = secrets.chap_password(ctx, acls["gen"])
     assert len(gen) == 16 and gen.isalnum()
     assert secrets.chap_password(ctx, acls["lit"]) == "literal-secret1"
@@ -54,7 +54,8 @@ def test_secrets_are_decided_at_plan_time_and_kept(tmp_path: Path) -> None:
     # a second `up` keeps what was decided (a generated secret does not change under a running lab)
     secrets.decide(plan, topo, sdir)
     assert secrets.chap_password(ctx, acls["gen"]) == gen
-    filled = secrets.fill(f"a <secret:{acls['lit']['chap']['secret_name']}> b", ctx, plan["iscsi"]["acls"])
+    lit = need(acls["lit"].chap, "CHAP").secret_name
+    filled = secrets.fill(f"a <secret:{lit}> b", ctx, need(plan.iscsi, "iscsi").acls)
     assert filled == "a literal-secret1 b"
 
 

@@ -18,6 +18,7 @@ from harness import box, paths, vagrantspec
 from harness import plan as planmod
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
+from harness.model import DiskPlan, Plan, need
 from harness.plan import make_plan
 from harness.providers.vagrant import VagrantProvider, _net_key
 from harness.validate import validate_text
@@ -38,49 +39,49 @@ nodes:
 
 
 def plan_of(text: str, accel: str = "tcg", preset: dict[str, str] | None = None,
-            taken: set[ipaddress.IPv4Network] | None = None) -> dict[str, Any]:
+            taken: set[ipaddress.IPv4Network] | None = None) -> Plan:
     topo, res = validate_text(textwrap.dedent(text), PROFILES["ci"])
     return make_plan(topo, res, "t.yaml", taken or set(), PROFILES["ci"], accel=accel, preset=preset)
 
 
 @pytest.fixture
-def plan() -> dict[str, Any]:
+def plan() -> Plan:
     return plan_of(TWO_NODES)
 
 
 @pytest.fixture
-def spec(plan: dict[str, Any]) -> dict[str, Any]:
+def spec(plan: Plan) -> dict[str, Any]:
     return vagrantspec.spec(plan, LABDIR, BOX)
 
 
 # -- the management network in the plan ------------------------------------------------------
 
-def test_vagrant_plan_has_its_own_isolated_management_subnet(plan: dict[str, Any]) -> None:
-    mgmt = plan["mgmt"]
-    cidr = ipaddress.IPv4Network(mgmt["cidr"])
-    assert mgmt["libvirt_network"] == "storlab-t-mgmt"
-    assert mgmt["host_address"] == str(cidr.network_address + 1)
-    assert ipaddress.IPv4Address(mgmt["dhcp_start"]) in cidr and ipaddress.IPv4Address(mgmt["dhcp_end"]) in cidr
-    assert mgmt["netmask"] == str(cidr.netmask)
-    assert all(not cidr.overlaps(ipaddress.IPv4Network(n["cidr"])) for n in plan["networks"])
-    assert mgmt["bridge"] not in {n["bridge"] for n in plan["networks"]} and len(mgmt["bridge"]) <= 15
+def test_vagrant_plan_has_its_own_isolated_management_subnet(plan: Plan) -> None:
+    mgmt = need(plan.mgmt, "mgmt")
+    cidr = ipaddress.IPv4Network(mgmt.cidr)
+    assert mgmt.libvirt_network == "storlab-t-mgmt"
+    assert mgmt.host_address == str(cidr.network_address + 1)
+    assert ipaddress.IPv4Address(mgmt.dhcp_start) in cidr and ipaddress.IPv4Address(mgmt.dhcp_end) in cidr
+    assert mgmt.netmask == str(cidr.netmask)
+    assert all(not cidr.overlaps(ipaddress.IPv4Network(n.cidr)) for n in plan.networks)
+    assert mgmt.bridge not in {n.bridge for n in plan.networks} and len(mgmt.bridge) <= 15
 
 
-def test_management_subnet_is_deterministic_and_avoids_taken_subnets(plan: dict[str, Any]) -> None:
-    assert plan_of(TWO_NODES)["mgmt"] == plan["mgmt"]
-    taken = {ipaddress.IPv4Network(plan["mgmt"]["cidr"])}
+def test_management_subnet_is_deterministic_and_avoids_taken_subnets(plan: Plan) -> None:
+    assert plan_of(TWO_NODES).mgmt == plan.mgmt
+    taken = {ipaddress.IPv4Network(need(plan.mgmt, "mgmt").cidr)}
     other = plan_of(TWO_NODES, taken=taken)
-    assert other["mgmt"]["cidr"] != plan["mgmt"]["cidr"]
+    assert need(other.mgmt, "mgmt").cidr != need(plan.mgmt, "mgmt").cidr
 
 
-def test_resumed_lab_keeps_its_management_subnet(plan: dict[str, Any]) -> None:
+def test_resumed_lab_keeps_its_management_subnet(plan: Plan) -> None:
     again = plan_of(TWO_NODES, preset={"@mgmt": "10.77.0.0/24"})
-    assert again["mgmt"]["cidr"] == "10.77.0.0/24"
-    assert again["mgmt"]["host_address"] == "10.77.0.1"
+    assert need(again.mgmt, "mgmt").cidr == "10.77.0.0/24"
+    assert need(again.mgmt, "mgmt").host_address == "10.77.0.1"
 
 
 def test_lxc_plans_have_no_management_network() -> None:
-    assert "mgmt" not in plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc"))
+    assert plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc")).mgmt is None
 
 
 def test_network_named_mgmt_is_reserved_on_vagrant() -> None:
@@ -101,9 +102,9 @@ def test_used_subnets_counts_libvirt_networks_but_not_the_labs_own(tmp_path: Pat
 
 # -- vagrant.json -------------------------------------------------------------------------------
 
-def test_domains_are_named_from_the_plan_objects(plan: dict[str, Any], spec: dict[str, Any]) -> None:
-    for m, node in zip(spec["machines"], plan["nodes"], strict=True):
-        assert m["domain"] == node["object"] == f"storlab-t-{node['name']}"
+def test_domains_are_named_from_the_plan_objects(plan: Plan, spec: dict[str, Any]) -> None:
+    for m, node in zip(spec["machines"], plan.nodes, strict=True):
+        assert m["domain"] == node.object == f"storlab-t-{node.name}"
         assert m["domain_prefix"] + m["name"] == m["domain"]  # vagrant-libvirt: default_prefix + machine name
 
 
@@ -118,27 +119,27 @@ def test_tcg_allows_longer_boots_than_kvm() -> None:
     assert vagrantspec.boot_bound(plan_of(TWO_NODES, accel="tcg")) > vagrantspec.boot_bound(plan_of(TWO_NODES, accel="kvm"))
 
 
-def test_machine_resources_networks_and_disks(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+def test_machine_resources_networks_and_disks(plan: Plan, spec: dict[str, Any]) -> None:
     m1, m2 = spec["machines"]
-    n1 = plan["nodes"][0]
+    n1 = plan.nodes[0]
     assert (m1["cpus"], m1["memory"]) == (2, 1536)
     assert m1["networks"] == [
-        {"network_name": net["libvirt_network"], "ip": n1["addresses"][net["name"]], "mac": n1["macs"][net["name"]],
-         "netmask": str(ipaddress.IPv4Network(net["cidr"]).netmask)} for net in plan["networks"]]
+        {"network_name": net.libvirt_network, "ip": n1.addresses[net.name], "mac": n1.macs[net.name],
+         "netmask": str(ipaddress.IPv4Network(net.cidr).netmask)} for net in plan.networks]
     assert m1["disks"] == [{"device": "vdb", "size": "1024M", "volume": "storlab-t-n1-data.qcow2"},
                            {"device": "vdc", "size": "1536M", "volume": "storlab-t-n1-raw.qcow2"}]
     assert m2["disks"] == []
     assert m1["console_log"] == str(LABDIR / "logs" / "n1.console.log")
 
 
-def test_management_addresses_are_fixed_and_inside_the_subnet(plan: dict[str, Any], spec: dict[str, Any]) -> None:
-    cidr = ipaddress.IPv4Network(plan["mgmt"]["cidr"])
+def test_management_addresses_are_fixed_and_inside_the_subnet(plan: Plan, spec: dict[str, Any]) -> None:
+    cidr = ipaddress.IPv4Network(need(plan.mgmt, "mgmt").cidr)
     ips = [m["mgmt_ip"] for m in spec["machines"]]
     macs = [m["mgmt_mac"] for m in spec["machines"]]
     assert len(set(ips)) == len(ips) and len(set(macs)) == len(macs)
     assert all(ipaddress.IPv4Address(ip) in cidr for ip in ips)
-    assert plan["mgmt"]["host_address"] not in ips
-    assert spec["management"] == {"network_name": "storlab-t-mgmt", "address": plan["mgmt"]["cidr"],
+    assert need(plan.mgmt, "mgmt").host_address not in ips
+    assert spec["management"] == {"network_name": "storlab-t-mgmt", "address": need(plan.mgmt, "mgmt").cidr,
                                   "mode": "none", "guest_ipv6": "no"}
 
 
@@ -154,7 +155,7 @@ def test_box_and_direct_kernel_boot(spec: dict[str, Any]) -> None:
     assert spec["storage_pool"] == box.STORAGE_POOL != "default"
 
 
-def test_spec_is_json_and_deterministic(plan: dict[str, Any]) -> None:
+def test_spec_is_json_and_deterministic(plan: Plan) -> None:
     a = json.dumps(vagrantspec.spec(plan, LABDIR, BOX), sort_keys=True)
     assert a == json.dumps(vagrantspec.spec(plan_of(TWO_NODES), LABDIR, BOX), sort_keys=True)
 
@@ -184,13 +185,14 @@ def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec:
 
 
 def test_provision_script_quotes_odd_mount_points() -> None:
-    s = vagrantspec.provision_script("n1", [{"device": "/dev/vdb", "filesystem": "ext4", "mount": "/srv/a b"}])
+    disk = DiskPlan(name="a", size=2**30, device="/dev/vdb", filesystem="ext4", mount="/srv/a b", image="storlab-t-n1-a")
+    s = vagrantspec.provision_script("n1", (disk,))
     assert "mkdir -p '/srv/a b'" in s and "mkfs.ext4 -q -F /dev/vdb" in s
 
 
 # -- libvirt networks ---------------------------------------------------------------------------
 
-def test_networks_are_isolated_and_only_management_has_dhcp(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+def test_networks_are_isolated_and_only_management_has_dhcp(plan: Plan, spec: dict[str, Any]) -> None:
     nets = vagrantspec.networks(plan, spec)
     assert list(nets) == ["storlab-t-mgmt", "storlab-t-storage", "storlab-t-backend"]
     for name, xml in nets.items():
@@ -203,20 +205,20 @@ def test_networks_are_isolated_and_only_management_has_dhcp(plan: dict[str, Any]
     mgmt = ET.fromstring(nets["storlab-t-mgmt"])
     hosts = {(h.get("mac"), h.get("ip")) for h in mgmt.findall("./ip/dhcp/host")}
     assert hosts == {(m["mgmt_mac"], m["mgmt_ip"]) for m in spec["machines"]}
-    assert mgmt.find("./ip").get("address") == plan["mgmt"]["host_address"]  # type: ignore[union-attr]
-    for net in plan["networks"]:
-        root = ET.fromstring(nets[net["libvirt_network"]])
+    assert mgmt.find("./ip").get("address") == need(plan.mgmt, "mgmt").host_address  # type: ignore[union-attr]
+    for net in plan.networks:
+        root = ET.fromstring(nets[net.libvirt_network])
         assert root.find("./ip/dhcp") is None
-        assert root.find("./ip").get("address") == net["host_address"]  # type: ignore[union-attr]
-        assert root.find("bridge").get("name") == net["bridge"]  # type: ignore[union-attr]
+        assert root.find("./ip").get("address") == net.host_address  # type: ignore[union-attr]
+        assert root.find("bridge").get("name") == net.bridge  # type: ignore[union-attr]
 
 
-def test_network_key_ignores_what_libvirt_adds(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+def test_network_key_ignores_what_libvirt_adds(plan: Plan, spec: dict[str, Any]) -> None:
     xml = vagrantspec.networks(plan, spec)["storlab-t-mgmt"]
     dumped = xml.replace("<dns enable='no'/>", "<uuid>0717a97d-b6ad-4036-9a7d-51dcbff78524</uuid>"
                                                 "<mac address='52:54:00:4e:5f:a2'/><dns enable='no'/>")
     assert _net_key(ET.fromstring(dumped)) == _net_key(ET.fromstring(xml))
-    moved = xml.replace(plan["mgmt"]["host_address"], "10.1.2.1")
+    moved = xml.replace(need(plan.mgmt, "mgmt").host_address, "10.1.2.1")
     assert _net_key(ET.fromstring(moved)) != _net_key(ET.fromstring(xml))
 
 
@@ -249,7 +251,7 @@ def test_teardown_spares_labs_whose_name_extends_this_one(tmp_path: Path, monkey
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     for lab in ("a", "a-b"):
         (paths.lab_dir(lab)).mkdir(parents=True)
-    p = VagrantProvider({"lab": "a", "nodes": []}, paths.lab_dir("a"))
+    p = VagrantProvider(plan_of(TWO_NODES.replace("lab: t", "lab: a")), paths.lab_dir("a"))
     assert p._owned("storlab-a-node1") and p._owned("storlab-a-mgmt") and p._owned("storlab-a-node1-data.qcow2")
     assert not p._owned("storlab-a-b-node1")
     assert not p._owned("storlab-ab-node1") and not p._owned("default")
@@ -305,7 +307,7 @@ def test_vagrant_error_of_a_plain_vagrant_message() -> None:
 # -- boot bounds: declared by the provider, then derived from this lab's own measured boots ---------
 
 def test_restart_bound_is_the_declared_floor_until_a_boot_was_measured(
-        plan: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.lab import BOOT_FACTOR, Lab
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     lab = Lab(plan)
@@ -323,7 +325,7 @@ def test_restart_bound_is_the_declared_floor_until_a_boot_was_measured(
 
 
 def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
-        plan: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.lab import Lab
     monkeypatch.setenv("STORLAB_HOME", "/var/lib/storlab")
     lab = Lab(plan)

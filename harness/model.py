@@ -1,0 +1,256 @@
+"""The plan: a lab resolved from its topology (subnets, addresses, MACs, disks, object names,
+each backend's section, host pools and volumes), as frozen typed models. `make_plan` builds it,
+`plan.json` in the lab directory holds it, and everything after validation reads it through
+attributes that mypy checks. Secrets are named here, never held."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import HarnessError
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NetworkPlan(Frozen):
+    name: str
+    cidr: str
+    prefix: int
+    host_address: str
+    bridge: str
+    libvirt_network: str
+
+
+class MgmtPlan(NetworkPlan):
+    """vagrant-libvirt's management network (VM labs only)."""
+    netmask: str
+    dhcp_start: str
+    dhcp_end: str
+
+
+class DiskPlan(Frozen):
+    name: str
+    size: int
+    filesystem: str
+    mount: str | None
+    device: str | None  # /dev/vdX on VMs; None where the provider hands the disk over mounted
+    image: str
+
+
+class NodePlan(Frozen):
+    name: str
+    index: int
+    roles: tuple[str, ...]
+    cpus: int
+    memory: int
+    address: str  # on the first lab network
+    addresses: dict[str, str]  # network name -> address
+    macs: dict[str, str]
+    disks: tuple[DiskPlan, ...]
+    object: str  # container/domain name
+
+
+class GlusterVolumePlan(Frozen):
+    name: str
+    replica: int
+    bricks: tuple[str, ...]
+    nodes: tuple[str, ...]
+    options: dict[str, str]
+
+
+class GlusterPlan(Frozen):
+    volumes: tuple[GlusterVolumePlan, ...]
+
+
+class NfsExportPlan(Frozen):
+    path: str
+    options: tuple[str, ...]
+    clients: tuple[str, ...]
+
+
+class NfsPlan(Frozen):
+    server: str
+    implementation: Literal["kernel", "ganesha"]
+    address: str
+    grace_period: int
+    lease_time: int
+    exports: tuple[NfsExportPlan, ...]
+
+
+class ChapPlan(Frozen):
+    username: str
+    secret_name: str  # the file in the lab's secrets directory
+    password_file: str | None
+    generate: bool
+    literal: bool
+
+
+class AclPlan(Frozen):
+    initiator: str
+    chap: ChapPlan | None
+
+
+class LunPlan(Frozen):
+    kind: Literal["fileio", "block", "lvm"]
+    size: int | None
+    path: str | None
+    disk: str | None
+    vg: str | None
+    lv: str | None
+    device: str | None
+
+
+class IscsiPlan(Frozen):
+    target: str
+    implementation: Literal["lio", "tgt"]
+    iqn: str
+    portal_addresses: tuple[str, ...]
+    acls: tuple[AclPlan, ...]
+    chap: bool
+    luns: tuple[LunPlan, ...]
+
+
+class MonPlan(Frozen):
+    name: str
+    address: str
+
+
+class CephPoolPlan(Frozen):
+    name: str
+    pg_num: int
+    size: int
+    min_size: int | None
+    application: str
+
+
+class CephClientPlan(Frozen):
+    name: str
+    caps: dict[str, str]
+
+
+class CephPlan(Frozen):
+    fsid: str
+    mons: tuple[MonPlan, ...]
+    mgrs: tuple[str, ...]
+    osds: tuple[str, ...]
+    admin: tuple[str, ...]
+    public_network: str
+    osd_disk: str | None
+    osd_pool_default_size: int
+    heartbeat_grace: int
+    pools: tuple[CephPoolPlan, ...]
+    clients: tuple[CephClientPlan, ...]
+    accept_warnings: tuple[str, ...]
+
+
+class SecretRef(Frozen):
+    uuid: str | None
+
+
+class HostPoolPlan(Frozen):
+    """A libvirt pool on the KVM host ('kvm') or on a hypervisor node of the lab. The fields
+    after `disk` are resolved from the backend and present only where the type uses them."""
+    name: str
+    type: str
+    backend: str
+    path: str | None
+    volume: str | None
+    fuse_mount: bool
+    export: str | None
+    initiator: str | None
+    rbd_pool: str | None
+    client: str | None
+    secret: SecretRef | None
+    host: str
+    disk: str | None
+    server: str | None = None
+    backup_servers: tuple[str, ...] = ()
+    target_iqn: str | None = None
+    chap: ChapPlan | None = None
+    secret_uuid: str | None = None
+    monitors: tuple[str, ...] = ()
+    device: str | None = None
+
+
+class HostVolumePlan(Frozen):
+    pool: str
+    name: str
+    size: int
+    format: str
+    allocation: str
+    pool_type: str
+    squashed: bool
+
+
+class HostPlan(Frozen):
+    uri: str
+    pools: tuple[HostPoolPlan, ...]
+    volumes: tuple[HostVolumePlan, ...]
+
+
+class Plan(Frozen):
+    lab: str
+    topology: str  # the topology file, resolved
+    provider: str
+    accel: Literal["kvm", "tcg"]
+    networks: tuple[NetworkPlan, ...]
+    nodes: tuple[NodePlan, ...]
+    tag: str
+    mgmt: MgmtPlan | None = None
+    gluster: GlusterPlan | None = None
+    nfs: NfsPlan | None = None
+    iscsi: IscsiPlan | None = None
+    ceph: CephPlan | None = None
+    host: HostPlan
+
+    # -- look-ups ----------------------------------------------------------------------------
+    def node(self, name: str) -> NodePlan:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def pool(self, name: str) -> HostPoolPlan:
+        for p in self.host.pools:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    # -- plan.json -----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        # fields never set (a pool's extras that its type does not use) stay out of the file
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.model_validate(json.loads(text))
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        try:
+            return cls.from_json(path.read_text())
+        except (ValueError, ValidationError) as exc:  # another version's plan, or a damaged file
+            first = str(exc).splitlines()[:3]
+            raise HarnessError(f"{path} is not a plan this storlab can read ({'; '.join(first)}); "
+                               f"`storlab down` with the storlab that made it, or remove the lab directory") from None
+
+    def with_(self, **changes: Any) -> Plan:
+        """A copy with ``changes`` (the plan itself never changes)."""
+        return self.model_copy(update=changes)
+
+
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    """A field validation guarantees for this kind of object (a fileio LUN's path, a dir pool's
+    path): a plan without it was not made by make_plan."""
+    if value is None:
+        raise HarnessError(f"plan: {what} is missing (the plan was not made from a validated topology?)")
+    return value
