@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
 from harness.lab import Lab  # noqa: E402
-from harness.model import need
+from harness.model import need  # noqa: E402
 from harness.roles.ceph import parse_health, parse_osd_tree  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 
@@ -60,7 +60,7 @@ def main() -> int:
         out["recovery_after_kill_s"] = round(time.monotonic() - t0, 1)
         # 2. node crashed (no reset: heartbeat grace decides)
         t0 = time.monotonic()
-        with lab.crashed(victim):
+        with lab.node(victim).crashed():
             wait_until(lambda: osd_status(victim) == "down", timeout=120, interval=0.5, what="osd down after crash")
             out["osd_node_crash_detected_s"] = round(time.monotonic() - t0, 1)
             t0 = time.monotonic()
@@ -76,7 +76,7 @@ def main() -> int:
         print(f"OSD daemon killed: down after {out['osd_kill_detected_s']}s, "
               f"HEALTH_OK {out['recovery_after_kill_s']}s after restart")
         print(f"OSD node crashed: down after {out['osd_node_crash_detected_s']}s "
-              f"(grace {need(lab.plan.ceph, "ceph").heartbeat_grace}s), HEALTH_OK {out['recovery_after_crash_s']}s after restart")
+              f"(grace {need(lab.plan.ceph, 'ceph').heartbeat_grace}s), HEALTH_OK {out['recovery_after_crash_s']}s after restart")
         print(f"daemon RSS (MiB): {mem}")
     finally:
         lab.down()

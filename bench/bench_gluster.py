@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
 from harness.lab import Lab  # noqa: E402
-from harness.model import need
+from harness.model import need  # noqa: E402
 from harness.roles.gluster import volume_whole  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 from harness.workload import Writer, file_appender  # noqa: E402
@@ -59,18 +59,15 @@ def main() -> int:
                 wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer")
                 t0 = time.monotonic()
                 if fault == "crash":
-                    with lab.crashed(victim):
+                    with lab.node(victim).crashed():
                         wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
                                    what="writes after crash")
                         t1 = time.monotonic()
                 else:
-                    lab.provider.freeze(victim)
-                    try:
+                    with lab.node(victim).frozen():
                         wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
                                    what="writes during hang")
                         t1 = time.monotonic()
-                    finally:
-                        lab.provider.thaw(victim)
             gap = w.log.max_gap(t0, t1)
             out[f"{fault}_longest_stall_s"] = round(gap, 2)
             print(f"{fault} of {victim}: longest write stall {gap:.2f}s (ping-timeout {ping:.0f}s, ratio {gap / ping:.2f})")

@@ -3,13 +3,12 @@ persisted after every step so `up` resumes, `down` always finishes and `reap` fi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from . import plan as planmod
 from .errors import CleanupReport, LabStateError
 from .hostfacts import HostFacts
 from .model import Plan
-from .node import Node, on_each
+from .node import Node
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
 from .providers.lxc import lxcpath
@@ -49,7 +48,7 @@ class Lab:
         self.name: str = plan.lab
         self.dir = paths.lab_dir(self.name)
         self.provider = providers.get(plan.provider)(plan, self.dir)
-        self.nodes = {n.name: Node(n, self.ssh_config, self.provider) for n in plan.nodes}
+        self.nodes = {n.name: Node(n, self.ssh_config, self.provider, timeline=self) for n in plan.nodes}
         self.timeline: list[tuple[float, str]] = []
 
     # -- files -----------------------------------------------------------------------------
@@ -177,21 +176,13 @@ class Lab:
                  f"{self.plan.accel}); restarts will be bounded by {BOOT_FACTOR} x the boot measured now")
         for node in self.nodes.values():
             with log.step(f"{node.name}: wait for ssh and systemd"):
-                self._wait_booted(node, floor)
+                node.wait_booted(floor)
 
-    def _wait_booted(self, node: Node, bound: float) -> float:
-        """Wait for ssh and a booted systemd within ``bound`` seconds of power-on; record and
-        return the boot time measured (power-on -> systemd ready)."""
-        t0 = self.provider.powered_at.get(node.name, time.monotonic())
-        deadline = t0 + bound
-        node.wait_for_ssh(timeout=max(1.0, deadline - time.monotonic()))
-        node.wait_for_system(timeout=max(1.0, deadline - time.monotonic()))
-        took = round(time.monotonic() - t0, 1)
-        if node.name in self.provider.powered_at:  # a resumed `up` did not see the power-on: no figure
-            boots = dict(self.state().get("boot_seconds", {}))
-            boots[node.name] = took
-            self.save_state(boot_seconds=boots)
-        return took
+    def booted(self, node: str, seconds: float) -> None:
+        """Record a measured boot (power-on -> systemd ready): restarts are bounded by it."""
+        boots = dict(self.state().get("boot_seconds", {}))
+        boots[node] = seconds
+        self.save_state(boot_seconds=boots)
 
     def boot_bound(self, node: str) -> tuple[float, str]:
         """How long a (re)boot of ``node`` may take before it counts as hung, and why: the
@@ -204,26 +195,6 @@ class Lab:
             return took * BOOT_FACTOR, f"{BOOT_FACTOR} x the {took:.0f}s {node} took to boot at up"
         why = f"measured {took:.0f}s at up" if took else "no boot measured yet"
         return floor, f"provider {self.plan.provider}'s declared floor ({why})"
-
-    def start_node(self, node: str, timeout: float | None = None) -> Node:
-        """Power ``node`` on again and wait until it is booted, within its boot bound (logged)."""
-        return self.start_nodes([node], timeout)[0]
-
-    def start_nodes(self, names: list[str], timeout: float | None = None) -> list[Node]:
-        """Power nodes on again at once and wait for each within its boot bound (logged)."""
-        todo = [self.node(n) for n in names]
-        for n in todo:
-            n.close_connection()
-            if not n.is_up():
-                self.provider.start(n.name)
-
-        def booted(n: Node) -> Node:
-            bound, why = (timeout, "given") if timeout else self.boot_bound(n.name)
-            log.info(f"{n.name}: waiting up to {bound:.0f}s for ssh + systemd ({why})")
-            took = self._wait_booted(n, bound)
-            log.info(f"{n.name}: booted in {took:.0f}s")
-            return n
-        return on_each(todo, booted, "restart")
 
     def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
         log.add_logfile(self.logfile)
@@ -314,70 +285,6 @@ class Lab:
         log.info(f"fault: {event}")
         with open(self.dir / "logs" / "faults.log", "a") as fh:
             fh.write(f"{time.strftime('%H:%M:%S')} {event}\n")
-
-    @contextlib.contextmanager
-    def crashed(self, *nodes: str, restart_timeout: float | None = None) -> Iterator[list[Node]]:
-        """Hard power-off ``nodes`` for the duration of the block; on exit they are powered on
-        together and each waited for within its boot bound (see boot_bound) unless
-        ``restart_timeout`` is given. Yields the nodes."""
-        crashed = [self.node(n) for n in nodes]
-        for n in crashed:
-            self.mark(f"crash {n.name}")
-            n.crash()
-        try:
-            yield crashed
-        finally:
-            self.mark(f"restart {', '.join(nodes)}")
-            self.start_nodes(list(nodes), restart_timeout)
-
-    @contextlib.contextmanager
-    def link_down(self, node: str, network: str | None = None) -> Iterator[Node]:
-        n = self.node(node)
-        self.mark(f"link down {node} {network or '(all)'}")
-        n.set_link(False, network)
-        try:
-            yield n
-        finally:
-            self.mark(f"link up {node} {network or '(all)'}")
-            n.set_link(True, network)
-
-    @contextlib.contextmanager
-    def partition(self, *groups: list[str]) -> Iterator[None]:
-        """Cut traffic between groups of nodes (nftables-free: per-node ip route blackholes)."""
-        cuts = [(member, other) for gi, g in enumerate(groups) for member in g
-                for gj, h in enumerate(groups) if gj != gi for other in h]
-        self.mark(f"partition {' | '.join(','.join(g) for g in groups)}")
-        try:
-            for member, other in cuts:
-                self.cut(member, other, True)
-            yield
-        finally:
-            self.mark("heal partition")
-            for member, other in cuts:
-                self.cut(member, other, False)
-
-    def cut(self, node: str, other: str, on: bool) -> None:
-        """Drop (or stop dropping) ``node``'s traffic to every address of ``other`` with blackhole
-        routes on ``node``; the host's ssh path to it is untouched."""
-        n = self.node(node)
-        for addr in self.node(other).spec.addresses.values():
-            if on:
-                n.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
-            else:
-                n.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
-
-    @contextlib.contextmanager
-    def stopped_service(self, node: str, unit: str, kill: bool = False) -> Iterator[Node]:
-        n = self.node(node)
-        self.mark(f"{'kill' if kill else 'stop'} {unit} on {node}")
-        n.succeed(["systemctl", "kill", "-s", "KILL", unit] if kill else ["systemctl", "stop", unit])
-        try:
-            yield n
-        finally:
-            self.mark(f"start {unit} on {node}")
-            n.succeed(["systemctl", "start", unit])
-            n.wait_for_unit(unit)
-
 
 def list_labs() -> list[str]:
     d = paths.home() / "labs"

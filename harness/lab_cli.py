@@ -93,30 +93,28 @@ def cmd_reap(args: argparse.Namespace) -> int:
 def cmd_fault(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
     node = lab.node(args.node)
+    lab.mark(f"{args.action} {node.name} (cli)")
     if args.action == "crash":
-        lab.mark(f"crash {node.name} (cli)")
         node.crash()
     elif args.action == "start":
-        lab.mark(f"start {node.name} (cli)")
-        lab.start_node(node.name)
+        node.start()
     elif args.action in ("link-down", "link-up"):
-        lab.mark(f"{args.action} {node.name} (cli)")
         node.set_link(args.action == "link-up", args.network)
-    elif args.action in ("freeze", "thaw"):
-        lab.mark(f"{args.action} {node.name} (cli)")
-        getattr(lab.provider, args.action)(node.name)
+    elif args.action == "freeze":
+        node.freeze()
+    elif args.action == "thaw":
+        node.thaw()
     elif args.action in ("stop-service", "kill-service", "start-service"):
         if not args.unit:
             raise HarnessError(f"{args.action} needs --unit UNIT")
-        lab.mark(f"{args.action} {args.unit} on {node.name} (cli)")
-        verb = {"stop-service": ["stop"], "kill-service": ["kill", "-s", "KILL"], "start-service": ["start"]}[args.action]
-        node.succeed(["systemctl", *verb, args.unit])
+        if args.action == "start-service":
+            node.start_service(args.unit)
+        else:
+            node.stop_service(args.unit, kill=args.action == "kill-service")
     elif args.action in ("isolate", "rejoin"):
         # cut (restore) this node's traffic to every other lab node; the ssh path from the host stays
-        lab.mark(f"{args.action} {node.name} (cli)")
-        for other in lab.nodes:
-            if other != node.name:
-                lab.cut(node.name, other, args.action == "isolate")
+        others = [a for other in lab.nodes.values() if other is not node for a in other.spec.addresses.values()]
+        node.block(others, on=args.action == "isolate")
     print(f"{args.action} {node.name}: done")
     return 0
 

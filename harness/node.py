@@ -3,12 +3,14 @@ bounded waits, and fault verbs that go through the provider."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import shlex
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import log
 from .errors import CommandError
@@ -27,9 +29,32 @@ def _remote(cmd: Command) -> str:
     return cmd if isinstance(cmd, str) else shlex.join(str(a) for a in cmd)
 
 
+class Timeline(Protocol):
+    """Where a node's faults and boots are recorded (the lab's fault log and saved state)."""
+
+    def mark(self, event: str) -> None: ...
+
+    def boot_bound(self, node: str) -> tuple[float, str]:
+        """Seconds a (re)boot of ``node`` may take before it counts as hung, and why."""
+
+    def booted(self, node: str, seconds: float) -> None: ...
+
+
+class _NoTimeline:
+    def mark(self, event: str) -> None:
+        log.info(f"fault: {event}")
+
+    def boot_bound(self, node: str) -> tuple[float, str]:
+        return 180.0, "no lab timeline: a fixed bound"
+
+    def booted(self, node: str, seconds: float) -> None:
+        pass
+
+
 class Node:
-    def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider) -> None:
+    def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider, timeline: Timeline | None = None) -> None:
         self.spec = spec
+        self.timeline: Timeline = timeline or _NoTimeline()
         self.name = spec.name
         self.address = spec.address
         self.roles = spec.roles
@@ -133,17 +158,107 @@ class Node:
             return r.stdout or "ok"
         return wait_until(attempt, timeout=timeout, what=what or f"`{_remote(cmd)}` on {self.name}")
 
-    # -- faults (the lab's fault API logs them on the timeline) ------------------------
+    # -- faults: one layer, each logged on the lab's fault timeline ----------------------
     def is_up(self) -> bool:
         return self.provider.is_running(self.name)
 
     def crash(self) -> None:
+        """Hard power-off: no shutdown, no flushing."""
+        self.timeline.mark(f"crash {self.name}")
         self.provider.crash(self.name)
         self.close_connection()
 
+    def power_on(self) -> None:
+        """Power the node on (after crash()) without waiting; see start()."""
+        self.timeline.mark(f"start {self.name}")
+        self.close_connection()
+        if not self.is_up():
+            self.provider.start(self.name)
+
+    def start(self, timeout: float | None = None) -> float:
+        """Power on and wait until booted, within the node's boot bound (the lab derives it
+        from the boot it measured; logged with its reason) unless ``timeout`` is given."""
+        self.power_on()
+        return self.wait_booted(timeout)
+
+    def wait_booted(self, timeout: float | None = None) -> float:
+        """Wait for ssh and a booted systemd within the bound, counted from power-on; returns
+        (and reports to the timeline) the boot time measured."""
+        bound, why = (timeout, "given") if timeout else self.timeline.boot_bound(self.name)
+        log.info(f"{self.name}: waiting up to {bound:.0f}s for ssh + systemd ({why})")
+        t0 = self.provider.powered_at.get(self.name, time.monotonic())
+        deadline = t0 + bound
+        self.wait_for_ssh(timeout=max(1.0, deadline - time.monotonic()))
+        self.wait_for_system(timeout=max(1.0, deadline - time.monotonic()))
+        took = round(time.monotonic() - t0, 1)
+        if self.name in self.provider.powered_at:  # a resumed `up` did not see the power-on: no figure
+            self.timeline.booted(self.name, took)
+        log.info(f"{self.name}: booted in {took:.0f}s")
+        return took
+
+    def freeze(self) -> None:
+        """Hang the node: its processes stop, its sockets stay open."""
+        self.timeline.mark(f"freeze {self.name}")
+        self.provider.freeze(self.name)
+
+    def thaw(self) -> None:
+        self.timeline.mark(f"thaw {self.name}")
+        self.provider.thaw(self.name)
+
     def set_link(self, up: bool, network: str | None = None) -> None:
+        """Take the node's interface on ``network`` (default: every lab network) down or up."""
+        self.timeline.mark(f"link {'up' if up else 'down'} {self.name} {network or '(all)'}")
         for net in ([network] if network else list(self.spec.addresses)):
             self.provider.set_link(self.name, net, up)
+
+    def stop_service(self, unit: str, kill: bool = False) -> None:
+        self.timeline.mark(f"{'kill' if kill else 'stop'} {unit} on {self.name}")
+        self.succeed(["systemctl", "kill", "-s", "KILL", unit] if kill else ["systemctl", "stop", unit])
+
+    def start_service(self, unit: str) -> None:
+        self.timeline.mark(f"start {unit} on {self.name}")
+        self.succeed(["systemctl", "start", unit])
+        self.wait_for_unit(unit)
+
+    def block(self, addresses: Sequence[str], on: bool = True) -> None:
+        """Drop (on=False: stop dropping) traffic to ``addresses`` with blackhole routes on the node;
+        the host's ssh path to it is untouched."""
+        self.timeline.mark(f"{'block' if on else 'unblock'} {self.name} -> {', '.join(addresses)}")
+        for addr in addresses:
+            if on:
+                self.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
+            else:
+                self.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
+
+    @contextlib.contextmanager
+    def crashed(self) -> Iterator[Node]:
+        """Powered off for the block, started again (and waited for) on exit."""
+        with crashed(self):
+            yield self
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[Node]:
+        self.freeze()
+        try:
+            yield self
+        finally:
+            self.thaw()
+
+    @contextlib.contextmanager
+    def link_down(self, network: str | None = None) -> Iterator[Node]:
+        self.set_link(False, network)
+        try:
+            yield self
+        finally:
+            self.set_link(True, network)
+
+    @contextlib.contextmanager
+    def service_stopped(self, unit: str, kill: bool = False) -> Iterator[Node]:
+        self.stop_service(unit, kill)
+        try:
+            yield self
+        finally:
+            self.start_service(unit)
 
     def testinfra(self) -> Any:
         """A testinfra host for this node (ssh backend, the lab's ssh config)."""
@@ -169,3 +284,31 @@ def on_each(nodes: Sequence[Node], fn: Callable[[Node], T], what: str) -> list[T
         if exc is not None:
             raise exc
     return [f.result() for f in futures]
+
+
+@contextlib.contextmanager
+def crashed(*nodes: Node) -> Iterator[tuple[Node, ...]]:
+    """Hard power-off ``nodes`` (in order) for the block; on exit they are powered on together
+    and each waited for within its own boot bound, side by side."""
+    for n in nodes:
+        n.crash()
+    try:
+        yield nodes
+    finally:
+        for n in nodes:
+            n.power_on()
+        on_each(list(nodes), lambda n: n.wait_booted(), "restart")
+
+
+@contextlib.contextmanager
+def partition(*groups: Sequence[Node]) -> Iterator[None]:
+    """Cut traffic between groups of nodes (blackhole routes on each node; ssh from the host stays)."""
+    cuts = [(member, [a for h in other for a in h.spec.addresses.values()])
+            for gi, g in enumerate(groups) for member in g for gj, other in enumerate(groups) if gj != gi]
+    try:
+        for member, addrs in cuts:
+            member.block(addrs)
+        yield
+    finally:
+        for member, addrs in cuts:
+            member.block(addrs, on=False)

@@ -151,7 +151,7 @@ def test_ceph_osd_node_crash_degrades_and_recovers(lab: Lab, client_keyring: str
     with _writer(lab, client_keyring) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=120, what="librbd writer running")
         t0 = time.monotonic()
-        with lab.crashed(victim):
+        with lab.node(victim).crashed():
             def down() -> bool:
                 tree = parse_osd_tree(admin(lab).succeed(["ceph", "osd", "tree", "-f", "json"]))
                 return any(o["host"] == victim and o["status"] == "down" for o in tree.values())
@@ -183,7 +183,7 @@ def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Lab, client_keyri
         pytest.skip("this topology has several monitors")
     a = admin(lab)
     mon = mons[0].name
-    with lab.stopped_service(mon, f"ceph-mon@{mon}.service"):
+    with lab.node(mon).service_stopped(f"ceph-mon@{mon}.service"):
         r = a.run(["ceph", "--connect-timeout", "8", "-s"], timeout=60)
         assert not r.ok, "ceph answered without its only monitor"
         r = a.run(["python3", "-c", WRITE, "200000", client_keyring, POOL, IMAGE], timeout=90)

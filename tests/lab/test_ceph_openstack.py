@@ -80,7 +80,7 @@ def test_ceph_openstack_three_monitors_survive_losing_one(lab: Lab, keyrings: No
     mons = [m.name for m in ceph_plan(lab).mons]
     assert len(mons) == 3
     victim = mons[0]
-    with lab.stopped_service(victim, f"ceph-mon@{victim}.service"):
+    with lab.node(victim).service_stopped(f"ceph-mon@{victim}.service"):
         def quorum_without_victim() -> bool:
             st = json.loads(admin(lab).succeed(["ceph", "-s", "-f", "json", "--connect-timeout", "20"], timeout=60))
             return victim not in st["quorum_names"] and len(st["quorum_names"]) == 2

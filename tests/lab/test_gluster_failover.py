@@ -16,6 +16,7 @@ import pytest
 
 from harness.lab import Lab
 from harness.model import GlusterVolumePlan, need
+from harness.node import crashed
 from harness.roles.gluster import parse_heal_info, parse_volume_info, parse_volume_status
 from harness.run import wait_until
 from harness.workload import Writer, check_appends, file_appender, qcow2_writer
@@ -142,7 +143,7 @@ def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any,
         victim = holders(lab, log_path)[0]  # gluster1, the volfile server of the mount, when replicated
         survivor = lab.node(next(n for n in lab.nodes if n != victim))
         t0 = time.monotonic()
-        with lab.crashed(victim):
+        with lab.node(victim).crashed():
             wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab)) and q.log.first_ack_after(t0 + ping_timeout(lab)),
                        timeout=ping_timeout(lab) + MARGIN + 30, what="both writers acknowledged after the crash")
             wait_until(lambda: (heal_counts(survivor).get(f"{survivor.address}:{BRICK}") or 0) > 0,
@@ -170,15 +171,10 @@ def test_gluster_failover_hung_node_stalls_at_most_ping_timeout(healthy: Any) ->
         wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
         victim = holders(lab, log_path)[-1]  # gluster3 when replicated: not the mount's volfile server
         t0 = time.monotonic()
-        lab.mark(f"freeze {victim}")
-        lab.provider.freeze(victim)
-        try:
+        with lab.node(victim).frozen():
             wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab) + 2), timeout=ping_timeout(lab) + MARGIN + 30,
                        what=f"writes acknowledged while {victim} hangs")
             t1 = time.monotonic()
-        finally:
-            lab.mark(f"thaw {victim}")
-            lab.provider.thaw(victim)
     gap = w.log.max_gap(t0, t1)
     print(f"hung {victim}: longest stall {gap:.2f}s (ping-timeout {ping_timeout(lab):.0f}s)")
     assert not w.log.errors, f"write errors reached the application: {w.log.errors[:3]}"
@@ -195,7 +191,7 @@ def test_gluster_failover_two_of_three_down_loses_quorum_not_data(healthy: Any) 
     log_path = f"{mountpoint(lab)}/quorum-{int(time.time())}.log"
     with Writer("log", file_appender(log_path)) as w:
         wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
-        with lab.crashed("gluster2", "gluster3"):
+        with crashed(lab.node("gluster2"), lab.node("gluster3")):
             t0 = time.monotonic()
             wait_until(lambda: w.log.errors, timeout=ping_timeout(lab) + MARGIN + 30,
                        what="writes to be refused without client quorum")

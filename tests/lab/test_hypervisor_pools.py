@@ -105,7 +105,7 @@ def test_nfs_server_restart_while_kernel_client_writes(lab: Lab, hv: Any) -> Non
 
     with Writer("nfs-kernel", append, interval=0.2) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=90, what="appends on the NFS mount running")
-        with lab.stopped_service(server.name, "nfs-server.service"):
+        with server.service_stopped("nfs-server.service"):
             t_down = time.monotonic()
             time.sleep(5)
             during = [s for t, s in w.log.acked if t > t_down + 2]

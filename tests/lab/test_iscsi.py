@@ -109,7 +109,7 @@ def test_iscsi_target_restart_while_initiator_writes(lab: Lab) -> None:
 
     with Writer("iscsi", write, interval=0.1) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="iSCSI writer running")
-        with lab.stopped_service(target(lab).name, unit):
+        with target(lab).service_stopped(unit):
             t_down = time.monotonic()
             wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=30,
                        what="writes to fail while the target is down")

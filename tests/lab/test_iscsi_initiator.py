@@ -156,7 +156,7 @@ def test_iscsi_multipath_survives_one_portal_going_down(lab: Lab, logged_in: Any
     target = iscsi_plan(lab).target
     write = ["dd", "if=/dev/urandom", f"of=/dev/mapper/{mp}", "bs=64k", "count=16", "oflag=direct", "status=none"]
     node.succeed(write, timeout=60)
-    with lab.link_down(target, second_net):
+    with lab.node(target).link_down(second_net):
         wait_until(lambda: "failed" in node.succeed(["multipath", "-ll", mp]), timeout=120, interval=2,
                    what=f"multipath to mark the {second_net} path of {mp} failed")
         node.succeed(write, timeout=120)  # I/O goes on over the remaining portal
@@ -204,7 +204,7 @@ def test_iscsi_sessions_recover_after_a_target_restart(lab: Lab, logged_in: Any)
     unit = "rtslib-fb-targetctl.service" if iscsi_plan(lab).implementation == "lio" else "tgt.service"
     with Writer("iscsi-mpath", write, interval=0.2) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=90, what="writes through multipath running")
-        with lab.stopped_service(iscsi_plan(lab).target, unit):
+        with lab.node(iscsi_plan(lab).target).service_stopped(unit):
             t_down = time.monotonic()
             wait_until(lambda: "active ready running" not in node.succeed(["multipath", "-ll", mp]), timeout=120,
                        interval=2, what=f"every path of {mp} to fail while the target is down")

@@ -15,6 +15,7 @@ import pytest
 
 from harness import paths
 from harness.lab import Lab
+from harness.node import partition
 from harness.run import wait_until
 
 TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "nodes-3.yaml")
@@ -75,11 +76,11 @@ def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
         for other in lab.nodes:
             assert host.run(f"ping -c1 -W2 {other}").rc == 0, f"{name} cannot reach {other}"
     # fault verbs keep the control channel: a partition cuts node-to-node traffic only
-    with lab.partition(["node1"], ["node2", "node3"]):
+    with partition([lab.node("node1")], [lab.node("node2"), lab.node("node3")]):
         assert lab.node("node1").run(["ping", "-c1", "-W1", "node2"], timeout=15).rc != 0
         assert lab.node("node2").run(["ping", "-c1", "-W1", "node3"], timeout=15).rc == 0
     assert lab.node("node1").run(["ping", "-c1", "-W2", "node2"], timeout=15).rc == 0
-    with lab.link_down("node3"):
+    with lab.node("node3").link_down():
         assert lab.node("node2").run(["ping", "-c1", "-W1", "node3"], timeout=15).rc != 0
     lab.node("node3").wait_until_succeeds(["ping", "-c1", "-W1", "node2"], timeout=30)
     assert len(ids) == 3, "nodes share a machine-id"

@@ -103,7 +103,7 @@ def test_nfs_server_restart_while_client_writes(serving: Any) -> None:
 
     with Writer("nfs", put, interval=0.1) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="NFS writer running")
-        with lab.stopped_service(server.name, unit):
+        with server.service_stopped(unit):
             t_down = time.monotonic()
             wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=30,
                        what="writes to fail while the server is down")

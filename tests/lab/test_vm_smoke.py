@@ -100,7 +100,7 @@ def test_node_runs_systemd_with_static_address_and_data_disk(vmlab: tuple[Lab, d
 def test_link_down_cuts_only_that_nic(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, _ = vmlab
     node = lab.node("node1")
-    with lab.link_down("node1", "storage"):
+    with node.link_down("storage"):
         wait_until(lambda: not port_open(node.address), timeout=15, what="the lab address to go quiet")
     wait_until(lambda: port_open(node.address), timeout=30, what="the lab address to answer again")
     node.succeed(["true"])
@@ -109,12 +109,9 @@ def test_link_down_cuts_only_that_nic(vmlab: tuple[Lab, dict[str, float]]) -> No
 def test_freeze_and_thaw(vmlab: tuple[Lab, dict[str, float]]) -> None:
     lab, _ = vmlab
     node = lab.node("node1")
-    lab.provider.freeze("node1")
-    try:
+    with node.frozen():
         assert node.is_up()  # paused counts as running, like a frozen container
         assert not port_open(node.address)
-    finally:
-        lab.provider.thaw("node1")
     wait_until(lambda: node.run(["true"], timeout=15).ok, timeout=60, what="ssh after thaw")
 
 
@@ -123,7 +120,7 @@ def test_crash_is_a_hard_power_off_and_the_node_comes_back(vmlab: tuple[Lab, dic
     node = lab.node("node1")
     boot_id = node.succeed(["cat", "/proc/sys/kernel/random/boot_id"]).strip()
     t = time.monotonic()
-    with lab.crashed("node1"):
+    with node.crashed():
         assert not node.is_up()
     timings["crash+restart"] = time.monotonic() - t
     assert node.succeed(["cat", "/proc/sys/kernel/random/boot_id"]).strip() != boot_id
