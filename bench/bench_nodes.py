@@ -36,7 +36,7 @@ def container_memory_mib(lab: Lab) -> list[float]:
     """Per-node memory: summed RSS inside each container (lxc) or RSS of its qemu process (vagrant)."""
     out = []
     for node in lab.nodes.values():
-        if lab.plan.provider == "lxc":
+        if not lab.provider.capabilities.own_kernel:  # a container: its processes are ours to sum
             # summed RSS of the container's processes (the cgroup v1 memory controller is absent here)
             rss = node.succeed(["sh", "-c", "ps -eo rss= | awk '{s+=$1} END {print s}'"]).strip()
             out.append(int(rss) / 1024)

@@ -9,6 +9,9 @@ import os
 import shutil
 from dataclasses import dataclass
 
+#: host commands worth knowing about (node providers' tools)
+TOOLS = ("vagrant", "lxc-start", "incus")
+
 
 def _read(path: str) -> str:
     try:
@@ -27,8 +30,11 @@ class HostFacts:
     kernel_nfs_client: bool
     kernel_lio: bool
     kernel_iscsi_tcp: bool
-    has_vagrant: bool
-    has_lxc: bool
+    #: host commands found on PATH (providers name the one they need in their capabilities)
+    tools: frozenset[str]
+
+    def has(self, tool: str) -> bool:
+        return tool in self.tools
 
     @classmethod
     def detect(cls) -> HostFacts:
@@ -46,8 +52,7 @@ class HostFacts:
             kernel_nfs_client="\tnfs\n" in filesystems or "\tnfs4\n" in filesystems,
             kernel_lio=os.path.isdir("/sys/kernel/config/target") or os.path.isdir("/sys/module/target_core_mod"),
             kernel_iscsi_tcp=os.path.isdir("/sys/module/iscsi_tcp"),
-            has_vagrant=shutil.which("vagrant") is not None,
-            has_lxc=shutil.which("lxc-start") is not None,
+            tools=frozenset(t for t in TOOLS if shutil.which(t)),
         )
 
 
@@ -71,6 +76,8 @@ def kvm_status() -> tuple[bool, str]:
 
 # Used by unit tests and `storlab validate --host-profile`: a typical machine of each kind.
 PROFILES = {
-    "ci": HostFacts(24000, False, "profile ci", False, False, False, False, True, True),
-    "kvm": HostFacts(65536, True, "profile kvm", True, True, True, True, True, True),
+    "ci": HostFacts(mem_mib=24000, kvm_usable=False, kvm_reason="profile ci", kernel_nfsd=False, kernel_nfs_client=False,
+                    kernel_lio=False, kernel_iscsi_tcp=False, tools=frozenset({"vagrant", "lxc-start"})),
+    "kvm": HostFacts(mem_mib=65536, kvm_usable=True, kvm_reason="profile kvm", kernel_nfsd=True, kernel_nfs_client=True,
+                     kernel_lio=True, kernel_iscsi_tcp=True, tools=frozenset({"vagrant", "lxc-start"})),
 }

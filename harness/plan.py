@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 import jinja2
 
 from . import paths
+from .capabilities import available
 from .errors import HarnessError
 from .hostfacts import HostFacts
 from .model import (
@@ -125,7 +126,8 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     preset = preset or {}
     taken = set(taken)
     networks = _networks(topo, preset, taken)
-    mgmt = management_network(lab, networks, taken, preset.get("@mgmt")) if resolved.provider == "vagrant" else None
+    caps = available()[resolved.provider]
+    mgmt = management_network(lab, networks, taken, preset.get("@mgmt")) if caps.management_network else None
     if mgmt:
         taken.add(ipaddress.IPv4Network(mgmt.cidr))
     nodes = _nodes(topo, resolved, networks)
@@ -189,13 +191,14 @@ def _addresses(topo: Topology, ni: int, networks: tuple[NetworkPlan, ...], place
 
 def _nodes(topo: Topology, resolved: Resolved, networks: tuple[NetworkPlan, ...]) -> tuple[NodePlan, ...]:
     lab = topo.lab
+    disk_devices = available()[resolved.provider].disk_devices
     placed: list[NodePlan] = []
     for ni, node in enumerate(topo.nodes):
         addrs = _addresses(topo, ni, networks, placed)
         disks = tuple(DiskPlan(
             name=d.name, size=d.size, filesystem=d.filesystem, mount=d.mount,
             # vagrant-libvirt attaches extra disks as vdb, vdc, ... in order
-            device=f"/dev/vd{chr(ord('b') + di)}" if resolved.provider == "vagrant" else None,
+            device=f"/dev/vd{chr(ord('b') + di)}" if disk_devices else None,
             image=paths.obj_name(lab, f"{node.name}-{d.name}")) for di, d in enumerate(node.disks))
         placed.append(NodePlan(
             name=node.name, index=ni, roles=tuple(node.roles), cpus=node.cpus, memory=node.memory,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from .capabilities import available
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
@@ -47,12 +49,6 @@ Name = Annotated[str, Field(pattern=NAME_RE)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class ProviderName(StrEnum):
-    auto = "auto"
-    vagrant = "vagrant"
-    lxc = "lxc"
 
 
 class Network(Strict):
@@ -228,10 +224,19 @@ class Host(Strict):
     volumes: list[Volume] = []
 
 
+def _provider_name(v: str) -> str:
+    """auto, or a provider registered through the storlab.providers entry points."""
+    names = ["auto", *sorted(available())]
+    if v not in names:
+        expected = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+    return v
+
+
 class Topology(Strict):
     lab: Name
     description: str = ""
-    provider: ProviderName = ProviderName.auto
+    provider: str = Field("auto", description="auto, or an installed node provider (lxc, vagrant, ...)")
     networks: list[Network] = Field([Network(name="storage", cidr=None)], min_length=1)
     nodes: list[Node] = Field(min_length=1)
     nfs: Nfs | None = None
@@ -239,3 +244,8 @@ class Topology(Strict):
     gluster: Gluster | None = None
     ceph: Ceph | None = None
     host: Host = Host()
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        return _provider_name(v)

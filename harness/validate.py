@@ -12,9 +12,10 @@ from typing import Any, ClassVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from .capabilities import Capabilities, available
 from .errors import Problem, TopologyError
 from .hostfacts import HostFacts
-from .topology import IQN_RE, ProviderName, Topology
+from .topology import IQN_RE, Topology
 from .yamlload import Located, load_file, load_text
 
 Path = tuple[str | int, ...]
@@ -87,6 +88,7 @@ class _Rules:
 
     def __init__(self, loc: Located, topo: Topology, facts: HostFacts) -> None:
         self.loc, self.t, self.facts = loc, topo, facts
+        self.caps = available()
         self.problems: list[Problem] = []
         self.nodes = {n.name: (i, n) for i, n in enumerate(topo.nodes)}
 
@@ -181,14 +183,14 @@ class _Rules:
                     self.add(path, f"address {addr} is already used by {addrs[key]}", "give each node its own address")
                 addrs.setdefault(key, f"nodes[{i}] ({node.name})")
 
-    def memory(self, provider: str) -> None:
+    def memory(self, caps: Capabilities) -> None:
         total = sum(n.memory for n in self.t.nodes)
         for i, n in enumerate(self.t.nodes):
             if n.memory > self.facts.mem_mib:
                 self.add(("nodes", i, "memory"), f"{n.memory} MiB is more than this host has ({self.facts.mem_mib} MiB)",
                          "lower memory")
-        if provider == "vagrant" and total > self.facts.mem_mib * 0.9:
-            self.add(("nodes",), f"the VMs need {total} MiB together; this host has {self.facts.mem_mib} MiB",
+        if caps.reserves_memory and total > self.facts.mem_mib * 0.9:
+            self.add(("nodes",), f"the {caps.name} nodes need {total} MiB together; this host has {self.facts.mem_mib} MiB",
                      "lower node memory or use fewer nodes")
 
     # -- backends ------------------------------------------------------------------------
@@ -383,7 +385,7 @@ class _Rules:
         "netfs": ("nfs",), "iscsi": ("iscsi",), "iscsi-direct": ("iscsi",), "gluster": ("gluster",),
         "rbd": ("ceph",), "dir": ("local", "gluster"), "fs": ("local",), "logical": ("local",)}
 
-    def pools(self, provider: str) -> None:
+    def pools(self) -> None:
         h = self.t.host
         names: dict[str, int] = {}
         paths: dict[tuple[str, str], int] = {}
@@ -466,13 +468,16 @@ class _Rules:
                          f"use one of: {', '.join(names) or '(none)'}")
 
     # -- provider ------------------------------------------------------------------------
-    def provider(self) -> str:
-        p = self.t.provider
-        if p != ProviderName.auto:
-            return str(p.value)
-        if self.facts.kvm_usable and self.facts.has_vagrant:
-            return "vagrant"
-        return "vagrant" if self.needs_own_kernel() else "lxc"
+    def provider(self) -> Capabilities:
+        """The provider the topology names, or for `auto`: one with a kernel of its own where KVM
+        works or a node needs that kernel, else the fast one (containers sharing this kernel)."""
+        if self.t.provider != "auto":
+            return self.caps[self.t.provider]
+        own = [c for c in self.caps.values() if c.own_kernel]
+        fast = [c for c in self.caps.values() if c.fast and not c.own_kernel]
+        if own and ((self.facts.kvm_usable and self.facts.has(own[0].tool)) or self.needs_own_kernel() or not fast):
+            return own[0]
+        return fast[0]
 
     def needs_own_kernel(self) -> bool:
         """Does anything in the topology need a kernel feature that containers (sharing ours) lack?"""
@@ -483,36 +488,39 @@ class _Rules:
                 or (self.t.nfs is not None and self.t.nfs.implementation == "kernel" and not f.kernel_nfsd)
                 or (self.t.iscsi is not None and self.t.iscsi.implementation == "lio" and not f.kernel_lio))
 
-    def kernel_features(self, provider: str, nfs_impl: str | None, iscsi_impl: str | None) -> tuple[str | None, str | None]:
-        shared = provider == "lxc"  # containers share the host kernel
+    def kernel_features(self, caps: Capabilities, nfs_impl: str | None,
+                        iscsi_impl: str | None) -> tuple[str | None, str | None]:
+        shared = not caps.own_kernel  # nodes have what this host's kernel has
+        own = next((c.name for c in self.caps.values() if c.own_kernel), "one whose nodes have their own kernel")
+        why = f"the {caps.name} provider shares this host's kernel"
         if nfs_impl is not None:
             has = not shared or self.facts.kernel_nfsd
             if nfs_impl == "auto":
                 nfs_impl = "kernel" if has else "ganesha"
             elif nfs_impl == "kernel" and not has:
-                self.add(("nfs", "implementation"),
-                         "kernel nfsd is not available: the lxc provider shares this host's kernel, which has no nfsd",
-                         "use implementation: ganesha (userspace) or provider: vagrant")
+                self.add(("nfs", "implementation"), f"kernel nfsd is not available: {why}, which has no nfsd",
+                         f"use implementation: ganesha (userspace) or provider: {own}")
         if iscsi_impl is not None:
             has = not shared or self.facts.kernel_lio
             if iscsi_impl == "auto":
                 iscsi_impl = "lio" if has else "tgt"
             elif iscsi_impl == "lio" and not has:
-                self.add(("iscsi", "implementation"),
-                         "LIO (targetcli) is not available: the lxc provider shares this host's kernel, which has no LIO",
-                         "use implementation: tgt (userspace) or provider: vagrant")
+                self.add(("iscsi", "implementation"), f"LIO (targetcli) is not available: {why}, which has no LIO",
+                         f"use implementation: tgt (userspace) or provider: {own}")
         if shared:
             for i, n in enumerate(self.t.nodes):
                 if "hypervisor" in n.roles:
                     self.add(("nodes", i, "roles"),
                              "a hypervisor node needs its own kernel (kvm/nfs client), containers have none",
-                             "use provider: vagrant for this topology")
+                             f"use provider: {own} for this topology")
                 if "iscsi-initiator" in n.roles and not self.facts.kernel_iscsi_tcp:
                     self.add(("nodes", i, "roles"),
-                             "iscsi-initiator needs iscsi_tcp, which this host's kernel lacks (lxc shares it)",
-                             "use provider: vagrant")
-        if provider == "vagrant" and not self.facts.has_vagrant:
-            self.add(("provider",), "vagrant is not installed on this host", "run ci/setup-host.sh --vm, or use provider: lxc")
+                             f"iscsi-initiator needs iscsi_tcp, which this host's kernel lacks ({caps.name} shares it)",
+                             f"use provider: {own}")
+        if not self.facts.has(caps.tool):
+            other = next((c.name for c in self.caps.values() if c is not caps and self.facts.has(c.tool)), None)
+            self.add(("provider",), f"{caps.name} is not installed on this host ({caps.tool} not found)",
+                     caps.install_hint + (f", or use provider: {other}" if other else ""))
         return nfs_impl, iscsi_impl
 
 
@@ -525,19 +533,19 @@ def validate_located(loc: Located, facts: HostFacts) -> tuple[Topology, Resolved
     except ValidationError as exc:
         raise TopologyError(_schema_problems(loc, exc)) from None
     r = _Rules(loc, topo, facts)
-    provider = r.provider()
+    caps = r.provider()
     r.networks()
     r.node_basics()
-    r.memory(provider)
+    r.memory(caps)
     r.gluster()
     r.ceph()
     nfs_impl = r.nfs()
     iscsi_impl = r.iscsi()
-    r.pools(provider)
-    nfs_impl, iscsi_impl = r.kernel_features(provider, nfs_impl, iscsi_impl)
+    r.pools()
+    nfs_impl, iscsi_impl = r.kernel_features(caps, nfs_impl, iscsi_impl)
     if r.problems:
         raise TopologyError(r.problems)
-    return topo, Resolved(provider, nfs_impl, iscsi_impl)
+    return topo, Resolved(caps.name, nfs_impl, iscsi_impl)
 
 
 def validate_file(path: str, facts: HostFacts | None = None) -> tuple[Topology, Resolved]:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import abc
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import ClassVar
 
+from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError
 from ..model import NodePlan, Plan
 
 
 class Provider(abc.ABC):
-    name: str = ""
-    #: containers share the host kernel, so kernel features (nfsd, LIO, iscsi_tcp) are the host's
-    shares_host_kernel: bool = False
+    name: ClassVar[str] = ""
+    #: what this provider can give a lab (validation and the plan read it)
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         self.plan = plan

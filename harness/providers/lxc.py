@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import image, paths
+from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError
 from ..image import ROLE_SERVICES
 from ..model import NodePlan, Plan
@@ -40,7 +41,9 @@ def lxcpath() -> Path:
 @register
 class LxcProvider(Provider):
     name = "lxc"
-    shares_host_kernel = True
+    capabilities = Capabilities(
+        name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
+        freeze=True, snapshot=False, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import box, log, paths, vagrantspec
+from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError, WaitTimeout
 from ..model import Plan
 from ..run import wait_until
@@ -160,7 +161,9 @@ def _port_open(addr: str, port: int = 22) -> bool:
 @register
 class VagrantProvider(Provider):
     name = "vagrant"
-    shares_host_kernel = False
+    capabilities = Capabilities(
+        name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
+        freeze=True, snapshot=False, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

@@ -181,7 +181,7 @@ SCHEMA_CASES = [
         lab: t
         provider: vagarnt #<
         nodes: [{name: a}]
-        """, "Input should be 'auto', 'vagrant' or 'lxc'", "provider", "did you mean 'vagrant'?", id="provider-enum"),
+        """, "Input should be 'auto', 'lxc' or 'vagrant'", "provider", "did you mean 'vagrant'?", id="provider-enum"),
     pytest.param("""
         lab: t
         nodes: [{name: a}]
@@ -701,7 +701,7 @@ RULE_CASES = [
         nodes: #<
           - {name: a, memory: 12000}
           - {name: b, memory: 12000}
-        """, "the VMs need 24000 MiB together; this host has 24000 MiB", "nodes", "ci", id="vagrant-memory-sum"),
+        """, "the vagrant nodes need 24000 MiB together; this host has 24000 MiB", "nodes", "ci", id="vagrant-memory-sum"),
     # -- gluster --------------------------------------------------------------------------------
     pytest.param("""
         lab: t
@@ -1562,7 +1562,7 @@ RULE_CASES = [
         provider: vagrant #<
         nodes: [{name: a}]
         """, "vagrant is not installed on this host", "provider",
-        dataclasses.replace(PROFILES["ci"], has_vagrant=False), id="vagrant-not-installed"),
+        dataclasses.replace(PROFILES["ci"], tools=frozenset({"lxc-start"})), id="vagrant-not-installed"),
 ]
 
 

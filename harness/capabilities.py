@@ -1,0 +1,48 @@
+"""What a node provider can give a lab, declared by the provider and read by validation and
+the plan, so that neither names a provider: its own kernel or the host's, disks as block
+devices, a management network, memory taken whole from the host, freeze and snapshots.
+
+Providers are found through the `storlab.providers` entry points (this package's and any
+other installed package's); each provider class carries its Capabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from .errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    name: str
+    #: nodes run a kernel of their own (kernel nfsd, LIO, iscsi_tcp, a hypervisor's kvm); else they
+    #: share the host's, and have what it has
+    own_kernel: bool
+    #: data disks reach the node as block devices (/dev/vdb, ...) that the node formats itself;
+    #: else as filesystems the provider mounts for it
+    disk_devices: bool
+    #: the provider needs a management network of its own beside the lab's (vagrant-libvirt)
+    management_network: bool
+    #: a node's memory is taken whole from the host (a VM), not shared with it (a container)
+    reserves_memory: bool
+    freeze: bool
+    snapshot: bool
+    #: the host command the provider needs, and how to get it
+    tool: str
+    install_hint: str
+    #: picked by `provider: auto` on a host without usable KVM when no node needs a kernel of its own
+    fast: bool
+
+
+def available() -> dict[str, Capabilities]:
+    """Every installed provider's capabilities, by provider name."""
+    out: dict[str, Capabilities] = {}
+    for ep in entry_points(group="storlab.providers"):
+        caps = getattr(ep.load(), "capabilities", None)
+        if isinstance(caps, Capabilities):
+            out[ep.name] = caps
+    if not out:
+        raise HarnessError("no node providers are registered (storlab.providers entry points); "
+                           "reinstall storlab with `pip install -e .`")
+    return out
