@@ -10,7 +10,6 @@ from pathlib import Path
 
 from . import lab_cli, log, paths
 from . import plan as planmod
-from .capabilities import available
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
 from .topology import Topology
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_validate)
     p = sub.add_parser("plan", help="resolve addresses/disks and render every config file")
     p.add_argument("file")
-    p.add_argument("--provider", choices=sorted(available()))
+    p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
     p.add_argument("-o", "--output", help="directory (default: the lab directory's plan-preview/)")
     hp(p)
     p.set_defaults(fn=cmd_plan)

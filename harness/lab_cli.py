@@ -8,7 +8,6 @@ import sys
 import time
 
 from . import image, log, paths
-from .capabilities import available
 from .errors import HarnessError
 from .lab import Lab, list_labs, reap
 
@@ -130,7 +129,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
     p = sub.add_parser("up", help="bring a lab up (resumes a half-built one)")
     p.add_argument("topology")
-    p.add_argument("--provider", choices=sorted(available()))
+    p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
     p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("down", help="remove everything a lab created")

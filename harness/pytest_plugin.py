@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from . import log
-from .capabilities import available
 from .errors import HarnessError
 from .lab import Lab
 from .node import Node
@@ -28,7 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("storlab")
     g.addoption("--topology", default=None, help="topology file for lab tests (overrides the module's marker)")
     g.addoption("--keep-lab", action="store_true", help="leave labs up after the session")
-    g.addoption("--lab-provider", choices=sorted(available()), default=None, help="force a node provider")
+    g.addoption("--lab-provider", default=None, help="force a node provider (lxc, vagrant, ...)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,13 +10,14 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from .capabilities import available
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
-IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
+IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                    r"(:[A-Za-z0-9][A-Za-z0-9._:-]{0,200})?$")
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -41,6 +42,47 @@ def parse_mib(value: Any) -> int:
         return int(value)
     return parse_size(value) // 1024**2
 
+
+# -- input that reaches a path, a config file, XML or a command ------------------------------
+# A topology is untrusted input and storlab runs as root: every such value is allow-listed here,
+# so that no quote, newline, '<', '&', '..' or shell character gets into ganesha.conf, /etc/exports,
+# the tgt/targetcli configs, an LXC config, libvirt XML or a path.
+
+def _allow(pattern: str, what: str, fix: str) -> AfterValidator:
+    rx = re.compile(pattern)
+
+    def check(v: str) -> str:
+        if not rx.fullmatch(v) or ".." in v:
+            raise ValueError(f"{what} {v!r} has characters storlab does not pass on; fix: {fix}")
+        return v
+    return AfterValidator(check)
+
+
+def _abs_path(v: str) -> str:
+    if not re.fullmatch(r"/([A-Za-z0-9._+@-]+/?)*", v) or any(seg in (".", "..") for seg in v.split("/")):
+        raise ValueError(f"path {v!r} is not a plain absolute path; fix: use /, letters, digits and . _ + @ - "
+                         f"(no '..', spaces, quotes or newlines)")
+    return v.rstrip("/") or "/"
+
+
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Token = Annotated[str, _allow(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", "name",
+                              "use letters, digits and . _ + - (at most 64), starting with a letter or digit")]
+Iqn = str  # checked against IQN_RE by the rules (validate.check_iqn), with the RFC 3720 fix
+ExportClient = Annotated[str, _allow(r"\*|lab|[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|[A-Za-z0-9][A-Za-z0-9.-]*",
+                                     "export client", "use lab, *, an address, a CIDR or a host name")]
+ExportOption = Annotated[str, _allow(r"[a-z_]+(=[A-Za-z0-9_:.-]+)?", "export option",
+                                     "one option per list item, e.g. [rw, sync, root_squash]")]
+ChapUser = Annotated[str, _allow(r"[A-Za-z0-9._:@-]{1,64}", "CHAP username", "use letters, digits and . _ : @ -")]
+ChapSecret = Annotated[str, _allow(r"[A-Za-z0-9._~!@#%^*+=,:/-]{1,64}", "CHAP secret",
+                                   "use letters, digits and ._~!@#%^*+=,:/- (no spaces or quotes)")]
+OptionKey = Annotated[str, _allow(r"[a-z0-9][a-z0-9_.-]*", "option name", "use lower-case letters, digits and . _ -")]
+OptionValue = Annotated[str, _allow(r"[A-Za-z0-9_.,*:/-]*", "option value", "use letters, digits and . , * : / _ -")]
+CephCap = Annotated[str, _allow(r"[A-Za-z0-9 _.,=*-]+", "ceph cap", "e.g. 'allow rwx pool=vms' or 'profile rbd pool=vms'")]
+HealthCode = Annotated[str, _allow(r"[A-Z][A-Z0-9_]*", "health check code", "e.g. POOL_NO_REDUNDANCY")]
+# the KVM host's own libvirtd only: a remote one is reached through a hypervisor node of the lab
+LibvirtUri = Annotated[str, _allow(r"qemu:///(system|session)", "libvirt URI",
+                                   "use qemu:///system (pools on another machine: give a hypervisor node of the lab)")]
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 MiB = Annotated[int, BeforeValidator(parse_mib)]
@@ -83,14 +125,7 @@ class Disk(Strict):
     name: Name
     size: Size
     filesystem: Literal["xfs", "ext4", "none"] = "none"
-    mount: str | None = None
-
-    @field_validator("mount")
-    @classmethod
-    def _abs(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/"):
-            raise ValueError("mount point must be an absolute path")
-        return v
+    mount: AbsPath | None = None
 
 
 class Node(Strict):
@@ -104,9 +139,9 @@ class Node(Strict):
 
 
 class NfsExport(Strict):
-    path: str
-    clients: list[str] = Field(["lab"], description="hosts/CIDRs, 'lab' = the lab network, '*' = everyone")
-    options: list[str] = ["rw", "sync", "root_squash"]
+    path: AbsPath
+    clients: list[ExportClient] = Field(["lab"], description="hosts/CIDRs, 'lab' = the lab network, '*' = everyone")
+    options: list[ExportOption] = ["rw", "sync", "root_squash"]
     allow_insecure: bool = Field(False, description="permit '*' with no_root_squash")
 
 
@@ -120,40 +155,48 @@ class Nfs(Strict):
 
 
 class Chap(Strict):
-    username: str = Field(min_length=1)
-    password: str | None = Field(None, description="literal secret (12-16 chars); prefer password_file or generate")
-    password_file: str | None = None
+    username: ChapUser
+    password: ChapSecret | None = Field(None, description="literal secret (12-16 chars); prefer password_file or generate")
+    password_file: AbsPath | None = None
     generate: bool = Field(False, description="generate a per-lab secret stored in the lab directory")
 
 
 class IscsiLun(Strict):
     kind: Literal["fileio", "block", "lvm"]
     size: Size | None = None
-    path: str | None = Field(None, description="fileio: backing file")
-    disk: str | None = Field(None, description="block/lvm: name of a disk of the target node")
-    vg: str | None = None
-    lv: str | None = None
+    path: AbsPath | None = Field(None, description="fileio: backing file")
+    disk: Name | None = Field(None, description="block/lvm: name of a disk of the target node")
+    vg: Token | None = None
+    lv: Token | None = None
 
 
 class IscsiAcl(Strict):
-    initiator: str
+    initiator: Iqn
     chap: Chap | None = None
 
 
 class Iscsi(Strict):
     target: Name
     implementation: Literal["auto", "lio", "tgt"] = "auto"
-    iqn: str
-    portals: list[str] = Field(["*"], description="network names, or '*' for every lab network; port 3260")
+    iqn: Iqn
+    portals: list[Annotated[str, Field(pattern=r"^(\*|[a-z][a-z0-9-]{0,30})$")]] = Field(
+        ["*"], description="network names, or '*' for every lab network; port 3260")
     luns: list[IscsiLun] = Field(min_length=1)
     acls: list[IscsiAcl] = []
+
+
+def _brick(v: str) -> str:
+    node, sep, path = v.partition(":")
+    if not sep or not re.fullmatch(NAME_RE, node):
+        raise ValueError(f"brick {v!r} is not node:/absolute/path; fix: write e.g. gluster1:/gluster/bricks/1/brick")
+    return f"{node}:{_abs_path(path)}"
 
 
 class GlusterVolume(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
     replica: int = Field(3, ge=1)
-    bricks: list[str] = Field(min_length=1, description="node:/path")
-    options: dict[str, str | int | bool] = {}
+    bricks: list[Annotated[str, AfterValidator(_brick)]] = Field(min_length=1, description="node:/path")
+    options: dict[OptionKey, OptionValue | int | bool] = {}
 
 
 class Gluster(Strict):
@@ -161,7 +204,7 @@ class Gluster(Strict):
 
 
 class CephPool(Strict):
-    name: str
+    name: Token
     pg_num: int = Field(32, ge=1)
     size: int = Field(2, ge=1)
     min_size: int | None = None
@@ -170,16 +213,16 @@ class CephPool(Strict):
 
 class CephClient(Strict):
     name: Annotated[str, Field(pattern=r"^client\.[A-Za-z0-9_.-]+$")]
-    caps: dict[Literal["mon", "osd", "mgr", "mds"], str]
+    caps: dict[Literal["mon", "osd", "mgr", "mds"], CephCap]
 
 
 class Ceph(Strict):
-    osd_disk: str | None = Field(None, description="disk name on each ceph-osd node; file-backed when omitted")
+    osd_disk: Name | None = Field(None, description="disk name on each ceph-osd node; file-backed when omitted")
     osd_pool_default_size: int = Field(2, ge=1)
     heartbeat_grace: int = Field(20, ge=1)
     pools: list[CephPool] = []
     clients: list[CephClient] = []
-    accept_warnings: list[str] = []
+    accept_warnings: list[HealthCode] = []
 
 
 class Secret(Strict):
@@ -198,28 +241,28 @@ class Pool(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     type: Literal["dir", "fs", "netfs", "logical", "iscsi", "iscsi-direct", "gluster", "rbd"]
     backend: Literal["gluster", "nfs", "iscsi", "ceph", "local"] = "local"
-    path: str | None = Field(None, description="target path (dir/fs/netfs/logical)")
-    volume: str | None = Field(None, description="gluster volume")
+    path: AbsPath | None = Field(None, description="target path (dir/fs/netfs/logical)")
+    volume: Token | None = Field(None, description="gluster volume")
     fuse_mount: bool = Field(False, description="dir pool on a Gluster FUSE mount at path")
-    export: str | None = Field(None, description="netfs: export path")
-    initiator: str | None = Field(None, description="iscsi/iscsi-direct: initiator IQN")
-    rbd_pool: str | None = None
+    export: AbsPath | None = Field(None, description="netfs: export path")
+    initiator: Iqn | None = Field(None, description="iscsi/iscsi-direct: initiator IQN")
+    rbd_pool: Token | None = None
     client: str | None = Field(None, description="rbd: ceph client name, e.g. client.KVMpool")
     secret: Secret | None = None
-    host: str | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
-    disk: str | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first)")
+    host: Name | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
+    disk: Name | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first)")
 
 
 class Volume(Strict):
-    pool: str
-    name: str
+    pool: Token
+    name: Token
     size: Size
     format: Literal["qcow2", "raw"] = "qcow2"
     allocation: Literal["sparse", "preallocated"] = "sparse"
 
 
 class Host(Strict):
-    uri: str = "qemu:///system"
+    uri: LibvirtUri = "qemu:///system"
     pools: list[Pool] = []
     volumes: list[Volume] = []
 
@@ -227,6 +270,9 @@ class Host(Strict):
 def _provider_name(v: str) -> str:
     """auto, or a provider registered through the storlab.providers entry points."""
     names = ["auto", *sorted(available())]
+    if len(names) == 1:
+        raise PydanticCustomError("no_provider", "no node providers are installed (storlab.providers entry points): "
+                                  "run `pip install -e .` in the storlab checkout", {})
     if v not in names:
         expected = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
         raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})

@@ -71,8 +71,7 @@ def _schema_problems(loc: Located, err: ValidationError) -> list[Problem]:
         elif e["type"] == "missing":
             out.append(loc.problem(path, f"required field '{path[-1]}' is missing", f"add '{path[-1]}:'"))
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            fix = ""
+            msg, _, fix = e["msg"].removeprefix("Value error, ").partition("; fix: ")
             if e["type"] in ("literal_error", "enum"):
                 expected = [x.strip(" '") for x in str(e.get("ctx", {}).get("expected", "")).replace(" or ", ",").split(",")]
                 near = difflib.get_close_matches(str(e.get("input")), expected, n=1)
@@ -297,8 +296,6 @@ class _Rules:
         paths = Counter(e.path for e in n.exports)
         for ei, e in enumerate(n.exports):
             base: Path = ("nfs", "exports", ei)
-            if not e.path.startswith("/"):
-                self.add(base + ("path",), "export path must be absolute", "e.g. /srv/nfs/kvm")
             if paths[e.path] > 1:
                 self.add(base + ("path",), f"path {e.path} exported twice", "merge the clients into one export")
             opts = set(e.options)

@@ -334,7 +334,7 @@ SCHEMA_CASES = [
           - name: a
             disks:
               - {name: d, size: 1G, filesystem: xfs, mount: srv/data} #<
-        """, "mount point must be an absolute path", "nodes[0].disks[0].mount", None, id="relative-mount"),
+        """, "path 'srv/data' is not a plain absolute path", "nodes[0].disks[0].mount", None, id="relative-mount"),
     pytest.param("""
         lab: t
         nodes:
@@ -416,7 +416,7 @@ SCHEMA_CASES = [
           acls:
             - initiator: iqn.2020-01.com.example:i
               chap: {username: '', generate: true} #<
-        """, "at least 1 character", "iscsi.acls[0].chap.username", None, id="chap-empty-username"),
+        """, "CHAP username ''", "iscsi.acls[0].chap.username", None, id="chap-empty-username"),
     pytest.param("""
         lab: t
         nodes: [{name: a}]
@@ -964,7 +964,7 @@ RULE_CASES = [
           server: nfs1
           exports:
             - path: srv/nfs #<
-        """, "export path must be absolute", "nfs.exports[0].path", "ci", id="nfs-relative-path"),
+        """, "path 'srv/nfs' is not a plain absolute path", "nfs.exports[0].path", "ci", id="nfs-relative-path"),
     pytest.param("""
         lab: t
         nodes: [{name: nfs1, roles: [nfs-server]}]

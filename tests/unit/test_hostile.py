@@ -1,0 +1,45 @@
+"""Hostile topologies (tests/hostile/*.yaml): each is refused by `storlab validate` and by
+`storlab plan` with exit 2 and a problem located at the field its `# expect:` line names,
+before anything is written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+
+CORPUS = sorted((Path(__file__).resolve().parents[1] / "hostile").glob("*.yaml"))
+
+
+def expected_field(path: Path) -> str:
+    m = re.search(r"^# expect: (\S+)$", path.read_text(), re.MULTILINE)
+    assert m, f"{path.name} has no '# expect: FIELD' line"
+    return m.group(1)
+
+
+@pytest.fixture(autouse=True)
+def storlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("STORLAB_HOME", str(home))
+    return home
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(CORPUS) >= 15
+
+
+@pytest.mark.parametrize("topology", CORPUS, ids=[p.stem for p in CORPUS])
+def test_hostile_topology_is_refused_at_its_field(topology: Path, tmp_path: Path, storlab_home: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    field = expected_field(topology)
+    assert cli.main(["validate", str(topology), "--host-profile", "kvm"]) == 2
+    err = capsys.readouterr().err
+    located = re.findall(rf"^{re.escape(str(topology))}:(\d+):\d+: {re.escape(field)}: ", err, re.MULTILINE)
+    assert located, f"no problem located at {field}:\n{err}"
+    assert "Traceback" not in err and "fix:" in err
+    out = tmp_path / "out"
+    assert cli.main(["plan", str(topology), "--host-profile", "kvm", "-o", str(out)]) == 2
+    assert not out.exists() and not storlab_home.exists(), "something was written for a refused topology"
