@@ -362,8 +362,11 @@ def write(plan: Plan, directory: Path) -> dict[str, str]:
     tmp = directory / "plan.json.tmp"
     tmp.write_text(plan.to_json())
     tmp.replace(directory / "plan.json")
+    root = (directory / "files").resolve()
     for rel, content in files.items():
         target = directory / "files" / rel
+        if not target.resolve().is_relative_to(root):  # names are allow-listed; this is the last guard
+            raise HarnessError(f"rendered file {rel!r} would be written outside {root}")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
     return files

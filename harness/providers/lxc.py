@@ -142,6 +142,10 @@ class LxcProvider(Provider):
             # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
             lines += ["lxc.seccomp.profile ="]
         lines += self._disks(node)
+        # one key = value per line: a value with a line break would add keys (hooks run as root)
+        bad = [line for line in lines if "\n" in line or "\r" in line]
+        if bad:
+            raise HarnessError(f"{self.cname(name)}: refusing an LXC config line with a line break: {bad[0]!r}")
         (cdir / "config").write_text("\n".join(lines) + "\n")
 
     def create(self, public_key: str) -> None:
