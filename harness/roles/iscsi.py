@@ -98,6 +98,11 @@ def apply(lab: LabContext) -> None:
             return iscsi.iqn in t and len(t[iscsi.iqn]["luns"]) == len(iscsi.luns)
         wait_until(configured, timeout=30, what=f"tgt on {node.name} serving {len(iscsi.luns)} LUNs")
     else:
+        # The unit is masked in the box so that it costs no boot time: start it before configuring,
+        # as boot would (nothing saved yet: `targetctl restore` has nothing to do), so that it is
+        # active: stopping it (`targetctl clear`) is the target's "stop", and it restores the saved
+        # config at the next boot.
+        node.enable_units(["rtslib-fb-targetctl.service"], timeout=120)
         if iscsi.iqn not in node.run(["targetcli", "ls", "/iscsi"], timeout=60).stdout:
             batch = secrets.fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi.acls)
             script = "\n".join(line for line in batch.splitlines() if line and not line.startswith("#")) + "\n"
@@ -110,5 +115,3 @@ def apply(lab: LabContext) -> None:
                 got = node.succeed(["targetcli", path, "get", "auth", "userid"]).strip()
                 if got != f"userid={acl.chap.username}":
                     raise HarnessError(f"{node.name}: CHAP user for {acl.initiator} is {got!r} after targetcli")
-        node.succeed(["systemctl", "unmask", "--no-reload", "rtslib-fb-targetctl.service"])
-        node.succeed(["systemctl", "enable", "rtslib-fb-targetctl.service"])
