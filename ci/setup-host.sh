@@ -35,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # the import check also loads the provider entry points: an older install of storlab lacks them
-python3 -c "import harness, libvirt, testinfra, vagrant, fabric, ruff, mypy; from harness.capabilities import available; available()" 2>/dev/null \
+python3 -c "import harness, libvirt, testinfra, vagrant, fabric, ruff, mypy; from harness.capabilities import available; assert available()" 2>/dev/null \
   || { echo "setup-host: pip install -e ."; pip install -q -e '.[dev]' >/var/log/storlab-pip.log 2>&1 || { tail -20 /var/log/storlab-pip.log; exit 1; }; }
 
 # libvirt without systemd: root-owned images and kernels, daemons started by hand.
