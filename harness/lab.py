@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import hostpools, image, log, paths, roles, secrets
+from . import hostpools, image, locks, log, paths, roles, secrets
 from . import plan as planmod
-from .errors import CleanupReport, LabStateError
+from .errors import CleanupReport, HarnessError, LabStateError
 from .hostfacts import HostFacts
 from .model import Plan
 from .node import Node
@@ -103,9 +103,11 @@ class Lab:
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
         facts = facts or HostFacts.detect()
         topo, res = planmod.load_topology(file, facts, provider)
-        plan = planmod.plan_for(topo, res, file, facts)
-        d = paths.lab_dir(plan.lab)
-        planmod.write(plan, d)
+        locks.hold(topo.lab)  # before anything is written: a lab being built by another process is left alone
+        with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
+            plan = planmod.plan_for(topo, res, file, facts)
+            d = paths.lab_dir(plan.lab)
+            planmod.write(plan, d)
         secrets.decide(plan, topo, d / "secrets")
         return cls(plan)
 
@@ -197,6 +199,7 @@ class Lab:
         return floor, f"provider {self.plan.provider}'s declared floor ({why})"
 
     def up(self, keep_on_failure: bool = False, owner_pid: int | None = None) -> None:
+        locks.hold(self.name)
         log.add_logfile(self.logfile)
         log.info(f"lab {self.name}: provider {self.plan.provider}, {len(self.nodes)} nodes; log: {self.logfile}")
         self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname())
@@ -226,6 +229,7 @@ class Lab:
 
     def down(self) -> CleanupReport:
         """Remove everything this lab created. Continues past failures and reports them."""
+        locks.hold(self.name)
         self.save_state(status="destroying")
         rep = CleanupReport()
         with log.step(f"lab {self.name}: down"):
@@ -241,6 +245,7 @@ class Lab:
             rep.failed += sub.failed
             if not rep.failed:
                 shutil.rmtree(self.dir, ignore_errors=True)
+                locks.release(self.name)
             else:
                 self.save_state(status="destroy-failed", failures=rep.failed)
         for what, why in rep.failed:
@@ -295,7 +300,13 @@ def reap() -> CleanupReport:
     """Remove labs whose `up`/test owner died mid-way, and lab-named objects with no lab at all."""
     rep = CleanupReport()
     for name in list_labs():
-        lab = Lab.load(name)
+        if locks.is_held_elsewhere(name):
+            continue  # its owner is alive and at work on it
+        try:
+            lab = Lab.load(name)
+        except HarnessError as exc:  # one unreadable lab does not stop the others
+            rep.failed.append((f"lab {name}", str(exc)))
+            continue
         st = lab.state()
         if st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and not _pid_alive(st.get("owner_pid")):
             log.info(f"reap: lab {name} ({st.get('status')}, owner {st.get('owner_pid')} gone)")

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from . import image, log, paths
+from . import image, locks, log, paths
 from .errors import HarnessError
 from .lab import Lab, list_labs, reap
 
@@ -92,6 +92,7 @@ def cmd_reap(args: argparse.Namespace) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
+    locks.hold(lab.name)  # not while another process builds or removes it
     node = lab.node(args.node)
     lab.mark(f"{args.action} {node.name} (cli)")
     if args.action == "crash":

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
-    {"errors", "log", "run", "paths", "yamlload", "hostfacts", "capabilities", "topology", "model", "workload", "virt"},
+    {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "topology", "model", "workload", "virt"},
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
