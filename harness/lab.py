@@ -20,7 +20,7 @@ from .model import Plan
 from .node import Node
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
-from .providers.lxc import lxcpath
+from .providers.lxc import lxcpath, owner_of
 from .run import run, succeed
 from .virt import connect
 
@@ -317,7 +317,8 @@ def reap() -> CleanupReport:
     labs = set(list_labs())
     if lxcpath().is_dir():
         for c in lxcpath().iterdir():
-            if c.name.startswith("storlab-") and not any(c.name.startswith(f"storlab-{lab}-") for lab in labs):
+            owner = owner_of(c)
+            if c.name.startswith("storlab-") and owner is not None and owner not in labs:
                 run(["lxc-stop", "-k", "-P", str(lxcpath()), "-n", c.name], timeout=60)
                 shutil.rmtree(c, ignore_errors=True)
                 rep.removed.append(f"orphan container {c.name}")

@@ -34,6 +34,32 @@ CONTAINER_MASKS = [
     "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
     "ceph-crash.service",
 ]
+#: in each container directory: the lab it belongs to (names alone are ambiguous)
+OWNER_FILE = "storlab-lab"
+
+
+def owner_of(cdir: Path) -> str | None:
+    """The lab a container directory belongs to, by its ownership mark (None: not storlab's)."""
+    try:
+        return (cdir / OWNER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+_owner = owner_of
+
+
+def _alias(ifname: str) -> str | None:
+    """The alias of an existing link ('' without one), None when there is no such link."""
+    p = Path(f"/sys/class/net/{ifname}/ifalias")
+    if not Path(f"/sys/class/net/{ifname}").exists():
+        return None
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return ""
+
+
 def lxcpath() -> Path:
     return paths.home() / "lxc"
 
@@ -61,7 +87,12 @@ class LxcProvider(Provider):
     def _bridges(self) -> None:
         for net in self.plan.networks:
             br = net.bridge
-            if not Path(f"/sys/class/net/{br}").exists():
+            alias = _alias(br)
+            if alias is not None and not alias.startswith(f"storlab:{self.lab}:"):
+                # bridge names carry a 24-bit tag of the lab name: two labs can share one
+                raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s (alias {alias or 'none'}); "
+                                   f"storlab touches only what it made: rename the lab or remove that bridge")
+            if alias is None:
                 succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
             run(["ip", "link", "set", br, "alias", f"storlab:{self.lab}:{net.name}"], timeout=15)
             have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
@@ -116,7 +147,14 @@ class LxcProvider(Provider):
             if not link.is_symlink() and not link.exists():
                 link.symlink_to("/dev/null")
         cdir = self.lxcpath / self.cname(name)
+        owner = _owner(cdir)
+        if owner not in (None, self.lab):
+            raise HarnessError(f"container {cdir.name} belongs to lab {owner}; rename lab {self.lab} or node {name}")
+        if owner is None and cdir.exists() and any(cdir.iterdir()):
+            raise HarnessError(f"container {cdir.name} exists and was not made by storlab for lab {self.lab}; "
+                               f"storlab touches only what it made: rename the lab or the node")
         cdir.mkdir(parents=True, exist_ok=True)
+        (cdir / OWNER_FILE).write_text(self.lab + "\n")  # ownership: `down`/`reap` go by this, not by name
         logs = self.labdir / "logs"
         logs.mkdir(exist_ok=True)
         lines = [
@@ -212,7 +250,7 @@ class LxcProvider(Provider):
         names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
         for node in sorted(names):
             cdir = self.lxcpath / self.cname(node)
-            if cdir.exists():
+            if cdir.exists() and _owner(cdir) == self.lab:  # same name, another lab's: not ours to stop
                 def stop(node: str = node, cdir: Path = cdir) -> None:
                     if self.is_running(node):
                         self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
@@ -230,10 +268,13 @@ class LxcProvider(Provider):
         return rep
 
     def _containers_on_disk(self) -> set[str]:
+        """This lab's containers: named storlab-LAB-*, and marked as this lab's (lab 'a' and lab 'a-b'
+        both match storlab-a-*)."""
         prefix = paths.obj_name(self.lab, "")
         if not self.lxcpath.is_dir():
             return set()
-        return {p.name[len(prefix):] for p in self.lxcpath.iterdir() if p.name.startswith(prefix)}
+        return {p.name[len(prefix):] for p in self.lxcpath.iterdir()
+                if p.name.startswith(prefix) and _owner(p) == self.lab}
 
     def _mounts(self) -> list[str]:
         out = []
@@ -252,12 +293,15 @@ class LxcProvider(Provider):
                 if str(d.get("back-file") or "").startswith(str(self.diskdir))]
 
     def _lab_links(self) -> list[str]:
+        """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never
+        set, by an `up` killed in between) and the container veths attached to them."""
         links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
-        want = {n.bridge for n in self.plan.networks}
-        prefix_v, prefix_b = f"slv{paths.tag(self.lab)}", f"slb{paths.tag(self.lab)}"
-        return [link["ifname"] for link in links
-                if link["ifname"] in want or link["ifname"].startswith((prefix_v, prefix_b))
-                or str(link.get("ifalias", "")).startswith(f"storlab:{self.lab}:")]
+        ours = {link["ifname"] for link in links if str(link.get("ifalias", "")).startswith(f"storlab:{self.lab}:")}
+        ours |= {link["ifname"] for link in links
+                 if link["ifname"] in {n.bridge for n in self.plan.networks} and not link.get("ifalias")}
+        veths = {link["ifname"] for link in links
+                 if link["ifname"].startswith(f"slv{paths.tag(self.lab)}") and link.get("master") in ours}
+        return sorted(ours | veths)
 
     def leftovers(self) -> list[str]:
         left = [f"container {self.cname(n)}" for n in self._containers_on_disk()]

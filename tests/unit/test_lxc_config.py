@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import paths
+from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
 from harness.image import ROLE_SERVICES
 from harness.plan import make_plan, write
@@ -95,3 +96,30 @@ def test_reaper_only_calls_unknown_lab_objects_orphans() -> None:
     assert not _orphan("storlab-a-b-node1", labs)  # could belong to lab "a": leave it
     assert not _orphan("storlab-VAGRANTSLASH-debian12-x_vagrant_box_image_0_box.img", labs)  # the box cache
     assert not _orphan("default", labs)
+
+
+def _lxc_provider(lab: str, nodes: str) -> LxcProvider:
+    topo, res = validate_text(f"lab: {lab}\nprovider: lxc\nnodes: {nodes}\n", PROFILES["ci"])
+    plan = make_plan(topo, res, f"{lab}.yaml", set(), PROFILES["ci"])
+    return LxcProvider(plan, paths.lab_dir(lab))
+
+
+def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab 'a' node 'b-n1' and lab 'a-b' node 'n1' both map to storlab-a-b-n1: the second is refused,
+    and `down a` counts only what is marked as lab a's."""
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    a, ab = _lxc_provider("a", "[{name: b-n1}, {name: x}]"), _lxc_provider("a-b", "[{name: n1}, {name: n2}]")
+    lower = tmp_path / "lower"
+    a._write_node(a.node("x"), "key\n", lower)
+    ab._write_node(ab.node("n2"), "key\n", lower)  # storlab-a-b-n2: starts with storlab-a- too
+    assert a._containers_on_disk() == {"x"} and ab._containers_on_disk() == {"n2"}
+    a._write_node(a.node("b-n1"), "key\n", lower)
+    with pytest.raises(HarnessError, match="container storlab-a-b-n1 belongs to lab a"):
+        ab._write_node(ab.node("n1"), "key\n", lower)
+    # a directory storlab did not make is not taken over either
+    (a.lxcpath / "storlab-a-y").mkdir()
+    (a.lxcpath / "storlab-a-y" / "config").write_text("# someone else's\n")
+    y = _lxc_provider("a", "[{name: y}]")
+    with pytest.raises(HarnessError, match="was not made by storlab"):
+        y._write_node(y.node("y"), "key\n", lower)
+    assert "y" not in a._containers_on_disk()
