@@ -44,7 +44,21 @@ def dotted(path: Path) -> str:
     return out
 
 
-def _walk(node: yaml.Node, path: Path, loc: Located, problems: list[Problem]) -> None:
+#: a topology is a few KiB; anything near this is a mistake or an attack on the loader
+MAX_BYTES = 1 << 20
+
+
+def _walk(node: yaml.Node, path: Path, loc: Located, problems: list[Problem], visited: set[int] | None = None) -> None:
+    visited = set() if visited is None else visited
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        # an alias makes the same node appear twice: a few of them nest into gigabytes (an
+        # "alias bomb"), a recursive one never ends; topologies have no use for either
+        if id(node) in visited:
+            problems.append(Problem(loc.file, node.start_mark.line + 1, node.start_mark.column + 1, dotted(path),
+                                    "YAML aliases of mappings or lists (*name) are not accepted in a topology",
+                                    "write the value out where it is used"))
+            return
+        visited.add(id(node))
     loc.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -60,18 +74,20 @@ def _walk(node: yaml.Node, path: Path, loc: Located, problems: list[Problem]) ->
                 continue
             seen[key] = key_node.start_mark.line + 1
             loc.marks[kpath] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _walk(value_node, kpath, loc, problems)
+            _walk(value_node, kpath, loc, problems, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             loc.marks[path + (i,)] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _walk(item, path + (i,), loc, problems)
+            _walk(item, path + (i,), loc, problems, visited)
 
 
 def load_text(text: str, file: str) -> Located:
     """Parse ``text``; raise TopologyError with the exact position on syntax errors."""
+    if len(text) > MAX_BYTES:
+        raise TopologyError([Problem(file, None, None, "", f"the file has {len(text)} characters; a topology has a few "
+                                     f"thousand (at most {MAX_BYTES})", "check that this is the right file")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -81,20 +97,24 @@ def load_text(text: str, file: str) -> Located:
             msg += f" ({exc.context})"
         raise TopologyError([Problem(file, line, col, "", msg,
                                      "check indentation and quoting around this position")]) from None
-    loc = Located(file, data)
+    loc = Located(file, None)
     problems: list[Problem] = []
     if node is not None:
         _walk(node, (), loc, problems)
     if problems:
         raise TopologyError(problems)
+    loc.data = yaml.safe_load(text)  # no aliases of collections left: nothing to expand
     return loc
 
 
 def load_file(path: str) -> Located:
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise TopologyError([Problem(path, None, None, "", f"cannot read file: {exc.strerror}",
                                      "check the path")]) from None
+    except UnicodeDecodeError as exc:
+        raise TopologyError([Problem(path, None, None, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})",
+                                     "save the topology as UTF-8")]) from None
     return load_text(text, path)

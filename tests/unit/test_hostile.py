@@ -43,3 +43,15 @@ def test_hostile_topology_is_refused_at_its_field(topology: Path, tmp_path: Path
     out = tmp_path / "out"
     assert cli.main(["plan", str(topology), "--host-profile", "kvm", "-o", str(out)]) == 2
     assert not out.exists() and not storlab_home.exists(), "something was written for a refused topology"
+
+
+def test_unreadable_or_oversized_files_are_problems_not_tracebacks(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"lab: t\nnodes: [{name: n\xe91}]\n")
+    big = tmp_path / "big.yaml"
+    big.write_text("lab: t\nnodes: [{name: n1}]\n" + "#" * (2 << 20) + "\n")
+    for f, want in ((bad, "not UTF-8 text"), (big, "a topology has a few thousand")):
+        assert cli.main(["validate", str(f), "--host-profile", "kvm"]) == 2
+        err = capsys.readouterr().err
+        assert want in err and "Traceback" not in err, err
