@@ -84,6 +84,15 @@ HealthCode = Annotated[str, _allow(r"[A-Z][A-Z0-9_]*", "health check code", "e.g
 LibvirtUri = Annotated[str, _allow(r"qemu:///(system|session)", "libvirt URI",
                                    "use qemu:///system (pools on another machine: give a hypervisor node of the lab)")]
 
+def _at_least(least: int, what: str, unit: str = "") -> AfterValidator:
+    def check(v: int) -> int:
+        if v < least:
+            shown = f"{least} {unit}" if unit else f"{least // 2**20}M"
+            raise ValueError(f"{what} of {v}{' ' + unit if unit else ' bytes'} is less than {shown}; fix: give at least {shown}")
+        return v
+    return AfterValidator(check)
+
+
 Size = Annotated[int, BeforeValidator(parse_size)]
 MiB = Annotated[int, BeforeValidator(parse_mib)]
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -123,7 +132,7 @@ Role = Literal[
 
 class Disk(Strict):
     name: Name
-    size: Size
+    size: Annotated[Size, _at_least(16 * 2**20, "a disk")] = Field(description="bytes or 512M, 2G, ... (at least 16M)")
     filesystem: Literal["xfs", "ext4", "none"] = "none"
     mount: AbsPath | None = None
 
@@ -132,7 +141,7 @@ class Node(Strict):
     name: Name
     roles: list[Role] = []
     cpus: int = Field(1, ge=1, le=64)
-    memory: MiB = Field(1024, ge=1, description="MiB, or a size like 2G")
+    memory: Annotated[MiB, _at_least(128, "node memory", "MiB")] = Field(1024, description="MiB, or a size like 2G (at least 128)")
     disks: list[Disk] = []
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
@@ -163,7 +172,7 @@ class Chap(Strict):
 
 class IscsiLun(Strict):
     kind: Literal["fileio", "block", "lvm"]
-    size: Size | None = None
+    size: Annotated[Size, _at_least(2**20, "a LUN")] | None = Field(None, description="fileio/lvm: at least 1M")
     path: AbsPath | None = Field(None, description="fileio: backing file")
     disk: Name | None = Field(None, description="block/lvm: name of a disk of the target node")
     vg: Token | None = None
@@ -256,7 +265,7 @@ class Pool(Strict):
 class Volume(Strict):
     pool: Token
     name: Token
-    size: Size
+    size: Annotated[Size, _at_least(2**20, "a volume")] = Field(description="at least 1M")
     format: Literal["qcow2", "raw"] = "qcow2"
     allocation: Literal["sparse", "preallocated"] = "sparse"
 

@@ -536,14 +536,14 @@ def test_size_and_memory_units() -> None:
         nodes:
           - name: a
             memory: 2G
-            disks: [{name: d, size: 1.5G}, {name: e, size: 512M}, {name: f, size: 1048576}]
+            disks: [{name: d, size: 1.5G}, {name: e, size: 512M}, {name: f, size: 16777216}]
           - name: b
             memory: '768'
           - name: c
             memory: 1536
         """), PROFILES["ci"])
     assert [n.memory for n in topo.nodes] == [2048, 768, 1536]
-    assert [d.size for d in topo.nodes[0].disks] == [3 * 2**29, 512 * 2**20, 2**20]
+    assert [d.size for d in topo.nodes[0].disks] == [3 * 2**29, 512 * 2**20, 16 * 2**20]
 
 
 # ---------------------------------------------------------------------------------------------
