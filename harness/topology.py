@@ -141,7 +141,7 @@ class Node(Strict):
     name: Name
     roles: list[Role] = []
     cpus: int = Field(1, ge=1, le=64)
-    memory: Annotated[MiB, _at_least(128, "node memory", "MiB")] = Field(1024, description="MiB, or a size like 2G (at least 128)")
+    memory: Annotated[MiB, _at_least(128, "node memory", "MiB")] = Field(1024, description="MiB, or 2G (at least 128)")
     disks: list[Disk] = []
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")

@@ -383,7 +383,7 @@ SCHEMA_CASES = [
         nodes:
           - name: a
             memory: 0 #<
-        """, "greater than or equal to 1", "nodes[0].memory", None, id="memory-zero"),
+        """, "node memory of 0 MiB is less than 128 MiB", "nodes[0].memory", None, id="memory-zero"),
     pytest.param("""
         lab: t
         nodes:
