@@ -16,7 +16,7 @@ import jinja2
 
 from . import paths
 from .capabilities import available
-from .errors import HarnessError
+from .errors import HarnessError, TopologyError
 from .hostfacts import HostFacts
 from .model import (
     AclPlan,
@@ -71,12 +71,13 @@ def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
             except (OSError, ValueError, HarnessError):
                 continue
     used |= _libvirt_network_subnets(exclude_prefix=paths.obj_name(exclude_lab, "") if exclude_lab else None)
+    own = {paths.bridge_name(exclude_lab, i) for i in range(16)} if exclude_lab else set()
     try:
         out = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True,
                              text=True, timeout=10, check=False).stdout
         for r in json.loads(out or "[]"):
             dst = r.get("dst", "")
-            if dst and dst != "default" and "/" in dst:
+            if dst and dst != "default" and "/" in dst and r.get("dev") not in own:
                 used.add(ipaddress.IPv4Network(dst, strict=False))
     except (OSError, ValueError, subprocess.TimeoutExpired):
         pass
@@ -377,7 +378,15 @@ def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> t
     loc = load_file(file)
     if provider and isinstance(loc.data, dict):
         loc.data["provider"] = provider
-    return validate_located(loc, facts)
+    topo, res = validate_located(loc, facts)
+    taken = used_subnets(exclude_lab=topo.lab)
+    clashes = [loc.problem(("networks", i, "cidr"), f"{n.cidr} overlaps {t}, which this host routes or another lab holds",
+                           "leave cidr out (a free /24 is chosen) or pick a subnet nothing here uses")
+               for i, n in enumerate(topo.networks) if n.cidr
+               for t in [next((t for t in taken if ipaddress.IPv4Network(n.cidr).overlaps(t)), None)] if t is not None]
+    if clashes:
+        raise TopologyError(clashes)
+    return topo, res
 
 
 def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> Plan:

@@ -113,9 +113,15 @@ class _Rules:
         for i, net in enumerate(self.t.networks):
             if net.name in seen:
                 self.add(("networks", i, "name"), f"duplicate network name '{net.name}'", "rename one")
+            if net.name == "mgmt":
+                self.add(("networks", i, "name"), "the network name 'mgmt' is reserved for the VM management network",
+                         "rename this network, e.g. storage2")
             seen[net.name] = i
             if net.cidr:
                 cidr = ipaddress.IPv4Network(net.cidr)
+                if cidr.is_loopback or cidr.is_link_local or cidr.is_multicast or not cidr.is_private:
+                    self.add(("networks", i, "cidr"), f"{cidr} is not a private network (lab traffic stays on this host)",
+                             "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, or leave cidr out")
                 for j, other in nets:
                     if cidr.overlaps(other):
                         self.add(("networks", i, "cidr"),

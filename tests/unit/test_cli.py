@@ -144,3 +144,31 @@ def test_plan_reports_an_unreadable_plan_of_an_existing_lab(tmp_path: Path, stor
     err = capsys.readouterr().err
     assert f"storlab: error: {lab / 'plan.json'} is not a plan this storlab can read" in err
     assert "Traceback" not in err
+
+
+def test_explicit_cidr_that_the_host_routes_is_refused_at_its_line(tmp_path: Path, storlab_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import ipaddress
+
+    import harness.plan as planmod
+    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None: {ipaddress.IPv4Network("10.9.0.0/16")})
+    topo = tmp_path / "t.yaml"
+    topo.write_text("lab: t\nprovider: lxc\nnetworks:\n  - {name: storage, cidr: 10.9.1.0/24}\nnodes: [{name: n1}]\n")
+    assert cli.main(["plan", str(topo), "--host-profile", "ci", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{topo}:4:21: networks[0].cidr: 10.9.1.0/24 overlaps 10.9.0.0/16" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("net", "message"), [
+    ("{name: mgmt}", "networks[0].name: the network name 'mgmt' is reserved"),
+    ("{name: storage, cidr: 8.8.8.0/24}", "networks[0].cidr: 8.8.8.0/24 is not a private network"),
+    ("{name: storage, cidr: 127.0.0.0/24}", "networks[0].cidr: 127.0.0.0/24 is not a private network"),
+])
+def test_reserved_or_public_networks_are_refused(tmp_path: Path, net: str, message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    topo = tmp_path / "t.yaml"
+    topo.write_text(f"lab: t\nprovider: lxc\nnetworks: [{net}]\nnodes: [{{name: n1}}]\n")
+    assert cli.main(["validate", str(topo), "--host-profile", "ci"]) == 2
+    assert message in capsys.readouterr().err
