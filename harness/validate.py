@@ -399,6 +399,9 @@ class _Rules:
                 self.add(base + ("name",), f"pool name '{p.name}' already used by host.pools[{names[p.name]}]", "rename one")
             names.setdefault(p.name, pi)
             where = p.host or "kvm"
+            if p.path and where == "kvm" and _system_path(p.path):
+                self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
+                         "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")
             if p.path:
                 if (where, p.path) in paths:
                     self.add(base + ("path",), f"target path {p.path} already used by host.pools[{paths[(where, p.path)]}]",
@@ -525,6 +528,19 @@ class _Rules:
             self.add(("provider",), f"{caps.name} is not installed on this host ({caps.tool} not found)",
                      caps.install_hint + (f", or use provider: {other}" if other else ""))
         return nfs_impl, iscsi_impl
+
+
+# directories of the KVM host a lab pool (created, mounted over, removed by `down`) must not be
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
+               "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/lib/libvirt",
+               "/var/lib/libvirt/images", "/var/lib/storlab", "/var/log")
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys",
+                "/usr", "/var/lib/storlab", "/var/log")
+
+
+def _system_path(path: str) -> bool:
+    p = path.rstrip("/") or "/"
+    return p in SYSTEM_DIRS or any(p.startswith(t + "/") for t in SYSTEM_TREES)
 
 
 def validate_located(loc: Located, facts: HostFacts) -> tuple[Topology, Resolved]:
