@@ -97,7 +97,7 @@ class Lab:
         if not p.exists():
             known = ", ".join(list_labs()) or "none"
             raise LabStateError(f"no lab named '{name}' (labs here: {known})")
-        return cls(json.loads(p.read_text()))
+        return cls(Plan.load(p))
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
