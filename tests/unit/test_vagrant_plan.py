@@ -338,3 +338,12 @@ def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
     long_dir = paths.ssh_control_dir("a" * 31)
     assert len(f"{long_dir}/255.255.255.255") + 17 < 108
     assert long_dir != paths.ssh_control_dir("b" * 31)
+
+
+def test_a_lab_loads_its_plan_back_typed(plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lab import Lab
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    planmod.write(plan, paths.lab_dir("t"))
+    lab = Lab.load("t")
+    assert lab.plan == plan and isinstance(lab.plan, Plan)
+    assert lab.node("n1").spec == plan.node("n1")
