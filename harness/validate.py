@@ -398,73 +398,90 @@ class _Rules:
             if p.name in names:
                 self.add(base + ("name",), f"pool name '{p.name}' already used by host.pools[{names[p.name]}]", "rename one")
             names.setdefault(p.name, pi)
-            where = p.host or "kvm"
-            if p.path and where == "kvm" and _system_path(p.path):
-                self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
-                         "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")
-            if p.path:
-                if (where, p.path) in paths:
-                    self.add(base + ("path",), f"target path {p.path} already used by host.pools[{paths[(where, p.path)]}]",
-                             "give each pool its own directory")
-                paths.setdefault((where, p.path), pi)
-            for f in self.NEED[p.type]:
-                if not getattr(p, f):
-                    self.add(base, f"a {p.type} pool needs '{f}'", f"add {f}:")
-            if p.backend not in self.BACKENDS[p.type]:
-                self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
-                         f"use backend: {' or '.join(self.BACKENDS[p.type])}")
-            if p.backend != "local" and getattr(self.t, p.backend) is None:
-                self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
-                         f"add a {p.backend}: section")
-            if p.fuse_mount and p.backend != "gluster":
-                self.add(base + ("fuse_mount",), "fuse_mount is for dir pools on a gluster volume", "set backend: gluster")
-            if p.backend == "gluster" and p.type == "dir" and not p.fuse_mount:
-                self.add(base + ("fuse_mount",), "a dir pool on gluster needs fuse_mount: true", "add fuse_mount: true")
-            if p.volume and self.t.gluster and p.volume not in {v.name for v in self.t.gluster.volumes}:
-                self.add(base + ("volume",), f"gluster volume '{p.volume}' is not defined", "use a volume from gluster.volumes")
-            if p.export and self.t.nfs and p.export not in {e.path for e in self.t.nfs.exports}:
-                self.add(base + ("export",), f"'{p.export}' is not an export of nfs.exports", "use one of the exported paths")
-            if p.initiator:
-                self.check_iqn(base + ("initiator",), p.initiator)
-                if self.t.iscsi and self.t.iscsi.acls and p.initiator not in {a.initiator for a in self.t.iscsi.acls}:
-                    self.add(base + ("initiator",), f"initiator {p.initiator} is not in iscsi.acls; the target will refuse it",
-                             "add an ACL for it")
-            if p.type == "rbd" and self.t.ceph:
-                if p.rbd_pool and p.rbd_pool not in {x.name for x in self.t.ceph.pools}:
-                    self.add(base + ("rbd_pool",), f"ceph pool '{p.rbd_pool}' is not defined", "use a pool from ceph.pools")
-                if p.client and p.client not in {c.name for c in self.t.ceph.clients}:
-                    self.add(base + ("client",), f"ceph client '{p.client}' is not defined", "use a client from ceph.clients")
+            self._pool_path(base, pi, p, paths)
+            self._pool_backend(base, p)
             if p.type in ("fs", "logical"):  # the plan gives these the first disk of their host node
-                if not p.host or p.host == "kvm":
-                    self.add(base + ("host",), f"a {p.type} pool needs a block device, which the KVM host cannot give it",
-                             "set host: to a hypervisor node with a disk (the pool uses its first disk)")
-                elif p.host in self.nodes and not self.nodes[p.host][1].disks:
-                    self.add(base + ("host",), f"node {p.host} has no disk for this {p.type} pool",
-                             f"add a disk to nodes[{self.nodes[p.host][0]}] (the pool uses its first disk)")
-                elif p.host in self.nodes:
-                    node_disks = [d.name for d in self.nodes[p.host][1].disks]
-                    disk = p.disk or node_disks[0]
-                    if disk not in node_disks:
-                        self.add(base + ("disk",), f"node {p.host} has no disk '{disk}'", f"use one of: {', '.join(node_disks)}")
-                    elif (p.host, disk) in used_disks:
-                        self.add(base + ("disk",),
-                                 f"disk {disk} of {p.host} is already used by host.pools[{used_disks[(p.host, disk)]}]",
-                                 "give each fs/logical pool its own disk (set disk:)")
-                    used_disks.setdefault((p.host, disk), pi)
-            if p.host and p.host != "kvm":
-                self.node_ref(base + ("host",), p.host, "hypervisor")
-                if p.type == "iscsi" and p.host in self.nodes and "iscsi-initiator" in self.nodes[p.host][1].roles:
-                    self.add(base + ("host",), f"node {p.host} is also an iscsi-initiator: its own sessions to the target "
-                             "take the same /dev/disk/by-path names as the pool's session, and libvirt then lists none "
-                             "of the pool's LUNs", "wire this pool on a hypervisor node without role iscsi-initiator")
-            elif p.type == "netfs" and not self.facts.kernel_nfs_client:
-                self.add(base + ("type",), "netfs needs an NFS client in the KVM host's kernel, which this host lacks",
-                         "set host: to a node with role hypervisor (the pool is then wired inside the lab)")
-            elif p.type == "iscsi" and not self.facts.kernel_iscsi_tcp:
-                self.add(base + ("type",), "an iscsi pool needs iscsi_tcp in the KVM host's kernel, which this host lacks",
-                         "use type iscsi-direct, or set host: to a node with role hypervisor")
-        types = {p.name: p.type for p in h.pools}
-        for vi, v in enumerate(h.volumes):
+                self._pool_disk(base, pi, p, used_disks)
+            self._pool_host(base, p)
+        self._volumes(names)
+
+    def _pool_path(self, base: Path, pi: int, p: Any, paths: dict[tuple[str, str], int]) -> None:
+        where = p.host or "kvm"
+        if p.path and where == "kvm" and _system_path(p.path):
+            self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
+                     "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")
+        if p.path:
+            if (where, p.path) in paths:
+                self.add(base + ("path",), f"target path {p.path} already used by host.pools[{paths[(where, p.path)]}]",
+                         "give each pool its own directory")
+            paths.setdefault((where, p.path), pi)
+
+    def _pool_backend(self, base: Path, p: Any) -> None:
+        """The pool's type, backend and the backend objects it names."""
+        for f in self.NEED[p.type]:
+            if not getattr(p, f):
+                self.add(base, f"a {p.type} pool needs '{f}'", f"add {f}:")
+        if p.backend not in self.BACKENDS[p.type]:
+            self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
+                     f"use backend: {' or '.join(self.BACKENDS[p.type])}")
+        if p.backend != "local" and getattr(self.t, p.backend) is None:
+            self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
+                     f"add a {p.backend}: section")
+        if p.fuse_mount and p.backend != "gluster":
+            self.add(base + ("fuse_mount",), "fuse_mount is for dir pools on a gluster volume", "set backend: gluster")
+        if p.backend == "gluster" and p.type == "dir" and not p.fuse_mount:
+            self.add(base + ("fuse_mount",), "a dir pool on gluster needs fuse_mount: true", "add fuse_mount: true")
+        if p.volume and self.t.gluster and p.volume not in {v.name for v in self.t.gluster.volumes}:
+            self.add(base + ("volume",), f"gluster volume '{p.volume}' is not defined", "use a volume from gluster.volumes")
+        if p.export and self.t.nfs and p.export not in {e.path for e in self.t.nfs.exports}:
+            self.add(base + ("export",), f"'{p.export}' is not an export of nfs.exports", "use one of the exported paths")
+        if p.initiator:
+            self.check_iqn(base + ("initiator",), p.initiator)
+            if self.t.iscsi and self.t.iscsi.acls and p.initiator not in {a.initiator for a in self.t.iscsi.acls}:
+                self.add(base + ("initiator",), f"initiator {p.initiator} is not in iscsi.acls; the target will refuse it",
+                         "add an ACL for it")
+        if p.type == "rbd" and self.t.ceph:
+            if p.rbd_pool and p.rbd_pool not in {x.name for x in self.t.ceph.pools}:
+                self.add(base + ("rbd_pool",), f"ceph pool '{p.rbd_pool}' is not defined", "use a pool from ceph.pools")
+            if p.client and p.client not in {c.name for c in self.t.ceph.clients}:
+                self.add(base + ("client",), f"ceph client '{p.client}' is not defined", "use a client from ceph.clients")
+
+    def _pool_disk(self, base: Path, pi: int, p: Any, used_disks: dict[tuple[str, str], int]) -> None:
+        if not p.host or p.host == "kvm":
+            self.add(base + ("host",), f"a {p.type} pool needs a block device, which the KVM host cannot give it",
+                     "set host: to a hypervisor node with a disk (the pool uses its first disk)")
+        elif p.host in self.nodes and not self.nodes[p.host][1].disks:
+            self.add(base + ("host",), f"node {p.host} has no disk for this {p.type} pool",
+                     f"add a disk to nodes[{self.nodes[p.host][0]}] (the pool uses its first disk)")
+        elif p.host in self.nodes:
+            node_disks = [d.name for d in self.nodes[p.host][1].disks]
+            disk = p.disk or node_disks[0]
+            if disk not in node_disks:
+                self.add(base + ("disk",), f"node {p.host} has no disk '{disk}'", f"use one of: {', '.join(node_disks)}")
+            elif (p.host, disk) in used_disks:
+                self.add(base + ("disk",),
+                         f"disk {disk} of {p.host} is already used by host.pools[{used_disks[(p.host, disk)]}]",
+                         "give each fs/logical pool its own disk (set disk:)")
+            used_disks.setdefault((p.host, disk), pi)
+
+    def _pool_host(self, base: Path, p: Any) -> None:
+        """Where the pool is wired: the KVM host (whose kernel it may need) or a hypervisor node."""
+        if p.host and p.host != "kvm":
+            self.node_ref(base + ("host",), p.host, "hypervisor")
+            if p.type == "iscsi" and p.host in self.nodes and "iscsi-initiator" in self.nodes[p.host][1].roles:
+                self.add(base + ("host",), f"node {p.host} is also an iscsi-initiator: its own sessions to the target "
+                         "take the same /dev/disk/by-path names as the pool's session, and libvirt then lists none "
+                         "of the pool's LUNs", "wire this pool on a hypervisor node without role iscsi-initiator")
+        elif p.type == "netfs" and not self.facts.kernel_nfs_client:
+            self.add(base + ("type",), "netfs needs an NFS client in the KVM host's kernel, which this host lacks",
+                     "set host: to a node with role hypervisor (the pool is then wired inside the lab)")
+        elif p.type == "iscsi" and not self.facts.kernel_iscsi_tcp:
+            self.add(base + ("type",), "an iscsi pool needs iscsi_tcp in the KVM host's kernel, which this host lacks",
+                     "use type iscsi-direct, or set host: to a node with role hypervisor")
+
+    def _volumes(self, names: dict[str, int]) -> None:
+        types = {p.name: p.type for p in self.t.host.pools}
+        for vi, v in enumerate(self.t.host.volumes):
             if types.get(v.pool) in ("gluster", "iscsi", "iscsi-direct"):
                 self.add(("host", "volumes", vi, "pool"), f"libvirt cannot create volumes in a {types[v.pool]} pool",
                          "create it in a dir pool on the same backend (e.g. the gluster FUSE mount); this pool lists it"
