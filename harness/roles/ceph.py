@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import log
 from ..errors import HarnessError
-from ..model import CephClientPlan, CephPoolPlan, Plan
+from ..model import CephClientPlan, CephPlan, CephPoolPlan, Plan
 from ..run import wait_until
 
 if TYPE_CHECKING:
@@ -80,31 +80,12 @@ def apply(lab: LabContext) -> None:
         return
     members = [lab.node(n.name) for n in lab.plan.nodes if any(r.startswith("ceph-") for r in n.roles)]
     for node in members:
-        conf = (lab.files(node.name) / "etc/ceph/ceph.conf").read_text()
-        node.ensure_file("/etc/ceph/ceph.conf", conf)
+        node.ensure_file("/etc/ceph/ceph.conf", (lab.files(node.name) / "etc/ceph/ceph.conf").read_text())
     mons = [lab.node(m.name) for m in c.mons]
     admins = [lab.node(a) for a in c.admin] or mons[:1]
     first = mons[0]
     with log.step(f"ceph: monitors {', '.join(m.name for m in mons)}"):
-        bootstrap_keys(first)
-        for m in mons:
-            if m is not first:
-                _copy_secret(first, MON_KEYRING, m, owner="ceph:ceph")
-                _copy_secret(first, ADMIN_KEYRING, m)
-        monmap = ["monmaptool", "--create", "--clobber", "--fsid", c.fsid]
-        for mon in c.mons:
-            monmap += ["--addv", mon.name, f"[v2:{mon.address}:3300,v1:{mon.address}:6789]"]
-        for m in mons:
-            mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
-            if not _has(m, f"{mon_dir}/done"):
-                m.succeed([*monmap, "/tmp/storlab.monmap"])
-                m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", mon_dir])
-                m.succeed(["sudo", "-u", "ceph", "ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap",
-                           "--keyring", MON_KEYRING] if _has(m, "/usr/bin/sudo") else
-                          ["ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap", "--keyring", MON_KEYRING])
-                m.succeed(["chown", "-R", "ceph:ceph", mon_dir])
-                m.succeed(["touch", f"{mon_dir}/done"])
-            start_unit(m, f"ceph-mon@{m.name}.service", "ceph-mon.target")
+        monitors(c, mons)
     # admin commands run where client.admin is: the first monitor until the admin node has it
     ceph = admins[0] if _has(admins[0], ADMIN_KEYRING) else first
     wait_until(lambda: ceph.run(["ceph", "--connect-timeout", "10", "mon", "stat"], timeout=30).ok,
@@ -113,15 +94,7 @@ def apply(lab: LabContext) -> None:
     ceph.succeed(["ceph", "mon", "enable-msgr2"])
     with log.step("ceph: mgr"):
         for name in c.mgrs:
-            m = lab.node(name)
-            kdir = f"/var/lib/ceph/mgr/ceph-{name}"
-            if not _has(m, f"{kdir}/keyring"):
-                key = ceph.succeed(["ceph", "auth", "get-or-create", f"mgr.{name}", "mon", "allow profile mgr",
-                                    "osd", "allow *", "mds", "allow *"])
-                m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", kdir])
-                m.put(f"{kdir}/keyring", key, "0600")
-                m.succeed(["chown", "ceph:ceph", f"{kdir}/keyring"])
-            start_unit(m, f"ceph-mgr@{name}.service", "ceph-mgr.target")
+            manager(ceph, lab.node(name))
     with log.step("ceph: admin keyring to " + ", ".join(a.name for a in admins)):
         for a in admins:
             if a is not ceph and not _has(a, ADMIN_KEYRING):
@@ -140,6 +113,41 @@ def apply(lab: LabContext) -> None:
             ensure_client(ceph, cl)
     with log.step("ceph: wait for HEALTH_OK"):
         wait_health(ceph, c.accept_warnings, timeout=300)
+
+
+def monitors(c: CephPlan, mons: list[Node]) -> None:
+    """Keys on the first monitor, copied to the others; a monmap of all; each mon's store made once."""
+    first = mons[0]
+    bootstrap_keys(first)
+    for m in mons:
+        if m is not first:
+            _copy_secret(first, MON_KEYRING, m, owner="ceph:ceph")
+            _copy_secret(first, ADMIN_KEYRING, m)
+    monmap = ["monmaptool", "--create", "--clobber", "--fsid", c.fsid]
+    for mon in c.mons:
+        monmap += ["--addv", mon.name, f"[v2:{mon.address}:3300,v1:{mon.address}:6789]"]
+    for m in mons:
+        mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
+        if not _has(m, f"{mon_dir}/done"):
+            m.succeed([*monmap, "/tmp/storlab.monmap"])
+            m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", mon_dir])
+            m.succeed(["sudo", "-u", "ceph", "ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap",
+                       "--keyring", MON_KEYRING] if _has(m, "/usr/bin/sudo") else
+                      ["ceph-mon", "--mkfs", "-i", m.name, "--monmap", "/tmp/storlab.monmap", "--keyring", MON_KEYRING])
+            m.succeed(["chown", "-R", "ceph:ceph", mon_dir])
+            m.succeed(["touch", f"{mon_dir}/done"])
+        start_unit(m, f"ceph-mon@{m.name}.service", "ceph-mon.target")
+
+
+def manager(ceph: Node, m: Node) -> None:
+    kdir = f"/var/lib/ceph/mgr/ceph-{m.name}"
+    if not _has(m, f"{kdir}/keyring"):
+        key = ceph.succeed(["ceph", "auth", "get-or-create", f"mgr.{m.name}", "mon", "allow profile mgr",
+                            "osd", "allow *", "mds", "allow *"])
+        m.succeed(["install", "-d", "-o", "ceph", "-g", "ceph", kdir])
+        m.put(f"{kdir}/keyring", key, "0600")  # the key travels on stdin, never in argv
+        m.succeed(["chown", "ceph:ceph", f"{kdir}/keyring"])
+    start_unit(m, f"ceph-mgr@{m.name}.service", "ceph-mgr.target")
 
 
 def bootstrap_keys(first: Node) -> None:
