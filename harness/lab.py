@@ -243,6 +243,8 @@ class Lab:
             sub = self.provider.destroy()
             rep.removed += sub.removed
             rep.failed += sub.failed
+            if not rep.failed:  # keep the lab's directory (its plan, its state) while anything of it is left
+                rep.failed += [(item, "still present after down") for item in self.provider.leftovers()]
             if not rep.failed:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 locks.release(self.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -39,11 +40,19 @@ OWNER_FILE = "storlab-lab"
 
 
 def owner_of(cdir: Path) -> str | None:
-    """The lab a container directory belongs to, by its ownership mark (None: not storlab's)."""
+    """The lab a container directory belongs to, by its ownership mark (None: not storlab's).
+    Containers made before the mark existed carry the lab in their config's first line, which
+    storlab writes: `# storlab lab LAB, node NODE`."""
     try:
         return (cdir / OWNER_FILE).read_text().strip() or None
     except OSError:
+        pass
+    try:
+        with open(cdir / "config") as fh:
+            m = re.fullmatch(r"# storlab lab ([a-z][a-z0-9-]{0,30}), node [a-z][a-z0-9-]{0,30}\n", fh.readline())
+    except OSError:
         return None
+    return m.group(1) if m else None
 
 
 _owner = owner_of
