@@ -123,3 +123,15 @@ def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: p
     with pytest.raises(HarnessError, match="was not made by storlab"):
         y._write_node(y.node("y"), "key\n", lower)
     assert "y" not in a._containers_on_disk()
+
+
+def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_path: Path) -> None:
+    from harness.providers.lxc import owner_of
+    old = tmp_path / "storlab-a-b-n1"
+    old.mkdir()
+    (old / "config").write_text("# storlab lab a-b, node n1\nlxc.arch = linux64\n")
+    assert owner_of(old) == "a-b"
+    (old / "config").write_text("# storlab lab a-b, node n1; lxc.hook = x\n")  # not what storlab writes
+    assert owner_of(old) is None
+    (old / "config").write_text("lxc.arch = linux64\n")
+    assert owner_of(old) is None
