@@ -132,8 +132,10 @@ class Lab:
         out = [f"# storlab lab {self.name}: ssh -F {self.ssh_config} NODE"]
         for n in self.plan.nodes:
             out += [f"Host {n.name} {self.name}-{n.name}", f"  HostName {n.address}", "  User root",
-                    f"  IdentityFile {self.key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
-                    "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", "  ConnectTimeout 5",
+                    f"  IdentityFile {self.key}", "  IdentitiesOnly yes",
+                    # host keys pinned per lab: learnt when a node first answers, checked ever after
+                    "  StrictHostKeyChecking accept-new", f"  UserKnownHostsFile {self.dir / 'known_hosts'}",
+                    "  HostKeyAlgorithms ssh-ed25519", "  LogLevel ERROR", "  ConnectTimeout 5",
                     "  ServerAliveInterval 5", "  ServerAliveCountMax 3",
                     "  ControlMaster auto", f"  ControlPath {control}/%h", f"  ControlPersist {SSH_PERSIST}", ""]
         return "\n".join(out)

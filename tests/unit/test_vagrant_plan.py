@@ -333,6 +333,10 @@ def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
     control = paths.ssh_control_dir("t")
     assert control == Path("/var/lib/storlab/labs/t/ssh")
     assert text.count("ControlMaster auto") == 2 and text.count(f"ControlPath {control}/%h") == 2
+    # host keys are pinned per lab, never ignored
+    assert "StrictHostKeyChecking no" not in text and "/dev/null" not in text
+    assert text.count("StrictHostKeyChecking accept-new") == 2
+    assert text.count("UserKnownHostsFile /var/lib/storlab/labs/t/known_hosts") == 2
     # a socket path must fit in sun_path (108 bytes) with ssh's 17-byte temporary suffix
     monkeypatch.setenv("STORLAB_HOME", "/" + "x" * 80)
     long_dir = paths.ssh_control_dir("a" * 31)
