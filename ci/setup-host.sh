@@ -34,8 +34,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   case " ${missing[*]} " in *" libvirt-daemon"*) new_storage_drivers=1 ;; esac
 fi
 
-# the import check also loads the provider entry points: an older install of storlab lacks them
-python3 -c "import harness, libvirt, testinfra, vagrant, fabric, ruff, mypy; from harness.capabilities import available; assert available()" 2>/dev/null \
+# storlab must be installed from this checkout (not another one), with its provider entry points
+# (an older install lacks them) and its command; checked from / so that this directory's own
+# harness/ and storlab.egg-info cannot answer for an install
+here=$(pwd)
+command -v storlab >/dev/null && (cd / && python3 -c "
+import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy
+from harness.capabilities import available
+assert available() and os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__))) == sys.argv[1]
+" "$here") 2>/dev/null \
   || { echo "setup-host: pip install -e ."; pip install -q -e '.[dev]' >/var/log/storlab-pip.log 2>&1 || { tail -20 /var/log/storlab-pip.log; exit 1; }; }
 
 # libvirt without systemd: root-owned images and kernels, daemons started by hand.
