@@ -102,10 +102,10 @@ class Lab:
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
         facts = facts or HostFacts.detect()
-        topo, res = planmod.load_topology(file, facts, provider)
+        topo, res, loc = planmod.load_topology(file, facts, provider)
         locks.hold(topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = planmod.plan_for(topo, res, file, facts)
+            plan = planmod.plan_for(topo, res, loc, facts)
             d = paths.lab_dir(plan.lab)
             planmod.write(plan, d)
         secrets.decide(plan, topo, d / "secrets")

@@ -94,7 +94,6 @@ def cmd_fault(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
     locks.hold(lab.name)  # not while another process builds or removes it
     node = lab.node(args.node)
-    lab.mark(f"{args.action} {node.name} (cli)")
     if args.action == "crash":
         node.crash()
     elif args.action == "start":

@@ -40,21 +40,10 @@ class Timeline(Protocol):
     def booted(self, node: str, seconds: float) -> None: ...
 
 
-class _NoTimeline:
-    def mark(self, event: str) -> None:
-        log.info(f"fault: {event}")
-
-    def boot_bound(self, node: str) -> tuple[float, str]:
-        return 180.0, "no lab timeline: a fixed bound"
-
-    def booted(self, node: str, seconds: float) -> None:
-        pass
-
-
 class Node:
-    def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider, timeline: Timeline | None = None) -> None:
+    def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider, timeline: Timeline) -> None:
         self.spec = spec
-        self.timeline: Timeline = timeline or _NoTimeline()
+        self.timeline = timeline
         self.name = spec.name
         self.address = spec.address
         self.roles = spec.roles

@@ -42,7 +42,7 @@ from .model import (
 )
 from .topology import Topology
 from .validate import Resolved, validate_located
-from .yamlload import load_file
+from .yamlload import Located, load_file
 
 # what validation resolved `implementation: auto` to (pydantic checks the value again)
 NfsImpl = Literal["kernel", "ganesha"]
@@ -131,7 +131,7 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     mgmt = management_network(lab, networks, taken, preset.get("@mgmt")) if caps.management_network else None
     if mgmt:
         taken.add(ipaddress.IPv4Network(mgmt.cidr))
-    nodes = _nodes(topo, resolved, networks)
+    nodes = _nodes(topo, caps.disk_devices, networks)
     sections: dict[str, Any] = {}
     if mgmt:
         sections["mgmt"] = mgmt
@@ -190,9 +190,8 @@ def _addresses(topo: Topology, ni: int, networks: tuple[NetworkPlan, ...], place
     return addrs
 
 
-def _nodes(topo: Topology, resolved: Resolved, networks: tuple[NetworkPlan, ...]) -> tuple[NodePlan, ...]:
+def _nodes(topo: Topology, disk_devices: bool, networks: tuple[NetworkPlan, ...]) -> tuple[NodePlan, ...]:
     lab = topo.lab
-    disk_devices = available()[resolved.provider].disk_devices
     placed: list[NodePlan] = []
     for ni, node in enumerate(topo.nodes):
         addrs = _addresses(topo, ni, networks, placed)
@@ -373,12 +372,21 @@ def write(plan: Plan, directory: Path) -> dict[str, str]:
     return files
 
 
-def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> tuple[Topology, Resolved]:
-    """Read and validate a topology file (``provider`` overrides the file's, validated as if it said so)."""
+def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> tuple[Topology, Resolved, Located]:
+    """Read and validate a topology file (``provider`` overrides the file's, validated as if it said
+    so); the located data comes back too, for problems found when the plan is made."""
     loc = load_file(file)
     if provider and isinstance(loc.data, dict):
         loc.data["provider"] = provider
     topo, res = validate_located(loc, facts)
+    return topo, res, loc
+
+
+def plan_for(topo: Topology, res: Resolved, loc: Located, facts: HostFacts) -> Plan:
+    """The plan of a validated topology; a lab that exists keeps its subnets (and must come from
+    the same file and provider). Explicit cidrs must be free of what this host routes and other
+    labs hold: checked here, against the same look-up the allocation uses (callers hold the
+    allocation lock around this)."""
     taken = used_subnets(exclude_lab=topo.lab)
     clashes = [loc.problem(("networks", i, "cidr"), f"{n.cidr} overlaps {t}, which this host routes or another lab holds",
                            "leave cidr out (a free /24 is chosen) or pick a subnet nothing here uses")
@@ -386,17 +394,11 @@ def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> t
                for t in [next((t for t in taken if ipaddress.IPv4Network(n.cidr).overlaps(t)), None)] if t is not None]
     if clashes:
         raise TopologyError(clashes)
-    return topo, res
-
-
-def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> Plan:
-    """The plan of a validated topology; a lab that exists keeps its subnets (and must come from
-    the same file and provider)."""
     existing = paths.lab_dir(topo.lab) / "plan.json"
     preset: dict[str, str] = {}
     if existing.exists():
         old = Plan.load(existing)
-        if old.topology != str(Path(file).resolve()):
+        if old.topology != str(Path(loc.file).resolve()):
             raise HarnessError(f"lab '{topo.lab}' already exists from {old.topology}; "
                                f"run `storlab down {topo.lab}` first or rename the lab")
         if old.provider != res.provider:
@@ -405,9 +407,9 @@ def plan_for(topo: Topology, res: Resolved, file: str, facts: HostFacts) -> Plan
         preset = {n.name: n.cidr for n in old.networks}  # a resumed lab keeps its subnets
         if old.mgmt:
             preset["@mgmt"] = old.mgmt.cidr
-    return make_plan(topo, res, file, used_subnets(exclude_lab=topo.lab), facts, preset=preset)
+    return make_plan(topo, res, loc.file, taken, facts, preset=preset)
 
 
 def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> Plan:
-    topo, res = load_topology(file, facts, provider)
-    return plan_for(topo, res, file, facts)
+    topo, res, loc = load_topology(file, facts, provider)
+    return plan_for(topo, res, loc, facts)

@@ -55,9 +55,6 @@ def owner_of(cdir: Path) -> str | None:
     return m.group(1) if m else None
 
 
-_owner = owner_of
-
-
 def _alias(ifname: str) -> str | None:
     """The alias of an existing link ('' without one), None when there is no such link."""
     p = Path(f"/sys/class/net/{ifname}/ifalias")
@@ -156,7 +153,7 @@ class LxcProvider(Provider):
             if not link.is_symlink() and not link.exists():
                 link.symlink_to("/dev/null")
         cdir = self.lxcpath / self.cname(name)
-        owner = _owner(cdir)
+        owner = owner_of(cdir)
         if owner not in (None, self.lab):
             raise HarnessError(f"container {cdir.name} belongs to lab {owner}; rename lab {self.lab} or node {name}")
         if owner is None and cdir.exists() and any(cdir.iterdir()):
@@ -259,7 +256,7 @@ class LxcProvider(Provider):
         names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
         for node in sorted(names):
             cdir = self.lxcpath / self.cname(node)
-            if cdir.exists() and _owner(cdir) == self.lab:  # same name, another lab's: not ours to stop
+            if cdir.exists() and owner_of(cdir) == self.lab:  # same name, another lab's: not ours to stop
                 def stop(node: str = node, cdir: Path = cdir) -> None:
                     if self.is_running(node):
                         self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
@@ -283,7 +280,7 @@ class LxcProvider(Provider):
         if not self.lxcpath.is_dir():
             return set()
         return {p.name[len(prefix):] for p in self.lxcpath.iterdir()
-                if p.name.startswith(prefix) and _owner(p) == self.lab}
+                if p.name.startswith(prefix) and owner_of(p) == self.lab}
 
     def _mounts(self) -> list[str]:
         out = []
