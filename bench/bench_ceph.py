@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
+from harness.backends.ceph import planned  # noqa: E402
+from harness.backends.ceph.role import parse_health, parse_osd_tree  # noqa: E402
 from harness.lab import Lab  # noqa: E402
-from harness.model import need  # noqa: E402
-from harness.roles.ceph import parse_health, parse_osd_tree  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main() -> int:
     out["up_s"] = round(time.monotonic() - t, 1)
     out["up_steps_s"] = lab.state().get("timings", {})
     print(f"up to HEALTH_OK + rbd pool: {out['up_s']}s; steps {out['up_steps_s']}")
-    admin = lab.node(need(lab.plan.ceph, "ceph").admin[0])
+    admin = lab.node(planned(lab.plan).admin[0])
 
     def osd_status(host: str) -> str:
         tree = parse_osd_tree(admin.succeed(["ceph", "osd", "tree", "-f", "json"]))
@@ -45,7 +45,7 @@ def main() -> int:
         return parse_health(admin.succeed(["ceph", "-s", "-f", "json"]), [])[0]
 
     try:
-        victim = need(lab.plan.ceph, "ceph").osds[0]
+        victim = planned(lab.plan).osds[0]
         osd_id = lab.node(victim).succeed(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami"]).strip()
         unit = f"ceph-osd@{osd_id}.service"
         # 1. daemon killed (peers see connection refused)
@@ -76,7 +76,7 @@ def main() -> int:
         print(f"OSD daemon killed: down after {out['osd_kill_detected_s']}s, "
               f"HEALTH_OK {out['recovery_after_kill_s']}s after restart")
         print(f"OSD node crashed: down after {out['osd_node_crash_detected_s']}s "
-              f"(grace {need(lab.plan.ceph, 'ceph').heartbeat_grace}s), HEALTH_OK {out['recovery_after_crash_s']}s after restart")
+              f"(grace {planned(lab.plan).heartbeat_grace}s), HEALTH_OK {out['recovery_after_crash_s']}s after restart")
         print(f"daemon RSS (MiB): {mem}")
     finally:
         lab.down()

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
+from harness.backends.gluster import planned  # noqa: E402
+from harness.backends.gluster.role import volume_whole  # noqa: E402
 from harness.lab import Lab  # noqa: E402
-from harness.model import need  # noqa: E402
-from harness.roles.gluster import volume_whole  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 from harness.workload import Writer, file_appender  # noqa: E402
 
@@ -50,7 +50,7 @@ def main() -> int:
     print(f"up: {out['up_s']}s; steps: {out['up_steps_s']}")
     try:
         mnt = next(p.path for p in lab.plan.host.pools if p.fuse_mount)
-        ping = float(need(lab.plan.gluster, "gluster").volumes[0].options.get("network.ping-timeout", 42))
+        ping = float(planned(lab.plan).volumes[0].options.get("network.ping-timeout", 42))
         for fault in ("crash", "freeze"):
             victim = "gluster1" if fault == "crash" else "gluster3"
             wait_until(lambda: volume_whole(lab.node("gluster2"), "kvmgluster"), timeout=300, interval=2,

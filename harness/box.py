@@ -167,7 +167,7 @@ def _customise(tree: Path, pubkey: str) -> None:
     _write_new(tree / "etc/systemd/network/10-storlab-mgmt.network", MGMT_NETWORK)
     _write_new(tree / "etc/fstab", "# storlab box: / is /dev/vda, mounted rw by the kernel (root=/dev/vda rw)\n"
                                    "/dev/vda / ext4 rw,errors=remount-ro 0 0\n")
-    for unit in image.ROLE_SERVICES + VM_MASKS:
+    for unit in image.role_services() + VM_MASKS:
         _mask(tree, unit)
 
 

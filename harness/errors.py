@@ -67,3 +67,7 @@ class CleanupReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def merge(self, other: CleanupReport) -> None:
+        self.removed += other.removed
+        self.failed += other.failed

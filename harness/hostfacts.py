@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 #: host commands worth knowing about (node providers' tools)
 TOOLS = ("vagrant", "lxc-start", "incus")
@@ -35,6 +36,13 @@ class HostFacts:
 
     def has(self, tool: str) -> bool:
         return tool in self.tools
+
+    def kernel(self, feature: str) -> bool:
+        """A kernel feature by name: nfsd, nfs_client, lio, iscsi_tcp."""
+        value = getattr(self, f"kernel_{feature}", None)
+        if not isinstance(value, bool):
+            raise KeyError(f"unknown kernel feature {feature!r}")
+        return value
 
     @classmethod
     def detect(cls) -> HostFacts:
@@ -81,3 +89,12 @@ PROFILES = {
     "kvm": HostFacts(mem_mib=65536, kvm_usable=True, kvm_reason="profile kvm", kernel_nfsd=True, kernel_nfs_client=True,
                      kernel_lio=True, kernel_iscsi_tcp=True, tools=frozenset({"vagrant", "lxc-start"})),
 }
+
+
+def mounted(path: str) -> str | None:
+    """The filesystem type mounted at ``path`` on this host, None when nothing is."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        f = line.split()
+        if f[1] == path:
+            return f[2]
+    return None

@@ -15,41 +15,43 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import log, paths
+from . import log, paths, registry
 from .errors import HarnessError
 from .run import run
 
 BUILDER_VERSION = "4"
 SUITE = "bookworm"
 
-# Everything the roles use, baked in so that no node ever needs the network.
-PACKAGES = [
+# Everything the core's roles use, baked in so that no node ever needs the network; each backend
+# adds its own (Backend.packages): see packages().
+CORE_PACKAGES = [
     # base system
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "python3", "iproute2", "iputils-ping",
     "procps", "less", "ca-certificates", "psmisc", "util-linux", "findutils", "gnupg", "rsync", "attr", "acl",
     "linux-image-amd64", "initramfs-tools",
     # disks
     "xfsprogs", "e2fsprogs", "lvm2", "parted",
-    # gluster
-    "glusterfs-server", "glusterfs-client",
-    # nfs
-    "nfs-kernel-server", "nfs-common", "rpcbind", "nfs-ganesha", "nfs-ganesha-vfs",
-    # iscsi
-    "targetcli-fb", "tgt", "open-iscsi", "multipath-tools", "libiscsi-bin",
-    # ceph
-    "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-common",
-    # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools)
-    "libvirt-daemon-system", "libvirt-clients", "qemu-utils", "qemu-system-x86",
+    # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools), with the
+    # kernel iSCSI initiator and the NFS client their pools log in and mount with
+    "libvirt-daemon-system", "libvirt-clients", "qemu-utils", "qemu-system-x86", "open-iscsi", "nfs-common", "rpcbind",
 ]
+
+
+def packages() -> list[str]:
+    """The image's packages: the core's and every installed backend's, each once."""
+    return list(dict.fromkeys([*CORE_PACKAGES, *(p for b in registry.declared() for p in b.packages)]))
 
 # Only an ed25519 host key: `ssh-keygen -A` also makes RSA-3072 and ECDSA keys, which took 52 s
 # of a VM's boot under TCG (measured with systemd-analyze blame).
 # Units of the image's packages that only the roles needing them start: every provider masks them
 # on its nodes, so an idle node runs none of them (roles unmask them; see Node.enable_units).
-ROLE_SERVICES = ["glusterd.service", "nfs-ganesha.service", "tgt.service", "rpcbind.service", "rpcbind.socket",
-                 "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
-                 "virtlogd.socket", "virtlockd.socket", "ceph.target", "ceph-mon.target", "ceph-osd.target",
-                 "ceph-mgr.target", "ceph-mds.target", "ceph-fuse.target", "rbdmap.service"]
+CORE_SERVICES = ["rpcbind.service", "rpcbind.socket", "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket",
+                 "libvirtd-admin.socket", "virtlogd.socket", "virtlockd.socket"]
+
+
+def role_services() -> list[str]:
+    """The core's and every installed backend's (Backend.services)."""
+    return list(dict.fromkeys([*CORE_SERVICES, *(s for b in registry.declared() for s in b.services)]))
 
 FIRSTBOOT_UNIT = """[Unit]
 Description=storlab: per-node ssh host key
@@ -79,10 +81,10 @@ def debian_mirror() -> str:
     raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
 
 
-def content_key(packages: list[str] | None = None) -> str:
+def content_key(wanted: list[str] | None = None) -> str:
     """Cache key: the package list, suite and builder version (bump BUILDER_VERSION when
     the build or finalisation steps change what ends up in the image)."""
-    pk = sorted(packages or PACKAGES)
+    pk = sorted(wanted or packages())
     blob = json.dumps({"packages": pk, "suite": SUITE, "builder": BUILDER_VERSION}).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -120,7 +122,8 @@ def _chroot_mounts(root: Path) -> Iterator[None]:
 
 def build(force: bool = False) -> Path:
     """Build the golden rootfs unless an identical one is cached; returns the image directory."""
-    key = content_key()
+    wanted = packages()
+    key = content_key(wanted)
     final = image_path(key)
     with _lock(paths.image_dir() / ".build.lock"):
         if (final / "complete").exists() and not force:
@@ -144,9 +147,9 @@ def build(force: bool = False) -> Path:
         (root / "etc/apt/sources.list").write_text(
             f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-        with _chroot_mounts(root), log.step(f"image {key}: install {len(PACKAGES)} packages"):
+        with _chroot_mounts(root), log.step(f"image {key}: install {len(wanted)} packages"):
             for argv in (["apt-get", "update"],
-                         ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", *PACKAGES],
+                         ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", *wanted],
                          ["apt-get", "clean"]):
                 res = run(["chroot", str(root), *argv], timeout=2400, env=env)
                 with open(work / "install.log", "a") as fh:
@@ -156,7 +159,7 @@ def build(force: bool = False) -> Path:
                                        f"{res.stderr[-800:]}")
         with log.step(f"image {key}: finalise"):
             _finalise(root)
-        (work / "packages.json").write_text(json.dumps(sorted(PACKAGES)))
+        (work / "packages.json").write_text(json.dumps(sorted(wanted)))
         (work / "complete").write_text(key + "\n")
         if final.exists():
             shutil.rmtree(final)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import hostpools, image, locks, log, paths, roles, secrets
+from . import hostpools, image, locks, log, paths, secrets
 from . import plan as planmod
+from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
 from .hostfacts import HostFacts
 from .model import Plan
@@ -21,6 +22,8 @@ from .node import Node
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
 from .providers.lxc import lxcpath, owner_of
+from .roles import base as base_role
+from .roles import hypervisor
 from .run import run, succeed
 from .virt import connect
 
@@ -158,14 +161,18 @@ class Lab:
             ("nodes", self._nodes),
             ("ready", self._ready),
         ]
-        out += [(f"role {r.NAME}", self._role_step(r)) for r in roles.for_plan(self.plan)]
+        out.append((f"role {base_role.NAME}", self._role_step(base_role.apply)))
+        out += [(f"role {name}", self._role_step(apply)) for b in backends() if b.planned(self.plan) is not None
+                for name, apply in b.steps(self.plan)]
+        if hypervisor.applies(self.plan):
+            out.append((f"role {hypervisor.NAME}", self._role_step(hypervisor.apply)))
         if self.plan.host.pools:
             out.append(("host pools", lambda: hostpools.wire(self)))
         return out
 
-    def _role_step(self, role: Any) -> Callable[[], None]:
+    def _role_step(self, apply: Callable[[Any], None]) -> Callable[[], None]:
         def step() -> None:
-            role.apply(self)
+            apply(self)
         return step
 
     def _image(self) -> None:
@@ -271,10 +278,7 @@ class Lab:
             parts = [self.provider.console_log(node.name)]
             if node.is_up():
                 cmds = [["systemctl", "--failed", "--no-pager"], ["journalctl", "-b", "--no-pager", "-n", "300"]]
-                if "gluster" in node.roles:
-                    cmds.append(["sh", "-c", "gluster peer status; gluster volume status; gluster volume heal all info"])
-                if any(r.startswith("ceph-") for r in node.roles):
-                    cmds.append(["sh", "-c", "systemctl status --no-pager 'ceph-*'; ceph -s --connect-timeout 5"])
+                cmds += [cmd for b in backends() for cmd in b.evidence(node.roles)]
                 for cmd in cmds:
                     r = node.run(cmd, timeout=20)
                     parts.append(f"$ {' '.join(cmd)} (rc={r.rc})\n{r.stdout}{r.stderr}")

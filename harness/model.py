@@ -6,16 +6,21 @@ attributes that mypy checks. Secrets are named here, never held."""
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from . import registry
 from .errors import HarnessError
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+S = TypeVar("S", bound=BaseModel)
 
 
 class NetworkPlan(Frozen):
@@ -56,97 +61,12 @@ class NodePlan(Frozen):
     object: str  # container/domain name
 
 
-class GlusterVolumePlan(Frozen):
-    name: str
-    replica: int
-    bricks: tuple[str, ...]
-    nodes: tuple[str, ...]
-    options: dict[str, str]
-
-
-class GlusterPlan(Frozen):
-    volumes: tuple[GlusterVolumePlan, ...]
-
-
-class NfsExportPlan(Frozen):
-    path: str
-    options: tuple[str, ...]
-    clients: tuple[str, ...]
-
-
-class NfsPlan(Frozen):
-    server: str
-    implementation: Literal["kernel", "ganesha"]
-    address: str
-    grace_period: int
-    lease_time: int
-    exports: tuple[NfsExportPlan, ...]
-
-
 class ChapPlan(Frozen):
     username: str
     secret_name: str  # the file in the lab's secrets directory
     password_file: str | None
     generate: bool
     literal: bool
-
-
-class AclPlan(Frozen):
-    initiator: str
-    chap: ChapPlan | None
-
-
-class LunPlan(Frozen):
-    kind: Literal["fileio", "block", "lvm"]
-    size: int | None
-    path: str | None
-    disk: str | None
-    vg: str | None
-    lv: str | None
-    device: str | None
-
-
-class IscsiPlan(Frozen):
-    target: str
-    implementation: Literal["lio", "tgt"]
-    iqn: str
-    portal_addresses: tuple[str, ...]
-    acls: tuple[AclPlan, ...]
-    chap: bool
-    luns: tuple[LunPlan, ...]
-
-
-class MonPlan(Frozen):
-    name: str
-    address: str
-
-
-class CephPoolPlan(Frozen):
-    name: str
-    pg_num: int
-    size: int
-    min_size: int | None
-    application: str
-
-
-class CephClientPlan(Frozen):
-    name: str
-    caps: dict[str, str]
-
-
-class CephPlan(Frozen):
-    fsid: str
-    mons: tuple[MonPlan, ...]
-    mgrs: tuple[str, ...]
-    osds: tuple[str, ...]
-    admin: tuple[str, ...]
-    public_network: str
-    osd_disk: str | None
-    osd_pool_default_size: int
-    heartbeat_grace: int
-    pools: tuple[CephPoolPlan, ...]
-    clients: tuple[CephClientPlan, ...]
-    accept_warnings: tuple[str, ...]
 
 
 class SecretRef(Frozen):
@@ -203,11 +123,17 @@ class Plan(Frozen):
     nodes: tuple[NodePlan, ...]
     tag: str
     mgmt: MgmtPlan | None = None
-    gluster: GlusterPlan | None = None
-    nfs: NfsPlan | None = None
-    iscsi: IscsiPlan | None = None
-    ceph: CephPlan | None = None
     host: HostPlan
+    # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
+
+    def section(self, name: str, kind: type[S]) -> S | None:
+        """A backend's section of this plan, None when the lab has none."""
+        value = getattr(self, name, None)
+        if value is None:
+            return None
+        if not isinstance(value, kind):
+            raise HarnessError(f"plan section {name} is a {type(value).__name__}, not a {kind.__name__}")
+        return value
 
     # -- look-ups ----------------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
@@ -229,7 +155,7 @@ class Plan(Frozen):
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        return cls.model_validate(json.loads(text))
+        return model().model_validate(json.loads(text))
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -243,6 +169,17 @@ class Plan(Frozen):
     def with_(self, **changes: Any) -> Plan:
         """A copy with ``changes`` (the plan itself never changes)."""
         return self.model_copy(update=changes)
+
+
+def model() -> type[Plan]:
+    """The plan model with a section per installed backend."""
+    return _sectioned(registry.declared())
+
+
+@cache
+def _sectioned(backends: tuple[registry.Declared, ...]) -> type[Plan]:
+    fields: dict[str, Any] = {b.name: (b.plan_section | None, None) for b in backends}
+    return create_model("Plan", __base__=Plan, **fields)
 
 
 T = TypeVar("T")

@@ -10,43 +10,29 @@ import subprocess
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import jinja2
 
 from . import paths
+from .backend import PlanInputs, backends, get
 from .capabilities import available
 from .errors import HarnessError, TopologyError
 from .hostfacts import HostFacts
 from .model import (
-    AclPlan,
-    CephClientPlan,
-    CephPlan,
-    CephPoolPlan,
-    ChapPlan,
     DiskPlan,
-    GlusterPlan,
-    GlusterVolumePlan,
     HostPlan,
     HostPoolPlan,
     HostVolumePlan,
-    IscsiPlan,
-    LunPlan,
     MgmtPlan,
-    MonPlan,
     NetworkPlan,
-    NfsExportPlan,
-    NfsPlan,
     NodePlan,
     Plan,
 )
-from .topology import Topology
+from .model import model as plan_model
+from .topology import Pool, Topology
 from .validate import Resolved, validate_located
 from .yamlload import Located, load_file
-
-# what validation resolved `implementation: auto` to (pydantic checks the value again)
-NfsImpl = Literal["kernel", "ganesha"]
-IscsiImpl = Literal["lio", "tgt"]
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("harness", "templates"),
@@ -135,15 +121,11 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
     sections: dict[str, Any] = {}
     if mgmt:
         sections["mgmt"] = mgmt
-    if topo.gluster:
-        sections["gluster"] = _gluster(topo.gluster, networks[0], nodes)
-    if topo.nfs:
-        sections["nfs"] = _nfs(topo.nfs, resolved, nodes, networks[0])
-    if topo.iscsi:
-        sections["iscsi"] = _iscsi(topo.iscsi, resolved, nodes)
-    if topo.ceph:
-        sections["ceph"] = _ceph(lab, topo.ceph, nodes, networks[0])
-    partial = Plan(lab=lab, topology=str(Path(topo_file).resolve()), provider=resolved.provider,
+    for b in backends():
+        section = b.of(topo)
+        if section is not None:
+            sections[b.name] = b.plan(PlanInputs(lab, networks, nodes, resolved.implementation(b.name)), section)
+    partial = plan_model()(lab=lab, topology=str(Path(topo_file).resolve()), provider=resolved.provider,
                    accel="kvm" if (accel == "kvm" or (accel is None and facts and facts.kvm_usable)) else "tcg",
                    networks=networks, nodes=nodes, tag=paths.tag(lab), host=HostPlan(uri=topo.host.uri, pools=(), volumes=()),
                    **sections)
@@ -208,75 +190,18 @@ def _nodes(topo: Topology, disk_devices: bool, networks: tuple[NetworkPlan, ...]
     return tuple(placed)
 
 
-def _gluster(g: Any, lab_net: NetworkPlan, nodes: tuple[NodePlan, ...]) -> GlusterPlan:
-    def option(k: str, val: str | int | bool) -> str:
-        if k == "auth.allow" and val == "lab":
-            return lab_clients(lab_net, nodes)
-        return "on" if val is True else "off" if val is False else str(val)
-    return GlusterPlan(volumes=tuple(GlusterVolumePlan(
-        name=v.name, replica=v.replica, bricks=tuple(v.bricks), nodes=tuple(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
-        options={k: option(k, val) for k, val in v.options.items()}) for v in g.volumes))
-
-
-def _nfs(nfs: Any, resolved: Resolved, nodes: tuple[NodePlan, ...], lab_net: NetworkPlan) -> NfsPlan:
-    server = next(n for n in nodes if n.name == nfs.server)
-    return NfsPlan(server=nfs.server, implementation=cast(NfsImpl, resolved.nfs_impl), address=server.address,
-                   grace_period=nfs.grace_period, lease_time=nfs.lease_time,
-                   exports=tuple(NfsExportPlan(path=e.path, options=tuple(e.options),
-                                               clients=tuple(lab_net.cidr if c == "lab" else c for c in e.clients))
-                                 for e in nfs.exports))
-
-
-def _iscsi(iscsi: Any, resolved: Resolved, nodes: tuple[NodePlan, ...]) -> IscsiPlan:
-    tnode = next(n for n in nodes if n.name == iscsi.target)
-    disk_dev = {d.name: d.device for d in tnode.disks}
-    portals = tuple(a for net, a in tnode.addresses.items() if "*" in iscsi.portals or net in iscsi.portals)
-    acls = tuple(AclPlan(initiator=a.initiator, chap=ChapPlan(
-        username=a.chap.username, secret_name=f"chap-{a.initiator.split(':')[-1]}", password_file=a.chap.password_file,
-        generate=a.chap.generate, literal=a.chap.password is not None) if a.chap else None) for a in iscsi.acls)
-    luns = tuple(LunPlan(**lun.model_dump(),
-                         device=disk_dev.get(lun.disk or "") or (f"/dev/storlab/{lun.disk}" if lun.disk else None))
-                 for lun in iscsi.luns)
-    return IscsiPlan(target=iscsi.target, implementation=cast(IscsiImpl, resolved.iscsi_impl), iqn=iscsi.iqn,
-                     portal_addresses=portals, acls=acls, chap=any(a.chap for a in acls), luns=luns)
-
-
-def _ceph(lab: str, ceph: Any, nodes: tuple[NodePlan, ...], lab_net: NetworkPlan) -> CephPlan:
-    def having(role: str) -> tuple[NodePlan, ...]:
-        return tuple(n for n in nodes if role in n.roles)
-    return CephPlan(
-        fsid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:ceph")),
-        mons=tuple(MonPlan(name=m.name, address=m.address) for m in having("ceph-mon")),
-        mgrs=tuple(n.name for n in having("ceph-mgr")), osds=tuple(n.name for n in having("ceph-osd")),
-        admin=tuple(n.name for n in having("ceph-admin")), public_network=lab_net.cidr, osd_disk=ceph.osd_disk,
-        osd_pool_default_size=ceph.osd_pool_default_size, heartbeat_grace=ceph.heartbeat_grace,
-        pools=tuple(CephPoolPlan(**p.model_dump()) for p in ceph.pools),
-        clients=tuple(CephClientPlan(**c.model_dump()) for c in ceph.clients),
-        accept_warnings=tuple(ceph.accept_warnings))
-
-
-def _secret_uuid(lab: str, p: Any) -> str:
+def _secret_uuid(lab: str, p: Pool) -> str:
     return str(p.secret.uuid if p.secret and p.secret.uuid else uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}"))
 
 
-def _pool(topo: Topology, plan: Plan, p: Any) -> HostPoolPlan:
+def _pool(topo: Topology, plan: Plan, p: Pool) -> HostPoolPlan:
     """A host pool with what its backend resolves to (servers, target, secrets, device)."""
     extra: dict[str, Any] = {}
-    if p.backend == "gluster" and plan.gluster:
-        vol = next(v for v in plan.gluster.volumes if v.name == p.volume)
-        servers = [plan.node(n).address for n in vol.nodes]
-        extra.update(server=servers[0], backup_servers=tuple(servers[1:]))
-    elif p.backend == "nfs" and plan.nfs:
-        extra.update(server=plan.nfs.address)
-    elif p.backend == "iscsi" and plan.iscsi:
-        extra.update(server=plan.iscsi.portal_addresses[0], target_iqn=plan.iscsi.iqn)
-        # when the target demands CHAP from this initiator, libvirt must log in with a secret
-        acl = next((a for a in plan.iscsi.acls if a.initiator == p.initiator), None)
-        extra["chap"] = acl.chap if acl else None
-        if extra["chap"]:
-            extra["secret_uuid"] = _secret_uuid(topo.lab, p)
-    elif p.backend == "ceph" and plan.ceph:
-        extra.update(monitors=tuple(m.address for m in plan.ceph.mons), secret_uuid=_secret_uuid(topo.lab, p))
+    if p.backend != "local":
+        b = get(p.backend)
+        section = b.planned(plan)
+        if section is not None:
+            extra.update(b.pool_extras(plan, section, p, _secret_uuid(topo.lab, p)))
     host = p.host or "kvm"
     if p.type in ("fs", "logical") and host != "kvm":
         hn = plan.node(host)
@@ -285,11 +210,18 @@ def _pool(topo: Topology, plan: Plan, p: Any) -> HostPoolPlan:
     return HostPoolPlan(**{**p.model_dump(), "host": host, **extra})
 
 
+def _squashes(topo: Topology, p: Pool) -> bool:
+    if p.backend == "local":
+        return False
+    b = get(p.backend)
+    section = b.of(topo)
+    return section is not None and b.squashes(section, p)
+
+
 def _host(topo: Topology, plan: Plan) -> HostPlan:
     pools = tuple(_pool(topo, plan, p) for p in topo.host.pools)
     types = {p.name: p.type for p in pools}
-    squashing = {p.name for p in pools if p.type == "netfs" and topo.nfs and any(
-        e.path == p.export and "no_root_squash" not in e.options for e in topo.nfs.exports)}
+    squashing = {p.name for p in topo.host.pools if _squashes(topo, p)}
     return HostPlan(uri=topo.host.uri, pools=pools,
                     volumes=tuple(HostVolumePlan(**v.model_dump(), pool_type=types[v.pool], squashed=v.pool in squashing)
                                   for v in topo.host.volumes))
@@ -324,26 +256,10 @@ def render(plan: Plan) -> dict[str, str]:
     files: dict[str, str] = {}
     for node in plan.nodes:
         files[f"nodes/{node.name}/etc/hosts"] = _env.get_template("hosts.j2").render(plan=plan, node=node)
-    if plan.nfs:
-        srv = plan.nfs.server
-        if plan.nfs.implementation == "ganesha":
-            files[f"nodes/{srv}/etc/ganesha/ganesha.conf"] = _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=plan.nfs)
-        else:
-            files[f"nodes/{srv}/etc/exports"] = _env.get_template("exports.j2").render(plan=plan, nfs=plan.nfs)
-            files[f"nodes/{srv}/etc/nfs.conf.d/storlab.conf"] = _env.get_template("nfs.conf.j2").render(plan=plan, nfs=plan.nfs)
-    if plan.iscsi:
-        tgt = plan.iscsi.target
-        if plan.iscsi.implementation == "tgt":
-            files[f"nodes/{tgt}/etc/tgt/conf.d/storlab.conf"] = _env.get_template("tgt.conf.j2").render(
-                plan=plan, iscsi=plan.iscsi)
-        else:
-            files[f"nodes/{tgt}/root/storlab-targetcli.txt"] = _env.get_template("targetcli.j2").render(
-                plan=plan, iscsi=plan.iscsi)
-    if plan.ceph:
-        conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=plan.ceph)
-        for n in plan.nodes:
-            if any(r.startswith("ceph-") for r in n.roles):
-                files[f"nodes/{n.name}/etc/ceph/ceph.conf"] = conf
+    for b in backends():
+        section = b.planned(plan)
+        if section is not None:
+            files.update(b.render(plan, section))
     for p in plan.host.pools:
         where = "host" if p.host == "kvm" else f"nodes/{p.host}"
         files[f"{where}/pools/{p.name}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)

@@ -1,26 +1,23 @@
-"""Per-lab secrets (CHAP passwords), decided when the lab's plan is made: generated, copied
-from the topology's password_file, or taken from a literal in the topology, and kept in the
-lab's secrets directory (0700, one 0600 file each). Nothing reads the topology again later;
+"""Per-lab secrets (e.g. CHAP passwords), decided by their backend when the lab's plan is made
+and kept in the lab's secrets directory (0700, one 0600 file each). Nothing reads the topology again later;
 the plan names secrets, never holds them; every value is registered for masking in logs."""
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
-import string
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import log
+from .backend import backends
 from .errors import HarnessError
-from .model import AclPlan, Plan, need
+from .model import Plan
 from .topology import Topology
 
 if TYPE_CHECKING:
     from .context import LabContext
 
-_ALPHABET = string.ascii_letters + string.digits
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -30,7 +27,7 @@ def secret_file(secrets_dir: Path, name: str) -> Path:
     return secrets_dir / name
 
 
-def _store(secrets_dir: Path, name: str, value: str) -> None:
+def store(secrets_dir: Path, name: str, value: str) -> None:
     """Write a secret once (0600, created exclusively); an existing one is kept."""
     f = secret_file(secrets_dir, name)
     secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -44,42 +41,20 @@ def _store(secrets_dir: Path, name: str, value: str) -> None:
 
 
 def decide(plan: Plan, topo: Topology, secrets_dir: Path) -> None:
-    """Give every CHAP secret of the plan its value in ``secrets_dir`` (kept across runs)."""
-    literal = {a.initiator: a.chap for a in (topo.iscsi.acls if topo.iscsi else []) if a.chap}
-    for acl in plan.iscsi.acls if plan.iscsi else ():
-        chap = acl.chap
-        if not chap:
-            continue
-        if chap.generate:
-            value = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-        elif chap.password_file:
-            try:
-                value = Path(chap.password_file).read_text().strip()
-            except OSError as exc:
-                raise HarnessError(f"CHAP password_file for {acl.initiator}: {exc}") from None
-        else:
-            value = literal[acl.initiator].password or ""
-        if not value:
-            raise HarnessError(f"empty CHAP secret for {acl.initiator}")
-        _store(secrets_dir, chap.secret_name, value)
+    """Give every secret the plan names its value in ``secrets_dir`` (kept across runs): each
+    backend decides its own (generated, copied from a file, or a literal of the topology)."""
+    for b in backends():
+        section, planned = b.of(topo), b.planned(plan)
+        if section is not None and planned is not None:
+            b.decide_secrets(planned, section, lambda name, value: store(secrets_dir, name, value))
 
 
-def chap_password(lab: LabContext, acl: AclPlan) -> str:
-    f = secret_file(lab.secrets_dir, need(acl.chap, f"CHAP of {acl.initiator}").secret_name)
+def read(lab: LabContext, name: str, what: str) -> str:
+    """A secret's value (registered for masking in logs)."""
+    f = secret_file(lab.secrets_dir, name)
     try:
         value = f.read_text().strip()
     except OSError:
-        raise HarnessError(f"no CHAP secret for {acl.initiator} at {f} (decided when the plan is made: "
-                           f"`storlab up` again)") from None
+        raise HarnessError(f"no {what} at {f} (decided when the plan is made: `storlab up` again)") from None
     log.mask(value)
     return value
-
-
-def fill(text: str, lab: LabContext, acls: tuple[AclPlan, ...]) -> str:
-    """Replace <secret:NAME> placeholders of rendered configs with the real values."""
-    for acl in acls:
-        if acl.chap:
-            text = text.replace(f"<secret:{acl.chap.secret_name}>", chap_password(lab, acl))
-    if "<secret:" in text:
-        raise HarnessError("a config still has an unresolved <secret:...> placeholder")
-    return text

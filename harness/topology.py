@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
+from . import registry
 from .capabilities import available
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
-IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-                    r"(:[A-Za-z0-9][A-Za-z0-9._:-]{0,200})?$")
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -48,7 +48,7 @@ def parse_mib(value: Any) -> int:
 # so that no quote, newline, '<', '&', '..' or shell character gets into ganesha.conf, /etc/exports,
 # the tgt/targetcli configs, an LXC config, libvirt XML or a path.
 
-def _allow(pattern: str, what: str, fix: str) -> AfterValidator:
+def allow(pattern: str, what: str, fix: str) -> AfterValidator:
     rx = re.compile(pattern)
 
     def check(v: str) -> str:
@@ -58,33 +58,21 @@ def _allow(pattern: str, what: str, fix: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _abs_path(v: str) -> str:
+def abs_path(v: str) -> str:
     if not re.fullmatch(r"/([A-Za-z0-9._+@-]+/?)*", v) or any(seg in (".", "..") for seg in v.split("/")):
         raise ValueError(f"path {v!r} is not a plain absolute path; fix: use /, letters, digits and . _ + @ - "
                          f"(no '..', spaces, quotes or newlines)")
     return v.rstrip("/") or "/"
 
 
-AbsPath = Annotated[str, AfterValidator(_abs_path)]
-Token = Annotated[str, _allow(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", "name",
+AbsPath = Annotated[str, AfterValidator(abs_path)]
+Token = Annotated[str, allow(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", "name",
                               "use letters, digits and . _ + - (at most 64), starting with a letter or digit")]
-Iqn = str  # checked against IQN_RE by the rules (validate.check_iqn), with the RFC 3720 fix
-ExportClient = Annotated[str, _allow(r"\*|lab|[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|[A-Za-z0-9][A-Za-z0-9.-]*",
-                                     "export client", "use lab, *, an address, a CIDR or a host name")]
-ExportOption = Annotated[str, _allow(r"[a-z_]+(=[A-Za-z0-9_:.-]+)?", "export option",
-                                     "one option per list item, e.g. [rw, sync, root_squash]")]
-ChapUser = Annotated[str, _allow(r"[A-Za-z0-9._:@-]{1,64}", "CHAP username", "use letters, digits and . _ : @ -")]
-ChapSecret = Annotated[str, _allow(r"[A-Za-z0-9._~!@#%^*+=,:/-]{1,64}", "CHAP secret",
-                                   "use letters, digits and ._~!@#%^*+=,:/- (no spaces or quotes)")]
-OptionKey = Annotated[str, _allow(r"[a-z0-9][a-z0-9_.-]*", "option name", "use lower-case letters, digits and . _ -")]
-OptionValue = Annotated[str, _allow(r"[A-Za-z0-9_.,*:/-]*", "option value", "use letters, digits and . , * : / _ -")]
-CephCap = Annotated[str, _allow(r"[A-Za-z0-9 _.,=*-]+", "ceph cap", "e.g. 'allow rwx pool=vms' or 'profile rbd pool=vms'")]
-HealthCode = Annotated[str, _allow(r"[A-Z][A-Z0-9_]*", "health check code", "e.g. POOL_NO_REDUNDANCY")]
 # the KVM host's own libvirtd only: a remote one is reached through a hypervisor node of the lab
-LibvirtUri = Annotated[str, _allow(r"qemu:///(system|session)", "libvirt URI",
+LibvirtUri = Annotated[str, allow(r"qemu:///(system|session)", "libvirt URI",
                                    "use qemu:///system (pools on another machine: give a hypervisor node of the lab)")]
 
-def _at_least(least: int, what: str, unit: str = "") -> AfterValidator:
+def at_least(least: int, what: str, unit: str = "") -> AfterValidator:
     def check(v: int) -> int:
         if v < least:
             shown = f"{least} {unit}" if unit else f"{least // 2**20}M"
@@ -120,19 +108,28 @@ class Network(Strict):
         return str(net)
 
 
-ROLES = (
-    "gluster", "nfs-server", "iscsi-target", "iscsi-initiator",
-    "ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd", "hypervisor", "client",
-)
-Role = Literal[
-    "gluster", "nfs-server", "iscsi-target", "iscsi-initiator",
-    "ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd", "hypervisor", "client",
-]
+#: roles the core itself gives meaning to; each backend adds its own (harness.registry)
+CORE_ROLES = ("hypervisor", "client")
+
+
+def _one_of(names: list[str], v: str) -> str:
+    if v not in names:
+        expected = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+    return v
+
+
+def _role(v: str) -> str:
+    """A core role or one an installed backend brings."""
+    return _one_of([*registry.roles(), *CORE_ROLES], v)
+
+
+Role = Annotated[str, AfterValidator(_role)]
 
 
 class Disk(Strict):
     name: Name
-    size: Annotated[Size, _at_least(16 * 2**20, "a disk")] = Field(description="bytes or 512M, 2G, ... (at least 16M)")
+    size: Annotated[Size, at_least(16 * 2**20, "a disk")] = Field(description="bytes or 512M, 2G, ... (at least 16M)")
     filesystem: Literal["xfs", "ext4", "none"] = "none"
     mount: AbsPath | None = None
 
@@ -141,97 +138,10 @@ class Node(Strict):
     name: Name
     roles: list[Role] = []
     cpus: int = Field(1, ge=1, le=64)
-    memory: Annotated[MiB, _at_least(128, "node memory", "MiB")] = Field(1024, description="MiB, or 2G (at least 128)")
+    memory: Annotated[MiB, at_least(128, "node memory", "MiB")] = Field(1024, description="MiB, or 2G (at least 128)")
     disks: list[Disk] = []
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
-
-
-class NfsExport(Strict):
-    path: AbsPath
-    clients: list[ExportClient] = Field(["lab"], description="hosts/CIDRs, 'lab' = the lab network, '*' = everyone")
-    options: list[ExportOption] = ["rw", "sync", "root_squash"]
-    allow_insecure: bool = Field(False, description="permit '*' with no_root_squash")
-
-
-class Nfs(Strict):
-    server: Name
-    implementation: Literal["auto", "kernel", "ganesha"] = "auto"
-    exports: list[NfsExport] = Field(min_length=1)
-    grace_period: int = Field(15, ge=10, le=3600, description="NFSv4 grace period after a server (re)start, seconds "
-                              "(both servers default to 90; a lab restarts often)")
-    lease_time: int = Field(10, ge=10, le=3600, description="NFSv4 lease time, seconds")
-
-
-class Chap(Strict):
-    username: ChapUser
-    password: ChapSecret | None = Field(None, description="literal secret (12-16 chars); prefer password_file or generate")
-    password_file: AbsPath | None = None
-    generate: bool = Field(False, description="generate a per-lab secret stored in the lab directory")
-
-
-class IscsiLun(Strict):
-    kind: Literal["fileio", "block", "lvm"]
-    size: Annotated[Size, _at_least(2**20, "a LUN")] | None = Field(None, description="fileio/lvm: at least 1M")
-    path: AbsPath | None = Field(None, description="fileio: backing file")
-    disk: Name | None = Field(None, description="block/lvm: name of a disk of the target node")
-    vg: Token | None = None
-    lv: Token | None = None
-
-
-class IscsiAcl(Strict):
-    initiator: Iqn
-    chap: Chap | None = None
-
-
-class Iscsi(Strict):
-    target: Name
-    implementation: Literal["auto", "lio", "tgt"] = "auto"
-    iqn: Iqn
-    portals: list[Annotated[str, Field(pattern=r"^(\*|[a-z][a-z0-9-]{0,30})$")]] = Field(
-        ["*"], description="network names, or '*' for every lab network; port 3260")
-    luns: list[IscsiLun] = Field(min_length=1)
-    acls: list[IscsiAcl] = []
-
-
-def _brick(v: str) -> str:
-    node, sep, path = v.partition(":")
-    if not sep or not re.fullmatch(NAME_RE, node):
-        raise ValueError(f"brick {v!r} is not node:/absolute/path; fix: write e.g. gluster1:/gluster/bricks/1/brick")
-    return f"{node}:{_abs_path(path)}"
-
-
-class GlusterVolume(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
-    replica: int = Field(3, ge=1)
-    bricks: list[Annotated[str, AfterValidator(_brick)]] = Field(min_length=1, description="node:/path")
-    options: dict[OptionKey, OptionValue | int | bool] = {}
-
-
-class Gluster(Strict):
-    volumes: list[GlusterVolume] = Field(min_length=1)
-
-
-class CephPool(Strict):
-    name: Token
-    pg_num: int = Field(32, ge=1)
-    size: int = Field(2, ge=1)
-    min_size: int | None = None
-    application: Literal["rbd", "cephfs", "rgw"] = "rbd"
-
-
-class CephClient(Strict):
-    name: Annotated[str, Field(pattern=r"^client\.[A-Za-z0-9_.-]+$")]
-    caps: dict[Literal["mon", "osd", "mgr", "mds"], CephCap]
-
-
-class Ceph(Strict):
-    osd_disk: Name | None = Field(None, description="disk name on each ceph-osd node; file-backed when omitted")
-    osd_pool_default_size: int = Field(2, ge=1)
-    heartbeat_grace: int = Field(20, ge=1)
-    pools: list[CephPool] = []
-    clients: list[CephClient] = []
-    accept_warnings: list[HealthCode] = []
 
 
 class Secret(Strict):
@@ -249,12 +159,13 @@ class Secret(Strict):
 class Pool(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     type: Literal["dir", "fs", "netfs", "logical", "iscsi", "iscsi-direct", "gluster", "rbd"]
-    backend: Literal["gluster", "nfs", "iscsi", "ceph", "local"] = "local"
+    backend: Annotated[str, AfterValidator(lambda v: _one_of([*registry.names(), "local"], v))] = Field(
+        "local", description="an installed backend (its section must be in the topology), or local")
     path: AbsPath | None = Field(None, description="target path (dir/fs/netfs/logical)")
     volume: Token | None = Field(None, description="gluster volume")
     fuse_mount: bool = Field(False, description="dir pool on a Gluster FUSE mount at path")
     export: AbsPath | None = Field(None, description="netfs: export path")
-    initiator: Iqn | None = Field(None, description="iscsi/iscsi-direct: initiator IQN")
+    initiator: str | None = Field(None, description="iscsi/iscsi-direct: initiator IQN (checked by the iscsi backend)")
     rbd_pool: Token | None = None
     client: str | None = Field(None, description="rbd: ceph client name, e.g. client.KVMpool")
     secret: Secret | None = None
@@ -265,7 +176,7 @@ class Pool(Strict):
 class Volume(Strict):
     pool: Token
     name: Token
-    size: Annotated[Size, _at_least(2**20, "a volume")] = Field(description="at least 1M")
+    size: Annotated[Size, at_least(2**20, "a volume")] = Field(description="at least 1M")
     format: Literal["qcow2", "raw"] = "qcow2"
     allocation: Literal["sparse", "preallocated"] = "sparse"
 
@@ -282,25 +193,39 @@ def _provider_name(v: str) -> str:
     if len(names) == 1:
         raise PydanticCustomError("no_provider", "no node providers are installed (storlab.providers entry points): "
                                   "run `pip install -e .` in the storlab checkout", {})
-    if v not in names:
-        expected = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
-        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
-    return v
+    return _one_of(names, v)
 
 
 class Topology(Strict):
+    """The core of a topology. Each installed backend adds its section (gluster:, nfs:, ...)
+    as an optional field of the model `model()` returns; read one with `section()`."""
     lab: Name
     description: str = ""
     provider: str = Field("auto", description="auto, or an installed node provider (lxc, vagrant, ...)")
     networks: list[Network] = Field([Network(name="storage", cidr=None)], min_length=1)
     nodes: list[Node] = Field(min_length=1)
-    nfs: Nfs | None = None
-    iscsi: Iscsi | None = None
-    gluster: Gluster | None = None
-    ceph: Ceph | None = None
     host: Host = Host()
 
     @field_validator("provider")
     @classmethod
     def _provider(cls, v: str) -> str:
         return _provider_name(v)
+
+    def section(self, name: str) -> BaseModel | None:
+        """A backend's section of this topology, None when the topology has none."""
+        value = getattr(self, name, None)
+        return value if isinstance(value, BaseModel) else None
+
+
+def model() -> type[Topology]:
+    """The topology model with a section per installed backend."""
+    return _sectioned(registry.declared())
+
+
+@cache
+def _sectioned(backends: tuple[registry.Declared, ...]) -> type[Topology]:
+    fields: dict[str, Any] = {b.name: (b.section | None, None) for b in backends}
+    clash = set(fields) & set(Topology.model_fields)
+    if clash:
+        raise TypeError(f"backend section(s) {sorted(clash)} would hide core topology fields")
+    return create_model("Topology", __base__=Topology, **fields)

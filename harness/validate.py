@@ -7,15 +7,17 @@ import ipaddress
 import types
 import typing
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from .backend import KERNEL_FEATURES, Backend, Implementation, backends, get
 from .capabilities import Capabilities, available
 from .errors import Problem, TopologyError
 from .hostfacts import HostFacts
-from .topology import IQN_RE, Topology
+from .topology import Pool, Topology
+from .topology import model as topology_model
 from .yamlload import Located, load_file, load_text
 
 Path = tuple[str | int, ...]
@@ -23,11 +25,14 @@ Path = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Resolved:
-    """Decisions validation makes that the plan needs: provider and implementations."""
+    """Decisions validation makes that the plan needs: the provider, and for each backend with
+    implementations (section name -> implementation) what `implementation: auto` came to."""
 
     provider: str
-    nfs_impl: str | None
-    iscsi_impl: str | None
+    implementations: dict[str, str] = field(default_factory=dict)
+
+    def implementation(self, backend: str) -> str | None:
+        return self.implementations.get(backend)
 
 
 def _model_of(annotation: Any) -> Any:
@@ -46,7 +51,7 @@ def _model_of(annotation: Any) -> Any:
 
 
 def _fields_at(loc: Path) -> list[str]:
-    model: Any = Topology
+    model: Any = topology_model()
     for part in loc:
         if isinstance(part, int):
             continue
@@ -90,6 +95,10 @@ class _Rules:
         self.caps = available()
         self.problems: list[Problem] = []
         self.nodes = {n.name: (i, n) for i, n in enumerate(topo.nodes)}
+
+    @property
+    def topology(self) -> Topology:
+        return self.t
 
     def add(self, path: Path, message: str, fix: str = "") -> None:
         self.problems.append(self.loc.problem(path, message, fix))
@@ -199,194 +208,27 @@ class _Rules:
                      "lower node memory or use fewer nodes")
 
     # -- backends ------------------------------------------------------------------------
-    def gluster(self) -> None:
-        g = self.t.gluster
-        if g is None:
-            return
-        vnames = Counter(v.name for v in g.volumes)
-        for vi, vol in enumerate(g.volumes):
-            base: Path = ("gluster", "volumes", vi)
-            if vnames[vol.name] > 1:
-                self.add(base + ("name",), f"duplicate volume name '{vol.name}'", "rename one")
-            hosts: list[str | None] = []
-            for bi, brick in enumerate(vol.bricks):
-                path = base + ("bricks", bi)
-                node, sep, bpath = brick.partition(":")
-                if not sep or not bpath.startswith("/"):
-                    self.add(path, f"brick '{brick}' is not node:/absolute/path", "write e.g. gluster1:/gluster/bricks/1/brick")
-                    hosts.append(None)
-                    continue
-                self.node_ref(path, node, "gluster")
-                hosts.append(node)
-                i = self.nodes.get(node, (None, None))[0]
-                if i is not None:
-                    mounts = [d.mount for d in self.t.nodes[i].disks if d.mount]
-                    if any(bpath == m for m in mounts):
-                        self.add(path, f"brick {bpath} is the mount point itself; gluster refuses it",
-                                 f"use a sub-directory, e.g. {bpath}/brick")
-            if Counter(vol.bricks).most_common(1)[0][1] > 1:
-                self.add(base + ("bricks",), "the same brick is listed twice", "list each brick once")
-            n = len(vol.bricks)
-            if n % vol.replica:
-                self.add(base + ("replica",), f"replica {vol.replica} does not divide the {n} bricks",
-                         f"use a multiple of {vol.replica} bricks, or replica {n}")
+    def backends(self) -> None:
+        for b in backends():
+            section = b.of(self.t)
+            if section is not None:
+                b.check(self, section)
                 continue
-            for s in range(0, n, vol.replica):
-                group = [h for h in hosts[s:s + vol.replica] if h]
-                dup = [h for h, c in Counter(group).items() if c > 1]
-                if dup and vol.replica > 1:
-                    self.add(base + ("bricks", s), f"replica set {s // vol.replica} has two bricks on node {dup[0]}",
-                             "put the bricks of one replica set on different nodes")
-            for key, value in vol.options.items():
-                if key == "network.ping-timeout" and not str(value).isdigit():
-                    self.add(base + ("options", key), "network.ping-timeout must be whole seconds", "e.g. 5")
-
-    def ceph(self) -> None:
-        c = self.t.ceph
-        roles = {r for n in self.t.nodes for r in n.roles if r.startswith("ceph-")}
-        if c is None:
-            if roles:
-                self.add(("nodes",), f"nodes have ceph roles ({', '.join(sorted(roles))}) but there is no ceph: section",
-                         "add a ceph: section or remove the roles")
-            return
-        mons = [n for n in self.t.nodes if "ceph-mon" in n.roles]
-        osds = [n for n in self.t.nodes if "ceph-osd" in n.roles]
-        if not mons:
-            self.add(("ceph",), "ceph needs at least one node with role ceph-mon", "add ceph-mon to a node's roles")
-        elif len(mons) % 2 == 0:
-            self.add(("ceph",), f"{len(mons)} monitors: an even count gains no fault tolerance and can split votes",
-                     f"use {len(mons) - 1} or {len(mons) + 1} monitors")
-        if not [n for n in self.t.nodes if "ceph-mgr" in n.roles]:
-            self.add(("ceph",), "ceph needs a node with role ceph-mgr (pools and health need it)", "add ceph-mgr to a mon node")
-        if not osds:
-            self.add(("ceph",), "ceph needs nodes with role ceph-osd", "add ceph-osd to some nodes")
-        if c.osd_pool_default_size > len(osds) and osds:
-            self.add(("ceph", "osd_pool_default_size"),
-                     f"default size {c.osd_pool_default_size} > {len(osds)} OSD hosts", f"use at most {len(osds)}")
-        if c.osd_disk:
-            for n in osds:
-                if c.osd_disk not in {d.name for d in n.disks}:
-                    i = self.nodes[n.name][0]
-                    self.add(("ceph", "osd_disk"), f"OSD node {n.name} has no disk '{c.osd_disk}'",
-                             f"add a disk named {c.osd_disk} (filesystem: none) to nodes[{i}]")
-        pool_names = Counter(p.name for p in c.pools)
-        for pi, p in enumerate(c.pools):
-            base: Path = ("ceph", "pools", pi)
-            if pool_names[p.name] > 1:
-                self.add(base + ("name",), f"duplicate pool '{p.name}'", "rename one")
-            if osds and p.size > len(osds):
-                self.add(base + ("size",), f"pool size {p.size} needs {p.size} OSD hosts; the lab has {len(osds)}",
-                         f"use size {len(osds)} or add OSD nodes")
-            min_size = p.min_size if p.min_size is not None else max(1, p.size - p.size // 2)
-            if min_size == 1:
-                self.add(base + ("min_size",), "min_size 1 acknowledges writes held by a single copy (data loss on one failure)",
-                         "use min_size 2 with size 2 or 3")
-            if p.min_size is not None and p.min_size > p.size:
-                self.add(base + ("min_size",), f"min_size {p.min_size} > size {p.size}", "lower min_size")
-        for ci, client in enumerate(c.clients):
-            for daemon, cap in client.caps.items():
-                for word in cap.replace(",", " ").split():
-                    if word.startswith("pool="):
-                        name = word.split("=", 1)[1].strip("'\"")
-                        if name not in pool_names:
-                            self.add(("ceph", "clients", ci, "caps", daemon), f"cap names pool '{name}' which is not defined",
-                                     f"define it under ceph.pools or use one of: {', '.join(pool_names) or '(none)'}")
-
-    def nfs(self) -> str | None:
-        n = self.t.nfs
-        if n is None:
-            if any("nfs-server" in x.roles for x in self.t.nodes):
-                self.add(("nodes",), "a node has role nfs-server but there is no nfs: section", "add nfs: with exports")
-            return None
-        self.node_ref(("nfs", "server"), n.server, "nfs-server")
-        paths = Counter(e.path for e in n.exports)
-        for ei, e in enumerate(n.exports):
-            base: Path = ("nfs", "exports", ei)
-            if paths[e.path] > 1:
-                self.add(base + ("path",), f"path {e.path} exported twice", "merge the clients into one export")
-            opts = set(e.options)
-            for a, b in (("rw", "ro"), ("sync", "async"), ("root_squash", "no_root_squash")):
-                if a in opts and b in opts:
-                    self.add(base + ("options",), f"options '{a}' and '{b}' contradict each other", "keep one")
-            if "*" in e.clients and "no_root_squash" in opts and not e.allow_insecure:
-                self.add(base + ("options",), "export to '*' with no_root_squash gives root on the export to anyone",
-                         "restrict clients (e.g. 'lab'), use root_squash, or set allow_insecure: true")
-        if n.grace_period < n.lease_time:
-            self.add(("nfs", "grace_period"), f"grace period {n.grace_period}s is shorter than the lease time "
-                     f"{n.lease_time}s: clients could not reclaim their state after a restart",
-                     f"set grace_period to at least {n.lease_time}")
-        impl = n.implementation
-        return impl
-
-    def iscsi(self) -> str | None:
-        s = self.t.iscsi
-        if s is None:
-            if any("iscsi-target" in x.roles for x in self.t.nodes):
-                self.add(("nodes",), "a node has role iscsi-target but there is no iscsi: section", "add iscsi: with luns")
-            return None
-        self.check_iqn(("iscsi", "iqn"), s.iqn)
-        exists = self.node_ref(("iscsi", "target"), s.target, "iscsi-target")
-        disks = {d.name: d for d in self.nodes[s.target][1].disks} if exists else {}
-        nets = {n.name for n in self.t.networks}
-        for pi, portal in enumerate(s.portals):
-            if portal != "*" and portal not in nets:
-                self.add(("iscsi", "portals", pi), f"portal network '{portal}' does not exist",
-                         f"use one of: *, {', '.join(nets)}")
-        for li, lun in enumerate(s.luns):
-            base: Path = ("iscsi", "luns", li)
-            if lun.kind == "fileio":
-                if not lun.path or not lun.size:
-                    self.add(base, "a fileio LUN needs path and size", "add path: /iscsi/lun0.img and size: 1G")
-            elif lun.kind == "block":
-                if not lun.disk:
-                    self.add(base, "a block LUN needs disk (a disk of the target node)", "add disk: NAME")
-                elif exists and lun.disk not in disks:
-                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'",
-                             f"add it to its disks ({', '.join(disks) or 'none'})")
-            elif lun.kind == "lvm":
-                if not (lun.disk and lun.vg and lun.lv and lun.size):
-                    self.add(base, "an lvm LUN needs disk, vg, lv and size", "add disk, vg, lv and size")
-                elif exists and lun.disk not in disks:
-                    self.add(base + ("disk",), f"target node {s.target} has no disk '{lun.disk}'",
-                             f"add it to its disks ({', '.join(disks) or 'none'})")
-        if not s.acls:
-            self.add(("iscsi", "acls"), "a target without ACLs admits no initiator on LIO and every initiator on tgt",
-                     "add acls: with an entry per initiator IQN (e.g. - initiator: iqn.2019-12.com.packt:PacktStratis01)")
-        with_chap = [bool(a.chap) for a in s.acls]
-        if any(with_chap) and not all(with_chap):
-            self.add(("iscsi", "acls", with_chap.index(False)), "this ACL has no CHAP while others do; CHAP is on for the "
-                     "whole target (LIO's TPG authentication, tgt's incominguser), so this initiator could not log in",
-                     "give every ACL chap:, or none")
-        inits = Counter(a.initiator for a in s.acls)
-        for ai, acl in enumerate(s.acls):
-            base = ("iscsi", "acls", ai)
-            self.check_iqn(base + ("initiator",), acl.initiator)
-            if inits[acl.initiator] > 1:
-                self.add(base + ("initiator",), "initiator listed twice", "merge the two ACLs")
-            if acl.chap:
-                chosen = ([k for k in ("password", "password_file") if getattr(acl.chap, k)]
-                          + (["generate"] if acl.chap.generate else []))
-                if len(chosen) != 1:
-                    self.add(base + ("chap",), "give exactly one of password, password_file or generate: true",
-                             "prefer generate: true")
-                pw = acl.chap.password
-                if pw is not None and not 12 <= len(pw) <= 16:
-                    self.add(base + ("chap", "password"), f"CHAP secret is {len(pw)} characters; initiators need 12 to 16",
-                             "use 12-16 characters, or generate: true")
-        return s.implementation
-
-    def check_iqn(self, path: Path, iqn: str) -> None:
-        if not IQN_RE.match(iqn):
-            self.add(path, f"'{iqn}' is not an RFC 3720 iqn name",
-                     "write iqn.YYYY-MM.reversed.domain:name in lower case, e.g. iqn.2019-12.com.example:target1")
+            lonely = sorted({r for n in self.t.nodes for r in n.roles if r in b.section_roles})
+            if lonely:
+                self.add(("nodes",), f"nodes have role(s) {', '.join(lonely)} but there is no {b.name}: section",
+                         f"add a {b.name}: section or remove the role(s)")
 
     # -- host pools ----------------------------------------------------------------------
     NEED: ClassVar[dict[str, tuple[str, ...]]] = {
         "dir": ("path",), "fs": ("path",), "netfs": ("path", "export"), "logical": ("path",),
         "iscsi": ("initiator",), "iscsi-direct": ("initiator",), "gluster": ("volume",), "rbd": ("rbd_pool", "client")}
-    BACKENDS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "netfs": ("nfs",), "iscsi": ("iscsi",), "iscsi-direct": ("iscsi",), "gluster": ("gluster",),
-        "rbd": ("ceph",), "dir": ("local", "gluster"), "fs": ("local",), "logical": ("local",)}
+    #: pool types on the KVM host's (or a hypervisor node's) own storage
+    LOCAL: ClassVar[tuple[str, ...]] = ("dir", "fs", "logical")
+
+    def _backends_for(self, pool_type: str) -> list[str]:
+        return ((["local"] if pool_type in self.LOCAL else [])
+                + [b.name for b in backends() if pool_type in b.pool_types or (b.mounts and pool_type == "dir")])
 
     def pools(self) -> None:
         h = self.t.host
@@ -416,35 +258,34 @@ class _Rules:
                          "give each pool its own directory")
             paths.setdefault((where, p.path), pi)
 
-    def _pool_backend(self, base: Path, p: Any) -> None:
-        """The pool's type, backend and the backend objects it names."""
+    def _pool_backend(self, base: Path, p: Pool) -> None:
+        """The pool's type and backend; the backend checks the objects the pool names."""
         for f in self.NEED[p.type]:
             if not getattr(p, f):
                 self.add(base, f"a {p.type} pool needs '{f}'", f"add {f}:")
-        if p.backend not in self.BACKENDS[p.type]:
+        allowed = self._backends_for(p.type)
+        if p.backend not in allowed:
             self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
-                     f"use backend: {' or '.join(self.BACKENDS[p.type])}")
-        if p.backend != "local" and getattr(self.t, p.backend) is None:
+                     f"use backend: {' or '.join(allowed)}")
+        if p.backend == "local":
+            if p.fuse_mount:
+                mountable = [b.name for b in backends() if b.mounts]
+                self.add(base + ("fuse_mount",), f"fuse_mount is for dir pools on a {' or '.join(mountable)} volume",
+                         f"set backend: {mountable[0] if mountable else '...'}")
+            return
+        b = get(p.backend)
+        section = b.of(self.t)
+        if section is None:
             self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
                      f"add a {p.backend}: section")
-        if p.fuse_mount and p.backend != "gluster":
-            self.add(base + ("fuse_mount",), "fuse_mount is for dir pools on a gluster volume", "set backend: gluster")
-        if p.backend == "gluster" and p.type == "dir" and not p.fuse_mount:
-            self.add(base + ("fuse_mount",), "a dir pool on gluster needs fuse_mount: true", "add fuse_mount: true")
-        if p.volume and self.t.gluster and p.volume not in {v.name for v in self.t.gluster.volumes}:
-            self.add(base + ("volume",), f"gluster volume '{p.volume}' is not defined", "use a volume from gluster.volumes")
-        if p.export and self.t.nfs and p.export not in {e.path for e in self.t.nfs.exports}:
-            self.add(base + ("export",), f"'{p.export}' is not an export of nfs.exports", "use one of the exported paths")
-        if p.initiator:
-            self.check_iqn(base + ("initiator",), p.initiator)
-            if self.t.iscsi and self.t.iscsi.acls and p.initiator not in {a.initiator for a in self.t.iscsi.acls}:
-                self.add(base + ("initiator",), f"initiator {p.initiator} is not in iscsi.acls; the target will refuse it",
-                         "add an ACL for it")
-        if p.type == "rbd" and self.t.ceph:
-            if p.rbd_pool and p.rbd_pool not in {x.name for x in self.t.ceph.pools}:
-                self.add(base + ("rbd_pool",), f"ceph pool '{p.rbd_pool}' is not defined", "use a pool from ceph.pools")
-            if p.client and p.client not in {c.name for c in self.t.ceph.clients}:
-                self.add(base + ("client",), f"ceph client '{p.client}' is not defined", "use a client from ceph.clients")
+        if p.fuse_mount and not b.mounts:
+            mountable = [x.name for x in backends() if x.mounts]
+            self.add(base + ("fuse_mount",), f"fuse_mount is for dir pools on a {' or '.join(mountable)} volume",
+                     f"set backend: {mountable[0] if mountable else '...'}")
+        if b.mounts and p.type == "dir" and not p.fuse_mount:
+            self.add(base + ("fuse_mount",), f"a dir pool on {b.name} needs fuse_mount: true", "add fuse_mount: true")
+        if section is not None and p.backend in allowed:
+            b.check_pool(self, base, p, section)
 
     def _pool_disk(self, base: Path, pi: int, p: Any, used_disks: dict[tuple[str, str], int]) -> None:
         if not p.host or p.host == "kvm":
@@ -468,10 +309,6 @@ class _Rules:
         """Where the pool is wired: the KVM host (whose kernel it may need) or a hypervisor node."""
         if p.host and p.host != "kvm":
             self.node_ref(base + ("host",), p.host, "hypervisor")
-            if p.type == "iscsi" and p.host in self.nodes and "iscsi-initiator" in self.nodes[p.host][1].roles:
-                self.add(base + ("host",), f"node {p.host} is also an iscsi-initiator: its own sessions to the target "
-                         "take the same /dev/disk/by-path names as the pool's session, and libvirt then lists none "
-                         "of the pool's LUNs", "wire this pool on a hypervisor node without role iscsi-initiator")
         elif p.type == "netfs" and not self.facts.kernel_nfs_client:
             self.add(base + ("type",), "netfs needs an NFS client in the KVM host's kernel, which this host lacks",
                      "set host: to a node with role hypervisor (the pool is then wired inside the lab)")
@@ -506,45 +343,60 @@ class _Rules:
         """Does anything in the topology need a kernel feature that containers (sharing ours) lack?"""
         roles = {r for n in self.t.nodes for r in n.roles}
         f = self.facts
-        return ("hypervisor" in roles
-                or ("iscsi-initiator" in roles and not f.kernel_iscsi_tcp)
-                or (self.t.nfs is not None and self.t.nfs.implementation == "kernel" and not f.kernel_nfsd)
-                or (self.t.iscsi is not None and self.t.iscsi.implementation == "lio" and not f.kernel_lio))
+        if "hypervisor" in roles:
+            return True
+        for b in backends():
+            if any(r in roles and not f.kernel(feature) for r, feature in b.role_kernel.items()):
+                return True
+            impl = self._chosen(b)
+            if impl is not None and impl.kernel is not None and not f.kernel(impl.kernel):
+                return True
+        return False
 
-    def kernel_features(self, caps: Capabilities, nfs_impl: str | None,
-                        iscsi_impl: str | None) -> tuple[str | None, str | None]:
+    def _chosen(self, b: Backend[Any, Any]) -> Implementation | None:
+        """The implementation a backend's section names (None for auto, or no section)."""
+        section = b.of(self.t)
+        name = getattr(section, "implementation", "auto") if section is not None else "auto"
+        return next((i for i in b.implementations if i.name == name), None)
+
+    def kernel_features(self, caps: Capabilities) -> dict[str, str]:
+        """Resolve each backend's `implementation: auto`, and report what the nodes' kernel lacks."""
         shared = not caps.own_kernel  # nodes have what this host's kernel has
         own = next((c.name for c in self.caps.values() if c.own_kernel), "one whose nodes have their own kernel")
         why = f"the {caps.name} provider shares this host's kernel"
-        if nfs_impl is not None:
-            has = not shared or self.facts.kernel_nfsd
-            if nfs_impl == "auto":
-                nfs_impl = "kernel" if has else "ganesha"
-            elif nfs_impl == "kernel" and not has:
-                self.add(("nfs", "implementation"), f"kernel nfsd is not available: {why}, which has no nfsd",
-                         f"use implementation: ganesha (userspace) or provider: {own}")
-        if iscsi_impl is not None:
-            has = not shared or self.facts.kernel_lio
-            if iscsi_impl == "auto":
-                iscsi_impl = "lio" if has else "tgt"
-            elif iscsi_impl == "lio" and not has:
-                self.add(("iscsi", "implementation"), f"LIO (targetcli) is not available: {why}, which has no LIO",
-                         f"use implementation: tgt (userspace) or provider: {own}")
+
+        def has(impl: Implementation) -> bool:
+            return impl.kernel is None or not shared or self.facts.kernel(impl.kernel)
+        chosen: dict[str, str] = {}
+        for b in backends():
+            if b.of(self.t) is None or not b.implementations:
+                continue
+            impl = self._chosen(b)
+            if impl is None:
+                impl = next((i for i in b.implementations if has(i)), b.implementations[-1])
+            elif not has(impl):
+                userspace = next((i.name for i in b.implementations if i.kernel is None), None)
+                lacks = KERNEL_FEATURES.get(impl.kernel or "", impl.kernel)
+                self.add((b.name, "implementation"), f"{impl.label} is not available: {why}, which has no {lacks}",
+                         (f"use implementation: {userspace} (userspace) or " if userspace else "use ") + f"provider: {own}")
+            chosen[b.name] = impl.name
         if shared:
+            role_kernel = {r: feature for b in backends() for r, feature in b.role_kernel.items()}
             for i, n in enumerate(self.t.nodes):
                 if "hypervisor" in n.roles:
                     self.add(("nodes", i, "roles"),
                              "a hypervisor node needs its own kernel (kvm/nfs client), containers have none",
                              f"use provider: {own} for this topology")
-                if "iscsi-initiator" in n.roles and not self.facts.kernel_iscsi_tcp:
-                    self.add(("nodes", i, "roles"),
-                             f"iscsi-initiator needs iscsi_tcp, which this host's kernel lacks ({caps.name} shares it)",
-                             f"use provider: {own}")
+                for r in n.roles:
+                    if r in role_kernel and not self.facts.kernel(role_kernel[r]):
+                        self.add(("nodes", i, "roles"),
+                                 f"{r} needs {role_kernel[r]}, which this host's kernel lacks ({caps.name} shares it)",
+                                 f"use provider: {own}")
         if not self.facts.has(caps.tool):
             other = next((c.name for c in self.caps.values() if c is not caps and self.facts.has(c.tool)), None)
             self.add(("provider",), f"{caps.name} is not installed on this host ({caps.tool} not found)",
                      caps.install_hint + (f", or use provider: {other}" if other else ""))
-        return nfs_impl, iscsi_impl
+        return chosen
 
 
 # directories of the KVM host a lab pool (created, mounted over, removed by `down`) must not be
@@ -565,7 +417,7 @@ def validate_located(loc: Located, facts: HostFacts) -> tuple[Topology, Resolved
         raise TopologyError([loc.problem((), "a topology must be a mapping (lab:, nodes:, ...)",
                                          "see topologies/gluster-3.yaml")])
     try:
-        topo = Topology.model_validate(loc.data)
+        topo = topology_model().model_validate(loc.data)
     except ValidationError as exc:
         raise TopologyError(_schema_problems(loc, exc)) from None
     r = _Rules(loc, topo, facts)
@@ -573,15 +425,12 @@ def validate_located(loc: Located, facts: HostFacts) -> tuple[Topology, Resolved
     r.networks()
     r.node_basics()
     r.memory(caps)
-    r.gluster()
-    r.ceph()
-    nfs_impl = r.nfs()
-    iscsi_impl = r.iscsi()
+    r.backends()
     r.pools()
-    nfs_impl, iscsi_impl = r.kernel_features(caps, nfs_impl, iscsi_impl)
+    implementations = r.kernel_features(caps)
     if r.problems:
         raise TopologyError(r.problems)
-    return topo, Resolved(caps.name, nfs_impl, iscsi_impl)
+    return topo, Resolved(caps.name, implementations)
 
 
 def validate_file(path: str, facts: HostFacts | None = None) -> tuple[Topology, Resolved]:

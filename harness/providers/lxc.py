@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import image, paths
+from ..backend import backends
 from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError
-from ..image import ROLE_SERVICES
+from ..image import role_services
 from ..model import NodePlan, Plan
 from ..run import run, succeed
 from .base import Provider, register
@@ -148,7 +149,7 @@ class LxcProvider(Provider):
             shutil.copy(hosts, upper / "etc/hosts")
         units = upper / "etc/systemd/system"
         units.mkdir(parents=True, exist_ok=True)
-        for unit in CONTAINER_MASKS + ROLE_SERVICES:
+        for unit in CONTAINER_MASKS + role_services():
             link = units / unit
             if not link.is_symlink() and not link.exists():
                 link.symlink_to("/dev/null")
@@ -182,9 +183,9 @@ class LxcProvider(Provider):
                       f"{k}.hwaddr = {node.macs[net.name]}",
                       f"{k}.veth.pair = {paths.veth_name(self.lab, node.index, ni)}",
                       f"{k}.ipv4.address = {node.addresses[net.name]}/{net.prefix}"]
-        if "nfs-server" in node.roles:
-            # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
-            lines += ["lxc.seccomp.profile ="]
+        needs = sorted({c for b in backends() for r in node.roles for c in b.syscalls.get(r, ())})
+        if needs:  # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which LXC's default seccomp denies
+            lines += [f"# storlab: unfiltered for {', '.join(needs)}", "lxc.seccomp.profile ="]
         lines += self._disks(node)
         # one key = value per line: a value with a line break would add keys (hooks run as root)
         bad = [line for line in lines if "\n" in line or "\r" in line]

@@ -6,17 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import HarnessError
-from ..model import Plan
 from ..node import Node, on_each
 
 if TYPE_CHECKING:
     from ..context import LabContext
 
 NAME = "base"
-
-
-def applies(plan: Plan) -> bool:
-    return True
 
 
 def apply(lab: LabContext) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from harness.backends.ceph import planned
+from harness.backends.ceph.plan import CephPlan
+from harness.backends.ceph.role import parse_auth, parse_health, parse_osd_tree
 from harness.lab import Lab
-from harness.model import CephPlan, need
-from harness.roles.ceph import parse_auth, parse_health, parse_osd_tree
 from harness.run import wait_until
 from harness.workload import Writer, block
 
@@ -48,7 +49,7 @@ print(h.hexdigest())
 
 
 def ceph_plan(lab: Lab) -> CephPlan:
-    return need(lab.plan.ceph, "the ceph section")
+    return planned(lab.plan)
 
 
 def admin(lab: Lab) -> Any:

@@ -11,16 +11,17 @@ from typing import Any
 
 import pytest
 
+from harness.backends.ceph import planned
+from harness.backends.ceph.plan import CephPlan
+from harness.backends.ceph.role import parse_health
 from harness.lab import Lab
-from harness.model import CephPlan, need
-from harness.roles.ceph import parse_health
 from harness.run import wait_until
 
 pytestmark = pytest.mark.topology("ceph-openstack.yaml")
 
 
 def ceph_plan(lab: Lab) -> CephPlan:
-    return need(lab.plan.ceph, "the ceph section")
+    return planned(lab.plan)
 
 
 def admin(lab: Lab) -> Any:

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from harness.backends.gluster import planned
+from harness.backends.gluster.plan import GlusterVolumePlan
+from harness.backends.gluster.role import parse_heal_info, parse_volume_info, parse_volume_status
 from harness.lab import Lab
-from harness.model import GlusterVolumePlan, need
+from harness.model import need
 from harness.node import crashed
-from harness.roles.gluster import parse_heal_info, parse_volume_info, parse_volume_status
 from harness.run import wait_until
 from harness.workload import Writer, check_appends, file_appender, qcow2_writer
 
@@ -29,7 +31,7 @@ BRICK = "/gluster/bricks/1/brick"
 
 
 def volume(lab: Lab) -> GlusterVolumePlan:
-    return next(v for v in need(lab.plan.gluster, "the gluster section").volumes if v.name == VOL)
+    return next(v for v in planned(lab.plan).volumes if v.name == VOL)
 
 
 def ping_timeout(lab: Lab) -> float:

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from harness.backends.nfs import planned
+from harness.backends.nfs.plan import NfsPlan
 from harness.hostpools import node_uri
 from harness.lab import Lab
-from harness.model import HostPoolPlan, NfsPlan, need
+from harness.model import HostPoolPlan, need
 from harness.run import wait_until
 from harness.virt import connect
 from harness.workload import Writer, block, check_appends
@@ -23,7 +25,7 @@ pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]
 
 
 def nfs_plan(lab: Lab) -> NfsPlan:
-    return need(lab.plan.nfs, "the nfs section")
+    return planned(lab.plan)
 
 
 def netfs_pool(lab: Lab) -> HostPoolPlan:

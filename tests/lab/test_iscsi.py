@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
+from harness.backends.iscsi import planned
+from harness.backends.iscsi.chap import chap_password
+from harness.backends.iscsi.plan import AclPlan, IscsiPlan
+from harness.backends.iscsi.target import planned_lun_sizes
 from harness.lab import Lab
-from harness.model import AclPlan, IscsiPlan, need
-from harness.roles.iscsi import planned_lun_sizes
+from harness.model import need
 from harness.run import wait_until
-from harness.secrets import chap_password, secret_file
+from harness.secrets import secret_file
 from harness.workload import Writer
 
 pytestmark = pytest.mark.topology("iscsi-userspace.yaml")
@@ -30,7 +33,7 @@ def target(lab: Lab) -> Any:
 
 
 def iscsi_plan(lab: Lab) -> IscsiPlan:
-    return need(lab.plan.iscsi, "the iscsi section")
+    return planned(lab.plan)
 
 
 def acl(lab: Lab) -> AclPlan:

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from harness.backends.iscsi import planned
+from harness.backends.iscsi.plan import IscsiPlan
+from harness.backends.iscsi.target import planned_lun_sizes
 from harness.hostpools import node_uri
 from harness.lab import Lab
-from harness.model import IscsiPlan, need
-from harness.roles.iscsi import planned_lun_sizes
 from harness.run import wait_until
 from harness.virt import connect
 from harness.workload import Writer, block
@@ -27,7 +28,7 @@ INTRUDER = "iqn.2019-12.com.example:intruder"
 
 
 def iscsi_plan(lab: Lab) -> IscsiPlan:
-    return need(lab.plan.iscsi, "the iscsi section")
+    return planned(lab.plan)
 
 
 def initiator(lab: Lab) -> Any:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from harness.backends.nfs import planned
+from harness.backends.nfs.plan import NfsPlan
+from harness.backends.nfs.role import parse_exportfs, wait_out_of_grace
 from harness.lab import Lab
-from harness.model import NfsPlan, need
-from harness.roles.nfs import parse_exportfs, wait_out_of_grace
 from harness.run import wait_until
 from harness.workload import Writer, block
 
@@ -24,7 +25,7 @@ MARGIN = 20.0
 
 
 def nfs_plan(lab: Lab) -> NfsPlan:
-    return need(lab.plan.nfs, "the nfs section")
+    return planned(lab.plan)
 
 
 def export(lab: Lab) -> tuple[Any, str]:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.hostpools import iscsi_iface, prepare_iscsi_iface
+from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
 from harness.model import HostPoolPlan
 
 POOL = HostPoolPlan(name="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None, fuse_mount=False,
@@ -46,7 +46,7 @@ def test_existing_iface_is_not_made_again() -> None:
 
 
 def test_down_removes_the_pools_iface_and_its_node_records(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.hostpools as hp
+    import harness.backends.iscsi as hp
     from harness.run import CommandResult
 
     calls: list[list[str]] = []

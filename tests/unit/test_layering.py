@@ -11,18 +11,25 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
-    {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "topology", "model", "workload", "virt"},
+    {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "registry", "topology", "model",
+     "workload", "virt", "backend"},
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
     {"providers", "providers.base", "providers.lxc", "providers.vagrant"},
     {"node"},
     {"context", "secrets"},
-    {"roles", "roles.base", "roles.ceph", "roles.gluster", "roles.hypervisor", "roles.initiator", "roles.iscsi",
-     "roles.nfs", "hostpools"},
+    # the backends: everything about one backend in its package (harness/backends/NAME/...)
+    {"roles", "roles.base", "roles.hypervisor", "hostpools", "backends"},
     {"lab"},
     {"lab_cli", "cli", "pytest_plugin"},
 ]
+BACKENDS_LAYER = 7
+BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())
+LAYERS[BACKENDS_LAYER] |= {module_name for pkg in BACKEND_PACKAGES
+                           for module_name in [f"backends.{pkg}"] + [f"backends.{pkg}.{f.stem}" for f in
+                                                                     (PKG / "backends" / pkg).glob("*.py")
+                                                                     if f.name != "__init__.py"]}
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 
@@ -109,3 +116,19 @@ def test_no_import_cycle() -> None:
         if m not in state:
             visit(m)
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_core_imports_no_backend_and_no_backend_imports_another() -> None:
+    """The core reaches backends through the registry (entry points) only, and a backend is a
+    package of its own: what it needs of another backend goes through the core."""
+    bad = []
+    for m, edges in graph().items():
+        for t, line, _ in edges:
+            if not t.startswith("backends."):
+                continue
+            if not m.startswith("backends."):
+                bad.append(f"harness/{m.replace('.', '/')}.py:{line} (core) imports {t}")
+            elif m.split(".")[1] != t.split(".")[1]:
+                bad.append(f"harness/{m.replace('.', '/')}.py:{line} imports another backend's {t}")
+    assert not bad, "\n".join(bad)
+    assert BACKEND_PACKAGES == ["ceph", "gluster", "iscsi", "nfs"]

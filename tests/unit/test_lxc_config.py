@@ -9,7 +9,7 @@ import pytest
 from harness import paths
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
-from harness.image import ROLE_SERVICES
+from harness.image import role_services
 from harness.plan import make_plan, write
 from harness.providers.lxc import CONTAINER_MASKS, LxcProvider
 from harness.validate import validate_text
@@ -70,7 +70,7 @@ def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Pa
     assert (upper / "etc/hostname").read_text() == "n2\n"
     hosts = (upper / "etc/hosts").read_text()
     assert "192.168.150.21 n1" in hosts and f"{provider.node('n2').address} n2" in hosts
-    for unit in CONTAINER_MASKS + ROLE_SERVICES:
+    for unit in CONTAINER_MASKS + role_services():
         link = upper / "etc/systemd/system" / unit
         assert link.is_symlink() and str(link.readlink()) == "/dev/null", unit
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from harness import plan as planmod
+from harness.backends import gluster, nfs
 from harness.hostfacts import PROFILES
-from harness.model import Plan, need
+from harness.model import Plan
 from harness.plan import allocate_subnet, make_plan, render
 from harness.validate import validate_file, validate_text
 
@@ -102,7 +103,7 @@ def test_nfs_exports_lab_network_rw_sync_root_squash(in_repo: None) -> None:
     exports = files["nodes/nfs1/etc/exports"]
     assert f"/srv/nfs/kvm {cidr}(rw,sync,root_squash,no_subtree_check)" in exports
     assert "*(" not in exports
-    assert need(plan.nfs, "nfs").implementation == "kernel"
+    assert nfs.planned(plan).implementation == "kernel"
     # the netfs pool lives on the hypervisor node and points at the NFS server's address
     nfs1 = next(n for n in plan.nodes if n.name == "nfs1")
     pool = files["nodes/kvm1/pools/nfs-pool.xml"]
@@ -176,7 +177,7 @@ def test_iscsi_pool_logs_in_with_chap_when_the_acl_demands_it(in_repo: None) -> 
 def test_gluster_volume_replica_3_and_auth_allow(in_repo: None) -> None:
     for profile in ("kvm", "ci"):
         plan, files = build(profile, "gluster-3")
-        vol = need(plan.gluster, "gluster").volumes[0]
+        vol = gluster.planned(plan).volumes[0]
         assert (vol.name, vol.replica, vol.nodes) == ("kvmgluster", 3, ("gluster1", "gluster2", "gluster3"))
         assert vol.bricks == tuple(f"gluster{i}:/gluster/bricks/1/brick" for i in (1, 2, 3))
         # the lab network, which includes the KVM host that mounts the volume
@@ -246,7 +247,7 @@ USERSPACE = """
 
 def test_ganesha_and_tgt_on_containers() -> None:
     topo, res = validate_text(textwrap.dedent(USERSPACE), PROFILES["ci"])
-    assert (res.provider, res.nfs_impl, res.iscsi_impl) == ("lxc", "ganesha", "tgt")
+    assert (res.provider, res.implementation("nfs"), res.implementation("iscsi")) == ("lxc", "ganesha", "tgt")
     plan = make_plan(topo, res, "us.yaml", set(), PROFILES["ci"])
     files = render(plan)
     assert "nodes/n1/etc/exports" not in files and "nodes/t1/root/storlab-targetcli.txt" not in files

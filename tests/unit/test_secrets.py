@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness import secrets
+from harness.backends import iscsi
+from harness.backends.iscsi import chap
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
 from harness.model import need
@@ -44,18 +46,18 @@ def test_secrets_are_decided_at_plan_time_and_kept(tmp_path: Path) -> None:
     sdir = tmp_path / "lab" / "secrets"
     secrets.decide(plan, topo, sdir)
     ctx = SimpleNamespace(secrets_dir=sdir)
-    acls = {a.initiator.split(":")[1]: a for a in need(plan.iscsi, "iscsi").acls}
-    gen = secrets.chap_password(ctx, acls["gen"])
+    acls = {a.initiator.split(":")[1]: a for a in iscsi.planned(plan).acls}
+    gen = chap.chap_password(ctx, acls["gen"])
     assert len(gen) == 16 and gen.isalnum()
-    assert secrets.chap_password(ctx, acls["lit"]) == "literal-secret1"
-    assert secrets.chap_password(ctx, acls["file"]) == "from-a-file-01"
+    assert chap.chap_password(ctx, acls["lit"]) == "literal-secret1"
+    assert chap.chap_password(ctx, acls["file"]) == "from-a-file-01"
     assert stat.S_IMODE(sdir.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in sdir.iterdir())
     # a second `up` keeps what was decided (a generated secret does not change under a running lab)
     secrets.decide(plan, topo, sdir)
-    assert secrets.chap_password(ctx, acls["gen"]) == gen
+    assert chap.chap_password(ctx, acls["gen"]) == gen
     lit = need(acls["lit"].chap, "CHAP").secret_name
-    filled = secrets.fill(f"a <secret:{lit}> b", ctx, need(plan.iscsi, "iscsi").acls)
+    filled = chap.fill(f"a <secret:{lit}> b", ctx, iscsi.planned(plan).acls)
     assert filled == "a literal-secret1 b"
 
 

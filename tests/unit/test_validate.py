@@ -814,7 +814,7 @@ RULE_CASES = [
         lab: t
         nodes: #<
           - {name: m, roles: [ceph-mon, ceph-mgr]}
-        """, "nodes have ceph roles (ceph-mgr, ceph-mon) but there is no ceph: section", "nodes", "ci",
+        """, "nodes have role(s) ceph-mgr, ceph-mon but there is no ceph: section", "nodes", "ci",
         id="ceph-roles-without-section"),
     pytest.param("""
         lab: t
@@ -942,7 +942,7 @@ RULE_CASES = [
         lab: t
         nodes: #<
           - {name: n, roles: [nfs-server]}
-        """, "a node has role nfs-server but there is no nfs: section", "nodes", "ci", id="nfs-role-without-section"),
+        """, "nodes have role(s) nfs-server but there is no nfs: section", "nodes", "ci", id="nfs-role-without-section"),
     pytest.param("""
         lab: t
         nodes: [{name: nfs1, roles: [nfs-server]}]
@@ -1018,7 +1018,7 @@ RULE_CASES = [
         lab: t
         nodes: #<
           - {name: t1, roles: [iscsi-target]}
-        """, "a node has role iscsi-target but there is no iscsi: section", "nodes", "ci", id="iscsi-role-without-section"),
+        """, "nodes have role(s) iscsi-target but there is no iscsi: section", "nodes", "ci", id="iscsi-role-without-section"),
     pytest.param("""
         lab: t
         nodes: [{name: t1, roles: [iscsi-target]}]
@@ -1626,7 +1626,7 @@ NFS_STAR = """
 
 
 def test_allow_insecure_permits_star_with_no_root_squash() -> None:
-    assert ok(NFS_STAR.replace("{insecure}", "true")).nfs_impl == "ganesha"
+    assert ok(NFS_STAR.replace("{insecure}", "true")).implementation("nfs") == "ganesha"
     # and the same file with allow_insecure: false is refused (so the switch is what matters)
     probs = problems_of(NFS_STAR.replace("{insecure}", "false"))
     assert [p.field for p in probs] == ["nfs.exports[0].options"]
@@ -1660,7 +1660,7 @@ def test_netfs_on_hypervisor_node_accepted_without_host_nfs_client() -> None:
           pools:
             - {name: p, type: netfs, backend: nfs, export: /srv/nfs, path: /mnt/p, host: kvm1}
         """, "ci")
-    assert res == Resolved("vagrant", "kernel", None)
+    assert res == Resolved("vagrant", {"nfs": "kernel"})
 
 
 def test_same_pool_path_on_different_hosts_is_fine() -> None:
@@ -1723,7 +1723,7 @@ def test_kernel_implementations_on_lxc_when_the_host_has_them() -> None:
           luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
           acls: [{initiator: "iqn.2019-12.com.example:init1"}]
         """, "kvm")
-    assert res == Resolved("lxc", "kernel", "lio")
+    assert res == Resolved("lxc", {"nfs": "kernel", "iscsi": "lio"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1755,14 +1755,14 @@ NFS_ISCSI = """
 
 
 def test_auto_provider_ci_gluster_is_lxc() -> None:
-    assert ok(GLUSTER, "ci") == Resolved("lxc", None, None)
+    assert ok(GLUSTER, "ci") == Resolved("lxc")
 
 
 def test_auto_provider_ci_hypervisor_is_vagrant() -> None:
     text = GLUSTER.replace("      - {name: g3, roles: [gluster]}\n",
                            "      - {name: g3, roles: [gluster]}\n      - {name: kvm1, roles: [hypervisor]}\n")
     assert "kvm1" in text
-    assert ok(text, "ci") == Resolved("vagrant", None, None)
+    assert ok(text, "ci") == Resolved("vagrant")
 
 
 def test_auto_provider_ci_iscsi_initiator_is_vagrant() -> None:
@@ -1774,20 +1774,20 @@ def test_auto_provider_ci_iscsi_initiator_is_vagrant() -> None:
 
 def test_auto_provider_ci_explicit_kernel_nfs_is_vagrant() -> None:
     text = NFS_ISCSI.replace("nfs: {server: n1,", "nfs: {server: n1, implementation: kernel,")
-    assert ok(text, "ci") == Resolved("vagrant", "kernel", "lio")
+    assert ok(text, "ci") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
 
 
 def test_auto_provider_kvm_is_vagrant() -> None:
-    assert ok(GLUSTER, "kvm") == Resolved("vagrant", None, None)
+    assert ok(GLUSTER, "kvm") == Resolved("vagrant")
 
 
 def test_auto_implementations_on_lxc_ci() -> None:
-    assert ok(NFS_ISCSI, "ci") == Resolved("lxc", "ganesha", "tgt")
+    assert ok(NFS_ISCSI, "ci") == Resolved("lxc", {"nfs": "ganesha", "iscsi": "tgt"})
 
 
 def test_auto_implementations_on_vagrant() -> None:
-    assert ok(NFS_ISCSI, "kvm") == Resolved("vagrant", "kernel", "lio")
-    assert ok("provider: vagrant\n" + _yaml(NFS_ISCSI), "ci") == Resolved("vagrant", "kernel", "lio")
+    assert ok(NFS_ISCSI, "kvm") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
+    assert ok("provider: vagrant\n" + _yaml(NFS_ISCSI), "ci") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
 
 
 def test_explicit_provider_is_kept() -> None:
@@ -1798,7 +1798,7 @@ def test_explicit_provider_is_kept() -> None:
 def test_userspace_implementations_stay_on_vagrant() -> None:
     text = NFS_ISCSI.replace("nfs: {server: n1,", "nfs: {server: n1, implementation: ganesha,").replace(
         "  target: t1\n", "  target: t1\n      implementation: tgt\n")
-    assert ok(text, "kvm") == Resolved("vagrant", "ganesha", "tgt")
+    assert ok(text, "kvm") == Resolved("vagrant", {"nfs": "ganesha", "iscsi": "tgt"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1859,11 +1859,11 @@ def test_topologies_exist() -> None:
 @pytest.mark.parametrize("stem", ["gluster-3", "ceph-5"])
 def test_container_topologies_validate_on_ci_profile(stem: str) -> None:
     _topo, res = validate_file(str(REPO / "topologies" / f"{stem}.yaml"), PROFILES["ci"])
-    assert res == Resolved("lxc", None, None)
+    assert res == Resolved("lxc")
 
 
 def test_vm_topologies_resolve_to_vagrant_on_ci_profile() -> None:
-    for stem, expected in [("nfs", Resolved("vagrant", "kernel", None)),
-                           ("iscsi", Resolved("vagrant", None, "lio")),
-                           ("full", Resolved("vagrant", "kernel", "lio"))]:
+    for stem, expected in [("nfs", Resolved("vagrant", {"nfs": "kernel"})),
+                           ("iscsi", Resolved("vagrant", {"iscsi": "lio"})),
+                           ("full", Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"}))]:
         assert validate_file(str(REPO / "topologies" / f"{stem}.yaml"), PROFILES["ci"])[1] == expected, stem

@@ -31,7 +31,7 @@ def test_max_gap_and_first_ack() -> None:
 
 
 def test_parse_exportfs_v() -> None:
-    from harness.roles.nfs import parse_exportfs
+    from harness.backends.nfs.role import parse_exportfs
     out = ("/srv/nfs/kvm  192.168.60.0/24(sync,wdelay,hide,no_subtree_check,sec=sys,rw,secure,root_squash,no_all_squash)\n"
            "/srv/a-very-long-export-path-that-wraps\n\t\t*(ro,sync,root_squash)\n")
     got = parse_exportfs(out)

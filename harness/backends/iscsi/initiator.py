@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import secrets
-from ..model import AclPlan, Plan
+from .chap import chap_password
+from .plan import AclPlan, of
 
 if TYPE_CHECKING:
-    from ..context import LabContext
+    from ...context import LabContext
 
-NAME = "iscsi-initiator"
 UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
 MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor; with no path left,
 # I/O is queued for 12 checker intervals (60 s) before it fails, whatever the vendor's hwtable says
@@ -29,14 +28,11 @@ blacklist {
 """
 
 
-def applies(plan: Plan) -> bool:
-    return plan.iscsi is not None and any("iscsi-initiator" in n.roles for n in plan.nodes)
-
-
 def acl_for(lab: LabContext, node_name: str) -> AclPlan | None:
     """The i-th initiator node takes the i-th ACL of the target (its IQN and CHAP)."""
     initiators = [n.name for n in lab.plan.nodes if "iscsi-initiator" in n.roles]
-    acls = lab.plan.iscsi.acls if lab.plan.iscsi else ()
+    section = of(lab.plan)
+    acls = section.acls if section else ()
     i = initiators.index(node_name)
     return acls[i] if i < len(acls) else None
 
@@ -54,7 +50,7 @@ def apply(lab: LabContext) -> None:
             keep += ["# storlab: CHAP for the lab's target",
                      "node.session.auth.authmethod = CHAP",
                      f"node.session.auth.username = {acl.chap.username}",
-                     f"node.session.auth.password = {secrets.chap_password(lab, acl)}"]
+                     f"node.session.auth.password = {chap_password(lab, acl)}"]
         node.put("/etc/iscsi/iscsid.conf", "\n".join(keep) + "\n", "0600")
         node.put("/etc/multipath.conf", MULTIPATH_CONF)
         node.enable_units(["iscsid.socket", "iscsid.service", "multipathd.service"], unmask=UNITS, timeout=120)

@@ -9,24 +9,19 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import log
-from ..errors import HarnessError
-from ..model import CephClientPlan, CephPlan, CephPoolPlan, Plan
-from ..run import wait_until
+from ... import log
+from ...errors import HarnessError
+from ...run import wait_until
+from .plan import CephClientPlan, CephPlan, CephPoolPlan, of
 
 if TYPE_CHECKING:
-    from ..context import LabContext
-    from ..node import Node
+    from ...context import LabContext
+    from ...node import Node
 
-NAME = "ceph"
 MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
 ADMIN_KEYRING = "/etc/ceph/ceph.client.admin.keyring"
 BOOTSTRAP_OSD = "/var/lib/ceph/bootstrap-osd/ceph.keyring"
 DEFAULT_BLOCK = 5 * 2**30
-
-
-def applies(plan: Plan) -> bool:
-    return plan.ceph is not None
 
 
 # -- facts ----------------------------------------------------------------------------------
@@ -75,7 +70,7 @@ def start_unit(node: Node, unit: str, target: str) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    c = lab.plan.ceph
+    c = of(lab.plan)
     if c is None:
         return
     members = [lab.node(n.name) for n in lab.plan.nodes if any(r.startswith("ceph-") for r in n.roles)]

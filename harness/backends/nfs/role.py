@@ -6,21 +6,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import HarnessError
-from ..model import NfsPlan, Plan
-from ..run import wait_until
-from .base import prepare_disks
+from ...errors import HarnessError
+from ...roles.base import prepare_disks
+from ...run import wait_until
+from .plan import NfsPlan, of
 
 if TYPE_CHECKING:
-    from ..context import LabContext
-    from ..node import Node
-
-NAME = "nfs"
-
-
-def applies(plan: Plan) -> bool:
-    return plan.nfs is not None
-
+    from ...context import LabContext
+    from ...node import Node
 
 def parse_exportfs(text: str) -> dict[str, dict[str, list[str]]]:
     """`exportfs -v` -> {path: {client: [options]}} (long paths wrap onto the next line)."""
@@ -57,7 +50,7 @@ def prepare_exports(node: Node, nfs: NfsPlan) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    nfs = lab.plan.nfs
+    nfs = of(lab.plan)
     if nfs is None:
         return
     node = lab.node(nfs.server)

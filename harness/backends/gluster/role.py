@@ -6,22 +6,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-from .. import log
-from ..errors import HarnessError
-from ..model import GlusterVolumePlan, Plan
-from ..node import Node, on_each
-from ..run import wait_until
-from .base import prepare_disks
+from ... import log
+from ...errors import HarnessError
+from ...node import Node, on_each
+from ...roles.base import prepare_disks
+from ...run import wait_until
+from .plan import GlusterVolumePlan, of
 
 if TYPE_CHECKING:
-    from ..context import LabContext
-
-NAME = "gluster"
-
-
-def applies(plan: Plan) -> bool:
-    return plan.gluster is not None
-
+    from ...context import LabContext
 
 # -- facts: pure parsers ------------------------------------------------------------------
 def _root(xml: str) -> ET.Element:
@@ -84,7 +77,8 @@ def start_glusterd(node: Node) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    for vol in lab.plan.gluster.volumes if lab.plan.gluster else ():
+    section = of(lab.plan)
+    for vol in section.volumes if section else ():
         members = [lab.node(n) for n in vol.nodes]
 
         def bricks_and_glusterd(node: Node, vol: GlusterVolumePlan = vol) -> None:

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import secrets
-from ..errors import HarnessError
-from ..model import IscsiPlan, Plan, need
-from ..run import wait_until
-from .base import prepare_disks
+from ...errors import HarnessError
+from ...model import Plan, need
+from ...roles.base import prepare_disks
+from ...run import wait_until
+from .chap import fill
+from .plan import IscsiPlan, of
 
 if TYPE_CHECKING:
-    from ..context import LabContext
-    from ..node import Node
-
-NAME = "iscsi"
-
-
-def applies(plan: Plan) -> bool:
-    return plan.iscsi is not None
-
+    from ...context import LabContext
+    from ...node import Node
 
 def planned_lun_sizes(plan: Plan) -> list[int]:
     """Bytes of each LUN in topology order, as the plan defines them (a block LUN is its disk)."""
-    iscsi = plan.iscsi
+    iscsi = of(plan)
     if iscsi is None:
         return []
     disks = {d.name: d.size for d in plan.node(iscsi.target).disks}
@@ -81,14 +75,14 @@ def prepare_luns(node: Node, iscsi: IscsiPlan) -> None:
 
 
 def apply(lab: LabContext) -> None:
-    iscsi = lab.plan.iscsi
+    iscsi = of(lab.plan)
     if iscsi is None:
         return
     node = lab.node(iscsi.target)
     prepare_luns(node, iscsi)
     files = lab.files(node.name)
     if iscsi.implementation == "tgt":
-        conf = secrets.fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi.acls)
+        conf = fill((files / "etc/tgt/conf.d/storlab.conf").read_text(), lab, iscsi.acls)
         node.put("/etc/tgt/conf.d/storlab.conf", conf, "0600")
         node.enable_units(["tgt.service"], timeout=60)
         node.succeed(["tgt-admin", "--update", "ALL", "-f"], timeout=60)
@@ -104,7 +98,7 @@ def apply(lab: LabContext) -> None:
         # config at the next boot.
         node.enable_units(["rtslib-fb-targetctl.service"], timeout=120)
         if iscsi.iqn not in node.run(["targetcli", "ls", "/iscsi"], timeout=60).stdout:
-            batch = secrets.fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi.acls)
+            batch = fill((files / "root/storlab-targetcli.txt").read_text(), lab, iscsi.acls)
             script = "\n".join(line for line in batch.splitlines() if line and not line.startswith("#")) + "\n"
             # the batch (with CHAP secrets) goes to targetcli on stdin, never on a command line
             node.succeed(["targetcli"], input=script, timeout=120)

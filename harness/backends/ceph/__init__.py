@@ -1,0 +1,82 @@
+"""Ceph: a cluster bootstrapped by hand from the distribution packages (monitors, a mgr,
+BlueStore OSDs), RBD pools, least-privilege cephx clients; an `rbd` host pool with a libvirt
+secret holding the client's key.
+
+- schema.py   the topology's ceph: section
+- rules.py    what validation checks of it (monitor count, OSD hosts against pool sizes, caps)
+- plan.py     its section of the plan (fsid, monitors, OSD hosts)
+- role.py     bring-up, the parsers of `ceph ... -f json`, health waits and the backend's
+              faults (an OSD stopped)
+- templates/  ceph.conf
+"""
+
+from __future__ import annotations
+
+import base64
+
+from ... import log
+from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules, templates
+from ...context import LabContext
+from ...model import HostPoolPlan, Plan, need
+from ...topology import Pool
+from . import plan, role, rules
+from .plan import CephPlan
+from .schema import Ceph
+
+_env = templates(__name__)
+
+
+class CephBackend(Backend[Ceph, CephPlan]):
+    name = "ceph"
+    order = 20
+    section = Ceph
+    plan_section = CephPlan
+    roles = ("ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd")
+    section_roles = roles
+    pool_types = ("rbd",)
+    packages = ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph-common")
+    services = ("ceph.target", "ceph-mon.target", "ceph-osd.target", "ceph-mgr.target", "ceph-mds.target",
+                "ceph-fuse.target", "rbdmap.service")
+
+    def check(self, r: Rules, section: Ceph) -> None:
+        rules.check(r, section)
+
+    def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Ceph) -> None:
+        if pool.rbd_pool and pool.rbd_pool not in {x.name for x in section.pools}:
+            r.add(path + ("rbd_pool",), f"ceph pool '{pool.rbd_pool}' is not defined", "use a pool from ceph.pools")
+        if pool.client and pool.client not in {c.name for c in section.clients}:
+            r.add(path + ("client",), f"ceph client '{pool.client}' is not defined", "use a client from ceph.clients")
+
+    def plan(self, inputs: PlanInputs, section: Ceph) -> CephPlan:
+        return plan.make(inputs, section)
+
+    def render(self, plan: Plan, section: CephPlan) -> dict[str, str]:
+        conf = _env.get_template("ceph.conf.j2").render(plan=plan, ceph=section)
+        return {f"nodes/{n.name}/etc/ceph/ceph.conf": conf for n in plan.nodes if set(n.roles) & set(self.roles)}
+
+    def pool_extras(self, plan: Plan, section: CephPlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        return {"monitors": tuple(m.address for m in section.mons), "secret_uuid": secret_uuid}
+
+    def steps(self, plan: Plan) -> list[RoleStep]:
+        return [("ceph", role.apply)]
+
+    def pool_secret(self, lab: LabContext, pool: HostPoolPlan) -> bytes | None:
+        return ceph_key(lab, need(pool.client, f"pool {pool.name}: client"))
+
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        if not set(roles) & set(self.roles):
+            return []
+        return [["sh", "-c", "systemctl status --no-pager 'ceph-*'; ceph -s --connect-timeout 5"]]
+
+
+def planned(plan: Plan) -> CephPlan:
+    return need(CephBackend().planned(plan), "ceph section")
+
+
+def ceph_key(lab: LabContext, client: str) -> bytes:
+    """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
+    ceph = planned(lab.plan)
+    admin = lab.node((ceph.admin or tuple(m.name for m in ceph.mons))[0])
+    key = admin.succeed(["ceph", "auth", "get-key", client]).strip()
+    log.mask(key)
+    return base64.b64decode(key)

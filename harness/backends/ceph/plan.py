@@ -1,0 +1,59 @@
+"""The ceph section of a plan: fsid, monitors, mgrs, OSD hosts, pools and cephx clients."""
+
+from __future__ import annotations
+
+import uuid
+
+from ...backend import PlanInputs
+from ...model import Frozen, Plan
+from .schema import Ceph
+
+
+class MonPlan(Frozen):
+    name: str
+    address: str
+
+
+class CephPoolPlan(Frozen):
+    name: str
+    pg_num: int
+    size: int
+    min_size: int | None
+    application: str
+
+
+class CephClientPlan(Frozen):
+    name: str
+    caps: dict[str, str]
+
+
+class CephPlan(Frozen):
+    fsid: str
+    mons: tuple[MonPlan, ...]
+    mgrs: tuple[str, ...]
+    osds: tuple[str, ...]
+    admin: tuple[str, ...]
+    public_network: str
+    osd_disk: str | None
+    osd_pool_default_size: int
+    heartbeat_grace: int
+    pools: tuple[CephPoolPlan, ...]
+    clients: tuple[CephClientPlan, ...]
+    accept_warnings: tuple[str, ...]
+
+
+def make(inputs: PlanInputs, ceph: Ceph) -> CephPlan:
+    return CephPlan(
+        fsid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{inputs.lab}:ceph")),
+        mons=tuple(MonPlan(name=m.name, address=m.address) for m in inputs.having("ceph-mon")),
+        mgrs=tuple(n.name for n in inputs.having("ceph-mgr")), osds=tuple(n.name for n in inputs.having("ceph-osd")),
+        admin=tuple(n.name for n in inputs.having("ceph-admin")), public_network=inputs.networks[0].cidr,
+        osd_disk=ceph.osd_disk, osd_pool_default_size=ceph.osd_pool_default_size, heartbeat_grace=ceph.heartbeat_grace,
+        pools=tuple(CephPoolPlan(**p.model_dump()) for p in ceph.pools),
+        clients=tuple(CephClientPlan(**c.model_dump()) for c in ceph.clients),
+        accept_warnings=tuple(ceph.accept_warnings))
+
+
+def of(plan: Plan) -> CephPlan | None:
+    """The lab's ceph section, None when it has none."""
+    return plan.section("ceph", CephPlan)

@@ -1,0 +1,97 @@
+"""Gluster: a replicated volume on the lab's gluster nodes, a `gluster` host pool or a dir pool
+on its FUSE mount. Everything about Gluster is in this package:
+
+- schema.py  the topology's gluster: section (volumes, bricks, options)
+- rules.py   what validation checks of it (bricks on gluster nodes, replica sets across nodes)
+- plan.py    its section of the plan (auth.allow: lab resolved to the lab network)
+- role.py    bringing it up on the nodes (glusterd, trusted pool, volumes), the parsers of the
+             gluster CLI's --xml, health checks and the backend's faults (a brick killed)
+- this file  the Backend that ties them together, and the host-pool wiring (FUSE mount)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules
+from ...context import LabContext
+from ...errors import CleanupReport
+from ...hostfacts import mounted
+from ...model import HostPoolPlan, Plan, need
+from ...run import run, succeed
+from ...topology import Pool
+from . import plan, role, rules
+from .plan import GlusterPlan
+from .schema import Gluster
+
+
+class GlusterBackend(Backend[Gluster, GlusterPlan]):
+    name = "gluster"
+    order = 10
+    section = Gluster
+    plan_section = GlusterPlan
+    roles = ("gluster",)
+    pool_types = ("gluster",)
+    mounts = True
+    packages = ("glusterfs-server", "glusterfs-client")
+    services = ("glusterd.service",)
+
+    def check(self, r: Rules, section: Gluster) -> None:
+        rules.check(r, section)
+
+    def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Gluster) -> None:
+        if pool.volume and pool.volume not in {v.name for v in section.volumes}:
+            r.add(path + ("volume",), f"gluster volume '{pool.volume}' is not defined", "use a volume from gluster.volumes")
+
+    def plan(self, inputs: PlanInputs, section: Gluster) -> GlusterPlan:
+        return plan.make(inputs, section)
+
+    def pool_extras(self, plan: Plan, section: GlusterPlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        vol = next(v for v in section.volumes if v.name == pool.volume)
+        servers = [plan.node(n).address for n in vol.nodes]
+        return {"server": servers[0], "backup_servers": tuple(servers[1:])}
+
+    def steps(self, plan: Plan) -> list[RoleStep]:
+        return [("gluster", role.apply)]
+
+    def prepare_pool(self, lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+        if pool.type == "dir" and pool.fuse_mount:
+            fuse_mount(pool)
+
+    def release_pool(self, lab: LabContext, pool: HostPoolPlan) -> CleanupReport:
+        rep = CleanupReport()
+        mnt = pool.path if pool.fuse_mount else None
+        if mnt and mounted(mnt):
+            r = run(["umount", mnt], timeout=60)
+            if not r.ok:
+                r = run(["umount", "-l", mnt], timeout=60)
+            (rep.removed.append(f"mount {mnt}") if r.ok else rep.failed.append((f"mount {mnt}", r.stderr)))
+        if mnt and os.path.isdir(mnt) and not mounted(mnt):
+            with contextlib.suppress(OSError):
+                os.rmdir(mnt)
+        return rep
+
+    def pool_leftovers(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+        return [f"mount {pool.path}"] if pool.fuse_mount and pool.path and mounted(pool.path) else []
+
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        if "gluster" not in roles:
+            return []
+        return [["sh", "-c", "gluster peer status; gluster volume status; gluster volume heal all info"]]
+
+
+def fuse_mount(pool: HostPoolPlan) -> None:
+    """The pool's volume mounted on the KVM host at the pool's path (with backup volfile servers)."""
+    path = need(pool.path, f"pool {pool.name}: path")
+    if mounted(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    opts = "backup-volfile-servers=" + ":".join(pool.backup_servers) if pool.backup_servers else "defaults"
+    succeed(["mount", "-t", "glusterfs", "-o", opts, f"{pool.server}:/{pool.volume}", path], timeout=60)
+
+
+def planned(plan: Plan) -> GlusterPlan:
+    """The lab's gluster section (a lab without one is an error here)."""
+    return need(GlusterBackend().planned(plan), "gluster section")

@@ -1,0 +1,136 @@
+"""iSCSI: a target with fileio, block and LVM LUNs, initiator ACLs by IQN and CHAP, served by LIO
+(targetcli) where the node has its own kernel and by tgt (userspace) where it shares a host
+kernel without LIO; initiator nodes (open-iscsi + dm-multipath); `iscsi` and `iscsi-direct`
+host pools logging in with the pool's IQN and CHAP.
+
+- schema.py     the topology's iscsi: section
+- rules.py      what validation checks of it (and of host pools on it)
+- plan.py       its section of the plan (portals, LUN devices, CHAP secrets named)
+- chap.py       CHAP secrets decided at plan time, filled into configs on stdin/0600 files
+- target.py     the target brought up and checked (`tgtadm` parsed, targetcli verified)
+- initiator.py  initiator nodes
+- templates/    tgt's conf.d and a targetcli batch
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from ...backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
+from ...context import LabContext
+from ...errors import CleanupReport
+from ...model import HostPoolPlan, Plan, need
+from ...run import CommandResult, run
+from ...topology import Pool
+from . import chap, initiator, plan, rules, target
+from .plan import IscsiPlan
+from .schema import Iscsi
+
+_env = templates(__name__)
+
+
+class IscsiBackend(Backend[Iscsi, IscsiPlan]):
+    name = "iscsi"
+    order = 40
+    section = Iscsi
+    plan_section = IscsiPlan
+    roles = ("iscsi-target", "iscsi-initiator")
+    section_roles = ("iscsi-target",)
+    role_kernel: ClassVar[dict[str, str]] = {"iscsi-initiator": "iscsi_tcp"}
+    implementations = (Implementation("lio", "LIO (targetcli)", kernel="lio"), Implementation("tgt", "tgt"))
+    pool_types = ("iscsi", "iscsi-direct")
+    packages = ("targetcli-fb", "tgt", "open-iscsi", "multipath-tools", "libiscsi-bin")
+    services = ("tgt.service",)
+
+    def check(self, r: Rules, section: Iscsi) -> None:
+        rules.check(r, section)
+
+    def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Iscsi) -> None:
+        rules.check_pool(r, path, pool, section)
+
+    def plan(self, inputs: PlanInputs, section: Iscsi) -> IscsiPlan:
+        return plan.make(inputs, section)
+
+    def render(self, plan: Plan, section: IscsiPlan) -> dict[str, str]:
+        tgt = f"nodes/{section.target}"
+        if section.implementation == "tgt":
+            return {f"{tgt}/etc/tgt/conf.d/storlab.conf": _env.get_template("tgt.conf.j2").render(plan=plan, iscsi=section)}
+        return {f"{tgt}/root/storlab-targetcli.txt": _env.get_template("targetcli.j2").render(plan=plan, iscsi=section)}
+
+    def pool_extras(self, plan: Plan, section: IscsiPlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        extra: dict[str, object] = {"server": section.portal_addresses[0], "target_iqn": section.iqn}
+        # when the target demands CHAP from this initiator, libvirt must log in with a secret
+        acl = next((a for a in section.acls if a.initiator == pool.initiator), None)
+        extra["chap"] = acl.chap if acl else None
+        if extra["chap"]:
+            extra["secret_uuid"] = secret_uuid
+        return extra
+
+    def decide_secrets(self, plan: IscsiPlan, section: Iscsi, store: Callable[[str, str], None]) -> None:
+        chap.decide(plan, section, store)
+
+    def steps(self, plan: Plan) -> list[RoleStep]:
+        out: list[RoleStep] = [("iscsi", target.apply)]
+        if any("iscsi-initiator" in n.roles for n in plan.nodes):
+            out.append(("iscsi-initiator", initiator.apply))
+        return out
+
+    def pool_secret(self, lab: LabContext, pool: HostPoolPlan) -> bytes | None:
+        if not pool.chap:
+            return None
+        acl = next(a for a in planned(lab.plan).acls if a.initiator == pool.initiator)
+        return chap.chap_password(lab, acl).encode()
+
+    def prepare_pool(self, lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+        if pool.type == "iscsi":
+            prepare_iscsi_iface(lab, pool, sh)
+
+    def release_pool(self, lab: LabContext, pool: HostPoolPlan) -> CleanupReport:
+        rep = CleanupReport()
+        gone = remove_iscsi_iface(lab, pool) if pool.type == "iscsi" else None
+        if gone is not None:
+            what = f"iscsi iface {iscsi_iface(lab, pool)}"
+            (rep.removed.append(what) if gone.ok else rep.failed.append((what, gone.stderr)))
+        return rep
+
+    def pool_leftovers(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+        return [f"iscsi iface {iscsi_iface(lab, pool)}"] if pool.type == "iscsi" and _host_has_iface(lab, pool) else []
+
+
+def planned(plan: Plan) -> IscsiPlan:
+    return need(IscsiBackend().planned(plan), "iscsi section")
+
+
+# -- an iscsi pool's open-iscsi interface ------------------------------------------------------
+def iscsi_iface(lab: LabContext, pool: HostPoolPlan) -> str:
+    """The open-iscsi interface an iscsi pool logs in through; it carries the lab's name."""
+    return f"storlab-{lab.name}-{pool.name}"[:64]
+
+
+def prepare_iscsi_iface(lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+    """Make the iface (with the pool's <initiator> IQN) and its node records before libvirt
+    starts the pool. libvirt writes the pool's CHAP into the node records that exist, and only
+    then, finding no iface with that IQN, makes one and discovers the target through it: the
+    new records lack the CHAP and the target refuses the login (libvirt 9.0). With the iface
+    there first, libvirt uses it and its records get the CHAP like the others."""
+    iface = iscsi_iface(lab, pool)
+    if iface not in sh(["iscsiadm", "-m", "iface"], timeout=30).split():
+        sh(["iscsiadm", "-m", "iface", "-I", iface, "-o", "new"], timeout=30)
+    sh(["iscsiadm", "-m", "iface", "-I", iface, "-o", "update", "-n", "iface.initiatorname", "-v", pool.initiator],
+       timeout=30)
+    sh(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", pool.server, "-I", iface], timeout=60)
+
+
+def _host_has_iface(lab: LabContext, pool: HostPoolPlan) -> bool:
+    r = run(["iscsiadm", "-m", "iface"], timeout=30)
+    return r.ok and iscsi_iface(lab, pool) in r.stdout.split()
+
+
+def remove_iscsi_iface(lab: LabContext, pool: HostPoolPlan) -> CommandResult | None:
+    """On the KVM host, after the pool is stopped: its node records and iface (lab nodes go with the lab)."""
+    if not _host_has_iface(lab, pool):
+        return None
+    iface = iscsi_iface(lab, pool)
+    run(["iscsiadm", "-m", "node", "-I", iface, "-o", "delete"], timeout=30)
+    return run(["iscsiadm", "-m", "iface", "-I", iface, "-o", "delete"], timeout=30)

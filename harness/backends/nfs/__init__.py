@@ -1,0 +1,68 @@
+"""NFS: exports of one server node, served by kernel nfsd where the node has its own kernel and
+by NFS-Ganesha (userspace) where it shares a host kernel without nfsd; a `netfs` host pool.
+
+- schema.py  the topology's nfs: section
+- rules.py   what validation checks of it
+- plan.py    its section of the plan (implementation chosen, clients resolved)
+- role.py    the server brought up, `exportfs -v` parsed, ganesha's grace period awaited
+- templates/ /etc/exports, nfs.conf.d, ganesha.conf
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ...backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
+from ...model import Plan, need
+from ...topology import Pool
+from . import plan, role, rules
+from .plan import NfsPlan
+from .schema import Nfs
+
+_env = templates(__name__)
+
+
+class NfsBackend(Backend[Nfs, NfsPlan]):
+    name = "nfs"
+    order = 30
+    section = Nfs
+    plan_section = NfsPlan
+    roles = ("nfs-server",)
+    section_roles = ("nfs-server",)
+    implementations = (Implementation("kernel", "kernel nfsd", kernel="nfsd"), Implementation("ganesha", "NFS-Ganesha"))
+    pool_types = ("netfs",)
+    packages = ("nfs-kernel-server", "nfs-common", "rpcbind", "nfs-ganesha", "nfs-ganesha-vfs")
+    services = ("nfs-ganesha.service",)
+    # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
+    syscalls: ClassVar[dict[str, tuple[str, ...]]] = {"nfs-server": ("open_by_handle_at",)}
+
+    def check(self, r: Rules, section: Nfs) -> None:
+        rules.check(r, section)
+
+    def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Nfs) -> None:
+        if pool.export and pool.export not in {e.path for e in section.exports}:
+            r.add(path + ("export",), f"'{pool.export}' is not an export of nfs.exports", "use one of the exported paths")
+
+    def plan(self, inputs: PlanInputs, section: Nfs) -> NfsPlan:
+        return plan.make(inputs, section)
+
+    def render(self, plan: Plan, section: NfsPlan) -> dict[str, str]:
+        srv = f"nodes/{section.server}"
+        if section.implementation == "ganesha":
+            return {f"{srv}/etc/ganesha/ganesha.conf": _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=section)}
+        return {f"{srv}/etc/exports": _env.get_template("exports.j2").render(plan=plan, nfs=section),
+                f"{srv}/etc/nfs.conf.d/storlab.conf": _env.get_template("nfs.conf.j2").render(plan=plan, nfs=section)}
+
+    def pool_extras(self, plan: Plan, section: NfsPlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        return {"server": section.address}
+
+    def squashes(self, section: Nfs, pool: Pool) -> bool:
+        return pool.type == "netfs" and any(e.path == pool.export and "no_root_squash" not in e.options
+                                            for e in section.exports)
+
+    def steps(self, plan: Plan) -> list[RoleStep]:
+        return [("nfs", role.apply)]
+
+
+def planned(plan: Plan) -> NfsPlan:
+    return need(NfsBackend().planned(plan), "nfs section")
