@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
 from harness.backends.ceph import planned  # noqa: E402
-from harness.backends.ceph.role import parse_health, parse_osd_tree  # noqa: E402
+from harness.backends.ceph.role import osd_stopped, parse_health, parse_osd_tree  # noqa: E402
 from harness.lab import Lab  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 
@@ -46,16 +46,12 @@ def main() -> int:
 
     try:
         victim = planned(lab.plan).osds[0]
-        osd_id = lab.node(victim).succeed(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami"]).strip()
-        unit = f"ceph-osd@{osd_id}.service"
         # 1. daemon killed (peers see connection refused)
         t0 = time.monotonic()
-        lab.node(victim).succeed(["systemctl", "kill", "-s", "KILL", unit])
-        lab.node(victim).succeed(["systemctl", "stop", unit])  # keep systemd from restarting it
-        wait_until(lambda: osd_status(victim) == "down", timeout=120, interval=0.2, what="osd down")
-        out["osd_kill_detected_s"] = round(time.monotonic() - t0, 1)
-        t0 = time.monotonic()
-        lab.node(victim).succeed(["systemctl", "start", unit])
+        with osd_stopped(lab.node(victim)):
+            wait_until(lambda: osd_status(victim) == "down", timeout=120, interval=0.2, what="osd down")
+            out["osd_kill_detected_s"] = round(time.monotonic() - t0, 1)
+            t0 = time.monotonic()
         wait_until(healthy, timeout=300, interval=1, what="HEALTH_OK")
         out["recovery_after_kill_s"] = round(time.monotonic() - t0, 1)
         # 2. node crashed (no reset: heartbeat grace decides)

@@ -14,7 +14,7 @@ import pytest
 
 from harness.backends.ceph import planned
 from harness.backends.ceph.plan import CephPlan
-from harness.backends.ceph.role import parse_auth, parse_health, parse_osd_tree
+from harness.backends.ceph.role import osd_stopped, parse_auth, parse_health, parse_osd_tree
 from harness.lab import Lab
 from harness.run import wait_until
 from harness.workload import Writer, block
@@ -175,6 +175,27 @@ def test_ceph_osd_node_crash_degrades_and_recovers(lab: Lab, client_keyring: str
     want = hashlib.md5(b"".join(block(s) for s in seqs)).hexdigest()
     assert got == want, "data read back after recovery differs from what was acknowledged"
     admin(lab).succeed(["ceph", "osd", "pool", "scrub", POOL], timeout=60)
+
+
+def test_ceph_killed_osd_is_marked_down_at_once_and_recovers(lab: Lab) -> None:
+    """An OSD daemon that dies on a live node refuses its peers' connections: the monitors mark it
+    down well within the heartbeat grace, and the cluster is whole again once it is started."""
+    wait_health_ok(lab)
+    grace = float(ceph_plan(lab).heartbeat_grace)
+    victim = ceph_plan(lab).osds[0]
+
+    def status() -> set[str]:
+        tree = parse_osd_tree(admin(lab).succeed(["ceph", "osd", "tree", "-f", "json"]))
+        return {o["status"] for o in tree.values() if o["host"] == victim}
+    t0 = time.monotonic()
+    with osd_stopped(lab.node(victim)):
+        wait_until(lambda: status() == {"down"}, timeout=grace + MARGIN, interval=0.5, what=f"the OSD on {victim} down")
+        detected = time.monotonic() - t0
+        assert ceph_json(lab, "-s")["health"]["status"] != "HEALTH_OK", "HEALTH_OK with an OSD down"
+    print(f"OSD on {victim} killed: marked down after {detected:.1f}s (heartbeat grace {grace:.0f}s)")
+    assert detected < grace, "a dead OSD daemon was noticed no sooner than a dead node"
+    wait_until(lambda: status() == {"up"}, timeout=120, interval=1, what=f"the OSD on {victim} up again")
+    wait_health_ok(lab, timeout=300)
 
 
 def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Lab, client_keyring: str) -> None:

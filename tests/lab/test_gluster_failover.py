@@ -16,7 +16,7 @@ import pytest
 
 from harness.backends.gluster import planned
 from harness.backends.gluster.plan import GlusterVolumePlan
-from harness.backends.gluster.role import parse_heal_info, parse_volume_info, parse_volume_status
+from harness.backends.gluster.role import brick_killed, parse_heal_info, parse_volume_info, parse_volume_status
 from harness.lab import Lab
 from harness.model import need
 from harness.node import crashed
@@ -164,6 +164,34 @@ def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any,
     assert host_md5(log_path) == next(iter(sums.values())), "the client reads what is not on the bricks"
     assert_log_intact(log_path, w)
     assert lab.node("gluster3").succeed(["qemu-img", "check", f"{BRICK}/vm1.qcow2"], timeout=60)
+
+
+def test_gluster_failover_killed_brick_stalls_no_writes_and_heals(healthy: Any) -> None:
+    """A brick process that dies (its node and glusterd up) refuses connections at once: the client
+    must carry on with the other replicas without waiting out network.ping-timeout, and the brick
+    must heal after a force-start."""
+    lab = healthy
+    mnt = mountpoint(lab)
+    log_path = f"{mnt}/brick-{int(time.time())}.log"
+    with Writer("log", file_appender(log_path)) as w:
+        wait_until(lambda: len(w.log.acked) > 10, timeout=60, what="writer running")
+        victim = lab.node(holders(lab, log_path)[-1])
+        survivor = lab.node(next(n for n in lab.nodes if n != victim.name))
+        t0 = time.monotonic()
+        with brick_killed(victim, VOL):
+            acked = len(w.log.acked)
+            wait_until(lambda: len(w.log.acked) > acked + 10, timeout=30, what="appends acknowledged with a brick killed")
+            wait_until(lambda: (heal_counts(survivor).get(f"{survivor.address}:{BRICK}") or 0) > 0,
+                       timeout=60, what=f"heal info to show pending entries while {victim.name}'s brick is dead")
+            t1 = time.monotonic()
+    gap = w.log.max_gap(t0, t1)
+    print(f"brick of {victim.name} killed: longest stall {gap:.2f}s (ping-timeout {ping_timeout(lab):.0f}s)")
+    assert not w.log.errors, f"write errors reached the application: {w.log.errors[:3]}"
+    assert gap < min(ping_timeout(lab), MARGIN), "a dead brick stalled writes as long as a dead node"
+    wait_healthy(lab)
+    sums = brick_md5(lab, os.path.basename(log_path))
+    assert len(set(sums.values())) == 1, f"bricks differ after heal: {sums}"
+    assert_log_intact(log_path, w)
 
 
 def test_gluster_failover_hung_node_stalls_at_most_ping_timeout(healthy: Any) -> None:

@@ -5,8 +5,9 @@ Facts are pure parsers of `ceph ... -f json`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import log
@@ -233,3 +234,26 @@ def wait_health(ceph: Node, accepted: Sequence[str], timeout: float) -> None:
             raise HarnessError(summary)  # shown as the last observation on timeout
         return summary
     wait_until(healthy, timeout=timeout, interval=2, what="ceph HEALTH_OK with every PG active+clean")
+
+
+# -- faults of this backend ------------------------------------------------------------------
+def osd_ids(node: Node) -> list[str]:
+    """The ids of the OSDs on ``node`` (from their data directories)."""
+    return node.succeed(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null || true"], timeout=15).split()
+
+
+@contextlib.contextmanager
+def osd_stopped(node: Node) -> Iterator[Node]:
+    """The OSD daemons of ``node`` killed (SIGKILL: peers see the connection refused at once, not a
+    heartbeat timeout) and held stopped, the node itself up; started again on exit."""
+    units = [f"ceph-osd@{i}.service" for i in osd_ids(node)]
+    if not units:
+        raise HarnessError(f"{node.name}: no OSD to stop")
+    for unit in units:
+        node.stop_service(unit, kill=True)
+        node.succeed(["systemctl", "stop", unit])  # keep systemd from restarting it
+    try:
+        yield node
+    finally:
+        for unit in units:
+            node.start_service(unit)

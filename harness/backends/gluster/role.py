@@ -3,7 +3,9 @@ started and verified brick by brick. Facts are pure parsers of the gluster CLI's
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ... import log
@@ -135,3 +137,27 @@ def volume_whole(node: Node, name: str) -> bool:
     node.run(["gluster", "volume", "heal", name], timeout=30)
     counts = parse_heal_info(node.succeed(["gluster", "volume", "heal", name, "info", "--xml"], timeout=60))
     return len(counts) == len(st) and all(c == 0 for c in counts.values())
+
+
+# -- faults of this backend ------------------------------------------------------------------
+@contextlib.contextmanager
+def brick_killed(node: Node, volume: str, timeout: float = 90) -> Iterator[Node]:
+    """The volume's brick process on ``node`` killed with SIGKILL (a crashed brick: the node and
+    glusterd stay up). On exit the volume is force-started, which starts only dead bricks, and
+    every brick is awaited online; healing is left to the caller to await (volume_whole)."""
+    st = parse_volume_status(node.succeed(["gluster", "volume", "status", volume, "--xml"], timeout=30))
+    pids = [str(b["pid"]) for b in st if b["host"] in (node.name, node.address) and b["online"] and b["pid"]]
+    if not pids:
+        raise HarnessError(f"{node.name}: no online brick of {volume} to kill ({st})")
+    node.timeline.mark(f"kill brick(s) of {volume} on {node.name} (pid {', '.join(pids)})")
+    node.succeed(["kill", "-KILL", *pids])
+    try:
+        yield node
+    finally:
+        node.timeline.mark(f"force-start {volume} (restarts the killed brick on {node.name})")
+        node.succeed(["gluster", "--mode=script", "volume", "start", volume, "force"], timeout=120)
+
+        def online() -> bool:
+            now = parse_volume_status(node.succeed(["gluster", "volume", "status", volume, "--xml"], timeout=30))
+            return len(now) == len(st) and all(b["online"] for b in now)
+        wait_until(online, timeout=timeout, what=f"all {len(st)} bricks of {volume} online again")
