@@ -166,6 +166,10 @@ class Backend(Generic[S, P]):
     def pool_leftovers(self, lab: Any, pool: HostPoolPlan) -> list[str]:
         return []
 
+    def pool_conflicts(self, lab: Any, pool: HostPoolPlan) -> list[str]:
+        """What on the host the pool would take that is not this lab's (checked before `up` makes anything)."""
+        return []
+
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         """Commands whose output explains a failed bring-up on a node with these roles."""
         return []

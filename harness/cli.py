@@ -12,7 +12,7 @@ from . import lab_cli, log, paths
 from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
-from .topology import Topology
+from .topology import model as topology_model
 from .validate import validate_file
 
 
@@ -37,7 +37,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     facts = _facts(args)
-    plan = planmod.load_plan(args.file, facts, args.provider)
+    plan = planmod.load_plan(args.file, facts, args.provider, args.name)
     out = Path(args.output) if args.output else paths.lab_dir(plan.lab) / "plan-preview"
     files = planmod.write(plan, out)
     print(f"lab {plan.lab}  provider {plan.provider}  accel {plan.accel}")
@@ -55,7 +55,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    schema = Topology.model_json_schema()
+    schema = topology_model().model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "storlab topology"
     print(json.dumps(schema, indent=2))
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="resolve addresses/disks and render every config file")
     p.add_argument("file")
     p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
+    p.add_argument("--name", help="plan an instance of the topology under this lab name")
     p.add_argument("-o", "--output", help="directory (default: the lab directory's plan-preview/)")
     hp(p)
     p.set_defaults(fn=cmd_plan)

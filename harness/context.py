@@ -34,3 +34,9 @@ class LabContext(Protocol):
     @property
     def secrets_dir(self) -> Path:
         """Where the lab's secrets are kept (0700; one 0600 file per secret, decided at plan time)."""
+
+    def owns(self, thing: str) -> bool:
+        """Was ``thing`` (e.g. "pool storlab-lab-x") made by this lab? (recorded before it was made)"""
+
+    def claim(self, thing: str) -> None:
+        """Record that this lab is about to make ``thing``: `down` may then remove it."""

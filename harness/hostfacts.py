@@ -93,8 +93,15 @@ PROFILES = {
 
 def mounted(path: str) -> str | None:
     """The filesystem type mounted at ``path`` on this host, None when nothing is."""
+    m = mount_at(path)
+    return m[1] if m else None
+
+
+def mount_at(path: str) -> tuple[str, str] | None:
+    """(source, filesystem type) of what is mounted at ``path`` on this host (the last mount wins)."""
+    found = None
     for line in Path("/proc/self/mounts").read_text().splitlines():
         f = line.split()
         if f[1] == path:
-            return f[2]
-    return None
+            found = (f[0], f[2])
+    return found

@@ -25,6 +25,52 @@ def _backend(pool: HostPoolPlan) -> Backend[Any, Any] | None:
     return None if pool.backend == "local" else get(pool.backend)
 
 
+def _key(p: HostPoolPlan) -> str:
+    """How a pool is recorded among the things a lab owns."""
+    return f"pool {p.object}" + ("" if p.host == "kvm" else f" on {p.host}")
+
+
+def secret_mark(lab: LabContext) -> str:
+    """The start of the description of every libvirt secret a lab defines (secret.xml.j2)."""
+    return f"<description>storlab lab {lab.name}: "
+
+
+def _secret_is_ours(lab: LabContext, sec: Any) -> bool:
+    return secret_mark(lab) in sec.XMLDesc(0)
+
+
+def conflicts(lab: LabContext) -> list[str]:
+    """What on the KVM host has a name, uuid or path this lab's pools would take and is not this
+    lab's: checked before `up` makes anything (a resumed `up` finds its own things and passes)."""
+    pools = host_pools(lab)
+    if not pools:
+        return []
+    import libvirt
+    out = []
+    conn = connect(lab.plan.host.uri)
+    try:
+        for p in pools:
+            try:
+                conn.storagePoolLookupByName(p.object)
+                if not lab.owns(_key(p)):
+                    out.append(f"libvirt pool {p.object} (not made by lab {lab.name}; remove or rename it)")
+            except libvirt.libvirtError:
+                pass
+            if p.secret_uuid:
+                try:
+                    if not _secret_is_ours(lab, conn.secretLookupByUUIDString(p.secret_uuid)):
+                        out.append(f"libvirt secret {p.secret_uuid} (another lab's or the host's: give pool "
+                                   f"{p.name} another secret uuid, or run this topology as an instance with --name)")
+                except libvirt.libvirtError:
+                    pass
+            b = _backend(p)
+            if b is not None:
+                out += b.pool_conflicts(lab, p)
+    finally:
+        conn.close()
+    return out
+
+
 def wire(lab: LabContext) -> None:
     import libvirt
     try:
@@ -61,8 +107,12 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str) -> None:
                         ensure_secret(conn, lab, p, value, files)
                 xml = (files / "pools" / f"{p.name}.xml").read_text()
                 try:
-                    pool = conn.storagePoolLookupByName(p.name)
+                    pool = conn.storagePoolLookupByName(p.object)
+                    if not lab.owns(_key(p)):
+                        raise HarnessError(f"libvirt pool {p.object} exists and was not made by lab {lab.name}; "
+                                           "storlab leaves it alone: remove or rename it")
                 except libvirt.libvirtError:
+                    lab.claim(_key(p))  # recorded before it exists: `down` finds it whatever happens next
                     pool = conn.storagePoolDefineXML(xml, 0)
                     if p.type in ("fs", "logical"):  # a fresh lab disk: format it / make the VG
                         pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
@@ -72,11 +122,11 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str) -> None:
                     start_pool(pool, p)
                 pool.setAutostart(1)
                 pool.refresh(0)
-        names = {p.name for p in here}
+        objects = {p.name: p.object for p in here}
         for v in lab.plan.host.volumes:
-            if v.pool not in names:
+            if v.pool not in objects:
                 continue
-            pool = conn.storagePoolLookupByName(v.pool)
+            pool = conn.storagePoolLookupByName(objects[v.pool])
             if v.name in pool.listVolumes():
                 continue
             with log.step(f"volume {v.pool}/{v.name}" + ("" if host == "kvm" else f" on {host}")):
@@ -109,6 +159,8 @@ def ensure_secret(conn: Any, lab: LabContext, pool: HostPoolPlan, value: bytes, 
     except libvirt.libvirtError:
         xml = (files / "secrets" / f"{pool.name}.xml").read_text()
         sec = conn.secretDefineXML(xml, 0)
+    if not _secret_is_ours(lab, sec):  # never set the value of a secret another lab or the host uses
+        raise HarnessError(f"libvirt secret {pool.secret_uuid} exists and is not lab {lab.name}'s; storlab leaves it alone")
     sec.setValue(value, 0)
 
 
@@ -127,8 +179,11 @@ def unwire(lab: LabContext) -> CleanupReport:
         try:
             for p in pools:
                 try:
-                    pool = conn.storagePoolLookupByName(p.name)
+                    pool = conn.storagePoolLookupByName(p.object)
                 except libvirt.libvirtError:
+                    continue
+                if not lab.owns(_key(p)):
+                    log.info(f"libvirt pool {p.object} was not made by lab {lab.name}: left alone")
                     continue
                 try:
                     if pool.isActive():
@@ -137,9 +192,9 @@ def unwire(lab: LabContext) -> CleanupReport:
                                 pool.storageVolLookupByName(v.name).delete(0)
                         pool.destroy()
                     pool.undefine()
-                    rep.removed.append(f"pool {p.name}")
+                    rep.removed.append(f"pool {p.object}")
                 except libvirt.libvirtError as exc:
-                    rep.failed.append((f"pool {p.name}", str(exc)))
+                    rep.failed.append((f"pool {p.object}", str(exc)))
         except Exception:
             conn.close()
             raise
@@ -148,7 +203,11 @@ def unwire(lab: LabContext) -> CleanupReport:
             for p in pools:
                 if p.secret_uuid:
                     try:
-                        conn.secretLookupByUUIDString(p.secret_uuid).undefine()
+                        sec = conn.secretLookupByUUIDString(p.secret_uuid)
+                        if not _secret_is_ours(lab, sec):
+                            log.info(f"libvirt secret {p.secret_uuid} is not lab {lab.name}'s: left alone")
+                            continue
+                        sec.undefine()
                         rep.removed.append(f"secret {p.secret_uuid}")
                     except libvirt.libvirtError as exc:
                         if exc.get_error_code() != libvirt.VIR_ERR_NO_SECRET:
@@ -167,8 +226,10 @@ def leftovers(lab: LabContext) -> list[str]:
     r = run(["virsh", "-c", lab.plan.host.uri, "pool-list", "--all", "--name"], timeout=30)
     if r.ok:
         names = set(r.stdout.split())
-        left += [f"pool {p.name}" for p in host_pools(lab) if p.name in names]
-    r = run(["virsh", "-c", lab.plan.host.uri, "secret-list"], timeout=30)
-    if r.ok:
-        left += [f"secret {p.secret_uuid}" for p in host_pools(lab) if p.secret_uuid and p.secret_uuid in r.stdout]
+        left += [f"pool {p.object}" for p in host_pools(lab) if p.object in names and lab.owns(_key(p))]
+    for p in host_pools(lab):
+        if p.secret_uuid:
+            r = run(["virsh", "-c", lab.plan.host.uri, "secret-dumpxml", p.secret_uuid], timeout=30)
+            if r.ok and secret_mark(lab) in r.stdout:
+                left.append(f"secret {p.secret_uuid}")
     return left

@@ -94,6 +94,14 @@ class Lab:
         tmp.write_text(json.dumps(st, indent=2))
         tmp.replace(self.state_file)
 
+    def owns(self, thing: str) -> bool:
+        return thing in self.state().get("owned", [])
+
+    def claim(self, thing: str) -> None:
+        owned = list(self.state().get("owned", []))
+        if thing not in owned:
+            self.save_state(owned=[*owned, thing])
+
     @classmethod
     def load(cls, name: str) -> Lab:
         p = paths.lab_dir(name) / "plan.json"
@@ -103,15 +111,17 @@ class Lab:
         return cls(Plan.load(p))
 
     @classmethod
-    def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None) -> Lab:
+    def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None,
+                      name: str | None = None) -> Lab:
+        """The lab a topology file describes; with ``name``, an instance of it under that name."""
         facts = facts or HostFacts.detect()
-        topo, res, loc = planmod.load_topology(file, facts, provider)
-        locks.hold(topo.lab)  # before anything is written: a lab being built by another process is left alone
+        loaded = planmod.load_topology(file, facts, provider, name)
+        locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = planmod.plan_for(topo, res, loc, facts)
+            plan = planmod.plan_for(loaded, facts)
             d = paths.lab_dir(plan.lab)
             planmod.write(plan, d)
-        secrets.decide(plan, topo, d / "secrets")
+        secrets.decide(plan, loaded.topo, d / "secrets")
         return cls(plan)
 
     def node(self, name: str) -> Node:
@@ -216,6 +226,10 @@ class Lab:
         timings: dict[str, float] = {}
         try:
             with log.step(f"lab {self.name}: up"):
+                conflicts = hostpools.conflicts(self)
+                if conflicts:  # before anything is made: storlab touches only what it made
+                    raise HarnessError(f"lab {self.name}: the KVM host already has what this lab would make, and it is "
+                                       "not this lab's (storlab leaves it alone):\n  " + "\n  ".join(conflicts))
                 for name, fn in self.steps():
                     t = time.monotonic()
                     with log.step(name):

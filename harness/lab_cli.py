@@ -26,7 +26,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    lab = Lab.from_topology(args.topology, args.provider)
+    lab = Lab.from_topology(args.topology, args.provider, name=args.name)
     log.add_logfile(lab.logfile)
     start = time.monotonic()
     lab.up(keep_on_failure=args.keep_on_failure)
@@ -130,6 +130,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("up", help="bring a lab up (resumes a half-built one)")
     p.add_argument("topology")
     p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
+    p.add_argument("--name", help="bring up an instance of the topology under this lab name (one topology, many labs: "
+                                  "its own networks, nodes, pools and paths)")
     p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("down", help="remove everything a lab created")

@@ -77,6 +77,7 @@ class HostPoolPlan(Frozen):
     """A libvirt pool on the KVM host ('kvm') or on a hypervisor node of the lab. The fields
     after `disk` are resolved from the backend and present only where the type uses them."""
     name: str
+    object: str  # the pool's name in libvirt
     type: str
     backend: str
     path: str | None
@@ -124,6 +125,7 @@ class Plan(Frozen):
     tag: str
     mgmt: MgmtPlan | None = None
     host: HostPlan
+    instance_of: str | None = None  # the lab the topology file describes, when this lab is an instance of it
     # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
 
     def section(self, name: str, kind: type[S]) -> S | None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import re
 import subprocess
 import uuid
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from .model import (
     Plan,
 )
 from .model import model as plan_model
-from .topology import Pool, Topology
+from .topology import NAME_RE, Pool, Topology
 from .validate import Resolved, validate_located
 from .yamlload import Located, load_file
 
@@ -106,9 +108,10 @@ def allocate_subnet(lab: str, net: str, taken: set[ipaddress.IPv4Network]) -> ip
 
 def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipaddress.IPv4Network],
               facts: HostFacts | None = None, accel: str | None = None,
-              preset: dict[str, str] | None = None) -> Plan:
+              preset: dict[str, str] | None = None, instance_of: str | None = None) -> Plan:
     """``preset`` maps network name -> cidr already handed to this lab (a resumed `up`);
-    its key "@mgmt" is the vagrant management network's."""
+    its key "@mgmt" is the vagrant management network's. ``instance_of`` names the lab the
+    file describes when this lab is an instance of it (`--name`)."""
     lab = topo.lab
     preset = preset or {}
     taken = set(taken)
@@ -125,11 +128,13 @@ def make_plan(topo: Topology, resolved: Resolved, topo_file: str, taken: set[ipa
         section = b.of(topo)
         if section is not None:
             sections[b.name] = b.plan(PlanInputs(lab, networks, nodes, resolved.implementation(b.name)), section)
+    if instance_of:
+        sections["instance_of"] = instance_of
     partial = plan_model()(lab=lab, topology=str(Path(topo_file).resolve()), provider=resolved.provider,
                    accel="kvm" if (accel == "kvm" or (accel is None and facts and facts.kvm_usable)) else "tcg",
                    networks=networks, nodes=nodes, tag=paths.tag(lab), host=HostPlan(uri=topo.host.uri, pools=(), volumes=()),
                    **sections)
-    return partial.with_(host=_host(topo, partial))
+    return partial.with_(host=_host(topo, partial, instance_of))
 
 
 def _networks(topo: Topology, preset: dict[str, str], taken: set[ipaddress.IPv4Network]) -> tuple[NetworkPlan, ...]:
@@ -190,19 +195,36 @@ def _nodes(topo: Topology, disk_devices: bool, networks: tuple[NetworkPlan, ...]
     return tuple(placed)
 
 
-def _secret_uuid(lab: str, p: Pool) -> str:
-    return str(p.secret.uuid if p.secret and p.secret.uuid else uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{p.name}"))
+def _secret_uuid(lab: str, p: Pool, instance_of: str | None) -> str:
+    """The topology's uuid (e.g. the one nova.conf names), except in an instance, whose secrets
+    must not be another lab's: derived from the lab name, like one the topology leaves out."""
+    if p.secret and p.secret.uuid and not instance_of:
+        return p.secret.uuid
+    given = p.secret.uuid if p.secret and p.secret.uuid else p.name
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{lab}:secret:{given}"))
 
 
-def _pool(topo: Topology, plan: Plan, p: Pool) -> HostPoolPlan:
+def kvm_path(p: Pool, lab: str, instance_of: str | None) -> str | None:
+    """Where a pool on the KVM host lives: the topology's path, with -LAB for an instance."""
+    if (p.host or "kvm") != "kvm" or not p.path:
+        return None
+    return f"{p.path}-{lab}" if instance_of else p.path
+
+
+def _pool(topo: Topology, plan: Plan, p: Pool, instance_of: str | None) -> HostPoolPlan:
     """A host pool with what its backend resolves to (servers, target, secrets, device)."""
     extra: dict[str, Any] = {}
     if p.backend != "local":
         b = get(p.backend)
         section = b.planned(plan)
         if section is not None:
-            extra.update(b.pool_extras(plan, section, p, _secret_uuid(topo.lab, p)))
+            extra.update(b.pool_extras(plan, section, p, _secret_uuid(topo.lab, p, instance_of)))
     host = p.host or "kvm"
+    # on the KVM host, shared with other labs and the host's own pools, the libvirt pool carries the
+    # lab's name; on a hypervisor node of the lab it keeps the topology's
+    extra["object"] = paths.obj_name(topo.lab, p.name) if host == "kvm" else p.name
+    if host == "kvm" and p.path:
+        extra["path"] = kvm_path(p, topo.lab, instance_of)
     if p.type in ("fs", "logical") and host != "kvm":
         hn = plan.node(host)
         disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
@@ -218,8 +240,8 @@ def _squashes(topo: Topology, p: Pool) -> bool:
     return section is not None and b.squashes(section, p)
 
 
-def _host(topo: Topology, plan: Plan) -> HostPlan:
-    pools = tuple(_pool(topo, plan, p) for p in topo.host.pools)
+def _host(topo: Topology, plan: Plan, instance_of: str | None) -> HostPlan:
+    pools = tuple(_pool(topo, plan, p, instance_of) for p in topo.host.pools)
     types = {p.name: p.type for p in pools}
     squashing = {p.name for p in topo.host.pools if _squashes(topo, p)}
     return HostPlan(uri=topo.host.uri, pools=pools,
@@ -288,26 +310,53 @@ def write(plan: Plan, directory: Path) -> dict[str, str]:
     return files
 
 
-def load_topology(file: str, facts: HostFacts, provider: str | None = None) -> tuple[Topology, Resolved, Located]:
-    """Read and validate a topology file (``provider`` overrides the file's, validated as if it said
-    so); the located data comes back too, for problems found when the plan is made."""
+@dataclass(frozen=True)
+class Loaded:
+    """A validated topology, its located data (for problems found when the plan is made) and, for
+    an instance (`--name`), the name of the lab the file describes."""
+    topo: Topology
+    res: Resolved
+    loc: Located
+    instance_of: str | None = None
+
+
+def load_topology(file: str, facts: HostFacts, provider: str | None = None, name: str | None = None) -> Loaded:
+    """Read and validate a topology file. ``provider`` overrides the file's, validated as if it said
+    so; ``name`` makes the lab an instance of the file under that name (its own networks, nodes,
+    pools and paths), so that one topology can run as many labs at once."""
+    if name is not None and not re.fullmatch(NAME_RE, name):
+        raise HarnessError(f"--name {name!r}: a lab name is 1-31 lower-case letters, digits and '-', "
+                           f"starting with a letter")
     loc = load_file(file)
-    if provider and isinstance(loc.data, dict):
-        loc.data["provider"] = provider
+    instance_of = None
+    if isinstance(loc.data, dict):
+        if provider:
+            loc.data["provider"] = provider
+        if name and name != loc.data.get("lab"):
+            instance_of = str(loc.data.get("lab"))
+            loc.data["lab"] = name
     topo, res = validate_located(loc, facts)
-    return topo, res, loc
+    return Loaded(topo, res, loc, instance_of)
 
 
-def plan_for(topo: Topology, res: Resolved, loc: Located, facts: HostFacts) -> Plan:
+def plan_for(loaded: Loaded, facts: HostFacts) -> Plan:
     """The plan of a validated topology; a lab that exists keeps its subnets (and must come from
     the same file and provider). Explicit cidrs must be free of what this host routes and other
-    labs hold: checked here, against the same look-up the allocation uses (callers hold the
-    allocation lock around this)."""
+    labs hold, and the KVM host's pool paths free of other labs' pools: checked here, against the
+    same look-up the allocation uses (callers hold the allocation lock around this)."""
+    topo, res, loc = loaded.topo, loaded.res, loaded.loc
     taken = used_subnets(exclude_lab=topo.lab)
     clashes = [loc.problem(("networks", i, "cidr"), f"{n.cidr} overlaps {t}, which this host routes or another lab holds",
                            "leave cidr out (a free /24 is chosen) or pick a subnet nothing here uses")
                for i, n in enumerate(topo.networks) if n.cidr
                for t in [next((t for t in taken if ipaddress.IPv4Network(n.cidr).overlaps(t)), None)] if t is not None]
+    held = host_paths_held(exclude_lab=topo.lab)
+    for i, p in enumerate(topo.host.pools):
+        path = kvm_path(p, topo.lab, loaded.instance_of)
+        if path is not None and path in held:
+            clashes.append(loc.problem(("host", "pools", i, "path"), f"{path} on this host is lab {held[path]}'s pool",
+                                       f"run this topology as an instance (storlab up --name NAME: its paths get -NAME), "
+                                       f"`storlab down {held[path]}`, or pick another path"))
     if clashes:
         raise TopologyError(clashes)
     existing = paths.lab_dir(topo.lab) / "plan.json"
@@ -323,9 +372,23 @@ def plan_for(topo: Topology, res: Resolved, loc: Located, facts: HostFacts) -> P
         preset = {n.name: n.cidr for n in old.networks}  # a resumed lab keeps its subnets
         if old.mgmt:
             preset["@mgmt"] = old.mgmt.cidr
-    return make_plan(topo, res, loc.file, taken, facts, preset=preset)
+    return make_plan(topo, res, loc.file, taken, facts, preset=preset, instance_of=loaded.instance_of)
 
 
-def load_plan(file: str, facts: HostFacts, provider: str | None = None) -> Plan:
-    topo, res, loc = load_topology(file, facts, provider)
-    return plan_for(topo, res, loc, facts)
+def load_plan(file: str, facts: HostFacts, provider: str | None = None, name: str | None = None) -> Plan:
+    return plan_for(load_topology(file, facts, provider, name), facts)
+
+
+def host_paths_held(exclude_lab: str | None = None) -> dict[str, str]:
+    """Paths of the KVM host's pools that other labs' plans hold: path -> lab."""
+    held: dict[str, str] = {}
+    labs = paths.home() / "labs"
+    for p in sorted(labs.glob("*/plan.json")) if labs.is_dir() else []:
+        if p.parent.name == exclude_lab:
+            continue
+        try:
+            other = Plan.load(p)
+        except (OSError, HarnessError):
+            continue
+        held.update({pool.path: other.lab for pool in other.host.pools if pool.host == "kvm" and pool.path})
+    return held

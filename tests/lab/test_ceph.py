@@ -105,7 +105,7 @@ def test_ceph_libvirt_rbd_pool_and_secret(lab: Lab, libvirt_conn: Any) -> None:
     assert "private='yes'" in secret.XMLDesc(0) or 'private="yes"' in secret.XMLDesc(0)
     with pytest.raises(libvirt.libvirtError):
         secret.value(0)  # a private secret cannot be read back through the API
-    pool = libvirt_conn.storagePoolLookupByName(spec.name)
+    pool = libvirt_conn.storagePoolLookupByName(spec.object)
     assert pool.isActive() and pool.autostart()
     xml = pool.XMLDesc(0)
     for mon in spec.monitors:

@@ -71,7 +71,7 @@ def test_ceph_openstack_libvirt_secret_has_nova_uuid(lab: Lab, libvirt_conn: Any
     uuid = "457eb676-33da-42ec-9a8c-9293d545c337"
     secret = libvirt_conn.secretLookupByUUIDString(uuid)
     assert "client.cinder" in secret.XMLDesc(0)
-    pool = libvirt_conn.storagePoolLookupByName("vms")
+    pool = libvirt_conn.storagePoolLookupByName(lab.plan.pool("vms").object)
     assert pool.isActive() and uuid in pool.XMLDesc(0)
     pool.refresh(0)
     assert "instance-0001_disk" in pool.listVolumes()

@@ -129,7 +129,7 @@ def test_gluster_failover_lab_is_built_as_specified(lab: Lab, hosts: dict[str, A
     client = [c for c in cmdlines() if "glusterfs" in c.split(" ")[0] and mnt in c]
     assert client and all(lab.node(n).address in client[0] for n in vol.nodes), f"backup volfile servers missing: {client}"
     for pool_name in ("glusterfs-pool", "gluster-native"):
-        pool = libvirt_conn.storagePoolLookupByName(pool_name)
+        pool = libvirt_conn.storagePoolLookupByName(lab.plan.pool(pool_name).object)
         pool.refresh(0)
         assert pool.isActive() and pool.autostart(), f"pool {pool_name} not active+autostart"
         assert "vm1.qcow2" in pool.listVolumes(), f"{pool_name} does not list vm1.qcow2"
@@ -139,7 +139,7 @@ def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any,
     lab = healthy
     mnt = mountpoint(lab)
     log_path = f"{mnt}/crash-{int(time.time())}.log"
-    pool = libvirt_conn.storagePoolLookupByName("glusterfs-pool")
+    pool = libvirt_conn.storagePoolLookupByName(lab.plan.pool("glusterfs-pool").object)
     with Writer("log", file_appender(log_path)) as w, Writer("vm-disk", qcow2_writer(f"{mnt}/vm1.qcow2"), 0.2) as q:
         wait_until(lambda: len(w.log.acked) > 10 and len(q.log.acked) > 3, timeout=60, what="writers running")
         victim = holders(lab, log_path)[0]  # gluster1, the volfile server of the mount, when replicated

@@ -43,7 +43,7 @@ def hv(lab: Lab) -> Any:
 def test_netfs_pool_on_the_hypervisor_node(lab: Lab, hv: Any, hosts: dict[str, Any]) -> None:
     node, conn = hv
     spec = netfs_pool(lab)
-    pool = conn.storagePoolLookupByName(spec.name)
+    pool = conn.storagePoolLookupByName(spec.object)
     assert pool.isActive() and pool.autostart()
     xml = pool.XMLDesc(0)
     assert nfs_plan(lab).address in xml and spec.export in xml

@@ -94,7 +94,7 @@ def test_iscsi_wrong_or_missing_chap_secret_is_refused(lab: Lab) -> None:
 
 def test_iscsi_direct_pool_lists_the_luns(lab: Lab, libvirt_conn: Any) -> None:
     spec = next(p for p in lab.plan.host.pools if p.type == "iscsi-direct")
-    pool = libvirt_conn.storagePoolLookupByName(spec.name)
+    pool = libvirt_conn.storagePoolLookupByName(spec.object)
     assert pool.isActive() and pool.autostart()
     pool.refresh(0)
     caps = sorted(pool.storageVolLookupByName(v).info()[1] // 2**20 for v in pool.listVolumes())

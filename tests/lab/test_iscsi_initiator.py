@@ -94,7 +94,7 @@ def test_iscsi_kernel_pool_on_a_hypervisor_node(lab: Lab, logged_in: Any) -> Non
     kvm = lab.node(spec.host)
     conn = connect(node_uri(lab, spec.host))
     try:
-        pool = conn.storagePoolLookupByName(spec.name)
+        pool = conn.storagePoolLookupByName(spec.object)
         assert pool.isActive() and pool.autostart()
         assert f"<iqn name='{spec.initiator}'/>" in pool.XMLDesc(0)
         pool.refresh(0)

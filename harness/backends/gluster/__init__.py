@@ -15,10 +15,11 @@ import contextlib
 import os
 from collections.abc import Callable
 
+from ... import log
 from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules
 from ...context import LabContext
-from ...errors import CleanupReport
-from ...hostfacts import mounted
+from ...errors import CleanupReport, HarnessError
+from ...hostfacts import mount_at, mounted
 from ...model import HostPoolPlan, Plan, need
 from ...run import run, succeed
 from ...topology import Pool
@@ -60,9 +61,21 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
         if pool.type == "dir" and pool.fuse_mount:
             fuse_mount(pool)
 
+    def pool_conflicts(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+        if not pool.fuse_mount or not pool.path:
+            return []
+        m = mount_at(pool.path)
+        if m is None or _ours(pool, m[0]):
+            return []
+        return [f"mount {pool.path} (of {m[0]}, not this lab's volume)"]
+
     def release_pool(self, lab: LabContext, pool: HostPoolPlan) -> CleanupReport:
         rep = CleanupReport()
         mnt = pool.path if pool.fuse_mount else None
+        m = mount_at(mnt) if mnt else None
+        if mnt and m and not _ours(pool, m[0]):
+            log.info(f"{mnt} is a mount of {m[0]}, not of lab {lab.name}'s volume: left alone")
+            return rep
         if mnt and mounted(mnt):
             r = run(["umount", mnt], timeout=60)
             if not r.ok:
@@ -74,7 +87,8 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
         return rep
 
     def pool_leftovers(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
-        return [f"mount {pool.path}"] if pool.fuse_mount and pool.path and mounted(pool.path) else []
+        m = mount_at(pool.path) if pool.fuse_mount and pool.path else None
+        return [f"mount {pool.path}"] if m and _ours(pool, m[0]) else []
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         if "gluster" not in roles:
@@ -82,10 +96,19 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
         return [["sh", "-c", "gluster peer status; gluster volume status; gluster volume heal all info"]]
 
 
+def _ours(pool: HostPoolPlan, source: str) -> bool:
+    """Is a mount of ``source`` (server:/volume) this pool's volume, from this lab's servers?"""
+    server, _, volume = source.partition(":/")
+    return volume == pool.volume and server in {pool.server, *pool.backup_servers}
+
+
 def fuse_mount(pool: HostPoolPlan) -> None:
     """The pool's volume mounted on the KVM host at the pool's path (with backup volfile servers)."""
     path = need(pool.path, f"pool {pool.name}: path")
-    if mounted(path):
+    m = mount_at(path)
+    if m is not None:
+        if not _ours(pool, m[0]):
+            raise HarnessError(f"{path} is a mount of {m[0]}, not of this lab's volume; storlab leaves it alone")
         return
     os.makedirs(path, exist_ok=True)
     opts = "backup-volfile-servers=" + ":".join(pool.backup_servers) if pool.backup_servers else "defaults"
