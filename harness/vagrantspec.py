@@ -70,6 +70,11 @@ def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def domain_description(lab: str, node: str) -> str:
+    """What a lab's domain says it is: storlab removes only domains that say so (or vagrant made)."""
+    return f"storlab lab {lab} node {node}"
+
+
 def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
     name, domain = node.name, node.object
     if not domain.endswith(name):
@@ -87,6 +92,7 @@ def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
                       "volume": d.image + ".qcow2"})
     return {
         "name": name, "domain": domain, "domain_prefix": domain[: len(domain) - len(name)],
+        "description": domain_description(plan.lab, name),
         "cpus": node.cpus, "memory": node.memory,
         "mgmt_mac": paths.mac(plan.lab, name, "mgmt"), "mgmt_ip": mgmt_address(plan, node),
         "console_log": str(labdir / "logs" / f"{name}.console.log"),

@@ -177,15 +177,57 @@ class VagrantProvider(Provider):
         except KeyError:
             return paths.obj_name(self.lab, node)
 
-    def _owned(self, name: str) -> bool:
-        """Named storlab-<lab>-*, and not by a lab whose name merely extends ours (lab 'a' vs 'a-b')."""
-        prefix = paths.obj_name(self.lab, "")
-        if not name.startswith(prefix):
+    # -- ownership: a name is not enough (a hand-made or another tool's object may carry it) -----
+    def domain_mark(self, node: str) -> str:
+        """The description every domain of this lab carries (set by vagrant-libvirt at creation)."""
+        return vagrantspec.domain_description(self.lab, node)
+
+    def _vagrant_ids(self) -> set[str]:
+        """UUIDs of the domains vagrant made for this lab (its own record, for domains made before the mark)."""
+        return {p.read_text().strip() for p in (self.labdir / ".vagrant" / "machines").glob("*/libvirt/id")}
+
+    def _owned_domain(self, dom: Any) -> bool:
+        by_name = {n.object: n.name for n in self.plan.nodes}
+        node = by_name.get(dom.name())
+        if node is None:
             return False
-        labs = paths.home() / "labs"
-        others = [p.name for p in labs.iterdir()] if labs.is_dir() else []
-        return not any(o != self.lab and paths.obj_name(o, "").startswith(prefix) and name.startswith(paths.obj_name(o, ""))
-                       for o in others)
+        desc = ET.fromstring(dom.XMLDesc(0)).findtext("description") or ""
+        return desc == self.domain_mark(node) or dom.UUIDString() in self._vagrant_ids()
+
+    def _planned_networks(self) -> dict[str, str]:
+        """libvirt network name -> the bridge this lab gives it (the bridge name carries the lab's tag)."""
+        return {n.libvirt_network: n.bridge for n in (*self.plan.networks, *([self.plan.mgmt] if self.plan.mgmt else []))}
+
+    def _owned_network(self, net: Any) -> bool:
+        bridge = self._planned_networks().get(net.name())
+        br = ET.fromstring(net.XMLDesc(0)).find("bridge")
+        return bridge is not None and br is not None and br.get("name") == bridge
+
+    def _planned_volumes(self) -> re.Pattern[str]:
+        """The volumes vagrant-libvirt makes for this lab: each domain's root image and each data disk."""
+        names = [re.escape(n.object) + r"(_\d+)?\.img" for n in self.plan.nodes]
+        names += [re.escape(d.image) + r"\.qcow2" for n in self.plan.nodes for d in n.disks]
+        return re.compile("|".join(names) or "(?!)")
+
+    def conflicts(self) -> list[str]:
+        """Domains and networks with this lab's names that are not this lab's."""
+        import libvirt
+        out = []
+        for n in self.plan.nodes:
+            try:
+                dom = self.conn().lookupByName(n.object)
+            except libvirt.libvirtError:
+                continue
+            if not self._owned_domain(dom):
+                out.append(f"domain {n.object} (not made for lab {self.lab}: no storlab description, not vagrant's)")
+        for name in self._planned_networks():
+            try:
+                net = self.conn().networkLookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            if not self._owned_network(net):
+                out.append(f"network {name} (its bridge is not this lab's)")
+        return out
 
     # -- libvirt -------------------------------------------------------------------------
     def conn(self) -> Any:
@@ -223,6 +265,9 @@ class VagrantProvider(Provider):
         want = ET.fromstring(xml)
         try:
             net = conn.networkLookupByName(name)
+            if not self._owned_network(net):
+                raise HarnessError(f"libvirt network {name} exists and is not lab {self.lab}'s (bridge); "
+                                   "storlab leaves it alone: remove or rename it")
             have = ET.fromstring(net.XMLDesc(0))
             if _net_key(have) != _net_key(want):
                 log.info(f"network {name}: redefining (was {_net_key(have)}, want {_net_key(want)})")
@@ -248,6 +293,10 @@ class VagrantProvider(Provider):
         keys = self.labdir / "authorized_keys"
         keys.write_text(public_key if public_key.endswith("\n") else public_key + "\n")
         os.chmod(keys, 0o600)
+        foreign = self.conflicts()
+        if foreign:  # before vagrant makes anything: it would fail half-way, or take them over
+            raise HarnessError(f"lab {self.lab}: libvirt already has objects with this lab's names that are not its "
+                               "own (storlab leaves them alone; remove or rename them):\n  " + "\n  ".join(foreign))
         with log.step("libvirt: storage pool and isolated networks"):
             self._ensure_pool()
             for name, xml in vagrantspec.networks(self.plan, spec).items():
@@ -362,10 +411,10 @@ class VagrantProvider(Provider):
 
     # -- teardown ------------------------------------------------------------------------
     def _domains(self) -> list[Any]:
-        return [d for d in self.conn().listAllDomains(0) if self._owned(d.name())]
+        return [d for d in self.conn().listAllDomains(0) if self._owned_domain(d)]
 
     def _networks(self) -> list[Any]:
-        return [n for n in self.conn().listAllNetworks(0) if self._owned(n.name())]
+        return [n for n in self.conn().listAllNetworks(0) if self._owned_network(n)]
 
     def _volumes(self) -> list[Any]:
         import libvirt
@@ -376,7 +425,8 @@ class VagrantProvider(Provider):
         if not pool.isActive():
             return []
         pool.refresh(0)
-        return [v for v in pool.listAllVolumes(0) if self._owned(v.name())]
+        planned = self._planned_volumes()
+        return [v for v in pool.listAllVolumes(0) if planned.fullmatch(v.name())]
 
     def destroy(self) -> CleanupReport:
         import libvirt

@@ -9,9 +9,9 @@ import pytest
 from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
 from harness.model import HostPoolPlan
 
-POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None, fuse_mount=False,
-                    export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None, secret=None,
-                    host="kvm1", disk=None, server="192.168.193.11")
+POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
+                    fuse_mount=False, export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None,
+                    secret=None, host="kvm1", disk=None, server="192.168.193.11")
 IFACES = """default tcp,<empty>,<empty>,<empty>,<empty>
 iser iser,<empty>,<empty>,<empty>,<empty>
 """

@@ -247,15 +247,57 @@ def test_top_level_vagrantfile_reads_only_keys_the_spec_has(spec: dict[str, Any]
 
 # -- ownership and names --------------------------------------------------------------------------
 
-def test_teardown_spares_labs_whose_name_extends_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class FakeDomain:
+    def __init__(self, name: str, description: str | None, uuid: str = "u-1") -> None:
+        self._name, self._desc, self._uuid = name, description, uuid
+
+    def name(self) -> str:
+        return self._name
+
+    def UUIDString(self) -> str:
+        return self._uuid
+
+    def XMLDesc(self, flags: int) -> str:
+        desc = f"<description>{self._desc}</description>" if self._desc is not None else ""
+        return f"<domain><name>{self._name}</name>{desc}</domain>"
+
+
+class FakeNetwork:
+    def __init__(self, name: str, bridge: str) -> None:
+        self._name, self._bridge = name, bridge
+
+    def name(self) -> str:
+        return self._name
+
+    def XMLDesc(self, flags: int) -> str:
+        return f"<network><name>{self._name}</name><bridge name='{self._bridge}'/></network>"
+
+
+def test_teardown_takes_only_what_carries_this_labs_marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name is not ownership: a domain needs the lab's description (or vagrant's own record of
+    it), a network the lab's bridge, a volume one of the exact names vagrant-libvirt gives the
+    lab's disks. Lab 'a' never takes lab 'a-b''s objects, nor hand-made ones named like its own."""
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
-    for lab in ("a", "a-b"):
-        (paths.lab_dir(lab)).mkdir(parents=True)
-    p = VagrantProvider(plan_of(TWO_NODES.replace("lab: t", "lab: a")), paths.lab_dir("a"))
-    assert p._owned("storlab-a-node1") and p._owned("storlab-a-mgmt") and p._owned("storlab-a-node1-data.qcow2")
-    assert not p._owned("storlab-a-b-node1")
-    assert not p._owned("storlab-ab-node1") and not p._owned("default")
-    assert not p._owned(BOX.pool_volume_prefix + "0_1795621468_box.img")
+    plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
+    p = VagrantProvider(plan, paths.lab_dir("a"))
+    node1 = plan.node("n1")
+    assert p._owned_domain(FakeDomain("storlab-a-n1", "storlab lab a node n1"))
+    assert not p._owned_domain(FakeDomain("storlab-a-n1", None))  # hand-made, same name
+    assert not p._owned_domain(FakeDomain("storlab-a-n1", "storlab lab a node n2"))
+    assert not p._owned_domain(FakeDomain("storlab-a-b-n1", "storlab lab a-b node n1"))
+    ids = paths.lab_dir("a") / ".vagrant" / "machines" / "n1" / "libvirt"
+    ids.mkdir(parents=True)
+    (ids / "id").write_text("u-vagrant\n")
+    assert p._owned_domain(FakeDomain("storlab-a-n1", None, uuid="u-vagrant"))  # made by vagrant before the mark
+    net = plan.networks[0]
+    assert p._owned_network(FakeNetwork(net.libvirt_network, net.bridge))
+    assert not p._owned_network(FakeNetwork(net.libvirt_network, "virbr9"))
+    assert plan.mgmt and p._owned_network(FakeNetwork(plan.mgmt.libvirt_network, plan.mgmt.bridge))
+    vols = p._planned_volumes()
+    assert vols.fullmatch(f"{node1.object}.img") and vols.fullmatch(f"{node1.disks[0].image}.qcow2")
+    assert not vols.fullmatch("storlab-a-b-n1.img") and not vols.fullmatch("storlab-a-n1-other.qcow2")
+    assert not vols.fullmatch(BOX.pool_volume_prefix + "0_1795621468_box.img")
+    assert vagrantspec.machine(plan, node1, paths.lab_dir("a"))["description"] == "storlab lab a node n1"
 
 
 def test_box_names_follow_the_image_key() -> None:
