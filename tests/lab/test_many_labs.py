@@ -1,0 +1,136 @@
+"""Many labs on one host, as a class or a config matrix runs them: three instances of one
+topology (`storlab up --name`) brought up at the same time by three processes, each with its own
+nodes, networks, Gluster volume, FUSE mount and libvirt pools on the shared KVM host; a lab's
+nodes cannot reach another lab's; `down` of one leaves the others whole. Objects made by hand
+with a lab's names stop its `up` before it makes anything, and survive its `down`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import paths
+from harness.backends.gluster.role import volume_whole
+from harness.hostfacts import mount_at
+from harness.lab import Lab
+from harness.virt import connect
+
+from .test_lifecycle import host_traces
+
+TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "gluster-3.yaml")
+STORLAB = [sys.executable, "-m", "harness.cli"]
+NAMES = ("mla", "mlb", "mlc")
+HANDMADE = "mlh"
+
+
+def storlab(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STORLAB, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def pool_names(conn: Any) -> set[str]:
+    return {p.name() for p in conn.listAllStoragePools(0)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_slate() -> Any:
+    def clean() -> None:
+        for name in (*NAMES, HANDMADE):
+            if (paths.lab_dir(name) / "plan.json").exists():
+                storlab("down", name)
+    clean()
+    yield
+    clean()
+
+
+@pytest.fixture(scope="module")
+def labs() -> dict[str, Lab]:
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(len(NAMES)) as ex:  # three `storlab up` processes at once
+        results = list(ex.map(lambda n: storlab("up", TOPO, "--provider", "lxc", "--name", n), NAMES))
+    for name, r in zip(NAMES, results, strict=True):
+        assert r.returncode == 0, f"up --name {name}: {r.stderr[-3000:]}"
+    print(f"three gluster-3 instances up at once: {time.monotonic() - t0:.0f}s")
+    return {n: Lab.load(n) for n in NAMES}
+
+
+def test_many_labs_instances_come_up_together_each_whole_and_its_own(labs: dict[str, Lab]) -> None:
+    subnets = {lab.plan.networks[0].cidr for lab in labs.values()}
+    assert len(subnets) == len(NAMES), f"instances share a subnet: {subnets}"
+    conn = connect("qemu:///system")
+    try:
+        have = pool_names(conn)
+        for name, lab in labs.items():
+            assert lab.plan.instance_of == "gluster3"
+            fuse = lab.plan.pool("glusterfs-pool")
+            assert fuse.object == f"storlab-{name}-glusterfs-pool" and fuse.object in have
+            assert fuse.path == f"/var/lib/libvirt/images/GlusterFS-{name}"
+            m = mount_at(fuse.path)
+            assert m is not None and m[0].split(":")[0] in {n.address for n in lab.nodes.values()}, \
+                f"{fuse.path} is not mounted from lab {name}'s own servers: {m}"
+            assert volume_whole(lab.node("gluster1"), "kvmgluster")
+    finally:
+        conn.close()
+
+
+def test_many_labs_nodes_cannot_reach_another_labs_nodes(labs: dict[str, Lab]) -> None:
+    a, b = labs[NAMES[0]], labs[NAMES[1]]
+    node = a.node("gluster1")
+    assert node.run(["ping", "-c1", "-W2", a.node("gluster2").address], timeout=15).ok
+    for other in b.nodes.values():
+        assert not node.run(["ping", "-c1", "-W2", other.address], timeout=15).ok, \
+            f"lab {a.name}'s gluster1 reaches lab {b.name}'s {other.name} ({other.address})"
+
+
+def test_many_labs_down_of_one_leaves_the_others_whole(labs: dict[str, Lab]) -> None:
+    gone, *kept = NAMES
+    r = storlab("down", gone)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert host_traces(gone) == []
+    conn = connect("qemu:///system")
+    try:
+        have = pool_names(conn)
+        assert not any(p.startswith(f"storlab-{gone}-") for p in have)
+        for name in kept:
+            lab = labs[name]
+            fuse = lab.plan.pool("glusterfs-pool")
+            assert fuse.object in have and conn.storagePoolLookupByName(fuse.object).isActive()
+            assert mount_at(fuse.path or "") is not None, f"{name}'s FUSE mount went with lab {gone}"
+            assert all(n.is_up() for n in lab.nodes.values())
+            assert volume_whole(lab.node("gluster2"), "kvmgluster")
+    finally:
+        conn.close()
+    for name in kept:
+        assert storlab("down", name).returncode == 0
+        assert host_traces(name) == []
+
+
+def test_many_labs_hand_made_objects_stop_up_before_it_makes_anything_and_survive_down() -> None:
+    """A pool made by hand with the name the lab's pool would take: `up` refuses, naming it, before
+    any node exists; the pool is untouched by the failed `up` and by `down`."""
+    name = f"storlab-{HANDMADE}-glusterfs-pool"
+    conn = connect("qemu:///system")
+    target = Path(f"/var/lib/storlab-test-{HANDMADE}")
+    try:
+        target.mkdir(exist_ok=True)
+        pool = conn.storagePoolDefineXML(f"<pool type='dir'><name>{name}</name><target><path>{target}</path>"
+                                         f"</target></pool>", 0)
+        try:
+            r = storlab("up", TOPO, "--provider", "lxc", "--name", HANDMADE)
+            assert r.returncode != 0
+            assert name in r.stderr and "not this lab's" in r.stderr, r.stderr[-2000:]
+            assert host_traces(HANDMADE) == [], "the refused up left something behind"
+            assert conn.storagePoolLookupByName(name).UUIDString() == pool.UUIDString()
+            if (paths.lab_dir(HANDMADE) / "plan.json").exists():
+                storlab("down", HANDMADE)
+            assert conn.storagePoolLookupByName(name).UUIDString() == pool.UUIDString(), "down removed a hand-made pool"
+        finally:
+            pool.undefine()
+    finally:
+        conn.close()
+        target.rmdir()
