@@ -40,16 +40,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = planmod.load_plan(args.file, facts, args.provider, args.name)
     out = Path(args.output) if args.output else paths.lab_dir(plan.lab) / "plan-preview"
     files = planmod.write(plan, out)
-    print(f"lab {plan.lab}  provider {plan.provider}  accel {plan.accel}")
+    print(f"lab {plan.lab}  provider {plan.provider}  accel {plan.accel}"
+          + (f"  (an instance of {plan.instance_of})" if plan.instance_of else ""))
     for net in plan.networks:
         print(f"  network {net.name:<10} {net.cidr:<18} bridge {net.bridge}")
     for n in plan.nodes:
         disks = ", ".join(f"{d.name} {d.size // 2**20}M{' ' + d.filesystem if d.filesystem != 'none' else ''}"
                           f"{' @' + d.mount if d.mount else ''}" for d in n.disks) or "-"
         print(f"  node {n.name:<13} {n.address:<16} {n.cpus} cpu {n.memory:>5} MiB  "
-              f"roles {','.join(n.roles) or '-'}  disks {disks}")
+              f"roles {','.join(n.roles) or '-'}  disks {disks}  ({n.object})")
     for p in plan.host.pools:
-        print(f"  pool {p.name:<18} {p.type:<13} on {p.host}")
+        print(f"  pool {p.name:<18} {p.type:<13} on {p.host}  libvirt {p.object}" + (f"  at {p.path}" if p.path else "")
+              + (f"  secret {p.secret_uuid}" if p.secret_uuid else ""))
     print(f"{len(files)} config files rendered under {out}/files")
     return 0
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -353,13 +355,27 @@ def reap() -> CleanupReport:
     return rep
 
 
-def _orphan(name: str, labs: set[str]) -> bool:
-    """A libvirt object named storlab-LAB-... whose lab is unknown (box images are a cache, kept)."""
-    return (name.startswith("storlab-") and "VAGRANTSLASH" not in name
-            and not any(name.startswith(f"storlab-{lab}-") for lab in labs))
+def domain_owner(xml: str) -> str | None:
+    """The lab a domain's storlab description names (vagrantspec.domain_description), if any."""
+    m = re.fullmatch(r"storlab lab ([a-z][a-z0-9-]*) node [a-z][a-z0-9-]*", ET.fromstring(xml).findtext("description") or "")
+    return m.group(1) if m else None
+
+
+def network_owner(name: str, xml: str) -> str | None:
+    """The lab whose bridge a network named storlab-LAB-NET uses (the bridge carries the lab's tag)."""
+    br = ET.fromstring(xml).find("bridge")
+    bridge = br.get("name", "") if br is not None else ""
+    rest = name.removeprefix("storlab-") if name.startswith("storlab-") else ""
+    for i, ch in enumerate(rest):
+        lab = rest[:i]
+        if ch == "-" and lab and re.fullmatch(rf"{re.escape(paths.bridge_name(lab, 0)[:-1])}\d+", bridge):
+            return lab
+    return None
 
 
 def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
+    """Domains and networks marked as a lab's whose lab is gone, with the domains' own disk volumes;
+    nothing that merely has a storlab-like name (a hand-made `storlab-something` stays)."""
     try:
         import libvirt
 
@@ -368,33 +384,39 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
         return
     try:
         for dom in conn.listAllDomains(0):
-            if _orphan(dom.name(), labs):
-                try:
-                    if dom.isActive():
-                        dom.destroy()
-                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
-                    rep.removed.append(f"orphan domain {dom.name()}")
-                except libvirt.libvirtError as exc:
-                    rep.failed.append((f"domain {dom.name()}", str(exc)))
-        for net in conn.listAllNetworks(0):
-            if _orphan(net.name(), labs):
-                try:
-                    if net.isActive():
-                        net.destroy()
-                    net.undefine()
-                    rep.removed.append(f"orphan network {net.name()}")
-                except libvirt.libvirtError as exc:
-                    rep.failed.append((f"network {net.name()}", str(exc)))
-        for pool in conn.listAllStoragePools(0):
-            # only the pools VM disks live in: listing a pool on a hung network mount would hang
-            if pool.name() not in ("storlab", "default") or not pool.isActive():
+            owner = domain_owner(dom.XMLDesc(0))
+            if owner is None or owner in labs:
                 continue
-            for vol in pool.listAllVolumes(0):
-                if _orphan(vol.name(), labs):
+            disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                rep.removed.append(f"orphan domain {dom.name()} (lab {owner})")
+            except libvirt.libvirtError as exc:
+                rep.failed.append((f"domain {dom.name()}", str(exc)))
+                continue
+            for path in disks:
+                try:
+                    vol = conn.storageVolLookupByPath(path)
+                except libvirt.libvirtError:
+                    continue
+                if vol.storagePoolLookupByVolume().name() == "storlab" and vol.name().startswith(f"storlab-{owner}-"):
                     try:
                         vol.delete(0)
                         rep.removed.append(f"orphan volume {vol.name()}")
                     except libvirt.libvirtError as exc:
                         rep.failed.append((f"volume {vol.name()}", str(exc)))
+        for net in conn.listAllNetworks(0):
+            owner = network_owner(net.name(), net.XMLDesc(0))
+            if owner is None or owner in labs:
+                continue
+            try:
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+                rep.removed.append(f"orphan network {net.name()} (lab {owner})")
+            except libvirt.libvirtError as exc:
+                rep.failed.append((f"network {net.name()}", str(exc)))
     finally:
         conn.close()

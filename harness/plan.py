@@ -350,7 +350,12 @@ def plan_for(loaded: Loaded, facts: HostFacts) -> Plan:
                            "leave cidr out (a free /24 is chosen) or pick a subnet nothing here uses")
                for i, n in enumerate(topo.networks) if n.cidr
                for t in [next((t for t in taken if ipaddress.IPv4Network(n.cidr).overlaps(t)), None)] if t is not None]
-    held = host_paths_held(exclude_lab=topo.lab)
+    others = other_plans(exclude_lab=topo.lab)
+    same_tag = [o.lab for o in others if o.tag == paths.tag(topo.lab)]
+    if same_tag:  # bridge and veth names carry the tag: the two labs would take each other's links
+        clashes.append(loc.problem(("lab",), f"lab name {topo.lab} has the same short tag ({paths.tag(topo.lab)}) as lab "
+                                   f"{same_tag[0]}, which is on this host", "choose another lab name (or --name)"))
+    held = host_paths_held(others)
     for i, p in enumerate(topo.host.pools):
         path = kvm_path(p, topo.lab, loaded.instance_of)
         if path is not None and path in held:
@@ -379,16 +384,20 @@ def load_plan(file: str, facts: HostFacts, provider: str | None = None, name: st
     return plan_for(load_topology(file, facts, provider, name), facts)
 
 
-def host_paths_held(exclude_lab: str | None = None) -> dict[str, str]:
-    """Paths of the KVM host's pools that other labs' plans hold: path -> lab."""
-    held: dict[str, str] = {}
+def other_plans(exclude_lab: str | None = None) -> list[Plan]:
+    """The plans of the other labs on this host (an unreadable one is skipped)."""
+    out = []
     labs = paths.home() / "labs"
     for p in sorted(labs.glob("*/plan.json")) if labs.is_dir() else []:
         if p.parent.name == exclude_lab:
             continue
         try:
-            other = Plan.load(p)
+            out.append(Plan.load(p))
         except (OSError, HarnessError):
             continue
-        held.update({pool.path: other.lab for pool in other.host.pools if pool.host == "kvm" and pool.path})
-    return held
+    return out
+
+
+def host_paths_held(others: list[Plan]) -> dict[str, str]:
+    """Paths of the KVM host's pools that other labs' plans hold: path -> lab."""
+    return {pool.path: o.lab for o in others for pool in o.host.pools if pool.host == "kvm" and pool.path}

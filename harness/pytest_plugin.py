@@ -1,7 +1,8 @@
 """pytest plugin: lab fixtures for storlab topologies.
 
 Options: --topology FILE (overrides a module's `pytestmark = pytest.mark.topology(...)`),
---keep-lab (leave labs up at the end), --lab-provider lxc|vagrant.
+--keep-lab (leave labs up at the end), --lab-provider lxc|vagrant, --lab-prefix P (run every
+topology as an instance named P-LAB: two sessions on one host do not share labs).
 Fixtures: `lab` (one per topology per session, brought up once, torn down at the end;
 a lab that is already up, e.g. from `storlab up`, is reused and left alone),
 `nodes` (name -> harness.node.Node), `hosts` (name -> testinfra host), `libvirt_conn`.
@@ -21,6 +22,7 @@ from .errors import HarnessError
 from .lab import Lab
 from .node import Node
 from .virt import connect
+from .yamlload import load_file
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,12 +30,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--topology", default=None, help="topology file for lab tests (overrides the module's marker)")
     g.addoption("--keep-lab", action="store_true", help="leave labs up after the session")
     g.addoption("--lab-provider", default=None, help="force a node provider (lxc, vagrant, ...)")
+    g.addoption("--lab-prefix", default=None,
+                help="run each topology as an instance named PREFIX-LAB (storlab up --name), so that several "
+                     "sessions (CI jobs, students) share a host without sharing labs")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(file): the topology a lab test module runs against")
     config.addinivalue_line("markers", "lab: brings up a real lab (root, lxc or vagrant, libvirtd)")
     config.addinivalue_line("markers", "vm: needs the vagrant-libvirt provider (slow under TCG)")
+
+
+def lab_name_of(topology: str) -> str:
+    """The `lab:` a topology file names (read without validating: validation comes with the lab)."""
+    data = load_file(topology).data
+    name = data.get("lab") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        raise HarnessError(f"{topology}: no lab: name")
+    return name
 
 
 class LabManager:
@@ -51,7 +65,9 @@ class LabManager:
         if os.geteuid() != 0:
             raise HarnessError("lab tests need root (they create bridges, containers and mounts)")
         provider = self.config.getoption("--lab-provider")
-        lab = Lab.from_topology(topology, provider)
+        prefix = self.config.getoption("--lab-prefix")
+        name = f"{prefix}-{lab_name_of(topology)}" if prefix else None
+        lab = Lab.from_topology(topology, provider, name=name)
         if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
             lab.write_ssh_config()
             log.add_logfile(lab.logfile)  # faults, restarts and their bounds go to the lab's log

@@ -282,6 +282,10 @@ class VagrantProvider(Provider):
 
     # -- create --------------------------------------------------------------------------
     def create(self, public_key: str) -> None:
+        foreign = self.conflicts()
+        if foreign:  # before vagrant makes anything: it would fail half-way, or take them over
+            raise HarnessError(f"lab {self.lab}: libvirt already has objects with this lab's names that are not its "
+                               "own (storlab leaves them alone; remove or rename them):\n  " + "\n  ".join(foreign))
         if shutil.which("vagrant") is None:
             raise HarnessError("vagrant is not installed; run ci/setup-host.sh --vm, or use provider: lxc")
         with log.step("vagrant box"):
@@ -293,10 +297,6 @@ class VagrantProvider(Provider):
         keys = self.labdir / "authorized_keys"
         keys.write_text(public_key if public_key.endswith("\n") else public_key + "\n")
         os.chmod(keys, 0o600)
-        foreign = self.conflicts()
-        if foreign:  # before vagrant makes anything: it would fail half-way, or take them over
-            raise HarnessError(f"lab {self.lab}: libvirt already has objects with this lab's names that are not its "
-                               "own (storlab leaves them alone; remove or rename them):\n  " + "\n  ".join(foreign))
         with log.step("libvirt: storage pool and isolated networks"):
             self._ensure_pool()
             for name, xml in vagrantspec.networks(self.plan, spec).items():

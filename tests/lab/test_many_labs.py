@@ -6,6 +6,7 @@ with a lab's names stop its `up` before it makes anything, and survive its `down
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -23,10 +24,11 @@ from harness.virt import connect
 
 from .test_lifecycle import host_traces
 
-TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "gluster-3.yaml")
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPO = str(TOPOLOGIES / "gluster-3.yaml")
 STORLAB = [sys.executable, "-m", "harness.cli"]
 NAMES = ("mla", "mlb", "mlc")
-HANDMADE = "mlh"
+HANDMADE, VMHANDMADE, PREFIXED = "mlh", "mlv", ("mlx", "mlx-b")
 
 
 def storlab(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -40,7 +42,7 @@ def pool_names(conn: Any) -> set[str]:
 @pytest.fixture(scope="module", autouse=True)
 def clean_slate() -> Any:
     def clean() -> None:
-        for name in (*NAMES, HANDMADE):
+        for name in (*NAMES, HANDMADE, VMHANDMADE, *PREFIXED):
             if (paths.lab_dir(name) / "plan.json").exists():
                 storlab("down", name)
     clean()
@@ -134,3 +136,54 @@ def test_many_labs_hand_made_objects_stop_up_before_it_makes_anything_and_surviv
     finally:
         conn.close()
         target.rmdir()
+
+
+def test_many_labs_a_and_a_b_coexist_and_down_a_leaves_a_b() -> None:
+    """Lab names where one extends the other (container storlab-mlx-b-node1 could be lab mlx's node
+    b-node1 by its name): ownership goes by marks, so `down mlx` takes none of mlx-b's."""
+    a, ab = PREFIXED
+    nodes3 = str(TOPOLOGIES / "nodes-3.yaml")
+    with ThreadPoolExecutor(2) as ex:
+        results = list(ex.map(lambda n: storlab("up", nodes3, "--provider", "lxc", "--name", n), PREFIXED))
+    assert all(r.returncode == 0 for r in results), [r.stderr[-1500:] for r in results]
+    assert storlab("down", a).returncode == 0
+    lab_ab = Lab.load(ab)
+    assert all(n.is_up() for n in lab_ab.nodes.values()), f"down {a} stopped a node of {ab}"
+    assert all(lab_ab.node(n).run(["true"], timeout=30).ok for n in lab_ab.nodes)
+    left_of_a = [t for t in host_traces(a) if f"storlab-{ab}-" not in t and f"/labs/{ab}/" not in t
+                 and not t.startswith(f"link slb{paths.tag(ab)}")]
+    assert left_of_a == [], left_of_a
+    assert storlab("down", ab).returncode == 0
+    assert host_traces(ab) == []
+
+
+def test_many_labs_hand_made_domain_and_network_stop_a_vm_lab_and_survive_down_and_reap() -> None:
+    """A domain and a network made by hand with the names a vagrant lab would use, and a domain
+    and network named storlab-something: `up` refuses before vagrant makes anything (no VM is
+    booted here), and neither `down` nor `reap` touches them."""
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed (ci/setup-host.sh --vm)")
+    conn = connect("qemu:///system")
+    made: list[Any] = []
+    try:
+        for name in (f"storlab-{VMHANDMADE}-node1", "storlab-something"):
+            made.append(conn.defineXML(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
+                                       "<os><type arch='x86_64'>hvm</type></os></domain>"))
+        for name, bridge in ((f"storlab-{VMHANDMADE}-storage", "slbhand0"), ("storlab-something", "slbhand1")):
+            made.append(conn.networkDefineXML(f"<network><name>{name}</name><bridge name='{bridge}'/></network>"))
+        r = storlab("up", str(TOPOLOGIES / "vm-smoke.yaml"), "--provider", "vagrant", "--name", VMHANDMADE)
+        assert r.returncode != 0
+        assert f"domain storlab-{VMHANDMADE}-node1" in r.stderr and f"network storlab-{VMHANDMADE}-storage" in r.stderr, \
+            r.stderr[-2000:]
+        if (paths.lab_dir(VMHANDMADE) / "plan.json").exists():
+            storlab("down", VMHANDMADE)
+        assert storlab("reap").returncode == 0
+        domains = {d.name() for d in conn.listAllDomains(0)}
+        networks = {n.name() for n in conn.listAllNetworks(0)}
+        assert {f"storlab-{VMHANDMADE}-node1", "storlab-something"} <= domains, "down or reap removed a hand-made domain"
+        assert {f"storlab-{VMHANDMADE}-storage", "storlab-something"} <= networks, "down or reap removed a hand-made network"
+        assert not any(d.startswith(f"storlab-{VMHANDMADE}-") and d != f"storlab-{VMHANDMADE}-node1" for d in domains)
+    finally:
+        for obj in made:
+            obj.undefine()
+        conn.close()

@@ -179,3 +179,14 @@ def test_a_fuse_mount_of_another_volume_is_not_taken(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(g, "mount_at", lambda path: (f"{fuse.server}:/kvmgluster", "fuse.glusterfs"))
     assert GlusterBackend().pool_conflicts(lab, fuse) == []
     assert GlusterBackend().pool_leftovers(lab, fuse) == [f"mount {fuse.path}"]
+
+
+def test_a_lab_whose_tag_another_lab_has_is_refused(storlab_home: Path) -> None:
+    """Bridge and veth names carry a 24-bit tag of the lab name; two labs with one tag would take
+    each other's links, so the second is refused when it is planned."""
+    assert paths.tag("t188781") == paths.tag("t326020")
+    write(planmod.load_plan(GLUSTER3, FACTS, name="t188781"))
+    with pytest.raises(TopologyError) as exc:
+        planmod.load_plan(GLUSTER3, FACTS, name="t326020")
+    (p,) = exc.value.problems
+    assert p.field == "lab" and "t188781" in p.message and "another lab name" in p.fix

@@ -10,6 +10,7 @@ from harness import paths
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
 from harness.image import role_services
+from harness.lab import domain_owner, network_owner
 from harness.plan import make_plan, write
 from harness.providers.lxc import CONTAINER_MASKS, LxcProvider
 from harness.validate import validate_text
@@ -88,14 +89,18 @@ def test_leftovers_of_a_fresh_plan_are_empty(provider: LxcProvider) -> None:
     assert provider._containers_on_disk() == set()
 
 
-def test_reaper_only_calls_unknown_lab_objects_orphans() -> None:
-    from harness.lab import _orphan
-    labs = {"gluster3", "a"}
-    assert _orphan("storlab-gone-node1", labs)
-    assert not _orphan("storlab-gluster3-gluster1", labs)
-    assert not _orphan("storlab-a-b-node1", labs)  # could belong to lab "a": leave it
-    assert not _orphan("storlab-VAGRANTSLASH-debian12-x_vagrant_box_image_0_box.img", labs)  # the box cache
-    assert not _orphan("default", labs)
+def test_reaper_takes_only_objects_marked_as_a_lab_s() -> None:
+    """A domain is a lab's by its storlab description, a network by the lab's bridge; a name
+    alone (a hand-made `storlab-something`) is not enough, and lab `a` is not lab `a-b`."""
+    assert domain_owner("<domain><name>storlab-gone-n1</name><description>storlab lab gone node n1</description></domain>") \
+        == "gone"
+    assert domain_owner("<domain><name>storlab-gone-n1</name></domain>") is None
+    assert domain_owner("<domain><name>storlab-x</name><description>my storlab lab notes</description></domain>") is None
+    net = "<network><name>{}</name><bridge name='{}'/></network>"
+    assert network_owner("storlab-a-b-storage", net.format("storlab-a-b-storage", paths.bridge_name("a-b", 1))) == "a-b"
+    assert network_owner("storlab-a-b-storage", net.format("storlab-a-b-storage", paths.bridge_name("a", 0))) == "a"
+    assert network_owner("storlab-something", net.format("storlab-something", "virbr3")) is None
+    assert network_owner("default", net.format("default", "virbr0")) is None
 
 
 def _lxc_provider(lab: str, nodes: str) -> LxcProvider:
