@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import log
 from .backend import Backend, get
 from .errors import CleanupReport, HarnessError
+from .hostfacts import mounted
 from .model import HostPoolPlan
 from .run import run, succeed
 from .virt import connect
@@ -64,11 +65,20 @@ def conflicts(lab: LabContext) -> list[str]:
                 except libvirt.libvirtError:
                     pass
             b = _backend(p)
-            if b is not None:
-                out += b.pool_conflicts(lab, p)
+            out += b.pool_conflicts(lab, p) if b is not None else []
+            mounts_there = b is not None and b.mounts and p.fuse_mount  # the backend judged the path
+            if not mounts_there and not lab.owns(_key(p)) and p.path and _taken_dir(p.path):
+                out.append(f"{p.path} (exists with files in it or something mounted on it, and this lab did not make it: "
+                           f"pick another path, or run the topology as an instance with --name)")
     finally:
         conn.close()
     return out
+
+
+def _taken_dir(path: str) -> bool:
+    """Something at ``path`` a pool would take over: a mount, a file, or a directory with entries."""
+    p = Path(path)
+    return p.exists() and (mounted(path) is not None or not p.is_dir() or any(p.iterdir()))
 
 
 def wire(lab: LabContext) -> None:

@@ -190,3 +190,21 @@ def test_a_lab_whose_tag_another_lab_has_is_refused(storlab_home: Path) -> None:
         planmod.load_plan(GLUSTER3, FACTS, name="t326020")
     (p,) = exc.value.problems
     assert p.field == "lab" and "t188781" in p.message and "another lab name" in p.fix
+
+
+def test_a_pool_path_with_someone_elses_files_is_a_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dir pool where files already are (not made by this lab) would be taken over and, at
+    `down`, removed from under their owner: refused before `up` makes anything."""
+    plan = planmod.load_plan(str(REPO / "topologies" / "full.yaml"), PROFILES["kvm"])
+    local = plan.pool("local-dir")
+    there = tmp_path / "local"
+    there.mkdir()
+    plan = plan.with_(host=plan.host.model_copy(update={"pools": (local.model_copy(update={"path": str(there)}),)}))
+    monkeypatch.setattr(hostpools, "connect", lambda uri: FakeConn({}, {}))
+    lab: Any = FakeLab(plan, owned=[])
+    assert hostpools.conflicts(lab) == []  # an empty directory: nothing to take over
+    (there / "someones.qcow2").write_text("x")
+    (found,) = hostpools.conflicts(lab)
+    assert str(there) in found and "did not make it" in found
+    lab.owned.append(f"pool {local.object}")  # the lab's own pool, resumed: its files are its own
+    assert hostpools.conflicts(lab) == []
