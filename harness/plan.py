@@ -263,16 +263,6 @@ def management_network(lab: str, networks: tuple[NetworkPlan, ...], taken: set[i
                     bridge=paths.bridge_name(lab, len(networks)), libvirt_network=paths.obj_name(lab, "mgmt"))
 
 
-def lab_clients(net: NetworkPlan, nodes: tuple[NodePlan, ...]) -> str:
-    """auth.allow takes addresses and '*' wildcards, not CIDRs: the lab network as a wildcard
-    where the prefix allows it, else every node address plus the host's bridge address."""
-    cidr = ipaddress.IPv4Network(net.cidr)
-    if cidr.prefixlen in (8, 16, 24):
-        octets = str(cidr.network_address).split(".")[: cidr.prefixlen // 8]
-        return ".".join(octets + ["*"] * (4 - len(octets)))
-    return ",".join([net.host_address] + [n.addresses[net.name] for n in nodes])
-
-
 def render(plan: Plan) -> dict[str, str]:
     """Every config file the plan implies: relative path -> content."""
     files: dict[str, str] = {}
