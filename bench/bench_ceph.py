@@ -39,7 +39,7 @@ def main() -> int:
 
     def osd_status(host: str) -> str:
         tree = parse_osd_tree(admin.succeed(["ceph", "osd", "tree", "-f", "json"]))
-        return next(o["status"] for o in tree.values() if o["host"] == host)
+        return str(next(o["status"] for o in tree.values() if o["host"] == host))
 
     def healthy() -> bool:
         return parse_health(admin.succeed(["ceph", "-s", "-f", "json"]), [])[0]

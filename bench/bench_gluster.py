@@ -60,12 +60,12 @@ def main() -> int:
                 t0 = time.monotonic()
                 if fault == "crash":
                     with lab.node(victim).crashed():
-                        wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
+                        wait_until(lambda: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,  # noqa: B023
                                    what="writes after crash")
                         t1 = time.monotonic()
                 else:
                     with lab.node(victim).frozen():
-                        wait_until(lambda t0=t0: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,
+                        wait_until(lambda: w.log.first_ack_after(t0 + ping + 1), timeout=ping + 60,  # noqa: B023
                                    what="writes during hang")
                         t1 = time.monotonic()
             gap = w.log.max_gap(t0, t1)

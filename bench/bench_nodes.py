@@ -38,8 +38,8 @@ def container_memory_mib(lab: Lab) -> list[float]:
     for node in lab.nodes.values():
         if not lab.provider.capabilities.own_kernel:  # a container: its processes are ours to sum
             # summed RSS of the container's processes (the cgroup v1 memory controller is absent here)
-            rss = node.succeed(["sh", "-c", "ps -eo rss= | awk '{s+=$1} END {print s}'"]).strip()
-            out.append(int(rss) / 1024)
+            summed = node.succeed(["sh", "-c", "ps -eo rss= | awk '{s+=$1} END {print s}'"]).strip()
+            out.append(int(summed) / 1024)
         else:
             r = subprocess.run(["pgrep", "-f", f"guest={node.spec.object}"], capture_output=True, text=True, timeout=30)
             pid = r.stdout.split()[0] if r.stdout.split() else None

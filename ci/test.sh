@@ -31,8 +31,8 @@ timings=()
 source ci/budget.sh
 
 t=$SECONDS
-echo "== lint: ruff check + mypy --strict (harness/, tests/)"
-if python3 -m ruff check harness tests && python3 -m mypy harness tests; then
+echo "== lint: ruff check + mypy --strict (harness/, tests/, bench/)"
+if python3 -m ruff check harness tests bench && python3 -m mypy harness tests bench; then
   timings+=("lint: $((SECONDS - t))s")
 else
   rc=1

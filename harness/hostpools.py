@@ -128,10 +128,13 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str) -> None:
                         pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
                     elif p.type in ("dir", "netfs"):
                         pool.build(0)
-                if not pool.isActive():
+                # starting a pool lists its volumes; a refresh on top would list them twice, and a
+                # gluster pool pays ~10 s for each listing (glfs_fini waits out gfapi's frames)
+                if pool.isActive():
+                    pool.refresh(0)  # a resumed `up`: see what is there now
+                else:
                     start_pool(pool, p)
                 pool.setAutostart(1)
-                pool.refresh(0)
         objects = {p.name: p.object for p in here}
         for v in lab.plan.host.volumes:
             if v.pool not in objects:
