@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from ... import log
 from ...errors import HarnessError
+from ...node import Node, on_each
 from ...run import wait_until
 from .plan import CephClientPlan, CephPlan, CephPoolPlan, of
 
 if TYPE_CHECKING:
     from ...context import LabContext
-    from ...node import Node
 
 MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
 ADMIN_KEYRING = "/etc/ceph/ceph.client.admin.keyring"
@@ -99,9 +99,8 @@ def apply(lab: LabContext) -> None:
         for m in mons:  # client.admin lives on the admin node(s) only
             if m not in admins:
                 m.succeed(["rm", "-f", ADMIN_KEYRING])
-    for name in c.osds:
-        with log.step(f"ceph: osd on {name}"):
-            create_osd(first, lab.node(name), c.osd_disk)
+    with log.step(f"ceph: OSDs on {', '.join(c.osds)}"):  # each node makes its BlueStore at once
+        on_each([lab.node(name) for name in c.osds], lambda node: create_osd(first, node, c.osd_disk), "OSD")
     with log.step("ceph: pools and clients"):
         for p in c.pools:
             ensure_pool(ceph, p)
@@ -122,7 +121,8 @@ def monitors(c: CephPlan, mons: list[Node]) -> None:
     monmap = ["monmaptool", "--create", "--clobber", "--fsid", c.fsid]
     for mon in c.mons:
         monmap += ["--addv", mon.name, f"[v2:{mon.address}:3300,v1:{mon.address}:6789]"]
-    for m in mons:
+
+    def store(m: Node) -> None:
         mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
         if not _has(m, f"{mon_dir}/done"):
             m.succeed([*monmap, "/tmp/storlab.monmap"])
@@ -133,6 +133,7 @@ def monitors(c: CephPlan, mons: list[Node]) -> None:
             m.succeed(["chown", "-R", "ceph:ceph", mon_dir])
             m.succeed(["touch", f"{mon_dir}/done"])
         start_unit(m, f"ceph-mon@{m.name}.service", "ceph-mon.target")
+    on_each(mons, store, "monitor store")
 
 
 def manager(ceph: Node, m: Node) -> None:
@@ -233,7 +234,7 @@ def wait_health(ceph: Node, accepted: Sequence[str], timeout: float) -> None:
         if not ok:
             raise HarnessError(summary)  # shown as the last observation on timeout
         return summary
-    wait_until(healthy, timeout=timeout, interval=2, what="ceph HEALTH_OK with every PG active+clean")
+    wait_until(healthy, timeout=timeout, interval=0.5, what="ceph HEALTH_OK with every PG active+clean")
 
 
 # -- faults of this backend ------------------------------------------------------------------

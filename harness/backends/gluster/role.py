@@ -99,7 +99,7 @@ def apply(lab: LabContext) -> None:
             def pool_ready(first: Node = first, want: int = want) -> bool:
                 peers = parse_peer_status(first.succeed(["gluster", "peer", "status", "--xml"], timeout=30))
                 return len(peers) >= want and all(p["connected"] for p in peers)
-            wait_until(pool_ready, timeout=60, what=f"{want} connected gluster peers on {first.name}")
+            wait_until(pool_ready, timeout=60, interval=0.2, what=f"{want} connected gluster peers on {first.name}")
         with log.step(f"volume {vol.name}"):
             ensure_volume(lab, first, vol)
 
@@ -115,18 +115,19 @@ def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:
     elif info["bricks"] != bricks:
         raise HarnessError(f"volume {name} exists with bricks {info['bricks']}, the topology wants {bricks}; "
                            f"`storlab down {lab.name}` and up again")
-    for key, value in vol.options.items():
-        if info["options"].get(key) != value:
-            first.succeed(["gluster", "--mode=script", "volume", "set", name, key, value], timeout=60)
-        else:
-            log.debug(f"volume {name}: {key} already {value}")
+    changed = {k: v for k, v in vol.options.items() if info["options"].get(k) != v}
+    if changed:  # one `volume set` takes every pair: one cluster-wide transaction, not one per option
+        first.succeed(["gluster", "--mode=script", "volume", "set", name, *(x for kv in changed.items() for x in kv)],
+                      timeout=60)
+    log.debug(f"volume {name}: set {', '.join(changed) or 'nothing'}; already set: "
+              f"{', '.join(k for k in vol.options if k not in changed) or 'none'}")
     if info["status"] != "Started":
         first.succeed(["gluster", "--mode=script", "volume", "start", name], timeout=120)
 
     def online() -> bool:
         st = parse_volume_status(first.succeed(["gluster", "volume", "status", name, "--xml"], timeout=30))
         return len(st) == len(bricks) and all(b["online"] for b in st)
-    wait_until(online, timeout=90, what=f"all {len(bricks)} bricks of {name} online")
+    wait_until(online, timeout=90, interval=0.2, what=f"all {len(bricks)} bricks of {name} online")
 
 
 def volume_whole(node: Node, name: str) -> bool:
