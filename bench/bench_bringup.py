@@ -78,7 +78,8 @@ def floor(provider: str, name: str) -> tuple[float, float]:
                       timeout=120)
         first.succeed(["gluster", "--mode=script", "volume", "start", vol.name], timeout=120)
         mnt.mkdir(exist_ok=True)
-        succeed(["mount", "-t", "glusterfs", f"{first.address}:/{vol.name}", str(mnt)], timeout=60)
+        succeed(["mount", "-t", "glusterfs", "-o", f"log-file={mnt}.log", f"{first.address}:/{vol.name}", str(mnt)],
+                timeout=60)
         hand_s = time.monotonic() - t
         succeed(["umount", str(mnt)], timeout=60)
         return nodes_s, hand_s
@@ -86,6 +87,7 @@ def floor(provider: str, name: str) -> tuple[float, float]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=60, check=False)
         if mnt.is_dir():
             mnt.rmdir()
+        Path(f"{mnt}.log").unlink(missing_ok=True)
         lab.down()
 
 

@@ -35,6 +35,10 @@ class LabContext(Protocol):
     def secrets_dir(self) -> Path:
         """Where the lab's secrets are kept (0700; one 0600 file per secret, decided at plan time)."""
 
+    @property
+    def logs(self) -> Path:
+        """The lab's log directory (removed with the lab): logs of what the lab runs on the host go here."""
+
     def owns(self, thing: str) -> bool:
         """Was ``thing`` (e.g. "pool storlab-lab-x") made by this lab? (recorded before it was made)"""
 

@@ -74,8 +74,12 @@ class Lab:
         return self.dir / "id_ed25519"
 
     @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
     def logfile(self) -> Path:
-        return self.dir / "logs" / "storlab.log"
+        return self.logs / "storlab.log"
 
     @property
     def state_file(self) -> Path:

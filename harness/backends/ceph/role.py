@@ -198,6 +198,12 @@ def create_osd(first: Node, node: Node, osd_disk: str | None) -> None:
                      timeout=300)
         node.succeed(["chown", "-R", "ceph:ceph", d, "/var/lib/ceph/osd-block"] if not (disk and disk.device) else
                      ["chown", "-R", "ceph:ceph", d, disk.device])
+    disk = next((x for x in node.spec.disks if x.name == osd_disk), None)
+    if disk and disk.device:
+        # a raw block device is root:disk again after every boot, and the OSD runs as ceph: without
+        # this the OSD of a restarted VM fails to open its block (seen on the first ceph-5 VM run)
+        node.ensure_file(f"/etc/systemd/system/ceph-osd@{osd_id}.service.d/storlab-block.conf",
+                         f"[Service]\nExecStartPre=/bin/chown ceph:ceph {disk.device}\n")
     start_unit(node, f"ceph-osd@{osd_id}.service", "ceph-osd.target")
 
 

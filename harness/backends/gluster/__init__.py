@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from ... import log
 from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules
@@ -59,7 +60,8 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
 
     def prepare_pool(self, lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
         if pool.type == "dir" and pool.fuse_mount:
-            fuse_mount(pool)
+            # the FUSE client's log goes with the lab (by default it stays in /var/log/glusterfs)
+            fuse_mount(pool, lab.logs / f"glusterfs-{pool.name}.log")
 
     def pool_conflicts(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
         if not pool.fuse_mount or not pool.path:
@@ -102,7 +104,7 @@ def _ours(pool: HostPoolPlan, source: str) -> bool:
     return volume == pool.volume and server in {pool.server, *pool.backup_servers}
 
 
-def fuse_mount(pool: HostPoolPlan) -> None:
+def fuse_mount(pool: HostPoolPlan, log_file: Path | None = None) -> None:
     """The pool's volume mounted on the KVM host at the pool's path (with backup volfile servers)."""
     path = need(pool.path, f"pool {pool.name}: path")
     m = mount_at(path)
@@ -111,8 +113,10 @@ def fuse_mount(pool: HostPoolPlan) -> None:
             raise HarnessError(f"{path} is a mount of {m[0]}, not of this lab's volume; storlab leaves it alone")
         return
     os.makedirs(path, exist_ok=True)
-    opts = "backup-volfile-servers=" + ":".join(pool.backup_servers) if pool.backup_servers else "defaults"
-    succeed(["mount", "-t", "glusterfs", "-o", opts, f"{pool.server}:/{pool.volume}", path], timeout=60)
+    opts = ["backup-volfile-servers=" + ":".join(pool.backup_servers)] if pool.backup_servers else []
+    opts += [f"log-file={log_file}"] if log_file else []
+    succeed(["mount", "-t", "glusterfs", "-o", ",".join(opts or ["defaults"]), f"{pool.server}:/{pool.volume}", path],
+            timeout=60)
 
 
 def planned(plan: Plan) -> GlusterPlan:
