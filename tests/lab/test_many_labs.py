@@ -1,7 +1,7 @@
-"""Many labs on one host, as a class or a config matrix runs them: three instances of one
-topology (`storlab up --name`) brought up at the same time by three processes, each with its own
-nodes, networks, Gluster volume, FUSE mount and libvirt pools on the shared KVM host; a lab's
-nodes cannot reach another lab's; `down` of one leaves the others whole. Objects made by hand
+"""Many labs on one host, as a class or a config matrix runs them: two instances of gluster-3
+(`storlab up --name`) and an nfs-userspace lab brought up at the same time by three processes,
+each gluster lab with its own nodes, networks, volume, FUSE mount and libvirt pools on the shared
+KVM host; a lab's nodes cannot reach another lab's; `down` of one leaves the others whole. Objects made by hand
 with a lab's names stop its `up` before it makes anything, and survive its `down`."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .test_lifecycle import host_traces
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 TOPO = str(TOPOLOGIES / "gluster-3.yaml")
 STORLAB = [sys.executable, "-m", "harness.cli"]
-NAMES = ("mla", "mlb", "mlc")
+NAMES = ("mla", "mlb")  # instances of gluster-3
+NFS = "mln"  # an instance of nfs-userspace, up at the same time
 HANDMADE, VMHANDMADE, PREFIXED = "mlh", "mlv", ("mlx", "mlx-b")
 
 
@@ -42,7 +43,7 @@ def pool_names(conn: Any) -> set[str]:
 @pytest.fixture(scope="module", autouse=True)
 def clean_slate() -> Any:
     def clean() -> None:
-        for name in (*NAMES, HANDMADE, VMHANDMADE, *PREFIXED):
+        for name in (*NAMES, NFS, HANDMADE, VMHANDMADE, *PREFIXED):
             if (paths.lab_dir(name) / "plan.json").exists():
                 storlab("down", name)
     clean()
@@ -50,24 +51,31 @@ def clean_slate() -> Any:
     clean()
 
 
+def nfs_exporting(lab: Lab) -> bool:
+    r = lab.node("nfs1").run(["showmount", "-e", "--no-headers", "127.0.0.1"], timeout=30)
+    return r.ok and "/srv/nfs/kvm" in r.stdout
+
+
 @pytest.fixture(scope="module")
 def labs() -> dict[str, Lab]:
     t0 = time.monotonic()
-    with ThreadPoolExecutor(len(NAMES)) as ex:  # three `storlab up` processes at once
-        results = list(ex.map(lambda n: storlab("up", TOPO, "--provider", "lxc", "--name", n), NAMES))
-    for name, r in zip(NAMES, results, strict=True):
+    jobs = [(TOPO, n) for n in NAMES] + [(str(TOPOLOGIES / "nfs-userspace.yaml"), NFS)]
+    with ThreadPoolExecutor(len(jobs)) as ex:  # three `storlab up` processes at once
+        results = list(ex.map(lambda job: storlab("up", job[0], "--provider", "lxc", "--name", job[1]), jobs))
+    for (_, name), r in zip(jobs, results, strict=True):
         assert r.returncode == 0, f"up --name {name}: {r.stderr[-3000:]}"
-    print(f"three gluster-3 instances up at once: {time.monotonic() - t0:.0f}s")
-    return {n: Lab.load(n) for n in NAMES}
+    print(f"two gluster-3 instances and nfs-userspace up at once: {time.monotonic() - t0:.0f}s")
+    return {n: Lab.load(n) for n in (*NAMES, NFS)}
 
 
 def test_many_labs_instances_come_up_together_each_whole_and_its_own(labs: dict[str, Lab]) -> None:
     subnets = {lab.plan.networks[0].cidr for lab in labs.values()}
-    assert len(subnets) == len(NAMES), f"instances share a subnet: {subnets}"
+    assert len(subnets) == len(labs), f"labs share a subnet: {subnets}"
+    assert nfs_exporting(labs[NFS]), "nfs-userspace does not export /srv/nfs/kvm"
     conn = connect("qemu:///system")
     try:
         have = pool_names(conn)
-        for name, lab in labs.items():
+        for name, lab in ((n, labs[n]) for n in NAMES):
             assert lab.plan.instance_of == "gluster3"
             fuse = lab.plan.pool("glusterfs-pool")
             assert fuse.object == f"storlab-{name}-glusterfs-pool" and fuse.object in have
@@ -81,16 +89,17 @@ def test_many_labs_instances_come_up_together_each_whole_and_its_own(labs: dict[
 
 
 def test_many_labs_nodes_cannot_reach_another_labs_nodes(labs: dict[str, Lab]) -> None:
-    a, b = labs[NAMES[0]], labs[NAMES[1]]
+    a = labs[NAMES[0]]
     node = a.node("gluster1")
     assert node.run(["ping", "-c1", "-W2", a.node("gluster2").address], timeout=15).ok
-    for other in b.nodes.values():
-        assert not node.run(["ping", "-c1", "-W2", other.address], timeout=15).ok, \
-            f"lab {a.name}'s gluster1 reaches lab {b.name}'s {other.name} ({other.address})"
+    for b in (labs[NAMES[1]], labs[NFS]):
+        for other in b.nodes.values():
+            assert not node.run(["ping", "-c1", "-W2", other.address], timeout=15).ok, \
+                f"lab {a.name}'s gluster1 reaches lab {b.name}'s {other.name} ({other.address})"
 
 
 def test_many_labs_down_of_one_leaves_the_others_whole(labs: dict[str, Lab]) -> None:
-    gone, *kept = NAMES
+    gone, kept = NAMES
     r = storlab("down", gone)
     assert r.returncode == 0, r.stderr[-2000:]
     assert host_traces(gone) == []
@@ -98,16 +107,16 @@ def test_many_labs_down_of_one_leaves_the_others_whole(labs: dict[str, Lab]) -> 
     try:
         have = pool_names(conn)
         assert not any(p.startswith(f"storlab-{gone}-") for p in have)
-        for name in kept:
-            lab = labs[name]
-            fuse = lab.plan.pool("glusterfs-pool")
-            assert fuse.object in have and conn.storagePoolLookupByName(fuse.object).isActive()
-            assert mount_at(fuse.path or "") is not None, f"{name}'s FUSE mount went with lab {gone}"
-            assert all(n.is_up() for n in lab.nodes.values())
-            assert volume_whole(lab.node("gluster2"), "kvmgluster")
+        lab = labs[kept]
+        fuse = lab.plan.pool("glusterfs-pool")
+        assert fuse.object in have and conn.storagePoolLookupByName(fuse.object).isActive()
+        assert mount_at(fuse.path or "") is not None, f"{kept}'s FUSE mount went with lab {gone}"
+        assert all(n.is_up() for n in lab.nodes.values())
+        assert volume_whole(lab.node("gluster2"), "kvmgluster")
+        assert nfs_exporting(labs[NFS]), f"nfs-userspace stopped exporting with lab {gone}"
     finally:
         conn.close()
-    for name in kept:
+    for name in (kept, NFS):
         assert storlab("down", name).returncode == 0
         assert host_traces(name) == []
 
