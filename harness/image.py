@@ -20,7 +20,6 @@ from .errors import HarnessError
 from .run import run
 
 BUILDER_VERSION = "4"
-UNSAFE_IO = "etc/dpkg/dpkg.cfg.d/storlab-build-unsafe-io"
 SUITE = "bookworm"
 
 # Everything the core's roles use, baked in so that no node ever needs the network; each backend
@@ -145,8 +144,6 @@ def build(force: bool = False) -> Path:
                 raise HarnessError(f"debootstrap failed (log: {work / 'debootstrap.log'}): {res.stderr[-500:]}")
         (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
         os.chmod(root / "usr/sbin/policy-rc.d", 0o755)
-        # no fsync per unpacked file: a half-built image is thrown away whole, never used (removed in _finalise)
-        (root / UNSAFE_IO).write_text("force-unsafe-io\n")
         (root / "etc/apt/sources.list").write_text(
             f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -173,7 +170,6 @@ def build(force: bool = False) -> Path:
 
 def _finalise(root: Path) -> None:
     (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
-    (root / UNSAFE_IO).unlink(missing_ok=True)
     # every clone gets its own machine-id and ssh host keys at first boot
     (root / "etc/machine-id").write_text("")
     dbus_id = root / "var/lib/dbus/machine-id"
