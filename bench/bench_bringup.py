@@ -63,9 +63,10 @@ def floor(provider: str, name: str) -> tuple[float, float]:
 
         def glusterd(node: Node) -> None:
             bricks = [b.split(":", 1)[1] for b in vol.bricks if b.split(":", 1)[0] == node.name]
-            for d in node.spec.disks:  # a VM's brick disk is a raw device: format and mount it
+            for d in node.spec.disks:  # a brick disk the provider did not mount: format and mount it
                 if d.device and d.mount:
-                    node.succeed(["sh", "-c", f"mkfs.xfs -q -f {d.device} && mkdir -p {d.mount} && mount {d.device} {d.mount}"])
+                    node.succeed(["sh", "-c", f"mountpoint -q {d.mount} || (mkfs.xfs -q -f {d.device} && "
+                                              f"mkdir -p {d.mount} && mount {d.device} {d.mount})"])
             node.succeed(["sh", "-c", "systemctl unmask -q glusterd && systemctl start glusterd && mkdir -p " + " ".join(bricks)])
         on_each(members, glusterd, "glusterd by hand")
         first = members[0]
