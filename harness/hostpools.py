@@ -51,9 +51,10 @@ def conflicts(lab: LabContext) -> list[str]:
     conn = connect(lab.plan.host.uri)
     try:
         for p in pools:
+            owned = lab.owns(_key(p))  # one read of the lab's state per pool
             try:
                 conn.storagePoolLookupByName(p.object)
-                if not lab.owns(_key(p)):
+                if not owned:
                     out.append(f"libvirt pool {p.object} (not made by lab {lab.name}; remove or rename it)")
             except libvirt.libvirtError:
                 pass
@@ -67,7 +68,7 @@ def conflicts(lab: LabContext) -> list[str]:
             b = _backend(p)
             out += b.pool_conflicts(lab, p) if b is not None else []
             mounts_there = b is not None and b.mounts and p.fuse_mount  # the backend judged the path
-            if not mounts_there and not lab.owns(_key(p)) and p.path and _taken_dir(p.path):
+            if not mounts_there and not owned and p.path and _taken_dir(p.path):
                 out.append(f"{p.path} (exists with files in it or something mounted on it, and this lab did not make it: "
                            f"pick another path, or run the topology as an instance with --name)")
     finally:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import hostpools, image, locks, log, paths, secrets
+from . import hostpools, image, locks, log, paths, secrets, vagrantspec
 from . import plan as planmod
 from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
@@ -359,12 +359,6 @@ def reap() -> CleanupReport:
     return rep
 
 
-def domain_owner(xml: str) -> str | None:
-    """The lab a domain's storlab description names (vagrantspec.domain_description), if any."""
-    m = re.fullmatch(r"storlab lab ([a-z][a-z0-9-]*) node [a-z][a-z0-9-]*", ET.fromstring(xml).findtext("description") or "")
-    return m.group(1) if m else None
-
-
 def network_owner(name: str, xml: str) -> str | None:
     """The lab whose bridge a network named storlab-LAB-NET uses (the bridge carries the lab's tag)."""
     br = ET.fromstring(xml).find("bridge")
@@ -372,7 +366,7 @@ def network_owner(name: str, xml: str) -> str | None:
     rest = name.removeprefix("storlab-") if name.startswith("storlab-") else ""
     for i, ch in enumerate(rest):
         lab = rest[:i]
-        if ch == "-" and lab and re.fullmatch(rf"{re.escape(paths.bridge_name(lab, 0)[:-1])}\d+", bridge):
+        if ch == "-" and lab and re.fullmatch(rf"{re.escape(paths.bridge_prefix(lab))}\d+", bridge):
             return lab
     return None
 
@@ -388,7 +382,8 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
         return
     try:
         for dom in conn.listAllDomains(0):
-            owner = domain_owner(dom.XMLDesc(0))
+            mark = vagrantspec.domain_mark(dom.XMLDesc(0))
+            owner = mark[0] if mark else None
             if owner is None or owner in labs:
                 continue
             disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]

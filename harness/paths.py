@@ -42,8 +42,13 @@ def obj_name(lab: str, name: str) -> str:
     return f"storlab-{lab}-{name}"
 
 
+def bridge_prefix(lab: str) -> str:
+    """What every bridge of ``lab`` starts with (its tag); the network's index follows."""
+    return f"slb{tag(lab)}"
+
+
 def bridge_name(lab: str, index: int) -> str:
-    return f"slb{tag(lab)}{index}"
+    return f"{bridge_prefix(lab)}{index}"
 
 
 def veth_name(lab: str, node_index: int, net_index: int) -> str:

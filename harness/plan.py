@@ -3,6 +3,7 @@ names and the config files each role will install, written to the lab directory.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -44,20 +45,13 @@ _env = jinja2.Environment(
 )
 
 
-def used_subnets(exclude_lab: str | None = None) -> set[ipaddress.IPv4Network]:
-    """Subnets other labs hold (from their plans) and those routed on this host."""
+def used_subnets(exclude_lab: str | None = None, others: list[Plan] | None = None) -> set[ipaddress.IPv4Network]:
+    """Subnets other labs hold (from their plans, read here unless given) and those routed on this host."""
     used: set[ipaddress.IPv4Network] = set()
-    labs = paths.home() / "labs"
-    if labs.is_dir():
-        for p in labs.glob("*/plan.json"):
-            if p.parent.name == exclude_lab:
-                continue
-            try:
-                other = Plan.load(p)
-                for n in (*other.networks, *([other.mgmt] if other.mgmt else [])):
-                    used.add(ipaddress.IPv4Network(n.cidr))
-            except (OSError, ValueError, HarnessError):
-                continue
+    for other in other_plans(exclude_lab) if others is None else others:
+        for n in (*other.networks, *([other.mgmt] if other.mgmt else [])):
+            with contextlib.suppress(ValueError):
+                used.add(ipaddress.IPv4Network(n.cidr))
     used |= _libvirt_network_subnets(exclude_prefix=paths.obj_name(exclude_lab, "") if exclude_lab else None)
     own = {paths.bridge_name(exclude_lab, i) for i in range(16)} if exclude_lab else set()
     try:
@@ -335,12 +329,12 @@ def plan_for(loaded: Loaded, facts: HostFacts) -> Plan:
     labs hold, and the KVM host's pool paths free of other labs' pools: checked here, against the
     same look-up the allocation uses (callers hold the allocation lock around this)."""
     topo, res, loc = loaded.topo, loaded.res, loaded.loc
-    taken = used_subnets(exclude_lab=topo.lab)
+    others = other_plans(exclude_lab=topo.lab)  # read once: subnets, tags and host paths come from them
+    taken = used_subnets(exclude_lab=topo.lab, others=others)
     clashes = [loc.problem(("networks", i, "cidr"), f"{n.cidr} overlaps {t}, which this host routes or another lab holds",
                            "leave cidr out (a free /24 is chosen) or pick a subnet nothing here uses")
                for i, n in enumerate(topo.networks) if n.cidr
                for t in [next((t for t in taken if ipaddress.IPv4Network(n.cidr).overlaps(t)), None)] if t is not None]
-    others = other_plans(exclude_lab=topo.lab)
     same_tag = [o.lab for o in others if o.tag == paths.tag(topo.lab)]
     if same_tag:  # bridge and veth names carry the tag: the two labs would take each other's links
         clashes.append(loc.problem(("lab",), f"lab name {topo.lab} has the same short tag ({paths.tag(topo.lab)}) as lab "

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -73,6 +75,12 @@ def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
 def domain_description(lab: str, node: str) -> str:
     """What a lab's domain says it is: storlab removes only domains that say so (or vagrant made)."""
     return f"storlab lab {lab} node {node}"
+
+
+def domain_mark(xml: str) -> tuple[str, str] | None:
+    """(lab, node) from a domain's XML when its description is one domain_description wrote."""
+    m = re.fullmatch(r"storlab lab ([a-z][a-z0-9-]*) node ([a-z][a-z0-9-]*)", ET.fromstring(xml).findtext("description") or "")
+    return (m.group(1), m.group(2)) if m else None
 
 
 def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:

@@ -267,21 +267,17 @@ class _Rules:
         if p.backend not in allowed:
             self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
                      f"use backend: {' or '.join(allowed)}")
-        if p.backend == "local":
-            if p.fuse_mount:
-                mountable = [b.name for b in backends() if b.mounts]
-                self.add(base + ("fuse_mount",), f"fuse_mount is for dir pools on a {' or '.join(mountable)} volume",
-                         f"set backend: {mountable[0] if mountable else '...'}")
-            return
-        b = get(p.backend)
-        section = b.of(self.t)
-        if section is None:
+        b = None if p.backend == "local" else get(p.backend)
+        section = b.of(self.t) if b is not None else None
+        if b is not None and section is None:
             self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
                      f"add a {p.backend}: section")
-        if p.fuse_mount and not b.mounts:
+        if p.fuse_mount and not (b is not None and b.mounts):
             mountable = [x.name for x in backends() if x.mounts]
             self.add(base + ("fuse_mount",), f"fuse_mount is for dir pools on a {' or '.join(mountable)} volume",
                      f"set backend: {mountable[0] if mountable else '...'}")
+        if b is None:
+            return
         if b.mounts and p.type == "dir" and not p.fuse_mount:
             self.add(base + ("fuse_mount",), f"a dir pool on {b.name} needs fuse_mount: true", "add fuse_mount: true")
         if section is not None and p.backend in allowed:

@@ -178,10 +178,6 @@ class VagrantProvider(Provider):
             return paths.obj_name(self.lab, node)
 
     # -- ownership: a name is not enough (a hand-made or another tool's object may carry it) -----
-    def domain_mark(self, node: str) -> str:
-        """The description every domain of this lab carries (set by vagrant-libvirt at creation)."""
-        return vagrantspec.domain_description(self.lab, node)
-
     def _vagrant_ids(self) -> set[str]:
         """UUIDs of the domains vagrant made for this lab (its own record, for domains made before the mark)."""
         return {p.read_text().strip() for p in (self.labdir / ".vagrant" / "machines").glob("*/libvirt/id")}
@@ -191,8 +187,7 @@ class VagrantProvider(Provider):
         node = by_name.get(dom.name())
         if node is None:
             return False
-        desc = ET.fromstring(dom.XMLDesc(0)).findtext("description") or ""
-        return desc == self.domain_mark(node) or dom.UUIDString() in self._vagrant_ids()
+        return vagrantspec.domain_mark(dom.XMLDesc(0)) == (self.lab, node) or dom.UUIDString() in self._vagrant_ids()
 
     def _planned_networks(self) -> dict[str, str]:
         """libvirt network name -> the bridge this lab gives it (the bridge name carries the lab's tag)."""

@@ -152,7 +152,7 @@ def test_explicit_cidr_that_the_host_routes_is_refused_at_its_line(tmp_path: Pat
     import ipaddress
 
     import harness.plan as planmod
-    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None: {ipaddress.IPv4Network("10.9.0.0/16")})
+    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None, others=None: {ipaddress.IPv4Network("10.9.0.0/16")})
     topo = tmp_path / "t.yaml"
     topo.write_text("lab: t\nprovider: lxc\nnetworks:\n  - {name: storage, cidr: 10.9.1.0/24}\nnodes: [{name: n1}]\n")
     assert cli.main(["plan", str(topo), "--host-profile", "ci", "-o", str(tmp_path / "out")]) == 2

@@ -27,7 +27,8 @@ FACTS = PROFILES["ci"]
 @pytest.fixture(autouse=True)
 def storlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None: set())  # this host's routes do not matter here
+    # this host's routes do not matter here
+    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None, others=None: set())
     return tmp_path / "home"
 
 

@@ -10,9 +10,10 @@ from harness import paths
 from harness.errors import HarnessError
 from harness.hostfacts import PROFILES
 from harness.image import role_services
-from harness.lab import domain_owner, network_owner
+from harness.lab import network_owner
 from harness.plan import make_plan, write
 from harness.providers.lxc import CONTAINER_MASKS, LxcProvider
+from harness.vagrantspec import domain_mark
 from harness.validate import validate_text
 
 TOPO = """
@@ -92,10 +93,10 @@ def test_leftovers_of_a_fresh_plan_are_empty(provider: LxcProvider) -> None:
 def test_reaper_takes_only_objects_marked_as_a_lab_s() -> None:
     """A domain is a lab's by its storlab description, a network by the lab's bridge; a name
     alone (a hand-made `storlab-something`) is not enough, and lab `a` is not lab `a-b`."""
-    assert domain_owner("<domain><name>storlab-gone-n1</name><description>storlab lab gone node n1</description></domain>") \
-        == "gone"
-    assert domain_owner("<domain><name>storlab-gone-n1</name></domain>") is None
-    assert domain_owner("<domain><name>storlab-x</name><description>my storlab lab notes</description></domain>") is None
+    assert domain_mark("<domain><name>storlab-gone-n1</name><description>storlab lab gone node n1</description></domain>") \
+        == ("gone", "n1")
+    assert domain_mark("<domain><name>storlab-gone-n1</name></domain>") is None
+    assert domain_mark("<domain><name>storlab-x</name><description>my storlab lab notes</description></domain>") is None
     net = "<network><name>{}</name><bridge name='{}'/></network>"
     assert network_owner("storlab-a-b-storage", net.format("storlab-a-b-storage", paths.bridge_name("a-b", 1))) == "a-b"
     assert network_owner("storlab-a-b-storage", net.format("storlab-a-b-storage", paths.bridge_name("a", 0))) == "a"

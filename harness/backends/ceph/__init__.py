@@ -20,7 +20,7 @@ from ...context import LabContext
 from ...model import HostPoolPlan, Plan, need
 from ...topology import Pool
 from . import plan, role, rules
-from .plan import CephPlan
+from .plan import CephPlan, of
 from .schema import Ceph
 
 _env = templates(__name__)
@@ -70,7 +70,7 @@ class CephBackend(Backend[Ceph, CephPlan]):
 
 
 def planned(plan: Plan) -> CephPlan:
-    return need(CephBackend().planned(plan), "ceph section")
+    return need(of(plan), "ceph section")
 
 
 def ceph_key(lab: LabContext, client: str) -> bytes:

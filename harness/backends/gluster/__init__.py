@@ -25,7 +25,7 @@ from ...model import HostPoolPlan, Plan, need
 from ...run import run, succeed
 from ...topology import Pool
 from . import plan, role, rules
-from .plan import GlusterPlan
+from .plan import GlusterPlan, of
 from .schema import Gluster
 
 
@@ -121,4 +121,4 @@ def fuse_mount(pool: HostPoolPlan, log_file: Path | None = None) -> None:
 
 def planned(plan: Plan) -> GlusterPlan:
     """The lab's gluster section (a lab without one is an error here)."""
-    return need(GlusterBackend().planned(plan), "gluster section")
+    return need(of(plan), "gluster section")

@@ -24,7 +24,7 @@ from ...model import HostPoolPlan, Plan, need
 from ...run import CommandResult, run
 from ...topology import Pool
 from . import chap, initiator, plan, rules, target
-from .plan import IscsiPlan
+from .plan import IscsiPlan, of
 from .schema import Iscsi
 
 _env = templates(__name__)
@@ -99,7 +99,7 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan]):
 
 
 def planned(plan: Plan) -> IscsiPlan:
-    return need(IscsiBackend().planned(plan), "iscsi section")
+    return need(of(plan), "iscsi section")
 
 
 # -- an iscsi pool's open-iscsi interface ------------------------------------------------------

@@ -16,7 +16,7 @@ from ...backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rul
 from ...model import Plan, need
 from ...topology import Pool
 from . import plan, role, rules
-from .plan import NfsPlan
+from .plan import NfsPlan, of
 from .schema import Nfs
 
 _env = templates(__name__)
@@ -65,4 +65,4 @@ class NfsBackend(Backend[Nfs, NfsPlan]):
 
 
 def planned(plan: Plan) -> NfsPlan:
-    return need(NfsBackend().planned(plan), "nfs section")
+    return need(of(plan), "nfs section")
