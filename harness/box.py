@@ -183,6 +183,18 @@ def _kernel_files(tree: Path) -> tuple[Path, Path]:
     return kernel, initrd
 
 
+def _make_initrd(tree: Path) -> None:
+    """The golden image has no initramfs (containers boot none; image.py holds update-initramfs
+    while packages install): the box makes one for each kernel. mkinitramfs writes only its
+    output file, a new inode, so the hard-linked golden rootfs stays as it is."""
+    for kernel in sorted((tree / "boot").glob("vmlinuz-*")):
+        version = kernel.name.removeprefix("vmlinuz-")
+        if (tree / "boot" / f"initrd.img-{version}").exists():
+            continue
+        with log.step(f"mkinitramfs {version}"), image._chroot_mounts(tree):
+            succeed(["chroot", str(tree), "mkinitramfs", "-o", f"/boot/initrd.img-{version}", version], timeout=900)
+
+
 def _remove_stale_pool_volumes(box: Box) -> None:
     """A rebuilt box keeps its name, but vagrant-libvirt would reuse the old uploaded volume."""
     import libvirt
@@ -228,6 +240,7 @@ def build(force: bool = False) -> Box:
             with log.step("hard-link copy of the rootfs"):
                 succeed(["cp", "-al", str(rootfs), str(tree)], timeout=600)
             _customise(tree, key.with_suffix(".pub").read_text())
+            _make_initrd(tree)
             kernel, initrd = _kernel_files(tree)
             shutil.copy(kernel, work / "vmlinuz")
             shutil.copy(initrd, work / "initrd.img")

@@ -136,18 +136,21 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str) -> None:
                 else:
                     start_pool(pool, p)
                 pool.setAutostart(1)
-        objects = {p.name: p.object for p in here}
-        for v in lab.plan.host.volumes:
-            if v.pool not in objects:
-                continue
-            pool = conn.storagePoolLookupByName(objects[v.pool])
-            if v.name in pool.listVolumes():
-                continue
-            with log.step(f"volume {v.pool}/{v.name}" + ("" if host == "kvm" else f" on {host}")):
-                xml = (files / "volumes" / v.pool / f"{v.name}.xml").read_text()
-                pool.createXML(xml, 0)
+            # a pool's volumes are made as soon as it runs, before the next pool starts: a pool
+            # listing the same storage later in the topology (the native gluster pool behind
+            # the FUSE dir pool) sees them at its start, without paying for a second listing
+            _make_volumes(lab, pool, p, files, host)
     finally:
         conn.close()
+
+
+def _make_volumes(lab: LabContext, pool: Any, p: HostPoolPlan, files: Path, host: str) -> None:
+    have = set(pool.listVolumes())
+    for v in lab.plan.host.volumes:
+        if v.pool != p.name or v.name in have:
+            continue
+        with log.step(f"volume {v.pool}/{v.name}" + ("" if host == "kvm" else f" on {host}")):
+            pool.createXML((files / "volumes" / v.pool / f"{v.name}.xml").read_text(), 0)
 
 
 def start_pool(pool: Any, spec: HostPoolPlan) -> None:

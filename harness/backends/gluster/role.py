@@ -67,6 +67,24 @@ def parse_heal_info(xml: str) -> dict[str, int | None]:
     return out
 
 
+def parse_heal_count(text: str) -> dict[str, int | None]:
+    """Brick -> pending entry count from ``gluster volume heal VOL statistics heal-count`` (None for
+    a brick with no answer). Unlike ``heal info`` (glfsheal, a gfapi client whose ``glfs_fini``
+    waits 10 s on glusterfs 10 while a brick is down), this asks the self-heal daemons through
+    glusterd and answers in well under a second with a node down."""
+    out: dict[str, int | None] = {}
+    brick = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Brick "):
+            brick = line[len("Brick "):]
+            out[brick] = None
+        elif brick and line.startswith("Number of entries:"):
+            n = line.split(":", 1)[1].strip()
+            out[brick] = int(n) if n.isdigit() else None
+    return out
+
+
 # -- operations ---------------------------------------------------------------------------
 def brick_spec(lab: LabContext, brick: str) -> str:
     """node:/path -> address:/path, so the KVM host can mount without resolving lab names."""
