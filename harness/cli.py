@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import lab_cli, log, paths
+from . import lab_cli, log, paths, training_cli
 from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
     p.set_defaults(fn=cmd_schema)
     lab_cli.add_commands(sub)
+    training_cli.add_commands(sub)
     return ap
 
 

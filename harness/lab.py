@@ -33,6 +33,9 @@ from .virt import connect
 SSH_PERSIST = 120
 #: a restart may take this many times the boot measured at `up` (a slower day, a loaded host)
 BOOT_FACTOR = 3
+#: the snapshot `up` ends with, where the provider can snapshot: `reset` goes back to it
+BASELINE = "up"
+SNAPSHOT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -227,7 +230,8 @@ class Lab:
         locks.hold(self.name)
         log.add_logfile(self.logfile)
         log.info(f"lab {self.name}: provider {self.plan.provider}, {len(self.nodes)} nodes; log: {self.logfile}")
-        self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname())
+        self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname(),
+                        created=self.state().get("created") or time.time())
         done: list[str] = []
         timings: dict[str, float] = {}
         try:
@@ -243,6 +247,9 @@ class Lab:
                     timings[name] = round(time.monotonic() - t, 2)
                     done.append(name)
                     self.save_state(steps_done=done, timings=timings)
+                if self.provider.capabilities.snapshot and BASELINE not in self.snapshots():
+                    timings["baseline snapshot"] = self.snapshot(BASELINE)
+                    self.save_state(timings=timings)
         except BaseException as exc:
             evidence = self.collect_evidence(repr(exc))
             log.info(f"lab {self.name}: up failed; evidence in {evidence}")
@@ -288,6 +295,73 @@ class Lab:
         if self.dir.exists():
             left.append(f"dir {self.dir}")
         return left
+
+    # -- snapshots, reset, lease -----------------------------------------------------------
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        return dict(self.state().get("snapshots", {}))
+
+    def snapshot(self, name: str) -> float:
+        """Save every node's root file system and data disks as ``name`` (replacing one of that
+        name); the nodes keep running. Returns the seconds it took."""
+        if not SNAPSHOT_RE.fullmatch(name):
+            raise HarnessError(f"snapshot name {name!r}: 1-40 lower-case letters, digits, '-' and '_'")
+        locks.hold(self.name)
+        root = self.dir / "snapshots"
+        tmp, dest = root / f".{name}.partial", root / name
+        shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.monotonic()
+        with log.step(f"lab {self.name}: snapshot {name}"):
+            listed = hostpools.listings(self) if self.plan.host.pools else {}
+            self.provider.snapshot(tmp)
+            (tmp / "pools.json").write_text(json.dumps(listed))
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        took = round(time.monotonic() - t0, 2)
+        size = int(succeed(["du", "-s", "-B1", str(dest)], timeout=120).split()[0])
+        self.save_state(snapshots={**self.snapshots(), name: {"taken": time.time(), "seconds": took, "bytes": size}})
+        return took
+
+    def revert(self, name: str, converge: bool = False) -> float:
+        """Put every node's root file system and data disks back as snapshot ``name`` saved them,
+        boot the nodes and let the host's pools see the restored storage. With ``converge`` the
+        roles run again too (idempotent; they wait for a healthy backend): what `reset` does."""
+        if name not in self.snapshots():
+            raise LabStateError(f"lab {self.name} has no snapshot {name!r} (snapshots: "
+                                f"{', '.join(self.snapshots()) or 'none'})")
+        locks.hold(self.name)
+        t0 = time.monotonic()
+        with log.step(f"lab {self.name}: revert to {name}"):
+            self.close_connections()
+            self.write_ssh_config()  # closing removed the connections' directory
+            self.provider.restore(self.dir / "snapshots" / name)
+            from .node import on_each
+            on_each(list(self.nodes.values()), lambda n: n.wait_booted(), "boot")
+            if converge:
+                for step, fn in self.steps():
+                    if step.startswith("role "):
+                        with log.step(step):
+                            fn()
+            if self.plan.host.pools:
+                saved = self.dir / "snapshots" / name / "pools.json"
+                with log.step("host pools"):  # active pools are refreshed: they list the restored volumes
+                    hostpools.wire(self, json.loads(saved.read_text()) if saved.exists() else None)
+        took = round(time.monotonic() - t0, 2)
+        self.save_state(status="up", reverted={"to": name, "at": time.time(), "seconds": took})
+        return took
+
+    def reset(self) -> float:
+        """Back to the state right after `up`: the baseline snapshot, then the roles' health waits."""
+        return self.revert(BASELINE, converge=True)
+
+    def lease(self, seconds: float | None) -> float | None:
+        """Expire the lab ``seconds`` from now (None: never); `storlab reap` removes expired labs."""
+        expires = time.time() + seconds if seconds else None
+        self.save_state(expires=expires)
+        return expires
+
+    def expired(self, now: float | None = None) -> bool:
+        exp = self.state().get("expires")
+        return exp is not None and float(exp) <= (now or time.time())
 
     # -- evidence and faults -------------------------------------------------------------
     def collect_evidence(self, reason: str) -> Path:
@@ -336,6 +410,12 @@ def reap() -> CleanupReport:
             rep.failed.append((f"lab {name}", str(exc)))
             continue
         st = lab.state()
+        if lab.expired():
+            log.info(f"reap: lab {name}: its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['expires']))}")
+            sub = lab.down()
+            rep.removed += [f"lab {name} (expired)", *sub.removed]
+            rep.failed += sub.failed
+            continue
         if st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and not _pid_alive(st.get("owner_pid")):
             log.info(f"reap: lab {name} ({st.get('status')}, owner {st.get('owner_pid')} gone)")
             sub = lab.down()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from typing import Any
 
-from . import image, locks, log, paths
+from . import image, lease, locks, log, paths
 from .errors import HarnessError
 from .lab import Lab, list_labs, reap
 
@@ -26,10 +28,14 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
     lab = Lab.from_topology(args.topology, args.provider, name=args.name)
     log.add_logfile(lab.logfile)
     start = time.monotonic()
     lab.up(keep_on_failure=args.keep_on_failure)
+    if expire:
+        lab.lease(expire)
+        print(f"lab {lab.name} expires in {args.expire} (`storlab lease {lab.name} DURATION` extends, `storlab reap` removes)")
     print(f"lab {lab.name} is up in {time.monotonic() - start:.0f}s ({len(lab.nodes)} nodes, {lab.plan.provider})")
     print(f"  ssh:       storlab ssh {lab.name} NODE   (or ssh -F {lab.ssh_config} NODE)")
     print(f"  log:       {lab.logfile}")
@@ -48,22 +54,72 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_summary(lab: Lab) -> dict[str, Any]:
+    st = lab.state()
+    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider,
+            "topology": lab.plan.topology, "created": st.get("created"), "expires": st.get("expires"),
+            "expires_in": lease.remaining(st.get("expires")),
+            "snapshots": sorted(lab.snapshots()), "exercise": st.get("exercise"),
+            "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
+                      for n in lab.nodes.values()]}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     names = [args.lab] if args.lab else list_labs()
-    for name in names:
-        lab = Lab.load(name)
+    labs = [Lab.load(name) for name in names]
+    if args.json:
+        print(json.dumps([lab_summary(lab) for lab in labs], indent=2))
+        return 0
+    for lab in labs:
         st = lab.state()
-        print(f"{name}: {st.get('status', '?')} ({lab.plan.provider}, "
-              f"steps done: {', '.join(st.get('steps_done', [])) or '-'})")
+        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider}, "
+              f"steps done: {', '.join(st.get('steps_done', [])) or '-'}; expires: {lease.remaining(st.get('expires'))}; "
+              f"snapshots: {', '.join(sorted(lab.snapshots())) or '-'})")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for name in list_labs():
-        st = Lab.load(name).state()
-        print(f"{name}\t{st.get('status', '?')}\t{st.get('provider', '?')}\t{st.get('topology', '?')}")
+    labs = [Lab.load(name) for name in list_labs()]
+    if args.json:
+        print(json.dumps([{k: v for k, v in lab_summary(lab).items() if k != "nodes"} for lab in labs], indent=2))
+        return 0
+    for lab in labs:
+        st = lab.state()
+        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {len(lab.nodes)} nodes  "
+              f"expires: {lease.remaining(st.get('expires'))}")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(lab.logfile)
+    took = lab.snapshot(args.name)
+    print(f"lab {lab.name}: snapshot {args.name} taken in {took:.1f}s")
+    return 0
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(lab.logfile)
+    took = lab.revert(args.name)
+    print(f"lab {lab.name}: reverted to {args.name} in {took:.1f}s")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(lab.logfile)
+    took = lab.reset()
+    print(f"lab {lab.name}: reset to its state after up in {took:.1f}s (backends healthy)")
+    return 0
+
+
+def cmd_lease(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    lab.lease(lease.parse_duration(args.duration))
+    print(f"lab {lab.name}: expires {lease.remaining(lab.state().get('expires'))}")
     return 0
 
 
@@ -133,14 +189,33 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--name", help="bring up an instance of the topology under this lab name (one topology, many labs: "
                                   "its own networks, nodes, pools and paths)")
     p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
+    p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("down", help="remove everything a lab created")
     p.add_argument("lab")
     p.set_defaults(fn=cmd_down)
     p = sub.add_parser("status", help="labs and their nodes")
     p.add_argument("lab", nargs="?")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_status)
-    sub.add_parser("list", help="labs on this host").set_defaults(fn=cmd_list)
+    p = sub.add_parser("list", help="labs on this host, with their leases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("snapshot", help="save a lab's nodes and data disks under a name (nodes keep running)")
+    p.add_argument("lab")
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_snapshot)
+    p = sub.add_parser("revert", help="put a lab back as a snapshot saved it")
+    p.add_argument("lab")
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_revert)
+    p = sub.add_parser("reset", help="put a lab back to its state right after up, backends healthy")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_reset)
+    p = sub.add_parser("lease", help="set or extend when a lab expires (from now): 4h, 90m, never")
+    p.add_argument("lab")
+    p.add_argument("duration")
+    p.set_defaults(fn=cmd_lease)
     p = sub.add_parser("ssh", help="ssh into a lab node")
     p.add_argument("lab")
     p.add_argument("node")
@@ -149,7 +224,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("ssh-config", help="print an ssh config for the lab (plain ssh, fabric, testinfra)")
     p.add_argument("lab")
     p.set_defaults(fn=cmd_ssh_config)
-    sub.add_parser("reap", help="remove labs whose owner died and orphaned lab objects").set_defaults(fn=cmd_reap)
+    sub.add_parser("reap", help="remove expired labs, labs whose owner died, and orphaned lab objects").set_defaults(fn=cmd_reap)
     p = sub.add_parser("fault", help="inject a fault: crash/start a node, link down/up, freeze/thaw")
     p.add_argument("lab")
     p.add_argument("node")

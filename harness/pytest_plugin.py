@@ -33,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-prefix", default=None,
                 help="run each topology as an instance named PREFIX-LAB (storlab up --name), so that several "
                      "sessions (CI jobs, students) share a host without sharing labs")
+    g.addoption("--lab", default=None, dest="attach_lab",
+                help="run against this lab, already up (storlab up / class up): never built nor taken down by the "
+                     "session; how `storlab class grade` runs an exercise's checks on each student's lab")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -156,8 +159,24 @@ def _needed_after(config: pytest.Config, module_prefix: str, topology: str) -> b
     return any(t == topology for _, t in order[last + 1:])
 
 
+def attached(name: str) -> Lab:
+    """A running lab by name, for tests that must not build or remove it."""
+    the_lab = Lab.load(name)
+    down = [n.name for n in the_lab.nodes.values() if not n.is_up()]
+    if the_lab.state().get("status") != "up" or down:
+        raise HarnessError(f"lab {name} is not up (status {the_lab.state().get('status')!r}, nodes down: "
+                           f"{', '.join(down) or 'none'}): bring it up first, or run without --lab")
+    the_lab.write_ssh_config()
+    log.add_logfile(the_lab.logfile)
+    return the_lab
+
+
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab]:
+    name = request.config.getoption("attach_lab")
+    if name:
+        yield attached(str(name))
+        return
     topology = _topology_for(request)
     the_lab = lab_manager.get(topology)
     yield the_lab

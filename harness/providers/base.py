@@ -76,6 +76,16 @@ class Provider(abc.ABC):
         """Boot/console output for failure evidence."""
         return ""
 
+    # -- snapshots -----------------------------------------------------------------------
+    def snapshot(self, dest: Path) -> None:
+        """Save every node's root file system and data disks under ``dest`` (a new directory),
+        leaving the nodes as they were (running nodes keep running)."""
+        raise HarnessError(f"provider {self.name} cannot snapshot labs (yet): use the lxc provider, or down + up")
+
+    def restore(self, src: Path) -> None:
+        """Put back what ``snapshot`` saved in ``src`` and power every node on (without waiting)."""
+        raise HarnessError(f"provider {self.name} cannot revert labs (yet): use the lxc provider, or down + up")
+
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
         return self.plan.node(name)

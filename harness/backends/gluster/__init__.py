@@ -22,7 +22,7 @@ from ...context import LabContext
 from ...errors import CleanupReport, HarnessError
 from ...hostfacts import mount_at, mounted
 from ...model import HostPoolPlan, Plan, need
-from ...run import run, succeed
+from ...run import run, succeed, wait_until
 from ...topology import Pool
 from . import plan, role, rules
 from .plan import GlusterPlan, of
@@ -111,12 +111,23 @@ def fuse_mount(pool: HostPoolPlan, log_file: Path | None = None) -> None:
     if m is not None:
         if not _ours(pool, m[0]):
             raise HarnessError(f"{path} is a mount of {m[0]}, not of this lab's volume; storlab leaves it alone")
+        # after the bricks come back (a revert, a restart) the client reconnects on its own timer
+        # (every 3 s): the pool is refreshed once the mount answers again
+        wait_until(lambda: _answers(path), timeout=60, what=f"the FUSE mount {path} to answer again (client reconnect)")
         return
     os.makedirs(path, exist_ok=True)
     opts = ["backup-volfile-servers=" + ":".join(pool.backup_servers)] if pool.backup_servers else []
     opts += [f"log-file={log_file}"] if log_file else []
     succeed(["mount", "-t", "glusterfs", "-o", ",".join(opts or ["defaults"]), f"{pool.server}:/{pool.volume}", path],
             timeout=60)
+
+
+def _answers(path: str) -> bool:
+    try:
+        os.listdir(path)
+        return True
+    except OSError:
+        return False
 
 
 def planned(plan: Plan) -> GlusterPlan:

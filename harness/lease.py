@@ -1,0 +1,38 @@
+"""Lease arithmetic: how long a lab may live (`--expire 4h`), shown as what is left."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from .errors import HarnessError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+def parse_duration(text: str) -> float | None:
+    """'4h', '90m', '1d12h', 'never' -> seconds (None for never)."""
+    t = text.strip().lower()
+    if t in ("never", "none", "0"):
+        return None
+    parts = _RE.findall(t)
+    if not parts or _RE.sub("", t).strip():
+        raise HarnessError(f"duration {text!r}: use a number and a unit (s, m, h, d, w), e.g. 4h, 90m, 1d12h, or 'never'")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise HarnessError(f"duration {text!r} is not positive")
+    return seconds
+
+
+def remaining(expires: float | None, now: float | None = None) -> str:
+    """'3h58m left', 'expired 5m ago' or 'never'."""
+    if not expires:
+        return "never"
+    left = expires - (now if now is not None else time.time())
+    span = abs(left)
+    d, rest = divmod(int(span), 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    text = (f"{d}d{h}h" if d else f"{h}h{m:02d}m" if h else f"{m}m" if m else f"{int(span)}s")
+    return f"{text} left" if left > 0 else f"expired {text} ago"
