@@ -20,7 +20,7 @@ from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
 from .hostfacts import HostFacts
 from .model import Plan
-from .node import Node
+from .node import Node, on_each
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
 from .providers.lxc import lxcpath, owner_of
@@ -36,6 +36,7 @@ BOOT_FACTOR = 3
 #: the snapshot `up` ends with, where the provider can snapshot: `reset` goes back to it
 BASELINE = "up"
 SNAPSHOT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+PUBKEY_RE = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._:+-]{1,100})?")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -147,6 +148,24 @@ class Lab:
         self.write_ssh_config()
         return (self.key.with_suffix(".pub")).read_text()
 
+    def authorize(self, public_key: str) -> None:
+        """Let another key log in as root on every node from `up` on (a student's key): one plain
+        public key line, no authorized_keys options (they would widen what the key may do)."""
+        key = public_key.strip()
+        if not PUBKEY_RE.fullmatch(key):
+            raise HarnessError("an authorized key must be one public key line: 'ssh-ed25519 AAAA... [comment]' "
+                               "(no options, no line breaks)")
+        extra = self.dir / "authorized_keys.extra"
+        have = extra.read_text().splitlines() if extra.exists() else []
+        if key not in have:
+            extra.write_text("\n".join([*have, key]) + "\n")
+
+    def authorized_keys(self) -> str:
+        """The lab's own key, then any key authorized for it (what every node's root accepts)."""
+        extra = self.dir / "authorized_keys.extra"
+        own = self.ensure_key()
+        return own if not extra.exists() else own.rstrip("\n") + "\n" + extra.read_text()
+
     def ssh_config_text(self) -> str:
         # One persistent connection per node (ControlMaster): under TCG an ssh handshake costs
         # 2-7 s, so a command per handshake turns a role into minutes. `down` and crash() close them.
@@ -198,7 +217,7 @@ class Lab:
         image.build()
 
     def _nodes(self) -> None:
-        self.provider.create(self.ensure_key())
+        self.provider.create(self.authorized_keys())
 
     def _ready(self) -> None:
         floor = self.provider.boot_floor()
@@ -334,7 +353,6 @@ class Lab:
             self.close_connections()
             self.write_ssh_config()  # closing removed the connections' directory
             self.provider.restore(self.dir / "snapshots" / name)
-            from .node import on_each
             on_each(list(self.nodes.values()), lambda n: n.wait_booted(), "boot")
             if converge:
                 for step, fn in self.steps():

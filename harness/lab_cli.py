@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import image, lease, locks, log, paths
@@ -30,6 +31,8 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
     lab = Lab.from_topology(args.topology, args.provider, name=args.name)
+    for keyfile in args.authorize or []:
+        lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
     start = time.monotonic()
     lab.up(keep_on_failure=args.keep_on_failure)
@@ -189,6 +192,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--name", help="bring up an instance of the topology under this lab name (one topology, many labs: "
                                   "its own networks, nodes, pools and paths)")
     p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
+    p.add_argument("--authorize", metavar="PUBKEY_FILE", action="append",
+                   help="also let this public key log in as root on every node (a student's key); repeatable")
     p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("down", help="remove everything a lab created")

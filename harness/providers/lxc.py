@@ -67,6 +67,19 @@ def _alias(ifname: str) -> str | None:
         return ""
 
 
+def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]:
+    """The node's size as cgroup limits, so that one lab (one student) cannot starve the host or
+    the other labs: memory (RAM; the page cache is reclaimed first) and CPU time (``cpus``
+    CPUs' worth per period). cgroup v2 keys on a unified host, v1 keys on a hybrid one."""
+    if unified is None:
+        unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    quota = cpus * 100000
+    if unified:
+        return [f"lxc.cgroup2.memory.max = {memory_mib}M", f"lxc.cgroup2.cpu.max = {quota} 100000"]
+    return [f"lxc.cgroup.memory.limit_in_bytes = {memory_mib}M", "lxc.cgroup.cpu.cfs_period_us = 100000",
+            f"lxc.cgroup.cpu.cfs_quota_us = {quota}"]
+
+
 def lxcpath() -> Path:
     return paths.home() / "lxc"
 
@@ -186,6 +199,7 @@ class LxcProvider(Provider):
         needs = sorted({c for b in backends() for r in node.roles for c in b.syscalls.get(r, ())})
         if needs:  # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which LXC's default seccomp denies
             lines += [f"# storlab: unfiltered for {', '.join(needs)}", "lxc.seccomp.profile ="]
+        lines += limits(node.memory, node.cpus)
         lines += self._disks(node)
         # one key = value per line: a value with a line break would add keys (hooks run as root)
         bad = [line for line in lines if "\n" in line or "\r" in line]

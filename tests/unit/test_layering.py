@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "registry", "topology", "model",
-     "workload", "virt", "backend"},
+     "workload", "virt", "backend", "lease", "capacity"},
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
@@ -22,7 +22,9 @@ LAYERS: list[set[str]] = [
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"roles", "roles.base", "roles.hypervisor", "hostpools", "backends"},
     {"lab"},
-    {"lab_cli", "cli", "pytest_plugin"},
+    # training: exercises on labs, and classes of student labs
+    {"training", "handout", "classroom"},
+    {"lab_cli", "training_cli", "cli", "pytest_plugin"},
 ]
 BACKENDS_LAYER = 7
 BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())

@@ -141,3 +141,20 @@ def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_pa
     assert owner_of(old) is None
     (old / "config").write_text("lxc.arch = linux64\n")
     assert owner_of(old) is None
+
+
+def test_node_size_becomes_cgroup_limits_v1_and_v2() -> None:
+    from harness.providers.lxc import limits
+    assert limits(1536, 2, unified=True) == ["lxc.cgroup2.memory.max = 1536M", "lxc.cgroup2.cpu.max = 200000 100000"]
+    assert limits(1024, 1, unified=False) == ["lxc.cgroup.memory.limit_in_bytes = 1024M",
+                                              "lxc.cgroup.cpu.cfs_period_us = 100000",
+                                              "lxc.cgroup.cpu.cfs_quota_us = 100000"]
+
+
+def test_every_container_config_carries_its_limits(provider: LxcProvider, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness.providers.lxc.lxcpath", lambda: tmp_path / "lxc")
+    provider.lxcpath = tmp_path / "lxc"
+    provider._write_node(provider.plan.node("n1"), "ssh-ed25519 AAAA test", tmp_path / "lower")
+    text = (tmp_path / "lxc" / provider.cname("n1") / "config").read_text()
+    assert "memory" in text and "1024M" in text and "cpu" in text

@@ -1,0 +1,43 @@
+"""Capacity arithmetic for classes: per-node needs from measured figures, and how many fit."""
+
+from __future__ import annotations
+
+from harness.capacity import LXC_BASE_MIB, LXC_ROLE_MIB, NodeNeed, fit, node_need
+
+
+def gluster_student() -> list[NodeNeed]:
+    return [node_need(f"gluster{i}", ["gluster"], 1024, 2048, "lxc") for i in (1, 2, 3)]
+
+
+def test_lxc_node_needs_its_measured_roles_not_its_limit() -> None:
+    n = node_need("g1", ["gluster"], 1024, 2048, "lxc")
+    assert n.memory_mib == LXC_BASE_MIB + LXC_ROLE_MIB["gluster"]
+    assert n.limit_mib == 1024 and n.disk_mib > 2048
+
+
+def test_vm_needs_its_size_and_the_emulator() -> None:
+    tcg, kvm = node_need("v", [], 1024, 0, "vagrant", "tcg"), node_need("v", [], 1024, 0, "vagrant", "kvm")
+    assert tcg.memory_mib > kvm.memory_mib > 1024
+
+
+def test_a_class_that_fits() -> None:
+    f = fit(3, gluster_student(), free_mib=20000, free_disk_mib=70000, cpus=2)
+    assert f.ok and f.fits >= 3 and "fit on this host" not in f.explain()
+
+
+def test_an_oversized_class_is_refused_with_the_numbers_and_how_many_fit() -> None:
+    f = fit(30, gluster_student(), free_mib=20000, free_disk_mib=70000, cpus=2)
+    assert not f.ok
+    assert f.fits == 70000 // f.per_student_disk_mib  # disk binds first: 3 x 2 GiB bricks per student
+    text = f.explain()
+    assert "30 students" in text and f"{f.fits} students fit" in text and "MiB" in text
+
+
+def test_memory_binds_when_disks_are_small() -> None:
+    nodes = [node_need("c", ["ceph-mon", "ceph-mgr"], 1536, 0, "lxc")]
+    f = fit(100, nodes, free_mib=1024 + 10 * nodes[0].memory_mib, free_disk_mib=10**7)
+    assert f.fits == 10 and not f.ok
+
+
+def test_the_host_reserve_is_kept() -> None:
+    assert fit(1, gluster_student(), free_mib=1000, free_disk_mib=10**6).fits == 0
