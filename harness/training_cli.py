@@ -12,6 +12,7 @@ from typing import Any
 from . import classroom, handout, lease, locks, log, training
 from .errors import HarnessError
 from .lab import Lab
+from .yamlload import load_file
 
 
 def cmd_exercise_list(args: argparse.Namespace) -> int:
@@ -76,8 +77,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 # -- classes ------------------------------------------------------------------------------------
 def _default_class_name(topology: str) -> str:
-    from .pytest_plugin import lab_name_of
-    return re.sub(r"[^a-z0-9]", "", lab_name_of(topology))[:12] or "class"
+    data = load_file(topology).data
+    lab = data.get("lab") if isinstance(data, dict) else None
+    return re.sub(r"[^a-z0-9]", "", str(lab or ""))[:12] or "class"
 
 
 def cmd_class_up(args: argparse.Namespace) -> int:
