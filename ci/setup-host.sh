@@ -3,10 +3,20 @@
 # needs (started by hand where systemd is not PID 1). Idempotent; run as root.
 #   ci/setup-host.sh          host for the lxc provider (the fast path) + libvirt pools
 #   ci/setup-host.sh --vm     also vagrant, vagrant-libvirt and qemu (the VM provider)
+#   ci/setup-host.sh --class  also OpenSSH server and storlab's jump sshd (training classes:
+#                             students reach their nodes through it; port 2222)
+# (flags combine: --vm --class)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VM=0
-[ "${1:-}" = "--vm" ] && VM=1
+CLASS=0
+for arg in "$@"; do
+  case "$arg" in
+    --vm) VM=1 ;;
+    --class) CLASS=1 ;;
+    *) echo "setup-host.sh: unknown option $arg (use --vm, --class)" >&2; exit 2 ;;
+  esac
+done
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
 
 PKGS=(lxc mmdebstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
@@ -15,6 +25,7 @@ PKGS=(lxc mmdebstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
       libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils
       libnfs-utils libiscsi-bin qemu-block-extra)
 [ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
+[ "$CLASS" = 1 ] && PKGS+=(openssh-server)
 # a KVM host whose kernel has an NFS client / iscsi_tcp wires netfs / iscsi pools itself
 # (validation reads the same facts); hosts without them (e.g. this project's CI) skip this
 modprobe -q nfs 2>/dev/null || true
@@ -68,5 +79,13 @@ virsh -c qemu:///system pool-list >/dev/null || { echo "setup-host: libvirtd doe
 if [ "$VM" = 1 ]; then
   VAGRANT_CHECKPOINT_DISABLE=1 vagrant plugin list 2>/dev/null | grep -q '^vagrant-libvirt' \
     || { echo "setup-host: vagrant does not load the vagrant-libvirt plugin" >&2; exit 1; }
+fi
+if [ "$CLASS" = 1 ]; then
+  # storlab's own sshd (config, host key and pid file under STORLAB_HOME/jump), not the host's
+  jump_pid="${STORLAB_HOME:-/var/lib/storlab}/jump/sshd.pid"
+  running_before=0
+  [ -f "$jump_pid" ] && kill -0 "$(cat "$jump_pid")" 2>/dev/null && running_before=1
+  storlab class jump-setup
+  [ "$running_before" = 0 ] && echo "sshd $jump_pid" >> /run/storlab-daemons
 fi
 echo "setup-host: ready (libvirtd $(libvirtd --version | awk "{print \$NF}"), lxc $(lxc-start --version))"

@@ -220,6 +220,19 @@ def refresh_access(k: Klass) -> None:
         write_handout(k, s, lab)
 
 
+def refresh_all_access() -> list[str]:
+    """Every class's jump keys rewritten from the labs that still exist: a lab removed by `down`
+    or `reap` (expired) loses its student's channels at once, so that a later lab reusing its
+    addresses is not reachable with the old key. Returns the classes touched."""
+    touched = []
+    for name in list_classes():
+        k = Klass.load(name)
+        if (handout.jump_dir() / "keys" / handout.account_name(name)).exists():
+            refresh_access(k)
+            touched.append(name)
+    return touched
+
+
 def write_handout(k: Klass, student: str, lab: Lab) -> Path:
     hd = k.dir / "handouts" / student
     port = handout.jump_port()

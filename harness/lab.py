@@ -369,7 +369,9 @@ class Lab:
 
     def reset(self) -> float:
         """Back to the state right after `up`: the baseline snapshot, then the roles' health waits."""
-        return self.revert(BASELINE, converge=True)
+        took = self.revert(BASELINE, converge=True)
+        self.save_state(exercise=None)  # an exercise applied after up is undone with everything else
+        return took
 
     def lease(self, seconds: float | None) -> float | None:
         """Expire the lab ``seconds`` from now (None: never); `storlab reap` removes expired labs."""

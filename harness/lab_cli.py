@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import image, lease, locks, log, paths
+from . import classroom, image, lease, locks, log, paths
 from .errors import HarnessError
 from .lab import Lab, list_labs, reap
 
@@ -53,6 +53,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     left = lab.leftovers()
     if rep.failed or left:
         raise HarnessError(f"lab {args.lab}: could not remove {len(rep.failed)} item(s); still present: {left}")
+    classroom.refresh_all_access()
     print(f"lab {args.lab} removed ({len(rep.removed)} items)")
     return 0
 
@@ -142,6 +143,7 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
 
 def cmd_reap(args: argparse.Namespace) -> int:
     rep = reap()
+    classroom.refresh_all_access()  # an expired student's key loses its channels with its lab
     for item in rep.removed:
         print(f"removed {item}")
     for item, why in rep.failed:
