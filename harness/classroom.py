@@ -30,7 +30,7 @@ from . import capacity, handout, lease, locks, paths, training
 from . import plan as planmod
 from .errors import HarnessError
 from .hostfacts import HostFacts
-from .lab import Lab, list_labs
+from .lab import BASELINE, Lab, list_labs
 from .run import succeed
 
 CLASS_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
@@ -193,6 +193,8 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
         progress(f"  {student}: up ... ({time.monotonic() - t0:.0f}s)")
         with open(k.dir / "logs" / f"{student}-up.log", "w") as fh:
             res = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, timeout=7200, check=False)
+        if res.returncode == 0 and BASELINE not in Lab.load(lab_name(name, student)).snapshots():
+            Lab.load(lab_name(name, student)).snapshot(BASELINE)  # VM labs: reset needs it
         took = time.monotonic() - s0
         if res.returncode != 0:
             raise HarnessError(f"up failed after {took:.0f}s (log {k.dir / 'logs' / f'{student}-up.log'})")

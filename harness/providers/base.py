@@ -86,6 +86,10 @@ class Provider(abc.ABC):
         """Put back what ``snapshot`` saved in ``src`` and power every node on (without waiting)."""
         raise HarnessError(f"provider {self.name} cannot revert labs (yet): use the lxc provider, or down + up")
 
+    def drop_snapshot(self, path: Path) -> None:
+        """Free what a snapshot saved outside ``path`` (VM snapshots live in the disks)."""
+        return None  # nothing outside ``path`` by default
+
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
         return self.plan.node(name)

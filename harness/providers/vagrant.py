@@ -163,7 +163,7 @@ class VagrantProvider(Provider):
     name = "vagrant"
     capabilities = Capabilities(
         name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
-        freeze=True, snapshot=False, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False)
+        freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
@@ -382,6 +382,59 @@ class VagrantProvider(Provider):
     def thaw(self, node: str) -> None:
         self._need(node).resume()
 
+    # -- snapshots: internal qcow2 snapshots, memory included ------------------------------
+    def snapshot(self, dest: Path) -> None:
+        """Every domain paused together, then an internal snapshot of each (all its qcow2 disks
+        and its memory), then resumed: a revert resumes the nodes where they were, no boot."""
+        token = f"storlab-{os.urandom(6).hex()}"
+        doms = [self._need(n.name) for n in self.plan.nodes]
+        paused = [d for d in doms if d.isActive() and d.info()[0] == 1]  # VIR_DOMAIN_RUNNING
+        made: list[Any] = []
+        try:
+            for d in paused:
+                d.suspend()
+            for d in doms:
+                made.append(d.snapshotCreateXML(f"<domainsnapshot><name>{token}</name><description>storlab lab "
+                                                f"{self.lab}</description></domainsnapshot>", 0))
+        except Exception:
+            for snap in made:
+                snap.delete(0)
+            raise
+        finally:
+            for d in paused:
+                d.resume()
+        dest.mkdir(parents=True)
+        (dest / "libvirt-snapshot").write_text(token + "\n")
+
+    def restore(self, src: Path) -> None:
+        import libvirt
+        token = (src / "libvirt-snapshot").read_text().strip()
+        for n in self.plan.nodes:
+            dom = self._need(n.name)
+            self.powered_at[n.name] = time.monotonic()
+            dom.revertToSnapshot(dom.snapshotLookupByName(token), libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+
+    def drop_snapshot(self, path: Path) -> None:
+        import libvirt
+        f = path / "libvirt-snapshot"
+        if not f.exists():
+            return
+        token = f.read_text().strip()
+        for n in self.plan.nodes:
+            dom = self._domain(n.name)
+            if dom is None:
+                continue
+            try:
+                dom.snapshotLookupByName(token).delete(0)
+            except libvirt.libvirtError:
+                continue
+
+    def _drop_all_snapshots(self) -> None:
+        """Snapshot metadata first: a domain with snapshots cannot be undefined by vagrant."""
+        for dom in self._domains():
+            for snap in dom.listAllSnapshots(0):
+                snap.delete(0)
+
     def set_link(self, node: str, network: str, up: bool) -> None:
         import libvirt
         dom = self._need(node)
@@ -438,6 +491,10 @@ class VagrantProvider(Provider):
         if stopped:
             log.info(f"stopped {stopped} left running by an interrupted `up`")
             rep.removed.append(stopped)
+        try:
+            self._drop_all_snapshots()
+        except Exception as exc:  # undefine below still removes their metadata
+            log.info(f"could not delete the lab's VM snapshots first: {exc}")
         if (self.labdir / ".vagrant").is_dir() and (self.labdir / "vagrant.json").exists() and shutil.which("vagrant"):
             def vagrant_destroy() -> None:
                 logf = self.logs / "vagrant-destroy.log"
