@@ -111,6 +111,9 @@ class Backend(Generic[S, P]):
     #: role -> system calls a container node with that role needs that the default seccomp
     #: profile denies (a provider sharing the host kernel then runs it without that filter)
     syscalls: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: topology paths a running lab can take without being rebuilt ('gluster.volumes.*.options':
+    #: '*' is any key or item); matrix cells differing only there share one lab (see reconfigure)
+    reconfigurable: ClassVar[tuple[str, ...]] = ()
 
     # -- sections --------------------------------------------------------------------------
     def of(self, topo: Topology) -> S | None:
@@ -172,6 +175,12 @@ class Backend(Generic[S, P]):
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         """Commands whose output explains a failed bring-up on a node with these roles."""
+        return []
+
+    def reconfigure(self, lab: Any, before: Plan) -> list[str]:
+        """Bring the running lab from plan ``before`` to ``lab.plan`` where they differ only in
+        ``reconfigurable`` settings, and verify each new value is what the daemon reports.
+        Returns what changed (empty: nothing of this backend's)."""
         return []
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import hostpools, image, locks, log, paths, secrets, vagrantspec
+from . import evidence, hostpools, image, locks, log, paths, secrets, vagrantspec
 from . import plan as planmod
 from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
@@ -394,21 +394,9 @@ class Lab:
 
     # -- evidence and faults -------------------------------------------------------------
     def collect_evidence(self, reason: str) -> Path:
-        d = self.dir / "evidence" / time.strftime("%Y%m%d-%H%M%S")
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "reason.txt").write_text(log.redact(reason) + "\n")
-        for node in self.nodes.values():
-            parts = [self.provider.console_log(node.name)]
-            if node.is_up():
-                cmds = [["systemctl", "--failed", "--no-pager"], ["journalctl", "-b", "--no-pager", "-n", "300"]]
-                cmds += [cmd for b in backends() for cmd in b.evidence(node.roles)]
-                for cmd in cmds:
-                    r = node.run(cmd, timeout=20)
-                    parts.append(f"$ {' '.join(cmd)} (rc={r.rc})\n{r.stdout}{r.stderr}")
-            (d / f"{node.name}.txt").write_text(log.redact("\n".join(parts)))
-        if self.logfile.exists():
-            shutil.copy(self.logfile, d / "storlab.log")
-        return d
+        """A failed `up`'s evidence in the lab's directory (harness.evidence: every node's console
+        log, failed units, backend state and boot journal; the lab's timeline and log)."""
+        return evidence.write(self, self.dir / "evidence" / time.strftime("%Y%m%d-%H%M%S"), reason, console=True)
 
     def _save_evidence_outside(self, evidence: Path) -> Path:
         dest = paths.home() / "evidence" / f"{self.name}-{evidence.name}"

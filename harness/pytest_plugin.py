@@ -11,15 +11,17 @@ a lab that is already up, e.g. from `storlab up`, is reused and left alone),
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import log
+from . import evidence, log
 from .errors import HarnessError
 from .lab import Lab
+from .matrix_plugin import lab_for_cell
 from .node import Node
 from .virt import connect
 from .yamlload import load_file
@@ -177,6 +179,10 @@ def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab
     if name:
         yield attached(str(name))
         return
+    cell = getattr(request, "param", None)
+    if cell is not None:  # `--matrix`: the lab of this cell (harness/matrix_plugin.py parametrizes it)
+        yield from lab_for_cell(request, cell)
+        return
     topology = _topology_for(request)
     the_lab = lab_manager.get(topology)
     yield the_lab
@@ -199,3 +205,76 @@ def libvirt_conn(lab: Lab) -> Iterator[Any]:
     conn = connect(lab.plan.host.uri)
     yield conn
     conn.close()
+
+
+# -- failure evidence ---------------------------------------------------------------------------
+# A lab test that fails (its call, or its setup once its lab exists) gets its lab's evidence
+# (harness/evidence.py) saved under STORLAB_HOME/evidence/, outside the lab (labs go at the end
+# of the session); the path is in the failure's report, on the terminal and in the JUnit file
+# (testcase property `storlab_evidence`). Expected failures collect nothing.
+# STORLAB_EVIDENCE=off turns it off (a grading run, where failing checks are the point).
+
+_STARTED = pytest.StashKey[float]()
+#: evidence already collected for an exception (a failing module fixture fails every later setup
+#: with the same exception object): (exception, path)
+_COLLECTED = pytest.StashKey[list[tuple[BaseException, Path]]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_STARTED] = time.time()  # the journal in a failure's evidence starts here
+
+
+def wants_evidence(report: pytest.TestReport) -> bool:
+    """A failure worth evidence: a failed setup or call, not an expected failure (xfail) nor an
+    unexpected pass of a strict xfail; not when STORLAB_EVIDENCE=off."""
+    if os.environ.get("STORLAB_EVIDENCE", "").lower() in ("off", "0", "no", "false"):
+        return False
+    if report.when not in ("setup", "call") or not report.failed or hasattr(report, "wasxfail"):
+        return False
+    return not (isinstance(report.longrepr, str) and report.longrepr.startswith("[XPASS(strict)]"))
+
+
+def _short_reason(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    return str(message) if message else (report.longreprtext.strip().splitlines() or ["(no failure text)"])[-1]
+
+
+def _evidence_for(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], the_lab: Any
+                  ) -> tuple[Path, str]:
+    """Collect (or reuse, for the same exception) the evidence: its path and the line naming it."""
+    seen = item.config.stash.setdefault(_COLLECTED, [])
+    exc = call.excinfo.value if call.excinfo else None
+    earlier = next((path for e, path in seen if exc is not None and e is exc), None)
+    if earlier is not None:
+        return earlier, f"evidence for {item.nodeid}: {earlier} (the same failure as an earlier test's)"
+    t0 = time.monotonic()
+    reason = evidence.reason_text(item.nodeid, report.when, _short_reason(report), report.longreprtext)
+    path = evidence.collect(the_lab, item.name, item.stash.get(_STARTED, None), reason)
+    if exc is not None:
+        seen.append((exc, path))
+    line = f"evidence for {item.nodeid}: {path} (collected in {time.monotonic() - t0:.1f}s)"
+    log.info(line)
+    return path, line
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: sees the report after xfail handling
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    the_lab = getattr(item, "funcargs", {}).get("lab")
+    if the_lab is None or not wants_evidence(report):
+        return report
+    try:
+        path, line = _evidence_for(item, report, call, the_lab)
+        # JUnit takes a testcase's properties from its teardown report, made from the item's
+        item.user_properties.append(("storlab_evidence", str(path)))
+        report.user_properties.append(("storlab_evidence", str(path)))
+    except Exception as exc:  # evidence never hides the failure it is about
+        line = f"evidence for {item.nodeid}: could not be collected: {type(exc).__name__}: {exc}"
+    report.sections.append(("storlab evidence", line))
+    tr = item.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(line)
+    return report

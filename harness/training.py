@@ -89,6 +89,7 @@ class Grade:
     exercise: str
     when: float
     checks: dict[str, str] = field(default_factory=dict)  # check -> passed | failed | error | skipped
+    messages: dict[str, str] = field(default_factory=dict)  # failed check -> what its assertion says
     junit: str = ""
     output: str = ""
 
@@ -98,22 +99,27 @@ class Grade:
 
     def to_json(self) -> dict[str, Any]:
         return {"lab": self.lab, "exercise": self.exercise, "when": self.when, "checks": self.checks,
-                "junit": self.junit, "passed": self.passed}
+                "messages": self.messages, "junit": self.junit, "passed": self.passed}
 
 
 def parse_junit(xml: str) -> dict[str, str]:
     """testcase name -> outcome, from pytest's JUnit XML."""
-    out: dict[str, str] = {}
+    return {name: outcome for name, (outcome, _) in parse_junit_full(xml).items()}
+
+
+def parse_junit_full(xml: str) -> dict[str, tuple[str, str]]:
+    """testcase name -> (outcome, message of a failure or error: its first line)."""
+    out: dict[str, tuple[str, str]] = {}
     for case in ET.fromstring(xml).iter("testcase"):
         name = case.get("name") or "?"
-        if case.find("failure") is not None:
-            out[name] = "failed"
-        elif case.find("error") is not None:
-            out[name] = "error"
-        elif case.find("skipped") is not None:
-            out[name] = "skipped"
+        for tag, outcome in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            el = case.find(tag)
+            if el is not None:
+                msg = (el.get("message") or "").strip().splitlines()
+                out[name] = (outcome, msg[0].removeprefix("AssertionError: ") if msg else "")
+                break
         else:
-            out[name] = "passed"
+            out[name] = ("passed", "")
     return out
 
 
@@ -127,7 +133,9 @@ def grade(lab: Lab, ex: Exercise, junit: Path, timeout: float = 900) -> Grade:
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     g = Grade(lab=lab.name, exercise=ex.name, when=time.time(), junit=str(junit), output=res.stdout[-4000:])
     if junit.exists():
-        g.checks = parse_junit(junit.read_text())
+        full = parse_junit_full(junit.read_text())
+        g.checks = {k: v[0] for k, v in full.items()}
+        g.messages = {k: v[1] for k, v in full.items() if v[1] and v[0] != "passed"}
     if not g.checks:
         g.checks = {"(the check suite did not run)": "error"}
     return g

@@ -57,6 +57,8 @@ def cmd_exercise_grade(args: argparse.Namespace) -> int:
     g = training.grade(lab, ex, junit)
     for check, outcome in g.checks.items():
         print(f"  {outcome:<8} {check}")
+        if check in g.messages:
+            print(f"           {g.messages[check][:300]}")
     print(f"{lab.name} / {ex.name}: {'PASSED' if g.passed else 'FAILED'} (JUnit: {junit})")
     return 0 if g.passed else 1
 

@@ -339,9 +339,10 @@ class LxcProvider(Provider):
 
     @staticmethod
     def _copy_tree(src: Path, dst: Path) -> None:
-        """Overlay layers hold whiteouts (device nodes) and trusted.overlay.* xattrs: rsync keeps both."""
+        """Overlay layers hold whiteouts (device nodes) and trusted.overlay.* xattrs: rsync keeps both,
+        and holes (-S): a node may keep a big sparse file in its root fs (a BlueStore block file)."""
         dst.mkdir(parents=True, exist_ok=True)
-        succeed(["rsync", "-aHAX", "--numeric-ids", "--delete", f"{src}/", f"{dst}/"], timeout=600)
+        succeed(["rsync", "-aHAXS", "--numeric-ids", "--delete", f"{src}/", f"{dst}/"], timeout=600)
 
     def restore(self, src: Path) -> None:
         for node in self.plan.nodes:

@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "registry", "topology", "model",
-     "workload", "virt", "backend", "lease", "capacity"},
+     "workload", "virt", "backend", "lease", "capacity", "evidence"},
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
@@ -23,8 +23,8 @@ LAYERS: list[set[str]] = [
     {"roles", "roles.base", "roles.hypervisor", "hostpools", "backends"},
     {"lab"},
     # training: exercises on labs, and classes of student labs
-    {"training", "handout", "classroom"},
-    {"lab_cli", "training_cli", "cli", "pytest_plugin"},
+    {"training", "handout", "classroom", "matrix", "matrix_report"},
+    {"lab_cli", "training_cli", "cli", "pytest_plugin", "matrix_plugin"},
 ]
 BACKENDS_LAYER = 7
 BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())

@@ -66,7 +66,8 @@ class CephBackend(Backend[Ceph, CephPlan]):
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         if not set(roles) & set(self.roles):
             return []
-        return [["sh", "-c", "systemctl status --no-pager 'ceph-*'; ceph -s --connect-timeout 5"]]
+        return [["sh", "-c", "systemctl status --no-pager 'ceph-*'; ceph -s --connect-timeout 5; "
+                 "ceph health detail --connect-timeout 5"]]
 
 
 def planned(plan: Plan) -> CephPlan:

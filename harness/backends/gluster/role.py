@@ -13,7 +13,7 @@ from ...errors import HarnessError
 from ...node import Node, on_each
 from ...roles.base import prepare_disks
 from ...run import wait_until
-from .plan import GlusterVolumePlan, of
+from .plan import GlusterPlan, GlusterVolumePlan, of
 
 if TYPE_CHECKING:
     from ...context import LabContext
@@ -120,6 +120,32 @@ def apply(lab: LabContext) -> None:
             wait_until(pool_ready, timeout=60, interval=0.2, what=f"{want} connected gluster peers on {first.name}")
         with log.step(f"volume {vol.name}"):
             ensure_volume(lab, first, vol)
+
+
+def reconfigure(lab: LabContext, before: GlusterPlan | None) -> list[str]:
+    """Volume options only (what `gluster volume set/reset` changes on a running volume):
+    set what is new or changed, reset what is gone, then read every option back."""
+    now = of(lab.plan)
+    old = {v.name: v.options for v in before.volumes} if before else {}
+    changes = []
+    for vol in now.volumes if now else ():
+        first = lab.node(vol.nodes[0])
+        prev = old.get(vol.name, {})
+        changed = {k: v for k, v in vol.options.items() if prev.get(k) != v}
+        gone = [k for k in prev if k not in vol.options]
+        if changed:
+            first.succeed(["gluster", "--mode=script", "volume", "set", vol.name,
+                           *(x for kv in changed.items() for x in kv)], timeout=60)
+        for k in gone:
+            first.succeed(["gluster", "--mode=script", "volume", "reset", vol.name, k], timeout=60)
+        info = parse_volume_info(first.succeed(["gluster", "volume", "info", vol.name, "--xml"], timeout=30))[vol.name]
+        wrong = {k: info["options"].get(k) for k, v in vol.options.items() if info["options"].get(k) != v}
+        wrong |= {k: info["options"][k] for k in gone if k in info["options"]}
+        if wrong:
+            raise HarnessError(f"volume {vol.name}: after reconfiguring, glusterd reports {wrong} "
+                               f"(wanted {({k: vol.options.get(k, '(reset)') for k in wrong})})")
+        changes += [f"{vol.name}: {k}={v}" for k, v in changed.items()] + [f"{vol.name}: {k} reset" for k in gone]
+    return changes
 
 
 def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:

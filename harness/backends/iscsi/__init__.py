@@ -76,6 +76,15 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan]):
             out.append(("iscsi-initiator", initiator.apply))
         return out
 
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        out = []
+        if "iscsi-target" in roles:  # tgt's or LIO's view of the target (neither shows CHAP passwords)
+            out.append(["sh", "-c", "if systemctl -q is-active tgt.service; then tgtadm --lld iscsi --mode target "
+                        "--op show; else targetcli ls; fi"])
+        if "iscsi-initiator" in roles:  # sessions and paths (not `iscsiadm -m node`: it prints the CHAP password)
+            out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll"])
+        return out
+
     def pool_secret(self, lab: LabContext, pool: HostPoolPlan) -> bytes | None:
         if not pool.chap:
             return None

@@ -3,6 +3,7 @@ where the kernel is shared and has no LIO. Same LUNs, portals, IQN ACLs and CHAP
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ...errors import HarnessError
@@ -23,6 +24,9 @@ def planned_lun_sizes(plan: Plan) -> list[int]:
         return []
     disks = {d.name: d.size for d in plan.node(iscsi.target).disks}
     return [disks[lun.disk or ""] if lun.kind == "block" else (lun.size or 0) for lun in iscsi.luns]
+
+
+_KEY_VALUE = re.compile(r"[A-Za-z][A-Za-z _/-]*:(\s|$)")  # "I_T nexus: 1", "Connection: 0" (an IQN has no space after ':')
 
 
 def parse_tgt_show(text: str) -> dict[str, Any]:
@@ -47,8 +51,8 @@ def parse_tgt_show(text: str) -> dict[str, Any]:
             section = "users"
         elif line.startswith("ACL information:"):
             section = "acls"
-        elif line and section and raw.startswith("        ") and ":" not in line:
-            cur[section].append(line.removesuffix(" (outgoing)"))
+        elif line and section and raw.startswith("        ") and not _KEY_VALUE.match(line):
+            cur[section].append(line.removesuffix(" (outgoing)"))  # an address, an IQN (iqn...:name) or a user
     return targets
 
 

@@ -63,6 +63,14 @@ class NfsBackend(Backend[Nfs, NfsPlan]):
     def steps(self, plan: Plan) -> list[RoleStep]:
         return [("nfs", role.apply)]
 
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        if "nfs-server" not in roles:
+            return []
+        # kernel nfsd: what is exported; NFS-Ganesha: its config and log
+        return [["sh", "-c", "if systemctl -q is-active nfs-server.service; then systemctl status --no-pager "
+                 "nfs-server.service; exportfs -v; else systemctl status --no-pager nfs-ganesha.service; "
+                 "cat /etc/ganesha/ganesha.conf; tail -n 200 /var/log/ganesha/ganesha.log; fi"]]
+
 
 def planned(plan: Plan) -> NfsPlan:
     return need(of(plan), "nfs section")
