@@ -137,10 +137,11 @@ def journal_command(since_epoch: float | None) -> list[str]:
 
 
 def node_commands(roles: tuple[str, ...], since_epoch: float | None) -> list[list[str]]:
-    """What is run on an up node: failed units, each backend's own evidence, then the journal."""
-    out = [["systemctl", "--failed", "--no-pager"]]
+    """What is run on an up node, in this order: failed units and the journal (local to the node,
+    quick), then each backend's own evidence (which may wait on other nodes: a frozen peer
+    makes it hang until its timeout). The journal is written last in the node's file."""
+    out = [["systemctl", "--failed", "--no-pager"], journal_command(since_epoch)]
     out += [list(cmd) for b in backends() for cmd in b.evidence(roles)]
-    out.append(journal_command(since_epoch))
     return out
 
 
@@ -174,12 +175,14 @@ def node_report(lab: EvidenceLab, node: EvidenceNode, since_epoch: float | None,
                          f"{PROBE_TIMEOUT:.0f}s ({answers.stderr.strip()[-300:]}): frozen, cut off or hung; no commands "
                          "run\n")
     if answers is not None and answers.ok:
+        outputs = []
         for cmd in node_commands(node.roles, since_epoch):
             left = deadline - time.monotonic()
             if left < 1:
-                parts.append(f"$ {' '.join(cmd)}   (skipped: the node's {NODE_BUDGET:.0f}s evidence budget is spent)\n")
+                outputs.append(f"$ {' '.join(cmd)}   (skipped: the node's {NODE_BUDGET:.0f}s evidence budget is spent)\n")
                 continue
-            parts.append(_run(node, cmd, min(COMMAND_TIMEOUT, left)))
+            outputs.append(_run(node, cmd, min(COMMAND_TIMEOUT, left)))
+        parts += [outputs[0], *outputs[2:], outputs[1]]  # the (long) journal last
     if console or answers is None or not answers.ok:
         parts.append(f"--- console log (provider)\n{lab.provider.console_log(node.name) or '(none)'}\n")
     return "\n".join(parts)

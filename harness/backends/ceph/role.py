@@ -32,8 +32,12 @@ def parse_health(status_json: str, accepted: Sequence[str]) -> tuple[bool, str]:
     health = st.get("health", {})
     checks = health.get("checks", {})
     bad = {k: v.get("summary", {}).get("message", "") for k, v in checks.items() if k not in accepted}
-    pgs = st.get("pgmap", {}).get("pgs_by_state", [])
-    clean = all(p["state_name"] == "active+clean" for p in pgs)
+    pgmap = st.get("pgmap", {})
+    pgs = pgmap.get("pgs_by_state", [])
+    # a mgr that has just started reports no PG states yet (or fewer than there are): not clean
+    counted, num = sum(int(p.get("count", 0)) for p in pgs), int(pgmap.get("num_pgs", 0))
+    stale = counted != num or (int(pgmap.get("num_pools", 0)) > 0 and num == 0)
+    clean = not stale and all(p["state_name"] == "active+clean" for p in pgs)
     ok = health.get("status") in ("HEALTH_OK", "HEALTH_WARN") and not bad and clean
     summary = f"{health.get('status')} {bad or ''} pgs {[(p['state_name'], p['count']) for p in pgs]}"
     return ok, summary

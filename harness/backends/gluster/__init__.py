@@ -100,9 +100,9 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
         if "gluster" not in roles:
             return []
         # `heal VOL info` takes 10 s per volume when a brick is down (glusterfs 10): the heal
-        # count answers at once
-        return [["sh", "-c", "gluster peer status; gluster volume info; gluster volume status; "
-                 "for v in $(gluster volume list); do echo \"== pending heals of $v\"; "
+        # count answers at once. One command each: a hung peer stalls `status`, not `info`
+        return [["gluster", "peer", "status"], ["gluster", "volume", "info"], ["gluster", "volume", "status"],
+                ["sh", "-c", "for v in $(gluster volume list); do echo \"== pending heals of $v\"; "
                  "gluster volume heal \"$v\" statistics heal-count; done"]]
 
 
