@@ -221,7 +221,7 @@ def tail(path: Path, lines: int, max_bytes: int = 4_000_000) -> str:
 def write_logs(lab: EvidenceLab, dest: Path, since_epoch: float | None) -> None:
     """timeline.txt (the lab's fault log) and storlab.log (its tail)."""
     faults = lab.logs / "faults.log"
-    start = (f"# test started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since_epoch))}\n"
+    start = (f"# test started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since_epoch))} (its lab up)\n"
              if since_epoch else "")
     timeline = faults.read_text(errors="replace") if faults.exists() else f"(no faults marked on lab {lab.name})\n"
     (dest / "timeline.txt").write_text(redact(f"# fault timeline of lab {lab.name} ({faults})\n{start}{timeline}"))

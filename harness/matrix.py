@@ -121,6 +121,7 @@ class MatrixModel(BaseModel):
     matrix: Name
     description: str = ""
     base: str
+    tests: list[str] = Field([], description="what `storlab matrix run` runs (pytest paths), relative to the repository")
     axes: dict[Name, Axis] = Field(min_length=1)
     include: list[dict[Name, Name | list[Name]]] = []
     exclude: list[dict[Name, Name | list[Name]]] = []

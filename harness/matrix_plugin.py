@@ -174,7 +174,8 @@ def lab_for_cell(request: pytest.FixtureRequest, cell: mx.Cell) -> Iterator[Lab]
     if not cell.valid:
         pytest.skip(f"cell {cell.name} is invalid here: {'; '.join(str(p) for p in cell.problems[:3])}")
     yield run.lab_for(cell)
-    last_item = [n for n, _ in run.order if n.startswith(request.node.nodeid + "::")]
+    # this cell's last test in this module: later cells (of this module or others) may reuse the lab
+    last_item = [n for n, _ in run.order if n.startswith(request.node.nodeid + "::") and n.endswith(f"[{cell.name}]")]
     if last_item:
         run.release_unneeded(last_item[-1])
 

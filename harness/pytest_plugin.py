@@ -220,9 +220,31 @@ _STARTED = pytest.StashKey[float]()
 _COLLECTED = pytest.StashKey[list[tuple[BaseException, Path]]]()
 
 
+#: when each lab (by id; the lab kept alive with it) was last handed out by its fixture
+_LAB_READY = pytest.StashKey[dict[int, tuple[Any, float]]]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[_STARTED] = time.time()  # the journal in a failure's evidence starts here
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+    value = yield
+    if fixturedef.argname == "lab":
+        request.config.stash.setdefault(_LAB_READY, {})[id(value)] = (value, time.time())
+    return value
+
+
+def journal_since(item: pytest.Item, the_lab: Any) -> float | None:
+    """Where a failed test's journal starts: its setup, or the moment its lab was ready when the
+    lab came up during that setup (the first test of a module: its bring-up is not the test's)."""
+    started = item.stash.get(_STARTED, None)
+    ready = item.config.stash.get(_LAB_READY, {}).get(id(the_lab))
+    if started is None or ready is None or ready[0] is not the_lab:
+        return started
+    return max(started, ready[1])
 
 
 def wants_evidence(report: pytest.TestReport) -> bool:
@@ -251,7 +273,7 @@ def _evidence_for(item: pytest.Item, report: pytest.TestReport, call: pytest.Cal
         return earlier, f"evidence for {item.nodeid}: {earlier} (the same failure as an earlier test's)"
     t0 = time.monotonic()
     reason = evidence.reason_text(item.nodeid, report.when, _short_reason(report), report.longreprtext)
-    path = evidence.collect(the_lab, item.name, item.stash.get(_STARTED, None), reason)
+    path = evidence.collect(the_lab, item.name, journal_since(item, the_lab), reason)
     if exc is not None:
         seen.append((exc, path))
     line = f"evidence for {item.nodeid}: {path} (collected in {time.monotonic() - t0:.1f}s)"

@@ -290,6 +290,25 @@ def test_hook_collects_for_a_failed_lab_test(monkeypatch: pytest.MonkeyPatch, tm
     assert hooked.lines == [rep.sections[-1][1]] and hooked.lines[0].startswith(f"evidence for t.py::test_x[c1]: {path}")
 
 
+def test_the_journal_starts_once_the_lab_is_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    the_lab = object()
+    hooked = Hooked(monkeypatch, tmp_path, lab=the_lab)
+    started = hooked.item.stash[pytest_plugin._STARTED]
+    assert pytest_plugin.journal_since(cast(pytest.Item, hooked.item), the_lab) == started  # a lab up before the test
+    time.sleep(0.01)
+    # the lab's fixture runs during this test's setup (the module's first test brings the lab up)
+    gen = pytest_plugin.pytest_fixture_setup(cast(Any, SimpleNamespace(argname="lab")),
+                                             cast(Any, SimpleNamespace(config=hooked.item.config)))
+    next(gen)
+    with pytest.raises(StopIteration):
+        gen.send(the_lab)
+    since = pytest_plugin.journal_since(cast(pytest.Item, hooked.item), the_lab)
+    assert since is not None and since > started
+    hooked(report("call"), AssertionError("x"))
+    assert hooked.collected[0][2] == since
+    assert pytest_plugin.journal_since(cast(pytest.Item, hooked.item), object()) == started  # another lab
+
+
 def test_hook_leaves_xfail_passes_and_lab_less_tests_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     hooked = Hooked(monkeypatch, tmp_path)
     for rep in (report("call", "skipped", None, wasxfail="known"), report("call", "passed", None),

@@ -102,8 +102,8 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
         # `heal VOL info` takes 10 s per volume when a brick is down (glusterfs 10): the heal
         # count answers at once. One command each: a hung peer stalls `status`, not `info`
         return [["gluster", "peer", "status"], ["gluster", "volume", "info"], ["gluster", "volume", "status"],
-                ["sh", "-c", "for v in $(gluster volume list); do echo \"== pending heals of $v\"; "
-                 "gluster volume heal \"$v\" statistics heal-count; done"]]
+                ["sh", "-c", "vols=$(gluster volume list) || { echo \"$vols\"; exit 1; }; for v in $vols; do "
+                 "echo \"== pending heals of $v\"; gluster volume heal \"$v\" statistics heal-count; done"]]
 
 
 def _ours(pool: HostPoolPlan, source: str) -> bool:

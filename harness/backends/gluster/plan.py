@@ -13,6 +13,7 @@ from .schema import Gluster
 class GlusterVolumePlan(Frozen):
     name: str
     replica: int
+    arbiter: int = 0
     bricks: tuple[str, ...]
     nodes: tuple[str, ...]
     options: dict[str, str]
@@ -30,7 +31,8 @@ def make(inputs: PlanInputs, g: Gluster) -> GlusterPlan:
             return lab_clients(lab_net, inputs.nodes)
         return "on" if val is True else "off" if val is False else str(val)
     return GlusterPlan(volumes=tuple(GlusterVolumePlan(
-        name=v.name, replica=v.replica, bricks=tuple(v.bricks), nodes=tuple(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
+        name=v.name, replica=v.replica, arbiter=v.arbiter, bricks=tuple(v.bricks),
+        nodes=tuple(dict.fromkeys(b.split(":")[0] for b in v.bricks)),
         options={k: option(k, val) for k, val in v.options.items()}) for v in g.volumes))
 
 

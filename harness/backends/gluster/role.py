@@ -154,6 +154,7 @@ def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:
     bricks = [brick_spec(lab, b) for b in vol.bricks]
     if info is None:
         rep = ["replica", str(vol.replica)] if vol.replica > 1 else []
+        rep += ["arbiter", str(vol.arbiter)] if vol.arbiter else []
         first.succeed(["gluster", "--mode=script", "volume", "create", name, *rep, "transport", "tcp", *bricks], timeout=120)
         info = parse_volume_info(first.succeed(["gluster", "volume", "info", name, "--xml"], timeout=30))[name]
     elif info["bricks"] != bricks:

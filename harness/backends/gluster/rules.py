@@ -34,6 +34,9 @@ def check(r: Rules, g: Gluster) -> None:
         if Counter(vol.bricks).most_common(1)[0][1] > 1:
             r.add(base + ("bricks",), "the same brick is listed twice", "list each brick once")
         n = len(vol.bricks)
+        if vol.arbiter and vol.replica != 3:
+            r.add(base + ("arbiter",), f"an arbiter needs replica 3 (this volume has replica {vol.replica})",
+                     "set replica: 3, or drop arbiter")
         if n % vol.replica:
             r.add(base + ("replica",), f"replica {vol.replica} does not divide the {n} bricks",
                      f"use a multiple of {vol.replica} bricks, or replica {n}")

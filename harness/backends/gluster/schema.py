@@ -23,6 +23,7 @@ def _brick(v: str) -> str:
 class GlusterVolume(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
     replica: int = Field(3, ge=1)
+    arbiter: int = Field(0, ge=0, le=1, description="1: replica 3 arbiter 1 (each set's last brick keeps metadata only)")
     bricks: list[Annotated[str, AfterValidator(_brick)]] = Field(min_length=1, description="node:/path")
     options: dict[OptionKey, OptionValue | int | bool] = {}
 
