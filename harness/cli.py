@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import lab_cli, log, paths, training_cli
+from . import lab_cli, log, matrix_cli, paths, training_cli
 from . import plan as planmod
 from .errors import HarnessError, TopologyError
 from .hostfacts import PROFILES, HostFacts
@@ -88,13 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_schema)
     lab_cli.add_commands(sub)
     training_cli.add_commands(sub)
+    matrix_cli.add_commands(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args, rest = ap.parse_known_args(argv)
+    if rest and not getattr(args, "takes_rest", False):
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     log.setup(verbose=args.verbose)
     try:
+        if getattr(args, "takes_rest", False):  # `storlab matrix run FILE [pytest args]`
+            return int(matrix_cli.cmd_run(args, rest))
         return int(args.fn(args))
     except TopologyError as exc:
         for p in exc.problems:

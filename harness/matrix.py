@@ -276,6 +276,14 @@ def _strip(data: Any, parts: list[str]) -> None:
                 del data[k]
 
 
+def by_lab(cells: list[Cell]) -> list[Cell]:
+    """Cells grouped by the lab they use (first appearance order): one lab up at a time."""
+    first: dict[str, int] = {}
+    for i, c in enumerate(cells):
+        first.setdefault(c.build_key, i)
+    return sorted(cells, key=lambda c: (first[c.build_key], cells.index(c)))
+
+
 # -- selection ----------------------------------------------------------------------------------
 def select(cells: list[Cell], expr: str | None) -> list[Cell]:
     """--cells 'ping=ping5,ping10 quorum=quorum_auto': every named axis must match one of its values."""

@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_MATRIX] = None
         return
     m = mx.load(file)
-    cells = mx.subset(mx.select(m.cells, config.getoption("--cells")), config.getoption("--subset"))
+    cells = mx.by_lab(mx.subset(mx.select(m.cells, config.getoption("--cells")), config.getoption("--subset")))
     config.stash[_MATRIX] = m
     config.stash[_CELLS] = cells
     config.stash[_STATE] = MatrixRun(m, config)

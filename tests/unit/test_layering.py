@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"lab"},
     # training: exercises on labs, and classes of student labs
     {"training", "handout", "classroom", "matrix", "matrix_report"},
-    {"lab_cli", "training_cli", "cli", "pytest_plugin", "matrix_plugin"},
+    {"lab_cli", "training_cli", "matrix_cli", "cli", "pytest_plugin", "matrix_plugin"},
 ]
 BACKENDS_LAYER = 7
 BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())

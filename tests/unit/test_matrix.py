@@ -1,0 +1,143 @@
+"""Matrix files: paths, patches, cells, rules, validation of every cell, reuse keys, selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import matrix as mx
+from harness import matrix_report
+from harness.errors import HarnessError, TopologyError
+from harness.hostfacts import PROFILES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def write(tmp: Path, text: str) -> Path:
+    f = tmp / "m.yaml"
+    f.write_text(text.replace("BASE", str(ROOT / "topologies" / "gluster-3.yaml")))
+    return f
+
+
+GOOD = """matrix: g
+base: BASE
+axes:
+  ping:
+    path: gluster.volumes[0].options["network.ping-timeout"]
+    values: {ping5: 5, ping10: 10}
+  layout:
+    values:
+      replica3: {}
+      replica1: {"gluster.volumes[0].replica": 1, "gluster.volumes[0].bricks": ["gluster1:/gluster/bricks/1/brick"]}
+exclude: [{ping: ping10, layout: replica1}]
+expect_fail:
+  - {cells: {layout: replica1}, tests: [test_gluster_failover_*], reason: one copy}
+"""
+
+
+def test_paths_read_dots_indexes_and_quoted_keys() -> None:
+    assert mx.parse_path('gluster.volumes[0].options["network.ping-timeout"]') == \
+        ("gluster", "volumes", 0, "options", "network.ping-timeout")
+    with pytest.raises(ValueError):
+        mx.parse_path("a..[x")
+
+
+def test_patch_sets_adds_and_refuses_missing_items() -> None:
+    data = {"a": [{"b": 1}]}
+    mx.patch(data, ("a", 0, "b"), 2)
+    mx.patch(data, ("a", 0, "c", "d"), 3)
+    assert data == {"a": [{"b": 2, "c": {"d": 3}}]}
+    with pytest.raises(HarnessError):
+        mx.patch(data, ("a", 5, "b"), 1)
+
+
+def test_cells_are_the_product_minus_excludes_each_validated(home: Path) -> None:
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    assert [c.name for c in m.cells] == ["ping5-replica3", "ping5-replica1", "ping10-replica3"]
+    assert all(c.valid for c in m.cells)
+    assert "network.ping-timeout: 10" in (m.workdir() / "cells" / "ping10-replica3.yaml").read_text()
+
+
+def test_cells_differing_in_runtime_settings_share_a_lab(home: Path) -> None:
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    by = {c.name: c for c in m.cells}
+    assert m.lab_name(by["ping5-replica3"]) == m.lab_name(by["ping10-replica3"])  # a volume option: reconfigured
+    assert m.lab_name(by["ping5-replica3"]) != m.lab_name(by["ping5-replica1"])  # another volume: its own lab
+
+
+def test_expected_failures_are_per_cell_and_pattern(home: Path) -> None:
+    by = {c.name: c for c in mx.load(write(home, GOOD), PROFILES["ci"]).cells}
+    assert by["ping5-replica1"].expected("test_gluster_failover_hung_node_stalls_at_most_ping_timeout")
+    assert by["ping5-replica3"].expected("test_gluster_failover_hung_node_stalls_at_most_ping_timeout") is None
+
+
+def test_an_invalid_cell_carries_its_located_problem_and_the_others_stay(home: Path) -> None:
+    bad = GOOD.replace("replica1: {", 'replica2: {"gluster.volumes[0].replica": 2}\n      replica1: {').replace(
+        "exclude: [{ping: ping10, layout: replica1}]", "exclude: []")
+    m = mx.load(write(home, bad), PROFILES["ci"])
+    invalid = [c for c in m.cells if not c.valid]
+    assert {c.values["layout"] for c in invalid} == {"replica2"}
+    text = str(invalid[0].problems[0])
+    assert "replica 2 does not divide the 3 bricks" in text and ".yaml:" in text
+    assert sum(c.valid for c in m.cells) == 4
+
+
+def test_matrix_file_errors_are_located(home: Path) -> None:
+    with pytest.raises(TopologyError) as e:
+        mx.load(write(home, GOOD.replace("values: {ping5: 5, ping10: 10}", "valuez: {ping5: 5}")), PROFILES["ci"])
+    assert "m.yaml:6" in str(e.value) and "unknown key 'valuez'" in str(e.value)
+    with pytest.raises(TopologyError) as e:
+        mx.load(write(home, GOOD.replace("exclude: [{ping: ping10,", "exclude: [{ping: ping99,")), PROFILES["ci"])
+    assert "axis ping has no value 'ping99'" in str(e.value)
+
+
+def test_select_by_axis_values(home: Path) -> None:
+    cells = mx.load(write(home, GOOD), PROFILES["ci"]).cells
+    assert [c.name for c in mx.select(cells, "layout=replica3")] == ["ping5-replica3", "ping10-replica3"]
+    assert [c.name for c in mx.select(cells, "ping=ping5 layout=replica1")] == ["ping5-replica1"]
+    with pytest.raises(HarnessError):
+        mx.select(cells, "nope=1")
+
+
+def test_subset_slices_cover_every_axis_value_and_all_cells_together(home: Path) -> None:
+    cells = mx.load(write(home, GOOD), PROFILES["ci"]).cells
+    slices = [mx.subset(cells, f"{i}/3") for i in (1, 2, 3)]
+    for sl in slices:
+        for axis in ("ping", "layout"):
+            assert {c.values[axis] for c in sl} == {c.values[axis] for c in cells}
+    assert {c.name for sl in slices for c in sl} == {c.name for c in cells}
+    with pytest.raises(HarnessError):
+        mx.subset(cells, "4/3")
+
+
+def test_report_table_and_plot(home: Path) -> None:
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    results = {"ping5-replica3": {"test_hung": {"outcome": "passed", "figures": {"stall_s": 7.1}}},
+               "ping10-replica3": {"test_hung": {"outcome": "failed", "figures": {"stall_s": 12.4}}},
+               "ping5-replica1": {"test_hung": {"outcome": "xfailed", "figures": {}}}}
+    md, html = matrix_report.save(m, m.cells, results, {"ping5-replica3": {"lab": "x", "built_s": 18.0},
+                                                         "ping10-replica3": {"lab": "x", "reconfigured_s": 0.2}})
+    text = md.read_text()
+    assert "| ping5-replica3 | ping5 | replica3 | built 18s | pass (stall_s=7.10) |" in text
+    assert "| ping10-replica3 | ping10 | replica3 | reconfigured 0.2s | FAIL (stall_s=12.40) |" in text
+    assert "xfail (expected)" in text
+    page = html.read_text()
+    assert "<svg" in page and "stall_s against ping" in page
+    again = matrix_report.save(m, m.cells, {"ping10-replica3": {"test_hung": {"outcome": "passed", "figures": {}}}},
+                               {}, merge=True)[0].read_text()
+    assert "| ping5-replica3 | ping5 | replica3 | built 18s | pass (stall_s=7.10) |" in again  # kept from before
+    assert "| ping10-replica3 | ping10 | replica3 | reconfigured 0.2s | pass |" in again
+
+
+def test_shipped_matrices_load_and_their_cells_validate_or_say_why() -> None:
+    for f in sorted((ROOT / "matrices").glob("*.yaml")):
+        m = mx.load(f, PROFILES["kvm"])
+        assert m.cells, f
+        assert sum(c.valid for c in m.cells) >= 1, f"{f}: no valid cell on a KVM host"
