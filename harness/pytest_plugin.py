@@ -218,8 +218,6 @@ _STARTED = pytest.StashKey[float]()
 #: evidence already collected for an exception (a failing module fixture fails every later setup
 #: with the same exception object): (exception, path)
 _COLLECTED = pytest.StashKey[list[tuple[BaseException, Path]]]()
-
-
 #: when each lab (by id; the lab kept alive with it) was last handed out by its fixture
 _LAB_READY = pytest.StashKey[dict[int, tuple[Any, float]]]()
 
