@@ -99,7 +99,8 @@ def _show(path: tuple[str | int, ...]) -> str:
 class Axis(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str | None = Field(None, description="where each value goes; without it each value is {path: value}")
-    values: dict[Name, Any] = Field(min_length=1)
+    values: dict[Name, Any] = Field(min_length=1, description="name -> value (with path), or {path: value, ...} "
+                                                              "(without); the key `base: FILE` swaps the base topology")
 
     @field_validator("path")
     @classmethod
@@ -170,8 +171,9 @@ class Matrix:
         return f"mx-{self.name[:12].replace('_', '-')}-{cell.build_key[:8]}"
 
 
-def load(file: str | Path, facts: HostFacts | None = None) -> Matrix:
-    """Read, check and expand a matrix file; every cell is validated (invalid ones carry their problems)."""
+def load(file: str | Path, facts: HostFacts | None = None, provider: str | None = None) -> Matrix:
+    """Read, check and expand a matrix file; every cell is validated (invalid ones carry their problems),
+    with ``provider`` forced as `--lab-provider` forces it."""
     loc = load_file(str(file))
     if not isinstance(loc.data, dict):
         raise TopologyError([loc.problem((), "a matrix must be a mapping (matrix:, base:, axes:, ...)")])
@@ -205,20 +207,31 @@ def load(file: str | Path, facts: HostFacts | None = None) -> Matrix:
             continue
         if model.include and not any(_matches(r, values) for r in model.include):
             continue
-        m.cells.append(_make_cell(m, base_text, str(base), values, facts))
+        m.cells.append(_make_cell(m, base_text, str(base), values, facts, provider))
     if not m.cells:
         raise HarnessError(f"{file}: no cells left after include/exclude")
     return m
 
 
-def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str], facts: HostFacts) -> Cell:
+def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str], facts: HostFacts,
+               provider: str | None = None) -> Cell:
     name = "-".join(values[a] for a in m.model.axes)
-    data = load_text(base_text, base_file).data
     problems: list[Problem] = []
+    for axis, value_name in values.items():  # a value may name another base topology: {base: FILE}
+        value = m.model.axes[axis].values[value_name]
+        if isinstance(value, dict) and "base" in value:
+            other = (m.file.parent / str(value["base"])).resolve()
+            if not other.exists():
+                problems.append(Problem(str(m.file), None, None, f"axes.{axis}.values.{value_name}.base",
+                                        f"{other} does not exist"))
+            else:
+                base_text, base_file = other.read_text(), str(other)
+    data = load_text(base_text, base_file).data
     for axis, value_name in values.items():
         ax = m.model.axes[axis]
         value = ax.values[value_name]
-        patches = {ax.path: value} if ax.path else value
+        patches = {ax.path: value} if ax.path else ({k: v for k, v in value.items() if k != "base"}
+                                                     if isinstance(value, dict) else value)
         if not isinstance(patches, dict):
             problems.append(Problem(str(m.file), None, None, f"axes.{axis}.values.{value_name}",
                                     "an axis without a path needs {path: value} mappings as values"))
@@ -228,6 +241,8 @@ def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str]
                 patch(data, parse_path(str(p)), v)
             except (HarnessError, ValueError) as exc:
                 problems.append(Problem(str(m.file), None, None, f"axes.{axis}.values.{value_name}", str(exc)))
+    if provider and isinstance(data, dict):
+        data["provider"] = provider
     out = m.workdir() / "cells" / f"{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     text = (f"# matrix {m.name}, cell {name}: {json.dumps(values)} (made from {base_file})\n"

@@ -19,7 +19,7 @@ UP_S = {"lxc": (2.0, 5.5), "vagrant": (110.0, 30.0)}
 
 def cmd_plan(args: argparse.Namespace) -> int:
     facts = HostFacts.detect()
-    m = mx.load(args.file, facts)
+    m = mx.load(args.file, facts, args.provider)
     cells = mx.by_lab(mx.subset(mx.select(m.cells, args.cells), args.subset))
     last = matrix_report.load_results(m) or {}
     labs: dict[str, dict[str, object]] = {}

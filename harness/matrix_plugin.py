@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from . import log, matrix_report
+from . import hostpools, log, matrix_report
 from . import matrix as mx
 from .backend import backends
 from .errors import HarnessError
@@ -60,6 +60,9 @@ class MatrixRun:
             before: Plan = lab.plan
             lab = Lab.from_topology(str(topo), provider, name=name)
             changes = [c for b in backends() for c in b.reconfigure(lab, before)]
+            if lab.plan.host.pools:  # the host side as a fresh lab has it (a FUSE client reconnected after
+                # the last cell's faults); a slow listing that has not changed is not listed again
+                hostpools.wire(lab, hostpools.listings(lab))
             took = round(time.monotonic() - t0, 2)
             log.info(f"matrix {self.m.name}: lab {name} reconfigured for cell {cell.name} in {took}s: "
                      f"{', '.join(changes) or 'nothing to change'}")
@@ -111,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not file:
         config.stash[_MATRIX] = None
         return
-    m = mx.load(file)
+    m = mx.load(file, provider=config.getoption("--lab-provider"))
     cells = mx.by_lab(mx.subset(mx.select(m.cells, config.getoption("--cells")), config.getoption("--subset")))
     config.stash[_MATRIX] = m
     config.stash[_CELLS] = cells
