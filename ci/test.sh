@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this host and run the test suite within a time budget:
-#   1. unit tests and every lab test on the fast provider (LXC system containers): never skipped;
+#   1. unit tests and every lab test on the fast provider (LXC system containers), and a small
+#      config matrix on LXC: never skipped;
 #   2. on vagrant-libvirt VMs (KVM where usable, else TCG), phase by phase: the node layer and
 #      `-k gluster_failover` (core), then kernel nfsd and LIO (extra: they run when the whole run
 #      still ends within the target, i.e. on a normal day, and are skipped on a slow one);
@@ -31,14 +32,18 @@ timings=()
 source ci/budget.sh
 
 t=$SECONDS
-echo "== lint: ruff check + mypy --strict (harness/, tests/, bench/)"
-if python3 -m ruff check harness tests bench && python3 -m mypy harness tests bench; then
+echo "== lint: ruff check (harness/, tests/, bench/, training/) + mypy --strict (harness/, tests/, bench/)"
+if python3 -m ruff check harness tests bench training && python3 -m mypy harness tests bench; then
   timings+=("lint: $((SECONDS - t))s")
 else
   rc=1
   timings+=("lint: FAILED ($((SECONDS - t))s)")
 fi
 phase always "unit + LXC labs" 0 tests -m "not vm" "$@"
+# a small config matrix on LXC: two cells sharing one lab (reconfigured between them), one of
+# them an expected failure (no client quorum); the whole matrices run by hand (README)
+phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matrix matrices/gluster.yaml \
+  --cells "ping=ping5 layout=replica3" -k "two_of_three or killed_brick" --lab-provider lxc "$@"
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.hostfacts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
   phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"

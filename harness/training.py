@@ -2,7 +2,7 @@
 solution, and grades a lab with a pytest check suite run through the plugin (``--lab NAME``).
 
     training/NAME/README.md      the text a student reads (put in the handout)
-    training/NAME/exercise.py    TITLE, BACKEND, break_lab(lab), solve(lab)
+    training/NAME/exercise.py    TITLE, BACKEND, TOPOLOGY, break_lab(lab), solve(lab)
     training/NAME/test_*.py      the checks: plain lab tests using the ``lab`` fixture
 
 Exercises are the instructor's code (in the repository), not topology input: they run with
@@ -43,6 +43,7 @@ class Exercise:
     backend: str
     break_lab: Callable[[Lab], None]
     solve: Callable[[Lab], None]
+    topology: str = ""  # the topology it was written for, under topologies/ (TOPOLOGY, optional)
 
     @property
     def text(self) -> str:
@@ -80,7 +81,7 @@ def load(name: str) -> Exercise:
     if not list(path.glob("test_*.py")):
         raise HarnessError(f"{path}: no check suite (test_*.py)")
     return Exercise(name=name, path=path, title=str(mod.TITLE), backend=str(mod.BACKEND),
-                    break_lab=mod.break_lab, solve=mod.solve)
+                    break_lab=mod.break_lab, solve=mod.solve, topology=str(getattr(mod, "TOPOLOGY", "")))
 
 
 @dataclass

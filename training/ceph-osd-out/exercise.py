@@ -14,6 +14,7 @@ from harness.run import wait_until
 
 TITLE = "A Ceph OSD is down and out: the RBD pool runs degraded"
 BACKEND = "ceph"
+TOPOLOGY = "ceph-5.yaml"  # the topology it was written for (topologies/)
 
 
 def admin(lab: Lab) -> Node:

@@ -16,6 +16,7 @@ from harness.run import wait_until
 
 TITLE = "A Gluster brick is down and writes made during the outage wait for a heal"
 BACKEND = "gluster"
+TOPOLOGY = "gluster-3.yaml"  # the topology it was written for (topologies/)
 
 OUTAGE_DIR = "training-brick-down"  # on the volume: the files written while the brick was down
 FILES = 5

@@ -20,6 +20,7 @@ from harness.virt import connect
 
 TITLE = "The KVM host's iSCSI pool cannot log in to the target any more"
 BACKEND = "iscsi"
+TOPOLOGY = "iscsi-userspace.yaml"  # the topology it was written for (topologies/)
 
 TGT_CONF = "/etc/tgt/conf.d/storlab.conf"  # where the role writes the target (0600: CHAP secrets)
 

@@ -16,6 +16,7 @@ from harness.run import wait_until
 
 TITLE = "Root on an NFS client is root on the KVM images export (root is not squashed)"
 BACKEND = "nfs"
+TOPOLOGY = "nfs-userspace.yaml"  # the topology it was written for (topologies/)
 
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 EXPORTS = "/etc/exports"
