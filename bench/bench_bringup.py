@@ -6,8 +6,8 @@ brought up at once beside one.
 The floor: the provider's nodes to ready (storlab's own node step: containers or VMs to ssh;
 nothing faster is at hand), then, by hand over ssh, what a person would type: start glusterd on
 every node at once, probe the peers, create and start the replica-3 volume, FUSE-mount it on the
-host. No checks, no libvirt pools. storlab's `up` also verifies every step and wires the two
-libvirt pools (dir on the FUSE mount, native gluster), so its figure includes those.
+host; then, as a second figure, the two libvirt pools by hand too (`virsh pool-create-as`: a dir
+pool on the mount and a native gluster pool), which is the same work `up` does. No checks.
 
     python3 bench/bench_bringup.py [--provider lxc|vagrant] [--instances 4] [--rounds 2]
 Run as root on a set-up host (ci/setup-host.sh). Prints seconds and ratios, then JSON.
@@ -47,8 +47,8 @@ def storlab_up(provider: str, name: str) -> tuple[float, dict[str, float]]:
     return took, timings
 
 
-def floor(provider: str, name: str) -> tuple[float, float]:
-    """(nodes to ready, the Gluster work by hand) for gluster-3 on this provider."""
+def floor(provider: str, name: str) -> tuple[float, float, float]:
+    """(nodes to ready, the Gluster work by hand, the two libvirt pools by hand) for gluster-3."""
     lab = Lab.from_topology(TOPO, provider, name=name)
     vol = planned(lab.plan).volumes[0]
     mnt = Path(f"/run/storlab-bench-{name}")
@@ -82,9 +82,20 @@ def floor(provider: str, name: str) -> tuple[float, float]:
         succeed(["mount", "-t", "glusterfs", "-o", f"log-file={mnt}.log", f"{first.address}:/{vol.name}", str(mnt)],
                 timeout=60)
         hand_s = time.monotonic() - t
+        # the same two libvirt pools by hand: a dir pool on the mount and a native gluster pool
+        # (whose start lists the volume through gfapi: glfs_fini waits 10 s on glusterfs 10)
+        t = time.monotonic()
+        succeed(["virsh", "pool-create-as", f"{name}-dir", "dir", "--target", str(mnt)], timeout=60)
+        succeed(["virsh", "pool-create-as", f"{name}-native", "gluster", "--source-host", first.address,
+                 "--source-name", vol.name, "--source-path", "/"], timeout=120)
+        pools_s = time.monotonic() - t
+        for pool in (f"{name}-native", f"{name}-dir"):
+            subprocess.run(["virsh", "pool-destroy", pool], capture_output=True, timeout=60, check=False)
         succeed(["umount", str(mnt)], timeout=60)
-        return nodes_s, hand_s
+        return nodes_s, hand_s, pools_s
     finally:
+        for pool in (f"{name}-native", f"{name}-dir"):
+            subprocess.run(["virsh", "pool-destroy", pool], capture_output=True, timeout=60, check=False)
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=60, check=False)
         if mnt.is_dir():
             mnt.rmdir()
@@ -115,19 +126,23 @@ def main() -> int:
     args = ap.parse_args()
     log.setup(verbose=False)
     out: dict[str, object] = {"provider": args.provider}
-    ups, hands, nodes, steps = [], [], [], []
+    ups, hands, nodes, pools, steps = [], [], [], [], []
     for r in range(args.rounds):
         up, timings = storlab_up(args.provider, f"bbu{r}")
-        n, h = floor(args.provider, f"bbf{r}")
+        n, h, p = floor(args.provider, f"bbf{r}")
         ups.append(up)
         nodes.append(n)
         hands.append(h)
+        pools.append(p)
         steps.append(timings)
-    up, n, h = statistics.median(ups), statistics.median(nodes), statistics.median(hands)
+    up, n, h, p = (statistics.median(ups), statistics.median(nodes), statistics.median(hands), statistics.median(pools))
     out.update(up_s=round(up, 1), floor_s=round(n + h, 1), floor_nodes_s=round(n, 1), floor_gluster_by_hand_s=round(h, 1),
-               ratio=round(up / (n + h), 2), up_runs_s=[round(x, 1) for x in ups], steps_s=steps[-1])
+               ratio=round(up / (n + h), 2), floor_with_pools_s=round(n + h + p, 1), floor_pools_by_hand_s=round(p, 1),
+               ratio_same_work=round(up / (n + h + p), 2), up_runs_s=[round(x, 1) for x in ups], steps_s=steps[-1])
     print(f"gluster-3 up ({args.provider}, cached image): {up:.1f}s; floor {n + h:.1f}s "
           f"(nodes {n:.1f}s + gluster by hand {h:.1f}s); ratio {up / (n + h):.2f}")
+    print(f"  the same work by hand, the two libvirt pools included ({p:.1f}s: the native gluster pool's gfapi "
+          f"listing): {n + h + p:.1f}s; ratio {up / (n + h + p):.2f}")
     print("  storlab steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps[-1].items()))
     if args.instances:
         t = many(args.provider, args.instances)
