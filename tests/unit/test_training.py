@@ -1,0 +1,107 @@
+"""Classes without labs: leases, student lists, jump keys, handouts, grading summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import classroom, handout, lease, training
+from harness.errors import HarnessError
+
+
+def test_durations_and_what_is_left() -> None:
+    assert lease.parse_duration("4h") == 4 * 3600
+    assert lease.parse_duration("1d12h") == 36 * 3600
+    assert lease.parse_duration("90m") == 5400
+    assert lease.parse_duration("never") is None
+    for bad in ("4", "4x", "-1h", "h", "4h and then"):
+        with pytest.raises(HarnessError):
+            lease.parse_duration(bad)
+    assert lease.remaining(None) == "never"
+    assert lease.remaining(1000 + 2 * 3600 + 61, now=1000) == "2h01m left"
+    assert lease.remaining(1000, now=1000 + 300) == "expired 5m ago"
+    assert lease.remaining(1000 + 3 * 86400 + 7200, now=1000) == "3d2h left"
+
+
+def test_students_from_a_list_a_file_or_a_count(tmp_path: Path) -> None:
+    assert classroom.parse_students("alice, bob", None) == ["alice", "bob"]
+    assert classroom.parse_students(None, 3) == ["s01", "s02", "s03"]
+    f = tmp_path / "class.txt"
+    f.write_text("# group A\nalice\n\nbob  # late\n")
+    assert classroom.parse_students(str(f), None) == ["alice", "bob"]
+    for bad in ("Alice", "a_b", "bob,bob", "x" * 17, ""):
+        with pytest.raises(HarnessError):
+            classroom.parse_students(bad, None)
+    with pytest.raises(HarnessError):
+        classroom.parse_students(None, 100)
+
+
+def test_jump_key_line_opens_only_the_students_nodes() -> None:
+    line = handout.key_line(handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
+                                                  ("192.168.1.11:22", "192.168.1.12:22")))
+    opts, key = line.split(" ", 1)
+    assert opts.startswith("restrict,port-forwarding,")  # restrict first: everything off, then one thing back on
+    assert 'permitopen="192.168.1.11:22"' in opts and 'permitopen="192.168.1.12:22"' in opts
+    assert 'command="/usr/sbin/nologin"' in opts and "pty" not in opts and "agent" not in opts
+    assert key == "ssh-ed25519 AAAAC3Nza alice@x"
+
+
+def test_jump_sshd_allows_keys_and_local_channels_only(tmp_path: Path) -> None:
+    conf = handout.sshd_config_text(2222, tmp_path)
+    for line in ("Port 2222", "PasswordAuthentication no", "PermitTTY no", "AllowTcpForwarding local",
+                 "X11Forwarding no", "AllowAgentForwarding no", "PermitTunnel no", "GatewayPorts no",
+                 "PermitRootLogin no", f"AllowGroups {handout.GROUP}", "ForceCommand /usr/sbin/nologin",
+                 f"AuthorizedKeysFile {tmp_path / 'keys'}/%u"):
+        assert line in conf.splitlines(), line
+
+
+def test_student_ssh_config_goes_through_the_jump() -> None:
+    text = handout.ssh_config("lab1", "10.0.0.5", 2222, {"gluster1": "192.168.1.11"})
+    assert "Host jump\n  HostName 10.0.0.5\n  Port 2222\n  User slj-lab1" in text
+    assert "Host gluster1\n  HostName 192.168.1.11\n  User root\n  ProxyJump jump" in text
+    assert text.count("IdentityFile ./id_ed25519") == 2 and "IdentitiesOnly yes" in text
+
+
+def test_handout_page_lists_nodes_pools_and_the_exercise() -> None:
+    nodes = [{"name": "gluster1", "address": "192.168.1.11", "roles": "gluster"}]
+    page = handout.handout_text("lab1", "alice", "lab1-alice", nodes, ["gluster"], ["storlab-lab1-alice-p (dir)"],
+                                "A brick is down", "Find it.", "3h59m left")
+    assert "| gluster1 | 192.168.1.11 | gluster |" in page and "storlab-lab1-alice-p (dir)" in page
+    assert "**A brick is down**" in page and "Find it." in page and "3h59m left" in page
+    empty = handout.handout_text("lab1", "bob", "lab1-bob", nodes, [], [], None, None, "never")
+    assert "None yet" in empty and "- none" in empty
+
+
+def test_account_names_are_bounded() -> None:
+    assert handout.account_name("lab1") == "slj-lab1"
+    with pytest.raises(HarnessError):
+        handout.account_name("Bad Name")
+
+
+JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="x">
+<testcase classname="t" name="test_online" time="0.1"/>
+<testcase classname="t" name="test_healed" time="0.1"><failure message="AssertionError: 3 entries to heal&#10;assert 3 == 0">x</failure></testcase>
+<testcase classname="t" name="test_skip" time="0"><skipped message="no"/></testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_outcomes_and_messages() -> None:
+    full = training.parse_junit_full(JUNIT)
+    assert full == {"test_online": ("passed", ""), "test_healed": ("failed", "3 entries to heal"),
+                    "test_skip": ("skipped", "no")}
+
+
+def test_summary_table_per_student(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    k = classroom.Klass(name="lab1", topology="/t.yaml", provider=None, students=["alice", "bob", "carol"])
+    k.grades = {"alice": {"exercise": "ex", "passed": True, "when": 0, "checks": {"test_a": "passed", "test_b": "passed"}},
+                "bob": {"exercise": "ex", "passed": False, "when": 0, "checks": {"test_a": "passed", "test_b": "failed"}}}
+    head, rows = classroom.summary_rows(k)
+    assert head == ["student", "exercise", "test_a", "test_b", "result", "when"]
+    assert rows[0][:5] == ["alice", "ex", "passed", "passed", "PASSED"]
+    assert rows[1][:5] == ["bob", "ex", "passed", "failed", "FAILED"]
+    assert rows[2][:5] == ["carol", "-", "-", "-", "not graded"]
+    md, html = classroom.write_summary(k)
+    assert "| bob | ex | passed | failed | FAILED |" in md.read_text()
+    assert "<table>" in html.read_text() and "carol" in html.read_text()
