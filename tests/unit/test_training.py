@@ -81,7 +81,8 @@ def test_account_names_are_bounded() -> None:
 
 JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="x">
 <testcase classname="t" name="test_online" time="0.1"/>
-<testcase classname="t" name="test_healed" time="0.1"><failure message="AssertionError: 3 entries to heal&#10;assert 3 == 0">x</failure></testcase>
+<testcase classname="t" name="test_healed" time="0.1">
+<failure message="AssertionError: 3 entries to heal&#10;assert 3 == 0">x</failure></testcase>
 <testcase classname="t" name="test_skip" time="0"><skipped message="no"/></testcase>
 </testsuite></testsuites>"""
 
