@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,28 +97,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
+def _timed(args: argparse.Namespace, op: Callable[[Lab], float], done: str) -> int:
     lab = Lab.load(args.lab)
     log.add_logfile(lab.logfile)
-    took = lab.snapshot(args.name)
-    print(f"lab {lab.name}: snapshot {args.name} taken in {took:.1f}s")
+    took = op(lab)
+    print(f"lab {lab.name}: {done} in {took:.1f}s")
     return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    return _timed(args, lambda lab: lab.snapshot(args.name), f"snapshot {args.name} taken")
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    lab = Lab.load(args.lab)
-    log.add_logfile(lab.logfile)
-    took = lab.revert(args.name)
-    print(f"lab {lab.name}: reverted to {args.name} in {took:.1f}s")
-    return 0
+    return _timed(args, lambda lab: lab.revert(args.name), f"reverted to {args.name}")
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    lab = Lab.load(args.lab)
-    log.add_logfile(lab.logfile)
-    took = lab.reset()
-    print(f"lab {lab.name}: reset to its state after up in {took:.1f}s (backends healthy)")
-    return 0
+    return _timed(args, lambda lab: lab.reset(), "reset to its state after up (backends healthy)")
 
 
 def cmd_lease(args: argparse.Namespace) -> int:
