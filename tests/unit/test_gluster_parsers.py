@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.backends.gluster.role import parse_heal_count, parse_heal_info
+from harness.backends.gluster.role import parse_heal_count, parse_heal_info, parse_volume_clients
 
 DATA = Path(__file__).parent / "data"
 B = "192.168.149.1{}:/gluster/bricks/1/brick"
@@ -36,3 +36,25 @@ def test_heal_count_of_nothing_is_empty() -> None:
 
 def test_heal_info_counts_only_connected_bricks() -> None:
     assert parse_heal_info(HEAL_INFO_ONE_DOWN) == {B.format(1): 0, B.format(2): 3, B.format(3): None}
+
+
+CLIENTS = """Client connections for volume kvmgluster
+----------------------------------------------
+Brick : 192.168.102.11:/gluster/bricks/1/brick
+Clients connected : 2
+Hostname                                               BytesRead    BytesWritten       OpVersion
+--------                                               ---------    ------------       ---------
+192.168.102.1:49150                                       347024           17964          100000
+192.168.102.12:49141                                         904             636          100000
+----------------------------------------------
+Brick : 192.168.102.12:/gluster/bricks/1/brick
+Clients connected : 0
+Hostname                                               BytesRead    BytesWritten       OpVersion
+--------                                               ---------    ------------       ---------
+----------------------------------------------
+"""
+
+
+def test_volume_clients_per_brick() -> None:
+    assert parse_volume_clients(CLIENTS) == {B.format(1).replace("149", "102"): {"192.168.102.1", "192.168.102.12"},
+                                             B.format(2).replace("149", "102"): set()}

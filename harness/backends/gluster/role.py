@@ -67,6 +67,20 @@ def parse_heal_info(xml: str) -> dict[str, int | None]:
     return out
 
 
+def parse_volume_clients(text: str) -> dict[str, set[str]]:
+    """Brick -> addresses of the clients connected to it, from `gluster volume status VOL clients`."""
+    out: dict[str, set[str]] = {}
+    brick = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Brick :"):
+            brick = line.split(":", 1)[1].strip()
+            out[brick] = set()
+        elif brick and line and line[0].isdigit() and ":" in line.split()[0]:
+            out[brick].add(line.split()[0].rsplit(":", 1)[0])
+    return out
+
+
 def parse_heal_count(text: str) -> dict[str, int | None]:
     """Brick -> pending entry count from ``gluster volume heal VOL statistics heal-count`` (None for
     a brick with no answer). Unlike ``heal info`` (glfsheal, a gfapi client whose ``glfs_fini``
