@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -73,6 +74,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = mx.MatrixModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "storlab config matrix"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("matrix", help="config matrices: plan the cells, run the suite per cell, report")
     msub = p.add_subparsers(dest="matrix_cmd", required=True)
@@ -89,3 +98,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rp = msub.add_parser("report", help="the cells x tests table of the results so far (markdown; HTML beside it)")
     rp.add_argument("file")
     rp.set_defaults(fn=cmd_report)
+    msub.add_parser("schema", help="print the matrix file JSON Schema (for editors)").set_defaults(fn=cmd_schema)

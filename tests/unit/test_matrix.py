@@ -141,3 +141,9 @@ def test_shipped_matrices_load_and_their_cells_validate_or_say_why() -> None:
         m = mx.load(f, PROFILES["kvm"])
         assert m.cells, f
         assert sum(c.valid for c in m.cells) >= 1, f"{f}: no valid cell on a KVM host"
+
+
+def test_matrix_json_schema_names_every_field() -> None:
+    schema = mx.MatrixModel.model_json_schema()
+    assert {"matrix", "base", "tests", "axes", "include", "exclude", "expect_fail"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
