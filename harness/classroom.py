@@ -35,6 +35,7 @@ from .run import succeed
 
 CLASS_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
 STUDENT_RE = re.compile(r"[a-z][a-z0-9]{0,15}")
+ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
 T = TypeVar("T")
 
 
@@ -158,6 +159,8 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
        jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print) -> Klass:
     if not CLASS_RE.fullmatch(name):
         raise HarnessError(f"class name {name!r}: 1-12 lower-case letters and digits, starting with a letter")
+    if not ADDRESS_RE.fullmatch(jump_address):  # it goes into every student's ssh_config
+        raise HarnessError(f"--jump-address {jump_address!r}: an IP address or a host name")
     if handout.sshd_pid() is None:
         raise HarnessError("the jump sshd for student access is not running: run `bash ci/setup-host.sh --class` "
                            "(or `storlab class jump-setup`); nothing was created")

@@ -106,3 +106,11 @@ def test_summary_table_per_student(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     md, html = classroom.write_summary(k)
     assert "| bob | ex | passed | failed | FAILED |" in md.read_text()
     assert "<table>" in html.read_text() and "carol" in html.read_text()
+
+
+def test_jump_address_is_checked_before_anything_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    for bad in ("10.0.0.1\n  ProxyCommand sh", "host name", "-oProxyCommand=x"):
+        with pytest.raises(HarnessError, match="jump-address"):
+            classroom.up("/nonexistent.yaml", ["alice"], "lab1", jump_address=bad)
+    assert not (tmp_path / "classes").exists()
