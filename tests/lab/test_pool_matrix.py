@@ -36,9 +36,11 @@ def qemu_io(argv: list[str], run: Any = None) -> str:
     cmds = ["-c", f"write -P {PATTERN} 0 1M", "-c", f"read -P {PATTERN} 0 1M"]
     if run is not None:  # on a hypervisor node of the lab
         out: str = run([*argv[:1], *cmds, *argv[1:]], timeout=120)
+        assert "Pattern verification failed" not in out and "read 1048576/1048576" in out, f"qemu-io: {out}"
         return out
     r = subprocess.run([*argv[:1], *cmds, *argv[1:]], capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0 and "Pattern verification failed" not in r.stdout, f"qemu-io: {r.stdout} {r.stderr}"
+    assert r.returncode == 0 and "Pattern verification failed" not in r.stdout and "read 1048576/1048576" in r.stdout, \
+        f"qemu-io: {r.stdout} {r.stderr}"
     return r.stdout
 
 
