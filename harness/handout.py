@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import HarnessError
-from .run import run, succeed
+from .run import run, succeed, wait_until
 
 GROUP = "storlab-jump"
 DEFAULT_PORT = 2222
@@ -97,6 +97,7 @@ def setup_jump(port: int = DEFAULT_PORT) -> str:
         os.kill(pid, 1)  # SIGHUP: sshd re-reads its config
     elif not pid:
         succeed([sshd, "-f", str(conf), "-E", str(root / "sshd.log")], timeout=30)
+        wait_until(sshd_pid, timeout=15, interval=0.1, what=f"the jump sshd to write {root / 'sshd.pid'}")
     return f"jump sshd on port {port} (config {conf}, pid {sshd_pid()})"
 
 
