@@ -3,11 +3,13 @@ persisted after every step so `up` resumes, `down` always finishes and `reap` fi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -96,21 +98,26 @@ class Lab:
             return {}
 
     def save_state(self, **changes: Any) -> None:
-        st = self.state()
-        st.update(changes, lab=self.name, provider=self.plan.provider, topology=self.plan.topology,
-                  updated=time.time())
+        self.update_state(lambda st: st.update(changes))
+
+    def update_state(self, change: Callable[[dict[str, Any]], object]) -> None:
+        """Read, change and write state.json under a lock: nodes restarted side by side record
+        their boots from threads at once, and another process may set a lease meanwhile."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(st, indent=2))
-        tmp.replace(self.state_file)
+        with open(self.dir / ".state.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one open file each: threads of one process exclude each other too
+            st = self.state()
+            change(st)
+            st.update(lab=self.name, provider=self.plan.provider, topology=self.plan.topology, updated=time.time())
+            tmp = self.dir / f".state.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(json.dumps(st, indent=2))
+            tmp.replace(self.state_file)
 
     def owns(self, thing: str) -> bool:
         return thing in self.state().get("owned", [])
 
     def claim(self, thing: str) -> None:
-        owned = list(self.state().get("owned", []))
-        if thing not in owned:
-            self.save_state(owned=[*owned, thing])
+        self.update_state(lambda st: None if thing in st.setdefault("owned", []) else st["owned"].append(thing))
 
     @classmethod
     def load(cls, name: str) -> Lab:
@@ -229,9 +236,7 @@ class Lab:
 
     def booted(self, node: str, seconds: float) -> None:
         """Record a measured boot (power-on -> systemd ready): restarts are bounded by it."""
-        boots = dict(self.state().get("boot_seconds", {}))
-        boots[node] = seconds
-        self.save_state(boot_seconds=boots)
+        self.update_state(lambda st: st.setdefault("boot_seconds", {}).update({node: seconds}))
 
     def boot_bound(self, node: str) -> tuple[float, str]:
         """How long a (re)boot of ``node`` may take before it counts as hung, and why: the
@@ -343,7 +348,8 @@ class Lab:
             tmp.rename(dest)
         took = round(time.monotonic() - t0, 2)
         size = int(succeed(["du", "-s", "-B1", str(dest)], timeout=120).split()[0])
-        self.save_state(snapshots={**self.snapshots(), name: {"taken": time.time(), "seconds": took, "bytes": size}})
+        self.update_state(lambda st: st.setdefault("snapshots", {}).update(
+            {name: {"taken": time.time(), "seconds": took, "bytes": size}}))
         return took
 
     def revert(self, name: str, converge: bool = False) -> float:

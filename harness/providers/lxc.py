@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import image, paths
+from .. import image, log, paths
 from ..backend import backends
 from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError
@@ -216,6 +216,7 @@ class LxcProvider(Provider):
         if shutil.which("lxc-start") is None:
             raise HarnessError("lxc is not installed; run ci/setup-host.sh")
         self._bridges()
+        self._undo_interrupted_snapshot()
         for node in self.plan.nodes:
             if not self.is_running(node.name):
                 self._write_node(node, public_key, lower)
@@ -362,7 +363,19 @@ class LxcProvider(Provider):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             succeed(["cp", "--sparse=always", "--preserve=all", str(src / rel), str(dst / rel)], timeout=600)
 
+    def _undo_interrupted_snapshot(self, names: set[str] | None = None) -> None:
+        """A snapshot killed half-way (SIGKILL skips its `finally`) leaves nodes frozen and data
+        disks fsfrozen: such a lab answers no ssh and cannot be unmounted. Thaw what is ours."""
+        nodes = sorted(names or {n.name for n in self.plan.nodes})
+        frozen = [n for n in nodes if (self.lxcpath / self.cname(n) / "config").exists() and self._state(n) == "FROZEN"]
+        if frozen:
+            log.info(f"thawing {', '.join(frozen)}: left frozen by an interrupted snapshot")
+            self.thaw_all(frozen)
+        for mnt in self._mounts():
+            run(["fsfreeze", "-u", mnt], timeout=60)  # "Invalid argument" when it was not frozen: fine
+
     def restore(self, src: Path) -> None:
+        self._undo_interrupted_snapshot()
         for node in self.plan.nodes:
             if self._state(node.name) != "STOPPED":
                 self._lxc("lxc-stop", node.name, "-k", timeout=30, check=True)
@@ -393,6 +406,7 @@ class LxcProvider(Provider):
                 rep.failed.append((what, str(exc)))
 
         names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
+        self._undo_interrupted_snapshot(names)
         for node in sorted(names):
             cdir = self.lxcpath / self.cname(node)
             if cdir.exists() and owner_of(cdir) == self.lab:  # same name, another lab's: not ours to stop

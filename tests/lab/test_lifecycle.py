@@ -16,7 +16,8 @@ import pytest
 from harness import paths
 from harness.lab import Lab
 from harness.node import partition
-from harness.run import wait_until
+from harness.providers.lxc import LxcProvider
+from harness.run import succeed, wait_until
 
 TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "nodes-3.yaml")
 STORLAB = [sys.executable, "-m", "harness.cli"]
@@ -128,6 +129,28 @@ def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float) -> No
         r = storlab("down", "nodes3")
         assert r.returncode == 0, r.stderr
     assert host_traces("nodes3") == []
+
+
+def test_snapshot_killed_half_way_is_undone_by_up_and_by_down() -> None:
+    """What a SIGKILL in the middle of a snapshot (the baseline `up` ends with) leaves: every node
+    frozen and every data disk fsfrozen. A resumed `up` thaws them and carries on; `down` too."""
+    for resume in (True, False):
+        r = storlab("up", TOPO, "--provider", "lxc")
+        assert r.returncode == 0, r.stderr[-2000:]
+        lab = Lab.load("nodes3")
+        provider = lab.provider
+        assert isinstance(provider, LxcProvider)
+        provider.freeze_all(list(lab.nodes))
+        for mnt in provider._mounts():
+            succeed(["fsfreeze", "-f", mnt], timeout=30)
+        if resume:
+            r = storlab("up", TOPO, "--provider", "lxc")
+            assert r.returncode == 0, r.stderr[-2000:]
+            for node in Lab.load("nodes3").nodes.values():
+                assert node.succeed(["touch", "/data/written-after-the-thaw"], timeout=30) == ""
+        r = storlab("down", "nodes3")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert host_traces("nodes3") == []
 
 
 def test_reap_removes_a_lab_whose_up_was_killed() -> None:

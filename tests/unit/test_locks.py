@@ -58,3 +58,19 @@ def test_allocation_waits_its_turn(home: Path) -> None:
         assert held.returncode != 0 and "allocation lock" in held.stderr
     with locks.allocation(timeout=1):
         pass
+
+
+def test_lab_state_survives_writers_on_many_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes restarted side by side record their boots from threads at once (CI run 7 lost one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.hostfacts import PROFILES
+    from harness.lab import Lab
+    from harness.plan import make_plan
+    from harness.validate import validate_text
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    topo, res = validate_text("lab: st\nprovider: lxc\nnetworks: [{name: n}]\nnodes: [{name: a}]\n", PROFILES["ci"])
+    lab = Lab(make_plan(topo, res, "st.yaml", set(), PROFILES["ci"]))
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: lab.booted(f"n{i}", float(i)), range(64)))
+    assert lab.state()["boot_seconds"] == {f"n{i}": float(i) for i in range(64)}
