@@ -82,6 +82,16 @@ def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]
             f"lxc.cgroup.cpu.cfs_quota_us = {quota}"]
 
 
+def _frozen(control: tuple[Path, str, str]) -> bool:
+    """Whether a freezer control (see LxcProvider._freezer) reads frozen."""
+    f, _, want = control
+    try:
+        text = (f.parent / "cgroup.events").read_text() if f.name == "cgroup.freeze" else f.read_text()
+    except OSError:
+        return False
+    return want in text
+
+
 def lxcpath() -> Path:
     return paths.home() / "lxc"
 
@@ -283,12 +293,8 @@ class LxcProvider(Provider):
             else:
                 c[0].write_text(c[1])
 
-        def frozen(c: tuple[Path, str, str]) -> bool:
-            f, _, want = c
-            text = (f.parent / "cgroup.events").read_text() if f.name == "cgroup.freeze" else f.read_text()
-            return want in text
         deadline = time.monotonic() + timeout
-        while not all(frozen(c) for c in controls.values() if c is not None):
+        while not all(_frozen(c) for c in controls.values() if c is not None):
             if time.monotonic() > deadline:
                 raise HarnessError(f"nodes {', '.join(nodes)} not frozen after {timeout:.0f}s")
             time.sleep(0.01)
@@ -367,7 +373,9 @@ class LxcProvider(Provider):
         """A snapshot killed half-way (SIGKILL skips its `finally`) leaves nodes frozen and data
         disks fsfrozen: such a lab answers no ssh and cannot be unmounted. Thaw what is ours."""
         nodes = sorted(names or {n.name for n in self.plan.nodes})
-        frozen = [n for n in nodes if (self.lxcpath / self.cname(n) / "config").exists() and self._state(n) == "FROZEN"]
+        # read from the freezer itself: lxc-info says RUNNING for a container frozen through it
+        frozen = [n for n in nodes if (self.lxcpath / self.cname(n) / "config").exists()
+                  and (c := self._freezer(n)) is not None and _frozen(c)]
         if frozen:
             log.info(f"thawing {', '.join(frozen)}: left frozen by an interrupted snapshot")
             self.thaw_all(frozen)
