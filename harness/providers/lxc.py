@@ -23,7 +23,7 @@ from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError
 from ..image import role_services
 from ..model import NodePlan, Plan
-from ..run import run, succeed
+from ..run import run, succeed, wait_until
 from .base import Provider, register
 
 # Units that cannot work in a container sharing this host's kernel.
@@ -293,11 +293,8 @@ class LxcProvider(Provider):
             else:
                 c[0].write_text(c[1])
 
-        deadline = time.monotonic() + timeout
-        while not all(_frozen(c) for c in controls.values() if c is not None):
-            if time.monotonic() > deadline:
-                raise HarnessError(f"nodes {', '.join(nodes)} not frozen after {timeout:.0f}s")
-            time.sleep(0.01)
+        wait_until(lambda: all(_frozen(c) for c in controls.values() if c is not None), timeout=timeout,
+                   interval=0.01, what=f"nodes {', '.join(nodes)} frozen")
 
     def set_link(self, node: str, network: str, up: bool) -> None:
         ni = [n.name for n in self.plan.networks].index(network)
