@@ -129,17 +129,24 @@ class Lab:
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None,
-                      name: str | None = None) -> Lab:
-        """The lab a topology file describes; with ``name``, an instance of it under that name."""
+                      name: str | None = None, remote: str | None = None, budget: str | None = None) -> Lab:
+        """The lab a topology file describes; with ``name``, an instance of it under that name.
+        ``remote`` and ``budget`` place it on an engine remote (`--on incus:REMOTE`) with limits
+        (`--budget`); a plan the provider cannot hold is refused before anything is written."""
         facts = facts or HostFacts.detect()
         loaded = planmod.load_topology(file, facts, provider, name)
         locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = planmod.plan_for(loaded, facts)
+            plan = planmod.place(planmod.plan_for(loaded, facts), remote, budget)
+            providers.get(plan.provider).preflight(plan)
             d = paths.lab_dir(plan.lab)
             planmod.write(plan, d)
         secrets.decide(plan, loaded.topo, d / "secrets")
         return cls(plan)
+
+    def pools_here(self) -> bool:
+        """Whether the lab has KVM-host pools and this host can reach the lab's networks for them."""
+        return bool(self.plan.host.pools) and self.provider.host_reach() is None
 
     def node(self, name: str) -> Node:
         if name not in self.nodes:
@@ -185,7 +192,9 @@ class Lab:
                     "  StrictHostKeyChecking accept-new", f"  UserKnownHostsFile {self.dir / 'known_hosts'}",
                     "  HostKeyAlgorithms ssh-ed25519", "  LogLevel ERROR", "  ConnectTimeout 5",
                     "  ServerAliveInterval 5", "  ServerAliveCountMax 3",
-                    "  ControlMaster auto", f"  ControlPath {control}/%h", f"  ControlPersist {SSH_PERSIST}", ""]
+                    "  ControlMaster auto", f"  ControlPath {control}/%h", f"  ControlPersist {SSH_PERSIST}"]
+            proxy = self.provider.ssh_proxy(n.name)
+            out += [f"  ProxyCommand {proxy}", ""] if proxy else [""]
         return "\n".join(out)
 
     def write_ssh_config(self) -> None:
@@ -212,7 +221,11 @@ class Lab:
         if hypervisor.applies(self.plan):
             out.append((f"role {hypervisor.NAME}", self._role_step(hypervisor.apply)))
         if self.plan.host.pools:
-            out.append(("host pools", lambda: hostpools.wire(self)))
+            why = self.provider.host_reach()
+            if why:
+                log.info(f"host pools skipped: {why}")
+            else:
+                out.append(("host pools", lambda: hostpools.wire(self)))
         return out
 
     def _role_step(self, apply: Callable[[Any], None]) -> Callable[[], None]:
@@ -225,6 +238,10 @@ class Lab:
 
     def _nodes(self) -> None:
         self.provider.create(self.authorized_keys())
+        where = self.provider.location()
+        if where:
+            self.save_state(location=where)
+            log.info(f"lab {self.name}: nodes on {where}")
 
     def _ready(self) -> None:
         floor = self.provider.boot_floor()
@@ -339,7 +356,7 @@ class Lab:
         shutil.rmtree(tmp, ignore_errors=True)
         t0 = time.monotonic()
         with log.step(f"lab {self.name}: snapshot {name}"):
-            listed = hostpools.listings(self) if self.plan.host.pools else {}
+            listed = hostpools.listings(self) if self.pools_here() else {}
             self.provider.snapshot(tmp)
             (tmp / "pools.json").write_text(json.dumps(listed))
             if dest.exists():
@@ -371,7 +388,7 @@ class Lab:
                     if step.startswith("role "):
                         with log.step(step):
                             fn()
-            if self.plan.host.pools:
+            if self.pools_here():
                 saved = self.dir / "snapshots" / name / "pools.json"
                 with log.step("host pools"):  # active pools are refreshed: they list the restored volumes
                     hostpools.wire(self, json.loads(saved.read_text()) if saved.exists() else None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import classroom, image, lease, locks, log, paths
 from .errors import HarnessError
+from .incus import parse_on
 from .lab import Lab, list_labs, reap
 
 
@@ -31,7 +32,8 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
-    lab = Lab.from_topology(args.topology, args.provider, name=args.name)
+    provider, remote = placement(args)
+    lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget)
     for keyfile in args.authorize or []:
         lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
@@ -45,6 +47,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  log:       {lab.logfile}")
     print(f"  tear down: storlab down {lab.name}")
     return 0
+
+
+def placement(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The provider and engine remote from --provider / --on (`--on incus:REMOTE`)."""
+    on = getattr(args, "on", None)
+    if not on:
+        return args.provider, None
+    provider, remote = parse_on(on)
+    if args.provider and args.provider != provider:
+        raise HarnessError(f"--provider {args.provider} and --on {on} disagree: give one of them")
+    return provider, remote
+
+
+def placement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on", metavar="PROVIDER[:REMOTE]",
+                   help="where the nodes run: lxc, vagrant, incus (this host's Incus) or incus:REMOTE (an Incus "
+                        "remote, a cluster too: all of a lab's nodes on one member, labs spread by Incus)")
+    p.add_argument("--budget", metavar="LIMITS",
+                   help="incus: the lab's project limits, e.g. instances=5,memory=8GiB,cpus=4,disk=60GiB (a field left "
+                        "out is exactly what the lab needs); a lab over its budget is refused before anything is made")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -61,12 +83,20 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
     st = lab.state()
-    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider,
+    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider, "where": where(lab),
             "topology": lab.plan.topology, "created": st.get("created"), "expires": st.get("expires"),
             "expires_in": lease.remaining(st.get("expires")),
             "snapshots": sorted(lab.snapshots()), "exercise": st.get("exercise"),
             "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
                       for n in lab.nodes.values()]}
+
+
+def where(lab: Lab) -> str:
+    """Where the lab's nodes are: this host, or an engine remote and member (recorded at up)."""
+    st = lab.state()
+    if not lab.plan.remote and not st.get("location"):
+        return "this host"
+    return ":".join(x for x in (lab.plan.remote or "local", st.get("location")) if x)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -77,7 +107,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider}, "
+        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider} on {where(lab)}, "
               f"steps done: {', '.join(st.get('steps_done', [])) or '-'}; expires: {lease.remaining(st.get('expires'))}; "
               f"snapshots: {', '.join(sorted(lab.snapshots())) or '-'})")
         for node in lab.nodes.values():
@@ -92,7 +122,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {len(lab.nodes)} nodes  "
+        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {where(lab):<20} {len(lab.nodes)} nodes  "
               f"expires: {lease.remaining(st.get('expires'))}")
     return 0
 
@@ -194,6 +224,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--authorize", metavar="PUBKEY_FILE", action="append",
                    help="also let this public key log in as root on every node (a student's key); repeatable")
     p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")
+    placement_args(p)
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("down", help="remove everything a lab created")
     p.add_argument("lab")

@@ -115,6 +115,14 @@ class HostPlan(Frozen):
     volumes: tuple[HostVolumePlan, ...]
 
 
+class BudgetPlan(Frozen):
+    """What one lab may use on an engine with per-lab limits (an Incus project's limits)."""
+    instances: int
+    memory_mib: int
+    cpus: int
+    disk_gib: int
+
+
 class Plan(Frozen):
     lab: str
     topology: str  # the topology file, resolved
@@ -126,6 +134,8 @@ class Plan(Frozen):
     mgmt: MgmtPlan | None = None
     host: HostPlan
     instance_of: str | None = None  # the lab the topology file describes, when this lab is an instance of it
+    remote: str | None = None  # where the nodes live on an engine with remotes (incus: a remote name); None: this host
+    budget: BudgetPlan | None = None  # the lab's limits (incus: its project's); None: exactly what its nodes need
     # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
 
     def section(self, name: str, kind: type[S]) -> S | None:

@@ -17,12 +17,13 @@ from typing import Any
 
 import jinja2
 
-from . import paths
+from . import incus, paths
 from .backend import PlanInputs, backends, get
 from .capabilities import available
 from .errors import HarnessError, TopologyError
 from .hostfacts import HostFacts
 from .model import (
+    BudgetPlan,
     DiskPlan,
     HostPlan,
     HostPoolPlan,
@@ -362,6 +363,29 @@ def plan_for(loaded: Loaded, facts: HostFacts) -> Plan:
         if old.mgmt:
             preset["@mgmt"] = old.mgmt.cidr
     return make_plan(topo, res, loc.file, taken, facts, preset=preset, instance_of=loaded.instance_of)
+
+
+def place(plan: Plan, remote: str | None, budget: str | None) -> Plan:
+    """The plan on an engine remote with a budget. A lab that exists stays where it is: a resumed
+    `up` may repeat its --on and --budget, not change them."""
+    changes: dict[str, Any] = {}
+    if remote is not None:
+        if plan.provider != "incus":
+            raise HarnessError(f"--on ...:{remote}: only the incus provider has remotes (this lab's is {plan.provider})")
+        changes["remote"] = remote
+    if budget is not None:
+        need = incus.need_of([(n.memory, n.cpus, [d.size for d in n.disks]) for n in plan.nodes])
+        b = incus.Budget.parse(budget, need)
+        changes["budget"] = BudgetPlan(**b.as_dict())
+    existing = paths.lab_dir(plan.lab) / "plan.json"
+    if existing.exists():
+        old = Plan.load(existing)
+        for key in ("remote", "budget"):
+            if key in changes and changes[key] != getattr(old, key):
+                raise HarnessError(f"lab '{plan.lab}' exists with {key} {getattr(old, key)}; "
+                                   f"run `storlab down {plan.lab}` first to change it")
+        changes = {"remote": old.remote, "budget": old.budget}
+    return plan.with_(**changes) if changes else plan
 
 
 def load_plan(file: str, facts: HostFacts, provider: str | None = None, name: str | None = None) -> Plan:

@@ -1,7 +1,7 @@
 """pytest plugin: lab fixtures for storlab topologies.
 
 Options: --topology FILE (overrides a module's `pytestmark = pytest.mark.topology(...)`),
---keep-lab (leave labs up at the end), --lab-provider lxc|vagrant, --lab-prefix P (run every
+--keep-lab (leave labs up at the end), --lab-provider lxc|vagrant|incus[:REMOTE], --lab-prefix P (run every
 topology as an instance named P-LAB: two sessions on one host do not share labs).
 Fixtures: `lab` (one per topology per session, brought up once, torn down at the end;
 a lab that is already up, e.g. from `storlab up`, is reused and left alone),
@@ -20,6 +20,7 @@ import pytest
 
 from . import evidence, log
 from .errors import HarnessError
+from .incus import parse_on
 from .lab import Lab
 from .matrix_plugin import lab_for_cell
 from .node import Node
@@ -31,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("storlab")
     g.addoption("--topology", default=None, help="topology file for lab tests (overrides the module's marker)")
     g.addoption("--keep-lab", action="store_true", help="leave labs up after the session")
-    g.addoption("--lab-provider", default=None, help="force a node provider (lxc, vagrant, ...)")
+    g.addoption("--lab-provider", default=None,
+                help="force a node provider: lxc, vagrant, incus, or incus:REMOTE (an Incus remote or cluster)")
     g.addoption("--lab-prefix", default=None,
                 help="run each topology as an instance named PREFIX-LAB (storlab up --name), so that several "
                      "sessions (CI jobs, students) share a host without sharing labs")
@@ -69,10 +71,12 @@ class LabManager:
             return self.labs[key]
         if os.geteuid() != 0:
             raise HarnessError("lab tests need root (they create bridges, containers and mounts)")
-        provider = self.config.getoption("--lab-provider")
+        provider, remote = self.config.getoption("--lab-provider"), None
+        if provider:
+            provider, remote = parse_on(provider)
         prefix = self.config.getoption("--lab-prefix")
         name = f"{prefix}-{lab_name_of(topology)}" if prefix else None
-        lab = Lab.from_topology(topology, provider, name=name)
+        lab = Lab.from_topology(topology, provider, name=name, remote=remote)
         if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
             lab.write_ssh_config()
             log.add_logfile(lab.logfile)  # faults, restarts and their bounds go to the lab's log

@@ -90,6 +90,25 @@ class Provider(abc.ABC):
         """Free what a snapshot saved outside ``path`` (VM snapshots live in the disks)."""
         return None  # nothing outside ``path`` by default
 
+    # -- where the lab is, and how it is reached ---------------------------------------------
+    @classmethod
+    def preflight(cls, plan: Plan) -> None:
+        """Refuse a plan this provider cannot hold (a budget it exceeds), before anything is made."""
+        return None
+
+    def ssh_proxy(self, node: str) -> str | None:
+        """An ssh ProxyCommand that reaches the node without a route to its address (None: ssh goes
+        straight to the plan address)."""
+        return None
+
+    def host_reach(self) -> str | None:
+        """Why this host cannot reach the lab's networks (its libvirt pools are then skipped); None: it can."""
+        return None
+
+    def location(self) -> str | None:
+        """Where the lab's nodes are when that is not simply this host (a cluster member)."""
+        return None
+
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
         return self.plan.node(name)

@@ -24,6 +24,7 @@ from ..errors import CleanupReport, HarnessError
 from ..image import role_services
 from ..model import NodePlan, Plan
 from ..run import run, succeed, wait_until
+from . import hostdisks
 from .base import Provider, register
 
 # Units that cannot work in a container sharing this host's kernel.
@@ -136,24 +137,14 @@ class LxcProvider(Provider):
     # -- disks ---------------------------------------------------------------------------
     def _disks(self, node: NodePlan) -> list[str]:
         entries = []
-        self.diskdir.mkdir(parents=True, exist_ok=True)
         for d in node.disks:
-            img = self.diskdir / f"{node.name}-{d.name}.img"
-            if not img.exists():
-                with open(img, "wb") as fh:
-                    fh.truncate(d.size)
-                if d.filesystem != "none":
-                    mkfs = ["mkfs.xfs", "-q", "-f"] if d.filesystem == "xfs" else ["mkfs.ext4", "-q", "-F"]
-                    succeed([*mkfs, str(img)], timeout=120)
+            src = hostdisks.prepare(self.diskdir, node, d)
+            if src is None:
+                continue
             if d.filesystem == "none":
-                # a raw disk: the backing file itself appears in the node (tgt, BlueStore use files too)
-                entries.append(f"lxc.mount.entry = {img} dev/storlab/{d.name} none bind,create=file 0 0")
+                entries.append(f"lxc.mount.entry = {src} dev/storlab/{d.name} none bind,create=file 0 0")
             elif d.mount:
-                mnt = self.diskdir / f"{node.name}-{d.name}.mnt"
-                mnt.mkdir(exist_ok=True)
-                if not os.path.ismount(mnt):
-                    succeed(["mount", "-o", "loop", str(img), str(mnt)], timeout=60)
-                entries.append(f"lxc.mount.entry = {mnt} {d.mount.lstrip('/')} none bind,create=dir 0 0")
+                entries.append(f"lxc.mount.entry = {src} {d.mount.lstrip('/')} none bind,create=dir 0 0")
         return entries
 
     # -- nodes -----------------------------------------------------------------------------
@@ -315,8 +306,7 @@ class LxcProvider(Provider):
         return r.stdout.strip() if r.ok else "STOPPED"
 
     def _mounted_disks(self, node: NodePlan) -> list[Path]:
-        return [m for d in node.disks if d.filesystem != "none" and d.mount
-                and os.path.ismount(m := self.diskdir / f"{node.name}-{d.name}.mnt")]
+        return hostdisks.mounted(self.diskdir, node)
 
     def snapshot(self, dest: Path) -> None:
         """Crash-consistent and online: every running node frozen (cgroup freezer) and every
@@ -441,20 +431,10 @@ class LxcProvider(Provider):
                 if p.name.startswith(prefix) and owner_of(p) == self.lab}
 
     def _mounts(self) -> list[str]:
-        out = []
-        base = str(self.labdir) + "/"
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            mnt = line.split()[1].replace("\\040", " ")
-            if mnt.startswith(base):
-                out.append(mnt)
-        return sorted(out, key=len, reverse=True)
+        return hostdisks.mounts_under(self.labdir)
 
     def _loops(self) -> list[str]:
-        r = run(["losetup", "-J", "-l"], timeout=15)
-        if not r.ok or not r.stdout.strip():
-            return []
-        return [d["name"] for d in json.loads(r.stdout).get("loopdevices", [])
-                if str(d.get("back-file") or "").startswith(str(self.diskdir))]
+        return hostdisks.loops_of(self.diskdir)
 
     def _lab_links(self) -> list[str]:
         """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never

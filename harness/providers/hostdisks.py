@@ -1,0 +1,70 @@
+"""Data disks made on this host for container nodes: sparse image files, formatted as the
+topology says (XFS, ext4) and loop-mounted under the lab directory, or handed over raw.
+The lxc provider binds them into its containers, the incus provider (on this host's daemon)
+attaches them as disk devices; both find what to unmount and free by the lab directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..model import DiskPlan, NodePlan
+from ..run import run, succeed
+
+
+def image(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path:
+    return diskdir / f"{node.name}-{d.name}.img"
+
+
+def mountpoint(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path:
+    return diskdir / f"{node.name}-{d.name}.mnt"
+
+
+def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
+    """Make (once) and mount (if it is not) one disk; the host path to hand to the node: the
+    mounted directory of a disk with a filesystem, the image file of a raw disk (None: a disk with
+    a filesystem and no mount point, which the node does not see)."""
+    diskdir.mkdir(parents=True, exist_ok=True)
+    img = image(diskdir, node, d)
+    if not img.exists():
+        with open(img, "wb") as fh:
+            fh.truncate(d.size)
+        if d.filesystem != "none":
+            mkfs = ["mkfs.xfs", "-q", "-f"] if d.filesystem == "xfs" else ["mkfs.ext4", "-q", "-F"]
+            succeed([*mkfs, str(img)], timeout=120)
+    if d.filesystem == "none":
+        return img  # a raw disk: the backing file itself appears in the node (tgt, BlueStore use files too)
+    if not d.mount:
+        return None
+    mnt = mountpoint(diskdir, node, d)
+    mnt.mkdir(exist_ok=True)
+    if not os.path.ismount(mnt):
+        succeed(["mount", "-o", "loop", str(img), str(mnt)], timeout=60)
+    return mnt
+
+
+def mounted(diskdir: Path, node: NodePlan) -> list[Path]:
+    """The node's data disks that are mounted on the host now."""
+    return [m for d in node.disks if d.filesystem != "none" and d.mount
+            and os.path.ismount(m := mountpoint(diskdir, node, d))]
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Every mount below ``root``, deepest first (the order to unmount them)."""
+    out = []
+    base = str(root) + "/"
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mnt = line.split()[1].replace("\\040", " ")
+        if mnt.startswith(base):
+            out.append(mnt)
+    return sorted(out, key=len, reverse=True)
+
+
+def loops_of(diskdir: Path) -> list[str]:
+    """Loop devices backed by files in ``diskdir``."""
+    r = run(["losetup", "-J", "-l"], timeout=15)
+    if not r.ok or not r.stdout.strip():
+        return []
+    return [d["name"] for d in json.loads(r.stdout).get("loopdevices", [])
+            if str(d.get("back-file") or "").startswith(str(diskdir))]

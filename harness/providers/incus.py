@@ -1,0 +1,488 @@
+"""Incus system containers: nodes on an engine that places, limits, snapshots and moves them,
+on this host or on any Incus remote (a cluster too).
+
+Each lab is an Incus project `storlab-LAB` whose limits are the lab's budget; its nodes are
+privileged containers from the golden image (imported once per remote, by its content key);
+its networks are Incus bridges with no NAT, no routing, no DHCP and no firewall rules, with
+the host address of the plan; its data disks are custom volumes. All of a lab's nodes are on
+one cluster member (lab networks are local to a member): the first node is placed by Incus,
+the others follow it. Nodes are reached through `incus exec NODE -- sshd -i` (an ssh
+ProxyCommand), so the control channel needs no route to the lab networks and survives a link
+fault. Every object carries ``user.storlab.lab`` (harness.incus.OWNER_KEY).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .. import image, incus, locks, log, paths
+from ..backend import backends
+from ..capabilities import Capabilities
+from ..errors import CleanupReport, HarnessError
+from ..image import role_services
+from ..incus import OWNER_KEY, POOL, Budget, Incus
+from ..model import NodePlan, Plan
+from ..run import run, succeed
+from . import hostdisks
+from .base import Provider, register
+from .lxc import CONTAINER_MASKS
+
+#: inside a node: where a raw data disk's backing file lives (on its custom volume), and its name
+#: under /dev/storlab (a symlink remade at every boot by systemd-tmpfiles)
+RAW_DIR = "/var/lib/storlab-disks"
+#: besides lxc's: binfmt_misc is the host kernel's, and an Incus container may not mount it
+INCUS_MASKS = ["systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount"]
+
+
+def image_alias(key: str | None = None) -> str:
+    return f"storlab-golden-{key or image.content_key()}"
+
+
+def need(plan: Plan) -> Budget:
+    return incus.need_of([(n.memory, n.cpus, [d.size for d in n.disks]) for n in plan.nodes])
+
+
+def budget(plan: Plan) -> Budget:
+    """The lab's budget: the plan's (`--budget`), else exactly what its nodes need."""
+    b = plan.budget
+    return Budget(b.instances, b.memory_mib, b.cpus, b.disk_gib) if b else need(plan)
+
+
+def networkd(iface: str, mac: str, address: str, prefix: int) -> str:
+    return f"[Match]\nMACAddress={mac}\n\n[Link]\nName={iface}\n\n[Network]\nAddress={address}/{prefix}\nLinkLocalAddressing=no\n"
+
+
+@register
+class IncusProvider(Provider):
+    name = "incus"
+    capabilities = Capabilities(
+        name="incus", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
+        freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False)
+
+    def __init__(self, plan: Plan, labdir: Path) -> None:
+        super().__init__(plan, labdir)
+        self.project = f"storlab-{self.lab}"
+        self.api = Incus(plan.remote, self.project)
+        self.default = Incus(plan.remote)  # networks and images live in the default project
+        self.diskdir = labdir / "disks"  # data disks of a lab on this host's Incus
+
+    # -- before anything is made -----------------------------------------------------------
+    @classmethod
+    def preflight(cls, plan: Plan) -> None:
+        """Refuse a lab its budget cannot hold, with the numbers, before anything is created."""
+        over = budget(plan).over(need(plan))
+        if over:
+            raise HarnessError(f"lab {plan.lab} does not fit its Incus project's limits:\n  " + "\n  ".join(over)
+                               + "\n  raise --budget or make the topology's nodes smaller")
+
+    def ssh_proxy(self, node: str) -> str:
+        """The node's sshd over `incus exec` (stdin/stdout): no route to the lab networks needed."""
+        return shlex.join(["incus", "exec", self.api.ref(node), "--project", self.project, "--force-noninteractive",
+                           "--", "/usr/sbin/sshd", "-i"])
+
+    def host_reach(self) -> str | None:
+        """Why this host cannot reach the lab's networks (None: it can, through the bridges' host address)."""
+        if self.plan.remote:
+            return (f"the lab's networks are on a member of Incus remote {self.plan.remote}, not on this host; "
+                    f"run storlab on that member (with --on incus) to get the KVM host's pools")
+        return None
+
+    def location(self) -> str | None:
+        """The cluster member holding the lab (None: not clustered, or no node yet)."""
+        for node in self.plan.nodes:
+            inst = self.api.maybe(f"/1.0/instances/{node.name}")
+            if inst:
+                return incus.location(inst)
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def create(self, public_key: str) -> None:
+        why = self.api.reachable()
+        if why:
+            raise HarnessError(why)
+        self.preflight(self.plan)
+        if not (image.rootfs().parent / "complete").exists():
+            raise HarnessError(f"golden image missing at {image.rootfs().parent}; run `storlab image build`")
+        alias = self._image()
+        self._project()
+        target = self._placement()
+        self._networks()
+        self._thaw_frozen()
+        for node in self.plan.nodes:
+            if self.api.maybe(f"/1.0/instances/{node.name}") is None:
+                target = self._make_node(node, public_key, alias, target)
+            elif self.plan.remote is None:
+                for d in node.disks:  # a resumed lab after a host reboot: mount its disks again
+                    hostdisks.prepare(self.diskdir, node, d)
+        for node in self.plan.nodes:
+            if not self.is_running(node.name):
+                self.start(node.name)
+        for node in self.plan.nodes if self.plan.remote else ():
+            raw = [d for d in node.disks if d.filesystem == "none"]
+            for d in raw:  # the raw disk's backing file, sparse, on its volume (a no-op when it is there)
+                self.api.run("exec", self.api.ref(node.name), "--", "truncate", "-s", str(d.size),
+                             f"{RAW_DIR}/{d.name}/disk.img", timeout=60)
+
+    def _image(self) -> str:
+        """The golden image on the remote, imported once per content key (alias storlab-golden-KEY)."""
+        alias = image_alias()
+        with locks.allocation(timeout=900):  # one import at a time (two labs starting together)
+            if self.default.maybe(f"/1.0/images/aliases/{alias}") is not None:
+                return alias
+            root = image.rootfs()
+            with log.step(f"import golden image into {self.default.where()} as {alias}"), \
+                    tempfile.TemporaryDirectory(dir=paths.image_dir(), prefix=".incus-") as tmp:
+                meta = Path(tmp) / "metadata.yaml"
+                meta.write_text(f"architecture: x86_64\ncreation_date: {int(time.time())}\nproperties:\n"
+                                f"  description: storlab golden image {image.content_key()}\n  os: debian\n"
+                                f"  release: bookworm\n")
+                with tarfile.open(Path(tmp) / "meta.tar", "w") as tf:
+                    tf.add(meta, arcname="metadata.yaml")
+                succeed(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf",
+                         str(Path(tmp) / "rootfs.tar"), "."], timeout=900)
+                self.default.run("image", "import", str(Path(tmp) / "meta.tar"), str(Path(tmp) / "rootfs.tar"),
+                                 *([self.default.ref()] if self.default.remote else []), "--alias", alias,
+                                 timeout=1800)
+        return alias
+
+    def _project(self) -> None:
+        proj = self.default.maybe(f"/1.0/projects/{self.project}")
+        cfg = {OWNER_KEY: self.lab, **budget(self.plan).project_config()}
+        if proj is None:
+            feats = {"features.images": "false", "features.profiles": "true", "features.storage.volumes": "true",
+                     "features.storage.buckets": "true", "features.networks": "false"}
+            self.default.run("project", "create", self.default.ref(self.project),
+                             *[a for k, v in {**feats, **cfg}.items() for a in ("-c", f"{k}={v}")], timeout=60)
+            return
+        if incus.owner(proj) != self.lab:
+            raise HarnessError(f"Incus project {self.project} on {self.default.where()} exists and is not lab "
+                               f"{self.lab}'s (no {OWNER_KEY}={self.lab}); storlab touches only what it made: "
+                               f"rename the lab or remove that project")
+
+    def _placement(self) -> str | None:
+        """The member the lab is on when it has nodes already (a resumed `up`), else None (Incus places the first)."""
+        return self.location() if self.default.clustered() else None
+
+    def _networks(self) -> None:
+        clustered = self.default.clustered()
+        for net in self.plan.networks:
+            have = self.default.maybe(f"/1.0/networks/{net.bridge}")
+            if have is not None:
+                if incus.owner(have) != self.lab:
+                    raise HarnessError(f"Incus network {net.bridge} exists and is not lab {self.lab}'s; storlab "
+                                       f"touches only what it made: rename the lab or remove that network")
+                if have.get("status") == "Created":
+                    continue
+            # no NAT, no route off the lab, no DHCP/DNS daemon, no firewall rules; the host keeps its address
+            cfg = {"ipv4.address": f"{net.host_address}/{net.prefix}", "ipv4.nat": "false", "ipv4.routing": "false",
+                   "ipv4.firewall": "false", "ipv4.dhcp": "false", "ipv6.address": "none", "ipv6.nat": "false",
+                   "ipv6.firewall": "false", "dns.mode": "none", OWNER_KEY: self.lab,
+                   "user.storlab.network": net.name}
+            if clustered:  # a cluster network is defined on every member first, then created everywhere
+                for m in self.default.members():
+                    self.default.run("network", "create", self.default.ref(net.bridge), "--type", "bridge",
+                                     "--target", m.name, check=False, timeout=60)
+            self.default.run("network", "create", self.default.ref(net.bridge), "--type", "bridge",
+                             *[f"{k}={v}" for k, v in cfg.items()], timeout=120)
+
+    def _stage(self, node: NodePlan, public_key: str) -> Path:
+        """The files a node gets before its first boot: its key, name, hosts, addresses, masks."""
+        d = self.labdir / "incus" / node.name
+        shutil.rmtree(d, ignore_errors=True)
+        ssh = d / "root/.ssh"
+        ssh.mkdir(parents=True, mode=0o700)
+        (ssh / "authorized_keys").write_text(public_key)
+        (ssh / "authorized_keys").chmod(0o600)
+        etc = d / "etc"
+        etc.mkdir()
+        (etc / "hostname").write_text(node.name + "\n")
+        hosts = self.labdir / "files" / "nodes" / node.name / "etc/hosts"
+        if hosts.exists():
+            shutil.copy(hosts, etc / "hosts")
+        (etc / "systemd/network").mkdir(parents=True)
+        for ni, net in enumerate(self.plan.networks):
+            (etc / f"systemd/network/10-storlab-eth{ni}.network").write_text(
+                networkd(f"eth{ni}", node.macs[net.name], node.addresses[net.name], net.prefix))
+        units = etc / "systemd/system"
+        units.mkdir(parents=True)
+        for unit in CONTAINER_MASKS + INCUS_MASKS + role_services():
+            (units / unit).symlink_to("/dev/null")
+        raw = [dd for dd in node.disks if dd.filesystem == "none"] if self.plan.remote else []
+        if raw:
+            (etc / "tmpfiles.d").mkdir()
+            (etc / "tmpfiles.d/storlab-disks.conf").write_text(
+                "d /dev/storlab 0755 root root -\n"
+                + "".join(f"L+ /dev/storlab/{dd.name} - - - - {RAW_DIR}/{dd.name}/disk.img\n" for dd in raw))
+        return d
+
+    def _make_node(self, node: NodePlan, public_key: str, alias: str, target: str | None) -> str | None:
+        """Create one node (stopped) with its nics, volumes and files; returns the member it is on."""
+        cfg = {"security.privileged": "true", "limits.memory": f"{node.memory}MiB", "limits.cpu": str(node.cpus),
+               OWNER_KEY: self.lab, "user.storlab.node": node.name}
+        needs = sorted({c for b in backends() for r in node.roles for c in b.syscalls.get(r, ())})
+        if needs:  # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which the default seccomp policy denies
+            cfg["raw.lxc"] = "lxc.seccomp.profile ="
+        argv = ["init", self.default.ref(alias), self.api.ref(node.name), "--no-profiles", "-s", POOL,
+                "-d", f"root,size={incus.ROOT_GIB}GiB", *[a for k, v in cfg.items() for a in ("-c", f"{k}={v}")]]
+        if target:
+            argv += ["--target", target]
+        with log.step(f"{node.name}: create instance" + (f" on {target}" if target else "")):
+            self.api.run(*argv, timeout=600)
+        inst = self.api.query(f"/1.0/instances/{node.name}")
+        target = incus.location(inst) or target
+        for ni, net in enumerate(self.plan.networks):
+            self.api.run("config", "device", "add", self.api.ref(node.name), f"eth{ni}", "nic", f"network={net.bridge}",
+                         f"name=eth{ni}", f"hwaddr={node.macs[net.name]}",
+                         f"host_name={paths.veth_name(self.lab, node.index, ni)}", timeout=60)
+        for d in node.disks:
+            if self.plan.remote is None:
+                # on this host: the same disks as the lxc provider (formatted as the topology says), as devices
+                src = hostdisks.prepare(self.diskdir, node, d)
+                if src is not None:
+                    path = f"/dev/storlab/{d.name}" if d.filesystem == "none" else str(d.mount)
+                    self.api.run("config", "device", "add", self.api.ref(node.name), f"disk-{d.name}", "disk",
+                                 f"source={src}", f"path={path}", timeout=60)
+                continue
+            # on a remote: custom volumes, on the member the node is on
+            vol = f"{node.name}-{d.name}"
+            if self.api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom/{vol}") is None:
+                argv = ["storage", "volume", "create", self.api.ref(POOL), vol, f"size={-(-d.size // incus.GIB)}GiB",
+                        f"{OWNER_KEY}={self.lab}", *self._volume_filesystem(d.filesystem)]
+                self.api.run(*argv, *(["--target", target] if target else []), timeout=120)
+            path = d.mount if d.filesystem != "none" and d.mount else f"{RAW_DIR}/{d.name}"
+            self.api.run("config", "device", "add", self.api.ref(node.name), f"disk-{d.name}", "disk", f"pool={POOL}",
+                         f"source={vol}", f"path={path}", timeout=60)
+        stage = self._stage(node, public_key)
+        self.api.run("file", "push", "-r", "-p", str(stage / "etc"), str(stage / "root"),
+                     self.api.ref(f"{node.name}/"), timeout=120)
+        return target
+
+    def _volume_filesystem(self, fs: str) -> list[str]:
+        """The volume config that formats a custom volume as ``fs`` where the pool's driver can
+        (block-backed drivers); a dir or btrfs pool gives its own filesystem, said in the log."""
+        if fs == "none":
+            return []
+        driver = str((self.default.query(f"/1.0/storage-pools/{POOL}") or {}).get("driver", "?"))
+        if driver in ("lvm", "ceph"):
+            return [f"block.filesystem={fs}"]
+        if driver == "zfs":
+            return ["zfs.block_mode=true", f"block.filesystem={fs}"]
+        log.info(f"note: Incus pool {POOL} on {self.default.where()} is {driver}: a data disk asked as {fs} is a "
+                 f"{driver} volume there (an lvm, zfs or ceph pool formats it as {fs})")
+        return []
+
+    # -- power and faults ----------------------------------------------------------------------
+    def _status(self, node: str) -> str:
+        inst = self.api.maybe(f"/1.0/instances/{node}")
+        return str(inst.get("status", "Stopped")) if inst else "Missing"
+
+    def is_running(self, node: str) -> bool:
+        return self._status(node) in ("Running", "Frozen")
+
+    def start(self, node: str) -> None:
+        self.powered_at[node] = time.monotonic()
+        self.api.run("start", self.api.ref(node), timeout=120)
+
+    def crash(self, node: str) -> None:
+        self.api.run("stop", "--force", self.api.ref(node), timeout=60)
+
+    def freeze(self, node: str) -> None:
+        self.api.run("pause", self.api.ref(node), timeout=60)
+
+    def thaw(self, node: str) -> None:
+        self.api.run("start", self.api.ref(node), timeout=60)
+
+    def _thaw_frozen(self) -> None:
+        """A snapshot killed half-way leaves nodes paused: thaw what is ours."""
+        for node in self.plan.nodes:
+            if self._status(node.name) == "Frozen":
+                log.info(f"{node.name}: thawing (left paused by an interrupted snapshot)")
+                self.thaw(node.name)
+            for mnt in hostdisks.mounted(self.diskdir, node):
+                run(["fsfreeze", "-u", str(mnt)], timeout=60)  # "Invalid argument" when it was not frozen: fine
+
+    def set_link(self, node: str, network: str, up: bool) -> None:
+        """From the host side where the lab's bridges are on this host (the node's veth), else from
+        inside the node (the control channel is `incus exec`, not the lab network, either way)."""
+        ni = [n.name for n in self.plan.networks].index(network)
+        veth = paths.veth_name(self.lab, self.node(node).index, ni)
+        if not self.plan.remote and Path(f"/sys/class/net/{veth}").exists():
+            succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
+        else:
+            self.api.run("exec", self.api.ref(node), "--", "ip", "link", "set", f"eth{ni}", "up" if up else "down",
+                         timeout=30)
+
+    def console_log(self, node: str) -> str:
+        out = ""
+        for what, argv in (("console", ["console", self.api.ref(node), "--show-log"]),
+                           ("incus info", ["info", self.api.ref(node), "--show-log"])):
+            r = self.api.run(*argv, check=False, timeout=30)
+            out += f"--- {what}\n{(r.stdout or r.stderr)[-4000:]}\n"
+        return out
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def _volumes(self) -> list[str]:
+        vols = self.api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []
+        return sorted(v["name"] for v in vols if incus.owner(v) == self.lab)
+
+    def snapshot(self, dest: Path) -> None:
+        """Incus snapshots of every node and data volume under one name, taken with the running
+        nodes paused (crash-consistent across the lab), recorded in ``dest``/incus.json."""
+        snap = f"storlab-{uuid.uuid4().hex[:12]}"
+        running = [n.name for n in self.plan.nodes if self._status(n.name) == "Running"]
+        dest.mkdir(parents=True)
+        (dest / "incus.json").write_text(json.dumps({"snapshot": snap, "nodes": [n.name for n in self.plan.nodes],
+                                                     "volumes": self._volumes()}))
+        fsfrozen: list[Path] = []
+        try:
+            for n in running:
+                self.freeze(n)
+            for node in self.plan.nodes:  # disks on this host: flushed and held still for the copy
+                for mnt in hostdisks.mounted(self.diskdir, node):
+                    succeed(["fsfreeze", "-f", str(mnt)], timeout=60)
+                    fsfrozen.append(mnt)
+            for name in (n.name for n in self.plan.nodes):
+                self.api.run("snapshot", "create", self.api.ref(name), snap, timeout=600)
+            for v in self._volumes():
+                self.api.run("storage", "volume", "snapshot", "create", self.api.ref(POOL), v, snap, timeout=600)
+            if self.plan.remote is None:
+                (dest / "disks").mkdir()
+                for node in self.plan.nodes:
+                    for d in node.disks:
+                        img = hostdisks.image(self.diskdir, node, d)
+                        succeed(["cp", "--sparse=always", str(img), str(dest / "disks" / img.name)], timeout=600)
+        finally:
+            for mnt in fsfrozen:
+                run(["fsfreeze", "-u", str(mnt)], timeout=60)
+            for n in running:
+                self.thaw(n)
+
+    def restore(self, src: Path) -> None:
+        self._thaw_frozen()
+        meta = json.loads((src / "incus.json").read_text())
+        snap = meta["snapshot"]
+        for n in self.plan.nodes:
+            if self._status(n.name) != "Stopped":
+                self.api.run("stop", "--force", self.api.ref(n.name), timeout=60)
+        for n in meta["nodes"]:
+            self.api.run("snapshot", "restore", self.api.ref(n), snap, timeout=600)
+        for v in meta["volumes"]:
+            self.api.run("storage", "volume", "snapshot", "restore", self.api.ref(POOL), v, snap, timeout=600)
+        if self.plan.remote is None:
+            for node in self.plan.nodes:
+                for mnt in hostdisks.mounted(self.diskdir, node):
+                    succeed(["umount", str(mnt)], timeout=60)
+                for d in node.disks:
+                    img = hostdisks.image(self.diskdir, node, d)
+                    succeed(["cp", "--sparse=always", str(src / "disks" / img.name), str(img)], timeout=600)
+                    hostdisks.prepare(self.diskdir, node, d)
+        for n in self.plan.nodes:
+            self.start(n.name)
+
+    def drop_snapshot(self, path: Path) -> None:
+        try:
+            meta = json.loads((path / "incus.json").read_text())
+        except (OSError, ValueError):
+            return
+        for n in meta.get("nodes", []):
+            self.api.run("snapshot", "delete", self.api.ref(n), meta["snapshot"], check=False, timeout=120)
+        for v in meta.get("volumes", []):
+            self.api.run("storage", "volume", "snapshot", "delete", self.api.ref(POOL), v, meta["snapshot"],
+                         check=False, timeout=120)
+
+    # -- teardown --------------------------------------------------------------------------------
+    def _instances(self) -> list[dict[str, Any]]:
+        if self.default.maybe(f"/1.0/projects/{self.project}") is None:
+            return []
+        return [i for i in (self.api.query("/1.0/instances?recursion=1") or []) if incus.owner(i) == self.lab]
+
+    def _lab_networks(self) -> list[str]:
+        return sorted(n["name"] for n in (self.default.query("/1.0/networks?recursion=1") or [])
+                      if n.get("managed") and incus.owner(n) == self.lab)
+
+    def _own_project(self) -> bool:
+        proj = self.default.maybe(f"/1.0/projects/{self.project}")
+        return proj is not None and incus.owner(proj) == self.lab
+
+    def destroy(self) -> CleanupReport:
+        for node in self.plan.nodes:  # an interrupted snapshot may have left disks fsfrozen
+            for mnt in hostdisks.mounted(self.diskdir, node):
+                run(["fsfreeze", "-u", str(mnt)], timeout=60)
+        rep = remove_lab(self.plan.remote, self.lab)
+
+        def attempt(what: str, argv: list[str]) -> None:
+            r = run(argv, timeout=60)
+            (rep.removed.append(what) if r.ok else rep.failed.append((what, r.stderr.strip()[-300:])))
+
+        for m in hostdisks.mounts_under(self.labdir):
+            attempt(f"mount {m}", ["umount", m])
+        for loop in hostdisks.loops_of(self.diskdir):
+            attempt(f"loop {loop}", ["losetup", "-d", loop])
+        for d in (self.labdir / "incus", self.diskdir):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+                rep.removed.append(f"dir {d}")
+        return rep
+
+    def leftovers(self) -> list[str]:
+        if self.api.reachable() is not None:
+            return []  # nothing can be listed; destroy() reported why
+        left = []
+        if self._own_project():
+            left += [f"instance {self.project}/{i['name']}" for i in self._instances()]
+            left += [f"volume {self.project}/{v}" for v in self._volumes()]
+            left.append(f"project {self.project}")
+        left += [f"network {n}" for n in self._lab_networks()]
+        left += [f"mount {m}" for m in hostdisks.mounts_under(self.labdir)]
+        left += [f"loop {x}" for x in hostdisks.loops_of(self.diskdir)]
+        left += [f"dir {d}" for d in (self.labdir / "incus", self.diskdir) if d.exists()]
+        return left
+
+
+def remove_lab(remote: str | None, lab: str) -> CleanupReport:
+    """Remove everything marked as ``lab``'s on ``remote``: its project's instances (with their
+    snapshots) and volumes, its networks, then the project; continue past failures and report them."""
+    rep = CleanupReport()
+    default, api = Incus(remote), Incus(remote, f"storlab-{lab}")
+    why = default.reachable()
+    if why is not None:
+        rep.failed.append((f"Incus on {default.where()}", why))
+        return rep
+
+    def attempt(what: str, client: Incus, *argv: str) -> None:
+        r = client.run(*argv, check=False, timeout=300)
+        (rep.removed.append(what) if r.ok else rep.failed.append((what, r.stderr.strip()[-300:])))
+
+    proj = default.maybe(f"/1.0/projects/{api.project}")
+    ours = proj is not None and incus.owner(proj) == lab
+    if ours:
+        for inst in api.query("/1.0/instances?recursion=1") or []:
+            if incus.owner(inst) == lab:
+                attempt(f"instance {api.project}/{inst['name']}", api, "delete", "--force", api.ref(inst["name"]))
+        for v in api.query(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []:
+            if incus.owner(v) == lab:
+                attempt(f"volume {api.project}/{v['name']}", api, "storage", "volume", "delete", api.ref(POOL),
+                        v["name"], *(["--target", v["location"]] if incus.location(v) else []))
+    for n in default.query("/1.0/networks?recursion=1") or []:
+        if n.get("managed") and incus.owner(n) == lab:
+            attempt(f"network {n['name']}", default, "network", "delete", default.ref(n["name"]))
+    if ours:
+        attempt(f"project {api.project}", default, "project", "delete", default.ref(api.project))
+    return rep
+
+
+def orphans(labs: set[str], remote: str | None = None) -> list[str]:
+    """Labs with a storlab project on ``remote`` (None: this host's Incus) that are not in ``labs``."""
+    client = Incus(remote)
+    if client.reachable() is not None:
+        return []
+    return sorted(lab for p in (client.query("/1.0/projects?recursion=1") or [])
+                  if (lab := incus.owner(p)) and p["name"] == f"storlab-{lab}" and lab not in labs)
