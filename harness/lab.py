@@ -25,6 +25,9 @@ from .model import Plan
 from .node import Node, on_each
 from .providers import base as providers
 from .providers import vagrant as _vagrant  # noqa: F401  (registers the built-in providers)
+from .providers.incus import orphans as incus_orphans
+from .providers.incus import remotes_used as incus_remotes_used
+from .providers.incus import remove_lab as incus_remove_lab
 from .providers.lxc import lxcpath, owner_of
 from .roles import base as base_role
 from .roles import hypervisor
@@ -471,6 +474,12 @@ def reap() -> CleanupReport:
                 shutil.rmtree(c, ignore_errors=True)
                 rep.removed.append(f"orphan container {c.name}")
     _reap_libvirt(labs, rep)
+    for remote in incus_remotes_used():
+        for orphan in incus_orphans(labs, remote):
+            log.info(f"reap: Incus project storlab-{orphan} on {remote or 'this host'}: its lab directory is gone")
+            sub = incus_remove_lab(remote, orphan)
+            rep.removed += sub.removed
+            rep.failed += sub.failed
     for link in json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]"):
         alias = str(link.get("ifalias", ""))
         if alias.startswith("storlab:") and alias.split(":")[1] not in labs:

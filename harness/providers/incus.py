@@ -38,6 +38,8 @@ from .lxc import CONTAINER_MASKS
 #: inside a node: where a raw data disk's backing file lives (on its custom volume), and its name
 #: under /dev/storlab (a symlink remade at every boot by systemd-tmpfiles)
 RAW_DIR = "/var/lib/storlab-disks"
+#: set on an instance once it has all its nics, disks and files (a killed `up` leaves it unset)
+MADE_KEY = "user.storlab.made"
 #: besides lxc's: binfmt_misc is the host kernel's, and an Incus container may not mount it
 INCUS_MASKS = ["systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount"]
 
@@ -111,13 +113,21 @@ class IncusProvider(Provider):
         self.preflight(self.plan)
         if not (image.rootfs().parent / "complete").exists():
             raise HarnessError(f"golden image missing at {image.rootfs().parent}; run `storlab image build`")
+        if self.plan.remote:
+            record_remote(self.plan.remote)
         alias = self._image()
         self._project()
         target = self._placement()
         self._networks()
         self._thaw_frozen()
         for node in self.plan.nodes:
-            if self.api.maybe(f"/1.0/instances/{node.name}") is None:
+            inst = self.api.maybe(f"/1.0/instances/{node.name}")
+            if inst is not None and (inst.get("config") or {}).get(MADE_KEY) != "true":
+                # an `up` killed while it made this node: its nics, disks or files may be missing
+                log.info(f"{node.name}: remaking the instance a killed `up` left half-made")
+                self.api.run("delete", "--force", self.api.ref(node.name), timeout=120)
+                inst = None
+            if inst is None:
                 target = self._make_node(node, public_key, alias, target)
             elif self.plan.remote is None:
                 for d in node.disks:  # a resumed lab after a host reboot: mount its disks again
@@ -263,6 +273,7 @@ class IncusProvider(Provider):
         stage = self._stage(node, public_key)
         self.api.run("file", "push", "-r", "-p", str(stage / "etc"), str(stage / "root"),
                      self.api.ref(f"{node.name}/"), timeout=120)
+        self.api.run("config", "set", self.api.ref(node.name), f"{MADE_KEY}=true", timeout=60)
         return target
 
     def _volume_filesystem(self, fs: str) -> list[str]:
@@ -477,6 +488,28 @@ def remove_lab(remote: str | None, lab: str) -> CleanupReport:
     if ours:
         attempt(f"project {api.project}", default, "project", "delete", default.ref(api.project))
     return rep
+
+
+def remotes_file() -> Path:
+    return paths.home() / "incus-remotes.json"
+
+
+def record_remote(remote: str | None) -> None:
+    """Remember a remote a lab was made on: `reap` looks there for labs whose directory is gone."""
+    with locks.allocation():
+        have = remotes_used()
+        if remote not in have:
+            remotes_file().parent.mkdir(parents=True, exist_ok=True)
+            remotes_file().write_text(json.dumps([*have, remote]))
+
+
+def remotes_used() -> list[str | None]:
+    """This host's Incus (None) and every remote a lab of this host was made on."""
+    try:
+        have = [r for r in json.loads(remotes_file().read_text()) if r is None or incus.REMOTE_RE.fullmatch(r)]
+    except (OSError, ValueError):
+        have = []
+    return have if None in have else [None, *have]
 
 
 def orphans(labs: set[str], remote: str | None = None) -> list[str]:

@@ -1,8 +1,10 @@
-"""Node lifecycle on the fast provider: up gives ssh-reachable systemd nodes, `down` leaves
-no trace, a killed `up` can be cleaned up by `down` and resumed by `up`."""
+"""Node lifecycle on the container providers (lxc, and incus on this host's daemon): up gives
+ssh-reachable systemd nodes, `down` leaves no trace, a killed `up` can be cleaned up by `down`
+and resumed by `up`, and `reap` removes what a killed `up` left."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from harness.run import succeed, wait_until
 
 TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "nodes-3.yaml")
 STORLAB = [sys.executable, "-m", "harness.cli"]
+PROVIDERS = ["lxc", "incus"]
 
 
 def storlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -44,7 +47,28 @@ def host_traces(lab: str) -> list[str]:
     traces += [f"loop {line}" for line in loops.splitlines() if f"/labs/{lab}/" in line]
     if paths.lab_dir(lab).exists():
         traces.append(f"dir {paths.lab_dir(lab)}")
-    return traces
+    return traces + incus_traces(lab)
+
+
+def incus_traces(lab: str) -> list[str]:
+    """What this host's Incus holds of the lab: its project, instances and volumes in it, networks
+    with the lab's tag or mark (read with the incus client, not through storlab)."""
+    if subprocess.run(["incus", "query", "/1.0"], capture_output=True, timeout=30, check=False).returncode != 0:
+        return []
+
+    def ls(*argv: str) -> list[dict[str, Any]]:
+        r = subprocess.run(["incus", *argv, "-f", "json"], capture_output=True, text=True, timeout=60, check=False)
+        return list(json.loads(r.stdout or "[]")) if r.returncode == 0 else []
+
+    out = [f"incus project {p['name']}" for p in ls("project", "list") if p["name"] == f"storlab-{lab}"]
+    out += [f"incus instance {i['project']}/{i['name']}" for i in ls("list", "--all-projects")
+            if i.get("project") == f"storlab-{lab}"]
+    out += [f"incus network {n['name']}" for n in ls("network", "list")
+            if paths.tag(lab) in n["name"] or (n.get("config") or {}).get("user.storlab.lab") == lab]
+    if out and any(o.startswith("incus project") for o in out):
+        out += [f"incus volume {v['name']}" for v in ls("storage", "volume", "list", "storlab", "--project",
+                                                          f"storlab-{lab}") if v.get("type") == "custom"]
+    return out
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,11 +80,12 @@ def clean_slate() -> Any:
         storlab("down", "nodes3")
 
 
-def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_up_gives_reachable_nodes_and_down_leaves_nothing(provider: str) -> None:
     t0 = time.monotonic()
-    r = storlab("up", TOPO, "--provider", "lxc")
+    r = storlab("up", TOPO, "--provider", provider)
     assert r.returncode == 0, r.stderr[-3000:]
-    print(f"up of 3 lxc nodes: {time.monotonic() - t0:.1f}s")
+    print(f"up of 3 {provider} nodes: {time.monotonic() - t0:.1f}s")
     lab = Lab.load("nodes3")
     ids, hostkeys = set(), set()
     for name, node in lab.nodes.items():
@@ -107,20 +132,21 @@ def test_up_gives_reachable_nodes_and_down_leaves_nothing() -> None:
     t0 = time.monotonic()
     r = storlab("down", "nodes3")
     assert r.returncode == 0, r.stderr
-    print(f"down of 3 lxc nodes: {time.monotonic() - t0:.1f}s")
+    print(f"down of 3 {provider} nodes: {time.monotonic() - t0:.1f}s")
     assert host_traces("nodes3") == []
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("kill_after", [0.8, 2.5])
-def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float) -> None:
-    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", "lxc"], stdout=subprocess.DEVNULL,
+def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float, provider: str) -> None:
+    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", provider], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(kill_after)  # the point of the test: interrupt `up` at an arbitrary moment
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     if (paths.lab_dir("nodes3") / "plan.json").exists():
         # a killed lab is left as it was: `up` continues it ...
-        r = storlab("up", TOPO, "--provider", "lxc")
+        r = storlab("up", TOPO, "--provider", provider)
         assert r.returncode == 0, r.stderr[-3000:]
         lab = Lab.load("nodes3")
         for node in lab.nodes.values():
@@ -153,10 +179,11 @@ def test_snapshot_killed_half_way_is_undone_by_up_and_by_down() -> None:
         assert host_traces("nodes3") == []
 
 
-def test_reap_removes_a_lab_whose_up_was_killed() -> None:
-    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", "lxc"], stdout=subprocess.DEVNULL,
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reap_removes_a_lab_whose_up_was_killed(provider: str) -> None:
+    proc = subprocess.Popen([*STORLAB, "up", TOPO, "--provider", provider], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_until(lambda: (paths.lab_dir("nodes3") / "lxc").exists(), timeout=120, what="up to start creating nodes")
+    wait_until(lambda: (paths.lab_dir("nodes3") / provider).exists(), timeout=120, what="up to start creating nodes")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert host_traces("nodes3"), "expected a half-built lab"
