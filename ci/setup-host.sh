@@ -5,16 +5,22 @@
 #   ci/setup-host.sh --vm     also vagrant, vagrant-libvirt and qemu (the VM provider)
 #   ci/setup-host.sh --class  also OpenSSH server and storlab's jump sshd (training classes:
 #                             students reach their nodes through it; port 2222)
-# (flags combine: --vm --class)
+#   ci/setup-host.sh --incus  also Incus 6.0 LTS from bookworm-backports (the incus provider):
+#                             incusd started by hand where systemd is not PID 1, and the
+#                             storage pool `storlab` (btrfs on a loop file where the kernel has
+#                             btrfs, else dir; STORLAB_INCUS_POOL_SIZE, default 60GiB)
+# (flags combine: --vm --class --incus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VM=0
 CLASS=0
+INCUS=0
 for arg in "$@"; do
   case "$arg" in
     --vm) VM=1 ;;
     --class) CLASS=1 ;;
-    *) echo "setup-host.sh: unknown option $arg (use --vm, --class)" >&2; exit 2 ;;
+    --incus) INCUS=1 ;;
+    *) echo "setup-host.sh: unknown option $arg (use --vm, --class, --incus)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
@@ -32,6 +38,28 @@ modprobe -q nfs 2>/dev/null || true
 modprobe -q iscsi_tcp 2>/dev/null || true
 grep -qw nfs4 /proc/filesystems && PKGS+=(nfs-common)
 [ -d /sys/module/iscsi_tcp ] && PKGS+=(open-iscsi)
+
+if [ "$INCUS" = 1 ]; then
+  # Incus 6.0 LTS is in bookworm-backports, on the same mirror as the host's own suites
+  PKGS+=(btrfs-progs)
+  incus_missing=()
+  for p in incus-base incus-client; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || incus_missing+=("$p")
+  done
+  if [ "${#incus_missing[@]}" -gt 0 ]; then
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+      [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+      [ -n "$mirror" ] || { echo "setup-host: no Debian mirror found for bookworm-backports" >&2; exit 1; }
+      printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$mirror" > /etc/apt/sources.list.d/storlab-backports.sources
+    fi
+    echo "setup-host: installing ${incus_missing[*]} (bookworm-backports)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports \
+      "${incus_missing[@]}" >/var/log/storlab-apt-incus.log 2>&1 || { tail -20 /var/log/storlab-apt-incus.log; exit 1; }
+  fi
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
@@ -88,4 +116,29 @@ if [ "$CLASS" = 1 ]; then
   storlab class jump-setup
   [ "$running_before" = 0 ] && echo "sshd $jump_pid" >> /run/storlab-daemons
 fi
-echo "setup-host: ready (libvirtd $(libvirtd --version | awk "{print \$NF}"), lxc $(lxc-start --version))"
+if [ "$INCUS" = 1 ]; then
+  if ! incus query /1.0 >/dev/null 2>&1; then
+    if [ "$(cat /proc/1/comm)" != systemd ]; then
+      mkdir -p /var/log/incus
+      PATH=/usr/libexec/incus:$PATH setsid /usr/libexec/incus/incusd --group incus-admin \
+        --logfile /var/log/incus/incus.log </dev/null >/dev/null 2>&1 &
+      echo $! > /run/storlab-incusd.pid
+      echo "incusd /run/storlab-incusd.pid" >> /run/storlab-daemons
+    else
+      systemctl start incus.socket incus.service
+    fi
+    /usr/libexec/incus/incusd waitready --timeout=60 || { tail -20 /var/log/incus/incus.log; exit 1; }
+  fi
+  if ! incus storage show storlab >/dev/null 2>&1; then
+    if grep -qw btrfs /proc/filesystems && command -v mkfs.btrfs >/dev/null; then
+      # btrfs: instances and snapshots are copy-on-write subvolumes (0.1 s per node, not a 1.4 GiB copy)
+      incus storage create storlab btrfs size="${STORLAB_INCUS_POOL_SIZE:-60GiB}" >/dev/null
+    else
+      incus storage create storlab dir >/dev/null
+    fi
+  fi
+fi
+pool_driver=""
+[ "$INCUS" = 1 ] && pool_driver=", incus $(incus version | awk '/Server/ {print $NF}'), pool storlab: $(incus query /1.0/storage-pools/storlab \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["driver"])')"
+echo "setup-host: ready (libvirtd $(libvirtd --version | awk "{print \$NF}"), lxc $(lxc-start --version)$pool_driver)"
