@@ -12,11 +12,11 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "yamlload", "hostfacts", "capabilities", "registry", "topology", "model",
-     "workload", "virt", "backend", "lease", "capacity", "evidence"},
+     "workload", "virt", "backend", "lease", "capacity", "evidence", "incus"},
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
-    {"providers", "providers.base", "providers.lxc", "providers.vagrant"},
+    {"providers", "providers.base", "providers.lxc", "providers.vagrant", "providers.incus", "providers.hostdisks"},
     {"node"},
     {"context", "secrets"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)

@@ -181,7 +181,7 @@ SCHEMA_CASES = [
         lab: t
         provider: vagarnt #<
         nodes: [{name: a}]
-        """, "Input should be 'auto', 'lxc' or 'vagrant'", "provider", "did you mean 'vagrant'?", id="provider-enum"),
+        """, "Input should be 'auto', 'incus', 'lxc' or 'vagrant'", "provider", "did you mean 'vagrant'?", id="provider-enum"),
     pytest.param("""
         lab: t
         nodes: [{name: a}]
