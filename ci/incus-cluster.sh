@@ -88,8 +88,8 @@ die_member() {
 take_lock() {
   mkdir -p "$(dirname "$LOCK")"
   exec 9>"$LOCK"
-  if ! flock -w 600 9; then
-    log "could not take $LOCK within 600 s" >&2
+  if ! flock -w 300 9; then
+    log "could not take $LOCK within 300 s (held by: $(fuser "$LOCK" 2>/dev/null))" >&2
     exit 1
   fi
 }
@@ -152,6 +152,15 @@ for sub in fs/cgroup kernel/security kernel/debug kernel/tracing kernel/config f
 done
 umount -l "$old"
 rmdir "$old" 2>/dev/null || true
+# Drop the copies of all other host mounts (storage pools of other daemons, loop-backed
+# filesystems, /run/netns entries, ...): a copy held here would keep such a filesystem
+# alive after the host unmounts it.
+awk "{print \$5}" /proc/self/mountinfo | sort -r | while read -r m; do
+  case "$m" in
+    /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/lock|/run/shm|/tmp) ;;
+    *) umount -l "$m" 2>/dev/null || true ;;
+  esac
+done
 echo $$ >"$d.pid"
 cd /
 exec "$INCUSD" --logfile "$d.log"
@@ -165,6 +174,7 @@ start_member() { # k ; starts incusd if it is not running (does not wait)
   rm -f "$d.pid"
   echo "=== $(date -Is) start" >>"$d.out"
   (
+    exec 9>&- # the lock fd must not live on in the daemon
     cd / || exit 1
     export SLCL_DIR="$d" INCUSD INCUS_DIR="$d"
     exec setsid nsenter --net=/run/netns/"$(mns "$k")" \

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import capacity, handout, lease, locks, paths, training
+from . import capacity, handout, incus, lease, locks, paths, training
 from . import plan as planmod
 from .errors import HarnessError
 from .hostfacts import HostFacts
@@ -87,6 +87,9 @@ class Klass:
     exercise: str | None = None
     grades: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: incus: the remote the labs are on (None: this host), and each lab's budget (--budget text)
+    remote: str | None = None
+    budget: str | None = None
 
     @property
     def dir(self) -> Path:
@@ -135,20 +138,33 @@ def _each(students: list[str], fn: Callable[[str], T], parallel: int) -> dict[st
 
 
 # -- capacity ---------------------------------------------------------------------------------
-def check_capacity(topology: str, provider: str | None, students: int, running: int = 0) -> capacity.Fit:
+def check_capacity(topology: str, provider: str | None, students: int, running: int = 0,
+                   remote: str | None = None) -> capacity.Fit:
     """Validate the topology and size one student's lab from the plan's nodes; refuse before
-    anything is made if the class does not fit."""
+    anything is made if the class does not fit (on this host, or on the members of an Incus
+    remote: their free memory summed)."""
     facts = HostFacts.detect()
     loaded = planmod.load_topology(topology, facts, provider, None)
     topo = loaded.topo
     prov = loaded.res.provider
     needs = [capacity.node_need(n.name, list(n.roles), int(n.memory), sum(int(d.size) for d in n.disks) // 2**20,
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
-    paths.home().mkdir(parents=True, exist_ok=True)
-    free_m, free_d = capacity.host_free(str(paths.home()))
-    f = capacity.fit(students, needs, free_m, free_d, node_cpus=sum(int(n.cpus) for n in topo.nodes))
+    where = "this host"
+    if remote:
+        client = incus.Incus(remote)
+        why = client.reachable()
+        if why:
+            raise HarnessError(why)
+        free_m, cpus, members = incus.capacity(client)
+        f = capacity.fit(students, needs, free_m, 1 << 40, cpus=cpus, reserve_mib=capacity.HOST_RESERVE_MIB *
+                         max(1, len(members)), node_cpus=sum(int(n.cpus) for n in topo.nodes))
+        where = f"Incus remote {remote} ({len(members) or 1} member(s){': ' + ', '.join(members) if members else ''})"
+    else:
+        paths.home().mkdir(parents=True, exist_ok=True)
+        free_m, free_d = capacity.host_free(str(paths.home()))
+        f = capacity.fit(students, needs, free_m, free_d, node_cpus=sum(int(n.cpus) for n in topo.nodes))
     if not f.ok:
-        raise HarnessError(f"class of {students} does not fit on this host ({prov} nodes, per student: "
+        raise HarnessError(f"class of {students} does not fit on {where} ({prov} nodes, per student: "
                            f"{len(needs)} nodes): {f.explain()}. Nothing was created; use fewer students, or a "
                            "bigger host (an Incus cluster spreads classes over hosts)")
     return f
@@ -156,7 +172,10 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
 
 # -- up -------------------------------------------------------------------------------------------
 def up(topology: str, students: list[str], name: str, provider: str | None = None, expire: float | None = None,
-       jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print) -> Klass:
+       jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print,
+       remote: str | None = None, budget: str | None = None) -> Klass:
+    """One lab per student (``remote``: on an Incus remote, each in its own project limited to
+    ``budget``; Incus places the labs on its members, each lab whole on one member)."""
     if not CLASS_RE.fullmatch(name):
         raise HarnessError(f"class name {name!r}: 1-12 lower-case letters and digits, starting with a letter")
     if not ADDRESS_RE.fullmatch(jump_address):  # it goes into every student's ssh_config
@@ -168,10 +187,18 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     if existing and existing.topology != str(Path(topology).resolve()):
         raise HarnessError(f"class {name} exists with topology {existing.topology}: pick another --name")
     new = [s for s in students if not (existing and s in existing.students and lab_name(name, s) in list_labs())]
-    fit = check_capacity(topology, provider, len(new))
+    if existing and (existing.remote, existing.budget) != (remote, budget) and (remote or budget):
+        raise HarnessError(f"class {name} exists on {existing.remote or 'this host'} with budget "
+                           f"{existing.budget or '-'}: give the same --on/--budget or pick another --name")
+    if existing:
+        remote, budget = existing.remote, existing.budget
+    if remote and provider not in (None, "incus"):
+        raise HarnessError(f"class on remote {remote}: the provider is incus, not {provider}")
+    provider = "incus" if remote else provider
+    fit = check_capacity(topology, provider, len(new), remote=remote)
     progress(f"class {name}: {len(students)} students; capacity: {fit.explain()}")
     k = existing or Klass(name=name, topology=str(Path(topology).resolve()), provider=provider, students=[],
-                          expire_seconds=expire, jump_address=jump_address)
+                          expire_seconds=expire, jump_address=jump_address, remote=remote, budget=budget)
     k.students = list(dict.fromkeys([*k.students, *students]))
     k.expire_seconds = expire if expire is not None else k.expire_seconds
     k.failed = {}
@@ -190,7 +217,8 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
                     timeout=30)
         argv = [sys.executable, "-m", "harness.cli", "up", topology, "--name", lab_name(name, student),
                 "--authorize", str(key.with_suffix(".pub"))]
-        argv += ["--provider", provider] if provider else []
+        argv += ["--on", f"incus:{remote}"] if remote else (["--provider", provider] if provider else [])
+        argv += ["--budget", budget] if budget else []
         argv += ["--expire", f"{int(expire)}s"] if expire else []
         s0 = time.monotonic()
         progress(f"  {student}: up ... ({time.monotonic() - t0:.0f}s)")
@@ -271,6 +299,7 @@ def status(k: Klass) -> list[dict[str, Any]]:
             else (st.get("status", "?") if running else "stopped"),
             "age_seconds": round(now - st["created"]) if st.get("created") else None,
             "expires": st.get("expires"), "expires_in": lease.remaining(st.get("expires")) if lab else "-",
+            "where": lab.where() if lab else "-",
             "exercise": st.get("exercise") or k.exercise,
             "last_grade": None if not g else {"exercise": g["exercise"], "passed": g["passed"], "when": g["when"]},
             "handout": str(k.dir / "handouts" / f"{s}.tar.gz"),

@@ -218,3 +218,20 @@ class Incus:
 
     def members(self) -> list[Member]:
         return members(self.query("/1.0/cluster/members?recursion=1")) if self.clustered() else []
+
+
+def free_of(resources: dict[str, Any]) -> tuple[int, int]:
+    """(free memory MiB, CPU threads) of one server from /1.0/resources."""
+    mem = resources.get("memory") or {}
+    return (int(mem.get("total", 0)) - int(mem.get("used", 0))) >> 20, int((resources.get("cpu") or {}).get("total", 0))
+
+
+def capacity(client: Incus) -> tuple[int, int, list[str]]:
+    """(free memory MiB, CPU threads, member names) summed over a remote's members (one for a
+    daemon that is not clustered)."""
+    names = [m.name for m in client.members() if m.status.lower() == "online"]
+    free, cpus = 0, 0
+    for name in names or [""]:
+        f, c = free_of(client.query("/1.0/resources" + (f"?target={name}" if name else "")))
+        free, cpus = free + f, cpus + c
+    return free, cpus, names

@@ -147,6 +147,13 @@ class Lab:
         secrets.decide(plan, loaded.topo, d / "secrets")
         return cls(plan)
 
+    def where(self) -> str:
+        """Where the lab's nodes are: this host, or an engine remote and its member (recorded at up)."""
+        member = self.state().get("location")
+        if not self.plan.remote and not member:
+            return "this host"
+        return ":".join(x for x in (self.plan.remote or "local", member) if x)
+
     def pools_here(self) -> bool:
         """Whether the lab has KVM-host pools and this host can reach the lab's networks for them."""
         return bool(self.plan.host.pools) and self.provider.host_reach() is None

@@ -83,20 +83,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
     st = lab.state()
-    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider, "where": where(lab),
+    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider, "where": lab.where(),
             "topology": lab.plan.topology, "created": st.get("created"), "expires": st.get("expires"),
             "expires_in": lease.remaining(st.get("expires")),
             "snapshots": sorted(lab.snapshots()), "exercise": st.get("exercise"),
             "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
                       for n in lab.nodes.values()]}
-
-
-def where(lab: Lab) -> str:
-    """Where the lab's nodes are: this host, or an engine remote and member (recorded at up)."""
-    st = lab.state()
-    if not lab.plan.remote and not st.get("location"):
-        return "this host"
-    return ":".join(x for x in (lab.plan.remote or "local", st.get("location")) if x)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -107,7 +99,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider} on {where(lab)}, "
+        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider} on {lab.where()}, "
               f"steps done: {', '.join(st.get('steps_done', [])) or '-'}; expires: {lease.remaining(st.get('expires'))}; "
               f"snapshots: {', '.join(sorted(lab.snapshots())) or '-'})")
         for node in lab.nodes.values():
@@ -122,7 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {where(lab):<20} {len(lab.nodes)} nodes  "
+        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {lab.where():<20} {len(lab.nodes)} nodes  "
               f"expires: {lease.remaining(st.get('expires'))}")
     return 0
 

@@ -12,6 +12,7 @@ from typing import Any
 from . import classroom, handout, lease, locks, log, training
 from .errors import HarnessError
 from .lab import Lab
+from .lab_cli import placement, placement_args
 from .yamlload import load_file
 
 
@@ -89,10 +90,16 @@ def cmd_class_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None
     name = args.name or _default_class_name(args.topology)
     t0 = time.monotonic()
-    k = classroom.up(args.topology, students, name, provider=args.provider, expire=expire,
-                     jump_address=args.jump_address, parallel=args.parallel)
+    provider, remote = placement(args)
+    k = classroom.up(args.topology, students, name, provider=provider, expire=expire,
+                     jump_address=args.jump_address, parallel=args.parallel, remote=remote, budget=args.budget)
     ok = [s for s in k.students if s not in k.failed]
     print(f"class {k.name}: {len(ok)} of {len(k.students)} labs up in {time.monotonic() - t0:.0f}s")
+    if k.remote:
+        spread: dict[str, list[str]] = {}
+        for s, lab in k.labs().items():
+            spread.setdefault(lab.where(), []).append(s)
+        print("  placed:   " + "; ".join(f"{w}: {', '.join(v)}" for w, v in sorted(spread.items())))
     print(f"  handouts: {k.dir / 'handouts'}/STUDENT.tar.gz (ssh -F ssh_config NODE from the unpacked directory)")
     print(f"  next:     storlab class exercise {k.name} EXERCISE | grade | reset | status | down")
     return 0 if not k.failed else 1
@@ -105,13 +112,14 @@ def cmd_class_list(args: argparse.Namespace) -> int:
         st = classroom.status(k)
         rows.append({"class": name, "topology": k.topology, "students": len(k.students),
                      "labs_up": sum(1 for r in st if r["state"] == "up"), "exercise": k.exercise,
-                     "expires_in": sorted({r["expires_in"] for r in st})})
+                     "expires_in": sorted({r["expires_in"] for r in st}),
+                     "where": sorted({r["where"] for r in st if r["where"] != "-"})})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
         print(f"{r['class']:<13} {r['labs_up']}/{r['students']} labs up  exercise: {r['exercise'] or '-':<24} "
-              f"expires: {', '.join(r['expires_in'])}  ({r['topology']})")
+              f"expires: {', '.join(r['expires_in'])}  on: {', '.join(r['where']) or '-'}  ({r['topology']})")
     return 0
 
 
@@ -126,8 +134,8 @@ def cmd_class_status(args: argparse.Namespace) -> int:
         g = r["last_grade"]
         grade = "-" if not g else f"{g['exercise']} {'PASSED' if g['passed'] else 'FAILED'}"
         age = f"{r['age_seconds'] // 60}m" if r["age_seconds"] is not None else "-"
-        print(f"  {r['student']:<16} {r['lab']:<30} {r['state']:<10} age {age:<6} expires {r['expires_in']:<16} "
-              f"grade {grade}")
+        print(f"  {r['student']:<16} {r['lab']:<30} {r['state']:<10} {r['where']:<22} age {age:<6} "
+              f"expires {r['expires_in']:<16} grade {grade}")
     return 0
 
 
@@ -226,6 +234,7 @@ def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     u.add_argument("--name", help="the class name (default: from the topology's lab name)")
     u.add_argument("--expire", metavar="DURATION", help="each lab's lease (4h, 90m); `storlab reap` removes them after")
     u.add_argument("--provider")
+    placement_args(u)
     u.add_argument("--jump-address", default="127.0.0.1",
                    help="the address students reach this host's jump sshd at (put in their ssh config)")
     u.add_argument("--parallel", type=int, help="labs brought up at once (default: the host's CPU count, at least 2)")
