@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""A training class on one host: `storlab class up` of N students (gluster-3 by default), memory
-per student and per node, snapshot, reset of one student and of the whole class beside what
-reset replaces (down + up of that lab), and `class down`.
+"""A training class: `storlab class up` of N students (gluster-3 by default), memory and idle
+CPU per student and per node, host CPU time to bring the class up, snapshot, reset of one
+student and of the whole class beside what reset replaces (down + up of that lab), and
+`class down`. These are the figures docs/scale.md sizes classes from.
 
-    python3 bench/bench_class.py [--students 3] [--topology topologies/gluster-3.yaml]
-Run as root on a host prepared by `ci/setup-host.sh --class`. Prints seconds and ratios, then JSON.
+    python3 bench/bench_class.py [--students 3] [--topology topologies/gluster-3.yaml] [--on incus[:REMOTE]]
+Run as root on a host prepared by `ci/setup-host.sh --class` (`--incus` for --on incus). Prints
+seconds and ratios, then JSON.
 """
 
 from __future__ import annotations
@@ -44,14 +46,35 @@ def node_rss_mib(lab: Lab) -> dict[str, float]:
     return out
 
 
+def node_cpu_usec(lab: Lab) -> dict[str, int]:
+    """Each node's CPU time so far (its cgroup's cpu.stat usage_usec, seen from inside: a container's
+    cgroup namespace makes its own cgroup the root)."""
+    out = {}
+    for node in lab.nodes.values():
+        text = node.succeed(["cat", "/sys/fs/cgroup/cpu.stat"])
+        out[node.name] = int(next(line.split()[1] for line in text.splitlines() if line.startswith("usage_usec")))
+    return out
+
+
+def host_cpu_seconds() -> float:
+    """CPU seconds this host spent (all CPUs, not idle) since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / 100.0  # USER_HZ
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--students", type=int, default=3)
     ap.add_argument("--topology", default=str(ROOT / "topologies" / "gluster-3.yaml"))
+    ap.add_argument("--on", help="where the labs run (class up --on): incus, incus:REMOTE; default the topology's")
     args = ap.parse_args()
-    res: dict[str, object] = {"students": args.students, "topology": args.topology}
-    up_s, _ = storlab("class", "up", args.topology, "--count", str(args.students), "--name", CLASS, "--expire", "2h")
+    res: dict[str, object] = {"students": args.students, "topology": args.topology, "on": args.on or "default"}
+    cpu0 = host_cpu_seconds()
+    up_s, _ = storlab("class", "up", args.topology, "--count", str(args.students), "--name", CLASS, "--expire", "2h",
+                      *(["--on", args.on] if args.on else []))
     res["class_up_s"] = round(up_s, 1)
+    res["class_up_host_cpu_s"] = round(host_cpu_seconds() - cpu0, 1)
     try:
         k = Klass.load(CLASS)
         labs = k.labs()
@@ -60,6 +83,14 @@ def main() -> int:
         per_student = [sum(m.values()) for m in mem.values()]
         res["memory_per_student_mib"] = round(sum(per_student) / len(per_student), 1)
         res["memory_per_node_mib"] = {n: v for m in list(mem.values())[:1] for n, v in m.items()}
+        window = 20.0
+        before = {s: node_cpu_usec(lab) for s, lab in labs.items()}
+        time.sleep(window)
+        after = {s: node_cpu_usec(lab) for s, lab in labs.items()}
+        idle = {s: {n: (after[s][n] - before[s][n]) / 1e6 / window for n in before[s]} for s in labs}
+        res["idle_cpu_per_student"] = round(sum(sum(v.values()) for v in idle.values()) / len(idle), 3)
+        res["idle_cpu_per_node"] = {n: round(c, 3) for per in list(idle.values())[:1] for n, c in per.items()}
+        res["where"] = sorted({lab.where() for lab in labs.values()})
         first = next(iter(labs))
         snap_s, _ = storlab("snapshot", f"{CLASS}-{first}", "bench")
         res["snapshot_one_s"] = round(snap_s, 2)
@@ -70,16 +101,18 @@ def main() -> int:
         lab = labs[first]
         topo = lab.plan.topology
         down_s, _ = storlab("down", lab.name)
-        up1_s, _ = storlab("up", topo, "--name", lab.name)
+        up1_s, _ = storlab("up", topo, "--name", lab.name, *(["--on", args.on] if args.on else []))
         res["down_plus_up_one_s"] = round(down_s + up1_s, 1)
         res["reset_vs_down_up"] = round(reset_one / (down_s + up1_s), 2)
         storlab("class", "handout", CLASS)  # the new lab's addresses into its handout and the jump keys
     finally:
         down_all, _ = storlab("class", "down", CLASS)
         res["class_down_s"] = round(down_all, 1)
-    print(f"class of {args.students} x {Path(args.topology).name} on LXC")
-    print(f"  class up            {res['class_up_s']:>7} s  (labs side by side)")
+    print(f"class of {args.students} x {Path(args.topology).name} on {args.on or 'the default provider'} "
+          f"({', '.join(res['where'])})")  # type: ignore[arg-type]
+    print(f"  class up            {res['class_up_s']:>7} s  (labs side by side), {res['class_up_host_cpu_s']} host CPU-s")
     print(f"  memory per student  {res['memory_per_student_mib']:>7} MiB summed RSS ({res['memory_per_node_mib']})")
+    print(f"  idle CPU per student{res['idle_cpu_per_student']:>7} CPUs ({res['idle_cpu_per_node']})")
     print(f"  snapshot, 1 lab     {res['snapshot_one_s']:>7} s")
     print(f"  reset, 1 lab        {res['reset_one_s']:>7} s  vs down + up {res['down_plus_up_one_s']} s: "
           f"ratio {res['reset_vs_down_up']}")

@@ -6,13 +6,13 @@
 #   bash ci/incus-cluster.sh status   # member daemons + `incus cluster list storlab-cluster:`
 #
 # Layout (follows lxc/incus test/includes/clustering.sh, minus its NAT/ip_forward part):
-#   - host bridge slcl0, 10.251.0.1/24: the members' control segment. Member mK has
+#   - host bridge slcl0, 10.251.0.1/24, MTU 9000: the members' segment. Member mK has
 #     10.251.0.(10+K)/24 on its eth0 (veth slclKc on the host side), no default route, so
 #     nothing can leave the machine. The host reaches the members directly on that /24.
-#   - host bridge slcl1, no address: an instance trunk. Member mK has trunk0 (veth slclKt on
-#     the host side), an unconfigured interface for `bridge.external_interfaces`, so instance
-#     networks on different members share one L2 segment (one VLAN per network, e.g.
-#     `bridge.external_interfaces=<name>/trunk0/<vid>` set per member with --target).
+#     Instance networks span members with Incus's own bridge tunnels over eth0 (this kernel
+#     has VXLAN but no 802.1Q), e.g. per network:
+#       tunnel.lab.protocol=vxlan tunnel.lab.group=239.0.0.1 tunnel.lab.id=<VNI>
+#       tunnel.lab.interface=eth0 bridge.mtu=1500   (eth0's 9000 leaves room for VXLAN)
 #   - netns slcl-mK (ip netns); the member's incusd runs in it under its own mount
 #     namespace (unshare -m, private propagation) with a fresh sysfs for that netns and the
 #     host's cgroup mounts moved under it, INCUS_DIR=/var/lib/storlab/incus-cluster/mK,
@@ -27,7 +27,7 @@ set -uo pipefail
 STATE=/var/lib/storlab/incus-cluster
 LOCK=/var/lib/storlab/locks/incus-cluster.lock
 BR=slcl0
-TRUNK=slcl1
+MTU=9000
 NETPFX=10.251.0
 HOST_IP=$NETPFX.1
 PORT=8443
@@ -98,7 +98,7 @@ take_lock() {
 ensure_bridge() { # name [cidr]
   local br=$1 cidr=${2:-}
   if ! ip link show "$br" >/dev/null 2>&1; then
-    ip link add "$br" type bridge || return 1
+    ip link add "$br" mtu "$MTU" type bridge || return 1
   fi
   if [ -n "$cidr" ] && ! ip -4 -o addr show dev "$br" | grep -q " ${cidr} "; then
     ip addr add "$cidr" dev "$br" || return 1
@@ -106,18 +106,18 @@ ensure_bridge() { # name [cidr]
   ip link set "$br" up
 }
 
-# veth pair: host end $host on bridge $br, peer moved into netns $ns as $inner
-ensure_veth() { # k suffix br inner
-  local k=$1 sfx=$2 br=$3 inner=$4 ns host
-  ns=$(mns "$k"); host="slcl${k}${sfx}"
-  if ! ip -n "$ns" link show "$inner" >/dev/null 2>&1; then
+# veth pair: host end slclKc on bridge slcl0, peer moved into netns slcl-mK as eth0
+ensure_veth() { # k
+  local k=$1 ns host
+  ns=$(mns "$k"); host="slcl${k}c"
+  if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
     ip link del "$host" >/dev/null 2>&1
-    ip link add "$host" type veth peer name "${host}p" || return 1
+    ip link add "$host" mtu "$MTU" type veth peer name "${host}p" mtu "$MTU" || return 1
     ip link set "${host}p" netns "$ns" || return 1
-    ip -n "$ns" link set "${host}p" name "$inner" || return 1
+    ip -n "$ns" link set "${host}p" name eth0 || return 1
   fi
-  ip link set "$host" master "$br" up || return 1
-  ip -n "$ns" link set "$inner" up
+  ip link set "$host" master "$BR" up || return 1
+  ip -n "$ns" link set eth0 up
 }
 
 ensure_netns() { # k
@@ -130,9 +130,8 @@ ensure_netns() { # k
     ip netns add "$ns" || return 1
   fi
   ip -n "$ns" link set lo up || return 1
-  ensure_veth "$k" c "$BR" eth0 || return 1
+  ensure_veth "$k" || return 1
   ip -n "$ns" addr replace "$(maddr "$k")/24" dev eth0 || return 1
-  ensure_veth "$k" t "$TRUNK" trunk0 || return 1
 }
 
 # ---------------------------------------------------------------- member daemons
@@ -336,11 +335,10 @@ cmd_up() {
   mkdir -p "$STATE"
   t=$(now)
   ensure_bridge "$BR" "$HOST_IP/24" || { log "could not set up bridge $BR" >&2; exit 1; }
-  ensure_bridge "$TRUNK" || { log "could not set up bridge $TRUNK" >&2; exit 1; }
   for k in $(seq 1 "$n"); do
     ensure_netns "$k" || { log "m$k: could not set up netns $(mns "$k")" >&2; exit 1; }
   done
-  log "host: bridges $BR ($HOST_IP/24), $TRUNK and netns slcl-m1..m$n ready ($(secs "$t" "$(now)") s)"
+  log "host: bridge $BR ($HOST_IP/24) and netns slcl-m1..m$n ready ($(secs "$t" "$(now)") s)"
 
   # start every member daemon that is not running (clustered members need each other to
   # come up, so start them all before waiting)
@@ -434,7 +432,7 @@ known_members() { # every K for which anything of ours exists
       d=${d##*/m}; d=${d%%.*}; echo "$d"
     done
     ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^slcl-m\([0-9]\+\)$/\1/p'
-    ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: slcl\([0-9]\+\)[ct][@:].*/\1/p'
+    ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: slcl\([0-9]\+\)c[@:].*/\1/p'
   } | grep -E '^[0-9]+$' | sort -nu
 }
 
@@ -472,7 +470,7 @@ cleanup_cgroups() { # rmdir the (empty) lxc cgroups of our instances left behind
 }
 
 cmd_down() {
-  local k t mnt rc=0 created_runns=0
+  local k t l mnt rc=0 created_runns=0
   take_lock
   t=$(now)
   remote_remove || { warn "could not remove remote $REMOTE"; rc=1; }
@@ -489,16 +487,15 @@ cmd_down() {
   log "members stopped ($(secs "$t" "$(now)") s)"
 
   for k in $(known_members); do
-    ip link del "slcl${k}c" >/dev/null 2>&1
-    ip link del "slcl${k}t" >/dev/null 2>&1
     if [ -e "/run/netns/$(mns "$k")" ]; then
       ip netns delete "$(mns "$k")" || { warn "could not delete netns $(mns "$k")"; rc=1; }
     fi
   done
-  for br in "$BR" "$TRUNK"; do
-    if ip link show "$br" >/dev/null 2>&1; then
-      ip link del "$br" || { warn "could not delete bridge $br"; rc=1; }
-    fi
+  # every host link named slcl* is ours (veth ends vanish with their netns; bridge last)
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' |
+    grep '^slcl' | sort -r); do
+    ip link del "$l" >/dev/null 2>&1
+    ip link show "$l" >/dev/null 2>&1 && { warn "could not delete link $l"; rc=1; }
   done
   # mounts of ours visible on the host (should be none: members mount in their own namespace)
   for mnt in $(awk -v s="$STATE" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do
