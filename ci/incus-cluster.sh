@@ -182,21 +182,22 @@ start_member() { # k ; starts incusd if it is not running (does not wait)
   return 0
 }
 
-wait_member() { # k ; waits until the member's API answers on its unix socket
-  local k=$1 d t pid
+wait_member() { # k ; waits (max 90 s) until the member's API answers on its unix socket
+  local k=$1 d t pid el
   d=$(mdir "$k"); t=$(now)
-  for _ in $(seq 120); do
+  while :; do
+    el=$(( ($(now) - t) / 1000000000 ))
     pid=$(member_pid "$k") || pid=
-    if [ -n "$pid" ] && INCUS_DIR="$d" timeout 5 "$INCUSD" waitready --timeout=3 >/dev/null 2>&1; then
+    if [ -n "$pid" ] && INCUS_DIR="$d" timeout 5 "$INCUSD" waitready --timeout=2 >/dev/null 2>&1; then
       log "m$k: incusd ready (pid $pid, $(secs "$t" "$(now)") s)"
       return 0
     fi
-    if [ -z "$pid" ] && [ -e "$d.pid" ]; then
-      break # it started and died
+    if [ -z "$pid" ] && { [ -e "$d.pid" ] || [ "$el" -ge 10 ]; }; then
+      die_member "$k" "incusd exited during start-up (or its namespace set-up failed)"
     fi
+    [ "$el" -ge 90 ] && die_member "$k" "incusd did not become ready within 90 s"
     sleep 0.5
   done
-  die_member "$k" "incusd did not become ready"
 }
 
 member_clustered() { # k -> true if the member's daemon has clustering enabled
@@ -453,28 +454,37 @@ stop_instances() { # via the first member whose API answers
   [ "$ok" = 1 ] || log "no member API answered; skipping instance stop (processes will be killed)"
 }
 
-cleanup_cgroups() { # rmdir the (empty) lxc cgroups of our instances left behind by SIGKILL
-  local names name mnt pfx dir
-  names=$(for d in "$STATE"/m*/containers/*; do [ -e "$d" ] || [ -L "$d" ] && basename "$d"; done 2>/dev/null | sort -u)
-  [ -n "$names" ] || return 0
-  for mnt in $(awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts); do
-    for name in $names; do
-      for pfx in lxc.payload lxc.monitor; do
-        dir="$mnt/$pfx.$name"
-        [ -d "$dir" ] || continue
-        find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
-        [ -d "$dir" ] && warn "cgroup $dir still exists (in use?)"
-      done
-    done
+member_cgroups() { # k -> "<hierarchy mount>/lxc.{payload,monitor}.X" dirs its processes are in
+  local k=$1 pid id ctrl path mnt
+  for pid in $(member_procs "$k"); do
+    while IFS=: read -r id ctrl path; do
+      case "$path" in /lxc.payload.* | /lxc.monitor.*) ;; *) continue ;; esac
+      path=$(cut -d/ -f2 <<<"$path") # the top-level lxc.* directory
+      mnt=$(awk -v c="${ctrl%%,*}" '
+        c == "" && $3 == "cgroup2" { print $2; exit }
+        c != "" && $3 == "cgroup" { n = split($4, o, ","); for (i = 1; i <= n; i++) if (o[i] == c) { print $2; exit } }' /proc/self/mounts)
+      [ -n "$mnt" ] && echo "$mnt/$path"
+    done <"/proc/$pid/cgroup"
+  done 2>/dev/null | sort -u
+}
+
+cleanup_cgroups() { # dirs... ; rmdir (depth first) the lxc cgroups SIGKILL left behind
+  local dir
+  for dir in "$@"; do
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
+    if [ -d "$dir" ]; then warn "cgroup $dir still exists"; else log "removed leftover cgroup $dir"; fi
   done
 }
 
 cmd_down() {
-  local k t l mnt rc=0 created_runns=0
+  local k t l mnt rc=0 created_runns=0 cgroups
   take_lock
   t=$(now)
   remote_remove || { warn "could not remove remote $REMOTE"; rc=1; }
   stop_instances
+  # cgroups of whatever still runs (only matters if it has to be SIGKILLed)
+  mapfile -t cgroups < <(for k in $(known_members); do member_cgroups "$k"; done | sort -u)
   for k in $(known_members); do
     log "m$k: stopping incusd and its processes"
     kill_member_procs "$k" &
@@ -483,7 +493,7 @@ cmd_down() {
   for k in $(known_members); do
     [ -n "$(member_procs "$k")" ] && { warn "m$k: processes left: $(member_procs "$k" | tr '\n' ' ')"; rc=1; }
   done
-  cleanup_cgroups
+  cleanup_cgroups "${cgroups[@]}"
   log "members stopped ($(secs "$t" "$(now)") s)"
 
   for k in $(known_members); do
