@@ -34,6 +34,10 @@ PORT=8443
 REMOTE=storlab-cluster
 TRUST_NAME=storlab-host
 POOL=storlab
+# btrfs where the kernel has it (each custom volume its own filesystem, as Gluster bricks need:
+# it refuses a brick on the root filesystem; copy-on-write instances), else dir
+POOL_SIZE=${STORLAB_CLUSTER_POOL_SIZE:-20GiB}
+if grep -qw btrfs /proc/filesystems && command -v mkfs.btrfs >/dev/null; then POOL_DRIVER=btrfs; else POOL_DRIVER=dir; fi
 INCUSD=/usr/libexec/incus/incusd
 MAX_MEMBERS=20
 export PATH=/usr/libexec/incus:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -242,8 +246,9 @@ join_member() { # k
       echo "  member_config: []"
     else
       echo "  member_config:"
-      for p in $pools; do # a dir pool's only member-specific key
+      for p in $pools; do # a pool's member-specific keys: source (dir, btrfs) and size (btrfs loop file)
         printf '  - entity: storage-pool\n    name: %s\n    key: source\n    value: ""\n' "$p"
+        [ "$POOL_DRIVER" = btrfs ] && printf '  - entity: storage-pool\n    name: %s\n    key: size\n    value: "%s"\n' "$p" "$POOL_SIZE"
       done
     fi
   } >"$f"
@@ -265,12 +270,14 @@ ensure_pool() {
     # pool exists; every member must have it (members joined later got it via member_config)
     return 0
   fi
+  local per=()
+  [ "$POOL_DRIVER" = btrfs ] && per=(size="$POOL_SIZE")
   for k in $(seq 1 "$n"); do
-    minc 1 storage create "$POOL" dir --target "m$k" >/dev/null 2>&1 ||
+    minc 1 storage create "$POOL" "$POOL_DRIVER" "${per[@]}" --target "m$k" >/dev/null 2>&1 ||
       log "m$k: pool $POOL already defined on this member (or failed; finalising will tell)"
   done
-  minc 1 storage create "$POOL" dir || die_member 1 "could not finalise storage pool $POOL"
-  log "cluster: storage pool $POOL (dir) created on m1..m$n ($(secs "$t" "$(now)") s)"
+  minc 1 storage create "$POOL" "$POOL_DRIVER" || die_member 1 "could not finalise storage pool $POOL"
+  log "cluster: storage pool $POOL ($POOL_DRIVER) created on m1..m$n ($(secs "$t" "$(now)") s)"
 }
 
 wait_online() { # n

@@ -29,8 +29,15 @@ class NodeNeed:
     disk_mib: int  # data disks at their full size + the node's own files
 
 
+def _container(provider: str) -> bool:
+    """A provider whose nodes share the host's kernel and memory (containers: lxc, incus)."""
+    from .capabilities import available
+    caps = available().get(provider)
+    return caps is not None and not caps.reserves_memory and not caps.own_kernel
+
+
 def node_need(name: str, roles: list[str], memory_mib: int, disks_mib: int, provider: str, accel: str = "tcg") -> NodeNeed:
-    if provider == "lxc":
+    if provider == "lxc" or _container(provider):
         expected = LXC_BASE_MIB + sum(LXC_ROLE_MIB.get(r, LXC_UNKNOWN_ROLE_MIB) for r in roles)
         return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + LXC_NODE_DISK_MIB)
     vm = memory_mib + VM_OVERHEAD_MIB.get(accel, VM_OVERHEAD_MIB["tcg"])

@@ -155,8 +155,8 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
         why = client.reachable()
         if why:
             raise HarnessError(why)
-        free_m, cpus, members = incus.capacity(client)
-        f = capacity.fit(students, needs, free_m, 1 << 40, cpus=cpus, reserve_mib=capacity.HOST_RESERVE_MIB *
+        free_m, cpus, free_d, members = incus.capacity(client)
+        f = capacity.fit(students, needs, free_m, free_d, cpus=cpus, reserve_mib=capacity.HOST_RESERVE_MIB *
                          max(1, len(members)), node_cpus=sum(int(n.cpus) for n in topo.nodes))
         where = f"Incus remote {remote} ({len(members) or 1} member(s){': ' + ', '.join(members) if members else ''})"
     else:
@@ -246,6 +246,10 @@ def refresh_access(k: Klass) -> None:
     labs = k.labs()
     access = []
     for s, lab in labs.items():
+        if lab.provider.host_reach() is not None:
+            # the lab's networks are not on this host (an Incus remote): the jump sshd here would
+            # send the student's connections out of this host's default route, so it opens none
+            continue
         pub = (k.dir / "handouts" / s / "id_ed25519.pub").read_text()
         access.append(handout.StudentAccess(s, pub, tuple(f"{n.address}:22" for n in lab.nodes.values())))
     handout.write_keys(k.name, access)
@@ -278,7 +282,8 @@ def write_handout(k: Klass, student: str, lab: Lab) -> Path:
         [{"name": n.name, "address": n.address, "roles": ", ".join(n.roles)} for n in lab.nodes.values()],
         [b for b in ("gluster", "ceph", "nfs", "iscsi") if getattr(lab.plan, b, None) is not None],
         [f"{p.object} ({p.type})" for p in lab.plan.host.pools],
-        ex.title if ex else None, ex.text if ex else None, lease.remaining(lab.state().get("expires")))
+        ex.title if ex else None, ex.text if ex else None, lease.remaining(lab.state().get("expires")),
+        unreachable=lab.provider.host_reach())
     (hd / "HANDOUT.md").write_text(text)
     return handout.archive(hd)
 

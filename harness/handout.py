@@ -213,14 +213,19 @@ def known_hosts(jump_address: str, port: int) -> str:
 
 
 def handout_text(klass: str, student: str, lab_name: str, nodes: list[dict[str, str]], backends: list[str],
-                 pools: list[str], exercise_title: str | None, exercise_text: str | None, expires: str) -> str:
+                 pools: list[str], exercise_title: str | None, exercise_text: str | None, expires: str,
+                 unreachable: str | None = None) -> str:
+    """The student's HANDOUT.md; ``unreachable`` says why the class host's jump cannot reach the
+    lab (a lab on an Incus remote), in place of the ssh instructions."""
     rows = "\n".join(f"| {n['name']} | {n['address']} | {n['roles']} |" for n in nodes)
     first = nodes[0]["name"] if nodes else "NODE"
+    reach = (["From this directory (keep `id_ed25519` private; it opens only your own nodes):", "",
+              "```", f"ssh -F ssh_config {first}", "```", ""] if unreachable is None else
+             [f"Not through the class host: {unreachable}. Your instructor opens a shell for you "
+              f"(`storlab ssh {lab_name} NODE`); your key is root's on every node.", ""])
     parts = [f"# Lab {lab_name} (class {klass}, student {student})", "",
              f"Your own storage lab: {', '.join(backends) or 'plain nodes'}. It expires: {expires}.", "",
-             "## Reach your nodes", "",
-             "From this directory (keep `id_ed25519` private; it opens only your own nodes):", "",
-             "```", f"ssh -F ssh_config {first}", "```", "",
+             "## Reach your nodes", "", *reach,
              "| node | address | roles |", "|---|---|---|", rows, "",
              "## The host's storage pools on your lab", "",
              *(f"- {p}" for p in pools), *(["- none"] if not pools else []), ""]

@@ -226,12 +226,20 @@ def free_of(resources: dict[str, Any]) -> tuple[int, int]:
     return (int(mem.get("total", 0)) - int(mem.get("used", 0))) >> 20, int((resources.get("cpu") or {}).get("total", 0))
 
 
-def capacity(client: Incus) -> tuple[int, int, list[str]]:
-    """(free memory MiB, CPU threads, member names) summed over a remote's members (one for a
-    daemon that is not clustered)."""
+def pool_free_mib(resources: dict[str, Any]) -> int:
+    """Free space of a storage pool from /1.0/storage-pools/NAME/resources."""
+    space = resources.get("space") or {}
+    return (int(space.get("total", 0)) - int(space.get("used", 0))) >> 20
+
+
+def capacity(client: Incus) -> tuple[int, int, int, list[str]]:
+    """(free memory MiB, CPU threads, free MiB in pool storlab, member names) summed over a
+    remote's online members (one for a daemon that is not clustered)."""
     names = [m.name for m in client.members() if m.status.lower() == "online"]
-    free, cpus = 0, 0
+    free, cpus, disk = 0, 0, 0
     for name in names or [""]:
-        f, c = free_of(client.query("/1.0/resources" + (f"?target={name}" if name else "")))
+        target = f"?target={name}" if name else ""
+        f, c = free_of(client.query("/1.0/resources" + target))
         free, cpus = free + f, cpus + c
-    return free, cpus, names
+        disk += pool_free_mib(client.query(f"/1.0/storage-pools/{POOL}/resources" + target))
+    return free, cpus, disk, names

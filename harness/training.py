@@ -2,7 +2,7 @@
 solution, and grades a lab with a pytest check suite run through the plugin (``--lab NAME``).
 
     training/NAME/README.md      the text a student reads (put in the handout)
-    training/NAME/exercise.py    TITLE, BACKEND, TOPOLOGY, break_lab(lab), solve(lab)
+    training/NAME/exercise.py    TITLE, BACKEND, TOPOLOGY, HOST_POOLS, break_lab(lab), solve(lab)
     training/NAME/test_*.py      the checks: plain lab tests using the ``lab`` fixture
 
 Exercises are the instructor's code (in the repository), not topology input: they run with
@@ -44,6 +44,7 @@ class Exercise:
     break_lab: Callable[[Lab], None]
     solve: Callable[[Lab], None]
     topology: str = ""  # the topology it was written for, under topologies/ (TOPOLOGY, optional)
+    host_pools: bool = False  # it breaks or checks the KVM host's pools on the lab (HOST_POOLS, optional)
 
     @property
     def text(self) -> str:
@@ -54,6 +55,9 @@ class Exercise:
         """Why this exercise cannot run on ``lab`` (None when it can)."""
         if getattr(lab.plan, self.backend, None) is None:
             return f"exercise {self.name} needs a lab with the {self.backend} backend; lab {lab.name} has none"
+        if self.host_pools and not lab.pools_here():
+            return (f"exercise {self.name} works on the KVM host's pools, and lab {lab.name}'s networks are not "
+                    f"reachable from this host ({lab.provider.host_reach() or 'it has no host pools'})")
         return None
 
 
@@ -81,7 +85,8 @@ def load(name: str) -> Exercise:
     if not list(path.glob("test_*.py")):
         raise HarnessError(f"{path}: no check suite (test_*.py)")
     return Exercise(name=name, path=path, title=str(mod.TITLE), backend=str(mod.BACKEND),
-                    break_lab=mod.break_lab, solve=mod.solve, topology=str(getattr(mod, "TOPOLOGY", "")))
+                    break_lab=mod.break_lab, solve=mod.solve, topology=str(getattr(mod, "TOPOLOGY", "")),
+                    host_pools=bool(getattr(mod, "HOST_POOLS", False)))
 
 
 @dataclass

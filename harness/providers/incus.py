@@ -192,7 +192,10 @@ class IncusProvider(Provider):
                 if have.get("status") == "Created":
                     continue
             # no NAT, no route off the lab, no DHCP/DNS daemon, no firewall rules; the host keeps its address
-            cfg = {"ipv4.address": f"{net.host_address}/{net.prefix}", "ipv4.nat": "false", "ipv4.routing": "false",
+            # on a remote the bridge gets no address: this host is not there, and every member's bridge
+            # would hold the same one (the host-side address serves this host's libvirt pools only)
+            address = "none" if self.plan.remote else f"{net.host_address}/{net.prefix}"
+            cfg = {"ipv4.address": address, "ipv4.nat": "false", "ipv4.routing": "false",
                    "ipv4.firewall": "false", "ipv4.dhcp": "false", "ipv6.address": "none", "ipv6.nat": "false",
                    "ipv6.firewall": "false", "dns.mode": "none", OWNER_KEY: self.lab,
                    "user.storlab.network": net.name}

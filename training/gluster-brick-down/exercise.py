@@ -41,6 +41,20 @@ def mountpoint(lab: Lab) -> str:
     return need(fuse_pool(lab).path, "the FUSE mount's path")
 
 
+#: where a node mounts the volume when the KVM host cannot reach the lab (a lab on an Incus remote)
+NODE_MOUNT = "/mnt/storlab-training"
+
+
+def node_client(lab: Lab) -> Node:
+    """The volume FUSE-mounted on the survivor node: the client that writes when the host's own
+    mount is not there (its pools are skipped for a lab whose networks are not on this host)."""
+    node, vol = survivor(lab), volume(lab).name
+    if not node.run(["mountpoint", "-q", NODE_MOUNT], timeout=15).ok:
+        node.succeed(["mkdir", "-p", NODE_MOUNT], timeout=15)
+        node.succeed(["mount", "-t", "glusterfs", f"localhost:/{vol}", NODE_MOUNT], timeout=60)
+    return node
+
+
 def victim(lab: Lab) -> Node:
     """The node whose brick dies: the last of the volume's nodes (not the mount's volfile server)."""
     return lab.node(volume(lab).nodes[-1])
@@ -71,13 +85,21 @@ def break_lab(lab: Lab) -> None:
     def brick_offline() -> bool:
         return not any(b["online"] for b in brick_status(alive, vol) if b["host"] in (dead.name, dead.address))
     wait_until(brick_offline, timeout=30, what=f"the brick of {vol} on {dead.name} reported offline")
-    outage = os.path.join(mountpoint(lab), OUTAGE_DIR)
-    os.makedirs(outage, exist_ok=True)
-    for i in range(FILES):
-        with open(os.path.join(outage, f"written-during-outage-{i}.dat"), "wb") as fh:
-            fh.write(os.urandom(FILE_SIZE))
-            fh.flush()
-            os.fsync(fh.fileno())
+    if lab.pools_here():  # the KVM host's FUSE mount writes, as a hypervisor would
+        outage = os.path.join(mountpoint(lab), OUTAGE_DIR)
+        os.makedirs(outage, exist_ok=True)
+        for i in range(FILES):
+            with open(os.path.join(outage, f"written-during-outage-{i}.dat"), "wb") as fh:
+                fh.write(os.urandom(FILE_SIZE))
+                fh.flush()
+                os.fsync(fh.fileno())
+    else:
+        client = node_client(lab)
+        outage = os.path.join(NODE_MOUNT, OUTAGE_DIR)
+        client.succeed(["mkdir", "-p", outage], timeout=30)
+        for i in range(FILES):
+            client.succeed(["dd", "if=/dev/urandom", f"of={outage}/written-during-outage-{i}.dat", f"bs={FILE_SIZE}",
+                            "count=1", "conv=fsync", "status=none"], timeout=60)
     wait_until(lambda: any((c or 0) > 0 for c in heal_counts(alive, vol).values()), timeout=60,
                what=f"entries of {vol} pending heal while the brick on {dead.name} is down")
 

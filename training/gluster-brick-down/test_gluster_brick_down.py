@@ -15,6 +15,7 @@ from harness.node import Node
 from harness.run import wait_until
 
 OUTAGE_DIR = "training-brick-down"  # as in exercise.py
+NODE_MOUNT = "/mnt/storlab-training"  # as in exercise.py
 HEAL_GRACE = 30  # seconds a heal already under way may take to finish
 
 
@@ -79,16 +80,31 @@ def md5_on_brick(lab: Lab, brick: str, rel: str) -> str | None:
     return r.stdout.split()[0] if r.ok else None
 
 
+def client_files(lab: Lab) -> dict[str, str]:
+    """What a client reads in the outage directory: file name -> md5 (the KVM host's FUSE mount, or
+    the mount on a node where the host cannot reach the lab; none on a lab never broken)."""
+    if lab.pools_here():
+        outage = os.path.join(mountpoint(lab), OUTAGE_DIR)
+        names = sorted(os.listdir(outage)) if os.path.isdir(outage) else []
+        out = {}
+        for name in names:
+            with open(os.path.join(outage, name), "rb") as fh:
+                out[name] = hashlib.md5(fh.read()).hexdigest()
+        return out
+    vol = volume(lab)
+    node = lab.node(vol.nodes[0])
+    if not node.run(["mountpoint", "-q", NODE_MOUNT], timeout=15).ok:
+        return {}  # the exercise mounts it there when it writes
+    r = node.run(["sh", "-c", f"cd {NODE_MOUNT}/{OUTAGE_DIR} 2>/dev/null && md5sum -- *"], timeout=60)
+    return {line.split(None, 1)[1].strip(): line.split()[0] for line in r.stdout.splitlines() if r.ok and line.strip()}
+
+
 def test_files_written_during_outage_are_on_every_brick(lab: Lab) -> None:
     vol = volume(lab)
-    outage = os.path.join(mountpoint(lab), OUTAGE_DIR)
-    names = sorted(os.listdir(outage)) if os.path.isdir(outage) else []  # none on a lab never broken
     replica_sets = [vol.bricks[i:i + vol.replica] for i in range(0, len(vol.bricks), vol.replica)]
     problems = []
-    for name in names:
+    for name, want in sorted(client_files(lab).items()):
         rel = os.path.join(OUTAGE_DIR, name)
-        with open(os.path.join(outage, name), "rb") as fh:
-            want = hashlib.md5(fh.read()).hexdigest()
         for bricks in replica_sets:
             sums = {b: md5_on_brick(lab, b, rel) for b in bricks}
             if all(s is None for s in sums.values()):

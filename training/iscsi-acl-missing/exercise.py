@@ -21,6 +21,7 @@ from harness.virt import connect
 TITLE = "The KVM host's iSCSI pool cannot log in to the target any more"
 BACKEND = "iscsi"
 TOPOLOGY = "iscsi-userspace.yaml"  # the topology it was written for (topologies/)
+HOST_POOLS = True  # the fault shows in the KVM host's libvirt iSCSI pool
 
 TGT_CONF = "/etc/tgt/conf.d/storlab.conf"  # where the role writes the target (0600: CHAP secrets)
 
