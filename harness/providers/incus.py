@@ -345,7 +345,7 @@ class IncusProvider(Provider):
     # -- snapshots -------------------------------------------------------------------------------
     def _volumes(self) -> list[str]:
         vols = self.api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []
-        return sorted(v["name"] for v in vols if incus.owner(v) == self.lab)
+        return sorted(v["name"] for v in vols if incus.owner(v) == self.lab and "/" not in v["name"])  # not snapshots
 
     def snapshot(self, dest: Path) -> None:
         """Incus snapshots of every node and data volume under one name, taken with the running
@@ -482,7 +482,7 @@ def remove_lab(remote: str | None, lab: str) -> CleanupReport:
             if incus.owner(inst) == lab:
                 attempt(f"instance {api.project}/{inst['name']}", api, "delete", "--force", api.ref(inst["name"]))
         for v in api.query(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []:
-            if incus.owner(v) == lab:
+            if incus.owner(v) == lab and "/" not in v["name"]:  # VOLUME/SNAPSHOT go with their volume
                 attempt(f"volume {api.project}/{v['name']}", api, "storage", "volume", "delete", api.ref(POOL),
                         v["name"], *(["--target", v["location"]] if incus.location(v) else []))
     for n in default.query("/1.0/networks?recursion=1") or []:
