@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this host and run the test suite within a time budget:
-#   1. unit tests and every lab test on the fast provider (LXC system containers), and a small
-#      config matrix on LXC: never skipped;
+#   1. unit tests and every lab test on the fast provider (LXC system containers), the
+#      lifecycle and a class on a two-member Incus cluster, a small config matrix on LXC and
+#      the gluster flagship on Incus: never skipped;
 #   2. on vagrant-libvirt VMs (KVM where usable, else TCG), phase by phase: the node layer and
 #      `-k gluster_failover` (core), then kernel nfsd and LIO (extra: they run when the whole run
 #      still ends within the target, i.e. on a normal day, and are skipped on a slow one);
@@ -22,7 +23,7 @@ vm_flag=(--vm)
 budget=${STORLAB_CI_BUDGET:-4500}
 target=${STORLAB_CI_TARGET:-2700}
 t0=$SECONDS
-bash ci/setup-host.sh --class "${vm_flag[@]}" || exit 1
+bash ci/setup-host.sh --class --incus "${vm_flag[@]}" || exit 1
 trap 'storlab reap >/dev/null 2>&1; bash ci/stop-daemons.sh' EXIT
 echo "== host set up in $((SECONDS - t0))s; budget ${budget}s, target ${target}s"
 
@@ -44,6 +45,9 @@ phase always "unit + LXC labs" 0 tests -m "not vm" "$@"
 # them an expected failure (no client quorum); the whole matrices run by hand (README)
 phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matrix matrices/gluster.yaml \
   --cells "ping=ping5 layout=replica3" -k "two_of_three or killed_brick" --lab-provider lxc "$@"
+# the flagship on Incus system containers (this host's incusd); the lifecycle and a class
+# placed on a two-member Incus cluster (tests/lab/test_incus_cluster.py) ran in the phase above
+phase always "incus: gluster_failover" 0 tests/lab/test_gluster_failover.py --lab-provider incus "$@"
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.hostfacts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
   phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"
