@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .capabilities import available
+
 #: an idle LXC node (systemd, journald, sshd, networkd): summed RSS, bench_nodes.py
 LXC_BASE_MIB = 89
 #: what a role adds to an idle LXC node, summed RSS after `up` (bench_class.py, README)
@@ -31,7 +33,6 @@ class NodeNeed:
 
 def _container(provider: str) -> bool:
     """A provider whose nodes share the host's kernel and memory (containers: lxc, incus)."""
-    from .capabilities import available
     caps = available().get(provider)
     return caps is not None and not caps.reserves_memory and not caps.own_kernel
 
