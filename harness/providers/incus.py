@@ -26,11 +26,11 @@ from typing import Any
 from .. import image, incus, locks, log, paths
 from ..backend import backends
 from ..capabilities import Capabilities
-from ..errors import CleanupReport, HarnessError
+from ..errors import CleanupReport, HarnessError, WaitTimeout
 from ..image import role_services
 from ..incus import OWNER_KEY, POOL, Budget, Incus
 from ..model import NodePlan, Plan
-from ..run import run, succeed
+from ..run import run, succeed, wait_until
 from . import hostdisks
 from .base import Provider, register
 from .lxc import CONTAINER_MASKS
@@ -487,7 +487,18 @@ def remove_lab(remote: str | None, lab: str) -> CleanupReport:
                         v["name"], *(["--target", v["location"]] if incus.location(v) else []))
     for n in default.query("/1.0/networks?recursion=1") or []:
         if n.get("managed") and incus.owner(n) == lab:
-            attempt(f"network {n['name']}", default, "network", "delete", default.ref(n["name"]))
+            # incusd lists every bridge's ports while it deletes one: another lab's bridge going away
+            # at that moment fails the delete ("Device ... does not exist"), so it is tried again
+            name = n["name"]
+
+            def gone(name: str = name) -> bool:
+                r = default.run("network", "delete", default.ref(name), check=False, timeout=120)
+                return r.ok or default.maybe(f"/1.0/networks/{name}") is None
+            try:
+                wait_until(gone, timeout=30, interval=1, what=f"network {name} deleted")
+                rep.removed.append(f"network {name}")
+            except WaitTimeout as exc:
+                rep.failed.append((f"network {name}", str(exc)))
     if ours:
         attempt(f"project {api.project}", default, "project", "delete", default.ref(api.project))
     return rep
