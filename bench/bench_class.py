@@ -47,11 +47,12 @@ def node_rss_mib(lab: Lab) -> dict[str, float]:
 
 
 def node_cpu_usec(lab: Lab) -> dict[str, int]:
-    """Each node's CPU time so far (its cgroup's cpu.stat usage_usec, seen from inside: a container's
-    cgroup namespace makes its own cgroup the root)."""
+    """Each node's CPU time so far, from its own cgroup seen from inside (a container's cgroup
+    namespace makes its cgroup the root): cpu.stat usage_usec of the unified hierarchy, at the top
+    on a cgroup v2 host, under unified/ on a hybrid one."""
     out = {}
     for node in lab.nodes.values():
-        text = node.succeed(["cat", "/sys/fs/cgroup/cpu.stat"])
+        text = node.succeed(["sh", "-c", "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/unified/cpu.stat"])
         out[node.name] = int(next(line.split()[1] for line in text.splitlines() if line.startswith("usage_usec")))
     return out
 
