@@ -177,7 +177,8 @@ class Incus:
     def run(self, *args: str, timeout: float = 120, check: bool = True, input: str | None = None) -> CommandResult:
         if shutil.which("incus") is None:
             raise HarnessError("the incus client is not installed: run ci/setup-host.sh --incus")
-        res = run(["incus", *args, "--project", self.project], timeout=timeout, input=input)
+        # the global flag first: after an `exec ... --` it would be the node's command's argument
+        res = run(["incus", "--project", self.project, *args], timeout=timeout, input=input)
         if check and not res.ok:
             raise CommandError(res, f"incus ({self.where()}, project {self.project}): {res}")
         return res

@@ -145,7 +145,7 @@ def _writer(lab: Lab, keyring: str) -> Writer:
                   interval=0.1)
 
 
-def test_ceph_osd_node_crash_degrades_and_recovers(lab: Lab, client_keyring: str) -> None:
+def test_ceph_osd_node_crash_degrades_and_recovers(lab: Lab, client_keyring: str, host_side: Lab) -> None:
     wait_health_ok(lab)
     grace = float(ceph_plan(lab).heartbeat_grace)
     victim = ceph_plan(lab).osds[1]
@@ -198,7 +198,7 @@ def test_ceph_killed_osd_is_marked_down_at_once_and_recovers(lab: Lab) -> None:
     wait_health_ok(lab, timeout=300)
 
 
-def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Lab, client_keyring: str) -> None:
+def test_ceph_single_monitor_is_a_single_point_of_failure(lab: Lab, client_keyring: str, host_side: Lab) -> None:
     wait_health_ok(lab)
     mons = ceph_plan(lab).mons
     if len(mons) != 1:

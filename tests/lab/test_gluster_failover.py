@@ -132,7 +132,9 @@ def assert_log_intact(path: str, writer: Writer) -> None:
 
 
 @pytest.fixture
-def healthy(lab: Lab) -> Any:
+def healthy(lab: Lab, host_side: Lab) -> Any:
+    """The lab with every brick online and the KVM host's FUSE client connected to all of them
+    (every test here writes through that mount: skipped where the host cannot reach the lab)."""
     wait_healthy(lab)
     return lab
 

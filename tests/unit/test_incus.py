@@ -164,3 +164,21 @@ def test_lab_networks_are_marked_and_isolated() -> None:
         cfg = n["config"]
         assert (cfg["ipv4.nat"], cfg["ipv4.routing"], cfg["ipv4.firewall"], cfg["ipv4.dhcp"]) == ("false",) * 4
         assert cfg["ipv6.address"] == "none" and cfg["dns.mode"] == "none"
+
+
+def test_cluster_members_and_where_a_lab_landed() -> None:
+    """Recorded on the two-member cluster ci/incus-cluster.sh makes, with ceph-5 placed on it."""
+    members = incus.members(answer("cluster-members.json"))  # type: ignore[arg-type]
+    assert [(m.name, m.status) for m in members] == [("m1", "Online"), ("m2", "Online")]
+    insts = answer("instances-cluster.json")
+    assert isinstance(insts, list)
+    assert {incus.location(i) for i in insts} == {"m1"}  # all of the lab's nodes on one member
+    assert incus.spread(insts, {}) == {"m1": {"ceph5"}}
+
+
+def test_free_memory_cpus_and_pool_space_of_a_member() -> None:
+    res = answer("resources-m2.json")
+    pool = answer("pool-resources-m2.json")
+    assert isinstance(res, dict) and isinstance(pool, dict)
+    assert incus.free_of(res) == ((25769803776 - 1569685504) >> 20, 2)
+    assert incus.pool_free_mib(pool) == (21474836480 - 6062080) >> 20
