@@ -191,6 +191,10 @@ class IncusProvider(Provider):
                                        f"touches only what it made: rename the lab or remove that network")
                 if have.get("status") == "Created":
                     continue
+                if not clustered:  # an `up` killed while incusd made it: remade whole (a cluster's pending
+                    # per-member definitions are completed by the create below)
+                    log.info(f"network {net.bridge} is {have.get('status')}: remaking it")
+                    self.default.run("network", "delete", self.default.ref(net.bridge), timeout=120)
             # no NAT, no route off the lab, no DHCP/DNS daemon, no firewall rules; the host keeps its address
             # on a remote the bridge gets no address: this host is not there, and every member's bridge
             # would hold the same one (the host-side address serves this host's libvirt pools only)
