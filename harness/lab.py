@@ -231,12 +231,15 @@ class Lab:
         if hypervisor.applies(self.plan):
             out.append((f"role {hypervisor.NAME}", self._role_step(hypervisor.apply)))
         if self.plan.host.pools:
-            why = self.provider.host_reach()
-            if why:
-                log.info(f"host pools skipped: {why}")
-            else:
-                out.append(("host pools", lambda: hostpools.wire(self)))
+            out.append(("host pools", self._host_pools))
         return out
+
+    def _host_pools(self) -> None:
+        why = self.provider.host_reach()
+        if why:
+            log.info(f"skipped: {why}")
+            return
+        hostpools.wire(self)
 
     def _role_step(self, apply: Callable[[Any], None]) -> Callable[[], None]:
         def step() -> None:
