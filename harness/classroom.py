@@ -151,7 +151,7 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
     where = "this host"
     if remote:
-        client = incus.Incus(remote)
+        client = incus.Incus(incus.split_remote(remote)[0])
         why = client.reachable()
         if why:
             raise HarnessError(why)

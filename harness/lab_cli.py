@@ -61,9 +61,10 @@ def placement(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def placement_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--on", metavar="PROVIDER[:REMOTE]",
+    p.add_argument("--on", metavar="PROVIDER[:REMOTE[@GROUP]]",
                    help="where the nodes run: lxc, vagrant, incus (this host's Incus) or incus:REMOTE (an Incus "
-                        "remote, a cluster too: all of a lab's nodes on one member, labs spread by Incus)")
+                        "remote, a cluster too: all of a lab's nodes on one member, labs spread by Incus; @GROUP: "
+                        "within that cluster group)")
     p.add_argument("--budget", metavar="LIMITS",
                    help="incus: the lab's project limits, e.g. instances=5,memory=8GiB,cpus=4,disk=60GiB (a field left "
                         "out is exactly what the lab needs); a lab over its budget is refused before anything is made")

@@ -72,8 +72,9 @@ class IncusProvider(Provider):
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
         self.project = f"storlab-{self.lab}"
-        self.api = Incus(plan.remote, self.project)
-        self.default = Incus(plan.remote)  # networks and images live in the default project
+        remote, self.group = incus.split_remote(plan.remote)  # the cluster group Incus places the lab in
+        self.api = Incus(remote, self.project)
+        self.default = Incus(remote)  # networks and images live in the default project
         self.diskdir = labdir / "disks"  # data disks of a lab on this host's Incus
 
     # -- before anything is made -----------------------------------------------------------
@@ -93,7 +94,7 @@ class IncusProvider(Provider):
     def host_reach(self) -> str | None:
         """Why this host cannot reach the lab's networks (None: it can, through the bridges' host address)."""
         if self.plan.remote:
-            return (f"the lab's networks are on a member of Incus remote {self.plan.remote}, not on this host; "
+            return (f"the lab's networks are on a member of Incus remote {self.api.remote}, not on this host; "
                     f"run storlab on that member (with --on incus) to get the KVM host's pools")
         return None
 
@@ -113,8 +114,8 @@ class IncusProvider(Provider):
         self.preflight(self.plan)
         if not (image.rootfs().parent / "complete").exists():
             raise HarnessError(f"golden image missing at {image.rootfs().parent}; run `storlab image build`")
-        if self.plan.remote:
-            record_remote(self.plan.remote)
+        if self.api.remote:
+            record_remote(self.api.remote)
         alias = self._image()
         self._project()
         target = self._placement()
@@ -178,8 +179,15 @@ class IncusProvider(Provider):
                                f"rename the lab or remove that project")
 
     def _placement(self) -> str | None:
-        """The member the lab is on when it has nodes already (a resumed `up`), else None (Incus places the first)."""
-        return self.location() if self.default.clustered() else None
+        """Where the next node goes: the member the lab is on when it has nodes already (a resumed
+        `up`), else `@GROUP` when a cluster group was named, else None (Incus places the first)."""
+        clustered = self.default.clustered()
+        if self.group and not clustered:
+            raise HarnessError(f"--on ...@{self.group}: Incus on {self.default.where()} is not a cluster "
+                               f"(cluster groups exist only on clusters)")
+        if not clustered:
+            return None
+        return self.location() or (f"@{self.group}" if self.group else None)
 
     def _networks(self) -> None:
         clustered = self.default.clustered()
@@ -434,7 +442,7 @@ class IncusProvider(Provider):
         for node in self.plan.nodes:  # an interrupted snapshot may have left disks fsfrozen
             for mnt in hostdisks.mounted(self.diskdir, node):
                 run(["fsfreeze", "-u", str(mnt)], timeout=60)
-        rep = remove_lab(self.plan.remote, self.lab)
+        rep = remove_lab(self.api.remote, self.lab)
 
         def attempt(what: str, argv: list[str]) -> None:
             r = run(argv, timeout=60)

@@ -40,14 +40,14 @@ def answer(name: str) -> object:
 # -- --on ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "want"), [
     ("incus", ("incus", None)), ("incus:lab-cluster", ("incus", "lab-cluster")), ("lxc", ("lxc", None)),
-    ("incus:my.remote_1", ("incus", "my.remote_1"))])
+    ("incus:my.remote_1", ("incus", "my.remote_1")), ("incus:lab-cluster@fast", ("incus", "lab-cluster@fast"))])
 def test_on_names_provider_and_remote(value: str, want: tuple[str, str | None]) -> None:
     assert incus.parse_on(value) == want
 
 
 @pytest.mark.parametrize(("value", "says"), [
     ("lxc:x", "only incus has remotes"), ("incus:-rf", "remote name"), ("incus:a b", "remote name"),
-    ("incus:a:b", "remote name"), (":x", "say where")])
+    ("incus:a:b", "remote name"), (":x", "say where"), ("incus:c@", "cluster group"), ("incus:c@-x", "cluster group")])
 def test_on_refuses_what_is_not_a_remote(value: str, says: str) -> None:
     with pytest.raises(HarnessError, match=says):
         incus.parse_on(value)
@@ -131,6 +131,16 @@ def test_nodes_are_reached_through_incus_exec_and_sshd_inetd_mode() -> None:
     assert lab.provider.host_reach() is not None  # host pools are skipped, with the reason
     local = Lab.from_topology(NODES3, "incus", facts=FACTS, name="nodes3b")
     assert isinstance(local.provider, IncusProvider) and local.provider.host_reach() is None
+
+
+def test_a_cluster_group_is_where_incus_places_a_lab() -> None:
+    assert incus.split_remote("lab-cluster@fast") == ("lab-cluster", "fast")
+    assert incus.split_remote("lab-cluster") == ("lab-cluster", None)
+    assert incus.split_remote(None) == (None, None)
+    lab = Lab.from_topology(NODES3, "incus", facts=FACTS, remote="lab-cluster@fast")
+    assert isinstance(lab.provider, IncusProvider)
+    assert lab.provider.api.remote == "lab-cluster" and lab.provider.group == "fast"
+    assert "incus exec lab-cluster:node1 " in lab.ssh_config_text()
 
 
 def test_networkd_file_pins_the_address_to_the_planned_mac() -> None:
