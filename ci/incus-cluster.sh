@@ -412,23 +412,19 @@ member_procs() { # k -> every process belonging to member k (daemon tree, netns,
   descendants "$roots" | grep -vx "$$"
 }
 
-kill_member_procs() { # k
-  local k=$1 pids
-  pids=$(member_procs "$k" | tr '\n' ' ')
-  [ -n "${pids// /}" ] || return 0
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null
-  for _ in $(seq 20); do
+kill_member_procs() { # k ; SIGTERM and up to 10 s for them to go, then SIGKILL and up to 5 s
+  local k=$1 pids sig tries
+  for step in TERM:20 KILL:10; do
+    sig=${step%%:*} tries=${step##*:}
     pids=$(member_procs "$k" | tr '\n' ' ')
     [ -n "${pids// /}" ] || return 0
-    sleep 0.5
-  done
-  # shellcheck disable=SC2086
-  kill -KILL $pids 2>/dev/null
-  for _ in $(seq 10); do
-    pids=$(member_procs "$k" | tr '\n' ' ')
-    [ -n "${pids// /}" ] || return 0
-    sleep 0.5
+    # shellcheck disable=SC2086
+    kill -"$sig" $pids 2>/dev/null
+    for _ in $(seq "$tries"); do
+      pids=$(member_procs "$k" | tr '\n' ' ')
+      [ -n "${pids// /}" ] || return 0
+      sleep 0.5
+    done
   done
   warn "m$k: processes still alive after SIGKILL: $pids"
 }

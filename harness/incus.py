@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import CommandError, HarnessError
+from .model import NodePlan
 from .run import CommandResult, run
 
 #: the config key every Incus object storlab makes carries: the lab it belongs to
@@ -109,10 +111,10 @@ class Budget:
         return {"instances": self.instances, "memory_mib": self.memory_mib, "cpus": self.cpus, "disk_gib": self.disk_gib}
 
 
-def need_of(nodes: list[tuple[int, int, list[int]]]) -> Budget:
-    """A lab's need from its nodes' (memory MiB, CPUs, data disk sizes in bytes)."""
-    disk = sum(ROOT_GIB + sum(-(-s // GIB) for s in disks) for _, _, disks in nodes)
-    return Budget(instances=len(nodes), memory_mib=sum(m for m, _, _ in nodes), cpus=sum(c for _, c, _ in nodes),
+def need_of(nodes: Sequence[NodePlan]) -> Budget:
+    """What a lab's nodes need: their memory and CPUs, a root disk each and their data disks."""
+    disk = sum(ROOT_GIB + sum(-(-d.size // GIB) for d in n.disks) for n in nodes)
+    return Budget(instances=len(nodes), memory_mib=sum(n.memory for n in nodes), cpus=sum(n.cpus for n in nodes),
                   disk_gib=disk)
 
 
@@ -212,12 +214,12 @@ class Incus:
 
     def maybe(self, path: str) -> Any:
         """Like query, None when the object does not exist."""
-        res = run(["incus", "query", self.ref(f"{path}{'&' if '?' in path else '?'}project={self.project}")], timeout=60)
-        if not res.ok:
-            if "not found" in res.stderr.lower():
+        try:
+            return self.query(path)
+        except CommandError as exc:
+            if isinstance(exc.result, CommandResult) and "not found" in exc.result.stderr.lower():
                 return None
-            raise CommandError(res, f"incus query {path} ({self.where()}): {res.stderr.strip()[-400:]}")
-        return json.loads(res.stdout) if res.stdout.strip() else None
+            raise
 
     def reachable(self) -> str | None:
         """None when the daemon answers, else why not (with the fix)."""

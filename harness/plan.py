@@ -374,8 +374,7 @@ def place(plan: Plan, remote: str | None, budget: str | None) -> Plan:
             raise HarnessError(f"--on ...:{remote}: only the incus provider has remotes (this lab's is {plan.provider})")
         changes["remote"] = remote
     if budget is not None:
-        need = incus.need_of([(n.memory, n.cpus, [d.size for d in n.disks]) for n in plan.nodes])
-        b = incus.Budget.parse(budget, need)
+        b = incus.Budget.parse(budget, incus.need_of(plan.nodes))
         changes["budget"] = BudgetPlan(**b.as_dict())
     existing = paths.lab_dir(plan.lab) / "plan.json"
     if existing.exists():

@@ -204,22 +204,24 @@ def hosts(lab: Lab) -> dict[str, Any]:
     return {name: node.testinfra() for name, node in lab.nodes.items()}
 
 
+def _skip_without_host_side(lab: Lab) -> None:
+    why = lab.provider.host_reach()
+    if why:
+        pytest.skip(f"needs the KVM host's pools on lab {lab.name}: {why}")
+
+
 @pytest.fixture
 def host_side(lab: Lab) -> Lab:
     """The lab, for a test that works through the KVM host's side of it (its libvirt pools, FUSE
     mount, volumes the pools made): skipped, with the reason, when this host cannot reach the lab's
     networks (a lab on an Incus remote), where those pools were never made."""
-    why = lab.provider.host_reach()
-    if why:
-        pytest.skip(f"needs the KVM host's pools on lab {lab.name}: {why}")
+    _skip_without_host_side(lab)
     return lab
 
 
 @pytest.fixture(scope="module")
 def libvirt_conn(lab: Lab) -> Iterator[Any]:
-    why = lab.provider.host_reach()
-    if why:
-        pytest.skip(f"needs the KVM host's pools on lab {lab.name}: {why}")
+    _skip_without_host_side(lab)
     conn = connect(lab.plan.host.uri)
     yield conn
     conn.close()

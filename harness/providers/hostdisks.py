@@ -5,8 +5,10 @@ attaches them as disk devices; both find what to unmount and free by the lab dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..model import DiskPlan, NodePlan
@@ -68,3 +70,46 @@ def loops_of(diskdir: Path) -> list[str]:
         return []
     return [d["name"] for d in json.loads(r.stdout).get("loopdevices", [])
             if str(d.get("back-file") or "").startswith(str(diskdir))]
+
+
+@contextlib.contextmanager
+def held_still(diskdir: Path, nodes: Iterable[NodePlan]) -> Iterator[None]:
+    """Every mounted data disk of ``nodes`` fsfrozen (flushed to its image) for the block, thawed
+    after it: the images can be copied crash-consistent while the nodes keep their mounts."""
+    frozen: list[Path] = []
+    try:
+        for node in nodes:
+            for mnt in mounted(diskdir, node):
+                succeed(["fsfreeze", "-f", str(mnt)], timeout=60)
+                frozen.append(mnt)
+        yield
+    finally:
+        for mnt in frozen:
+            run(["fsfreeze", "-u", str(mnt)], timeout=60)
+
+
+def thaw_all(root: Path) -> None:
+    """Thaw every mount below ``root``: a snapshot killed half-way (SIGKILL skips its `finally`)
+    leaves disks fsfrozen, and such a disk cannot be unmounted."""
+    for mnt in mounts_under(root):
+        run(["fsfreeze", "-u", mnt], timeout=60)  # "Invalid argument" when it was not frozen: fine
+
+
+def save(diskdir: Path, nodes: Iterable[NodePlan], dest: Path) -> None:
+    """Copy the nodes' disk images into ``dest`` (sparse: holes stay holes)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for node in nodes:
+        for d in node.disks:
+            img = image(diskdir, node, d)
+            succeed(["cp", "--sparse=always", str(img), str(dest / img.name)], timeout=600)
+
+
+def put_back(diskdir: Path, nodes: Iterable[NodePlan], src: Path) -> None:
+    """Unmount the nodes' disks and put back the images ``save`` copied to ``src`` (the nodes are
+    stopped; mounting them again is `prepare`'s)."""
+    for node in nodes:
+        for mnt in mounted(diskdir, node):
+            succeed(["umount", str(mnt)], timeout=60)
+        for d in node.disks:
+            img = image(diskdir, node, d)
+            succeed(["cp", "--sparse=always", str(src / img.name), str(img)], timeout=600)

@@ -49,7 +49,7 @@ def image_alias(key: str | None = None) -> str:
 
 
 def need(plan: Plan) -> Budget:
-    return incus.need_of([(n.memory, n.cpus, [d.size for d in n.disks]) for n in plan.nodes])
+    return incus.need_of(plan.nodes)
 
 
 def budget(plan: Plan) -> Budget:
@@ -332,8 +332,7 @@ class IncusProvider(Provider):
             if self._status(node.name) == "Frozen":
                 log.info(f"{node.name}: thawing (left paused by an interrupted snapshot)")
                 self.thaw(node.name)
-            for mnt in hostdisks.mounted(self.diskdir, node):
-                run(["fsfreeze", "-u", str(mnt)], timeout=60)  # "Invalid argument" when it was not frozen: fine
+        hostdisks.thaw_all(self.labdir)
 
     def set_link(self, node: str, network: str, up: bool) -> None:
         """From the host side where the lab's bridges are on this host (the node's veth), else from
@@ -356,8 +355,7 @@ class IncusProvider(Provider):
 
     # -- snapshots -------------------------------------------------------------------------------
     def _volumes(self) -> list[str]:
-        vols = self.api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []
-        return sorted(v["name"] for v in vols if incus.owner(v) == self.lab and "/" not in v["name"])  # not snapshots
+        return sorted(v["name"] for v in owned_volumes(self.api, self.lab))
 
     def snapshot(self, dest: Path) -> None:
         """Incus snapshots of every node and data volume under one name, taken with the running
@@ -367,27 +365,18 @@ class IncusProvider(Provider):
         dest.mkdir(parents=True)
         (dest / "incus.json").write_text(json.dumps({"snapshot": snap, "nodes": [n.name for n in self.plan.nodes],
                                                      "volumes": self._volumes()}))
-        fsfrozen: list[Path] = []
         try:
             for n in running:
                 self.freeze(n)
-            for node in self.plan.nodes:  # disks on this host: flushed and held still for the copy
-                for mnt in hostdisks.mounted(self.diskdir, node):
-                    succeed(["fsfreeze", "-f", str(mnt)], timeout=60)
-                    fsfrozen.append(mnt)
-            for name in (n.name for n in self.plan.nodes):
-                self.api.run("snapshot", "create", self.api.ref(name), snap, timeout=600)
-            for v in self._volumes():
-                self.api.run("storage", "volume", "snapshot", "create", self.api.ref(POOL), v, snap, timeout=600)
-            if self.plan.remote is None:
-                (dest / "disks").mkdir()
-                for node in self.plan.nodes:
-                    for d in node.disks:
-                        img = hostdisks.image(self.diskdir, node, d)
-                        succeed(["cp", "--sparse=always", str(img), str(dest / "disks" / img.name)], timeout=600)
+            # disks on this host (none on a remote): flushed and held still for the copy
+            with hostdisks.held_still(self.diskdir, self.plan.nodes):
+                for name in (n.name for n in self.plan.nodes):
+                    self.api.run("snapshot", "create", self.api.ref(name), snap, timeout=600)
+                for v in self._volumes():
+                    self.api.run("storage", "volume", "snapshot", "create", self.api.ref(POOL), v, snap, timeout=600)
+                if self.plan.remote is None:
+                    hostdisks.save(self.diskdir, self.plan.nodes, dest / "disks")
         finally:
-            for mnt in fsfrozen:
-                run(["fsfreeze", "-u", str(mnt)], timeout=60)
             for n in running:
                 self.thaw(n)
 
@@ -403,12 +392,9 @@ class IncusProvider(Provider):
         for v in meta["volumes"]:
             self.api.run("storage", "volume", "snapshot", "restore", self.api.ref(POOL), v, snap, timeout=600)
         if self.plan.remote is None:
+            hostdisks.put_back(self.diskdir, self.plan.nodes, src / "disks")
             for node in self.plan.nodes:
-                for mnt in hostdisks.mounted(self.diskdir, node):
-                    succeed(["umount", str(mnt)], timeout=60)
                 for d in node.disks:
-                    img = hostdisks.image(self.diskdir, node, d)
-                    succeed(["cp", "--sparse=always", str(src / "disks" / img.name), str(img)], timeout=600)
                     hostdisks.prepare(self.diskdir, node, d)
         for n in self.plan.nodes:
             self.start(n.name)
@@ -425,23 +411,8 @@ class IncusProvider(Provider):
                          check=False, timeout=120)
 
     # -- teardown --------------------------------------------------------------------------------
-    def _instances(self) -> list[dict[str, Any]]:
-        if self.default.maybe(f"/1.0/projects/{self.project}") is None:
-            return []
-        return [i for i in (self.api.query("/1.0/instances?recursion=1") or []) if incus.owner(i) == self.lab]
-
-    def _lab_networks(self) -> list[str]:
-        return sorted(n["name"] for n in (self.default.query("/1.0/networks?recursion=1") or [])
-                      if n.get("managed") and incus.owner(n) == self.lab)
-
-    def _own_project(self) -> bool:
-        proj = self.default.maybe(f"/1.0/projects/{self.project}")
-        return proj is not None and incus.owner(proj) == self.lab
-
     def destroy(self) -> CleanupReport:
-        for node in self.plan.nodes:  # an interrupted snapshot may have left disks fsfrozen
-            for mnt in hostdisks.mounted(self.diskdir, node):
-                run(["fsfreeze", "-u", str(mnt)], timeout=60)
+        hostdisks.thaw_all(self.labdir)  # an interrupted snapshot may have left disks fsfrozen
         rep = remove_lab(self.api.remote, self.lab)
 
         def attempt(what: str, argv: list[str]) -> None:
@@ -462,15 +433,40 @@ class IncusProvider(Provider):
         if self.api.reachable() is not None:
             return []  # nothing can be listed; destroy() reported why
         left = []
-        if self._own_project():
-            left += [f"instance {self.project}/{i['name']}" for i in self._instances()]
+        if owns_project(self.default, self.lab):
+            left += [f"instance {self.project}/{i['name']}" for i in owned_instances(self.api, self.lab)]
             left += [f"volume {self.project}/{v}" for v in self._volumes()]
             left.append(f"project {self.project}")
-        left += [f"network {n}" for n in self._lab_networks()]
+        left += [f"network {n}" for n in owned_networks(self.default, self.lab)]
         left += [f"mount {m}" for m in hostdisks.mounts_under(self.labdir)]
         left += [f"loop {x}" for x in hostdisks.loops_of(self.diskdir)]
         left += [f"dir {d}" for d in (self.labdir / "incus", self.diskdir) if d.exists()]
         return left
+
+
+# -- what a lab owns on a remote (read by `leftovers`, removed by `remove_lab`) ----------------------
+def owns_project(default: Incus, lab: str) -> bool:
+    """Whether the project storlab-LAB exists and carries the lab's mark (``default``: the default
+    project's client)."""
+    proj = default.maybe(f"/1.0/projects/storlab-{lab}")
+    return proj is not None and incus.owner(proj) == lab
+
+
+def owned_instances(api: Incus, lab: str) -> list[dict[str, Any]]:
+    """The lab's instances in its project (``api``: the lab project's client)."""
+    return [i for i in api.query("/1.0/instances?recursion=1") or [] if incus.owner(i) == lab]
+
+
+def owned_volumes(api: Incus, lab: str) -> list[dict[str, Any]]:
+    """The lab's custom volumes in its project; not their snapshots (listed as VOLUME/SNAPSHOT,
+    they go with their volume)."""
+    vols = api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []
+    return [v for v in vols if incus.owner(v) == lab and "/" not in v["name"]]
+
+
+def owned_networks(default: Incus, lab: str) -> list[str]:
+    return sorted(n["name"] for n in default.query("/1.0/networks?recursion=1") or []
+                  if n.get("managed") and incus.owner(n) == lab)
 
 
 def remove_lab(remote: str | None, lab: str) -> CleanupReport:
@@ -487,30 +483,24 @@ def remove_lab(remote: str | None, lab: str) -> CleanupReport:
         r = client.run(*argv, check=False, timeout=300)
         (rep.removed.append(what) if r.ok else rep.failed.append((what, r.stderr.strip()[-300:])))
 
-    proj = default.maybe(f"/1.0/projects/{api.project}")
-    ours = proj is not None and incus.owner(proj) == lab
+    ours = owns_project(default, lab)
     if ours:
-        for inst in api.query("/1.0/instances?recursion=1") or []:
-            if incus.owner(inst) == lab:
-                attempt(f"instance {api.project}/{inst['name']}", api, "delete", "--force", api.ref(inst["name"]))
-        for v in api.query(f"/1.0/storage-pools/{POOL}/volumes/custom?recursion=1") or []:
-            if incus.owner(v) == lab and "/" not in v["name"]:  # VOLUME/SNAPSHOT go with their volume
-                attempt(f"volume {api.project}/{v['name']}", api, "storage", "volume", "delete", api.ref(POOL),
-                        v["name"], *(["--target", v["location"]] if incus.location(v) else []))
-    for n in default.query("/1.0/networks?recursion=1") or []:
-        if n.get("managed") and incus.owner(n) == lab:
-            # incusd lists every bridge's ports while it deletes one: another lab's bridge going away
-            # at that moment fails the delete ("Device ... does not exist"), so it is tried again
-            name = n["name"]
-
-            def gone(name: str = name) -> bool:
-                r = default.run("network", "delete", default.ref(name), check=False, timeout=120)
-                return r.ok or default.maybe(f"/1.0/networks/{name}") is None
-            try:
-                wait_until(gone, timeout=30, interval=1, what=f"network {name} deleted")
-                rep.removed.append(f"network {name}")
-            except WaitTimeout as exc:
-                rep.failed.append((f"network {name}", str(exc)))
+        for inst in owned_instances(api, lab):
+            attempt(f"instance {api.project}/{inst['name']}", api, "delete", "--force", api.ref(inst["name"]))
+        for v in owned_volumes(api, lab):
+            attempt(f"volume {api.project}/{v['name']}", api, "storage", "volume", "delete", api.ref(POOL),
+                    v["name"], *(["--target", v["location"]] if incus.location(v) else []))
+    for name in owned_networks(default, lab):
+        # incusd lists every bridge's ports while it deletes one: another lab's bridge going away
+        # at that moment fails the delete ("Device ... does not exist"), so it is tried again
+        def gone(name: str = name) -> bool:
+            r = default.run("network", "delete", default.ref(name), check=False, timeout=120)
+            return r.ok or default.maybe(f"/1.0/networks/{name}") is None
+        try:
+            wait_until(gone, timeout=30, interval=1, what=f"network {name} deleted")
+            rep.removed.append(f"network {name}")
+        except WaitTimeout as exc:
+            rep.failed.append((f"network {name}", str(exc)))
     if ours:
         attempt(f"project {api.project}", default, "project", "delete", default.ref(api.project))
     return rep

@@ -305,32 +305,21 @@ class LxcProvider(Provider):
         r = self._lxc("lxc-info", node, "-s", "-H", timeout=15)
         return r.stdout.strip() if r.ok else "STOPPED"
 
-    def _mounted_disks(self, node: NodePlan) -> list[Path]:
-        return hostdisks.mounted(self.diskdir, node)
-
     def snapshot(self, dest: Path) -> None:
         """Crash-consistent and online: every running node frozen (cgroup freezer) and every
         mounted data disk fsfrozen (flushed to its image) for the copy, then thawed; a node's
         root file system is its overlay upper layer (the golden image below is shared and
         read-only), its disks are sparse image files."""
         frozen: list[str] = []
-        fsfrozen: list[Path] = []
         try:
             frozen = [node.name for node in self.plan.nodes if self._state(node.name) == "RUNNING"]
             self.freeze_all(frozen)
-            for node in self.plan.nodes:
-                for mnt in self._mounted_disks(node):
-                    succeed(["fsfreeze", "-f", str(mnt)], timeout=60)
-                    fsfrozen.append(mnt)
-            (dest / "disks").mkdir(parents=True)
-            for node in self.plan.nodes:
-                self._copy_tree(self.nodesdir / node.name / "upper", dest / "nodes" / node.name / "upper")
-                for d in node.disks:
-                    img = self.diskdir / f"{node.name}-{d.name}.img"
-                    succeed(["cp", "--sparse=always", str(img), str(dest / "disks" / img.name)], timeout=600)
+            with hostdisks.held_still(self.diskdir, self.plan.nodes):
+                (dest / "disks").mkdir(parents=True)
+                for node in self.plan.nodes:
+                    self._copy_tree(self.nodesdir / node.name / "upper", dest / "nodes" / node.name / "upper")
+                hostdisks.save(self.diskdir, self.plan.nodes, dest / "disks")
         finally:
-            for mnt in fsfrozen:
-                run(["fsfreeze", "-u", str(mnt)], timeout=60)
             self.thaw_all(frozen)
 
     @staticmethod
@@ -366,25 +355,19 @@ class LxcProvider(Provider):
         if frozen:
             log.info(f"thawing {', '.join(frozen)}: left frozen by an interrupted snapshot")
             self.thaw_all(frozen)
-        for mnt in self._mounts():
-            run(["fsfreeze", "-u", mnt], timeout=60)  # "Invalid argument" when it was not frozen: fine
+        hostdisks.thaw_all(self.labdir)
 
     def restore(self, src: Path) -> None:
         self._undo_interrupted_snapshot()
         for node in self.plan.nodes:
             if self._state(node.name) != "STOPPED":
                 self._lxc("lxc-stop", node.name, "-k", timeout=30, check=True)
-        for node in self.plan.nodes:
-            for mnt in self._mounted_disks(node):
-                succeed(["umount", str(mnt)], timeout=60)
+        hostdisks.put_back(self.diskdir, self.plan.nodes, src / "disks")
         for node in self.plan.nodes:
             self._copy_tree(src / "nodes" / node.name / "upper", self.nodesdir / node.name / "upper")
             work = self.nodesdir / node.name / "work"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            for d in node.disks:
-                img = self.diskdir / f"{node.name}-{d.name}.img"
-                succeed(["cp", "--sparse=always", str(src / "disks" / img.name), str(img)], timeout=600)
         for node in self.plan.nodes:
             self._disks(node)  # mounts the data disks again
             self.start(node.name)
