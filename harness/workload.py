@@ -26,6 +26,13 @@ class WriteLog:
     def first_ack_after(self, t0: float) -> float | None:
         return next((t for t, _ in self.acked if t > t0), None)
 
+    def since(self, t0: float) -> str:
+        """What happened after ``t0``, for a failure message: counts and the last error."""
+        acked = sum(1 for t, _ in self.acked if t > t0)
+        errors = [(t, e) for t, e in self.errors if t > t0]
+        last = f"; last error {errors[-1][0] - t0:.1f}s in: {errors[-1][1][:200]}" if errors else ""
+        return f"{acked} writes acknowledged and {len(errors)} refused in the {time.monotonic() - t0:.1f}s since{last}"
+
 
 class Writer:
     """Calls ``op(seq)`` in a loop on a thread; each return is one acknowledged write."""
@@ -38,15 +45,24 @@ class Writer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"writer-{name}", daemon=True)
         self.seq = 0
+        self.in_flight: float | None = None  # when the write now under way started
+
+    def describe(self, t0: float) -> str:
+        busy = f"; the current write has been under way for {time.monotonic() - self.in_flight:.1f}s" \
+            if self.in_flight is not None else ""
+        return self.log.since(t0) + busy
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.in_flight = time.monotonic()
             try:
                 self.op(self.seq)
                 self.log.acked.append((time.monotonic(), self.seq))
                 self.seq += 1
             except Exception as exc:  # recorded: the test decides whether an error is acceptable
                 self.log.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+            finally:
+                self.in_flight = None
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Writer:

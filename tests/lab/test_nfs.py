@@ -16,12 +16,16 @@ import pytest
 from harness.backends.nfs import planned
 from harness.backends.nfs.plan import NfsPlan
 from harness.backends.nfs.role import parse_exportfs, wait_out_of_grace
+from harness.errors import WaitTimeout
 from harness.lab import Lab
 from harness.run import wait_until
 from harness.workload import Writer, block
 
 pytestmark = pytest.mark.topology("nfs-userspace.yaml")
 MARGIN = 20.0
+# One 8 KiB nfs-cp. A write under way when the server stops can hang in libnfs's reconnect
+# until this timeout, so "writes fail while the server is down" waits longer than it.
+OP_TIMEOUT = 10.0
 
 
 def nfs_plan(lab: Lab) -> NfsPlan:
@@ -42,7 +46,7 @@ def nfs_put(url: str, data: bytes) -> None:
     with tempfile.NamedTemporaryFile() as f:
         f.write(data)
         f.flush()
-        subprocess.run(["nfs-cp", f.name, url], check=True, capture_output=True, timeout=30)
+        subprocess.run(["nfs-cp", f.name, url], check=True, capture_output=True, timeout=OP_TIMEOUT)
 
 
 def nfs_get(url: str) -> bytes:
@@ -106,11 +110,17 @@ def test_nfs_server_restart_while_client_writes(serving: Any) -> None:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="NFS writer running")
         with server.service_stopped(unit):
             t_down = time.monotonic()
-            wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=30,
-                       what="writes to fail while the server is down")
+            try:
+                wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=OP_TIMEOUT + MARGIN,
+                           what="writes to fail while the server is down")
+            except WaitTimeout:
+                raise AssertionError(f"writes did not fail while {unit} was stopped: {w.describe(t_down)}") from None
         t_up = time.monotonic()
-        wait_until(lambda: w.log.first_ack_after(t_up), timeout=90 + MARGIN, interval=1,
-                   what="writes acknowledged again after the restart")
+        try:
+            wait_until(lambda: w.log.first_ack_after(t_up), timeout=90 + MARGIN, interval=1,
+                       what="writes acknowledged again after the restart")
+        except WaitTimeout:
+            raise AssertionError(f"writes did not resume after {unit} started: {w.describe(t_up)}") from None
         resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
     print(f"NFS server restart: writes resumed {resumed:.1f}s after the server was back "
           f"({len(w.log.errors)} refused attempts meanwhile)")

@@ -37,3 +37,31 @@ def test_parse_exportfs_v() -> None:
     got = parse_exportfs(out)
     assert "root_squash" in got["/srv/nfs/kvm"]["192.168.60.0/24"] and "rw" in got["/srv/nfs/kvm"]["192.168.60.0/24"]
     assert got["/srv/a-very-long-export-path-that-wraps"]["*"] == ["ro", "sync", "root_squash"]
+
+
+def test_writer_reports_a_hung_write_and_what_happened_since() -> None:
+    import threading
+    import time
+
+    from harness.workload import Writer
+    release = threading.Event()
+
+    def op(seq: int) -> None:
+        if seq == 1:
+            raise OSError("connection refused")
+        if seq >= 1:
+            release.wait(5)
+
+    calls = iter(range(100))
+    with Writer("t", lambda _s: op(next(calls)), interval=0.01) as w:
+        t0 = time.monotonic() - 0.001
+        deadline = time.monotonic() + 5
+        while w.in_flight is None or not w.log.errors:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.05)
+        text = w.describe(t0)
+        release.set()
+    assert "refused" in text and "connection refused" in text, text
+    assert "the current write has been under way for" in text, text
+    assert w.in_flight is None
