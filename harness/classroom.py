@@ -245,13 +245,21 @@ def refresh_access(k: Klass) -> None:
     """Jump keys for every student whose lab is up, and every handout (re)written."""
     labs = k.labs()
     access = []
+    remote_projects: dict[str, list[str]] = {}
     for s, lab in labs.items():
-        if lab.provider.host_reach() is not None:
-            # the lab's networks are not on this host (an Incus remote): the jump sshd here would
-            # send the student's connections out of this host's default route, so it opens none
-            continue
         pub = (k.dir / "handouts" / s / "id_ed25519.pub").read_text()
-        access.append(handout.StudentAccess(s, pub, tuple(f"{n.address}:22" for n in lab.nodes.values())))
+        route = lab.provider.exec_route()
+        if route is None:
+            access.append(handout.StudentAccess(s, pub, targets=tuple(f"{n.address}:22" for n in lab.nodes.values())))
+        else:  # the lab's networks are on an Incus member, not here: the jump's gate runs `incus exec`
+            remote, project = route
+            remote_projects.setdefault(remote, []).append(project)
+            access.append(handout.StudentAccess(s, pub, gate=(remote, project, tuple(lab.nodes))))
+    if k.remote:  # the class's certificate follows its labs (none left: revoked)
+        if remote_projects.get(k.remote):
+            handout.grant_incus(k.name, k.remote, remote_projects[k.remote])
+        else:
+            handout.revoke_incus(k.name, k.remote)
     handout.write_keys(k.name, access)
     for s, lab in labs.items():
         write_handout(k, s, lab)
@@ -274,7 +282,9 @@ def write_handout(k: Klass, student: str, lab: Lab) -> Path:
     hd = k.dir / "handouts" / student
     port = handout.jump_port()
     nodes = {n.name: n.address for n in lab.nodes.values()}
-    (hd / "ssh_config").write_text(handout.ssh_config(k.name, k.jump_address, port, nodes))
+    gated = lab.provider.exec_route() is not None
+    (hd / "ssh_config").write_text(handout.ssh_config(k.name, k.jump_address, port, nodes,
+                                                      lab=lab.name if gated else None))
     (hd / "known_hosts").write_text(handout.known_hosts(k.jump_address, port))
     ex = training.load(k.exercise) if k.exercise else None
     text = handout.handout_text(
@@ -283,7 +293,7 @@ def write_handout(k: Klass, student: str, lab: Lab) -> Path:
         [b for b in ("gluster", "ceph", "nfs", "iscsi") if getattr(lab.plan, b, None) is not None],
         [f"{p.object} ({p.type})" for p in lab.plan.host.pools],
         ex.title if ex else None, ex.text if ex else None, lease.remaining(lab.state().get("expires")),
-        unreachable=lab.provider.host_reach())
+        where=f"remote {lab.where()}" if gated else None)
     (hd / "HANDOUT.md").write_text(text)
     return handout.archive(hd)
 
@@ -326,7 +336,7 @@ def down(k: Klass, parallel: int | None = None, progress: Callable[[str], None] 
     results = _each(list(labs), remove, parallel or max(2, os.cpu_count() or 1))
     problems = [f"{s}: {r}" for s, r in results.items() if isinstance(r, BaseException)]
     if not problems:
-        for item in handout.remove_account(k.name):
+        for item in [*handout.revoke_incus(k.name, k.remote), *handout.remove_account(k.name)]:
             progress(f"  removed {item}")
         shutil.rmtree(k.dir, ignore_errors=True)
     return problems

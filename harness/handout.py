@@ -3,22 +3,33 @@ student's key restricted to their own nodes' ssh ports, and a handout directory 
 
 The jump sshd is a separate OpenSSH server (its own config, host key, port and pid file under
 ``STORLAB_HOME/jump``), not the host's: only members of the ``storlab-jump`` group may log in,
-with a key, and get no shell, no tty, no agent/X11/socket forwarding and no tunnels; a key may
-open a TCP channel only to the addresses its ``permitopen`` options list (``ssh -J``).
+with a key, and get no shell, no tty, no agent/X11/socket forwarding and no tunnels. Every key
+line is written by storlab with ``restrict`` and a forced command:
+- a lab on this host: the command is nologin, and the key may open a TCP channel only to the
+  addresses its ``permitopen`` options list (``ssh -J``);
+- a lab on an Incus remote (its networks are on a cluster member, not here): the command is the
+  gate, which starts sshd on the student's own node with `incus exec` (stdin/stdout), as one
+  of the node names fixed in the key line, in the lab's project fixed in the key line, with the
+  class's own Incus client certificate, which the remote restricts to the class's projects.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pwd
 import re
 import shutil
+import ssl
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+import yaml
+
+from . import incus, paths
 from .errors import HarnessError
 from .run import run, succeed, wait_until
 
@@ -26,6 +37,12 @@ GROUP = "storlab-jump"
 DEFAULT_PORT = 2222
 ACCOUNT_RE = re.compile(r"slj-[a-z][a-z0-9-]{0,27}")
 NOLOGIN = "/usr/sbin/nologin"
+GATE = "storlab-gate"
+# A class on an Incus remote: its account's shell, which sshd uses to run the key's forced command
+# (the gate) and nothing else: every key line forces its command, and no environment is accepted.
+GATE_SHELL = "/bin/sh"
+NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")  # topology.NAME_RE
+PROJECT_RE = re.compile(r"storlab-[a-z0-9][a-z0-9-]{0,60}")
 
 
 def jump_dir() -> Path:
@@ -53,8 +70,7 @@ def sshd_config_text(port: int, root: Path) -> str:
         "AllowStreamLocalForwarding no",
         "PermitTunnel no",
         "GatewayPorts no",
-        "AllowTcpForwarding local",
-        f"ForceCommand {NOLOGIN}",
+        "AllowTcpForwarding local",  # each key line narrows it (restrict, permitopen) and forces its command
         "PermitUserEnvironment no",
         "LogLevel VERBOSE",
         "",
@@ -163,13 +179,148 @@ def remove_account(klass: str) -> list[str]:
 class StudentAccess:
     student: str
     public_key: str  # one line, checked by Lab.authorize's pattern
-    targets: tuple[str, ...]  # "address:22" of the student's nodes
+    targets: tuple[str, ...] = ()  # "address:22" of the student's nodes (a lab on this host)
+    # a lab on an Incus remote: (remote, project, node names) for the gate
+    gate: tuple[str, str, tuple[str, ...]] | None = None
 
 
 def key_line(access: StudentAccess) -> str:
-    """One authorized_keys line: nothing but TCP channels to the student's own nodes' ssh."""
-    opens = ",".join(f'permitopen="{t}"' for t in access.targets)
-    return f'restrict,port-forwarding,{opens},command="{NOLOGIN}" {access.public_key.strip()}'
+    """One authorized_keys line: nothing but TCP channels to the student's own nodes' ssh, or
+    (a lab on an Incus remote) nothing but the gate to the student's own nodes."""
+    key = access.public_key.strip()
+    if access.gate is None:
+        opens = ",".join(f'permitopen="{t}"' for t in access.targets)
+        return f'restrict,port-forwarding,{opens},command="{NOLOGIN}" {key}'
+    remote, project, nodes = access.gate
+    # the words go into a command line that sshd hands to a shell: each must match its pattern
+    if not (incus.REMOTE_RE.fullmatch(remote) and PROJECT_RE.fullmatch(project)
+            and nodes and all(NODE_RE.fullmatch(n) for n in nodes)):
+        raise HarnessError(f"student {access.student}: refusing a gate line for remote {remote!r}, "
+                           f"project {project!r}, nodes {nodes!r}")
+    return f'restrict,command="{gate_path()} {remote} {project} {" ".join(nodes)}" {key}'
+
+
+# -- students of labs on an Incus remote ------------------------------------------------------------
+def gate_path() -> Path:
+    return jump_dir() / "bin" / GATE
+
+
+def incus_conf(klass: str) -> Path:
+    """The class account's Incus client configuration (INCUS_CONF of the gate)."""
+    return jump_dir() / "incus" / account_name(klass)
+
+
+def gate_text(incus_bin: str, conf_root: Path) -> str:
+    """The gate: `ssh jump NODE` (SSH_ORIGINAL_COMMAND) must be one of the node names the key
+    line gives; anything else is refused. The remote and project come from the key line only."""
+    return f"""#!/bin/sh
+# storlab's jump gate, written by storlab: the forced command of a student whose lab is on an
+# Incus remote. Usage (from the key line): {GATE} REMOTE PROJECT NODE...
+set -eu
+remote=$1
+project=$2
+shift 2
+want=${{SSH_ORIGINAL_COMMAND:-}}
+for node in "$@"; do
+  if [ "$node" = "$want" ]; then
+    INCUS_CONF={conf_root}/$(id -un)
+    export INCUS_CONF
+    exec {incus_bin} --project "$project" exec "$remote:$node" --force-noninteractive -- /usr/sbin/sshd -i
+  fi
+done
+echo "storlab: ssh -F ssh_config NODE, with NODE one of: $*" >&2
+exit 2
+"""
+
+
+def cert_fingerprint(pem: str) -> str:
+    """Incus's certificate fingerprint: sha256 of the DER form, lower-case hex."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def _root_incus_conf() -> Path:
+    return Path(os.environ.get("INCUS_CONF") or Path.home() / ".config" / "incus")
+
+
+def _cert_name(klass: str) -> str:
+    return f"storlab-class-{klass}"
+
+
+def grant_incus(klass: str, remote: str, projects: list[str]) -> str:
+    """The class account's own Incus client (certificate, the remote's address and server
+    certificate), trusted by ``remote`` restricted to ``projects`` (the class's labs there), and
+    the gate script. Idempotent; the projects are brought up to date. Returns the fingerprint."""
+    user = account_name(klass)
+    pw = pwd.getpwnam(user)
+    if pw.pw_shell != GATE_SHELL:  # sshd runs a forced command with the account's shell
+        succeed(["usermod", "--shell", GATE_SHELL, user], timeout=30)
+    incus_bin = shutil.which("incus")
+    if incus_bin is None:
+        raise HarnessError("the incus client is not installed: run ci/setup-host.sh --incus")
+    gate = gate_path()
+    gate.parent.mkdir(parents=True, exist_ok=True)
+    text = gate_text(incus_bin, incus_conf(klass).parent)
+    if not gate.exists() or gate.read_text() != text:
+        tmp = gate.with_suffix(".new")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o755)
+        tmp.rename(gate)
+    d = incus_conf(klass)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(d.parent, 0o755)
+    (d / "servercerts").mkdir(parents=True, exist_ok=True)
+    crt, key = d / "client.crt", d / "client.key"
+    if not crt.exists() or not key.exists():
+        succeed(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes",
+                 "-keyout", str(key), "-out", str(crt), "-days", "3650", "-subj", f"/CN={_cert_name(klass)}"],
+                timeout=60)
+    remotes = json.loads(succeed(["incus", "remote", "list", "--format", "json"], timeout=30))
+    if remote not in remotes:
+        raise HarnessError(f"Incus remote {remote} is not known to this host's client (`incus remote list`)")
+    server_cert = _root_incus_conf() / "servercerts" / f"{remote}.crt"
+    if not server_cert.exists():
+        raise HarnessError(f"no server certificate for Incus remote {remote} at {server_cert}")
+    shutil.copyfile(server_cert, d / "servercerts" / f"{remote}.crt")
+    (d / "config.yml").write_text(yaml.safe_dump({
+        "default-remote": remote,
+        "remotes": {remote: {"addr": remotes[remote]["Addr"], "protocol": "incus", "auth_type": "tls",
+                             "public": False}}}))
+    for p in [d, d / "servercerts", *d.rglob("*")]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+        os.chmod(p, 0o700 if p.is_dir() else 0o600)
+    fp = cert_fingerprint(crt.read_text())
+    client = incus.Incus(remote)
+    have = client.maybe(f"/1.0/certificates/{fp}")
+    if have is None:
+        client.run("config", "trust", "add-certificate", f"{remote}:", str(crt), "--restricted",
+                   "--projects", ",".join(sorted(projects)), "--name", _cert_name(klass),
+                   "--description", f"storlab class {klass}: its students' gate to their own labs")
+    elif not have.get("restricted") or sorted(have.get("projects") or []) != sorted(projects):
+        client.query(f"/1.0/certificates/{fp}", "PATCH", {"restricted": True, "projects": sorted(projects)})
+    return fp
+
+
+def revoke_incus(klass: str, remote: str | None) -> list[str]:
+    """The class's certificate removed from the remote's trust store (by its fingerprint: only
+    the one storlab made), and the class account's Incus client configuration."""
+    d = incus_conf(klass)
+    removed = []
+    crt = d / "client.crt"
+    if remote and crt.exists():
+        fp = cert_fingerprint(crt.read_text())
+        client = incus.Incus(remote)
+        if client.maybe(f"/1.0/certificates/{fp}") is not None:
+            client.run("config", "trust", "remove", f"{remote}:{fp}")
+            removed.append(f"certificate {_cert_name(klass)} ({fp[:12]}) on Incus remote {remote}")
+    if d.exists():
+        shutil.rmtree(d)
+        removed.append(f"incus client {d}")
+    try:
+        if pwd.getpwnam(account_name(klass)).pw_shell != NOLOGIN:
+            succeed(["usermod", "--shell", NOLOGIN, account_name(klass)], timeout=30)
+    except KeyError:
+        pass
+    return removed
 
 
 def write_keys(klass: str, students: list[StudentAccess]) -> Path:
@@ -182,8 +333,9 @@ def write_keys(klass: str, students: list[StudentAccess]) -> Path:
     return f
 
 
-def ssh_config(klass: str, jump_address: str, port: int, nodes: dict[str, str]) -> str:
-    """The student's ssh config: `ssh -F ssh_config NODE` reaches the node through the jump."""
+def ssh_config(klass: str, jump_address: str, port: int, nodes: dict[str, str], lab: str | None = None) -> str:
+    """The student's ssh config: `ssh -F ssh_config NODE` reaches the node through the jump
+    (``lab`` given: the lab is on an Incus remote, and the jump's gate runs the node's sshd)."""
     out = ["# storlab class handout: ssh -F ssh_config NODE   (run from this directory)",
            "Host jump",
            f"  HostName {jump_address}",
@@ -195,10 +347,12 @@ def ssh_config(klass: str, jump_address: str, port: int, nodes: dict[str, str]) 
            "  RequestTTY no",
            ""]
     for name, address in nodes.items():
+        via = ([f"  ProxyCommand ssh -F ssh_config jump {name}", f"  HostKeyAlias {lab}-{name}"] if lab
+               else ["  ProxyJump jump"])
         out += [f"Host {name}",
                 f"  HostName {address}",
                 "  User root",
-                "  ProxyJump jump",
+                *via,
                 "  IdentityFile ./id_ed25519",
                 "  IdentitiesOnly yes",
                 "  UserKnownHostsFile ./known_hosts",
@@ -214,15 +368,17 @@ def known_hosts(jump_address: str, port: int) -> str:
 
 def handout_text(klass: str, student: str, lab_name: str, nodes: list[dict[str, str]], backends: list[str],
                  pools: list[str], exercise_title: str | None, exercise_text: str | None, expires: str,
-                 unreachable: str | None = None) -> str:
-    """The student's HANDOUT.md; ``unreachable`` says why the class host's jump cannot reach the
-    lab (a lab on an Incus remote), in place of the ssh instructions."""
+                 where: str | None = None) -> str:
+    """The student's HANDOUT.md; ``where``: the Incus remote and member holding the lab, when it
+    is not the class host."""
     rows = "\n".join(f"| {n['name']} | {n['address']} | {n['roles']} |" for n in nodes)
     first = nodes[0]["name"] if nodes else "NODE"
-    reach = (["From this directory (keep `id_ed25519` private; it opens only your own nodes):", "",
-              "```", f"ssh -F ssh_config {first}", "```", ""] if unreachable is None else
-             [f"Not through the class host: {unreachable}. Your instructor opens a shell for you "
-              f"(`storlab ssh {lab_name} NODE`); your key is root's on every node.", ""])
+    reach = ["From this directory (keep `id_ed25519` private; it opens only your own nodes):", "",
+             "```", f"ssh -F ssh_config {first}", "```", ""]
+    if where:
+        reach += [f"Your lab runs on Incus {where}, not on the class host: the class host's jump starts "
+                  "your node's ssh server for you there, and the addresses below are on that member's "
+                  "lab networks (your nodes reach each other by them).", ""]
     parts = [f"# Lab {lab_name} (class {klass}, student {student})", "",
              f"Your own storage lab: {', '.join(backends) or 'plain nodes'}. It expires: {expires}.", "",
              "## Reach your nodes", "", *reach,

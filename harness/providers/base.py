@@ -109,6 +109,11 @@ class Provider(abc.ABC):
         """Where the lab's nodes are when that is not simply this host (a cluster member)."""
         return None
 
+    def exec_route(self) -> tuple[str, str] | None:
+        """(Incus remote, project) when a student reaches the nodes with `incus exec` there rather
+        than by address (the lab's networks are not on this host); None: by address."""
+        return None
+
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
         return self.plan.node(name)

@@ -98,6 +98,9 @@ class IncusProvider(Provider):
                     f"run storlab on that member (with --on incus) to get the KVM host's pools")
         return None
 
+    def exec_route(self) -> tuple[str, str] | None:
+        return (self.api.remote, self.project) if self.plan.remote and self.api.remote else None
+
     def location(self) -> str | None:
         """The cluster member holding the lab (None: not clustered, or no node yet)."""
         for node in self.plan.nodes:

@@ -2,7 +2,8 @@
 in its own network and mount namespace, ci/incus-cluster.sh, as Incus's own clustering tests
 do), reached as the remote `storlab-cluster`. A class of three small labs lands on more than
 one member with each lab's nodes together, each lab works, each lab's project carries its
-limits (and Incus enforces them), and `class down` leaves nothing on any member."""
+limits (and Incus enforces them), each student reaches their own nodes from the handout (through
+the class host's jump and Incus), and `class down` leaves nothing on any member."""
 
 from __future__ import annotations
 
@@ -130,12 +131,38 @@ def test_a_class_spreads_over_members_each_lab_whole_and_working(cluster: None) 
             got = lab.node(node).succeed(["md5sum", f"{path}/placed.dat"]).split()[0]
             assert got == want, f"lab {name}: brick {brick} holds another placed.dat"
 
+    # students reach their own nodes from their handout, through the class host's jump: its gate
+    # runs the node's sshd with `incus exec`, on a certificate the remote restricts to the class
+    for name, lab in labs.items():
+        lab.node("gluster2").succeed(["sh", "-c", f"echo {name} > /root/whose-lab"])
+    certs = [c for c in cluster_json("config", "trust", "list", f"{REMOTE}:") if c["name"] == f"storlab-class-{CLASS}"]
+    assert len(certs) == 1 and certs[0]["restricted"], certs
+    assert sorted(certs[0]["projects"]) == sorted(f"storlab-{name}" for name in labs), certs
+    for name in labs:
+        student = name.removeprefix(f"{CLASS}-")
+        r = student_ssh(student, "gluster2", "cat /root/whose-lab; hostname")
+        assert r.returncode == 0 and r.stdout.split() == [name, "gluster2"], f"{student}: {r.stdout} {r.stderr}"
+        r = student_ssh(student, "jump", "gluster9")  # a node that is not in the student's lab
+        assert r.returncode != 0 and "NODE one of: gluster1 gluster2 gluster3" in r.stderr, r.stderr
+        r = student_ssh(student, "jump", "id")
+        assert "uid=" not in r.stdout and r.returncode != 0, f"{student} got a shell on the host: {r.stdout}"
+        assert "Incus remote" in (paths.home() / "classes" / CLASS / "handouts" / student / "HANDOUT.md").read_text()
+
     t0 = time.monotonic()
     r = storlab("class", "down", CLASS)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     print(f"class down: {time.monotonic() - t0:.1f}s")
     assert storlab_objects() == []
     assert not any((paths.lab_dir(name)).exists() for name in labs)
+    assert [c for c in cluster_json("config", "trust", "list", f"{REMOTE}:") if c["name"].startswith("storlab-class-")] == []
+    assert not (paths.home() / "jump" / "incus" / f"slj-{CLASS}").exists()
+
+
+def student_ssh(student: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """ssh exactly as the student would: from the unpacked handout, with its config and key."""
+    hd = paths.home() / "classes" / CLASS / "handouts" / student
+    return subprocess.run(["ssh", "-F", "ssh_config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", *args],
+                          cwd=hd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _image_key() -> str:

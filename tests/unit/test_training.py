@@ -51,9 +51,60 @@ def test_jump_sshd_allows_keys_and_local_channels_only(tmp_path: Path) -> None:
     conf = handout.sshd_config_text(2222, tmp_path)
     for line in ("Port 2222", "PasswordAuthentication no", "PermitTTY no", "AllowTcpForwarding local",
                  "X11Forwarding no", "AllowAgentForwarding no", "PermitTunnel no", "GatewayPorts no",
-                 "PermitRootLogin no", f"AllowGroups {handout.GROUP}", "ForceCommand /usr/sbin/nologin",
+                 "PermitRootLogin no", f"AllowGroups {handout.GROUP}", "PermitUserEnvironment no",
                  f"AuthorizedKeysFile {tmp_path / 'keys'}/%u"):
         assert line in conf.splitlines(), line
+    # the command is forced per key (nologin, or the gate), so a global ForceCommand would override it
+    assert "ForceCommand" not in conf
+
+
+def test_gate_key_line_runs_only_the_gate_for_the_students_own_project(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    access = handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
+                                   gate=("storlab-cluster", "storlab-c1-alice", ("g1", "g2")))
+    opts, key = handout.key_line(access).split(" ", 1)[0], handout.key_line(access).split('" ', 1)[1]
+    assert opts.startswith("restrict,command=") and "port-forwarding" not in opts and "permitopen" not in opts
+    assert f'command="{handout.gate_path()} storlab-cluster storlab-c1-alice g1 g2"' in handout.key_line(access)
+    assert key == "ssh-ed25519 AAAAC3Nza alice@x"
+    for bad in (("r;x", "storlab-c1-a", ("g1",)), ("r", "default", ("g1",)), ("r", "storlab-a", ("g1 x",)),
+                ("r", "storlab-a", ()), ("r", 'storlab-a"', ("g1",))):
+        with pytest.raises(HarnessError):
+            handout.key_line(handout.StudentAccess("alice", "ssh-ed25519 AAAA", gate=bad))
+
+
+def test_gate_starts_sshd_only_on_a_node_named_in_its_key_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    fake = tmp_path / "incus"
+    fake.write_text('#!/bin/sh\necho "INCUS_CONF=$INCUS_CONF $*"\n')
+    fake.chmod(0o755)
+    gate = tmp_path / "gate"
+    gate.write_text(handout.gate_text(str(fake), tmp_path / "incus-confs"))
+    gate.chmod(0o755)
+
+    def ssh_asks(word: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": word}
+        return subprocess.run([str(gate), "storlab-cluster", "storlab-c1-alice", "g1", "g2"], env=env,
+                              capture_output=True, text=True, timeout=10)
+    ok = ssh_asks("g2")
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert ok.returncode == 0 and ok.stdout.strip() == (
+        f"INCUS_CONF={tmp_path}/incus-confs/{user} --project storlab-c1-alice exec storlab-cluster:g2 "
+        "--force-noninteractive -- /usr/sbin/sshd -i")
+    for word in ("g3", "", "g1 g2", "g1;id", "$(id)", "storlab-cluster:g1", "*"):
+        no = ssh_asks(word)
+        assert no.returncode == 2 and no.stdout == "" and "NODE one of: g1 g2" in no.stderr, word
+
+
+def test_cert_fingerprint_is_incus_s(tmp_path: Path) -> None:
+    import subprocess
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes",
+                    "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c"), "-days", "1", "-subj", "/CN=t"],
+                   check=True, capture_output=True)
+    out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "c")],
+                         check=True, capture_output=True, text=True).stdout
+    assert handout.cert_fingerprint((tmp_path / "c").read_text()) == out.split("=", 1)[1].strip().replace(":", "").lower()
 
 
 def test_student_ssh_config_goes_through_the_jump() -> None:
@@ -61,6 +112,9 @@ def test_student_ssh_config_goes_through_the_jump() -> None:
     assert "Host jump\n  HostName 10.0.0.5\n  Port 2222\n  User slj-lab1" in text
     assert "Host gluster1\n  HostName 192.168.1.11\n  User root\n  ProxyJump jump" in text
     assert text.count("IdentityFile ./id_ed25519") == 2 and "IdentitiesOnly yes" in text
+    gated = handout.ssh_config("c1", "10.0.0.5", 2222, {"g1": "10.80.0.11"}, lab="c1-alice")
+    assert ("Host g1\n  HostName 10.80.0.11\n  User root\n  ProxyCommand ssh -F ssh_config jump g1\n"
+            "  HostKeyAlias c1-alice-g1\n") in gated and "ProxyJump" not in gated
 
 
 def test_handout_page_lists_nodes_pools_and_the_exercise() -> None:
