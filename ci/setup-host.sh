@@ -31,7 +31,7 @@ PKGS=(lxc mmdebstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
       libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils
       libnfs-utils libiscsi-bin qemu-block-extra)
 [ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
-[ "$CLASS" = 1 ] && PKGS+=(openssh-server)
+[ "$CLASS" = 1 ] && PKGS+=(openssh-server openssl)  # openssl: a remote class's Incus client certificate
 # a KVM host whose kernel has an NFS client / iscsi_tcp wires netfs / iscsi pools itself
 # (validation reads the same facts); hosts without them (e.g. this project's CI) skip this
 modprobe -q nfs 2>/dev/null || true

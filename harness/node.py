@@ -97,14 +97,16 @@ class Node:
     def get(self, path: str) -> str:
         return self.succeed(["cat", "--", path])
 
-    def enable_units(self, units: Sequence[str], *, unmask: Sequence[str] = (), wait: str | None = None,
-                     timeout: float = 120) -> None:
-        """Unmask ``unmask`` + ``units``, enable and start ``units``, then wait for ``wait`` (default:
-        the last unit) to be active. One ssh round trip and one daemon-reload: each reload costs
-        seconds under TCG, and `unmask` + `enable --now` would do two."""
+    def enable_units(self, units: Sequence[str], *, unmask: Sequence[str] = (), mask: Sequence[str] = (),
+                     wait: str | None = None, timeout: float = 120) -> None:
+        """Mask ``mask`` (units that must not be pulled in), unmask ``unmask`` + ``units``, enable and
+        start ``units``, then wait for ``wait`` (default: the last unit) to be active. One ssh round
+        trip and one daemon-reload: each reload costs seconds under TCG, and `unmask` + `enable
+        --now` would do two."""
         names = list(dict.fromkeys([*unmask, *units]))
-        parts = [["systemctl", "unmask", "--no-reload", *names], ["systemctl", "enable", "--no-reload", *units],
-                 ["systemctl", "daemon-reload"], ["systemctl", "start", *units]]
+        parts = [["systemctl", "mask", "--no-reload", *mask]] if mask else []
+        parts += [["systemctl", "unmask", "--no-reload", *names], ["systemctl", "enable", "--no-reload", *units],
+                  ["systemctl", "daemon-reload"], ["systemctl", "start", *units]]
         self.succeed(" && ".join(shlex.join(p) for p in parts), timeout=timeout)
         self.wait_for_unit(wait or units[-1], timeout=timeout)
 

@@ -73,8 +73,13 @@ def apply(lab: LabContext) -> None:
         node.ensure_file("/etc/exports", exports)
         if node.ensure_file("/etc/nfs.conf.d/storlab.conf", (files / "etc/nfs.conf.d/storlab.conf").read_text()):
             node.run(["systemctl", "try-restart", "nfs-server.service"], timeout=60)  # rpc.nfsd reads it at start
+        # The golden image carries NFS-Ganesha too, whose package enables nfs-ganesha-lock.service
+        # (a second rpc.statd) as WantedBy=nfs-server.service: started with nfs-server, the two
+        # statds race for /var/lib/nfs/state and /run/rpc.statd.pid, and nfs-server's start waits
+        # for rpc-statd up to its timeout (60 s and more under TCG). Kernel nfsd has its own statd.
         node.enable_units(["nfs-server.service"], unmask=["rpcbind.socket", "rpcbind.service",
-                                                          "nfs-kernel-server.service"], timeout=60)
+                                                          "nfs-kernel-server.service"],
+                          mask=["nfs-ganesha-lock.service", "nfs-ganesha.service"], timeout=60)
         grace = node.succeed(["cat", "/proc/fs/nfsd/nfsv4gracetime"]).strip()
         if grace != str(nfs.grace_period):
             raise HarnessError(f"{node.name}: nfsd runs with a {grace}s grace period, not the configured "
