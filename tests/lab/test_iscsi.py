@@ -17,6 +17,7 @@ from harness.backends.iscsi import planned
 from harness.backends.iscsi.chap import chap_password
 from harness.backends.iscsi.plan import AclPlan, IscsiPlan
 from harness.backends.iscsi.target import planned_lun_sizes
+from harness.errors import WaitTimeout
 from harness.lab import Lab
 from harness.model import need
 from harness.run import wait_until
@@ -25,6 +26,9 @@ from harness.workload import Writer
 
 pytestmark = pytest.mark.topology("iscsi-userspace.yaml")
 MARGIN = 20.0
+# One 4 KiB write with qemu-io. A write under way when the target stops hangs in libiscsi's
+# reconnect until this timeout, so "writes fail while the target is down" waits longer than it.
+OP_TIMEOUT = 10.0
 INTRUDER = "iqn.2019-12.com.example:intruder"
 
 
@@ -53,7 +57,7 @@ def lun_sizes(output: str) -> dict[int, int]:
     return {int(n): int(s) for n, s in re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS \(Size:(\d+)M\)", output)}
 
 
-def qemu_io(lab: Lab, lun: int, *cmds: str) -> None:
+def qemu_io(lab: Lab, lun: int, *cmds: str, timeout: float = 60) -> None:
     a = acl(lab)
     opts = (f"driver=iscsi,transport=tcp,portal={target(lab).address}:3260,target={iscsi_plan(lab).iqn},"
             f"lun={lun},initiator-name={a.initiator}")
@@ -64,7 +68,7 @@ def qemu_io(lab: Lab, lun: int, *cmds: str) -> None:
     argv += ["--image-opts", opts]
     for c in cmds:
         argv += ["-c", c]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0 or "failed" in r.stdout.lower():
         raise OSError(f"qemu-io rc={r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
 
@@ -112,16 +116,23 @@ def test_iscsi_target_restart_while_initiator_writes(lab: Lab) -> None:
     unit = "tgt.service" if iscsi_plan(lab).implementation == "tgt" else "rtslib-fb-targetctl.service"
 
     def write(seq: int) -> None:
-        qemu_io(lab, 1, f"write -P {seq % 250 + 1} {seq * 4096} 4k", "flush")
+        qemu_io(lab, 1, f"write -P {seq % 250 + 1} {seq * 4096} 4k", "flush", timeout=OP_TIMEOUT)
 
     with Writer("iscsi", write, interval=0.1) as w:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="iSCSI writer running")
         with target(lab).service_stopped(unit):
             t_down = time.monotonic()
-            wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=30,
-                       what="writes to fail while the target is down")
+            try:
+                wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=OP_TIMEOUT + MARGIN,
+                           what="writes to fail while the target is down")
+            except WaitTimeout:
+                raise AssertionError(f"writes did not fail while {unit} was stopped: {w.describe(t_down)}") from None
         t_up = time.monotonic()
-        wait_until(lambda: w.log.first_ack_after(t_up), timeout=60 + MARGIN, what="writes acknowledged after the restart")
+        try:
+            wait_until(lambda: w.log.first_ack_after(t_up), timeout=60 + MARGIN,
+                       what="writes acknowledged after the restart")
+        except WaitTimeout:
+            raise AssertionError(f"writes did not resume after {unit} started: {w.describe(t_up)}") from None
         resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
     print(f"iSCSI target restart: writes resumed {resumed:.1f}s after it was back ({len(w.log.errors)} refused meanwhile)")
     assert resumed <= MARGIN
