@@ -41,6 +41,10 @@ GATE = "storlab-gate"
 # A class on an Incus remote: its account's shell, which sshd uses to run the key's forced command
 # (the gate) and nothing else: every key line forces its command, and no environment is accepted.
 GATE_SHELL = "/bin/sh"
+# ... and its home: sshd changes to it before the command, and says "Could not chdir to home
+# directory /nonexistent" on every student's ssh otherwise. Nothing there is the account's.
+GATE_HOME = "/"
+NO_HOME = "/nonexistent"
 NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")  # topology.NAME_RE
 PROJECT_RE = re.compile(r"storlab-[a-z0-9][a-z0-9-]{0,60}")
 
@@ -151,7 +155,7 @@ def ensure_account(klass: str) -> str:
         if pw.pw_gecos != _gecos(klass):
             raise HarnessError(f"user {user} exists and was not made by storlab for class {klass}: left alone")
     except KeyError:
-        succeed(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", NOLOGIN,
+        succeed(["useradd", "--system", "--no-create-home", "--home-dir", NO_HOME, "--shell", NOLOGIN,
                  "--comment", _gecos(klass), "--gid", GROUP, user], timeout=30)
     succeed(["usermod", "-p", "*", user], timeout=30)
     return user
@@ -252,8 +256,8 @@ def grant_incus(klass: str, remote: str, projects: list[str]) -> str:
     the gate script. Idempotent; the projects are brought up to date. Returns the fingerprint."""
     user = account_name(klass)
     pw = pwd.getpwnam(user)
-    if pw.pw_shell != GATE_SHELL:  # sshd runs a forced command with the account's shell
-        succeed(["usermod", "--shell", GATE_SHELL, user], timeout=30)
+    if (pw.pw_shell, pw.pw_dir) != (GATE_SHELL, GATE_HOME):  # sshd runs a forced command with the shell
+        succeed(["usermod", "--shell", GATE_SHELL, "--home", GATE_HOME, user], timeout=30)
     incus_bin = shutil.which("incus")
     if incus_bin is None:
         raise HarnessError("the incus client is not installed: run ci/setup-host.sh --incus")
@@ -316,8 +320,9 @@ def revoke_incus(klass: str, remote: str | None) -> list[str]:
         shutil.rmtree(d)
         removed.append(f"incus client {d}")
     try:
-        if pwd.getpwnam(account_name(klass)).pw_shell != NOLOGIN:
-            succeed(["usermod", "--shell", NOLOGIN, account_name(klass)], timeout=30)
+        pw = pwd.getpwnam(account_name(klass))
+        if (pw.pw_shell, pw.pw_dir) != (NOLOGIN, NO_HOME):
+            succeed(["usermod", "--shell", NOLOGIN, "--home", NO_HOME, account_name(klass)], timeout=30)
     except KeyError:
         pass
     return removed

@@ -142,6 +142,7 @@ def test_a_class_spreads_over_members_each_lab_whole_and_working(cluster: None) 
         student = name.removeprefix(f"{CLASS}-")
         r = student_ssh(student, "gluster2", "cat /root/whose-lab; hostname")
         assert r.returncode == 0 and r.stdout.split() == [name, "gluster2"], f"{student}: {r.stdout} {r.stderr}"
+        assert "Could not chdir" not in r.stderr, r.stderr  # the gate account's home exists
         r = student_ssh(student, "jump", "gluster9")  # a node that is not in the student's lab
         assert r.returncode != 0 and "NODE one of: gluster1 gluster2 gluster3" in r.stderr, r.stderr
         r = student_ssh(student, "jump", "id")
