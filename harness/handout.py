@@ -272,7 +272,9 @@ def grant_incus(klass: str, remote: str, projects: list[str]) -> str:
     d = incus_conf(klass)
     d.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(d.parent, 0o755)
-    (d / "servercerts").mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(d, 0o700)  # before the private key is made in it: no one else may read it, even briefly
+    (d / "servercerts").mkdir(mode=0o700, exist_ok=True)
     crt, key = d / "client.crt", d / "client.key"
     if not crt.exists() or not key.exists():
         succeed(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes",

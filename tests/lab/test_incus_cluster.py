@@ -8,6 +8,7 @@ the class host's jump and Incus), and `class down` leaves nothing on any member.
 from __future__ import annotations
 
 import json
+import pwd
 import subprocess
 import sys
 import time
@@ -138,6 +139,10 @@ def test_a_class_spreads_over_members_each_lab_whole_and_working(cluster: None) 
     certs = [c for c in cluster_json("config", "trust", "list", f"{REMOTE}:") if c["name"] == f"storlab-class-{CLASS}"]
     assert len(certs) == 1 and certs[0]["restricted"], certs
     assert sorted(certs[0]["projects"]) == sorted(f"storlab-{name}" for name in labs), certs
+    conf = paths.home() / "jump" / "incus" / f"slj-{CLASS}"  # the gate's client: the class account's only
+    for f, mode in ((conf, 0o700), (conf / "client.key", 0o600)):
+        fs = f.stat()
+        assert (pwd.getpwuid(fs.st_uid).pw_name, fs.st_mode & 0o777) == (f"slj-{CLASS}", mode), f
     for name in labs:
         student = name.removeprefix(f"{CLASS}-")
         r = student_ssh(student, "gluster2", "cat /root/whose-lab; hostname")
