@@ -168,3 +168,38 @@ def test_jump_address_is_checked_before_anything_is_made(tmp_path: Path, monkeyp
         with pytest.raises(HarnessError, match="jump-address"):
             classroom.up("/nonexistent.yaml", ["alice"], "lab1", jump_address=bad)
     assert not (tmp_path / "classes").exists()
+
+
+def test_access_refresh_drops_key_lines_first_and_one_remote_away_stops_no_other_class(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`storlab down`/`reap` rewrite every class's jump keys: a class whose Incus remote does
+    not answer still loses its removed labs' key lines, and the other classes are still done."""
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    calls: list[str] = []
+
+    class Prov:
+        def exec_route(self) -> tuple[str, str]:
+            return ("storlab-cluster", "storlab-aa-s01")
+
+    class FakeLab:
+        def __init__(self) -> None:
+            self.name, self.provider, self.nodes = "aa-s01", Prov(), {"g1": None}
+
+    def away(klass: str, remote: str, projects: list[str]) -> str:
+        calls.append(f"grant {klass}")
+        raise HarnessError("Incus does not answer on remote storlab-cluster")
+
+    for name in ("aa", "bb"):
+        k = classroom.Klass(name=name, topology="t.yaml", provider="incus", students=["s01"], remote="storlab-cluster")
+        k.save()
+        (k.dir / "handouts" / "s01").mkdir(parents=True)
+        (k.dir / "handouts" / "s01" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA s01\n")
+        (handout.jump_dir() / "keys").mkdir(parents=True, exist_ok=True)
+        (handout.jump_dir() / "keys" / handout.account_name(name)).write_text("stale\n")
+    monkeypatch.setattr(classroom.Klass, "labs", lambda self: {"s01": FakeLab()})
+    monkeypatch.setattr(handout, "write_keys", lambda klass, access: calls.append(f"keys {klass}"))
+    monkeypatch.setattr(handout, "grant_incus", away)
+    monkeypatch.setattr(classroom, "write_handout", lambda k, s, lab: calls.append(f"handout {k.name}"))
+    assert classroom.refresh_all_access() == []
+    assert calls == ["keys aa", "grant aa", "keys bb", "grant bb"], calls
+    assert capsys.readouterr().err.count("access not brought up to date: Incus does not answer") == 2
