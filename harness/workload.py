@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from .errors import WaitTimeout
+from .run import wait_until
+
 
 @dataclass
 class WriteLog:
@@ -64,6 +67,20 @@ class Writer:
             finally:
                 self.in_flight = None
             self._stop.wait(self.interval)
+
+    def wait_refused(self, since: float, timeout: float, what: str) -> None:
+        """Until a write fails after ``since``; else an AssertionError saying what the writer saw."""
+        self._wait(lambda: self.log.errors and self.log.errors[-1][0] > since, since, timeout, what, 0.5)
+
+    def wait_acked(self, since: float, timeout: float, what: str, interval: float = 0.5) -> None:
+        """Until a write is acknowledged after ``since``; else an AssertionError saying what the writer saw."""
+        self._wait(lambda: self.log.first_ack_after(since), since, timeout, what, interval)
+
+    def _wait(self, seen: Callable[[], object], since: float, timeout: float, what: str, interval: float) -> None:
+        try:
+            wait_until(seen, timeout=timeout, interval=interval, what=what)
+        except WaitTimeout:
+            raise AssertionError(f"{what}: {self.describe(since)}") from None
 
     def __enter__(self) -> Writer:
         self._thread.start()

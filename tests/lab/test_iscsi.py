@@ -17,7 +17,6 @@ from harness.backends.iscsi import planned
 from harness.backends.iscsi.chap import chap_password
 from harness.backends.iscsi.plan import AclPlan, IscsiPlan
 from harness.backends.iscsi.target import planned_lun_sizes
-from harness.errors import WaitTimeout
 from harness.lab import Lab
 from harness.model import need
 from harness.run import wait_until
@@ -122,17 +121,9 @@ def test_iscsi_target_restart_while_initiator_writes(lab: Lab) -> None:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="iSCSI writer running")
         with target(lab).service_stopped(unit):
             t_down = time.monotonic()
-            try:
-                wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=OP_TIMEOUT + MARGIN,
-                           what="writes to fail while the target is down")
-            except WaitTimeout:
-                raise AssertionError(f"writes did not fail while {unit} was stopped: {w.describe(t_down)}") from None
+            w.wait_refused(t_down, OP_TIMEOUT + MARGIN, f"writes did not fail while {unit} was stopped")
         t_up = time.monotonic()
-        try:
-            wait_until(lambda: w.log.first_ack_after(t_up), timeout=60 + MARGIN,
-                       what="writes acknowledged after the restart")
-        except WaitTimeout:
-            raise AssertionError(f"writes did not resume after {unit} started: {w.describe(t_up)}") from None
+        w.wait_acked(t_up, 60 + MARGIN, f"writes did not resume after {unit} started")
         resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
     print(f"iSCSI target restart: writes resumed {resumed:.1f}s after it was back ({len(w.log.errors)} refused meanwhile)")
     assert resumed <= MARGIN

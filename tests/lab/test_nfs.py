@@ -16,7 +16,6 @@ import pytest
 from harness.backends.nfs import planned
 from harness.backends.nfs.plan import NfsPlan
 from harness.backends.nfs.role import parse_exportfs, wait_out_of_grace
-from harness.errors import WaitTimeout
 from harness.lab import Lab
 from harness.run import wait_until
 from harness.workload import Writer, block
@@ -110,17 +109,9 @@ def test_nfs_server_restart_while_client_writes(serving: Any) -> None:
         wait_until(lambda: len(w.log.acked) > 5, timeout=60, what="NFS writer running")
         with server.service_stopped(unit):
             t_down = time.monotonic()
-            try:
-                wait_until(lambda: w.log.errors and w.log.errors[-1][0] > t_down, timeout=OP_TIMEOUT + MARGIN,
-                           what="writes to fail while the server is down")
-            except WaitTimeout:
-                raise AssertionError(f"writes did not fail while {unit} was stopped: {w.describe(t_down)}") from None
+            w.wait_refused(t_down, OP_TIMEOUT + MARGIN, f"writes did not fail while {unit} was stopped")
         t_up = time.monotonic()
-        try:
-            wait_until(lambda: w.log.first_ack_after(t_up), timeout=90 + MARGIN, interval=1,
-                       what="writes acknowledged again after the restart")
-        except WaitTimeout:
-            raise AssertionError(f"writes did not resume after {unit} started: {w.describe(t_up)}") from None
+        w.wait_acked(t_up, 90 + MARGIN, f"writes did not resume after {unit} started", interval=1)
         resumed = (w.log.first_ack_after(t_up) or t_up) - t_up
     print(f"NFS server restart: writes resumed {resumed:.1f}s after the server was back "
           f"({len(w.log.errors)} refused attempts meanwhile)")

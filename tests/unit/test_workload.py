@@ -65,3 +65,20 @@ def test_writer_reports_a_hung_write_and_what_happened_since() -> None:
     assert "refused" in text and "connection refused" in text, text
     assert "the current write has been under way for" in text, text
     assert w.in_flight is None
+
+
+def test_writer_waits_report_what_the_writer_saw_on_timeout() -> None:
+    import time
+
+    import pytest
+
+    from harness.workload import Writer
+
+    def op(seq: int) -> None:
+        raise OSError("connection refused")
+
+    with Writer("t", op, interval=0.01) as w:
+        t0 = time.monotonic()
+        w.wait_refused(t0, 5, "writes did not fail")
+        with pytest.raises(AssertionError, match=r"writes did not resume: 0 writes acknowledged and \d+ refused"):
+            w.wait_acked(t0, 0.3, "writes did not resume")
