@@ -245,7 +245,7 @@ def refresh_access(k: Klass) -> None:
     """Jump keys for every student whose lab is up, and every handout (re)written."""
     labs = k.labs()
     access = []
-    remote_projects: dict[str, list[str]] = {}
+    projects: list[str] = []  # the class's labs on its Incus remote
     for s, lab in labs.items():
         pub = (k.dir / "handouts" / s / "id_ed25519.pub").read_text()
         route = lab.provider.exec_route()
@@ -253,12 +253,12 @@ def refresh_access(k: Klass) -> None:
             access.append(handout.StudentAccess(s, pub, targets=tuple(f"{n.address}:22" for n in lab.nodes.values())))
         else:  # the lab's networks are on an Incus member, not here: the jump's gate runs `incus exec`
             remote, project = route
-            remote_projects.setdefault(remote, []).append(project)
+            projects.append(project)
             access.append(handout.StudentAccess(s, pub, gate=(remote, project, tuple(lab.nodes))))
     handout.write_keys(k.name, access)  # first: a removed lab's key line goes even if the remote is away
     if k.remote:  # the class's certificate follows its labs (none left: revoked)
-        if remote_projects.get(k.remote):
-            handout.grant_incus(k.name, k.remote, remote_projects[k.remote])
+        if projects:
+            handout.grant_incus(k.name, k.remote, projects)
         else:
             handout.revoke_incus(k.name, k.remote)
     for s, lab in labs.items():

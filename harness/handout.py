@@ -32,6 +32,7 @@ import yaml
 from . import incus, paths
 from .errors import HarnessError
 from .run import run, succeed, wait_until
+from .topology import NAME_RE
 
 GROUP = "storlab-jump"
 DEFAULT_PORT = 2222
@@ -45,8 +46,6 @@ GATE_SHELL = "/bin/sh"
 # directory /nonexistent" on every student's ssh otherwise. Nothing there is the account's.
 GATE_HOME = "/"
 NO_HOME = "/nonexistent"
-NODE_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")  # topology.NAME_RE
-PROJECT_RE = re.compile(r"storlab-[a-z0-9][a-z0-9-]{0,60}")
 
 
 def jump_dir() -> Path:
@@ -197,8 +196,9 @@ def key_line(access: StudentAccess) -> str:
         return f'restrict,port-forwarding,{opens},command="{NOLOGIN}" {key}'
     remote, project, nodes = access.gate
     # the words go into a command line that sshd hands to a shell: each must match its pattern
-    if not (incus.REMOTE_RE.fullmatch(remote) and PROJECT_RE.fullmatch(project)
-            and nodes and all(NODE_RE.fullmatch(n) for n in nodes)):
+    lab = project.removeprefix(incus.PROJECT_PREFIX)  # a lab's project: the prefix and a lab name
+    if not (incus.REMOTE_RE.fullmatch(remote) and project == incus.project_of(lab) and re.fullmatch(NAME_RE, lab)
+            and nodes and all(re.fullmatch(NAME_RE, n) for n in nodes)):
         raise HarnessError(f"student {access.student}: refusing a gate line for remote {remote!r}, "
                            f"project {project!r}, nodes {nodes!r}")
     return f'restrict,command="{gate_path()} {remote} {project} {" ".join(nodes)}" {key}'

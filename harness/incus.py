@@ -19,6 +19,14 @@ from .errors import CommandError, HarnessError
 from .model import NodePlan
 from .run import CommandResult, run
 
+#: every lab's Incus project is this prefix and the lab's name
+PROJECT_PREFIX = "storlab-"
+
+
+def project_of(lab: str) -> str:
+    return f"{PROJECT_PREFIX}{lab}"
+
+
 #: the config key every Incus object storlab makes carries: the lab it belongs to
 OWNER_KEY = "user.storlab.lab"
 #: the storage pool storlab's labs use (ci/setup-host.sh --incus makes it on this host)

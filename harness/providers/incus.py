@@ -71,7 +71,7 @@ class IncusProvider(Provider):
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
-        self.project = f"storlab-{self.lab}"
+        self.project = incus.project_of(self.lab)
         remote, self.group = incus.split_remote(plan.remote)  # the cluster group Incus places the lab in
         self.api = Incus(remote, self.project)
         self.default = Incus(remote)  # networks and images live in the default project
@@ -451,7 +451,7 @@ class IncusProvider(Provider):
 def owns_project(default: Incus, lab: str) -> bool:
     """Whether the project storlab-LAB exists and carries the lab's mark (``default``: the default
     project's client)."""
-    proj = default.maybe(f"/1.0/projects/storlab-{lab}")
+    proj = default.maybe(f"/1.0/projects/{incus.project_of(lab)}")
     return proj is not None and incus.owner(proj) == lab
 
 
@@ -476,7 +476,7 @@ def remove_lab(remote: str | None, lab: str) -> CleanupReport:
     """Remove everything marked as ``lab``'s on ``remote``: its project's instances (with their
     snapshots) and volumes, its networks, then the project; continue past failures and report them."""
     rep = CleanupReport()
-    default, api = Incus(remote), Incus(remote, f"storlab-{lab}")
+    default, api = Incus(remote), Incus(remote, incus.project_of(lab))
     why = default.reachable()
     if why is not None:
         rep.failed.append((f"Incus on {default.where()}", why))
@@ -537,4 +537,4 @@ def orphans(labs: set[str], remote: str | None = None) -> list[str]:
     if client.reachable() is not None:
         return []
     return sorted(lab for p in (client.query("/1.0/projects?recursion=1") or [])
-                  if (lab := incus.owner(p)) and p["name"] == f"storlab-{lab}" and lab not in labs)
+                  if (lab := incus.owner(p)) and p["name"] == incus.project_of(lab) and lab not in labs)
