@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -22,24 +23,42 @@ NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+#: the largest size a topology may give (a disk, LUN, volume or node memory): far above any lab,
+#: far below what overflows a float or a 64-bit field in libvirt, qemu-img or truncate
+MAX_SIZE = 64 * 1024**4
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+
+
 def parse_size(value: Any) -> int:
-    """'2G', '512M', '1.5G', 1048576 -> bytes (binary units)."""
+    """'2G', '512M', '1.5G', 1048576 -> bytes (binary units), at most MAX_SIZE (64T)."""
     if isinstance(value, bool):
         raise ValueError("a size must be a number with an optional K/M/G/T suffix, e.g. 2G")
     if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
-    if not m:
-        raise ValueError(f"'{value}' is not a size; write e.g. 512M, 2G or 1T")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+        size = value
+    else:
+        m = re.fullmatch(r"\s*(\d{1,30}(?:\.\d{1,12})?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if not m:
+            raise ValueError(f"'{_shown(value)}' is not a size; "
+                             "fix: write a number (at most 30 digits) and a unit, e.g. 512M, 2G or 1T")
+        size = int(Decimal(m.group(1)) * _UNITS[m.group(2).upper()])  # Decimal: no float overflow to inf
+    if size > MAX_SIZE:
+        raise ValueError(f"a size of {_shown(value)} is more than 64T; "
+                         "fix: give a size a lab can hold, e.g. 2G")
+    return size
 
 
 def parse_mib(value: Any) -> int:
     """Memory: a bare number is MiB (as in Vagrant), '2G' is converted."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     if isinstance(value, str) and value.strip().isdigit():  # a quoted bare number is MiB too
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > MAX_SIZE // 1024**2:
+            raise ValueError(f"{_shown(value)} MiB of memory is more than 64T; fix: give e.g. 2048 (MiB) or 2G")
+        return value
     return parse_size(value) // 1024**2
 
 

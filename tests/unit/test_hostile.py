@@ -55,3 +55,24 @@ def test_unreadable_or_oversized_files_are_problems_not_tracebacks(tmp_path: Pat
         assert cli.main(["validate", str(f), "--host-profile", "kvm"]) == 2
         err = capsys.readouterr().err
         assert want in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("text", "field", "want"), [
+    ("lab: t\nnodes: [{name: n1}]\nx:\n  <<: {a: 1}\n", "x", "merge keys"),
+    ("lab: t\ndescription: 2020-13-45\nnodes: [{name: n1}]\n", "description", "reads as a date"),
+    ("lab: t\nnodes: [{name: n1}]\nx: !custom 1\n", "x", "YAML tag"),
+    ("lab: t\nnodes: [{name: n1}]\nx: !!set {a, b}\n", "x", "YAML tag"),
+    ("lab: t\nnodes: [{name: n1, cpus: " + "9" * 5000 + "}]\n", "nodes[0].cpus", "5000 digits"),
+], ids=["merge-key", "bad-date", "custom-tag", "set", "int-past-pythons-str-limit"])
+def test_yaml_the_safe_loader_would_choke_on_is_a_located_problem(text: str, field: str, want: str) -> None:
+    from harness.errors import TopologyError
+    from harness.yamlload import load_text
+    with pytest.raises(TopologyError) as exc:
+        load_text(text, "t.yaml")
+    p = exc.value.problems[0]
+    assert (p.field, p.line is not None) == (field, True) and want in p.message, exc.value
+
+
+def test_nesting_at_the_depth_limit_still_loads() -> None:
+    from harness.yamlload import MAX_DEPTH, load_text
+    assert load_text("a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", "t.yaml").data["a"] is not None
