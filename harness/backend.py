@@ -111,6 +111,9 @@ class Backend(Generic[S, P]):
     #: role -> system calls a container node with that role needs that the default seccomp
     #: profile denies (a provider sharing the host kernel then runs it without that filter)
     syscalls: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: role -> why it cannot run in an unprivileged container (root mapped to an unprivileged host
+    #: id): such a role runs for untrusted users (students) only on a provider with a kernel per node
+    host_privilege: ClassVar[dict[str, str]] = {}
     #: topology paths a running lab can take without being rebuilt ('gluster.volumes.*.options':
     #: '*' is any key or item); matrix cells differing only there share one lab (see reconfigure)
     reconfigurable: ClassVar[tuple[str, ...]] = ()

@@ -31,6 +31,10 @@ class Capabilities:
     install_hint: str
     #: picked by `provider: auto` on a host without usable KVM when no node needs a kernel of its own
     fast: bool
+    #: what keeps root in a node off the host, for labs whose users are not the host's admins
+    #: (students): "vm" (a kernel of its own), "userns" (unprivileged containers with an id map of
+    #: their own: only roles that run there), "none" (root in a node is root on the host)
+    isolation: str = "none"
 
 
 def available() -> dict[str, Capabilities]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import evidence, hostpools, image, locks, log, paths, secrets, vagrantspec
+from . import evidence, hostpools, image, locks, log, paths, secrets, trust, vagrantspec
 from . import plan as planmod
 from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
@@ -132,15 +132,19 @@ class Lab:
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None,
-                      name: str | None = None, remote: str | None = None, budget: str | None = None) -> Lab:
+                      name: str | None = None, remote: str | None = None, budget: str | None = None,
+                      untrusted: bool = False, klass: str | None = None) -> Lab:
         """The lab a topology file describes; with ``name``, an instance of it under that name.
         ``remote`` and ``budget`` place it on an engine remote (`--on incus:REMOTE`) with limits
-        (`--budget`); a plan the provider cannot hold is refused before anything is written."""
+        (`--budget`); ``untrusted``: its users are not this host's admins (students, see trust.py);
+        ``klass``: the id of the class making it. A plan the provider cannot hold, or cannot hold
+        for untrusted users, is refused before anything is written."""
         facts = facts or HostFacts.detect()
         loaded = planmod.load_topology(file, facts, provider, name)
         locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = planmod.place(planmod.plan_for(loaded, facts), remote, budget)
+            plan = planmod.place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass)
+            trust.check(plan)
             providers.get(plan.provider).preflight(plan)
             d = paths.lab_dir(plan.lab)
             planmod.write(plan, d)

@@ -33,7 +33,8 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
     provider, remote = placement(args)
-    lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget)
+    lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget,
+                            untrusted=args.untrusted, klass=args.for_class)
     for keyfile in args.authorize or []:
         lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
@@ -214,6 +215,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--name", help="bring up an instance of the topology under this lab name (one topology, many labs: "
                                   "its own networks, nodes, pools and paths)")
     p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
+    p.add_argument("--untrusted", action="store_true",
+                   help="the lab's users are not this host's admins (students): its nodes run only where root "
+                        "inside cannot reach the host (incus: unprivileged containers; vagrant: VMs); refused "
+                        "with the reason on a provider or role that cannot")
+    p.add_argument("--for-class", metavar="CLASS_ID", help=argparse.SUPPRESS)  # set by `storlab class up`
     p.add_argument("--authorize", metavar="PUBKEY_FILE", action="append",
                    help="also let this public key log in as root on every node (a student's key); repeatable")
     p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")

@@ -136,6 +136,10 @@ class Plan(Frozen):
     instance_of: str | None = None  # the lab the topology file describes, when this lab is an instance of it
     remote: str | None = None  # where the nodes live on an engine with remotes (incus: a remote name); None: this host
     budget: BudgetPlan | None = None  # the lab's limits (incus: its project's); None: exactly what its nodes need
+    # the lab's users are not this host's admins (students): nodes run where root inside cannot
+    # reach the host (see harness/trust.py); set only when true, so older plans read the same
+    untrusted: bool = False
+    klass: str | None = None  # the id of the class that made this lab (a class adopts no other lab)
     # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
 
     def section(self, name: str, kind: type[S]) -> S | None:

@@ -365,10 +365,16 @@ def plan_for(loaded: Loaded, facts: HostFacts) -> Plan:
     return make_plan(topo, res, loc.file, taken, facts, preset=preset, instance_of=loaded.instance_of)
 
 
-def place(plan: Plan, remote: str | None, budget: str | None) -> Plan:
-    """The plan on an engine remote with a budget. A lab that exists stays where it is: a resumed
-    `up` may repeat its --on and --budget, not change them."""
+def place(plan: Plan, remote: str | None, budget: str | None, untrusted: bool = False,
+          klass: str | None = None) -> Plan:
+    """The plan on an engine remote with a budget, for untrusted users or not, made by a class or
+    not. A lab that exists stays where and what it is: a resumed `up` may repeat its --on and
+    --budget, not change them, and a class resumes only a lab it made itself."""
     changes: dict[str, Any] = {}
+    if untrusted:
+        changes["untrusted"] = True
+    if klass is not None:
+        changes["klass"] = klass
     if remote is not None:
         if plan.provider != "incus":
             raise HarnessError(f"--on ...:{remote}: only the incus provider has remotes (this lab's is {plan.provider})")
@@ -379,11 +385,16 @@ def place(plan: Plan, remote: str | None, budget: str | None) -> Plan:
     existing = paths.lab_dir(plan.lab) / "plan.json"
     if existing.exists():
         old = Plan.load(existing)
-        for key in ("remote", "budget"):
+        if old.klass != klass:  # a class never adopts a lab it did not make, nor `up` a class's lab
+            raise HarnessError(f"lab '{plan.lab}' exists and was made " + (f"by class id {old.klass}" if old.klass
+                               else "outside any class") + (f", not by class id {klass}" if klass else "") +
+                               f": storlab touches only what it made; `storlab down {plan.lab}` or pick another name")
+        for key in ("remote", "budget", "untrusted"):
             if key in changes and changes[key] != getattr(old, key):
                 raise HarnessError(f"lab '{plan.lab}' exists with {key} {getattr(old, key)}; "
                                    f"run `storlab down {plan.lab}` first to change it")
-        changes = {"remote": old.remote, "budget": old.budget}
+        changes = {k: getattr(old, k) for k in ("remote", "budget", "untrusted", "klass")
+                   if k in old.model_fields_set}
     return plan.with_(**changes) if changes else plan
 
 

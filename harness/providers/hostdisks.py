@@ -42,7 +42,8 @@ def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
     mnt = mountpoint(diskdir, node, d)
     mnt.mkdir(exist_ok=True)
     if not os.path.ismount(mnt):
-        succeed(["mount", "-o", "loop", str(img), str(mnt)], timeout=60)
+        # what a node writes there is the node's: never a setuid program or a device for this host
+        succeed(["mount", "-o", "loop,nosuid,nodev", str(img), str(mnt)], timeout=60)
     return mnt
 
 

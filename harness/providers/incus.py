@@ -14,6 +14,7 @@ fault. Every object carries ``user.storlab.lab`` (harness.incus.OWNER_KEY).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import tarfile
@@ -58,6 +59,56 @@ def budget(plan: Plan) -> Budget:
     return Budget(b.instances, b.memory_mib, b.cpus, b.disk_gib) if b else need(plan)
 
 
+#: processes (and threads) a node may run: a fork bomb in one node stops there (a busy Ceph OSD
+#: runs ~70 threads, an idle node ~40 processes)
+PIDS_MAX = 4096
+
+
+def isolation(untrusted: bool) -> dict[str, str]:
+    """A node's security settings: privileged for trusted labs (every backend runs); for untrusted
+    users unprivileged, with an id map of its own (root in it is an unprivileged id on the host
+    that no other container shares), nesting off and Incus's default AppArmor and seccomp."""
+    if not untrusted:
+        return {"security.privileged": "true"}
+    return {"security.privileged": "false", "security.idmap.isolated": "true", "security.nesting": "false"}
+
+
+def restrictions(untrusted: bool, disks: Path | None) -> dict[str, str]:
+    """A lab's project is restricted to what storlab makes in it, so that a certificate trusted
+    with the project (a class's gate) cannot do more: no host paths but the lab's own disk
+    directory (``disks``; None on a remote: custom volumes only), no low-level options for an
+    untrusted lab, and only unprivileged, isolated containers for it."""
+    cfg = {"restricted": "true", "restricted.devices.nic": "managed", "restricted.devices.unix-block": "block",
+           "restricted.devices.unix-char": "block", "restricted.devices.unix-hotplug": "block",
+           "restricted.devices.usb": "block", "restricted.devices.pci": "block", "restricted.devices.gpu": "block",
+           "restricted.devices.infiniband": "block", "restricted.devices.proxy": "block",
+           "restricted.containers.nesting": "block", "restricted.virtual-machines.lowlevel": "block",
+           "restricted.devices.disk": "allow" if disks else "managed"}
+    if disks:
+        cfg["restricted.devices.disk.paths"] = str(disks)
+    if untrusted:
+        cfg |= {"restricted.containers.privilege": "isolated", "restricted.containers.lowlevel": "block"}
+    else:
+        cfg |= {"restricted.containers.privilege": "allow", "restricted.containers.lowlevel": "allow"}
+    return cfg
+
+
+def root_ids(instance: dict[str, Any]) -> tuple[int, int]:
+    """The host uid and gid that an unprivileged instance's root is mapped to (from the id map
+    Incus chose at creation, volatile.idmap.next)."""
+    cfg = instance.get("config") or {}
+    try:
+        entries = json.loads(cfg.get("volatile.idmap.next") or cfg.get("volatile.idmap.current") or "[]")
+        uid = next(int(e["Hostid"]) for e in entries if e.get("Isuid") and int(e["Nsid"]) == 0)
+        gid = next(int(e["Hostid"]) for e in entries if e.get("Isgid") and int(e["Nsid"]) == 0)
+    except (ValueError, KeyError, TypeError, StopIteration):
+        raise HarnessError(f"instance {instance.get('name')}: no id map for its root in volatile.idmap.next "
+                           f"(an unprivileged instance has one)") from None
+    if uid == 0 or gid == 0:
+        raise HarnessError(f"instance {instance.get('name')}: its root is the host's root: not unprivileged")
+    return uid, gid
+
+
 def networkd(iface: str, mac: str, address: str, prefix: int) -> str:
     return f"[Match]\nMACAddress={mac}\n\n[Link]\nName={iface}\n\n[Network]\nAddress={address}/{prefix}\nLinkLocalAddressing=no\n"
 
@@ -67,7 +118,8 @@ class IncusProvider(Provider):
     name = "incus"
     capabilities = Capabilities(
         name="incus", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
-        freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False)
+        freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False,
+        isolation="userns")
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
@@ -169,7 +221,8 @@ class IncusProvider(Provider):
 
     def _project(self) -> None:
         proj = self.default.maybe(f"/1.0/projects/{self.project}")
-        cfg = {OWNER_KEY: self.lab, **budget(self.plan).project_config()}
+        cfg = {OWNER_KEY: self.lab, **budget(self.plan).project_config(),
+               **restrictions(self.plan.untrusted, None if self.plan.remote else self.labdir / "disks")}
         if proj is None:
             feats = {"features.images": "false", "features.profiles": "true", "features.storage.volumes": "true",
                      "features.storage.buckets": "true", "features.networks": "false"}
@@ -253,10 +306,12 @@ class IncusProvider(Provider):
 
     def _make_node(self, node: NodePlan, public_key: str, alias: str, target: str | None) -> str | None:
         """Create one node (stopped) with its nics, volumes and files; returns the member it is on."""
-        cfg = {"security.privileged": "true", "limits.memory": f"{node.memory}MiB", "limits.cpu": str(node.cpus),
-               OWNER_KEY: self.lab, "user.storlab.node": node.name}
+        cfg = {"limits.memory": f"{node.memory}MiB", "limits.cpu": str(node.cpus), "limits.processes": str(PIDS_MAX),
+               OWNER_KEY: self.lab, "user.storlab.node": node.name, **isolation(self.plan.untrusted)}
         needs = sorted({c for b in backends() for r in node.roles for c in b.syscalls.get(r, ())})
-        if needs:  # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which the default seccomp policy denies
+        if needs and not self.plan.untrusted:
+            # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which the default seccomp policy denies
+            # (trusted labs only: trust.check refuses such roles for students before anything is made)
             cfg["raw.lxc"] = "lxc.seccomp.profile ="
         argv = ["init", self.default.ref(alias), self.api.ref(node.name), "--no-profiles", "-s", POOL,
                 "-d", f"root,size={incus.ROOT_GIB}GiB", *[a for k, v in cfg.items() for a in ("-c", f"{k}={v}")]]
@@ -276,6 +331,11 @@ class IncusProvider(Provider):
                 src = hostdisks.prepare(self.diskdir, node, d)
                 if src is not None:
                     path = f"/dev/storlab/{d.name}" if d.filesystem == "none" else str(d.mount)
+                    if self.plan.untrusted:  # its root is an unprivileged host id: the disk is handed to it
+                        # (Incus refuses shift=true on the restricted disk paths that keep the lab's
+                        # certificate off other host paths)
+                        uid, gid = root_ids(inst)
+                        os.chown(src, uid, gid, follow_symlinks=False)
                     self.api.run("config", "device", "add", self.api.ref(node.name), f"disk-{d.name}", "disk",
                                  f"source={src}", f"path={path}", timeout=60)
                 continue

@@ -163,7 +163,8 @@ class VagrantProvider(Provider):
     name = "vagrant"
     capabilities = Capabilities(
         name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
-        freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False)
+        freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False,
+        isolation="vm")
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

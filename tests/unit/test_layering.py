@@ -16,7 +16,8 @@ LAYERS: list[set[str]] = [
     {"validate"},
     {"plan", "image"},
     {"box", "vagrantspec"},
-    {"providers", "providers.base", "providers.lxc", "providers.vagrant", "providers.incus", "providers.hostdisks"},
+    {"providers", "providers.base", "providers.lxc", "providers.vagrant", "providers.incus", "providers.hostdisks",
+     "trust"},
     {"node"},
     {"context", "secrets"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)

@@ -15,6 +15,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from ... import log
 from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules
@@ -35,6 +36,9 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
     section = Gluster
     plan_section = GlusterPlan
     roles = ("gluster",)
+    host_privilege: ClassVar[dict[str, str]] = {
+        "gluster": "Gluster bricks need trusted.* extended attributes, which Linux grants only to "
+                   "CAP_SYS_ADMIN in the host's user namespace"}
     pool_types = ("gluster",)
     mounts = True
     packages = ("glusterfs-server", "glusterfs-client")
