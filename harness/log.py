@@ -1,6 +1,15 @@
 """Nested, timed progress lines: terminal gets one line per step, the lab log gets everything.
 
-Secrets registered with ``mask()`` are replaced by '****' in every line written.
+Redaction happens at the source: ``RedactFilter`` rewrites every log record (its message, its
+arguments, its exception text) before any handler formats it. It sits on the ``storlab`` logger,
+on every handler storlab installs, and (harness/pytest_plugin.py) on the handlers pytest puts on
+the root logger (log capture, live log, log file), so that what pytest captures, prints and puts
+in a JUnit file is redacted too. ``redact`` masks:
+- every secret registered with ``mask()`` (CHAP passwords, cephx keys read from a lab...), longest
+  first, so a secret that contains another is not left half-shown;
+- private key blocks (``-----BEGIN ... PRIVATE KEY-----`` ... ``-----END ... PRIVATE KEY-----``,
+  PEM and OpenSSH alike), also when a tail or a head of the text cut the block in two;
+- anything shaped like a cephx key (``AQ`` + 36 base64 characters + ``==``).
 """
 
 from __future__ import annotations
@@ -8,28 +17,125 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+#: secrets shorter than this are not masked: a value of 1-3 characters would turn most words of a
+#: log into stars (and where the stars fell would show the value); the backends generate 16 or more
+MIN_SECRET = 4
+MASK = "****"
 
 _secrets: set[str] = set()
+_ordered: list[str] = []  # _secrets, longest first
+_secrets_lock = threading.Lock()
 #: nesting of steps; a context variable, so steps run in worker threads (see node.on_each) nest
 #: under the step that started them without disturbing each other
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("storlab_log_depth", default=0)
 _t0 = time.monotonic()
 log = logging.getLogger("storlab")
 
+_KEY_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----")
+_KEY_END = re.compile(r"-----END ((?:[A-Z0-9]+ )*)PRIVATE KEY-----")
+#: what a key body is made of: base64 and line breaks, also escaped ones (a repr()); no blanks,
+#: so that masking back from an END stops at the words before the key
+_KEY_BODY = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\\\r\n")
+_CEPHX_KEY = re.compile(r"(?<![A-Za-z0-9+/])AQ[A-Za-z0-9+/]{36}==")
 
-def mask(secret: str) -> None:
-    if secret and len(secret) >= 4:
-        _secrets.add(secret)
+
+def mask(secret: str) -> bool:
+    """Register ``secret`` (surrounding white space ignored) for masking everywhere from now on.
+    Values of fewer than MIN_SECRET characters are not masked (False)."""
+    secret = secret.strip()
+    if len(secret) < MIN_SECRET:
+        return False
+    with _secrets_lock:
+        if secret not in _secrets:
+            _secrets.add(secret)
+            _ordered[:] = sorted(_secrets, key=len, reverse=True)
+    return True
+
+
+def _redact_keys(text: str) -> str:
+    """Private key blocks: whole ones, one whose END a cut removed (masked to the end), and the
+    body before an END whose BEGIN a cut removed (masked back to where the base64 starts)."""
+    if "PRIVATE KEY-----" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while True:
+        begin = _KEY_BEGIN.search(text, pos)
+        end = _KEY_END.search(text, pos)
+        if end is not None and (begin is None or end.start() < begin.start()):
+            start = end.start()  # an END with no BEGIN before it: the body runs back from it
+            while start > pos and text[start - 1] in _KEY_BODY:
+                start -= 1
+            out += [text[pos:start], MASK, end.group(0)]
+            pos = end.end()
+            continue
+        if begin is None:
+            out.append(text[pos:])
+            return "".join(out)
+        end = _KEY_END.search(text, begin.end())
+        out += [text[pos:begin.end()], MASK]
+        if end is None:
+            return "".join(out)
+        out.append(end.group(0))
+        pos = end.end()
 
 
 def redact(text: str) -> str:
-    for s in _secrets:
-        text = text.replace(s, "****")
-    return text
+    """``text`` without any registered secret, private key block or cephx key."""
+    for s in list(_ordered):
+        if s in text:
+            text = text.replace(s, MASK)
+    return _CEPHX_KEY.sub(MASK, _redact_keys(text))
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, strings, numbers) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_data(v) for v in value)
+    return value
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites a record in place: its message with the arguments merged in, its exception and
+    stack text, all redacted, so every handler after this one (and every formatter) sees only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: logging reports it; nothing to rewrite
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FILTER = RedactFilter()
+
+
+def add_filter(handler: logging.Handler | logging.Logger) -> None:
+    """Put the redaction filter on ``handler`` (or a logger), once."""
+    if not any(isinstance(f, RedactFilter) for f in handler.filters):
+        handler.addFilter(_FILTER)
+
+
+add_filter(log)  # storlab's own records, whichever handler (ours, pytest's, a library user's) gets them
 
 
 class _Redacting(logging.Formatter):
@@ -46,6 +152,7 @@ def setup(verbose: bool = False, logfile: Path | None = None) -> None:
     term.setLevel(logging.DEBUG if verbose else logging.INFO)
     term.setFormatter(_Redacting("%(message)s"))
     term._storlab = True  # type: ignore[attr-defined]
+    add_filter(term)
     log.addHandler(term)
     if logfile:
         add_logfile(logfile)
@@ -61,6 +168,7 @@ def add_logfile(logfile: Path) -> None:
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(_Redacting("%(asctime)s %(levelname)s %(message)s"))
     fh._storlab = True  # type: ignore[attr-defined]
+    add_filter(fh)
     log.addHandler(fh)
 
 

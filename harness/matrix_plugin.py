@@ -5,8 +5,8 @@ Every test using the `lab` fixture runs once per cell (the cell's name in its id
 next ones reconfigure it (the backends' `reconfigure`, verified) and record how long that took.
 A cell's expected failures are strict xfails. Results (outcome, duration, the figures tests record
 with `record_property`, the lab built or reconfigured) go to STORLAB_HOME/matrices/NAME/last.json
-and the report (`report.md`, `report.html`); the JUnit file carries the cell and axis values
-as testcase properties.
+and the report (`report.md`, `report.html`), redacted (log.redact) as they are taken and again as
+written; the JUnit file carries the cell and axis values as testcase properties.
 """
 
 from __future__ import annotations
@@ -205,14 +205,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             outcome = "xfailed" if report.skipped else "failed"  # strict: an expected failure that passed fails
         figures = {k: v for k, v in item.user_properties
                    if not k.startswith(("axis.", "storlab_")) and k not in ("matrix", "cell")}
-        if report.failed:
-            reason = str(report.longrepr)[-600:]
+        if report.failed:  # redacted before it is cut: a cut secret or key would no longer be recognised
+            reason = log.redact(str(report.longrepr))[-600:]
         elif hasattr(report, "wasxfail"):
             reason = str(report.wasxfail)
         else:
             reason = str(report.longrepr[2]) if report.skipped and isinstance(report.longrepr, tuple) else ""
-        run.results.setdefault(cell.name, {})[_base_name(item)] = {
-            "outcome": outcome, "duration_s": round(report.duration, 2), "figures": figures, "reason": reason}
+        run.results.setdefault(cell.name, {})[_base_name(item)] = log.redact_data({
+            "outcome": outcome, "duration_s": round(report.duration, 2), "figures": figures, "reason": reason})
     return report
 
 

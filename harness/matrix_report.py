@@ -3,6 +3,9 @@
     STORLAB_HOME/matrices/NAME/last.json    the latest result of every (cell, test) run so far
     STORLAB_HOME/matrices/NAME/report.md    the table
     STORLAB_HOME/matrices/NAME/report.html  the table and plots (self-contained: inline SVG)
+
+Every text in them is redacted (log.redact: registered secrets, private keys, cephx keys) before it
+is written: a failure's reason is a test's traceback, and may quote a node's configuration.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import log
 from . import matrix as mx
 
 MARK = {"passed": "pass", "failed": "FAIL", "xfailed": "xfail (expected)", "skipped": "skip", "error": "ERROR"}
@@ -42,6 +46,7 @@ def save(m: mx.Matrix, cells: list[mx.Cell], results: dict[str, dict[str, Any]],
     for cell, tests in results.items():
         data["results"].setdefault(cell, {}).update(tests)
     data["labs"].update(lab_events)
+    data = log.redact_data(data)
     m.workdir().mkdir(parents=True, exist_ok=True)
     results_file(m).write_text(json.dumps(data, indent=2, sort_keys=True))
     return write(m, data)
@@ -88,6 +93,7 @@ def table(data: dict[str, Any]) -> tuple[list[str], list[list[tuple[str, str]]]]
 
 
 def write(m: mx.Matrix, data: dict[str, Any]) -> tuple[Path, Path]:
+    data = log.redact_data(data)
     head, rows = table(data)
     md = [f"# Matrix {m.name}", "", m.model.description, "",
           f"Cells x tests, {time.strftime('%Y-%m-%d %H:%M', time.localtime(data['when']))}. "

@@ -10,6 +10,7 @@ a lab that is already up, e.g. from `storlab up`, is reused and left alone),
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Generator, Iterator
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from . import evidence, log
+from . import evidence, log, secrets
 from .errors import HarnessError
 from .incus import parse_on
 from .lab import Lab
@@ -46,6 +47,44 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(file): the topology a lab test module runs against")
     config.addinivalue_line("markers", "lab: brings up a real lab (root, lxc or vagrant, libvirtd)")
     config.addinivalue_line("markers", "vm: needs the vagrant-libvirt provider (slow under TCG)")
+
+
+# -- redaction --------------------------------------------------------------------------------
+# pytest's own log handlers (capture per test phase, the report's "Captured log" sections, live
+# logging, --log-file) go on the root logger: each gets storlab's redaction filter (log.py), which
+# rewrites a record before any of them formats it; records of other libraries (paramiko,
+# testinfra) reach them only through root, so the `storlab` logger's own filter is not enough.
+# What a report carries besides log records (captured stdout/stderr, the failure text, recorded
+# properties) is redacted in pytest_runtest_makereport below, before the terminal or JUnit sees it.
+_LOGGING_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
+
+
+def redact_log_handlers(config: pytest.Config) -> None:
+    """The redaction filter on pytest's logging handlers and on whatever the root logger holds."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    handlers = [getattr(plugin, a, None) for a in _LOGGING_HANDLERS] if plugin is not None else []
+    for h in [*handlers, *logging.getLogger().handlers]:
+        if isinstance(h, logging.Handler):
+            log.add_filter(h)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    redact_log_handlers(session.config)
+
+
+def redact_report(report: pytest.TestReport) -> None:
+    """Captured output, the failure (or skip) text and recorded properties without secrets."""
+    report.sections = [(title, log.redact(text)) for title, text in report.sections]
+    report.user_properties = [(k, log.redact(v) if isinstance(v, str) else v) for k, v in report.user_properties]
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], log.redact(str(longrepr[2])))
+    elif longrepr is not None:
+        text = longrepr if isinstance(longrepr, str) else report.longreprtext
+        clean = log.redact(text)
+        if clean != text:  # the traceback's structure goes with it: only when something was masked
+            report.longrepr = clean
 
 
 def lab_name_of(topology: str) -> str:
@@ -177,18 +216,26 @@ def attached(name: str) -> Lab:
     return the_lab
 
 
+def _secrets_masked(the_lab: Lab) -> Lab:
+    """The lab, its secrets registered for masking: a test may print a node's config that holds
+    one before anything in this session read it."""
+    secrets.mask_all(the_lab.secrets_dir)
+    return the_lab
+
+
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab]:
     name = request.config.getoption("attach_lab")
     if name:
-        yield attached(str(name))
+        yield _secrets_masked(attached(str(name)))
         return
     cell = getattr(request, "param", None)
     if cell is not None:  # `--matrix`: the lab of this cell (harness/matrix_plugin.py parametrizes it)
-        yield from lab_for_cell(request, cell)
+        for cell_lab in lab_for_cell(request, cell):
+            yield _secrets_masked(cell_lab)
         return
     topology = _topology_for(request)
-    the_lab = lab_manager.get(topology)
+    the_lab = _secrets_masked(lab_manager.get(topology))
     yield the_lab
     if not _needed_after(request.config, request.node.nodeid + "::", str(Path(topology).resolve())):
         lab_manager.release(the_lab)
@@ -245,6 +292,7 @@ _LAB_READY = pytest.StashKey[dict[int, tuple[Any, float]]]()
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[_STARTED] = time.time()  # the journal in a failure's evidence starts here
+    redact_log_handlers(item.config)  # also handlers another plugin put on the root logger since
 
 
 @pytest.hookimpl(wrapper=True)
@@ -304,8 +352,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     the_lab = getattr(item, "funcargs", {}).get("lab")
-    if the_lab is None or not wants_evidence(report):
-        return report
+    if the_lab is not None and wants_evidence(report):
+        _add_evidence(item, call, report, the_lab)
+    redact_report(report)
+    return report
+
+
+def _add_evidence(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, the_lab: Any) -> None:
     try:
         path, line = _evidence_for(item, report, call, the_lab)
         # JUnit takes a testcase's properties from its teardown report, made from the item's
@@ -317,4 +370,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     tr = item.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line(line)
-    return report

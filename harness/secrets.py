@@ -28,7 +28,9 @@ def secret_file(secrets_dir: Path, name: str) -> Path:
 
 
 def store(secrets_dir: Path, name: str, value: str) -> None:
-    """Write a secret once (0600, created exclusively); an existing one is kept."""
+    """Write a secret once (0600, created exclusively); an existing one is kept. The value is
+    registered for masking at once (the process that decides a secret also logs the lab's up)."""
+    log.mask(value)
     f = secret_file(secrets_dir, name)
     secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(secrets_dir, 0o700)
@@ -47,6 +49,20 @@ def decide(plan: Plan, topo: Topology, secrets_dir: Path) -> None:
         section, planned = b.of(topo), b.planned(plan)
         if section is not None and planned is not None:
             b.decide_secrets(planned, section, lambda name, value: store(secrets_dir, name, value))
+
+
+def mask_all(secrets_dir: Path) -> None:
+    """Register every secret in ``secrets_dir`` for masking: a process that works on a lab it did
+    not make (a test session reusing a lab, `storlab class grade`) has read none of them yet."""
+    try:
+        files = [f for f in secrets_dir.iterdir() if f.is_file() and not f.is_symlink()]
+    except OSError:
+        return
+    for f in files:
+        try:
+            log.mask(f.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
 
 
 def read(lab: LabContext, name: str, what: str) -> str:
