@@ -128,9 +128,15 @@ class _Rules:
             seen[net.name] = i
             if net.cidr:
                 cidr = ipaddress.IPv4Network(net.cidr)
-                if cidr.is_loopback or cidr.is_link_local or cidr.is_multicast or not cidr.is_private:
-                    self.add(("networks", i, "cidr"), f"{cidr} is not a private network (lab traffic stays on this host)",
+                if not any(cidr.subnet_of(r) for r in RFC1918):
+                    what = next((f": it is {name}" for r, name in SPECIAL_NETS if cidr.overlaps(r)), "")
+                    self.add(("networks", i, "cidr"), f"{cidr} is not a private network{what} (lab traffic stays on "
+                             "this host, in RFC 1918 space)",
                              "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, or leave cidr out")
+                elif cidr.prefixlen < MIN_PREFIX:
+                    self.add(("networks", i, "cidr"), f"{cidr} is too big for a lab network ({cidr.num_addresses} "
+                             f"addresses; at most a /{MIN_PREFIX}): its bridge would shadow the host's own routes there",
+                             f"use a /24 (or at most a /{MIN_PREFIX}), e.g. {next(cidr.subnets(new_prefix=24))}")
                 for j, other in nets:
                     if cidr.overlaps(other):
                         self.add(("networks", i, "cidr"),
@@ -394,6 +400,20 @@ class _Rules:
                      caps.install_hint + (f", or use provider: {other}" if other else ""))
         return chosen
 
+
+#: the only address space a lab network may take: RFC 1918 private ranges (Python's is_private also
+#: says yes to 0.0.0.0/8, 240.0.0.0/4, 198.18.0.0/15, the TEST-NETs and more)
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+#: the largest lab network: a /16 (65536 addresses) is far more than a lab's nodes; bigger is surely
+#: a mistake, and the bridge's route would shadow whatever else the host reaches in that range
+MIN_PREFIX = 16
+#: what a refused range is, to say so (first match wins)
+SPECIAL_NETS = tuple((ipaddress.IPv4Network(n), what) for n, what in (
+    ("0.0.0.0/8", "'this network' (0.0.0.0/8)"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved (240.0.0.0/4)"),
+    ("198.18.0.0/15", "the benchmark range (198.18.0.0/15)"), ("100.64.0.0/10", "carrier-grade NAT space"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)"), ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)"), ("192.0.0.0/24", "IETF protocol assignments")))
 
 # directories of the KVM host a lab pool (created, mounted over, removed by `down`) must not be
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",

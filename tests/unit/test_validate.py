@@ -530,6 +530,11 @@ def test_many_schema_problems_reported_at_once() -> None:
                       "nodes[1].disks[0].size": 8}
 
 
+@pytest.mark.parametrize("cidr", ["10.0.0.0/16", "10.255.1.0/24", "172.31.0.0/16", "192.168.0.0/16", "192.168.60.0/29"])
+def test_private_networks_of_a_sane_size_pass(cidr: str) -> None:
+    ok(f"lab: t\nnetworks: [{{name: storage, cidr: {cidr}}}]\nnodes: [{{name: a}}]\n")
+
+
 def test_size_and_memory_units() -> None:
     topo, _ = validate_text(_yaml("""
         lab: t
@@ -572,6 +577,72 @@ RULE_CASES = [
           - {name: storage, cidr: 192.168.60.0/29} #<
         nodes: [{name: a}, {name: b}, {name: c}, {name: d}, {name: e}, {name: f}]
         """, "has room for 5 node addresses; the lab has 6 nodes", "networks[0].cidr", "ci", id="network-too-small-for-nodes"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 0.0.0.0/8} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-this-network"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 240.0.0.0/4} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-reserved-class-e"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 198.18.0.0/15} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-benchmark"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 224.1.0.0/24} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-multicast"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 127.0.0.0/24} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-loopback"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 169.254.10.0/24} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-link-local"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 100.64.0.0/24} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-shared-cgnat"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 192.0.2.0/24} #<
+        nodes: [{name: a}]
+        """, "is not a private network", "networks[0].cidr", "ci", id="cidr-test-net"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 10.0.0.0/8} #<
+        nodes: [{name: a}]
+        """, "too big for a lab network", "networks[0].cidr", "ci", id="cidr-rfc1918-but-huge"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 172.16.0.0/12} #<
+        nodes: [{name: a}]
+        """, "too big for a lab network", "networks[0].cidr", "ci", id="cidr-rfc1918-12-huge"),
+    pytest.param("""
+        lab: t
+        networks:
+          - {name: storage, cidr: 10.0.0.0/15} #<
+        nodes: [{name: a}]
+        """, "too big for a lab network", "networks[0].cidr", "ci", id="cidr-slash-15"),
     # -- nodes and addresses --------------------------------------------------------------------
     pytest.param("""
         lab: t
