@@ -20,13 +20,14 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import capacity, handout, incus, lease, locks, paths, training
+from . import capacity, handout, incus, lease, locks, paths, training, trust
 from . import plan as planmod
 from .errors import HarnessError
 from .hostfacts import HostFacts
@@ -90,6 +91,11 @@ class Klass:
     #: incus: the remote the labs are on (None: this host), and each lab's budget (--budget text)
     remote: str | None = None
     budget: str | None = None
+    #: the class's own id, in every lab it makes (plan.klass): it recognises only those labs
+    #: ("": a class made before ids, whose labs carry none)
+    id: str = ""
+    #: the students may be root on this host (`--trusted-students`); else their labs are untrusted
+    trusted: bool = False
 
     @property
     def dir(self) -> Path:
@@ -111,11 +117,19 @@ class Klass:
     def lab(self, student: str) -> Lab:
         if student not in self.students:
             raise HarnessError(f"class {self.name} has no student {student!r} (students: {', '.join(self.students)})")
-        return Lab.load(lab_name(self.name, student))
+        lab = Lab.load(lab_name(self.name, student))
+        if not self.owns(lab):
+            raise HarnessError(f"lab {lab.name} was not made by class {self.name}: storlab touches only what it made")
+        return lab
+
+    def owns(self, lab: Lab) -> bool:
+        return lab.plan.klass == (self.id or None)
 
     def labs(self) -> dict[str, Lab]:
+        """The students' labs that this class made (a lab of the same name made otherwise is not one)."""
         here = set(list_labs())
-        return {s: Lab.load(lab_name(self.name, s)) for s in self.students if lab_name(self.name, s) in here}
+        labs = {s: Lab.load(lab_name(self.name, s)) for s in self.students if lab_name(self.name, s) in here}
+        return {s: lab for s, lab in labs.items() if self.owns(lab)}
 
 
 def list_classes() -> list[str]:
@@ -139,14 +153,19 @@ def _each(students: list[str], fn: Callable[[str], T], parallel: int) -> dict[st
 
 # -- capacity ---------------------------------------------------------------------------------
 def check_capacity(topology: str, provider: str | None, students: int, running: int = 0,
-                   remote: str | None = None) -> capacity.Fit:
+                   remote: str | None = None, untrusted: bool = False) -> capacity.Fit:
     """Validate the topology and size one student's lab from the plan's nodes; refuse before
     anything is made if the class does not fit (on this host, or on the members of an Incus
-    remote: their free memory summed)."""
+    remote: their free memory summed), or if its provider or roles cannot hold ``untrusted``
+    students (trust.py)."""
     facts = HostFacts.detect()
     loaded = planmod.load_topology(topology, facts, provider, None)
     topo = loaded.topo
     prov = loaded.res.provider
+    why = trust.refusal_for(f"of class ({topo.lab})", prov, [(n.name, n.roles) for n in topo.nodes]) \
+        if untrusted else None
+    if why:
+        raise HarnessError(why + "; nothing was created")
     needs = [capacity.node_need(n.name, list(n.roles), int(n.memory), sum(int(d.size) for d in n.disks) // 2**20,
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
     where = "this host"
@@ -173,7 +192,7 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
 # -- up -------------------------------------------------------------------------------------------
 def up(topology: str, students: list[str], name: str, provider: str | None = None, expire: float | None = None,
        jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print,
-       remote: str | None = None, budget: str | None = None) -> Klass:
+       remote: str | None = None, budget: str | None = None, trusted: bool = False) -> Klass:
     """One lab per student (``remote``: on an Incus remote, each in its own project limited to
     ``budget``; Incus places the labs on its members, each lab whole on one member)."""
     if not CLASS_RE.fullmatch(name):
@@ -190,15 +209,26 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     if existing and (existing.remote, existing.budget) != (remote, budget) and (remote or budget):
         raise HarnessError(f"class {name} exists on {existing.remote or 'this host'} with budget "
                            f"{existing.budget or '-'}: give the same --on/--budget or pick another --name")
+    if existing and existing.trusted != trusted and trusted:
+        raise HarnessError(f"class {name} exists for untrusted students: it cannot become trusted; pick another --name")
     if existing:
-        remote, budget = existing.remote, existing.budget
+        remote, budget, trusted = existing.remote, existing.budget, existing.trusted
     if remote and provider not in (None, "incus"):
         raise HarnessError(f"class on remote {remote}: the provider is incus, not {provider}")
     provider = "incus" if remote else provider
-    fit = check_capacity(topology, provider, len(new), remote=remote)
-    progress(f"class {name}: {len(students)} students; capacity: {fit.explain()}")
+    class_id = existing.id if existing else uuid.uuid4().hex[:12]
+    here = set(list_labs())
+    foreign = [lab_name(name, s) for s in new if lab_name(name, s) in here
+               and Lab.load(lab_name(name, s)).plan.klass != (class_id or None)]
+    if foreign:  # a lab named CLASS-STUDENT that this class did not make is not a student's
+        raise HarnessError(f"lab(s) {', '.join(foreign)} exist and were not made by class {name}: storlab touches "
+                           f"only what it made; `storlab down` them or pick another --name. Nothing was created")
+    fit = check_capacity(topology, provider, len(new), remote=remote, untrusted=not trusted)
+    who = "trusted with root on this host" if trusted else "untrusted: each isolated from the host"
+    progress(f"class {name}: {len(students)} students ({who}); capacity: {fit.explain()}")
     k = existing or Klass(name=name, topology=str(Path(topology).resolve()), provider=provider, students=[],
-                          expire_seconds=expire, jump_address=jump_address, remote=remote, budget=budget)
+                          expire_seconds=expire, jump_address=jump_address, remote=remote, budget=budget,
+                          id=class_id, trusted=trusted)
     k.students = list(dict.fromkeys([*k.students, *students]))
     k.expire_seconds = expire if expire is not None else k.expire_seconds
     k.failed = {}
@@ -219,6 +249,8 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
                 "--authorize", str(key.with_suffix(".pub"))]
         argv += ["--on", f"incus:{remote}"] if remote else (["--provider", provider] if provider else [])
         argv += ["--budget", budget] if budget else []
+        argv += [] if k.trusted else ["--untrusted"]
+        argv += ["--for-class", k.id] if k.id else []
         argv += ["--expire", f"{int(expire)}s"] if expire else []
         s0 = time.monotonic()
         progress(f"  {student}: up ... ({time.monotonic() - t0:.0f}s)")

@@ -92,7 +92,8 @@ def cmd_class_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     provider, remote = placement(args)
     k = classroom.up(args.topology, students, name, provider=provider, expire=expire,
-                     jump_address=args.jump_address, parallel=args.parallel, remote=remote, budget=args.budget)
+                     jump_address=args.jump_address, parallel=args.parallel, remote=remote, budget=args.budget,
+                     trusted=args.trusted_students)
     ok = [s for s in k.students if s not in k.failed]
     print(f"class {k.name}: {len(ok)} of {len(k.students)} labs up in {time.monotonic() - t0:.0f}s")
     if k.remote:
@@ -238,6 +239,10 @@ def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     u.add_argument("--jump-address", default="127.0.0.1",
                    help="the address students reach this host's jump sshd at (put in their ssh config)")
     u.add_argument("--parallel", type=int, help="labs brought up at once (default: the host's CPU count, at least 2)")
+    u.add_argument("--trusted-students", action="store_true",
+                   help="the students may be root on this host: their labs may use any provider and role (privileged "
+                        "containers, gluster and NFS-Ganesha in containers); without it each student's nodes run "
+                        "where root inside cannot reach the host (incus: unprivileged containers; vagrant: VMs)")
     u.set_defaults(fn=cmd_class_up)
     lst = c.add_parser("list", help="classes on this host")
     lst.add_argument("--json", action="store_true")

@@ -9,6 +9,8 @@ privileged containers, where root in a node is root on the host: trusted labs on
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from .backend import backends
 from .errors import HarnessError
 from .model import Plan
@@ -22,20 +24,25 @@ def refusal(plan: Plan) -> str | None:
     """Why this untrusted lab cannot run on its provider (None: it can, or it is trusted)."""
     if not plan.untrusted:
         return None
-    caps = providers.get(plan.provider).capabilities
+    return refusal_for(plan.lab, plan.provider, [(n.name, n.roles) for n in plan.nodes])
+
+
+def refusal_for(lab: str, provider: str, nodes: Iterable[tuple[str, Sequence[str]]]) -> str | None:
+    """Why a lab of these (node, roles) for untrusted users cannot run on ``provider`` (None: it can)."""
+    caps = providers.get(provider).capabilities
     if caps.isolation == "vm":
         return None
     if caps.isolation == "none":
-        return (f"lab {plan.lab} is for untrusted users (students), and provider {plan.provider} runs privileged "
+        return (f"lab {lab} is for untrusted users (students), and provider {provider} runs privileged "
                 f"containers, where root on a node is root on this host. Fix: --on incus (unprivileged "
                 f"containers, each lab with its own id map) or --provider vagrant (a VM per node); or, if these "
                 f"users may be root on this host, {TRUSTED_FLAG}")
-    held = [(n.name, role, why) for n in plan.nodes for b in backends() for role in n.roles
+    held = [(node, role, why) for node, roles in nodes for b in backends() for role in roles
             if (why := b.host_privilege.get(role))]
     if held:
         node, role, why = held[0]
         more = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
-        return (f"lab {plan.lab} is for untrusted users (students) and its provider {plan.provider} isolates them "
+        return (f"lab {lab} is for untrusted users (students) and its provider {provider} isolates them "
                 f"in unprivileged containers, where node {node}'s role {role}{more} cannot run: {why}. Fix: "
                 f"--provider vagrant (a VM per node, a kernel of its own); or, if these users may be root on "
                 f"this host, {TRUSTED_FLAG}")

@@ -93,6 +93,17 @@ def restrictions(untrusted: bool, disks: Path | None) -> dict[str, str]:
     return cfg
 
 
+#: an unprivileged container's /sys is writable (its network namespace's), so systemd-networkd
+#: waits for udev to initialise each link ("pending" for ever with udevd masked): udevd runs there
+UDEV_UNITS = ("systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+              "systemd-udev-trigger.service")
+
+
+def masks(untrusted: bool) -> list[str]:
+    """The units masked in a node before its first boot (unprivileged: udev stays, see UDEV_UNITS)."""
+    return [u for u in CONTAINER_MASKS + INCUS_MASKS if not (untrusted and u in UDEV_UNITS)]
+
+
 def root_ids(instance: dict[str, Any]) -> tuple[int, int]:
     """The host uid and gid that an unprivileged instance's root is mapped to (from the id map
     Incus chose at creation, volatile.idmap.next)."""
@@ -294,7 +305,7 @@ class IncusProvider(Provider):
                 networkd(f"eth{ni}", node.macs[net.name], node.addresses[net.name], net.prefix))
         units = etc / "systemd/system"
         units.mkdir(parents=True)
-        for unit in CONTAINER_MASKS + INCUS_MASKS + role_services():
+        for unit in masks(self.plan.untrusted) + role_services():
             (units / unit).symlink_to("/dev/null")
         raw = [dd for dd in node.disks if dd.filesystem == "none"] if self.plan.remote else []
         if raw:

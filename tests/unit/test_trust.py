@@ -108,3 +108,36 @@ def test_root_ids_come_from_the_id_map_and_never_are_the_hosts_root() -> None:
         root_ids({"name": "n", "config": {}})
     with pytest.raises(HarnessError, match="not unprivileged"):
         root_ids({"name": "n", "config": {"volatile.idmap.next": m.replace("1065536", "0")}})
+
+
+# -- classes ------------------------------------------------------------------------------------
+@pytest.fixture
+def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import classroom, handout
+    monkeypatch.setattr(handout, "sshd_pid", lambda: 1)  # a jump sshd "runs"
+    monkeypatch.setattr(classroom.HostFacts, "detect", staticmethod(lambda: FACTS))
+
+
+@pytest.mark.usefixtures("class_host")
+def test_a_class_is_for_untrusted_students_unless_told_and_refused_where_they_would_be_root(
+        storlab_home: Path) -> None:
+    from harness import classroom
+    with pytest.raises(HarnessError) as exc:
+        classroom.up(GLUSTER3, ["alice", "bob"], "demo", provider="lxc", progress=lambda _: None)
+    assert "root on a node is root on this host" in str(exc.value) and "--trusted-students" in str(exc.value)
+    with pytest.raises(HarnessError, match="role gluster"):
+        classroom.up(GLUSTER3, ["alice", "bob"], "demo", provider="incus", progress=lambda _: None)
+    assert not (storlab_home / "classes").exists() and not (storlab_home / "labs").exists()
+
+
+@pytest.mark.usefixtures("class_host")
+def test_a_class_refuses_a_lab_of_its_students_name_that_it_did_not_make(storlab_home: Path) -> None:
+    from harness import classroom
+    Lab.from_topology(NODES3, "incus", facts=FACTS, name="demo-alice")  # someone's own lab
+    with pytest.raises(HarnessError, match="demo-alice exist and were not made by class demo"):
+        classroom.up(NODES3, ["alice", "bob"], "demo", provider="incus", progress=lambda _: None)
+    assert not (storlab_home / "classes").exists()
+    k = classroom.Klass(name="demo", topology=NODES3, provider="incus", students=["alice"], id="c1")
+    assert k.labs() == {}  # not adopted
+    with pytest.raises(HarnessError, match="not made by class demo"):
+        k.lab("alice")
