@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.hostfacts import PROFILES
+from harness.hostfacts import PROFILES, HostFacts
 from harness.lab import Lab
 from harness.providers.incus import isolation, restrictions, root_ids
 
@@ -115,7 +115,7 @@ def test_root_ids_come_from_the_id_map_and_never_are_the_hosts_root() -> None:
 def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
     from harness import classroom, handout
     monkeypatch.setattr(handout, "sshd_pid", lambda: 1)  # a jump sshd "runs"
-    monkeypatch.setattr(classroom.HostFacts, "detect", staticmethod(lambda: FACTS))
+    monkeypatch.setattr(HostFacts, "detect", staticmethod(lambda: FACTS))
 
 
 @pytest.mark.usefixtures("class_host")
