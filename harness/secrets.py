@@ -22,7 +22,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def secret_file(secrets_dir: Path, name: str) -> Path:
-    if not _NAME.match(name) or ".." in name:
+    if not _NAME.fullmatch(name) or ".." in name:  # fullmatch: "$" lets a final newline through
         raise HarnessError(f"secret name {name!r} is not a plain file name")
     return secrets_dir / name
 

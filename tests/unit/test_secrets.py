@@ -61,7 +61,7 @@ def test_secrets_are_decided_at_plan_time_and_kept(tmp_path: Path) -> None:
     assert filled == "a literal-secret1 b"
 
 
-@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "..", ".hidden", ""])
+@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "..", ".hidden", "", "chap-i1\n"])
 def test_secret_names_cannot_leave_the_secrets_directory(tmp_path: Path, name: str) -> None:
     with pytest.raises(HarnessError, match="not a plain file name"):
         secrets.secret_file(tmp_path, name)

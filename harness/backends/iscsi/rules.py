@@ -64,8 +64,8 @@ def check(r: Rules, s: Iscsi) -> None:
 
 
 def check_iqn(r: Rules, path: Path, iqn: str) -> None:
-    if not IQN_RE.match(iqn):
-        r.add(path, f"'{iqn}' is not an RFC 3720 iqn name",
+    if not IQN_RE.fullmatch(iqn):
+        r.add(path, f"{iqn!r} is not an RFC 3720 iqn name",
                  "write iqn.YYYY-MM.reversed.domain:name in lower case, e.g. iqn.2019-12.com.example:target1")
 
 

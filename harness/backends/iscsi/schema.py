@@ -9,8 +9,8 @@ from pydantic import Field
 
 from ...topology import AbsPath, Name, Size, Strict, Token, allow, at_least
 
-IQN_RE = re.compile(r"^iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-                    r"(:[A-Za-z0-9][A-Za-z0-9._:-]{0,200})?$")
+IQN_RE = re.compile(r"iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                    r"(:[A-Za-z0-9][A-Za-z0-9._:-]{0,200})?")  # fullmatch: "$" would let a final newline through
 Iqn = str  # checked against IQN_RE by the rules (rules.check_iqn), with the RFC 3720 fix
 
 
