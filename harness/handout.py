@@ -15,21 +15,25 @@ line is written by storlab with ``restrict`` and a forced command:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import ssl
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
-from . import incus, paths
+from . import incus, locks, paths
 from .errors import HarnessError
 from .run import run, succeed, wait_until
 from .topology import NAME_RE
@@ -330,14 +334,46 @@ def revoke_incus(klass: str, remote: str | None) -> list[str]:
     return removed
 
 
+def keys_lock(klass: str) -> str:
+    """The lock around a class's jump keys file (locks.exclusive): `class up`, `down` and every
+    `storlab down`/`reap` rewrite it, and two at once would lose each other's lines."""
+    return f"jump-keys-{account_name(klass)}"
+
+
 def write_keys(klass: str, students: list[StudentAccess]) -> Path:
-    f = jump_dir() / "keys" / account_name(klass)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".new")
-    tmp.write_text("".join(key_line(a) + "\n" for a in students))
-    os.chmod(tmp, 0o644)
-    tmp.rename(f)
-    return f
+    """The class account's authorized_keys, replaced whole under the class's keys lock: written to
+    a new temporary file (0600 while written, exclusive, no link followed) in the keys directory,
+    then renamed over the old one (a link planted there is replaced, never followed). 0644: sshd
+    reads it as the account."""
+    text = "".join(key_line(a) + "\n" for a in students)  # refused lines raise before anything is written
+    keys = jump_dir() / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(keys_lock(klass), what=f"the jump keys lock of class {klass}"):
+        replace_file(keys, account_name(klass), 0o644, lambda fh: fh.write(text.encode()))
+    return keys / account_name(klass)
+
+
+def replace_file(directory: Path, name: str, mode: int, write: Callable[[BinaryIO], object]) -> None:
+    """``directory/name`` replaced atomically by what ``write`` writes, with ``mode``, never through
+    a link: the directory is opened without following one, the temporary file is made new (O_EXCL,
+    O_NOFOLLOW) and stays 0600 until it is complete, then is renamed over ``name``."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        tmp = f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fchmod(fh.fileno(), mode)
+                os.fsync(fh.fileno())
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+    finally:
+        os.close(dfd)
 
 
 def ssh_config(klass: str, jump_address: str, port: int, nodes: dict[str, str], lab: str | None = None) -> str:
@@ -400,12 +436,32 @@ def handout_text(klass: str, student: str, lab_name: str, nodes: list[dict[str, 
     return "\n".join(parts)
 
 
+def handouts_dir(class_dir: Path) -> Path:
+    """CLASS/handouts, 0700 (also one an older storlab left 0755): it holds every student's key
+    and tarball, and a directory others can list is one step from reading them."""
+    d = class_dir / "handouts"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dir(d)
+    return d
+
+
+def _private_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)  # not a link's target
+    try:
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
 def archive(directory: Path) -> Path:
-    """directory.tar.gz beside it (what an instructor hands out)."""
+    """directory.tar.gz beside it (what an instructor hands out): it holds the student's private
+    key, so it is 0600 from its first byte (a temporary file made new, never through a link, then
+    renamed), in a parent directory made 0700."""
+    _private_dir(directory.parent)
     out = directory.parent / f"{directory.name}.tar.gz"
-    tmp = out.with_suffix(".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(directory, arcname=directory.name)
-    os.chmod(tmp, 0o600)  # it holds a private key
-    tmp.rename(out)
+
+    def write(fh: BinaryIO) -> None:
+        with tarfile.open(fileobj=fh, mode="w:gz") as tar:
+            tar.add(directory, arcname=directory.name)
+    replace_file(directory.parent, out.name, 0o600, write)
     return out

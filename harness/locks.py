@@ -1,5 +1,6 @@
 """Locks: one per lab around up/down/fault/reap, one host-wide around allocation (subnets,
-bridge names), so that two storlab processes never build, tear down or number the same thing.
+bridge names), so that two storlab processes never build, tear down or number the same thing;
+and `exclusive(name)` around a file several processes rewrite (a class's jump keys).
 
 flock(2) on files under STORLAB_HOME/locks: the kernel drops a lock when its holder dies, so a
 killed `up` never leaves a lab locked. A lab lock, once taken, is held by the process until it
@@ -12,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +38,9 @@ def _file(name: str) -> Path:
 
 
 def _try(name: str) -> IO[str] | None:
-    fh = open(_file(name), "a+")  # noqa: SIM115 - kept open while the lock is held
+    # not through a link someone planted in the locks directory; kept open while the lock is held
+    fd = os.open(_file(name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fh = os.fdopen(fd, "r+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -86,19 +90,46 @@ def is_held_elsewhere(lab: str) -> bool:
     return False
 
 
+class _Mine(threading.local):
+    """The exclusive locks this thread holds, and how deeply (a holder may call a function that takes it again)."""
+
+    def __init__(self) -> None:
+        self.depth: dict[str, int] = {}
+
+
+_mine = _Mine()
+
+
 @contextlib.contextmanager
-def allocation(timeout: float = 120) -> Iterator[None]:
-    """The host-wide lock around choosing subnets and names and writing a lab's plan (waits its turn)."""
+def exclusive(name: str, timeout: float = 120, what: str | None = None) -> Iterator[None]:
+    """Hold lock ``name`` (waits its turn, up to ``timeout``) against every other process and
+    thread; the same thread may take it again inside (no-op)."""
+    if _mine.depth.get(name):
+        _mine.depth[name] += 1
+        try:
+            yield
+        finally:
+            _mine.depth[name] -= 1
+        return
     box: list[IO[str]] = []
 
     def got() -> bool:
-        fh = _try(".allocation")
+        fh = _try(name)
         if fh is not None:
             box.append(fh)
         return fh is not None
-    wait_until(got, timeout=timeout, interval=0.2, what=f"the allocation lock (held by {holder('.allocation')})")
+    wait_until(got, timeout=timeout, interval=0.05, what=f"{what or 'lock ' + name} (held by {holder(name)})")
+    _mine.depth[name] = 1
     try:
         yield
     finally:
+        del _mine.depth[name]
         fcntl.flock(box[0], fcntl.LOCK_UN)
         box[0].close()
+
+
+@contextlib.contextmanager
+def allocation(timeout: float = 120) -> Iterator[None]:
+    """The host-wide lock around choosing subnets and names and writing a lab's plan (waits its turn)."""
+    with exclusive(".allocation", timeout=timeout, what="the allocation lock"):
+        yield

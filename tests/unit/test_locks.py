@@ -74,3 +74,21 @@ def test_lab_state_survives_writers_on_many_threads(tmp_path: Path, monkeypatch:
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda i: lab.booted(f"n{i}", float(i)), range(64)))
     assert lab.state()["boot_seconds"] == {f"n{i}": float(i) for i in range(64)}
+
+
+def test_exclusive_is_reentrant_in_its_thread_and_excludes_other_threads(home: Path) -> None:
+    import threading
+    got: list[str] = []
+    with locks.exclusive("k"):
+        with locks.exclusive("k", timeout=0.5):  # the holder calls a function that takes it again
+            pass
+
+        def other() -> None:
+            with locks.exclusive("k", timeout=5):
+                got.append("in")
+        t = threading.Thread(target=other)
+        t.start()
+        time.sleep(0.3)
+        assert got == []
+    t.join(5)
+    assert got == ["in"]

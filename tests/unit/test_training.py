@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from harness import classroom, handout, lease, training
 from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_durations_and_what_is_left() -> None:
@@ -203,3 +211,95 @@ def test_access_refresh_drops_key_lines_first_and_one_remote_away_stops_no_other
     assert classroom.refresh_all_access() == []
     assert calls == ["keys aa", "grant aa", "keys bb", "grant bb"], calls
     assert capsys.readouterr().err.count("access not brought up to date: Incus does not answer") == 2
+
+
+# -- handouts and jump keys: private while written, locked, never through a planted link ------------
+def _handout_dir(home: Path) -> Path:
+    hd = home / "classes" / "c1" / "handouts" / "s01"
+    hd.mkdir(parents=True)
+    os.chmod(hd.parent, 0o755)  # as an older storlab (or a plain mkdir) left it
+    os.chmod(hd, 0o700)
+    (hd / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
+    (hd / "HANDOUT.md").write_text("# Lab\n")
+    return hd
+
+
+def test_handout_archive_is_private_while_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hd = _handout_dir(tmp_path)
+    seen: list[tuple[str, int]] = []
+    add = tarfile.TarFile.add
+
+    def watched(self: tarfile.TarFile, name: str, *args: object, **kwargs: object) -> None:
+        seen.extend((p.name, stat.S_IMODE(p.lstat().st_mode)) for p in hd.parent.iterdir()
+                    if p.is_file() and not p.is_symlink() and p.name != "s01")
+        seen.append(("handouts/", stat.S_IMODE(hd.parent.stat().st_mode)))
+        add(self, name, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(tarfile.TarFile, "add", watched)
+    old = os.umask(0o022)
+    try:
+        out = handout.archive(hd)
+    finally:
+        os.umask(old)
+    assert any(name != "handouts/" for name, _ in seen), seen
+    assert all(mode in (0o600, 0o700) for _, mode in seen), seen  # the temp file 0600, handouts/ 0700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and stat.S_IMODE(hd.parent.stat().st_mode) == 0o700
+    outside = tmp_path / "outside"
+    outside.write_text("not yours\n")
+    (hd.parent / "s01.tar.tmp").symlink_to(outside)  # a link planted where the old code wrote its temp file
+    handout.archive(hd)
+    assert outside.read_text() == "not yours\n"
+    with tarfile.open(out) as tar:
+        assert "s01/id_ed25519" in tar.getnames()
+    assert not [p for p in hd.parent.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_handouts_directory_is_made_private(tmp_path: Path) -> None:
+    d = handout.handouts_dir(tmp_path / "classes" / "c1")
+    assert d == tmp_path / "classes" / "c1" / "handouts" and stat.S_IMODE(d.stat().st_mode) == 0o700
+    os.chmod(d, 0o755)
+    assert stat.S_IMODE(handout.handouts_dir(tmp_path / "classes" / "c1").stat().st_mode) == 0o700
+
+
+ALICE = handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x", ("192.168.1.11:22",))
+BOB = handout.StudentAccess("bob", "ssh-ed25519 AAAAC3Nzb bob@x", ("192.168.1.12:22",))
+
+
+def test_jump_keys_never_follow_a_planted_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    keys = handout.jump_dir() / "keys"
+    keys.mkdir(parents=True)
+    victim, victim2 = tmp_path / "victim", tmp_path / "victim2"
+    victim.write_text("root's own\n")
+    victim2.write_text("root's too\n")
+    (keys / "slj-c1.new").symlink_to(victim)  # the old code's temp name
+    (keys / "slj-c1").symlink_to(victim2)     # the destination itself
+    f = handout.write_keys("c1", [ALICE, BOB])
+    assert victim.read_text() == "root's own\n" and victim2.read_text() == "root's too\n"
+    assert not f.is_symlink() and f.read_text().count("\n") == 2 and stat.S_IMODE(f.stat().st_mode) == 0o644
+
+
+def test_jump_keys_wait_for_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `class up`/`down` of one class at once: the second writer waits for the first, instead of
+    both writing (and renaming) the same temporary file."""
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from harness import handout, locks\n"
+         "with locks.exclusive(handout.keys_lock('c1')):\n print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+
+        def write() -> None:
+            handout.write_keys("c1", [ALICE])
+            done.set()
+        worker = threading.Thread(target=write)
+        worker.start()
+        assert not done.wait(0.6), "jump keys written while another process held their lock"
+        assert not (handout.jump_dir() / "keys" / "slj-c1").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.wait(10)
+    worker.join()
+    assert "alice@x" in (handout.jump_dir() / "keys" / "slj-c1").read_text()
