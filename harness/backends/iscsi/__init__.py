@@ -28,6 +28,7 @@ from .plan import IscsiPlan, of
 from .schema import Iscsi
 
 _env = templates(__name__)
+_env.finalize = chap.one_line  # every value printed into tgt.conf or the targetcli batch stays on its line
 
 
 class IscsiBackend(Backend[Iscsi, IscsiPlan]):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from ...backend import Path_ as Path
 from ...backend import Rules
+from ...errors import HarnessError
 from ...topology import Pool
+from . import chap
 from .schema import IQN_RE, Iscsi
 
 
@@ -56,11 +59,30 @@ def check(r: Rules, s: Iscsi) -> None:
             if len(chosen) != 1:
                 r.add(base + ("chap",), "give exactly one of password, password_file or generate: true",
                          "prefer generate: true")
+            if acl.chap.password_file:
+                _password_file(r, base + ("chap", "password_file"), acl.chap.password_file)
             pw = acl.chap.password
             if pw is not None and not 12 <= len(pw) <= 16:
                 r.add(base + ("chap", "password"), f"CHAP secret is {len(pw)} characters; initiators need 12 to 16",
                          "use 12-16 characters, or generate: true")
 
+
+
+def _password_file(r: Rules, path: Path, file: str) -> None:
+    """A password_file is in the host's CHAP store and holds one line a CHAP secret can be
+    (read here to say so early; read again, the same way, when the plan is made)."""
+    outside = chap.password_file_problem(file)
+    if outside is not None:
+        message, _, fix = outside.partition("; fix: ")
+        r.add(path, message, fix)
+        return
+    if os.path.exists(file) and not os.path.islink(file) and not os.access(file, os.R_OK):
+        return  # validated by a user who cannot read it: root checks it when the plan is made
+    try:
+        chap.read_password_file(file)
+    except HarnessError as exc:
+        message, _, fix = str(exc).rpartition("; ")
+        r.add(path, message, fix)
 
 
 def check_iqn(r: Rules, path: Path, iqn: str) -> None:

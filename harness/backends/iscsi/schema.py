@@ -15,8 +15,12 @@ Iqn = str  # checked against IQN_RE by the rules (rules.check_iqn), with the RFC
 
 
 ChapUser = Annotated[str, allow(r"[A-Za-z0-9._:@-]{1,64}", "CHAP username", "use letters, digits and . _ : @ -")]
-ChapSecret = Annotated[str, allow(r"[A-Za-z0-9._~!@#%^*+=,:/-]{1,64}", "CHAP secret",
-                                   "use letters, digits and ._~!@#%^*+=,:/- (no spaces or quotes)")]
+#: the punctuation a CHAP secret may have: no space, quote or line break, and no '#' (tgt.conf's
+#: parser, Config::General, starts a comment there and would cut the secret short)
+CHAP_PUNCT = "._~!@%^*+=,:/-"
+CHAP_CHARS = "A-Za-z0-9" + re.escape(CHAP_PUNCT)  # inside [...]
+ChapSecret = Annotated[str, allow(f"[{CHAP_CHARS}]{{1,64}}", "CHAP secret",
+                                   f"use letters, digits and {CHAP_PUNCT} (no spaces, quotes or '#')")]
 
 
 class Chap(Strict):
