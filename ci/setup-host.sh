@@ -25,7 +25,7 @@ for arg in "$@"; do
 done
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
 
-PKGS=(lxc mmdebstrap iproute2 rsync openssh-client xfsprogs e2fsprogs util-linux
+PKGS=(lxc mmdebstrap iproute2 nftables rsync openssh-client xfsprogs e2fsprogs util-linux
       libvirt-daemon libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
       libvirt-daemon-driver-storage-gluster libvirt-daemon-driver-storage-rbd
       libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils

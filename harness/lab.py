@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import evidence, hostpools, image, locks, log, paths, secrets, trust, vagrantspec
+from . import evidence, firewall, hostpools, image, locks, log, paths, secrets, trust, vagrantspec
 from . import plan as planmod
 from .backend import backends
 from .errors import CleanupReport, HarnessError, LabStateError
@@ -254,6 +254,7 @@ class Lab:
         image.build()
 
     def _nodes(self) -> None:
+        firewall.ensure(required=self.plan.untrusted)  # before a node exists: nodes reach no host service
         self.provider.create(self.authorized_keys())
         where = self.provider.location()
         if where:
@@ -288,6 +289,9 @@ class Lab:
         locks.hold(self.name)
         log.add_logfile(self.logfile)
         log.info(f"lab {self.name}: provider {self.plan.provider}, {len(self.nodes)} nodes; log: {self.logfile}")
+        # a lab that got past its first step before is someone's work (a student's nodes): a resume
+        # that fails never removes it, only a first `up` that fails removes what it made
+        resumed = bool(self.state().get("steps_done"))
         self.save_state(status="creating", owner_pid=owner_pid or os.getpid(), owner_host=socket.gethostname(),
                         created=self.state().get("created") or time.time())
         done: list[str] = []
@@ -315,9 +319,10 @@ class Lab:
         except BaseException as exc:
             evidence = self.collect_evidence(repr(exc))
             log.info(f"lab {self.name}: up failed; evidence in {evidence}")
-            if keep_on_failure:
+            if keep_on_failure or resumed:
                 self.save_state(status="failed", owner_pid=None)
-                log.info(f"lab kept for debugging: `storlab up` continues it, `storlab down {self.name}` removes it")
+                why = "it was made before this `up` (its nodes hold work)" if resumed else "for debugging"
+                log.info(f"lab kept {why}: `storlab up` continues it, `storlab down {self.name}` removes it")
             else:
                 saved = self._save_evidence_outside(evidence)
                 self.down()

@@ -24,7 +24,7 @@ from ..errors import CleanupReport, HarnessError
 from ..image import role_services
 from ..model import NodePlan, Plan
 from ..run import run, succeed, wait_until
-from . import hostdisks
+from . import hostdisks, nodefs
 from .base import Provider, register
 
 # Units that cannot work in a container sharing this host's kernel.
@@ -152,23 +152,19 @@ class LxcProvider(Provider):
         name = node.name
         upper = self.nodesdir / name / "upper"
         work = self.nodesdir / name / "work"
+        # the node's files are root's inside it: no other host user may reach them (a setuid
+        # program a node puts in its root filesystem is not runnable from the host)
+        self.nodesdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.nodesdir, 0o700)
         for d in (upper, work):
             d.mkdir(parents=True, exist_ok=True)
-        ssh = upper / "root/.ssh"
-        ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (ssh / "authorized_keys").write_text(public_key)
-        os.chmod(ssh / "authorized_keys", 0o600)
-        (upper / "etc").mkdir(exist_ok=True)
-        (upper / "etc/hostname").write_text(name + "\n")
+        # written from the host into what root in the node controls: never through a link it planted
+        nodefs.write(upper, "root/.ssh/authorized_keys", public_key, mode=0o600, dir_mode=0o700)
+        nodefs.write(upper, "etc/hostname", name + "\n")
         hosts = self.labdir / "files" / "nodes" / name / "etc/hosts"
         if hosts.exists():
-            shutil.copy(hosts, upper / "etc/hosts")
-        units = upper / "etc/systemd/system"
-        units.mkdir(parents=True, exist_ok=True)
-        for unit in CONTAINER_MASKS + role_services():
-            link = units / unit
-            if not link.is_symlink() and not link.exists():
-                link.symlink_to("/dev/null")
+            nodefs.write(upper, "etc/hosts", hosts.read_text())
+        nodefs.mask(upper, "etc/systemd/system", CONTAINER_MASKS + role_services())
         cdir = self.lxcpath / self.cname(name)
         owner = owner_of(cdir)
         if owner not in (None, self.lab):
@@ -364,7 +360,17 @@ class LxcProvider(Provider):
                 self._lxc("lxc-stop", node.name, "-k", timeout=30, check=True)
         hostdisks.put_back(self.diskdir, self.plan.nodes, src / "disks")
         for node in self.plan.nodes:
-            self._copy_tree(src / "nodes" / node.name / "upper", self.nodesdir / node.name / "upper")
+            # into a new directory, then swapped in: never written over what root in the node left
+            # there (a link it planted would take the copy onto the host)
+            upper = self.nodesdir / node.name / "upper"
+            fresh, old = upper.with_name("upper.restoring"), upper.with_name("upper.old")
+            for d in (fresh, old):
+                shutil.rmtree(d, ignore_errors=True)
+            self._copy_tree(src / "nodes" / node.name / "upper", fresh)
+            if upper.exists():
+                upper.rename(old)
+            fresh.rename(upper)
+            shutil.rmtree(old, ignore_errors=True)  # rmtree removes links, never what they point to
             work = self.nodesdir / node.name / "work"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"plan", "image"},
     {"box", "vagrantspec"},
     {"providers", "providers.base", "providers.lxc", "providers.vagrant", "providers.incus", "providers.hostdisks",
-     "trust"},
+     "providers.nodefs", "trust", "firewall"},
     {"node"},
     {"context", "secrets"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)

@@ -1,0 +1,66 @@
+"""The host's firewall for lab bridges: a node reaches nothing on this host and nothing in another
+lab, whatever the host's ip_forward says; the host still reaches the nodes (its storage pools,
+ssh, the jump) and the nodes answer.
+
+One nftables table of storlab's own (``inet storlab``), matching every lab bridge by its name
+prefix (``slb``: paths.bridge_prefix), so it serves every lab on the host and is made once:
+- input from a lab bridge: only replies to what the host started, and DHCP/DNS to libvirt's own
+  dnsmasq on a VM lab's management network (it leases the VMs their management addresses);
+- forward into or out of a lab bridge: nothing (labs route nowhere, and nothing routes into them;
+  traffic between one lab's nodes is bridged, below IP forwarding).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from . import log
+from .errors import HarnessError
+from .run import run
+
+TABLE = "storlab"
+BRIDGES = "slb*"
+
+RULESET = f"""table inet {TABLE} {{
+  chain input {{
+    type filter hook input priority filter - 10; policy accept;
+    iifname "{BRIDGES}" ct state established,related accept
+    iifname "{BRIDGES}" udp dport {{ 53, 67 }} accept
+    iifname "{BRIDGES}" tcp dport 53 accept
+    iifname "{BRIDGES}" counter drop
+  }}
+  chain forward {{
+    type filter hook forward priority filter - 10; policy accept;
+    iifname "{BRIDGES}" counter drop
+    oifname "{BRIDGES}" counter drop
+  }}
+}}
+"""
+
+
+def present() -> bool:
+    return run(["nft", "list", "table", "inet", TABLE], timeout=15).ok if shutil.which("nft") else False
+
+
+def ensure(required: bool) -> None:
+    """Install the table unless it is there. ``required`` (a lab for untrusted users): a host where
+    it cannot be installed is an error; else it is said in the log and the lab goes on."""
+    if present():
+        return
+    why = "nft is not installed (apt install nftables)" if shutil.which("nft") is None else ""
+    if not why:
+        r = run(["nft", "-f", "-"], input=RULESET, timeout=30)
+        if r.ok:
+            log.info(f"firewall: nftables table inet {TABLE} guards lab bridges ({BRIDGES}) from the host and each other")
+            return
+        why = f"nft -f failed: {r.stderr.strip()[:300]}"
+    if required:
+        raise HarnessError(f"cannot fence lab networks off this host and other labs: {why}. A lab for untrusted "
+                           f"users needs it; nothing of the lab's nodes was made")
+    log.info(f"firewall: WARNING lab networks are not fenced off this host ({why}); only ip_forward=0 keeps labs apart")
+
+
+def remove() -> None:
+    """Delete the table (ci/stop-daemons.sh and tests; labs never do: it serves every lab on the host)."""
+    if present():
+        run(["nft", "delete", "table", "inet", TABLE], timeout=15)
