@@ -36,7 +36,7 @@ def test_a_planted_directory_link_is_refused_not_followed(node: tuple[Path, Path
     root, outside = node
     (root / "root").mkdir()
     (root / "root/.ssh").symlink_to(outside)  # what a student's `ln -s /etc /root/.ssh` leaves in upper
-    with pytest.raises(HarnessError, match="/root/.ssh in the node is not a directory"):
+    with pytest.raises(HarnessError, match=r"/root/\.ssh in the node is not a directory"):
         nodefs.write(root, "root/.ssh/authorized_keys", "key\n")
     assert list(outside.iterdir()) == []
 
