@@ -3,13 +3,14 @@ unwire them on `down`. Pool/volume XML comes from the plan's rendered files."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import log
 from .backend import Backend, get
 from .errors import CleanupReport, HarnessError
-from .hostfacts import mounted
+from .hostfacts import mount_at, mounted
 from .model import HostPoolPlan
 from .run import run, succeed
 from .virt import connect
@@ -67,13 +68,29 @@ def conflicts(lab: LabContext) -> list[str]:
                     pass
             b = _backend(p)
             out += b.pool_conflicts(lab, p) if b is not None else []
-            mounts_there = b is not None and b.mounts and p.fuse_mount  # the backend judged the path
-            if not mounts_there and not owned and p.path and _taken_dir(p.path):
+            if b is not None and b.mounts and p.fuse_mount and p.path:
+                out += _fuse_conflicts(p.path)
+            elif not owned and p.path and _taken_dir(p.path):
                 out.append(f"{p.path} (exists with files in it or something mounted on it, and this lab did not make it: "
                            f"pick another path, or run the topology as an instance with --name)")
     finally:
         conn.close()
     return out
+
+
+def _fuse_conflicts(path: str) -> list[str]:
+    """A FUSE mount (whose files students write) goes only on an empty directory of its own,
+    reached without a symbolic link; what is mounted there already, the backend judged."""
+    if os.path.realpath(path) != path:
+        return [f"{path} (is, or is under, a symbolic link, to {os.path.realpath(path)}: a lab's volume is mounted "
+                "only where its path says; use a real directory)"]
+    if mount_at(path) is not None:
+        return []
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        return [f"{path} (exists with files in it: a FUSE mount there would hide them, and `down` would remove the "
+                "directory; pick another path, or run the topology as an instance with --name)"]
+    return []
 
 
 def _taken_dir(path: str) -> bool:
@@ -137,21 +154,25 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str, listed: dict[str
     try:
         for p in here:
             with log.step(f"pool {p.name} ({p.type})" + ("" if host == "kvm" else f" on {host}")):
+                # whose the pool is, first: nothing (a mount, an iscsi iface, a secret) is made for a
+                # pool another made, and what is made is recorded before it is, so `down` releases it
+                try:
+                    pool = conn.storagePoolLookupByName(p.object)
+                except libvirt.libvirtError:
+                    pool = None
+                if pool is not None and not lab.owns(_key(p)):
+                    raise HarnessError(f"libvirt pool {p.object} exists and was not made by lab {lab.name}; "
+                                       "storlab leaves it alone: remove or rename it")
+                if pool is None:
+                    lab.claim(_key(p))  # recorded before it exists: `down` finds it whatever happens next
                 b = _backend(p)
                 if b is not None:
                     b.prepare_pool(lab, p, succeed if host == "kvm" else lab.node(host).succeed)
                     value = b.pool_secret(lab, p) if p.secret_uuid else None
                     if value is not None:
                         ensure_secret(conn, lab, p, value, files)
-                xml = (files / "pools" / f"{p.name}.xml").read_text()
-                try:
-                    pool = conn.storagePoolLookupByName(p.object)
-                    if not lab.owns(_key(p)):
-                        raise HarnessError(f"libvirt pool {p.object} exists and was not made by lab {lab.name}; "
-                                           "storlab leaves it alone: remove or rename it")
-                except libvirt.libvirtError:
-                    lab.claim(_key(p))  # recorded before it exists: `down` finds it whatever happens next
-                    pool = conn.storagePoolDefineXML(xml, 0)
+                if pool is None:
+                    pool = conn.storagePoolDefineXML((files / "pools" / f"{p.name}.xml").read_text(), 0)
                     if p.type in ("fs", "logical"):  # a fresh lab disk: format it / make the VG
                         pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
                     elif p.type in ("dir", "netfs"):
@@ -263,13 +284,14 @@ def unwire(lab: LabContext) -> CleanupReport:
             conn.close()
     for p in pools:
         b = _backend(p)
-        if b is not None:
+        if b is not None and lab.owns(_key(p)):  # a mount or iface of a pool the lab did not make is not its own
             rep.merge(b.release_pool(lab, p))
     return rep
 
 
 def leftovers(lab: LabContext) -> list[str]:
-    left = [x for p in host_pools(lab) if (b := _backend(p)) is not None for x in b.pool_leftovers(lab, p)]
+    left = [x for p in host_pools(lab) if (b := _backend(p)) is not None and lab.owns(_key(p))
+            for x in b.pool_leftovers(lab, p)]
     r = run(["virsh", "-c", lab.plan.host.uri, "pool-list", "--all", "--name"], timeout=30)
     if r.ok:
         names = set(r.stdout.split())

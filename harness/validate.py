@@ -255,7 +255,13 @@ class _Rules:
 
     def _pool_path(self, base: Path, pi: int, p: Any, paths: dict[tuple[str, str], int]) -> None:
         where = p.host or "kvm"
-        if p.path and where == "kvm" and _system_path(p.path):
+        if p.path and p.fuse_mount and not _fuse_root(p.path):
+            # students write what the volume holds: mounted over a host directory, it would be that
+            # directory's content (a crontab, dpkg's database, libvirt's domain state)
+            self.add(base + ("path",), f"{p.path} is not a place for a FUSE mount of a lab's volume: it may only be "
+                     f"mounted in a directory of its own under {', '.join(r + '/' for r in FUSE_ROOTS)}",
+                     f"use e.g. /srv/storlab/{self.t.lab}-{p.name} (or /var/lib/libvirt/images/{p.name})")
+        elif p.path and where == "kvm" and _system_path(p.path):
             self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
                      "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")
         if p.path:
@@ -421,6 +427,15 @@ SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", 
                "/var/lib/libvirt/images", "/var/lib/storlab", "/var/log")
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys",
                 "/usr", "/var/lib/storlab", "/var/log")
+
+
+#: where a FUSE mount of a lab's volume (whose files students write) may be made on the KVM host:
+#: a directory of its own under one of these (never one of them itself), mounted nosuid,nodev
+FUSE_ROOTS = ("/srv/storlab", "/mnt/storlab", "/var/lib/libvirt/images")
+
+
+def _fuse_root(path: str) -> bool:
+    return any(path.startswith(r + "/") and path != r + "/" for r in FUSE_ROOTS)
 
 
 def _system_path(path: str) -> bool:

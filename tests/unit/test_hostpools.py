@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import libvirt
 import pytest
 
+from harness import hostpools
+from harness import plan as planmod
 from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
-from harness.model import HostPoolPlan
+from harness.errors import CleanupReport, HarnessError, TopologyError
+from harness.hostfacts import PROFILES
+from harness.model import HostPoolPlan, Plan, need
+from harness.validate import validate_text
 
 POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
                     fuse_mount=False, export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None,
@@ -66,3 +74,168 @@ def test_down_removes_the_pools_iface_and_its_node_records(monkeypatch: pytest.M
     calls.clear()
     assert hp.remove_iscsi_iface(lab, POOL) is None
     assert calls == [["iscsiadm", "-m", "iface"]]
+
+
+# -- Gluster FUSE pools: where they may mount, how, and what `down` may release ----------------
+REPO = Path(__file__).resolve().parents[2]
+GLUSTER3 = str(REPO / "topologies" / "gluster-3.yaml")
+FUSE_TOPO = """
+lab: t
+provider: lxc
+nodes:
+  - {name: g1, roles: [gluster], disks: [{name: b, size: 1G, filesystem: xfs, mount: /gluster/bricks/1}]}
+gluster:
+  volumes: [{name: v, replica: 1, bricks: ["g1:/gluster/bricks/1/brick"]}]
+host:
+  pools: [{name: p, type: dir, backend: gluster, volume: v, fuse_mount: true, path: PATH}]
+"""
+
+
+@pytest.mark.parametrize("path", ["/var/spool/cron/crontabs", "/var/lib/dpkg", "/var/lib/libvirt/qemu", "/home/alice",
+                                  "/srv/storlab", "/mnt/storlab", "/var/lib/libvirt/images", "/mnt/p", "/srv/data"])
+def test_a_fuse_mount_outside_the_allowed_roots_is_refused(path: str) -> None:
+    with pytest.raises(TopologyError) as exc:
+        validate_text(FUSE_TOPO.replace("PATH", path), PROFILES["kvm"])
+    assert [p.field for p in exc.value.problems] == ["host.pools[0].path"], exc.value
+    assert "/srv/storlab/" in exc.value.problems[0].fix
+
+
+@pytest.mark.parametrize("path", ["/srv/storlab/t-gluster", "/mnt/storlab/t/gluster", "/var/lib/libvirt/images/GlusterFS"])
+def test_a_fuse_mount_under_an_allowed_root_passes(path: str) -> None:
+    validate_text(FUSE_TOPO.replace("PATH", path), PROFILES["kvm"])
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self.undefined = False
+
+    def isActive(self) -> bool:
+        return False
+
+    def undefine(self) -> None:
+        self.undefined = True
+
+
+class _Conn:
+    def __init__(self, pools: dict[str, _Pool]) -> None:
+        self.pools = pools
+
+    def storagePoolLookupByName(self, name: str) -> _Pool:
+        if name not in self.pools:
+            raise libvirt.libvirtError(f"no pool {name}")
+        return self.pools[name]
+
+    def close(self) -> None:
+        pass
+
+
+class _Lab:
+    def __init__(self, plan: Plan, owned: list[str]) -> None:
+        self.plan, self.name, self.owned = plan, plan.lab, owned
+        self.logs = Path("/nonexistent")
+
+    def owns(self, thing: str) -> bool:
+        return thing in self.owned
+
+    def claim(self, thing: str) -> None:
+        self.owned.append(thing)
+
+    def files(self, where: str) -> Path:
+        return Path("/nonexistent")
+
+
+class _Backend:
+    mounts = True
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pool_conflicts(self, lab: object, pool: HostPoolPlan) -> list[str]:
+        return []
+
+    def prepare_pool(self, lab: object, pool: HostPoolPlan, sh: object) -> None:
+        self.calls.append(f"prepare {pool.name}")
+
+    def release_pool(self, lab: object, pool: HostPoolPlan) -> CleanupReport:
+        self.calls.append(f"release {pool.name}")
+        return CleanupReport(removed=[f"mount {pool.path}"])
+
+    def pool_leftovers(self, lab: object, pool: HostPoolPlan) -> list[str]:
+        return [f"mount {pool.path}"]
+
+
+def _fuse_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owned: bool) -> tuple[Any, HostPoolPlan]:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None, others=None: set())
+    plan = planmod.load_plan(GLUSTER3, PROFILES["ci"])
+    fuse = plan.pool("glusterfs-pool").model_copy(update={"path": str(tmp_path / "mnt")})
+    plan = plan.with_(host=plan.host.model_copy(update={"pools": (fuse,)}))
+    return _Lab(plan, [f"pool {fuse.object}"] if owned else []), fuse
+
+
+@pytest.mark.parametrize("owned", [False, True])
+def test_a_fuse_pool_over_a_directory_with_files_is_a_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               owned: bool) -> None:
+    lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned)
+    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({}))
+    monkeypatch.setattr(hostpools, "_backend", lambda p: _Backend())
+    monkeypatch.setattr(hostpools, "mount_at", lambda path: None)
+    there = Path(need(fuse.path, "path"))
+    there.mkdir()
+    assert hostpools.conflicts(lab) == []
+    (there / "crontab").write_text("* * * * * root id\n")
+    (found,) = hostpools.conflicts(lab)
+    assert str(there) in found and "files in it" in found
+
+
+def test_a_fuse_pool_path_through_a_symlink_is_a_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
+    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({}))
+    monkeypatch.setattr(hostpools, "_backend", lambda p: _Backend())
+    monkeypatch.setattr(hostpools, "mount_at", lambda path: None)
+    (tmp_path / "elsewhere").mkdir()
+    Path(need(fuse.path, "path")).symlink_to(tmp_path / "elsewhere")
+    (found,) = hostpools.conflicts(lab)
+    assert "symbolic link" in found
+
+
+def test_the_fuse_mount_is_nosuid_nodev_and_never_over_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.backends.gluster as g
+    _, fuse = _fuse_lab(tmp_path, monkeypatch, owned=True)
+    argv: list[list[str]] = []
+    monkeypatch.setattr(g, "mount_at", lambda path: None)
+    monkeypatch.setattr(g, "succeed", lambda cmd, timeout=0: argv.append(cmd))
+    g.fuse_mount(fuse)
+    (cmd,) = argv
+    opts = cmd[cmd.index("-o") + 1].split(",")
+    assert "nosuid" in opts and "nodev" in opts
+    (Path(need(fuse.path, "path")) / "file").write_text("x")
+    with pytest.raises(HarnessError, match="not empty"):
+        g.fuse_mount(fuse)
+    assert len(argv) == 1
+
+
+def test_down_releases_only_the_pools_the_lab_owns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
+    pool, b = _Pool(), _Backend()
+    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({fuse.object: pool}))
+    monkeypatch.setattr(hostpools, "_backend", lambda p: b)
+    monkeypatch.setattr(hostpools, "run", lambda argv, timeout=0: SimpleNamespace(ok=True, stdout=fuse.object, stderr=""))
+    rep = hostpools.unwire(lab)
+    assert b.calls == [] and not pool.undefined and not rep.removed  # another's pool and its mount: untouched
+    assert hostpools.leftovers(lab) == []
+    lab.owned.append(f"pool {fuse.object}")
+    rep = hostpools.unwire(lab)
+    assert b.calls == ["release glusterfs-pool"] and pool.undefined and f"mount {fuse.path}" in rep.removed
+
+
+def test_up_prepares_nothing_for_a_pool_it_does_not_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mount (or iscsi iface) of a pool whose libvirt name another made was made before the
+    ownership check: `up` now checks first, and claims the pool before it mounts anything."""
+    lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
+    b = _Backend()
+    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({fuse.object: _Pool()}))
+    monkeypatch.setattr(hostpools, "_backend", lambda p: b)
+    with pytest.raises(HarnessError, match="not made by lab"):
+        hostpools.wire(lab)
+    assert b.calls == []

@@ -1324,7 +1324,7 @@ RULE_CASES = [
           pools:
             - name: p
               type: dir
-              path: /x
+              path: /srv/storlab/x
               fuse_mount: true #<
         """, "fuse_mount is for dir pools on a gluster volume", "host.pools[0].fuse_mount", "ci",
         id="fuse-mount-without-gluster"),

@@ -128,10 +128,12 @@ def fuse_mount(pool: HostPoolPlan, log_file: Path | None = None) -> None:
         wait_until(lambda: _answers(path), timeout=60, what=f"the FUSE mount {path} to answer again (client reconnect)")
         return
     os.makedirs(path, exist_ok=True)
-    opts = ["backup-volfile-servers=" + ":".join(pool.backup_servers)] if pool.backup_servers else []
+    if os.path.islink(path) or os.listdir(path):  # checked by hostpools.conflicts before `up`; again here
+        raise HarnessError(f"{path} is a symbolic link or not empty: the lab's volume is not mounted over it")
+    # students write the volume's files: no setuid program or device node of theirs works on the host
+    opts = ["nosuid", "nodev"] + (["backup-volfile-servers=" + ":".join(pool.backup_servers)] if pool.backup_servers else [])
     opts += [f"log-file={log_file}"] if log_file else []
-    succeed(["mount", "-t", "glusterfs", "-o", ",".join(opts or ["defaults"]), f"{pool.server}:/{pool.volume}", path],
-            timeout=60)
+    succeed(["mount", "-t", "glusterfs", "-o", ",".join(opts), f"{pool.server}:/{pool.volume}", path], timeout=60)
 
 
 def _answers(path: str) -> bool:
