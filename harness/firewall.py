@@ -6,12 +6,16 @@ One nftables table of storlab's own (``inet storlab``), matching every lab bridg
 prefix (``slb``: paths.bridge_prefix), so it serves every lab on the host and is made once:
 - input from a lab bridge: only replies to what the host started, and DHCP/DNS to libvirt's own
   dnsmasq on a VM lab's management network (it leases the VMs their management addresses);
-- forward into or out of a lab bridge: nothing (labs route nowhere, and nothing routes into them;
-  traffic between one lab's nodes is bridged, below IP forwarding).
+- forward into or out of a lab bridge: nothing (labs route nowhere, and nothing routes into them),
+  except traffic that enters and leaves by the same lab bridge: the traffic between one lab's
+  nodes, which a host with br_netfilter (bridge-nf-call-iptables=1, the default once the module
+  is there, e.g. with Docker) passes through the forward hook too. Each lab adds its bridges to
+  the set ``bridged`` (BR . BR) when it makes them and removes them at `down`.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from . import log
@@ -20,8 +24,10 @@ from .run import run
 
 TABLE = "storlab"
 BRIDGES = "slb*"
+BRIDGE_RE = re.compile(r"slb[0-9a-f]{6}[0-9]{1,2}")  # paths.bridge_name
 
 RULESET = f"""table inet {TABLE} {{
+  set bridged {{ type ifname . ifname; }}
   chain input {{
     type filter hook input priority filter - 10; policy accept;
     iifname "{BRIDGES}" ct state established,related accept
@@ -31,6 +37,7 @@ RULESET = f"""table inet {TABLE} {{
   }}
   chain forward {{
     type filter hook forward priority filter - 10; policy accept;
+    iifname . oifname @bridged accept
     iifname "{BRIDGES}" counter drop
     oifname "{BRIDGES}" counter drop
   }}
@@ -42,11 +49,29 @@ def present() -> bool:
     return run(["nft", "list", "table", "inet", TABLE], timeout=15).ok if shutil.which("nft") else False
 
 
-def ensure(required: bool) -> None:
-    """Install the table unless it is there. ``required`` (a lab for untrusted users): a host where
-    it cannot be installed is an error; else it is said in the log and the lab goes on."""
+def ensure(bridges: list[str], required: bool) -> None:
+    """Install the table unless it is there, and let ``bridges`` (one lab's) carry their own
+    traffic. ``required`` (a lab for untrusted users): a host where it cannot be installed is an
+    error; else it is said in the log and the lab goes on."""
+    if not present():
+        _install(required)
+    if present() and bridges:
+        elements = ", ".join(f'"{b}" . "{b}"' for b in bridges if BRIDGE_RE.fullmatch(b))
+        r = run(["nft", "add", "element", "inet", TABLE, "bridged", "{ " + elements + " }"], timeout=15)
+        if not r.ok:
+            raise HarnessError(f"firewall: could not let lab bridges {', '.join(bridges)} carry their own traffic: "
+                               f"{r.stderr.strip()[:300]}")
+
+
+def forget(bridges: list[str]) -> None:
+    """A lab's bridges out of the set (at `down`; an element that is not there is no error)."""
     if present():
-        return
+        for b in bridges:
+            if BRIDGE_RE.fullmatch(b):
+                run(["nft", "delete", "element", "inet", TABLE, "bridged", f'{{ "{b}" . "{b}" }}'], timeout=15)
+
+
+def _install(required: bool) -> None:
     why = "nft is not installed (apt install nftables)" if shutil.which("nft") is None else ""
     if not why:
         r = run(["nft", "-f", "-"], input=RULESET, timeout=30)

@@ -253,8 +253,12 @@ class Lab:
     def _image(self) -> None:
         image.build()
 
+    def bridges(self) -> list[str]:
+        """The lab's bridges on this host (its networks' and a VM lab's management network's)."""
+        return [n.bridge for n in self.plan.networks] + ([self.plan.mgmt.bridge] if self.plan.mgmt else [])
+
     def _nodes(self) -> None:
-        firewall.ensure(required=self.plan.untrusted)  # before a node exists: nodes reach no host service
+        firewall.ensure(self.bridges(), required=self.plan.untrusted)  # before a node exists: it reaches no host
         self.provider.create(self.authorized_keys())
         where = self.provider.location()
         if where:
@@ -343,6 +347,7 @@ class Lab:
             except Exception as exc:
                 rep.failed.append(("host pools", str(exc)))
             self.close_connections()
+            firewall.forget(self.bridges())
             sub = self.provider.destroy()
             rep.removed += sub.removed
             rep.failed += sub.failed
@@ -508,14 +513,21 @@ def reap() -> CleanupReport:
 
 
 def network_owner(name: str, xml: str) -> str | None:
-    """The lab whose bridge a network named storlab-LAB-NET uses (the bridge carries the lab's tag)."""
+    """The lab a network is, by its name and its bridge (the ownership mark: the bridge carries the
+    lab's tag). storlab-LAB_NET names its lab; an older storlab's storlab-LAB-NET could be any lab
+    whose name ends at one of its '-': the one whose bridge it uses."""
     br = ET.fromstring(xml).find("bridge")
     bridge = br.get("name", "") if br is not None else ""
-    rest = name.removeprefix("storlab-") if name.startswith("storlab-") else ""
+
+    def bridged(lab: str) -> bool:
+        return bool(re.fullmatch(rf"{re.escape(paths.bridge_prefix(lab))}\d+", bridge))
+    lab = paths.lab_of(name)
+    if lab is not None:
+        return lab if bridged(lab) else None
+    rest = name.removeprefix(paths.PREFIX) if name.startswith(paths.PREFIX) else ""
     for i, ch in enumerate(rest):
-        lab = rest[:i]
-        if ch == "-" and lab and re.fullmatch(rf"{re.escape(paths.bridge_prefix(lab))}\d+", bridge):
-            return lab
+        if ch == "-" and rest[:i] and bridged(rest[:i]):
+            return rest[:i]
     return None
 
 
@@ -548,7 +560,9 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
                     vol = conn.storageVolLookupByPath(path)
                 except libvirt.libvirtError:
                     continue
-                if vol.storagePoolLookupByVolume().name() == "storlab" and vol.name().startswith(f"storlab-{owner}-"):
+                # the domain's own disk (it is marked as the lab's) in storlab's pool, named as the lab's
+                # objects are now or were named by an older storlab
+                if vol.storagePoolLookupByVolume().name() == "storlab" and paths.named_for(owner, vol.name()):
                     try:
                         vol.delete(0)
                         rep.removed.append(f"orphan volume {vol.name()}")

@@ -387,7 +387,8 @@ def place(plan: Plan, remote: str | None, budget: str | None, untrusted: bool = 
     existing = paths.lab_dir(plan.lab) / "plan.json"
     if existing.exists():
         old = Plan.load(existing)
-        if old.klass != klass:  # a class never adopts a lab it did not make, nor `up` a class's lab
+        if klass is not None and old.klass != klass:  # a class never adopts a lab it did not make (a plain
+            # `storlab up` of a class's lab resumes it as what it is: the class's, untrusted)
             raise HarnessError(f"lab '{plan.lab}' exists and was made " + (f"by class id {old.klass}" if old.klass
                                else "outside any class") + (f", not by class id {klass}" if klass else "") +
                                f": storlab touches only what it made; `storlab down {plan.lab}` or pick another name")
