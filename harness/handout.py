@@ -168,9 +168,10 @@ def remove_account(klass: str) -> list[str]:
     user = account_name(klass)
     removed = []
     keys = jump_dir() / "keys" / user
-    if keys.exists():
-        keys.unlink()
-        removed.append(f"jump keys {keys}")
+    with locks.exclusive(keys_lock(klass), what=f"the jump keys lock of class {klass}"):
+        if keys.exists() or keys.is_symlink():
+            keys.unlink()
+            removed.append(f"jump keys {keys}")
     try:
         pw = pwd.getpwnam(user)
     except KeyError:

@@ -28,13 +28,14 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import paths
 from .backend import backends
@@ -117,12 +118,27 @@ class Expect(BaseModel):
     reason: str
 
 
+def _test_path(v: str) -> str:
+    """A pytest path or node id inside the repository: `storlab matrix run` passes it to pytest."""
+    path = v.split("::", 1)[0]
+    if (not path or path.startswith(("/", "-", "~")) or any(part in ("..", "") for part in path.split("/"))
+            or not re.fullmatch(r"[A-Za-z0-9_./:\[\]-]+", v.replace("::", ":"))):
+        raise ValueError(f"test {v[:60]!r} is not a path inside the repository; fix: write it relative to the "
+                         "repository, without '..', a leading '/' or '-', spaces or line breaks, e.g. "
+                         "tests/lab/test_gluster_failover.py")
+    return v
+
+
+TestPath = Annotated[str, AfterValidator(_test_path)]
+
+
 class MatrixModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matrix: Name
     description: str = ""
     base: str
-    tests: list[str] = Field([], description="what `storlab matrix run` runs (pytest paths), relative to the repository")
+    tests: list[TestPath] = Field([], description="what `storlab matrix run` runs (pytest paths), relative to the "
+                                                    "repository")
     axes: dict[Name, Axis] = Field(min_length=1)
     include: list[dict[Name, Name | list[Name]]] = []
     exclude: list[dict[Name, Name | list[Name]]] = []
@@ -192,9 +208,15 @@ def load(file: str | Path, facts: HostFacts | None = None, provider: str | None 
                 if w not in model.axes[axis].values:
                     problems.append(loc.problem((), f"rule {i + 1}: axis {axis} has no value '{w}' (values: "
                                                      f"{', '.join(model.axes[axis].values)})"))
-    base = (Path(file).parent / model.base).resolve()
-    if not base.exists():
-        problems.append(loc.problem(("base",), f"base topology {base} does not exist", "a path relative to the matrix file"))
+    base, why = topology_file(Path(file), model.base)
+    if why:
+        problems.append(loc.problem(("base",), *why))
+    for axis, ax in model.axes.items():
+        for value_name, value in ax.values.items():
+            if isinstance(value, dict) and "base" in value:
+                why = topology_file(Path(file), str(value["base"]))[1]
+                if why:
+                    problems.append(loc.problem(("axes", axis, "values", value_name, "base"), *why))
     if problems:
         raise TopologyError(problems)
     facts = facts or HostFacts.detect()
@@ -220,10 +242,9 @@ def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str]
     for axis, value_name in values.items():  # a value may name another base topology: {base: FILE}
         value = m.model.axes[axis].values[value_name]
         if isinstance(value, dict) and "base" in value:
-            other = (m.file.parent / str(value["base"])).resolve()
-            if not other.exists():
-                problems.append(Problem(str(m.file), None, None, f"axes.{axis}.values.{value_name}.base",
-                                        f"{other} does not exist"))
+            other, why = topology_file(m.file, str(value["base"]))
+            if why:
+                problems.append(Problem(str(m.file), None, None, f"axes.{axis}.values.{value_name}.base", *why))
             else:
                 base_text, base_file = other.read_text(), str(other)
     data = load_text(base_text, base_file).data
@@ -244,10 +265,9 @@ def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str]
     if provider and isinstance(data, dict):
         data["provider"] = provider
     out = m.workdir() / "cells" / f"{name}.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = (f"# matrix {m.name}, cell {name}: {json.dumps(values)} (made from {base_file})\n"
             + yaml.safe_dump(data, sort_keys=False))
-    out.write_text(text)
+    _write_private(out, text)
     cell = Cell(name=name, values=values, topology=out,
                 expect_fail=[e for e in m.model.expect_fail if _matches(e.cells, values)])
     if problems:
@@ -259,6 +279,37 @@ def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str]
         cell.problems = exc.problems
     cell.build_key = build_key(data)
     return cell
+
+
+#: the repository's topologies (a checkout: harness/ beside topologies/)
+TOPOLOGIES = Path(__file__).resolve().parents[1] / "topologies"
+
+
+def topology_file(matrix_file: Path, name: str) -> tuple[Path, tuple[str, str] | None]:
+    """A base topology the matrix names: a file under the matrix file's directory or the
+    repository's topologies/, judged where it really is (a symbolic link out of them is refused,
+    not followed); the (message, fix) of a problem when it is not one."""
+    where = matrix_file.resolve().parent
+    real = Path(os.path.realpath(where / name))
+    roots = (where, TOPOLOGIES.resolve())
+    if not any(real.is_relative_to(r) for r in roots):
+        return real, (f"base topology {name} is {real}, outside the matrix file's directory ({where}) and the "
+                      f"repository's topologies ({roots[1]}): a matrix reads only topologies from there",
+                      "copy the topology beside the matrix file (a symbolic link out is not followed)")
+    if not real.is_file():
+        return real, (f"base topology {real} does not exist", "a path relative to the matrix file")
+    return real, None
+
+
+def _write_private(out: Path, text: str) -> None:
+    """A cell's topology, readable by its owner only (0600 in a 0700 directory): the base it came
+    from may be a private file."""
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(out.parent, 0o700)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)  # a cell an older storlab wrote 0644
+        fh.write(text)
 
 
 def build_key(data: dict[str, Any]) -> str:

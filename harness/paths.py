@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -37,9 +38,46 @@ def tag(lab: str) -> str:
     return f"{zlib.crc32(lab.encode()) & 0xFFFFFF:06x}"
 
 
-def obj_name(lab: str, name: str) -> str:
-    """Name of a libvirt domain/network/volume or container owned by ``lab``."""
-    return f"storlab-{lab}-{name}"
+PREFIX = "storlab-"
+#: between the lab's name and the rest of an object's name: lab, node, network, disk and pool names
+#: are [a-z][a-z0-9-]* (topology.NAME_RE) and never hold it, so the first one ends the lab's name
+SEP = "_"
+_LAB = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def obj_name(lab: str, *parts: str) -> str:
+    """Name of a libvirt domain/network/volume/pool or container owned by ``lab``:
+    storlab-LAB_PART[_PART...]. Two labs never share one: lab `a` node `b-c` is storlab-a_b-c,
+    lab `a-b` node `c` is storlab-a-b_c. (storlab before this named both storlab-a-b-c: see
+    legacy_obj_name; a lab keeps the names its plan.json holds, so such labs still go down.)"""
+    return PREFIX + SEP.join([lab, *parts])
+
+
+def obj_prefix(lab: str) -> str:
+    """What every object name of ``lab`` starts with, and no other lab's does."""
+    return obj_name(lab, "")
+
+
+def legacy_obj_name(lab: str, name: str) -> str:
+    """The name an older storlab gave ``lab``'s object ``name``: storlab-LAB-NAME. Lab `a` and lab
+    `a-b` both match storlab-a-*: such a name is a lab's only with its ownership mark (a domain's
+    description, a container's owner file, a network's bridge), never by the name alone."""
+    return f"{PREFIX}{lab}-{name}"
+
+
+def lab_of(name: str) -> str | None:
+    """The lab whose object ``name`` is, read from an obj_name; None for other names, and for an
+    older storlab's (their lab only an ownership mark can tell: storlab-a-b-c could be lab a's or
+    lab a-b's). Names never held '_' then, except vagrant-libvirt's extra root disks (NAME_1.img):
+    read volumes with named_for and an ownership check instead."""
+    lab, sep, _ = name.removeprefix(PREFIX).partition(SEP)
+    return lab if name.startswith(PREFIX) and sep and _LAB.fullmatch(lab) else None
+
+
+def named_for(lab: str, name: str) -> bool:
+    """Whether ``name`` is named like ``lab``'s objects: obj_prefix(lab), or an older storlab's
+    storlab-LAB-, which other labs' names match too (check an ownership mark as well)."""
+    return name.startswith((obj_prefix(lab), legacy_obj_name(lab, "")))
 
 
 def bridge_prefix(lab: str) -> str:

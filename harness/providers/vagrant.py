@@ -29,6 +29,8 @@ from ..virt import connect
 from .base import Provider, register
 
 POLL = 2.0
+#: in the lab directory: the libvirt volumes the lab made (see VagrantProvider._record)
+VOLUME_RECORD = "libvirt-volumes.json"
 
 
 def _vagrant_class() -> Any:
@@ -205,8 +207,68 @@ class VagrantProvider(Provider):
         names += [re.escape(d.image) + r"\.qcow2" for n in self.plan.nodes for d in n.disks]
         return re.compile("|".join(names) or "(?!)")
 
+    def _volume_names(self) -> list[str]:
+        """The exact names of the volumes vagrant-libvirt makes first for this lab (root images, data disks)."""
+        return [f"{n.object}.img" for n in self.plan.nodes] + [f"{d.image}.qcow2" for n in self.plan.nodes for d in n.disks]
+
+    # A volume has no mark of its own: it is this lab's when one of the lab's (marked) domains uses
+    # it, or the lab recorded it in VOLUME_RECORD: the paths its domains used (recorded during `up`
+    # and before a teardown, so a volume a half-done teardown left is still known), and the planned
+    # names that were free when `up` started (vagrant-libvirt makes a disk before the domain that
+    # would show it; the lab lock keeps any other storlab from making that name meanwhile).
+    def _record(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads((self.labdir / VOLUME_RECORD).read_text())
+        except (OSError, ValueError):
+            return {"paths": [], "claimed": []}
+        return {k: [str(x) for x in data.get(k, [])] for k in ("paths", "claimed")}
+
+    def _write_record(self, record: dict[str, list[str]]) -> None:
+        self.labdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.labdir / f".{VOLUME_RECORD}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({k: sorted(set(v)) for k, v in record.items()}, indent=2) + "\n")
+        tmp.replace(self.labdir / VOLUME_RECORD)
+
+    def _used_volumes(self) -> set[str]:
+        """Paths of the disks this lab's (marked) domains use now."""
+        return {src.get("file", "") for dom in self._domains()
+                for src in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")} - {""}
+
+    def _record_volumes(self) -> None:
+        """Add the disks this lab's domains use now to the lab's record."""
+        record = self._record()
+        used = self._used_volumes() - set(record["paths"])
+        if used:
+            record["paths"] += sorted(used)
+            self._write_record(record)
+
+    def _pool_volumes(self) -> list[Any]:
+        import libvirt
+        try:
+            pool = self.conn().storagePoolLookupByName(box.STORAGE_POOL)
+        except libvirt.libvirtError:
+            return []
+        if not pool.isActive():
+            return []
+        pool.refresh(0)
+        return list(pool.listAllVolumes(0))
+
+    def _claim_volumes(self) -> None:
+        """Before `vagrant up`: record the lab's planned volume names that no volume has yet."""
+        have = {v.name() for v in self._pool_volumes()}
+        record = self._record()
+        free = [n for n in self._volume_names() if n not in have and n not in record["claimed"]]
+        if free:
+            record["claimed"] += free
+            self._write_record(record)
+
+    def _owned_volume(self, vol: Any, record: dict[str, list[str]], used: set[str]) -> bool:
+        if not self._planned_volumes().fullmatch(vol.name()):
+            return False
+        return vol.path() in used or vol.path() in record["paths"] or vol.name() in record["claimed"]
+
     def conflicts(self) -> list[str]:
-        """Domains and networks with this lab's names that are not this lab's."""
+        """Domains, networks and volumes with this lab's names that are not this lab's."""
         import libvirt
         out = []
         for n in self.plan.nodes:
@@ -223,6 +285,12 @@ class VagrantProvider(Provider):
                 continue
             if not self._owned_network(net):
                 out.append(f"network {name} (its bridge is not this lab's)")
+        record, used = self._record(), self._used_volumes()
+        planned = self._planned_volumes()
+        for vol in self._pool_volumes():
+            if planned.fullmatch(vol.name()) and not self._owned_volume(vol, record, used):
+                out.append(f"volume {box.STORAGE_POOL}/{vol.name()} (no domain of this lab uses it, and the lab "
+                           "did not make it)")
         return out
 
     # -- libvirt -------------------------------------------------------------------------
@@ -232,11 +300,13 @@ class VagrantProvider(Provider):
         return self._conn
 
     def _domain(self, node: str) -> Any:
+        """The node's domain, if it is this lab's (a hand-made one with its name is not touched)."""
         import libvirt
         try:
-            return self.conn().lookupByName(self.domain_name(node))
+            dom = self.conn().lookupByName(self.domain_name(node))
         except libvirt.libvirtError:
             return None
+        return dom if self._owned_domain(dom) else None
 
     def _ensure_pool(self) -> None:
         """The pool must exist before `vagrant up --parallel`: vagrant-libvirt would only create
@@ -297,7 +367,14 @@ class VagrantProvider(Provider):
             self._ensure_pool()
             for name, xml in vagrantspec.networks(self.plan, spec).items():
                 self._ensure_network(name, xml)
-        self._up(spec)
+        self._claim_volumes()
+        try:
+            self._up(spec)
+        finally:  # also after a failed up: its domains' disks are the lab's to remove
+            try:
+                self._record_volumes()
+            except Exception as exc:  # never hides why `up` failed; the teardown records them again
+                log.info(f"could not record the lab's volumes: {exc}")
 
     def _up(self, spec: dict[str, Any]) -> None:
         logf = self.logs / "vagrant-up.log"
@@ -466,16 +543,9 @@ class VagrantProvider(Provider):
         return [n for n in self.conn().listAllNetworks(0) if self._owned_network(n)]
 
     def _volumes(self) -> list[Any]:
-        import libvirt
-        try:
-            pool = self.conn().storagePoolLookupByName(box.STORAGE_POOL)
-        except libvirt.libvirtError:
-            return []
-        if not pool.isActive():
-            return []
-        pool.refresh(0)
-        planned = self._planned_volumes()
-        return [v for v in pool.listAllVolumes(0) if planned.fullmatch(v.name())]
+        """This lab's volumes: a planned name, and used by one of its domains or in its record."""
+        record, used = self._record(), self._used_volumes()
+        return [v for v in self._pool_volumes() if self._owned_volume(v, record, used)]
 
     def destroy(self) -> CleanupReport:
         import libvirt
@@ -492,6 +562,10 @@ class VagrantProvider(Provider):
         if stopped:
             log.info(f"stopped {stopped} left running by an interrupted `up`")
             rep.removed.append(stopped)
+        try:
+            self._record_volumes()  # before vagrant removes the domains that show which volumes are the lab's
+        except Exception as exc:  # libvirt away: what was recorded during `up` still holds
+            log.info(f"could not record the lab's volumes before its teardown: {exc}")
         try:
             self._drop_all_snapshots()
         except Exception as exc:  # undefine below still removes their metadata
@@ -530,6 +604,8 @@ class VagrantProvider(Provider):
             volumes = []
         for vol in volumes:
             attempt(f"volume {box.STORAGE_POOL}/{vol.name()}", lambda vol=vol: vol.delete(0))
+        if not any(what.startswith(("volume ", "pool ")) for what, _ in rep.failed):
+            (self.labdir / VOLUME_RECORD).unlink(missing_ok=True)  # kept while a volume of the lab is left
         for net in networks:
             def remove_network(net: Any = net) -> None:
                 if net.isActive():

@@ -41,7 +41,7 @@ def test_an_instance_owns_its_names_paths_and_secrets() -> None:
     alice = planmod.load_plan(GLUSTER3, FACTS, name="alice")
     assert (own.lab, own.instance_of, alice.lab, alice.instance_of) == ("gluster3", None, "alice", "gluster3")
     fuse, alice_fuse = own.pool("glusterfs-pool"), alice.pool("glusterfs-pool")
-    assert fuse.object == "storlab-gluster3-glusterfs-pool" and alice_fuse.object == "storlab-alice-glusterfs-pool"
+    assert fuse.object == "storlab-gluster3_glusterfs-pool" and alice_fuse.object == "storlab-alice_glusterfs-pool"
     assert fuse.path == "/var/lib/libvirt/images/GlusterFS" and alice_fuse.path == "/var/lib/libvirt/images/GlusterFS-alice"
     assert {n.object for n in alice.nodes}.isdisjoint({n.object for n in own.nodes})
     assert {n.bridge for n in alice.networks}.isdisjoint({n.bridge for n in own.networks})

@@ -61,7 +61,7 @@ def test_container_config_follows_the_plan(provider: LxcProvider, tmp_path: Path
     assert cfg["lxc.net.1.link"] == [provider.plan.networks[1].bridge]
     assert all(len(v) <= 15 for v in cfg["lxc.net.0.veth.pair"] + cfg["lxc.net.1.veth.pair"])
     assert any(e.startswith("/dev/fuse dev/fuse") for e in cfg["lxc.mount.entry"])
-    assert provider.cname("n1") == "storlab-cfgtest-n1"
+    assert provider.cname("n1") == "storlab-cfgtest_n1"
 
 
 def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Path) -> None:
@@ -111,20 +111,27 @@ def _lxc_provider(lab: str, nodes: str) -> LxcProvider:
 
 
 def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lab 'a' node 'b-n1' and lab 'a-b' node 'n1' both map to storlab-a-b-n1: the second is refused,
-    and `down a` counts only what is marked as lab a's."""
+    """Lab 'a' node 'b-n1' and lab 'a-b' node 'n1' were both storlab-a-b-n1 (now storlab-a_b-n1 and
+    storlab-a-b_n1); a container carrying another lab's mark is refused, and `down a` counts only
+    what is marked as lab a's."""
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     a, ab = _lxc_provider("a", "[{name: b-n1}, {name: x}]"), _lxc_provider("a-b", "[{name: n1}, {name: n2}]")
     lower = tmp_path / "lower"
     a._write_node(a.node("x"), "key\n", lower)
-    ab._write_node(ab.node("n2"), "key\n", lower)  # storlab-a-b-n2: starts with storlab-a- too
+    ab._write_node(ab.node("n2"), "key\n", lower)
     assert a._containers_on_disk() == {"x"} and ab._containers_on_disk() == {"n2"}
     a._write_node(a.node("b-n1"), "key\n", lower)
-    with pytest.raises(HarnessError, match="container storlab-a-b-n1 belongs to lab a"):
-        ab._write_node(ab.node("n1"), "key\n", lower)
+    ab._write_node(ab.node("n1"), "key\n", lower)
+    assert a._containers_on_disk() == {"x", "b-n1"} and ab._containers_on_disk() == {"n1", "n2"}
+    planted = a.lxcpath / paths.obj_name("a-b", "n3")
+    planted.mkdir()
+    (planted / "storlab-lab").write_text("a\n")
+    with pytest.raises(HarnessError, match=f"container {planted.name} belongs to lab a"):
+        ab3 = _lxc_provider("a-b", "[{name: n3}]")
+        ab3._write_node(ab3.node("n3"), "key\n", lower)
     # a directory storlab did not make is not taken over either
-    (a.lxcpath / "storlab-a-y").mkdir()
-    (a.lxcpath / "storlab-a-y" / "config").write_text("# someone else's\n")
+    (a.lxcpath / paths.obj_name("a", "y")).mkdir()
+    (a.lxcpath / paths.obj_name("a", "y") / "config").write_text("# someone else's\n")
     y = _lxc_provider("a", "[{name: y}]")
     with pytest.raises(HarnessError, match="was not made by storlab"):
         y._write_node(y.node("y"), "key\n", lower)

@@ -147,3 +147,68 @@ def test_matrix_json_schema_names_every_field() -> None:
     schema = mx.MatrixModel.model_json_schema()
     assert {"matrix", "base", "tests", "axes", "include", "exclude", "expect_fail"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+# -- what a matrix may read and where its cells go ----------------------------------------------
+def _matrix_in(d: Path, base: str, extra: str = "") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / "m.yaml"
+    f.write_text(GOOD.replace("base: BASE", f"base: {base}") + extra)
+    return f
+
+
+def test_a_base_outside_the_matrix_dir_and_the_topologies_is_refused_at_its_line(home: Path) -> None:
+    secret = home / "root-only.yaml"
+    secret.write_text("lab: t\nnodes: [{name: n1}]\n# a 0600 file of root's\n")
+    secret.chmod(0o600)
+    for base in (str(secret), "../root-only.yaml", "/etc/passwd"):
+        with pytest.raises(TopologyError) as e:
+            mx.load(_matrix_in(home / "mdir", base), PROFILES["ci"])
+        (p,) = e.value.problems
+        assert (p.field, p.line) == ("base", 2) and "outside" in p.message, e.value
+    assert not (home / "home" / "matrices").exists()  # no cell was written
+
+
+def test_a_base_symlink_out_of_the_matrix_dir_is_refused(home: Path) -> None:
+    outside = home / "outside.yaml"
+    outside.write_text((ROOT / "topologies" / "gluster-3.yaml").read_text())
+    d = home / "mdir"
+    d.mkdir()
+    (d / "base.yaml").symlink_to(outside)
+    with pytest.raises(TopologyError) as e:
+        mx.load(_matrix_in(d, "base.yaml"), PROFILES["ci"])
+    assert "outside" in str(e.value)
+    (d / "inside.yaml").write_text(outside.read_text())  # a topology of the matrix's own directory: fine
+    assert mx.load(_matrix_in(d, "inside.yaml"), PROFILES["ci"]).cells
+
+
+def test_an_axis_value_base_outside_is_refused_at_its_line(home: Path) -> None:
+    extra = "  other:\n    values:\n      elsewhere: {base: /etc/passwd}\n"
+    text = GOOD.replace("exclude:", extra + "exclude:").replace("BASE", str(ROOT / "topologies" / "gluster-3.yaml"))
+    f = home / "m.yaml"
+    f.write_text(text)
+    with pytest.raises(TopologyError) as e:
+        mx.load(f, PROFILES["ci"])
+    (p,) = e.value.problems
+    assert p.field == "axes.other.values.elsewhere.base" and p.line == 13 and "outside" in p.message, e.value
+
+
+@pytest.mark.parametrize("test", ["/etc/passwd", "../../outside/test_x.py", "tests/../../x.py", "-p", "--rootdir=/",
+                                  "tests/lab\n/x.py"])
+def test_matrix_tests_are_paths_inside_the_repository(home: Path, test: str) -> None:
+    f = write(home, GOOD.replace("axes:", f"tests: [{test!r}]\naxes:".replace("'", '"').replace("\n/", "\\n/")))
+    with pytest.raises(TopologyError) as e:
+        mx.load(f, PROFILES["ci"])
+    (p,) = e.value.problems
+    assert p.field == "tests[0]" and p.line == 3 and p.fix, e.value
+
+
+def test_cell_files_are_private(home: Path) -> None:
+    import stat
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    cells_dir = m.cells[0].topology.parent
+    assert stat.S_IMODE(cells_dir.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(c.topology.stat().st_mode) == 0o600 for c in m.cells)
+    m.cells[0].topology.chmod(0o644)  # a cell an older storlab wrote
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    assert stat.S_IMODE(m.cells[0].topology.stat().st_mode) == 0o600

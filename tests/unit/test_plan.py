@@ -418,5 +418,5 @@ def test_nodes_get_macs_and_disks() -> None:
     macs = [m for n in plan.nodes for m in n.macs.values()]
     assert len(set(macs)) == 4 and all(m.startswith("52:54:00:") for m in macs)
     assert [(d.name, d.size, d.device) for d in a.disks] == [("d1", 2**30, "/dev/vdb"), ("d2", 2**31, "/dev/vdc")]
-    assert a.disks[1].mount == "/data" and a.object == "storlab-t-a"
+    assert a.disks[1].mount == "/data" and a.object == "storlab-t_a"
     assert [n.bridge for n in plan.networks] == [f"slb{plan.tag}0", f"slb{plan.tag}1"]

@@ -59,7 +59,7 @@ def spec(plan: Plan) -> dict[str, Any]:
 def test_vagrant_plan_has_its_own_isolated_management_subnet(plan: Plan) -> None:
     mgmt = need(plan.mgmt, "mgmt")
     cidr = ipaddress.IPv4Network(mgmt.cidr)
-    assert mgmt.libvirt_network == "storlab-t-mgmt"
+    assert mgmt.libvirt_network == "storlab-t_mgmt"
     assert mgmt.host_address == str(cidr.network_address + 1)
     assert ipaddress.IPv4Address(mgmt.dhcp_start) in cidr and ipaddress.IPv4Address(mgmt.dhcp_end) in cidr
     assert mgmt.netmask == str(cidr.netmask)
@@ -93,9 +93,9 @@ def test_used_subnets_counts_libvirt_networks_but_not_the_labs_own(tmp_path: Pat
     (tmp_path / "default.xml").write_text(
         "<network><name>default</name><ip address='192.168.122.1' netmask='255.255.255.0'/></network>")
     (tmp_path / "own.xml").write_text(
-        "<network><name>storlab-t-mgmt</name><ip address='192.168.150.1' prefix='24'/></network>")
+        "<network><name>storlab-t_mgmt</name><ip address='192.168.150.1' prefix='24'/></network>")
     (tmp_path / "broken.xml").write_text("<network")
-    got = planmod._libvirt_network_subnets("storlab-t-", (tmp_path,))
+    got = planmod._libvirt_network_subnets("storlab-t_", (tmp_path,))
     assert got == {ipaddress.IPv4Network("192.168.122.0/24")}
     assert ipaddress.IPv4Network("192.168.150.0/24") in planmod._libvirt_network_subnets(None, (tmp_path,))
 
@@ -104,7 +104,7 @@ def test_used_subnets_counts_libvirt_networks_but_not_the_labs_own(tmp_path: Pat
 
 def test_domains_are_named_from_the_plan_objects(plan: Plan, spec: dict[str, Any]) -> None:
     for m, node in zip(spec["machines"], plan.nodes, strict=True):
-        assert m["domain"] == node.object == f"storlab-t-{node.name}"
+        assert m["domain"] == node.object == f"storlab-t_{node.name}"
         assert m["domain_prefix"] + m["name"] == m["domain"]  # vagrant-libvirt: default_prefix + machine name
 
 
@@ -126,8 +126,8 @@ def test_machine_resources_networks_and_disks(plan: Plan, spec: dict[str, Any]) 
     assert m1["networks"] == [
         {"network_name": net.libvirt_network, "ip": n1.addresses[net.name], "mac": n1.macs[net.name],
          "netmask": str(ipaddress.IPv4Network(net.cidr).netmask)} for net in plan.networks]
-    assert m1["disks"] == [{"device": "vdb", "size": "1024M", "volume": "storlab-t-n1-data.qcow2"},
-                           {"device": "vdc", "size": "1536M", "volume": "storlab-t-n1-raw.qcow2"}]
+    assert m1["disks"] == [{"device": "vdb", "size": "1024M", "volume": "storlab-t_n1-data.qcow2"},
+                           {"device": "vdc", "size": "1536M", "volume": "storlab-t_n1-raw.qcow2"}]
     assert m2["disks"] == []
     assert m1["console_log"] == str(LABDIR / "logs" / "n1.console.log")
 
@@ -139,7 +139,7 @@ def test_management_addresses_are_fixed_and_inside_the_subnet(plan: Plan, spec: 
     assert len(set(ips)) == len(ips) and len(set(macs)) == len(macs)
     assert all(ipaddress.IPv4Address(ip) in cidr for ip in ips)
     assert need(plan.mgmt, "mgmt").host_address not in ips
-    assert spec["management"] == {"network_name": "storlab-t-mgmt", "address": need(plan.mgmt, "mgmt").cidr,
+    assert spec["management"] == {"network_name": "storlab-t_mgmt", "address": need(plan.mgmt, "mgmt").cidr,
                                   "mode": "none", "guest_ipv6": "no"}
 
 
@@ -185,7 +185,7 @@ def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec:
 
 
 def test_provision_script_quotes_odd_mount_points() -> None:
-    disk = DiskPlan(name="a", size=2**30, device="/dev/vdb", filesystem="ext4", mount="/srv/a b", image="storlab-t-n1-a")
+    disk = DiskPlan(name="a", size=2**30, device="/dev/vdb", filesystem="ext4", mount="/srv/a b", image="storlab-t_n1-a")
     s = vagrantspec.provision_script("n1", (disk,))
     assert "mkdir -p '/srv/a b'" in s and "mkfs.ext4 -q -F /dev/vdb" in s
 
@@ -194,7 +194,7 @@ def test_provision_script_quotes_odd_mount_points() -> None:
 
 def test_networks_are_isolated_and_only_management_has_dhcp(plan: Plan, spec: dict[str, Any]) -> None:
     nets = vagrantspec.networks(plan, spec)
-    assert list(nets) == ["storlab-t-mgmt", "storlab-t-storage", "storlab-t-backend"]
+    assert list(nets) == ["storlab-t_mgmt", "storlab-t_storage", "storlab-t_backend"]
     for name, xml in nets.items():
         root = ET.fromstring(xml)
         assert root.findtext("name") == name
@@ -202,7 +202,7 @@ def test_networks_are_isolated_and_only_management_has_dhcp(plan: Plan, spec: di
         assert root.find("dns").get("enable") == "no"  # type: ignore[union-attr]
         ip = root.find("ip")
         assert ip is not None and ip.get("netmask") and ip.get("prefix") is None  # vagrant-libvirt matches on netmask
-    mgmt = ET.fromstring(nets["storlab-t-mgmt"])
+    mgmt = ET.fromstring(nets["storlab-t_mgmt"])
     hosts = {(h.get("mac"), h.get("ip")) for h in mgmt.findall("./ip/dhcp/host")}
     assert hosts == {(m["mgmt_mac"], m["mgmt_ip"]) for m in spec["machines"]}
     assert mgmt.find("./ip").get("address") == need(plan.mgmt, "mgmt").host_address  # type: ignore[union-attr]
@@ -214,7 +214,7 @@ def test_networks_are_isolated_and_only_management_has_dhcp(plan: Plan, spec: di
 
 
 def test_network_key_ignores_what_libvirt_adds(plan: Plan, spec: dict[str, Any]) -> None:
-    xml = vagrantspec.networks(plan, spec)["storlab-t-mgmt"]
+    xml = vagrantspec.networks(plan, spec)["storlab-t_mgmt"]
     dumped = xml.replace("<dns enable='no'/>", "<uuid>0717a97d-b6ad-4036-9a7d-51dcbff78524</uuid>"
                                                 "<mac address='52:54:00:4e:5f:a2'/><dns enable='no'/>")
     assert _net_key(ET.fromstring(dumped)) == _net_key(ET.fromstring(xml))
@@ -276,26 +276,27 @@ class FakeNetwork:
 def test_teardown_takes_only_what_carries_this_labs_marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A name is not ownership: a domain needs the lab's description (or vagrant's own record of
     it), a network the lab's bridge, a volume one of the exact names vagrant-libvirt gives the
-    lab's disks. Lab 'a' never takes lab 'a-b''s objects, nor hand-made ones named like its own."""
+    lab's disks and a domain of the lab using it (or the lab's record of it, below). Lab 'a' never
+    takes lab 'a-b''s objects, nor hand-made ones named like its own."""
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
     p = VagrantProvider(plan, paths.lab_dir("a"))
     node1 = plan.node("n1")
-    assert p._owned_domain(FakeDomain("storlab-a-n1", "storlab lab a node n1"))
-    assert not p._owned_domain(FakeDomain("storlab-a-n1", None))  # hand-made, same name
-    assert not p._owned_domain(FakeDomain("storlab-a-n1", "storlab lab a node n2"))
-    assert not p._owned_domain(FakeDomain("storlab-a-b-n1", "storlab lab a-b node n1"))
+    assert p._owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n1"))
+    assert not p._owned_domain(FakeDomain("storlab-a_n1", None))  # hand-made, same name
+    assert not p._owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n2"))
+    assert not p._owned_domain(FakeDomain("storlab-a-b_n1", "storlab lab a-b node n1"))
     ids = paths.lab_dir("a") / ".vagrant" / "machines" / "n1" / "libvirt"
     ids.mkdir(parents=True)
     (ids / "id").write_text("u-vagrant\n")
-    assert p._owned_domain(FakeDomain("storlab-a-n1", None, uuid="u-vagrant"))  # made by vagrant before the mark
+    assert p._owned_domain(FakeDomain("storlab-a_n1", None, uuid="u-vagrant"))  # made by vagrant before the mark
     net = plan.networks[0]
     assert p._owned_network(FakeNetwork(net.libvirt_network, net.bridge))
     assert not p._owned_network(FakeNetwork(net.libvirt_network, "virbr9"))
     assert plan.mgmt and p._owned_network(FakeNetwork(plan.mgmt.libvirt_network, plan.mgmt.bridge))
     vols = p._planned_volumes()
     assert vols.fullmatch(f"{node1.object}.img") and vols.fullmatch(f"{node1.disks[0].image}.qcow2")
-    assert not vols.fullmatch("storlab-a-b-n1.img") and not vols.fullmatch("storlab-a-n1-other.qcow2")
+    assert not vols.fullmatch("storlab-a-b_n1.img") and not vols.fullmatch("storlab-a_n1-other.qcow2")
     assert not vols.fullmatch(BOX.pool_volume_prefix + "0_1795621468_box.img")
     assert vagrantspec.machine(plan, node1, paths.lab_dir("a"))["description"] == "storlab lab a node n1"
 
@@ -393,3 +394,130 @@ def test_a_lab_loads_its_plan_back_typed(plan: Plan, tmp_path: Path, monkeypatch
     lab = Lab.load("t")
     assert lab.plan == plan and isinstance(lab.plan, Plan)
     assert lab.node("n1").spec == plan.node("n1")
+
+
+class Vol:
+    def __init__(self, name: str) -> None:
+        self._name, self.deleted = name, False
+
+    def name(self) -> str:
+        return self._name
+
+    def path(self) -> str:
+        return f"/pool/{self._name}"
+
+    def delete(self, flags: int) -> None:
+        self.deleted = True
+
+
+class Pool:
+    def __init__(self, vols: list[Vol]) -> None:
+        self.vols = vols
+
+    def isActive(self) -> bool:
+        return True
+
+    def refresh(self, flags: int) -> None:
+        pass
+
+    def listAllVolumes(self, flags: int) -> list[Vol]:
+        return [v for v in self.vols if not v.deleted]
+
+
+class Dom(FakeDomain):
+    def __init__(self, name: str, description: str | None, disks: list[str]) -> None:
+        super().__init__(name, description)
+        self.disks, self.undefined = disks, False
+
+    def XMLDesc(self, flags: int) -> str:
+        src = "".join(f"<disk><source file='{d}'/></disk>" for d in self.disks)
+        return super().XMLDesc(flags).replace("</domain>", f"<devices>{src}</devices></domain>")
+
+    def isActive(self) -> bool:
+        return False
+
+    def listAllSnapshots(self, flags: int) -> list[Any]:
+        return []
+
+    def undefineFlags(self, flags: int) -> None:
+        self.undefined = True
+
+
+class Conn:
+    def __init__(self, doms: list[Dom], pool: Pool) -> None:
+        self.doms, self.pool = doms, pool
+
+    def listAllDomains(self, flags: int) -> list[Dom]:
+        return [d for d in self.doms if not d.undefined]
+
+    def lookupByName(self, name: str) -> Dom:
+        import libvirt
+        for d in self.listAllDomains(0):
+            if d.name() == name:
+                return d
+        raise libvirt.libvirtError(f"no domain {name}")
+
+    def listAllNetworks(self, flags: int) -> list[Any]:
+        return []
+
+    def networkLookupByName(self, name: str) -> Any:
+        import libvirt
+        raise libvirt.libvirtError(f"no network {name}")
+
+    def storagePoolLookupByName(self, name: str) -> Pool:
+        return self.pool
+
+
+def _vagrant_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan: Plan) -> tuple[VagrantProvider, list[Vol], Dom]:
+    pytest.importorskip("libvirt")
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    n1, n2 = plan.nodes
+    vols = [Vol(f"{n1.object}.img"), Vol(f"{n1.disks[0].image}.qcow2"), Vol(f"{n1.disks[1].image}.qcow2"),
+            Vol(f"{n2.object}.img")]
+    dom = Dom(n1.object, f"storlab lab {plan.lab} node n1", [v.path() for v in vols[:2]])
+    p = VagrantProvider(plan, paths.lab_dir(plan.lab))
+    p.labdir.mkdir(parents=True)
+    p._conn = Conn([dom], Pool(vols))
+    return p, vols, dom
+
+
+def test_teardown_removes_only_volumes_its_domains_use_or_it_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planned volume name is not ownership: lab n2's root image here was not made by this lab
+    (no domain of the lab uses it, the lab never recorded it): it is a conflict, and it stays."""
+    plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
+    p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, plan)
+    p._record_volumes()  # as `up` does once vagrant made the domains: n1's root and data disk
+    dom.disks = dom.disks[:1]  # the data disk detached later: still recorded as the lab's
+    assert {v.name() for v in p._volumes()} == {vols[0].name(), vols[1].name()}
+    assert any(vols[3].name() in c for c in p.conflicts()), p.conflicts()
+    rep = p.destroy()
+    assert dom.undefined and [v.deleted for v in vols] == [True, True, False, False], rep
+    assert p.leftovers() == []
+
+
+def test_volumes_free_before_up_are_claimed_by_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names free when `up` starts are the lab's from then on (vagrant-libvirt makes a disk before
+    the domain that would show it is the lab's): an `up` killed in between leaves nothing behind."""
+    plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
+    p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, plan)
+    pool = p.conn().storagePoolLookupByName(box.STORAGE_POOL)
+    pool.vols = [vols[0]]  # only n1's root exists (and its domain uses it)
+    p._claim_volumes()
+    pool.vols = vols  # then vagrant made the rest, and was killed before n2's domain existed
+    dom.disks = []
+    p.conn().doms = []
+    assert {v.name() for v in p._volumes()} == {v.name() for v in vols[1:]}  # n1's root: neither claimed nor used
+
+
+def test_a_lab_made_with_older_names_goes_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab planned by an older storlab keeps its plan (storlab-a-n1...): its marked domains and
+    their volumes are still its own, and nothing named like them but unmarked is taken."""
+    new = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
+    old = Plan.from_json(new.to_json().replace(paths.obj_name("a", ""), "storlab-a-"))
+    assert old.nodes[0].object == "storlab-a-n1"
+    p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, old)
+    stranger = Dom("storlab-a-n2", None, [vols[3].path()])  # hand-made, with n2's old name
+    p.conn().doms.append(stranger)
+    rep = p.destroy()
+    assert dom.undefined and not stranger.undefined
+    assert [v.deleted for v in vols] == [True, True, False, False], rep
