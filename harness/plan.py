@@ -317,6 +317,10 @@ def load_topology(file: str, facts: HostFacts, provider: str | None = None, name
     loc = load_file(file)
     instance_of = None
     if isinstance(loc.data, dict):
+        lab = name or loc.data.get("lab")
+        existing = paths.lab_dir(lab) / "plan.json" if isinstance(lab, str) and re.fullmatch(NAME_RE, lab) else None
+        if not provider and existing is not None and existing.exists():
+            provider = Plan.load(existing).provider  # a resumed lab stays on the provider it was made on
         if provider:
             loc.data["provider"] = provider
         if name and name != loc.data.get("lab"):

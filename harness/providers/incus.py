@@ -34,7 +34,7 @@ from ..model import NodePlan, Plan
 from ..run import run, succeed, wait_until
 from . import hostdisks
 from .base import Provider, register
-from .lxc import CONTAINER_MASKS
+from .lxc import CONTAINER_MASKS, PIDS_MAX
 
 #: inside a node: where a raw data disk's backing file lives (on its custom volume), and its name
 #: under /dev/storlab (a symlink remade at every boot by systemd-tmpfiles)
@@ -59,9 +59,6 @@ def budget(plan: Plan) -> Budget:
     return Budget(b.instances, b.memory_mib, b.cpus, b.disk_gib) if b else need(plan)
 
 
-#: processes (and threads) a node may run: a fork bomb in one node stops there (a busy Ceph OSD
-#: runs ~70 threads, an idle node ~40 processes)
-PIDS_MAX = 4096
 
 
 def isolation(untrusted: bool) -> dict[str, str]:
@@ -83,7 +80,7 @@ def restrictions(untrusted: bool, disks: Path | None) -> dict[str, str]:
            "restricted.devices.usb": "block", "restricted.devices.pci": "block", "restricted.devices.gpu": "block",
            "restricted.devices.infiniband": "block", "restricted.devices.proxy": "block",
            "restricted.containers.nesting": "block", "restricted.virtual-machines.lowlevel": "block",
-           "restricted.devices.disk": "allow" if disks else "managed"}
+           "restricted.snapshots": "allow", "restricted.devices.disk": "allow" if disks else "managed"}
     if disks:
         cfg["restricted.devices.disk.paths"] = str(disks)
     if untrusted:

@@ -70,6 +70,11 @@ def _alias(ifname: str) -> str | None:
         return ""
 
 
+#: processes (and threads) a node may run: a fork bomb in one node stops there (a busy Ceph OSD
+#: runs ~70 threads, an idle node ~40 processes)
+PIDS_MAX = 4096
+
+
 def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]:
     """The node's size as cgroup limits, so that one lab (one student) cannot starve the host or
     the other labs: memory (RAM; the page cache is reclaimed first) and CPU time (``cpus``
@@ -78,9 +83,10 @@ def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]
         unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     quota = cpus * 100000
     if unified:
-        return [f"lxc.cgroup2.memory.max = {memory_mib}M", f"lxc.cgroup2.cpu.max = {quota} 100000"]
+        return [f"lxc.cgroup2.memory.max = {memory_mib}M", f"lxc.cgroup2.cpu.max = {quota} 100000",
+                f"lxc.cgroup2.pids.max = {PIDS_MAX}"]
     return [f"lxc.cgroup.memory.limit_in_bytes = {memory_mib}M", "lxc.cgroup.cpu.cfs_period_us = 100000",
-            f"lxc.cgroup.cpu.cfs_quota_us = {quota}"]
+            f"lxc.cgroup.cpu.cfs_quota_us = {quota}", f"lxc.cgroup.pids.max = {PIDS_MAX}"]
 
 
 def _frozen(control: tuple[Path, str, str]) -> bool:
@@ -111,7 +117,12 @@ class LxcProvider(Provider):
         self.diskdir = labdir / "disks"
 
     def cname(self, node: str) -> str:
-        return paths.obj_name(self.lab, node)
+        """The container's name: the plan's (a lab keeps the names it was made with), else the name
+        this storlab gives (a container of the lab no longer in its plan)."""
+        try:
+            return self.node(node).object
+        except KeyError:
+            return paths.obj_name(self.lab, node)
 
     def _lxc(self, tool: str, node: str, *args: str, timeout: float = 60, check: bool = False) -> Any:
         return run([tool, "-P", str(self.lxcpath), "-n", self.cname(node), *args], timeout=timeout, check=check)
@@ -411,13 +422,17 @@ class LxcProvider(Provider):
         return rep
 
     def _containers_on_disk(self) -> set[str]:
-        """This lab's containers: named storlab-LAB-*, and marked as this lab's (lab 'a' and lab 'a-b'
-        both match storlab-a-*)."""
-        prefix = paths.obj_name(self.lab, "")
+        """This lab's containers, by node: named like the lab's objects (storlab-LAB_NODE, or an older
+        storlab's storlab-LAB-NODE, which lab 'a-b' matches too for lab 'a') and marked as this lab's."""
         if not self.lxcpath.is_dir():
             return set()
-        return {p.name[len(prefix):] for p in self.lxcpath.iterdir()
-                if p.name.startswith(prefix) and owner_of(p) == self.lab}
+        planned = {n.object: n.name for n in self.plan.nodes}
+        out = set()
+        for p in self.lxcpath.iterdir():
+            if paths.named_for(self.lab, p.name) and owner_of(p) == self.lab:
+                out.add(planned.get(p.name) or p.name.removeprefix(paths.obj_prefix(self.lab))
+                        .removeprefix(paths.legacy_obj_name(self.lab, "")))
+        return out
 
     def _mounts(self) -> list[str]:
         return hostdisks.mounts_under(self.labdir)

@@ -152,10 +152,11 @@ def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_pa
 
 def test_node_size_becomes_cgroup_limits_v1_and_v2() -> None:
     from harness.providers.lxc import limits
-    assert limits(1536, 2, unified=True) == ["lxc.cgroup2.memory.max = 1536M", "lxc.cgroup2.cpu.max = 200000 100000"]
+    assert limits(1536, 2, unified=True) == ["lxc.cgroup2.memory.max = 1536M", "lxc.cgroup2.cpu.max = 200000 100000",
+                                             "lxc.cgroup2.pids.max = 4096"]
     assert limits(1024, 1, unified=False) == ["lxc.cgroup.memory.limit_in_bytes = 1024M",
                                               "lxc.cgroup.cpu.cfs_period_us = 100000",
-                                              "lxc.cgroup.cpu.cfs_quota_us = 100000"]
+                                              "lxc.cgroup.cpu.cfs_quota_us = 100000", "lxc.cgroup.pids.max = 4096"]
 
 
 def test_every_container_config_carries_its_limits(provider: LxcProvider, tmp_path: Path,

@@ -69,6 +69,12 @@ def test_a_resumed_lab_keeps_its_trust_and_cannot_lose_it() -> None:
     assert Lab.from_topology(NODES3, "incus", facts=FACTS).plan.untrusted
 
 
+def test_a_resumed_lab_stays_on_its_provider_and_in_its_class() -> None:
+    Lab.from_topology(NODES3, "incus", facts=FACTS, untrusted=True, klass="c0ffee", name="demo-alice")
+    again = Lab.from_topology(NODES3, facts=FACTS, name="demo-alice")  # the instructor's plain `storlab up`
+    assert (again.plan.provider, again.plan.untrusted, again.plan.klass) == ("incus", True, "c0ffee")
+
+
 def test_a_class_adopts_no_lab_it_did_not_make() -> None:
     Lab.from_topology(NODES3, "incus", facts=FACTS, name="demo-alice")  # a standalone lab
     with pytest.raises(HarnessError, match="made outside any class"):
@@ -113,7 +119,7 @@ def test_root_ids_come_from_the_id_map_and_never_are_the_hosts_root() -> None:
 # -- classes ------------------------------------------------------------------------------------
 @pytest.fixture
 def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import classroom, handout
+    from harness import handout
     monkeypatch.setattr(handout, "sshd_pid", lambda: 1)  # a jump sshd "runs"
     monkeypatch.setattr(HostFacts, "detect", staticmethod(lambda: FACTS))
 
