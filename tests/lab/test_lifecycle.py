@@ -35,9 +35,9 @@ def host_traces(lab: str) -> list[str]:
     traces = []
     lxc = paths.home() / "lxc"
     if lxc.is_dir():
-        traces += [f"container dir {p}" for p in lxc.iterdir() if p.name.startswith(f"storlab-{lab}-")]
+        traces += [f"container dir {p}" for p in lxc.iterdir() if paths.named_for(lab, p.name)]
     ls = subprocess.run(["lxc-ls", "-P", str(lxc), "-1"], capture_output=True, text=True, timeout=30, check=False)
-    traces += [f"container {c}" for c in ls.stdout.split() if c.startswith(f"storlab-{lab}-")]
+    traces += [f"container {c}" for c in ls.stdout.split() if paths.named_for(lab, c)]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=30, check=False).stdout
     traces += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
                if paths.tag(lab) in line or f"storlab:{lab}:" in line]

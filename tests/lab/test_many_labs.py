@@ -78,7 +78,7 @@ def test_many_labs_instances_come_up_together_each_whole_and_its_own(labs: dict[
         for name, lab in ((n, labs[n]) for n in NAMES):
             assert lab.plan.instance_of == "gluster3"
             fuse = lab.plan.pool("glusterfs-pool")
-            assert fuse.object == f"storlab-{name}-glusterfs-pool" and fuse.object in have
+            assert fuse.object == paths.obj_name(name, "glusterfs-pool") and fuse.object in have
             assert fuse.path == f"/var/lib/libvirt/images/GlusterFS-{name}"
             m = mount_at(fuse.path)
             assert m is not None and m[0].split(":")[0] in {n.address for n in lab.nodes.values()}, \
@@ -106,7 +106,7 @@ def test_many_labs_down_of_one_leaves_the_others_whole(labs: dict[str, Lab]) -> 
     conn = connect("qemu:///system")
     try:
         have = pool_names(conn)
-        assert not any(p.startswith(f"storlab-{gone}-") for p in have)
+        assert not any(p.startswith(paths.obj_prefix(gone)) for p in have)
         lab = labs[kept]
         fuse = lab.plan.pool("glusterfs-pool")
         assert fuse.object in have and conn.storagePoolLookupByName(fuse.object).isActive()
@@ -124,7 +124,7 @@ def test_many_labs_down_of_one_leaves_the_others_whole(labs: dict[str, Lab]) -> 
 def test_many_labs_hand_made_objects_stop_up_before_it_makes_anything_and_survive_down() -> None:
     """A pool made by hand with the name the lab's pool would take: `up` refuses, naming it, before
     any node exists; the pool is untouched by the failed `up` and by `down`."""
-    name = f"storlab-{HANDMADE}-glusterfs-pool"
+    name = paths.obj_name(HANDMADE, "glusterfs-pool")
     conn = connect("qemu:///system")
     target = Path(f"/var/lib/storlab-test-{HANDMADE}")
     try:
@@ -159,7 +159,7 @@ def test_many_labs_a_and_a_b_coexist_and_down_a_leaves_a_b() -> None:
     lab_ab = Lab.load(ab)
     assert all(n.is_up() for n in lab_ab.nodes.values()), f"down {a} stopped a node of {ab}"
     assert all(lab_ab.node(n).run(["true"], timeout=30).ok for n in lab_ab.nodes)
-    left_of_a = [t for t in host_traces(a) if f"storlab-{ab}-" not in t and f"/labs/{ab}/" not in t
+    left_of_a = [t for t in host_traces(a) if paths.obj_prefix(ab) not in t and f"/labs/{ab}/" not in t
                  and not t.startswith(f"link slb{paths.tag(ab)}")]
     assert left_of_a == [], left_of_a
     assert storlab("down", ab).returncode == 0
@@ -175,23 +175,25 @@ def test_many_labs_hand_made_domain_and_network_stop_a_vm_lab_and_survive_down_a
     conn = connect("qemu:///system")
     made: list[Any] = []
     try:
-        for name in (f"storlab-{VMHANDMADE}-node1", "storlab-something"):
+        for name in (paths.obj_name(VMHANDMADE, "node1"), "storlab-something"):
             made.append(conn.defineXML(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
                                        "<os><type arch='x86_64'>hvm</type></os></domain>"))
-        for name, bridge in ((f"storlab-{VMHANDMADE}-storage", "slbhand0"), ("storlab-something", "slbhand1")):
+        for name, bridge in ((paths.obj_name(VMHANDMADE, "storage"), "slbhand0"), ("storlab-something", "slbhand1")):
             made.append(conn.networkDefineXML(f"<network><name>{name}</name><bridge name='{bridge}'/></network>"))
         r = storlab("up", str(TOPOLOGIES / "vm-smoke.yaml"), "--provider", "vagrant", "--name", VMHANDMADE)
         assert r.returncode != 0
-        assert f"domain storlab-{VMHANDMADE}-node1" in r.stderr and f"network storlab-{VMHANDMADE}-storage" in r.stderr, \
+        dom, net = paths.obj_name(VMHANDMADE, "node1"), paths.obj_name(VMHANDMADE, "storage")
+        assert f"domain {dom}" in r.stderr and f"network {net}" in r.stderr, \
             r.stderr[-2000:]
         if (paths.lab_dir(VMHANDMADE) / "plan.json").exists():
             storlab("down", VMHANDMADE)
         assert storlab("reap").returncode == 0
         domains = {d.name() for d in conn.listAllDomains(0)}
         networks = {n.name() for n in conn.listAllNetworks(0)}
-        assert {f"storlab-{VMHANDMADE}-node1", "storlab-something"} <= domains, "down or reap removed a hand-made domain"
-        assert {f"storlab-{VMHANDMADE}-storage", "storlab-something"} <= networks, "down or reap removed a hand-made network"
-        assert not any(d.startswith(f"storlab-{VMHANDMADE}-") and d != f"storlab-{VMHANDMADE}-node1" for d in domains)
+        assert {paths.obj_name(VMHANDMADE, "node1"), "storlab-something"} <= domains, "down or reap removed a hand-made domain"
+        assert {paths.obj_name(VMHANDMADE, "storage"), "storlab-something"} <= networks, \
+            "down or reap removed a hand-made network"
+        assert not any(d.startswith(paths.obj_prefix(VMHANDMADE)) and d != paths.obj_name(VMHANDMADE, "node1") for d in domains)
     finally:
         for obj in made:
             obj.undefine()

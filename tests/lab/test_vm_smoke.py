@@ -33,12 +33,12 @@ def libvirt_traces(lab: str) -> list[str]:
     out = []
     for what, argv in (("domain", ["virsh", "list", "--all", "--name"]), ("network", ["virsh", "net-list", "--all", "--name"])):
         r = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        out += [f"{what} {n}" for n in r.stdout.split() if n.startswith(f"storlab-{lab}-")]
+        out += [f"{what} {n}" for n in r.stdout.split() if paths.named_for(lab, n)]
     pools = subprocess.run(["virsh", "pool-list", "--all", "--name"], capture_output=True, text=True, timeout=30, check=False)
     for pool in pools.stdout.split():
         vols = subprocess.run(["virsh", "vol-list", pool], capture_output=True, text=True, timeout=60, check=False)
         out += [f"volume {pool}/{line.split()[0]}" for line in vols.stdout.splitlines()[2:]
-                if line.strip().startswith(f"storlab-{lab}-")]
+                if paths.named_for(lab, line.strip())]
     return out
 
 
