@@ -29,6 +29,8 @@ def project_of(lab: str) -> str:
 
 #: the config key every Incus object storlab makes carries: the lab it belongs to
 OWNER_KEY = "user.storlab.lab"
+#: on a lab's project: the storlab home that made it (paths.home_id); `reap` takes only its own
+HOME_KEY = "user.storlab.home"
 #: the storage pool storlab's labs use (ci/setup-host.sh --incus makes it on this host)
 POOL = "storlab"
 #: a remote name as `incus remote add` accepts it, with nothing a command line could take for an option
@@ -145,6 +147,12 @@ def project_budget(project: dict[str, Any]) -> Budget | None:
 
 
 # -- parsers of API answers ------------------------------------------------------------------------
+def home_of(obj: dict[str, Any]) -> str | None:
+    """The storlab home an Incus project was made by (None: an older storlab's, which marked none)."""
+    value = (obj.get("config") or {}).get(HOME_KEY)
+    return str(value) if value else None
+
+
 def owner(obj: dict[str, Any]) -> str | None:
     """The lab an Incus object (instance, volume, network, project) belongs to, by its mark."""
     value = (obj.get("config") or {}).get(OWNER_KEY)

@@ -477,17 +477,22 @@ def reap() -> CleanupReport:
             rep.failed.append((f"lab {name}", str(exc)))
             continue
         st = lab.state()
+        why = None
         if lab.expired():
-            log.info(f"reap: lab {name}: its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['expires']))}")
-            sub = lab.down()
-            rep.removed += [f"lab {name} (expired)", *sub.removed]
-            rep.failed += sub.failed
+            why = f"its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['expires']))}"
+        elif st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and \
+                not _pid_alive(st.get("owner_pid")):
+            why = f"{st.get('status')}, owner {st.get('owner_pid')} gone"
+        if why is None:
             continue
-        if st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and not _pid_alive(st.get("owner_pid")):
-            log.info(f"reap: lab {name} ({st.get('status')}, owner {st.get('owner_pid')} gone)")
+        log.info(f"reap: lab {name}: {why}")
+        try:
             sub = lab.down()
-            rep.removed += sub.removed
-            rep.failed += sub.failed
+        except HarnessError as exc:  # e.g. LabBusy: taken by another process since; the other labs go on
+            rep.failed.append((f"lab {name}", str(exc)))
+            continue
+        rep.removed += [f"lab {name} ({why})", *sub.removed]
+        rep.failed += sub.failed
     # orphans: containers and links carrying a storlab name whose lab directory is gone
     labs = set(list_labs())
     if lxcpath().is_dir():
@@ -505,10 +510,16 @@ def reap() -> CleanupReport:
             rep.removed += sub.removed
             rep.failed += sub.failed
     for link in json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]"):
-        alias = str(link.get("ifalias", ""))
-        if alias.startswith("storlab:") and alias.split(":")[1] not in labs:
-            r = run(["ip", "link", "del", link["ifname"]], timeout=15)
-            (rep.removed.append(f"orphan link {link['ifname']}") if r.ok else rep.failed.append((link["ifname"], r.stderr)))
+        mark = paths.alias_owner(str(link.get("ifalias", "")))
+        if mark is None or mark[0] in labs:
+            continue
+        if mark[1] != paths.home_id():  # another home's (or an older storlab's, which named no home)
+            log.info(f"reap: link {link['ifname']} is lab {mark[0]}'s of " +
+                     (f"storlab home {mark[1]}" if mark[1] else "an older storlab (no home mark)") +
+                     ": not this home's to remove")
+            continue
+        r = run(["ip", "link", "del", link["ifname"]], timeout=15)
+        (rep.removed.append(f"orphan link {link['ifname']}") if r.ok else rep.failed.append((link["ifname"], r.stderr)))
     return rep
 
 
@@ -545,6 +556,11 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
             mark = vagrantspec.domain_mark(dom.XMLDesc(0))
             owner = mark[0] if mark else None
             if owner is None or owner in labs:
+                continue
+            home = vagrantspec.domain_home(dom.XMLDesc(0))
+            if home != paths.home_id():
+                log.info(f"reap: domain {dom.name()} is lab {owner}'s of " + (f"storlab home {home}" if home else
+                         "an older storlab (no home mark)") + ": not this home's to remove")
                 continue
             disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import zlib
 from pathlib import Path
 
@@ -27,6 +28,40 @@ def ssh_control_dir(lab: str) -> Path:
     if len(str(d)) + 1 + 15 + 17 < 100:
         return d
     return Path("/run/storlab-ssh") / f"{zlib.crc32(str(lab_dir(lab)).encode()):08x}"
+
+
+def home_id() -> str:
+    """This home's id (16 hex digits, made once, kept in STORLAB_HOME/home-id). Marks on shared
+    objects (bridges, Incus projects, VM domains) carry it, so that `reap` in one home, or on one
+    host of many sharing an Incus cluster, removes only what this home made."""
+    f = home() / "home-id"
+    try:
+        value = f.read_text().strip()
+    except FileNotFoundError:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(8) + "\n")
+        except FileExistsError:  # another process made it first
+            pass
+        value = f.read_text().strip()
+    if not re.fullmatch(r"[0-9a-f]{16}", value):
+        raise ValueError(f"{f}: not a storlab home id ({value[:40]!r}); remove the file to make a new one")
+    return value
+
+
+def link_alias(lab: str, net: str) -> str:
+    """The alias storlab gives a lab's bridge: whose lab, which network, which home."""
+    return f"storlab:{lab}:{net}:{home_id()}"
+
+
+def alias_owner(alias: str) -> tuple[str, str | None] | None:
+    """(lab, home id) of a link alias storlab wrote (home None: an older storlab's, which had none)."""
+    parts = alias.split(":")
+    if parts[0] != "storlab" or len(parts) not in (3, 4) or not _LAB.fullmatch(parts[1]):
+        return None
+    return parts[1], (parts[3] if len(parts) == 4 else None)
 
 
 def image_dir() -> Path:

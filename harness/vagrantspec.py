@@ -72,15 +72,25 @@ def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def domain_description(lab: str, node: str) -> str:
-    """What a lab's domain says it is: storlab removes only domains that say so (or vagrant made)."""
-    return f"storlab lab {lab} node {node}"
+def domain_description(lab: str, node: str, home: str) -> str:
+    """What a lab's domain says it is: storlab removes only domains that say so (or vagrant made);
+    ``home``: the storlab home that made it (paths.home_id), so `reap` elsewhere leaves it alone."""
+    return f"storlab lab {lab} node {node} home {home}"
+
+
+_MARK = re.compile(r"storlab lab ([a-z][a-z0-9-]*) node ([a-z][a-z0-9-]*)(?: home ([0-9a-f]{16}))?")
 
 
 def domain_mark(xml: str) -> tuple[str, str] | None:
     """(lab, node) from a domain's XML when its description is one domain_description wrote."""
-    m = re.fullmatch(r"storlab lab ([a-z][a-z0-9-]*) node ([a-z][a-z0-9-]*)", ET.fromstring(xml).findtext("description") or "")
+    m = _MARK.fullmatch(ET.fromstring(xml).findtext("description") or "")
     return (m.group(1), m.group(2)) if m else None
+
+
+def domain_home(xml: str) -> str | None:
+    """The storlab home a marked domain was made by (None: unmarked, or an older storlab's)."""
+    m = _MARK.fullmatch(ET.fromstring(xml).findtext("description") or "")
+    return m.group(3) if m else None
 
 
 def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
@@ -100,7 +110,7 @@ def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
                       "volume": d.image + ".qcow2"})
     return {
         "name": name, "domain": domain, "domain_prefix": domain[: len(domain) - len(name)],
-        "description": domain_description(plan.lab, name),
+        "description": domain_description(plan.lab, name, paths.home_id()),
         "cpus": node.cpus, "memory": node.memory,
         "mgmt_mac": paths.mac(plan.lab, name, "mgmt"), "mgmt_ip": mgmt_address(plan, node),
         "console_log": str(labdir / "logs" / f"{name}.console.log"),

@@ -29,7 +29,7 @@ from ..backend import backends
 from ..capabilities import Capabilities
 from ..errors import CleanupReport, HarnessError, WaitTimeout
 from ..image import role_services
-from ..incus import OWNER_KEY, POOL, Budget, Incus
+from ..incus import HOME_KEY, OWNER_KEY, POOL, Budget, Incus
 from ..model import NodePlan, Plan
 from ..run import run, succeed, wait_until
 from . import hostdisks
@@ -229,7 +229,7 @@ class IncusProvider(Provider):
 
     def _project(self) -> None:
         proj = self.default.maybe(f"/1.0/projects/{self.project}")
-        cfg = {OWNER_KEY: self.lab, **budget(self.plan).project_config(),
+        cfg = {OWNER_KEY: self.lab, HOME_KEY: paths.home_id(), **budget(self.plan).project_config(),
                **restrictions(self.plan.untrusted, None if self.plan.remote else self.labdir / "disks")}
         if proj is None:
             feats = {"features.images": "false", "features.profiles": "true", "features.storage.volumes": "true",
@@ -237,9 +237,10 @@ class IncusProvider(Provider):
             self.default.run("project", "create", self.default.ref(self.project),
                              *[a for k, v in {**feats, **cfg}.items() for a in ("-c", f"{k}={v}")], timeout=60)
             return
-        if incus.owner(proj) != self.lab:
+        if incus.owner(proj) != self.lab or incus.home_of(proj) not in (None, paths.home_id()):
             raise HarnessError(f"Incus project {self.project} on {self.default.where()} exists and is not lab "
-                               f"{self.lab}'s (no {OWNER_KEY}={self.lab}); storlab touches only what it made: "
+                               f"{self.lab}'s of this storlab home ({OWNER_KEY}={incus.owner(proj)}, {HOME_KEY}="
+                               f"{incus.home_of(proj)}; this home is {paths.home_id()}); storlab touches only what it made: "
                                f"rename the lab or remove that project")
 
     def _placement(self) -> str | None:
@@ -604,5 +605,16 @@ def orphans(labs: set[str], remote: str | None = None) -> list[str]:
     client = Incus(remote)
     if client.reachable() is not None:
         return []
-    return sorted(lab for p in (client.query("/1.0/projects?recursion=1") or [])
-                  if (lab := incus.owner(p)) and p["name"] == incus.project_of(lab) and lab not in labs)
+    here = paths.home_id()
+    out = []
+    for p in client.query("/1.0/projects?recursion=1") or []:
+        lab = incus.owner(p)
+        if not lab or p["name"] != incus.project_of(lab) or lab in labs:
+            continue
+        if incus.home_of(p) != here:  # another home's (another host sharing the cluster), or unmarked
+            log.info(f"reap: Incus project {p['name']} on {client.where()} is " +
+                     (f"storlab home {incus.home_of(p)}'s" if incus.home_of(p) else "an older storlab's (no home mark)") +
+                     ": not this home's to remove")
+            continue
+        out.append(lab)
+    return sorted(out)

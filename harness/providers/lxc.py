@@ -132,13 +132,15 @@ class LxcProvider(Provider):
         for net in self.plan.networks:
             br = net.bridge
             alias = _alias(br)
-            if alias is not None and not alias.startswith(f"storlab:{self.lab}:"):
+            owner = paths.alias_owner(alias or "")
+            if alias is not None and not (owner and owner[0] == self.lab and owner[1] in (None, paths.home_id())):
                 # bridge names carry a 24-bit tag of the lab name: two labs can share one
-                raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s (alias {alias or 'none'}); "
+                raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s of this storlab home "
+                                   f"(alias {alias or 'none'}); "
                                    f"storlab touches only what it made: rename the lab or remove that bridge")
             if alias is None:
                 succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
-            run(["ip", "link", "set", br, "alias", f"storlab:{self.lab}:{net.name}"], timeout=15)
+            run(["ip", "link", "set", br, "alias", paths.link_alias(self.lab, net.name)], timeout=15)
             have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
             addrs = {a["local"] for i in have for a in i.get("addr_info", [])}
             if net.host_address not in addrs:
@@ -444,7 +446,9 @@ class LxcProvider(Provider):
         """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never
         set, by an `up` killed in between) and the container veths attached to them."""
         links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
-        ours = {link["ifname"] for link in links if str(link.get("ifalias", "")).startswith(f"storlab:{self.lab}:")}
+        ours = {link["ifname"] for link in links
+                if (o := paths.alias_owner(str(link.get("ifalias", "")))) and o[0] == self.lab
+                and o[1] in (None, paths.home_id())}
         ours |= {link["ifname"] for link in links
                  if link["ifname"] in {n.bridge for n in self.plan.networks} and not link.get("ifalias")}
         veths = {link["ifname"] for link in links

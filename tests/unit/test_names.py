@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,16 +83,17 @@ class Vol:
 
 
 class Dom:
-    def __init__(self, name: str, lab: str, node: str, disks: list[str]) -> None:
+    def __init__(self, name: str, lab: str, node: str, disks: list[str], home: str | None = None) -> None:
         self._name, self.lab, self.node, self.disks, self.undefined = name, lab, node, disks, False
+        self.home = home or paths.home_id()
 
     def name(self) -> str:
         return self._name
 
     def XMLDesc(self, flags: int) -> str:
         src = "".join(f"<disk><source file='{d}'/></disk>" for d in self.disks)
-        return (f"<domain><name>{self._name}</name><description>storlab lab {self.lab} node {self.node}"
-                f"</description><devices>{src}</devices></domain>")
+        return (f"<domain><name>{self._name}</name><description>storlab lab {self.lab} node {self.node} home "
+                f"{self.home}</description><devices>{src}</devices></domain>")
 
     def isActive(self) -> bool:
         return False
@@ -120,8 +122,10 @@ class Conn:
         pass
 
 
-def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
     pytest.importorskip("libvirt")
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
     vols = {"/p/storlab-gone_n1.img": Vol("storlab-gone_n1.img"),
             "/p/storlab-gone_n1-d-1.qcow2": Vol("storlab-gone_n1-d-1.qcow2"),
             "/p/storlab-old-n1.img": Vol("storlab-old-n1.img"),
@@ -130,11 +134,12 @@ def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkey
     doms = [Dom("storlab-gone_n1", "gone", "n1", ["/p/storlab-gone_n1.img", "/p/storlab-gone_n1-d-1.qcow2",
                                                   "/p/storlab-other_n1.img", "/q/storlab-gone_n1-x.img"]),
             Dom("storlab-old-n1", "old", "n1", ["/p/storlab-old-n1.img"]),
-            Dom("storlab-here_n1", "here", "n1", [])]
+            Dom("storlab-here_n1", "here", "n1", []),
+            Dom("storlab-theirs_n1", "theirs", "n1", [], home="0123456789abcdef")]  # another home's lab
     monkeypatch.setattr(labmod, "connect", lambda *a: Conn(doms, vols))
     rep = CleanupReport()
     labmod._reap_libvirt({"here"}, rep)
-    assert [d.undefined for d in doms] == [True, True, False]
+    assert [d.undefined for d in doms] == [True, True, False, False]
     assert {p for p, v in vols.items() if v.deleted} == {"/p/storlab-gone_n1.img", "/p/storlab-gone_n1-d-1.qcow2",
                                                          "/p/storlab-old-n1.img"}, rep
 

@@ -298,7 +298,8 @@ def test_teardown_takes_only_what_carries_this_labs_marks(tmp_path: Path, monkey
     assert vols.fullmatch(f"{node1.object}.img") and vols.fullmatch(f"{node1.disks[0].image}.qcow2")
     assert not vols.fullmatch("storlab-a-b_n1.img") and not vols.fullmatch("storlab-a_n1-other.qcow2")
     assert not vols.fullmatch(BOX.pool_volume_prefix + "0_1795621468_box.img")
-    assert vagrantspec.machine(plan, node1, paths.lab_dir("a"))["description"] == "storlab lab a node n1"
+    assert vagrantspec.machine(plan, node1, paths.lab_dir("a"))["description"] == \
+        f"storlab lab a node n1 home {paths.home_id()}"
 
 
 def test_box_names_follow_the_image_key() -> None:
