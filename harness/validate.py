@@ -261,6 +261,12 @@ class _Rules:
             self.add(base + ("path",), f"{p.path} is not a place for a FUSE mount of a lab's volume: it may only be "
                      f"mounted in a directory of its own under {', '.join(r + '/' for r in FUSE_ROOTS)}",
                      f"use e.g. /srv/storlab/{self.t.lab}-{p.name} (or /var/lib/libvirt/images/{p.name})")
+        elif p.path and where == "kvm" and p.type in DIR_POOL_TYPES and not _pool_root(p.path):
+            # a lab's VMs write the volumes there (a raw volume named `root` in /var/spool/cron/crontabs
+            # would be root's crontab): only under roots meant for pools
+            self.add(base + ("path",), f"{p.path} is not a place for a pool of a lab on this host: a {p.type} pool's "
+                     f"directory must be one of its own under {', '.join(r + '/' for r in POOL_ROOTS)}",
+                     f"use e.g. /var/lib/libvirt/images/{self.t.lab}-{p.name}")
         elif p.path and where == "kvm" and _system_path(p.path):
             self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
                      "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")
@@ -436,6 +442,17 @@ FUSE_ROOTS = ("/srv/storlab", "/mnt/storlab", "/var/lib/libvirt/images")
 
 def _fuse_root(path: str) -> bool:
     return any(path.startswith(r + "/") and path != r + "/" for r in FUSE_ROOTS)
+
+
+#: where a lab's dir, fs and netfs pools may be on the KVM host: a directory of its own under one of
+#: these (storlab's own home and every system tree stay out: _system_path still applies)
+POOL_ROOTS = ("/var/lib/libvirt/images", "/srv", "/mnt", "/data")
+DIR_POOL_TYPES = ("dir", "fs", "netfs")
+
+
+def _pool_root(path: str) -> bool:
+    p = path.rstrip("/")
+    return any(p.startswith(r + "/") and ".." not in p.split("/") for r in POOL_ROOTS)
 
 
 def _system_path(path: str) -> bool:

@@ -1265,8 +1265,23 @@ RULE_CASES = [
         nodes: [{name: a}]
         host:
           pools:
-            - {name: p, type: dir, path: /a}
-            - {name: p, type: dir, path: /b} #<
+            - {name: p, type: dir, path: /var/spool/cron/crontabs} #<
+          volumes: [{pool: p, name: root, size: 1M, format: raw}]
+        """, "not a place for a pool of a lab on this host", "host.pools[0].path", "ci", id="pool-dir-over-crontabs"),
+    pytest.param("""
+        lab: t
+        nodes: [{name: a}]
+        host:
+          pools:
+            - {name: p, type: dir, path: /srv} #<
+        """, "must be one of its own under", "host.pools[0].path", "ci", id="pool-dir-is-a-root"),
+    pytest.param("""
+        lab: t
+        nodes: [{name: a}]
+        host:
+          pools:
+            - {name: p, type: dir, path: /srv/a}
+            - {name: p, type: dir, path: /srv/b} #<
         """, "pool name 'p' already used by host.pools[0]", "host.pools[1].name", "ci", id="pool-duplicate-name"),
     pytest.param("""
         lab: t
@@ -1334,7 +1349,7 @@ RULE_CASES = [
         gluster: {volumes: [{name: v, replica: 1, bricks: ['g1:/b']}]}
         host:
           pools:
-            - {name: p, type: dir, backend: gluster, volume: v, path: /x} #<
+            - {name: p, type: dir, backend: gluster, volume: v, path: /srv/x} #<
         """, "a dir pool on gluster needs fuse_mount: true", "host.pools[0].fuse_mount", "ci", id="gluster-dir-without-fuse"),
     pytest.param("""
         lab: t
@@ -1559,7 +1574,7 @@ RULE_CASES = [
         lab: t
         nodes: [{name: a}]
         host:
-          pools: [{name: p, type: dir, path: /x}]
+          pools: [{name: p, type: dir, path: /srv/x}]
           volumes:
             - {pool: p, name: v1, size: 1G}
             - pool: q #<
@@ -1894,7 +1909,7 @@ def test_many_rule_problems_reported_at_once() -> None:
           exports: [{path: /x, clients: ['*'], options: [rw, ro, no_root_squash]}]
         host:
           pools:
-            - {name: p, type: dir, path: /x}
+            - {name: p, type: dir, path: /srv/x}
           volumes:
             - {pool: q, name: v, size: 1G}
         """)
