@@ -477,9 +477,10 @@ def reap() -> CleanupReport:
             rep.failed.append((f"lab {name}", str(exc)))
             continue
         st = lab.state()
-        why = None
+        why, label = None, []
         if lab.expired():
             why = f"its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['expires']))}"
+            label = [f"lab {name} (expired)"]
         elif st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and \
                 not _pid_alive(st.get("owner_pid")):
             why = f"{st.get('status')}, owner {st.get('owner_pid')} gone"
@@ -491,7 +492,7 @@ def reap() -> CleanupReport:
         except HarnessError as exc:  # e.g. LabBusy: taken by another process since; the other labs go on
             rep.failed.append((f"lab {name}", str(exc)))
             continue
-        rep.removed += [f"lab {name} ({why})", *sub.removed]
+        rep.removed += [*label, *sub.removed]
         rep.failed += sub.failed
     # orphans: containers and links carrying a storlab name whose lab directory is gone
     labs = set(list_labs())

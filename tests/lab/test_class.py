@@ -79,7 +79,7 @@ def klass() -> Iterator[Klass]:
 
 
 def test_class_oversized_class_is_refused_before_anything_is_made() -> None:
-    r = storlab("class", "up", str(TOPOLOGIES / "ceph-5.yaml"), "--count", "99", "--name", "huge")
+    r = storlab("class", "up", str(TOPOLOGIES / "ceph-5.yaml"), "--count", "99", "--name", "huge", "--trusted-students")
     assert r.returncode != 0
     err = r.stderr + r.stdout
     assert re.search(r"99 students x \d+ MiB memory", err) and re.search(r"\d+ students fit on this host", err), err
