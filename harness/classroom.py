@@ -162,7 +162,7 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
     loaded = planmod.load_topology(topology, facts, provider, None)
     topo = loaded.topo
     prov = loaded.res.provider
-    why = trust.refusal_for(f"of class ({topo.lab})", prov, [(n.name, n.roles) for n in topo.nodes]) \
+    why = trust.refusal_for(f"{topo.lab} (one per student)", prov, [(n.name, n.roles) for n in topo.nodes]) \
         if untrusted else None
     if why:
         raise HarnessError(why + "; nothing was created")
