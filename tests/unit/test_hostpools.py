@@ -6,15 +6,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import libvirt
 import pytest
+from fakes import FakeConn, FakeLab, FakePool
 
 from harness import hostpools
 from harness import plan as planmod
 from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
 from harness.errors import CleanupReport, HarnessError, TopologyError
 from harness.hostfacts import PROFILES
-from harness.model import HostPoolPlan, Plan, need
+from harness.model import HostPoolPlan, need
 from harness.validate import validate_text
 
 POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
@@ -105,45 +105,6 @@ def test_a_fuse_mount_under_an_allowed_root_passes(path: str) -> None:
     validate_text(FUSE_TOPO.replace("PATH", path), PROFILES["kvm"])
 
 
-class _Pool:
-    def __init__(self) -> None:
-        self.undefined = False
-
-    def isActive(self) -> bool:
-        return False
-
-    def undefine(self) -> None:
-        self.undefined = True
-
-
-class _Conn:
-    def __init__(self, pools: dict[str, _Pool]) -> None:
-        self.pools = pools
-
-    def storagePoolLookupByName(self, name: str) -> _Pool:
-        if name not in self.pools:
-            raise libvirt.libvirtError(f"no pool {name}")
-        return self.pools[name]
-
-    def close(self) -> None:
-        pass
-
-
-class _Lab:
-    def __init__(self, plan: Plan, owned: list[str]) -> None:
-        self.plan, self.name, self.owned = plan, plan.lab, owned
-        self.logs = Path("/nonexistent")
-
-    def owns(self, thing: str) -> bool:
-        return thing in self.owned
-
-    def claim(self, thing: str) -> None:
-        self.owned.append(thing)
-
-    def files(self, where: str) -> Path:
-        return Path("/nonexistent")
-
-
 class _Backend:
     mounts = True
 
@@ -170,14 +131,14 @@ def _fuse_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owned: bool) -> t
     plan = planmod.load_plan(GLUSTER3, PROFILES["ci"])
     fuse = plan.pool("glusterfs-pool").model_copy(update={"path": str(tmp_path / "mnt")})
     plan = plan.with_(host=plan.host.model_copy(update={"pools": (fuse,)}))
-    return _Lab(plan, [f"pool {fuse.object}"] if owned else []), fuse
+    return FakeLab(plan, [f"pool {fuse.object}"] if owned else []), fuse
 
 
 @pytest.mark.parametrize("owned", [False, True])
 def test_a_fuse_pool_over_a_directory_with_files_is_a_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                owned: bool) -> None:
     lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned)
-    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({}))
+    monkeypatch.setattr(hostpools, "connect", lambda uri: FakeConn({}))
     monkeypatch.setattr(hostpools, "_backend", lambda p: _Backend())
     monkeypatch.setattr(hostpools, "mount_at", lambda path: None)
     there = Path(need(fuse.path, "path"))
@@ -190,7 +151,7 @@ def test_a_fuse_pool_over_a_directory_with_files_is_a_conflict(tmp_path: Path, m
 
 def test_a_fuse_pool_path_through_a_symlink_is_a_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
-    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({}))
+    monkeypatch.setattr(hostpools, "connect", lambda uri: FakeConn({}))
     monkeypatch.setattr(hostpools, "_backend", lambda p: _Backend())
     monkeypatch.setattr(hostpools, "mount_at", lambda path: None)
     (tmp_path / "elsewhere").mkdir()
@@ -217,8 +178,8 @@ def test_the_fuse_mount_is_nosuid_nodev_and_never_over_files(tmp_path: Path, mon
 
 def test_down_releases_only_the_pools_the_lab_owns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
-    pool, b = _Pool(), _Backend()
-    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({fuse.object: pool}))
+    pool, b = FakePool(), _Backend()
+    monkeypatch.setattr(hostpools, "connect", lambda uri: FakeConn({fuse.object: pool}))
     monkeypatch.setattr(hostpools, "_backend", lambda p: b)
     monkeypatch.setattr(hostpools, "run", lambda argv, timeout=0: SimpleNamespace(ok=True, stdout=fuse.object, stderr=""))
     rep = hostpools.unwire(lab)
@@ -234,7 +195,7 @@ def test_up_prepares_nothing_for_a_pool_it_does_not_own(tmp_path: Path, monkeypa
     ownership check: `up` now checks first, and claims the pool before it mounts anything."""
     lab, fuse = _fuse_lab(tmp_path, monkeypatch, owned=False)
     b = _Backend()
-    monkeypatch.setattr(hostpools, "connect", lambda uri: _Conn({fuse.object: _Pool()}))
+    monkeypatch.setattr(hostpools, "connect", lambda uri: FakeConn({fuse.object: FakePool()}))
     monkeypatch.setattr(hostpools, "_backend", lambda p: b)
     with pytest.raises(HarnessError, match="not made by lab"):
         hostpools.wire(lab)

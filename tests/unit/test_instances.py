@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import libvirt
 import pytest
+from fakes import FakeConn, FakeLab, FakePool, FakeSecret
 
 from harness import hostpools, paths
 from harness import plan as planmod
@@ -74,60 +74,6 @@ def test_a_host_path_another_lab_holds_is_refused_at_its_line(storlab_home: Path
 
 
 # -- the KVM host's objects: only what the lab made -------------------------------------------
-class FakeSecret:
-    def __init__(self, xml: str) -> None:
-        self.xml, self.value, self.undefined = xml, b"", False
-
-    def XMLDesc(self, flags: int) -> str:
-        return self.xml
-
-    def setValue(self, value: bytes, flags: int) -> None:
-        self.value = value
-
-    def undefine(self) -> None:
-        self.undefined = True
-
-
-class FakePool:
-    def __init__(self) -> None:
-        self.undefined = False
-
-    def isActive(self) -> bool:
-        return False
-
-    def undefine(self) -> None:
-        self.undefined = True
-
-
-class FakeConn:
-    def __init__(self, pools: dict[str, FakePool], secrets: dict[str, FakeSecret]) -> None:
-        self.pools, self.secrets = pools, secrets
-
-    def storagePoolLookupByName(self, name: str) -> FakePool:
-        if name not in self.pools:
-            raise libvirt.libvirtError(f"no pool {name}")
-        return self.pools[name]
-
-    def secretLookupByUUIDString(self, uuid: str) -> FakeSecret:
-        if uuid not in self.secrets:
-            raise libvirt.libvirtError(f"no secret {uuid}")
-        return self.secrets[uuid]
-
-    def close(self) -> None:
-        pass
-
-
-class FakeLab:
-    def __init__(self, plan: Plan, owned: list[str]) -> None:
-        self.plan, self.name, self.owned = plan, plan.lab, owned
-
-    def owns(self, thing: str) -> bool:
-        return thing in self.owned
-
-    def claim(self, thing: str) -> None:
-        self.owned.append(thing)
-
-
 def rbd_lab() -> tuple[Plan, HostPoolPlan]:
     plan = planmod.load_plan(CEPHOS, PROFILES["kvm"])
     return plan, plan.pool("vms")
