@@ -589,6 +589,10 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
             owner = network_owner(net.name(), net.XMLDesc(0))
             if owner is None or owner in labs:
                 continue
+            if net.UUIDString() != vagrantspec.network_uuid(net.name(), paths.home_id()):
+                log.info(f"reap: network {net.name()} is lab {owner}'s, not made by this storlab home (its UUID "
+                         "is not this home's mark): not this home's to remove")
+                continue
             try:
                 if net.isActive():
                     net.destroy()

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 import shlex
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,19 @@ def spec(plan: Plan, labdir: Path, box: Box) -> dict[str, Any]:
     }
 
 
+def network_uuid(name: str, home: str) -> str:
+    """The UUID storlab gives the libvirt network ``name`` it makes for a lab of storlab home
+    ``home``: the network's ownership mark (libvirt 9.0 networks hold no description or metadata),
+    so that `reap` in another home, seeing a network of a lab it does not know, leaves it alone."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:network:{home}:{name}"))
+
+
 def network_xml(plan: Plan, net: NetworkPlan | MgmtPlan, hosts: list[dict[str, Any]] | None = None) -> str:
     """An isolated libvirt network (no <forward>: nothing leaves the host). DHCP only on the
     management network, with a fixed address per node; DNS off everywhere."""
     cidr = ipaddress.IPv4Network(net.cidr)
     lines = ["<network>", f"  <name>{net.libvirt_network}</name>",
+             f"  <uuid>{network_uuid(net.libvirt_network, paths.home_id())}</uuid>",
              f"  <bridge name={quoteattr(net.bridge)} stp='off' delay='0'/>",
              "  <dns enable='no'/>",
              # netmask, not prefix: vagrant-libvirt matches existing networks by address and netmask

@@ -63,3 +63,11 @@ def test_reap_takes_only_this_homes_incus_projects(monkeypatch: pytest.MonkeyPat
     ]
     monkeypatch.setattr(incus_provider, "Incus", FakeIncus)
     assert incus_provider.orphans({"live"}) == ["mine"]
+
+
+def test_a_network_uuid_is_this_homes_mark() -> None:
+    from harness import vagrantspec
+    a = vagrantspec.network_uuid("storlab-x_storage", paths.home_id())
+    assert a == vagrantspec.network_uuid("storlab-x_storage", paths.home_id())
+    assert a != vagrantspec.network_uuid("storlab-x_storage", "0123456789abcdef")
+    assert a != vagrantspec.network_uuid("storlab-x_mgmt", paths.home_id())

@@ -102,15 +102,35 @@ class Dom:
         self.undefined = True
 
 
+class Net:
+    def __init__(self, name: str, bridge: str, uuid: str) -> None:
+        self._name, self.bridge, self.uuid, self.undefined = name, bridge, uuid, False
+
+    def name(self) -> str:
+        return self._name
+
+    def XMLDesc(self, flags: int) -> str:
+        return f"<network><name>{self._name}</name><bridge name='{self.bridge}'/></network>"
+
+    def UUIDString(self) -> str:
+        return self.uuid
+
+    def isActive(self) -> bool:
+        return False
+
+    def undefine(self) -> None:
+        self.undefined = True
+
+
 class Conn:
-    def __init__(self, doms: list[Dom], vols: dict[str, Vol]) -> None:
-        self.doms, self.vols = doms, vols
+    def __init__(self, doms: list[Dom], vols: dict[str, Vol], nets: list[Net] | None = None) -> None:
+        self.doms, self.vols, self.nets = doms, vols, nets or []
 
     def listAllDomains(self, flags: int) -> list[Dom]:
         return self.doms
 
     def listAllNetworks(self, flags: int) -> list[Any]:
-        return []
+        return self.nets
 
     def storageVolLookupByPath(self, path: str) -> Vol:
         import libvirt
@@ -143,3 +163,18 @@ def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkey
     assert {p for p, v in vols.items() if v.deleted} == {"/p/storlab-gone_n1.img", "/p/storlab-gone_n1-d-1.qcow2",
                                                          "/p/storlab-old-n1.img"}, rep
 
+
+
+def test_reaper_removes_only_networks_this_home_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("libvirt")
+    from harness import vagrantspec
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
+    name = paths.obj_name("gone", "storage")
+    mine = Net(name, paths.bridge_name("gone", 0), vagrantspec.network_uuid(name, paths.home_id()))
+    theirs = Net(paths.obj_name("elsewhere", "storage"), paths.bridge_name("elsewhere", 0),
+                 vagrantspec.network_uuid(paths.obj_name("elsewhere", "storage"), "0123456789abcdef"))
+    older = Net(paths.obj_name("old", "storage"), paths.bridge_name("old", 0), "6c2a5d1e-0000-4000-8000-000000000000")
+    monkeypatch.setattr(labmod, "connect", lambda *a: Conn([], {}, [mine, theirs, older]))
+    rep = CleanupReport()
+    labmod._reap_libvirt(set(), rep)
+    assert [n.undefined for n in (mine, theirs, older)] == [True, False, False], rep

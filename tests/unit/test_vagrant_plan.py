@@ -211,6 +211,7 @@ def test_networks_are_isolated_and_only_management_has_dhcp(plan: Plan, spec: di
         assert root.find("./ip/dhcp") is None
         assert root.find("./ip").get("address") == net.host_address  # type: ignore[union-attr]
         assert root.find("bridge").get("name") == net.bridge  # type: ignore[union-attr]
+        assert root.findtext("uuid") == vagrantspec.network_uuid(net.libvirt_network, paths.home_id())  # the mark
 
 
 def test_network_key_ignores_what_libvirt_adds(plan: Plan, spec: dict[str, Any]) -> None:
