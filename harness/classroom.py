@@ -238,8 +238,8 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     t0 = time.monotonic()
 
     def bring_up(student: str) -> float:
-        hd = k.dir / "handouts" / student
-        hd.mkdir(parents=True, exist_ok=True)
+        hd = handout.handouts_dir(k.dir) / student  # handouts/ itself 0700 too
+        hd.mkdir(mode=0o700, exist_ok=True)
         os.chmod(hd, 0o700)
         key = hd / "id_ed25519"
         if not key.exists():
@@ -274,7 +274,14 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
 
 
 def refresh_access(k: Klass) -> None:
-    """Jump keys for every student whose lab is up, and every handout (re)written."""
+    """Jump keys for every student whose lab is up, and every handout (re)written; under the
+    class's keys lock, so that two refreshes at once (class up beside a `storlab down`) never
+    write keys from two different views of the class's labs."""
+    with locks.exclusive(handout.keys_lock(k.name)):
+        _refresh_access(k)
+
+
+def _refresh_access(k: Klass) -> None:
     labs = k.labs()
     access = []
     projects: list[str] = []  # the class's labs on its Incus remote
