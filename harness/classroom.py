@@ -238,9 +238,7 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     t0 = time.monotonic()
 
     def bring_up(student: str) -> float:
-        hd = handout.handouts_dir(k.dir) / student  # handouts/ itself 0700 too
-        hd.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(hd, 0o700)
+        hd = paths.private_dir(handout.handouts_dir(k.dir) / student)  # handouts/ itself 0700 too
         key = hd / "id_ed25519"
         if not key.exists():
             succeed(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"storlab-{name}-{student}", "-f", str(key)],

@@ -440,25 +440,14 @@ def handout_text(klass: str, student: str, lab_name: str, nodes: list[dict[str, 
 def handouts_dir(class_dir: Path) -> Path:
     """CLASS/handouts, 0700 (also one an older storlab left 0755): it holds every student's key
     and tarball, and a directory others can list is one step from reading them."""
-    d = class_dir / "handouts"
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _private_dir(d)
-    return d
-
-
-def _private_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)  # not a link's target
-    try:
-        os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
+    return paths.private_dir(class_dir / "handouts")
 
 
 def archive(directory: Path) -> Path:
     """directory.tar.gz beside it (what an instructor hands out): it holds the student's private
     key, so it is 0600 from its first byte (a temporary file made new, never through a link, then
     renamed), in a parent directory made 0700."""
-    _private_dir(directory.parent)
+    paths.private_dir(directory.parent)
     out = directory.parent / f"{directory.name}.tar.gz"
 
     def write(fh: BinaryIO) -> None:

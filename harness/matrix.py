@@ -304,8 +304,7 @@ def topology_file(matrix_file: Path, name: str) -> tuple[Path, tuple[str, str] |
 def _write_private(out: Path, text: str) -> None:
     """A cell's topology, readable by its owner only (0600 in a 0700 directory): the base it came
     from may be a private file."""
-    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(out.parent, 0o700)
+    paths.private_dir(out.parent)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         os.fchmod(fd, 0o600)  # a cell an older storlab wrote 0644

@@ -30,6 +30,19 @@ def ssh_control_dir(lab: str) -> Path:
     return Path("/run/storlab-ssh") / f"{zlib.crc32(str(lab_dir(lab)).encode()):08x}"
 
 
+def private_dir(d: Path) -> Path:
+    """``d`` made where missing (with its parents) and 0700, also when it was there with another
+    mode: for what only its owner may read or run (keys, secrets, a node's files and disks). The
+    mode is set through the directory's own fd, opened without following a link put in its place."""
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return d
+
+
 def home_id() -> str:
     """This home's id (16 hex digits, made once, kept in STORLAB_HOME/home-id). Marks on shared
     objects (bridges, Incus projects, VM domains) carry it, so that `reap` in one home, or on one

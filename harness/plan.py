@@ -7,7 +7,6 @@ import contextlib
 import ipaddress
 import itertools
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -281,8 +280,7 @@ def render(plan: Plan) -> dict[str, str]:
 
 def write(plan: Plan, directory: Path) -> dict[str, str]:
     """Write plan.json and the rendered files under ``directory``; returns the files."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)  # a lab's keys, secrets, nodes and disks are for root (its owner) alone
+    paths.private_dir(directory)  # a lab's keys, secrets, nodes and disks are for root (its owner) alone
     files = render(plan)
     tmp = directory / "plan.json.tmp"
     tmp.write_text(plan.to_json())

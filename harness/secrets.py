@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import log
+from . import log, paths
 from .backend import backends
 from .errors import HarnessError
 from .model import Plan
@@ -32,8 +32,7 @@ def store(secrets_dir: Path, name: str, value: str) -> None:
     registered for masking at once (the process that decides a secret also logs the lab's up)."""
     log.mask(value)
     f = secret_file(secrets_dir, name)
-    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(secrets_dir, 0o700)
+    paths.private_dir(secrets_dir)
     try:
         fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .. import paths
 from ..model import DiskPlan, NodePlan
 from ..run import run, succeed
 
@@ -27,8 +28,7 @@ def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
     """Make (once) and mount (if it is not) one disk; the host path to hand to the node: the
     mounted directory of a disk with a filesystem, the image file of a raw disk (None: a disk with
     a filesystem and no mount point, which the node does not see)."""
-    diskdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # what nodes write there is theirs alone
-    os.chmod(diskdir, 0o700)
+    paths.private_dir(diskdir)  # what nodes write there is theirs alone
     img = image(diskdir, node, d)
     if not img.exists():
         with open(img, "wb") as fh:

@@ -8,7 +8,6 @@ filesystems mounted on the host and bound into the container.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
@@ -167,8 +166,7 @@ class LxcProvider(Provider):
         work = self.nodesdir / name / "work"
         # the node's files are root's inside it: no other host user may reach them (a setuid
         # program a node puts in its root filesystem is not runnable from the host)
-        self.nodesdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.nodesdir, 0o700)
+        paths.private_dir(self.nodesdir)
         for d in (upper, work):
             d.mkdir(parents=True, exist_ok=True)
         # written from the host into what root in the node controls: never through a link it planted
