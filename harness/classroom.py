@@ -123,13 +123,18 @@ class Klass:
         return lab
 
     def owns(self, lab: Lab) -> bool:
-        return lab.plan.klass == (self.id or None)
+        return made_by(lab, self.id)
 
     def labs(self) -> dict[str, Lab]:
         """The students' labs that this class made (a lab of the same name made otherwise is not one)."""
         here = set(list_labs())
         labs = {s: Lab.load(lab_name(self.name, s)) for s in self.students if lab_name(self.name, s) in here}
         return {s: lab for s, lab in labs.items() if self.owns(lab)}
+
+
+def made_by(lab: Lab, class_id: str) -> bool:
+    """Whether the class with this id made ``lab`` ("": a class from before ids, whose labs carry none)."""
+    return lab.plan.klass == (class_id or None)
 
 
 def list_classes() -> list[str]:
@@ -209,7 +214,7 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     if existing and (existing.remote, existing.budget) != (remote, budget) and (remote or budget):
         raise HarnessError(f"class {name} exists on {existing.remote or 'this host'} with budget "
                            f"{existing.budget or '-'}: give the same --on/--budget or pick another --name")
-    if existing and existing.trusted != trusted and trusted:
+    if existing and trusted and not existing.trusted:
         raise HarnessError(f"class {name} exists for untrusted students: it cannot become trusted; pick another --name")
     if existing:
         remote, budget, trusted = existing.remote, existing.budget, existing.trusted
@@ -219,7 +224,7 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
     class_id = existing.id if existing else uuid.uuid4().hex[:12]
     here = set(list_labs())
     foreign = [lab_name(name, s) for s in new if lab_name(name, s) in here
-               and Lab.load(lab_name(name, s)).plan.klass != (class_id or None)]
+               and not made_by(Lab.load(lab_name(name, s)), class_id)]
     if foreign:  # a lab named CLASS-STUDENT that this class did not make is not a student's
         raise HarnessError(f"lab(s) {', '.join(foreign)} exist and were not made by class {name}: storlab touches "
                            f"only what it made; `storlab down` them or pick another --name. Nothing was created")

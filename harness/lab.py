@@ -514,10 +514,8 @@ def reap() -> CleanupReport:
         mark = paths.alias_owner(str(link.get("ifalias", "")))
         if mark is None or mark[0] in labs:
             continue
-        if mark[1] != paths.home_id():  # another home's (or an older storlab's, which named no home)
-            log.info(f"reap: link {link['ifname']} is lab {mark[0]}'s of " +
-                     (f"storlab home {mark[1]}" if mark[1] else "an older storlab (no home mark)") +
-                     ": not this home's to remove")
+        if whose := paths.other_home(mark[1]):
+            log.info(f"reap: link {link['ifname']} of lab {mark[0]} is {whose}: not this home's to remove")
             continue
         r = run(["ip", "link", "del", link["ifname"]], timeout=15)
         (rep.removed.append(f"orphan link {link['ifname']}") if r.ok else rep.failed.append((link["ifname"], r.stderr)))
@@ -558,10 +556,8 @@ def _reap_libvirt(labs: set[str], rep: CleanupReport) -> None:
             owner = mark[0] if mark else None
             if owner is None or owner in labs:
                 continue
-            home = vagrantspec.domain_home(dom.XMLDesc(0))
-            if home != paths.home_id():
-                log.info(f"reap: domain {dom.name()} is lab {owner}'s of " + (f"storlab home {home}" if home else
-                         "an older storlab (no home mark)") + ": not this home's to remove")
+            if whose := paths.other_home(vagrantspec.domain_home(dom.XMLDesc(0))):
+                log.info(f"reap: domain {dom.name()} of lab {owner} is {whose}: not this home's to remove")
                 continue
             disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]
             try:

@@ -64,6 +64,14 @@ def home_id() -> str:
     return value
 
 
+def other_home(home: str | None) -> str | None:
+    """Whose an object marked with storlab home ``home`` is when it is not this home's (None: it
+    is this home's): `reap` leaves it, and says so with this."""
+    if home == home_id():
+        return None
+    return f"storlab home {home}'s" if home else "an older storlab's (no home mark)"
+
+
 def link_alias(lab: str, net: str) -> str:
     """The alias storlab gives a lab's bridge: whose lab, which network, which home."""
     return f"storlab:{lab}:{net}:{home_id()}"

@@ -605,16 +605,13 @@ def orphans(labs: set[str], remote: str | None = None) -> list[str]:
     client = Incus(remote)
     if client.reachable() is not None:
         return []
-    here = paths.home_id()
     out = []
     for p in client.query("/1.0/projects?recursion=1") or []:
         lab = incus.owner(p)
         if not lab or p["name"] != incus.project_of(lab) or lab in labs:
             continue
-        if incus.home_of(p) != here:  # another home's (another host sharing the cluster), or unmarked
-            log.info(f"reap: Incus project {p['name']} on {client.where()} is " +
-                     (f"storlab home {incus.home_of(p)}'s" if incus.home_of(p) else "an older storlab's (no home mark)") +
-                     ": not this home's to remove")
+        if whose := paths.other_home(incus.home_of(p)):  # another host sharing the cluster, or unmarked
+            log.info(f"reap: Incus project {p['name']} on {client.where()} is {whose}: not this home's to remove")
             continue
         out.append(lab)
     return sorted(out)

@@ -131,8 +131,7 @@ class LxcProvider(Provider):
         for net in self.plan.networks:
             br = net.bridge
             alias = _alias(br)
-            owner = paths.alias_owner(alias or "")
-            if alias is not None and not (owner and owner[0] == self.lab and owner[1] in (None, paths.home_id())):
+            if alias is not None and not self._ours(alias):
                 # bridge names carry a 24-bit tag of the lab name: two labs can share one
                 raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s of this storlab home "
                                    f"(alias {alias or 'none'}); "
@@ -145,6 +144,12 @@ class LxcProvider(Provider):
             if net.host_address not in addrs:
                 succeed(["ip", "addr", "add", f"{net.host_address}/{net.prefix}", "dev", br], timeout=15)
             succeed(["ip", "link", "set", br, "up"], timeout=15)
+
+    def _ours(self, alias: str) -> bool:
+        """Whether a link alias marks the link as this lab's of this home (or of an older storlab,
+        whose aliases named no home: a lab it made still goes down)."""
+        mark = paths.alias_owner(alias)
+        return mark is not None and mark[0] == self.lab and mark[1] in (None, paths.home_id())
 
     # -- disks ---------------------------------------------------------------------------
     def _disks(self, node: NodePlan) -> list[str]:
@@ -444,9 +449,7 @@ class LxcProvider(Provider):
         """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never
         set, by an `up` killed in between) and the container veths attached to them."""
         links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
-        ours = {link["ifname"] for link in links
-                if (o := paths.alias_owner(str(link.get("ifalias", "")))) and o[0] == self.lab
-                and o[1] in (None, paths.home_id())}
+        ours = {link["ifname"] for link in links if self._ours(str(link.get("ifalias", "")))}
         ours |= {link["ifname"] for link in links
                  if link["ifname"] in {n.bridge for n in self.plan.networks} and not link.get("ifalias")}
         veths = {link["ifname"] for link in links
