@@ -53,9 +53,9 @@ def ensure(bridges: list[str], required: bool) -> None:
     """Install the table unless it is there, and let ``bridges`` (one lab's) carry their own
     traffic. ``required`` (a lab for untrusted users): a host where it cannot be installed is an
     error; else it is said in the log and the lab goes on."""
-    if not present():
-        _install(required)
-    if present() and bridges:
+    if not present() and not _install(required):
+        return
+    if bridges:
         elements = ", ".join(f'"{b}" . "{b}"' for b in bridges if BRIDGE_RE.fullmatch(b))
         r = run(["nft", "add", "element", "inet", TABLE, "bridged", "{ " + elements + " }"], timeout=15)
         if not r.ok:
@@ -71,18 +71,20 @@ def forget(bridges: list[str]) -> None:
                 run(["nft", "delete", "element", "inet", TABLE, "bridged", f'{{ "{b}" . "{b}" }}'], timeout=15)
 
 
-def _install(required: bool) -> None:
+def _install(required: bool) -> bool:
+    """Make the table; False (and said in the log) where it cannot be made and is not required."""
     why = "nft is not installed (apt install nftables)" if shutil.which("nft") is None else ""
     if not why:
         r = run(["nft", "-f", "-"], input=RULESET, timeout=30)
         if r.ok:
             log.info(f"firewall: nftables table inet {TABLE} guards lab bridges ({BRIDGES}) from the host and each other")
-            return
+            return True
         why = f"nft -f failed: {r.stderr.strip()[:300]}"
     if required:
         raise HarnessError(f"cannot fence lab networks off this host and other labs: {why}. A lab for untrusted "
                            f"users needs it; nothing of the lab's nodes was made")
     log.info(f"firewall: WARNING lab networks are not fenced off this host ({why}); only ip_forward=0 keeps labs apart")
+    return False
 
 
 def remove() -> None:

@@ -34,7 +34,7 @@ def _dir(root: Path, parts: list[str], mode: int = 0o755) -> Iterator[int]:
             except FileNotFoundError:
                 os.mkdir(name, mode, dir_fd=fd)
                 nfd = os.open(name, _DIR, dir_fd=fd)
-            except (NotADirectoryError, OSError) as exc:
+            except OSError as exc:  # a link (ELOOP), a file (ENOTDIR), an overlay whiteout
                 where = "/" + "/".join(parts[:i + 1])
                 raise HarnessError(f"{root}: {where} in the node is not a directory (a symlink or a file put there "
                                    f"inside the node?); storlab never follows links a node holds: fix or reset "
