@@ -4,8 +4,10 @@ ssh, the jump) and the nodes answer.
 
 One nftables table of storlab's own (``inet storlab``), matching every lab bridge by its name
 prefix (``slb``: paths.bridge_prefix), so it serves every lab on the host and is made once:
-- input from a lab bridge: only replies to what the host started, and DHCP/DNS to libvirt's own
-  dnsmasq on a VM lab's management network (it leases the VMs their management addresses);
+- input from a lab bridge: only replies to what the host started, and DHCP to libvirt's own
+  dnsmasq on a VM lab's management network (it leases the VMs their management addresses; DNS is
+  off on every network storlab defines, so port 53 stays closed: a DNS server the host runs on
+  all its addresses is not the students');
 - forward into or out of a lab bridge: nothing (labs route nowhere, and nothing routes into them),
   except traffic that enters and leaves by the same lab bridge: the traffic between one lab's
   nodes, which a host with br_netfilter (bridge-nf-call-iptables=1, the default once the module
@@ -31,8 +33,7 @@ RULESET = f"""table inet {TABLE} {{
   chain input {{
     type filter hook input priority filter - 10; policy accept;
     iifname "{BRIDGES}" ct state established,related accept
-    iifname "{BRIDGES}" udp dport {{ 53, 67 }} accept
-    iifname "{BRIDGES}" tcp dport 53 accept
+    iifname "{BRIDGES}" udp dport 67 accept
     iifname "{BRIDGES}" counter drop
   }}
   chain forward {{

@@ -15,6 +15,7 @@ def test_a_labs_own_traffic_is_accepted_before_anything_from_a_lab_bridge_is_dro
     inp = firewall.RULESET.split("chain input")[1].split("chain forward")[0]
     assert inp.index("ct state established,related accept") < inp.index('iifname "slb*" counter drop')
     assert "policy accept" in inp  # the host's own traffic is not storlab's business
+    assert "dport 67 accept" in inp and "53" not in inp  # DHCP for VM labs; no DNS: storlab's networks have none
 
 
 @pytest.mark.parametrize("lab", ["gluster3", "a", "class1-s01", "x" * 31])
