@@ -65,7 +65,7 @@ def isolation(untrusted: bool) -> dict[str, str]:
     """A node's security settings: privileged for trusted labs (every backend runs); for untrusted
     users unprivileged, with an id map of its own (root in it is an unprivileged id on the host
     that no other container shares), nesting off and Incus's default AppArmor and seccomp."""
-    if not untrusted:
+    if not untrusted:  # root in the node is root on the host: trusted labs only (README "Who is root where")
         return {"security.privileged": "true"}
     return {"security.privileged": "false", "security.idmap.isolated": "true", "security.nesting": "false"}
 

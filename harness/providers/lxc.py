@@ -198,6 +198,8 @@ class LxcProvider(Provider):
             "lxc.arch = linux64",
             f"lxc.uts.name = {name}",
             f"lxc.rootfs.path = overlay:{lower}:{upper}",
+            # privileged and unconfined: root in a node is root on the host, so LXC holds trusted labs
+            # only (trust.py refuses students here; README "Who is root where")
             "lxc.apparmor.profile = unconfined",
             "lxc.autodev = 1",
             f"lxc.log.file = {logs / (name + '.lxc.log')}",
