@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
-from harness.lab import Lab  # noqa: E402
-from harness.node import Node, on_each  # noqa: E402
+from harness.lab.lab import Lab  # noqa: E402
+from harness.nodes.node import Node, on_each  # noqa: E402
 from harness.run import succeed, wait_until  # noqa: E402
 
 TOPO = str(ROOT / "topologies" / "gluster-3.yaml")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from harness import log  # noqa: E402
 from harness.backends.ceph import planned  # noqa: E402
 from harness.backends.ceph.role import osd_stopped, parse_health, parse_osd_tree  # noqa: E402
-from harness.lab import Lab  # noqa: E402
+from harness.lab.lab import Lab  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.classroom import Klass  # noqa: E402
-from harness.lab import Lab  # noqa: E402
+from harness.lab.lab import Lab  # noqa: E402
+from harness.training.classroom import Klass  # noqa: E402
 
 STORLAB = [sys.executable, "-m", "harness.cli"]
 CLASS = "bcls"

@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
 from harness.backends.gluster.role import volume_whole  # noqa: E402
-from harness.lab import Lab  # noqa: E402
+from harness.lab.lab import Lab  # noqa: E402
 from harness.run import wait_until  # noqa: E402
-from harness.workload import Writer, file_appender  # noqa: E402
+from harness.testing.workload import Writer, file_appender  # noqa: E402
 
 TOPO = str(ROOT / "topologies" / "gluster-3.yaml")
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import image, log
-from harness.lab import Lab
+from harness import log
+from harness.lab.lab import Lab
+from harness.providers import image
 
 
 def topology(n: int, provider: str) -> str:

@@ -79,7 +79,7 @@ fi
 here=$(pwd)
 command -v storlab >/dev/null && (cd / && python3 -c "
 import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy
-from harness.capabilities import available
+from harness.providers.capabilities import available
 assert available() and os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__))) == sys.argv[1]
 " "$here") 2>/dev/null \
   || { echo "setup-host: pip install -e ."; pip install -q -e '.[dev]' >/var/log/storlab-pip.log 2>&1 || { tail -20 /var/log/storlab-pip.log; exit 1; }; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop the daemons ci/setup-host.sh started by hand (recorded in /run/storlab-daemons).
 set -u
-# storlab's firewall table for lab bridges (harness/firewall.py), made by the first lab
+# storlab's firewall table for lab bridges (harness/host/firewall.py), made by the first lab
 command -v nft >/dev/null && nft delete table inet storlab 2>/dev/null
 [ -f /run/storlab-daemons ] || exit 0
 while read -r name pidfile; do

@@ -33,8 +33,8 @@ timings=()
 source ci/budget.sh
 
 t=$SECONDS
-echo "== lint: ruff check (harness/, tests/, bench/, training/) + mypy --strict (harness/, tests/, bench/)"
-if python3 -m ruff check harness tests bench training && python3 -m mypy harness tests bench; then
+echo "== lint: ruff check (harness/, tests/, bench/) + mypy --strict (harness/, tests/, bench/)"
+if python3 -m ruff check harness tests bench && python3 -m mypy harness tests bench; then
   timings+=("lint: $((SECONDS - t))s")
 else
   rc=1
@@ -49,7 +49,7 @@ phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matr
 # placed on a two-member Incus cluster (tests/lab/test_incus_cluster.py) ran in the phase above
 phase always "incus: gluster_failover" 0 tests/lab/test_gluster_failover.py --lab-provider incus "$@"
 if [ "${#vm_flag[@]}" -gt 0 ]; then
-  echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.hostfacts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
+  echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.host.facts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
   phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"
   phase core "vm: gluster_failover" 1500 tests/lab/test_gluster_failover.py --lab-provider vagrant "$@"
   phase extra "vm: kernel nfsd" 600 tests/lab/test_nfs.py --lab-provider vagrant "$@"

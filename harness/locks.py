@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from . import paths
-from .errors import HarnessError
-from .run import wait_until
+from harness import paths
+from harness.errors import HarnessError
+from harness.run import wait_until
 
 
 class LabBusy(HarnessError):

@@ -2,7 +2,7 @@
 
 Redaction happens at the source: ``RedactFilter`` rewrites every log record (its message, its
 arguments, its exception text) before any handler formats it. It sits on the ``storlab`` logger,
-on every handler storlab installs, and (harness/pytest_plugin.py) on the handlers pytest puts on
+on every handler storlab installs, and (harness/testing/plugin.py) on the handlers pytest puts on
 the root logger (log capture, live log, log file), so that what pytest captures, prints and puts
 in a JUnit file is redacted too. ``redact`` masks:
 - every secret registered with ``mask()`` (CHAP passwords, cephx keys read from a lab...), longest

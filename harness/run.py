@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from . import log
-from .errors import CommandError, WaitTimeout
+from harness import log
+from harness.errors import CommandError, WaitTimeout
 
 T = TypeVar("T")
 

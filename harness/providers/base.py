@@ -1,6 +1,6 @@
 """The node-provider interface: how nodes come to exist, stop, and have faults injected.
 
-Roles and tests never talk to a provider directly for commands: they use harness.node.Node,
+Roles and tests never talk to a provider directly for commands: they use harness.nodes.node.Node,
 which reaches every node over ssh whatever made it.
 """
 
@@ -11,9 +11,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar
 
-from ..capabilities import Capabilities
-from ..errors import CleanupReport, HarnessError
-from ..model import NodePlan, Plan
+from harness.errors import CleanupReport, HarnessError
+from harness.plan.model import NodePlan, Plan
+from harness.providers.capabilities import Capabilities
 
 
 class Provider(abc.ABC):

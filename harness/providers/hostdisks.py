@@ -11,9 +11,9 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .. import paths
-from ..model import DiskPlan, NodePlan
-from ..run import run, succeed
+from harness import paths
+from harness.plan.model import DiskPlan, NodePlan
+from harness.run import run, succeed
 
 
 def image(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path:

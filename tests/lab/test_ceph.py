@@ -15,9 +15,9 @@ import pytest
 from harness.backends.ceph import planned
 from harness.backends.ceph.plan import CephPlan
 from harness.backends.ceph.role import osd_stopped, parse_auth, parse_health, parse_osd_tree
-from harness.lab import Lab
+from harness.lab.lab import Lab
 from harness.run import wait_until
-from harness.workload import Writer, block
+from harness.testing.workload import Writer, block
 
 pytestmark = pytest.mark.topology("ceph-5.yaml")
 

@@ -14,7 +14,7 @@ import pytest
 from harness.backends.ceph import planned
 from harness.backends.ceph.plan import CephPlan
 from harness.backends.ceph.role import parse_health
-from harness.lab import Lab
+from harness.lab.lab import Lab
 from harness.run import wait_until
 
 pytestmark = pytest.mark.topology("ceph-openstack.yaml")

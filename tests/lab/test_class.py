@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from harness import handout
 from harness.backends.gluster.role import volume_whole
-from harness.classroom import Klass, classes_dir
-from harness.lab import Lab, list_labs
+from harness.lab.lab import Lab, list_labs
 from harness.run import wait_until
+from harness.training import handout
+from harness.training.classroom import Klass, classes_dir
 
 from .test_many_labs import TOPOLOGIES, storlab
 

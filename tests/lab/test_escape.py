@@ -38,11 +38,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import handout
-from harness.classroom import Klass, classes_dir
-from harness.lab import Lab
+from harness.lab.lab import Lab
 from harness.providers import base as providers
-from harness.providers.lxc import lxcpath
+from harness.providers.lxc.provider import lxcpath
+from harness.training import handout
+from harness.training.classroom import Klass, classes_dir
 
 from .test_many_labs import TOPOLOGIES, storlab
 
@@ -105,7 +105,7 @@ def seat(request: pytest.FixtureRequest) -> Iterator[Seat]:
 def drop_firewall() -> None:
     """Control runs: no firewall (as before storlab had one); `up` and `reset` put it back."""
     if CONTROL:
-        from harness import firewall
+        from harness.host import firewall
         firewall.remove()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.lab import list_labs
+from harness.lab.lab import list_labs
 
 TOPO = Path(__file__).resolve().parents[2] / "topologies" / "gluster-3.yaml"
 PREFIX = "ev"

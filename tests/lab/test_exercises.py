@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import training
-from harness.lab import Lab
+from harness.lab.lab import Lab
+from harness.training import exercise as training
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

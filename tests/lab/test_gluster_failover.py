@@ -23,11 +23,11 @@ from harness.backends.gluster.role import (
     parse_volume_info,
     parse_volume_status,
 )
-from harness.lab import Lab
-from harness.model import need
-from harness.node import crashed
+from harness.lab.lab import Lab
+from harness.nodes.node import crashed
+from harness.plan.model import need
 from harness.run import wait_until
-from harness.workload import Writer, check_appends, file_appender, qcow2_writer
+from harness.testing.workload import Writer, check_appends, file_appender, qcow2_writer
 
 pytestmark = pytest.mark.topology("gluster-3.yaml")
 

@@ -14,12 +14,12 @@ import pytest
 
 from harness.backends.nfs import planned
 from harness.backends.nfs.plan import NfsPlan
-from harness.hostpools import node_uri
-from harness.lab import Lab
-from harness.model import HostPoolPlan, need
+from harness.host.pools import node_uri
+from harness.host.virt import connect
+from harness.lab.lab import Lab
+from harness.plan.model import HostPoolPlan, need
 from harness.run import wait_until
-from harness.virt import connect
-from harness.workload import Writer, block, check_appends
+from harness.testing.workload import Writer, block, check_appends
 
 pytestmark = [pytest.mark.topology("nfs.yaml"), pytest.mark.vm]
 

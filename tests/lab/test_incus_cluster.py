@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from harness import image, paths
+from harness import paths
 from harness.backends.gluster import planned
 from harness.backends.gluster.role import parse_volume_status
-from harness.lab import Lab
+from harness.lab.lab import Lab
+from harness.providers import image
 
 REPO = Path(__file__).resolve().parents[2]
 GLUSTER3 = str(REPO / "topologies" / "gluster-3.yaml")

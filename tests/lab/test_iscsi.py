@@ -17,11 +17,11 @@ from harness.backends.iscsi import planned
 from harness.backends.iscsi.chap import chap_password
 from harness.backends.iscsi.plan import AclPlan, IscsiPlan
 from harness.backends.iscsi.target import planned_lun_sizes
-from harness.lab import Lab
-from harness.model import need
+from harness.lab.lab import Lab
+from harness.lab.secrets import secret_file
+from harness.plan.model import need
 from harness.run import wait_until
-from harness.secrets import secret_file
-from harness.workload import Writer
+from harness.testing.workload import Writer
 
 pytestmark = pytest.mark.topology("iscsi-userspace.yaml")
 MARGIN = 20.0

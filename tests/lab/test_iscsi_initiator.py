@@ -17,11 +17,11 @@ import pytest
 from harness.backends.iscsi import planned
 from harness.backends.iscsi.plan import IscsiPlan
 from harness.backends.iscsi.target import planned_lun_sizes
-from harness.hostpools import node_uri
-from harness.lab import Lab
+from harness.host.pools import node_uri
+from harness.host.virt import connect
+from harness.lab.lab import Lab
 from harness.run import wait_until
-from harness.virt import connect
-from harness.workload import Writer, block
+from harness.testing.workload import Writer, block
 
 pytestmark = [pytest.mark.topology("iscsi.yaml"), pytest.mark.vm]
 INTRUDER = "iqn.2019-12.com.example:intruder"

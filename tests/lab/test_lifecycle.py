@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from harness import paths
-from harness.lab import Lab
-from harness.node import partition
-from harness.providers.lxc import LxcProvider
+from harness.lab.lab import Lab
+from harness.nodes.node import partition
+from harness.providers.lxc.provider import LxcProvider
 from harness.run import succeed, wait_until
 
 TOPO = str(Path(__file__).resolve().parents[2] / "topologies" / "nodes-3.yaml")

@@ -18,9 +18,9 @@ import pytest
 
 from harness import paths
 from harness.backends.gluster.role import volume_whole
-from harness.hostfacts import mount_at
-from harness.lab import Lab
-from harness.virt import connect
+from harness.host.facts import mount_at
+from harness.host.virt import connect
+from harness.lab.lab import Lab
 
 from .test_lifecycle import host_traces
 

@@ -16,9 +16,9 @@ import pytest
 from harness.backends.nfs import planned
 from harness.backends.nfs.plan import NfsPlan
 from harness.backends.nfs.role import parse_exportfs, wait_out_of_grace
-from harness.lab import Lab
+from harness.lab.lab import Lab
 from harness.run import wait_until
-from harness.workload import Writer, block
+from harness.testing.workload import Writer, block
 
 pytestmark = pytest.mark.topology("nfs-userspace.yaml")
 MARGIN = 20.0

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from harness.backend import backends
-from harness.hostpools import node_uri
-from harness.lab import Lab
-from harness.model import HostPoolPlan
-from harness.virt import connect
+from harness.backends.base import backends
+from harness.host.pools import node_uri
+from harness.host.virt import connect
+from harness.lab.lab import Lab
+from harness.plan.model import HostPoolPlan
 
 from .test_iscsi import qemu_io as iscsi_qemu_io
 

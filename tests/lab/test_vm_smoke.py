@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness import paths
-from harness.lab import Lab
+from harness.lab.lab import Lab
 from harness.run import wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]

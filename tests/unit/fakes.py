@@ -6,7 +6,7 @@ from pathlib import Path
 
 import libvirt
 
-from harness.model import Plan
+from harness.plan.model import Plan
 
 
 class FakeSecret:

@@ -9,14 +9,14 @@ from typing import ClassVar
 
 import pytest
 
-from harness import registry
-from harness.backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules
+from harness import plugins as registry
+from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules
 from harness.errors import TopologyError
-from harness.hostfacts import PROFILES
-from harness.model import Frozen, Plan
-from harness.plan import make_plan, render
-from harness.topology import Name, Pool, Strict, Token
-from harness.validate import validate_text
+from harness.host.facts import PROFILES
+from harness.plan.model import Frozen, Plan
+from harness.plan.planner import make_plan, render
+from harness.spec.topology import Name, Pool, Strict, Token
+from harness.spec.validate import validate_text
 
 
 class Echo(Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.capacity import LXC_BASE_MIB, LXC_ROLE_MIB, NodeNeed, fit, node_need
+from harness.training.capacity import LXC_BASE_MIB, LXC_ROLE_MIB, NodeNeed, fit, node_need
 
 
 def gluster_student() -> list[NodeNeed]:

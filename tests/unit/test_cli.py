@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
-from harness.hostfacts import PROFILES
-from harness.model import Plan
-from harness.plan import load_plan
+from harness.cli import main as cli
+from harness.host.facts import PROFILES
+from harness.plan.model import Plan
+from harness.plan.planner import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 GLUSTER3 = str(REPO / "topologies" / "gluster-3.yaml")
@@ -151,7 +151,7 @@ def test_explicit_cidr_that_the_host_routes_is_refused_at_its_line(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import ipaddress
 
-    import harness.plan as planmod
+    import harness.plan.planner as planmod
     monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None, others=None: {ipaddress.IPv4Network("10.9.0.0/16")})
     topo = tmp_path / "t.yaml"
     topo.write_text("lab: t\nprovider: lxc\nnetworks:\n  - {name: storage, cidr: 10.9.1.0/24}\nnodes: [{name: n1}]\n")

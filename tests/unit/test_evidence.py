@@ -1,4 +1,4 @@
-"""Failure evidence of lab tests (harness/evidence.py and the plugin's makereport hook), with
+"""Failure evidence of lab tests (harness/lab/evidence.py and the plugin's makereport hook), with
 small fakes for labs, nodes and reports: no root, no lab."""
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any, Literal, cast
 
 import pytest
 
-from harness import evidence, log, pytest_plugin
+from harness import log
+from harness.lab import evidence
 from harness.run import CommandResult
+from harness.testing import plugin as pytest_plugin
 
 SECRET = "Chap-Secret-4711xyz"
 CEPHX = "AQBzT2VhAAAAABAAq8JQ3i0QZ1/WQ3Zs2zB1vQ=="
@@ -212,7 +214,7 @@ def test_up_evidence_keeps_the_console_of_up_nodes(tmp_path: Path) -> None:
 
 
 def test_backend_evidence_commands() -> None:
-    from harness.backend import get
+    from harness.backends.base import get
     gl = " ".join(" ".join(c) for c in get("gluster").evidence(("gluster",)))
     assert "volume status" in gl and "statistics heal-count" in gl and "heal all info" not in gl
     ceph = " ".join(" ".join(c) for c in get("ceph").evidence(("ceph-mon",)))

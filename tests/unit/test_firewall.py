@@ -1,11 +1,12 @@
-"""The firewall table for lab bridges (harness/firewall.py): its rules in the order that matters,
+"""The firewall table for lab bridges (harness/host/firewall.py): its rules in the order that matters,
 and the set of bridges that carry their own traffic taking only storlab's bridge names."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness import firewall, paths
+from harness import paths
+from harness.host import firewall
 
 
 def test_a_labs_own_traffic_is_accepted_before_anything_from_a_lab_bridge_is_dropped() -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from harness import paths
-from harness.providers import incus as incus_provider
+from harness.providers.incus import provider as incus_provider
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_reap_takes_only_this_homes_incus_projects(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_network_uuid_is_this_homes_mark() -> None:
-    from harness import vagrantspec
+    from harness.providers.vagrant import spec as vagrantspec
     a = vagrantspec.network_uuid("storlab-x_storage", paths.home_id())
     assert a == vagrantspec.network_uuid("storlab-x_storage", paths.home_id())
     assert a != vagrantspec.network_uuid("storlab-x_storage", "0123456789abcdef")

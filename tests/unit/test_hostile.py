@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
+from harness.cli import main as cli
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "hostile").glob("*.yaml"))
 
@@ -66,7 +66,7 @@ def test_unreadable_or_oversized_files_are_problems_not_tracebacks(tmp_path: Pat
 ], ids=["merge-key", "bad-date", "custom-tag", "set", "int-past-pythons-str-limit"])
 def test_yaml_the_safe_loader_would_choke_on_is_a_located_problem(text: str, field: str, want: str) -> None:
     from harness.errors import TopologyError
-    from harness.yamlload import load_text
+    from harness.spec.yamlload import load_text
     with pytest.raises(TopologyError) as exc:
         load_text(text, "t.yaml")
     p = exc.value.problems[0]
@@ -74,5 +74,5 @@ def test_yaml_the_safe_loader_would_choke_on_is_a_located_problem(text: str, fie
 
 
 def test_nesting_at_the_depth_limit_still_loads() -> None:
-    from harness.yamlload import MAX_DEPTH, load_text
+    from harness.spec.yamlload import MAX_DEPTH, load_text
     assert load_text("a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", "t.yaml").data["a"] is not None

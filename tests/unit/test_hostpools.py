@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from fakes import FakeConn, FakeLab, FakePool
 
-from harness import hostpools
-from harness import plan as planmod
 from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
 from harness.errors import CleanupReport, HarnessError, TopologyError
-from harness.hostfacts import PROFILES
-from harness.model import HostPoolPlan, need
-from harness.validate import validate_text
+from harness.host import pools as hostpools
+from harness.host.facts import PROFILES
+from harness.plan import planner as planmod
+from harness.plan.model import HostPoolPlan, need
+from harness.spec.validate import validate_text
 
 POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
                     fuse_mount=False, export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import incus
 from harness.errors import HarnessError
-from harness.hostfacts import PROFILES
-from harness.incus import Budget
-from harness.lab import Lab
-from harness.plan import load_plan
-from harness.providers.incus import IncusProvider, budget, need, networkd
+from harness.host.facts import PROFILES
+from harness.lab.lab import Lab
+from harness.plan.planner import load_plan
+from harness.providers.incus import client as incus
+from harness.providers.incus.client import Budget
+from harness.providers.incus.provider import IncusProvider, budget, need, networkd
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data" / "incus"

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from fakes import FakeConn, FakeLab, FakePool, FakeSecret
 
-from harness import hostpools, paths
-from harness import plan as planmod
+from harness import paths
 from harness.backends.gluster import GlusterBackend
 from harness.errors import HarnessError, TopologyError
-from harness.hostfacts import PROFILES
-from harness.model import HostPoolPlan, Plan
+from harness.host import pools as hostpools
+from harness.host.facts import PROFILES
+from harness.plan import planner as planmod
+from harness.plan.model import HostPoolPlan, Plan
 
 REPO = Path(__file__).resolve().parents[2]
 GLUSTER3 = str(REPO / "topologies" / "gluster-3.yaml")

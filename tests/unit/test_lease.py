@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import lease
 from harness.errors import HarnessError
+from harness.lab import lease
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("4h", 14400), ("90m", 5400), ("1d12h", 129600), ("30d", 2592000),

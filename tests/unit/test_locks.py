@@ -64,10 +64,10 @@ def test_lab_state_survives_writers_on_many_threads(tmp_path: Path, monkeypatch:
     """Nodes restarted side by side record their boots from threads at once (CI run 7 lost one)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from harness.hostfacts import PROFILES
-    from harness.lab import Lab
-    from harness.plan import make_plan
-    from harness.validate import validate_text
+    from harness.host.facts import PROFILES
+    from harness.lab.lab import Lab
+    from harness.plan.planner import make_plan
+    from harness.spec.validate import validate_text
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     topo, res = validate_text("lab: st\nprovider: lxc\nnetworks: [{name: n}]\nnodes: [{name: a}]\n", PROFILES["ci"])
     lab = Lab(make_plan(topo, res, "st.yaml", set(), PROFILES["ci"]))

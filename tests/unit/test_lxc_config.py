@@ -8,13 +8,13 @@ import pytest
 
 from harness import paths
 from harness.errors import HarnessError
-from harness.hostfacts import PROFILES
-from harness.image import role_services
-from harness.lab import network_owner
-from harness.plan import make_plan, write
-from harness.providers.lxc import CONTAINER_MASKS, LxcProvider
-from harness.vagrantspec import domain_mark
-from harness.validate import validate_text
+from harness.host.facts import PROFILES
+from harness.lab.lab import network_owner
+from harness.plan.planner import make_plan, write
+from harness.providers.image import role_services
+from harness.providers.lxc.provider import CONTAINER_MASKS, LxcProvider
+from harness.providers.vagrant.spec import domain_mark
+from harness.spec.validate import validate_text
 
 TOPO = """
 lab: cfgtest
@@ -139,7 +139,7 @@ def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: p
 
 
 def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_path: Path) -> None:
-    from harness.providers.lxc import owner_of
+    from harness.providers.lxc.provider import owner_of
     old = tmp_path / "storlab-a-b-n1"
     old.mkdir()
     (old / "config").write_text("# storlab lab a-b, node n1\nlxc.arch = linux64\n")
@@ -151,7 +151,7 @@ def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_pa
 
 
 def test_node_size_becomes_cgroup_limits_v1_and_v2() -> None:
-    from harness.providers.lxc import limits
+    from harness.providers.lxc.provider import limits
     assert limits(1536, 2, unified=True) == ["lxc.cgroup2.memory.max = 1536M", "lxc.cgroup2.cpu.max = 200000 100000",
                                              "lxc.cgroup2.pids.max = 4096"]
     assert limits(1024, 1, unified=False) == ["lxc.cgroup.memory.limit_in_bytes = 1024M",
@@ -161,7 +161,7 @@ def test_node_size_becomes_cgroup_limits_v1_and_v2() -> None:
 
 def test_every_container_config_carries_its_limits(provider: LxcProvider, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("harness.providers.lxc.lxcpath", lambda: tmp_path / "lxc")
+    monkeypatch.setattr("harness.providers.lxc.provider.lxcpath", lambda: tmp_path / "lxc")
     provider.lxcpath = tmp_path / "lxc"
     provider._write_node(provider.plan.node("n1"), "ssh-ed25519 AAAA test", tmp_path / "lower")
     text = (tmp_path / "lxc" / provider.cname("n1") / "config").read_text()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix as mx
-from harness import matrix_report
 from harness.errors import HarnessError, TopologyError
-from harness.hostfacts import PROFILES
+from harness.host.facts import PROFILES
+from harness.matrix import report as matrix_report
+from harness.matrix import spec as mx
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from harness import lab as labmod
 from harness import paths
 from harness.errors import CleanupReport
-from harness.hostfacts import PROFILES
-from harness.lab import network_owner
-from harness.model import Plan
-from harness.plan import make_plan
-from harness.validate import validate_text
+from harness.host.facts import PROFILES
+from harness.lab import lab as labmod
+from harness.lab.lab import network_owner
+from harness.plan.model import Plan
+from harness.plan.planner import make_plan
+from harness.spec.validate import validate_text
 
 NET = "<network><name>{}</name><bridge name='{}'/></network>"
 
@@ -167,7 +167,7 @@ def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkey
 
 def test_reaper_removes_only_networks_this_home_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("libvirt")
-    from harness import vagrantspec
+    from harness.providers.vagrant import spec as vagrantspec
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
     name = paths.obj_name("gone", "storage")
     mine = Net(name, paths.bridge_name("gone", 0), vagrantspec.network_uuid(name, paths.home_id()))

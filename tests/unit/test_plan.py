@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan as planmod
 from harness.backends import gluster, nfs
-from harness.hostfacts import PROFILES
-from harness.model import Plan
-from harness.plan import allocate_subnet, make_plan, render
-from harness.validate import validate_file, validate_text
+from harness.host.facts import PROFILES
+from harness.plan import planner as planmod
+from harness.plan.model import Plan
+from harness.plan.planner import allocate_subnet, make_plan, render
+from harness.spec.validate import validate_file, validate_text
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import log, matrix_report, secrets
-from harness import matrix as mx
-from harness.hostfacts import PROFILES
+from harness import log
+from harness.host.facts import PROFILES
+from harness.lab import secrets
+from harness.matrix import report as matrix_report
+from harness.matrix import spec as mx
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = ["MIIEowIBAAKCAQEAzKq1pxBodyLineOneXyZ0123456789abcdefGHIJKLmnopqr",

@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import secrets
 from harness.backends import iscsi
 from harness.backends.iscsi import chap
 from harness.errors import HarnessError, TopologyError
-from harness.hostfacts import PROFILES
-from harness.model import need
-from harness.plan import make_plan
-from harness.validate import validate_text
+from harness.host.facts import PROFILES
+from harness.lab import secrets
+from harness.plan.model import need
+from harness.plan.planner import make_plan
+from harness.spec.validate import validate_text
 
 TOPO = """
 lab: s

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import classroom, handout, lease, training
 from harness.errors import HarnessError
+from harness.lab import lease
+from harness.training import classroom, handout
+from harness.training import exercise as training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -283,7 +285,7 @@ def test_jump_keys_wait_for_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyP
     both writing (and renaming) the same temporary file."""
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from harness import handout, locks\n"
+        [sys.executable, "-c", "import sys, time; from harness import locks; from harness.training import handout\n"
          "with locks.exclusive(handout.keys_lock('c1')):\n print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:

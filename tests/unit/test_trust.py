@@ -1,4 +1,4 @@
-"""Who is root where (harness/trust.py): a lab for untrusted users (students) is refused before
+"""Who is root where (harness/lab/trust.py): a lab for untrusted users (students) is refused before
 anything is made on a provider or with a role that cannot keep root in a node off the host; the
 incus provider makes such a lab's nodes unprivileged with an id map of their own, in a project
 restricted to what storlab makes; a class never adopts a lab it did not make."""
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.hostfacts import PROFILES, HostFacts
-from harness.lab import Lab
-from harness.providers.incus import isolation, restrictions, root_ids
+from harness.host.facts import PROFILES, HostFacts
+from harness.lab.lab import Lab
+from harness.providers.incus.provider import isolation, restrictions, root_ids
 
 REPO = Path(__file__).resolve().parents[2]
 NODES3 = str(REPO / "topologies" / "nodes-3.yaml")
@@ -119,7 +119,7 @@ def test_root_ids_come_from_the_id_map_and_never_are_the_hosts_root() -> None:
 # -- classes ------------------------------------------------------------------------------------
 @pytest.fixture
 def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import handout
+    from harness.training import handout
     monkeypatch.setattr(handout, "sshd_pid", lambda: 1)  # a jump sshd "runs"
     monkeypatch.setattr(HostFacts, "detect", staticmethod(lambda: FACTS))
 
@@ -127,7 +127,7 @@ def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("class_host")
 def test_a_class_is_for_untrusted_students_unless_told_and_refused_where_they_would_be_root(
         storlab_home: Path) -> None:
-    from harness import classroom
+    from harness.training import classroom
     with pytest.raises(HarnessError) as exc:
         classroom.up(GLUSTER3, ["alice", "bob"], "demo", provider="lxc", progress=lambda _: None)
     assert "root on a node is root on this host" in str(exc.value) and "--trusted-students" in str(exc.value)
@@ -138,7 +138,7 @@ def test_a_class_is_for_untrusted_students_unless_told_and_refused_where_they_wo
 
 @pytest.mark.usefixtures("class_host")
 def test_a_class_refuses_a_lab_of_its_students_name_that_it_did_not_make(storlab_home: Path) -> None:
-    from harness import classroom
+    from harness.training import classroom
     Lab.from_topology(NODES3, "incus", facts=FACTS, name="demo-alice")  # someone's own lab
     with pytest.raises(HarnessError, match="demo-alice exist and were not made by class demo"):
         classroom.up(NODES3, ["alice", "bob"], "demo", provider="incus", progress=lambda _: None)

@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 
-from harness import box, paths, vagrantspec
-from harness import plan as planmod
+from harness import paths
 from harness.errors import HarnessError
-from harness.hostfacts import PROFILES
-from harness.model import DiskPlan, Plan, need
-from harness.plan import make_plan
-from harness.providers.vagrant import VagrantProvider, _net_key
-from harness.validate import validate_text
+from harness.host.facts import PROFILES
+from harness.plan import planner as planmod
+from harness.plan.model import DiskPlan, Plan, need
+from harness.plan.planner import make_plan
+from harness.providers.vagrant import box
+from harness.providers.vagrant import spec as vagrantspec
+from harness.providers.vagrant.provider import VagrantProvider, _net_key
+from harness.spec.validate import validate_text
 
 REPO = Path(__file__).resolve().parents[2]
 LABDIR = Path("/var/lib/storlab/labs/t")
@@ -334,7 +336,7 @@ qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertio
 
 
 def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
-    from harness.providers.vagrant import vagrant_error
+    from harness.providers.vagrant.provider import vagrant_error
     got = vagrant_error(VAGRANT_FAILURE).splitlines()
     assert got[:3] == ["==> node1: Starting domain.", "==> node1: Removing domain...", "==> node1: Deleting the machine folder"]
     assert "failed to set MSR 0x10a" in got[3]
@@ -343,7 +345,7 @@ def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
 
 
 def test_vagrant_error_of_a_plain_vagrant_message() -> None:
-    from harness.providers.vagrant import vagrant_error
+    from harness.providers.vagrant.provider import vagrant_error
     text = ("==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\n"
             "Timed out while waiting for the machine to boot.\n")
     assert vagrant_error(text) == "==> node1: Waiting for machine to boot.\nTimed out while waiting for the machine to boot."
@@ -353,7 +355,7 @@ def test_vagrant_error_of_a_plain_vagrant_message() -> None:
 
 def test_restart_bound_is_the_declared_floor_until_a_boot_was_measured(
         plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.lab import BOOT_FACTOR, Lab
+    from harness.lab.lab import BOOT_FACTOR, Lab
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     lab = Lab(plan)
     floor = vagrantspec.boot_bound(plan)
@@ -371,7 +373,7 @@ def test_restart_bound_is_the_declared_floor_until_a_boot_was_measured(
 
 def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
         plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.lab import Lab
+    from harness.lab.lab import Lab
     monkeypatch.setenv("STORLAB_HOME", "/var/lib/storlab")
     lab = Lab(plan)
     text = lab.ssh_config_text()
@@ -390,7 +392,7 @@ def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
 
 
 def test_a_lab_loads_its_plan_back_typed(plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.lab import Lab
+    from harness.lab.lab import Lab
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     planmod.write(plan, paths.lab_dir("t"))
     lab = Lab.load("t")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import Problem, TopologyError
-from harness.hostfacts import PROFILES, HostFacts
-from harness.validate import Resolved, validate_file, validate_text
+from harness.host.facts import PROFILES, HostFacts
+from harness.spec.validate import Resolved, validate_file, validate_text
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = sorted((REPO / "topologies").glob("*.yaml"))

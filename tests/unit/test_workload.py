@@ -1,6 +1,6 @@
 """Pure parts of the fault-test workloads."""
 
-from harness.workload import WriteLog, block, check_appends
+from harness.testing.workload import WriteLog, block, check_appends
 
 
 def test_intact_log_has_no_problems() -> None:
@@ -43,7 +43,7 @@ def test_writer_reports_a_hung_write_and_what_happened_since() -> None:
     import threading
     import time
 
-    from harness.workload import Writer
+    from harness.testing.workload import Writer
     release = threading.Event()
 
     def op(seq: int) -> None:
@@ -72,7 +72,7 @@ def test_writer_waits_report_what_the_writer_saw_on_timeout() -> None:
 
     import pytest
 
-    from harness.workload import Writer
+    from harness.testing.workload import Writer
 
     def op(seq: int) -> None:
         raise OSError("connection refused")

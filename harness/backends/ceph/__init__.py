@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import base64
 
-from ... import log
-from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules, templates
-from ...context import LabContext
-from ...model import HostPoolPlan, Plan, need
-from ...topology import Pool
-from . import plan, role, rules
-from .plan import CephPlan, of
-from .schema import Ceph
+from harness import log
+from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.ceph import plan, role, rules
+from harness.backends.ceph.plan import CephPlan, of
+from harness.backends.ceph.schema import Ceph
+from harness.backends.context import LabContext
+from harness.plan.model import HostPoolPlan, Plan, need
+from harness.spec.topology import Pool
 
 _env = templates(__name__)
 

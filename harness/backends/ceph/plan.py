@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from ...backend import PlanInputs
-from ...model import Frozen, Plan
-from .schema import Ceph
+from harness.backends.base import PlanInputs
+from harness.backends.ceph.schema import Ceph
+from harness.plan.model import Frozen, Plan
 
 
 class MonPlan(Frozen):

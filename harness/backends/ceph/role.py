@@ -10,14 +10,14 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ... import log
-from ...errors import HarnessError
-from ...node import Node, on_each
-from ...run import wait_until
-from .plan import CephClientPlan, CephPlan, CephPoolPlan, of
+from harness import log
+from harness.backends.ceph.plan import CephClientPlan, CephPlan, CephPoolPlan, of
+from harness.errors import HarnessError
+from harness.nodes.node import Node, on_each
+from harness.run import wait_until
 
 if TYPE_CHECKING:
-    from ...context import LabContext
+    from harness.backends.context import LabContext
 
 MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
 ADMIN_KEYRING = "/etc/ceph/ceph.client.admin.keyring"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ...backend import Path_ as Path
-from ...backend import Rules
-from .schema import Ceph
+from harness.backends.base import Path_ as Path
+from harness.backends.base import Rules
+from harness.backends.ceph.schema import Ceph
 
 
 def check(r: Rules, c: Ceph) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ...topology import Name, Strict, Token, allow
+from harness.spec.topology import Name, Strict, Token, allow
 
 CephCap = Annotated[str, allow(r"[A-Za-z0-9 _.,=*-]+", "ceph cap", "e.g. 'allow rwx pool=vms' or 'profile rbd pool=vms'")]
 HealthCode = Annotated[str, allow(r"[A-Z][A-Z0-9_]*", "health check code", "e.g. POOL_NO_REDUNDANCY")]

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from ... import log
-from ...backend import Backend, Path_, PlanInputs, RoleStep, Rules
-from ...context import LabContext
-from ...errors import CleanupReport, HarnessError
-from ...hostfacts import mount_at, mounted
-from ...model import HostPoolPlan, Plan, need
-from ...run import run, succeed, wait_until
-from ...topology import Pool
-from . import plan, role, rules
-from .plan import GlusterPlan, of
-from .schema import Gluster
+from harness import log
+from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules
+from harness.backends.context import LabContext
+from harness.backends.gluster import plan, role, rules
+from harness.backends.gluster.plan import GlusterPlan, of
+from harness.backends.gluster.schema import Gluster
+from harness.errors import CleanupReport, HarnessError
+from harness.host.facts import mount_at, mounted
+from harness.plan.model import HostPoolPlan, Plan, need
+from harness.run import run, succeed, wait_until
+from harness.spec.topology import Pool
 
 
 class GlusterBackend(Backend[Gluster, GlusterPlan]):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from ...backend import PlanInputs
-from ...model import Frozen, NetworkPlan, NodePlan, Plan
-from .schema import Gluster
+from harness.backends.base import PlanInputs
+from harness.backends.gluster.schema import Gluster
+from harness.plan.model import Frozen, NetworkPlan, NodePlan, Plan
 
 
 class GlusterVolumePlan(Frozen):

@@ -8,15 +8,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ... import log
-from ...errors import HarnessError
-from ...node import Node, on_each
-from ...roles.base import prepare_disks
-from ...run import wait_until
-from .plan import GlusterPlan, GlusterVolumePlan, of
+from harness import log
+from harness.backends.gluster.plan import GlusterPlan, GlusterVolumePlan, of
+from harness.errors import HarnessError
+from harness.nodes.node import Node, on_each
+from harness.nodes.roles.base import prepare_disks
+from harness.run import wait_until
 
 if TYPE_CHECKING:
-    from ...context import LabContext
+    from harness.backends.context import LabContext
 
 # -- facts: pure parsers ------------------------------------------------------------------
 def _root(xml: str) -> ET.Element:

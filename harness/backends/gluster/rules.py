@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ...backend import Path_ as Path
-from ...backend import Rules
-from .schema import Gluster
+from harness.backends.base import Path_ as Path
+from harness.backends.base import Rules
+from harness.backends.gluster.schema import Gluster
 
 
 def check(r: Rules, g: Gluster) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from ...topology import NAME_RE, Strict, abs_path, allow
+from harness.spec.topology import NAME_RE, Strict, abs_path, allow
 
 OptionKey = Annotated[str, allow(r"[a-z0-9][a-z0-9_.-]*", "option name", "use lower-case letters, digits and . _ -")]
 OptionValue = Annotated[str, allow(r"[A-Za-z0-9_.,*:/-]*", "option value", "use letters, digits and . , * : / _ -")]

@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from ...backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
-from ...context import LabContext
-from ...errors import CleanupReport
-from ...model import HostPoolPlan, Plan, need
-from ...run import CommandResult, run
-from ...topology import Pool
-from . import chap, initiator, plan, rules, target
-from .plan import IscsiPlan, of
-from .schema import Iscsi
+from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.context import LabContext
+from harness.backends.iscsi import chap, initiator, plan, rules, target
+from harness.backends.iscsi.plan import IscsiPlan, of
+from harness.backends.iscsi.schema import Iscsi
+from harness.errors import CleanupReport
+from harness.plan.model import HostPoolPlan, Plan, need
+from harness.run import CommandResult, run
+from harness.spec.topology import Pool
 
 _env = templates(__name__)
 _env.finalize = chap.one_line  # every value printed into tgt.conf or the targetcli batch stays on its line

@@ -16,13 +16,13 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
-from ... import paths
-from ... import secrets as labsecrets
-from ...context import LabContext
-from ...errors import HarnessError
-from ...model import need
-from .plan import AclPlan, IscsiPlan
-from .schema import CHAP_CHARS, CHAP_PUNCT, Iscsi
+from harness import paths
+from harness.backends.context import LabContext
+from harness.backends.iscsi.plan import AclPlan, IscsiPlan
+from harness.backends.iscsi.schema import CHAP_CHARS, CHAP_PUNCT, Iscsi
+from harness.errors import HarnessError
+from harness.lab import secrets as labsecrets
+from harness.plan.model import need
 
 _ALPHABET = string.ascii_letters + string.digits
 #: what a CHAP secret from a file may be: initiators take 12-16 characters; no space, quote,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from ...backend import PlanInputs
-from ...model import ChapPlan, Frozen, Plan
-from .schema import Iscsi
+from harness.backends.base import PlanInputs
+from harness.backends.iscsi.schema import Iscsi
+from harness.plan.model import ChapPlan, Frozen, Plan
 
 
 class AclPlan(Frozen):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from ...backend import Path_ as Path
-from ...backend import Rules
-from ...errors import HarnessError
-from ...topology import Pool
-from . import chap
-from .schema import IQN_RE, Iscsi
+from harness.backends.base import Path_ as Path
+from harness.backends.base import Rules
+from harness.backends.iscsi import chap
+from harness.backends.iscsi.schema import IQN_RE, Iscsi
+from harness.errors import HarnessError
+from harness.spec.topology import Pool
 
 
 def check(r: Rules, s: Iscsi) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ...topology import AbsPath, Name, Size, Strict, Token, allow, at_least
+from harness.spec.topology import AbsPath, Name, Size, Strict, Token, allow, at_least
 
 IQN_RE = re.compile(r"iqn\.(\d{4})-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
                     r"(:[A-Za-z0-9][A-Za-z0-9._:-]{0,200})?")  # fullmatch: "$" would let a final newline through

@@ -6,16 +6,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ...errors import HarnessError
-from ...model import Plan, need
-from ...roles.base import prepare_disks
-from ...run import wait_until
-from .chap import fill
-from .plan import IscsiPlan, of
+from harness.backends.iscsi.chap import fill
+from harness.backends.iscsi.plan import IscsiPlan, of
+from harness.errors import HarnessError
+from harness.nodes.roles.base import prepare_disks
+from harness.plan.model import Plan, need
+from harness.run import wait_until
 
 if TYPE_CHECKING:
-    from ...context import LabContext
-    from ...node import Node
+    from harness.backends.context import LabContext
+    from harness.nodes.node import Node
 
 def planned_lun_sizes(plan: Plan) -> list[int]:
     """Bytes of each LUN in topology order, as the plan defines them (a block LUN is its disk)."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ...backend import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
-from ...model import Plan, need
-from ...topology import Pool
-from . import plan, role, rules
-from .plan import NfsPlan, of
-from .schema import Nfs
+from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.nfs import plan, role, rules
+from harness.backends.nfs.plan import NfsPlan, of
+from harness.backends.nfs.schema import Nfs
+from harness.plan.model import Plan, need
+from harness.spec.topology import Pool
 
 _env = templates(__name__)
 

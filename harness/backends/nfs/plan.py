@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from ...backend import PlanInputs
-from ...model import Frozen, Plan
-from .schema import Nfs
+from harness.backends.base import PlanInputs
+from harness.backends.nfs.schema import Nfs
+from harness.plan.model import Frozen, Plan
 
 
 class NfsExportPlan(Frozen):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ...errors import HarnessError
-from ...roles.base import prepare_disks
-from ...run import wait_until
-from .plan import NfsPlan, of
+from harness.backends.nfs.plan import NfsPlan, of
+from harness.errors import HarnessError
+from harness.nodes.roles.base import prepare_disks
+from harness.run import wait_until
 
 if TYPE_CHECKING:
-    from ...context import LabContext
-    from ...node import Node
+    from harness.backends.context import LabContext
+    from harness.nodes.node import Node
 
 def parse_exportfs(text: str) -> dict[str, dict[str, list[str]]]:
     """`exportfs -v` -> {path: {client: [options]}} (long paths wrap onto the next line)."""

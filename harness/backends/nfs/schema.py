@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ...topology import AbsPath, Name, Strict, allow
+from harness.spec.topology import AbsPath, Name, Strict, allow
 
 ExportClient = Annotated[str, allow(r"\*|lab|[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|[A-Za-z0-9][A-Za-z0-9.-]*",
                                      "export client", "use lab, *, an address, a CIDR or a host name")]

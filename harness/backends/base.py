@@ -1,0 +1,210 @@
+"""What a storage backend is to the core: one object, registered through the `storlab.backends`
+entry points, that carries everything about one backend (its topology section and rules, its
+plan section and rendered configs, its roles, host-pool wiring, evidence and faults). The core
+(validate, plan, lab, host pools, CLI) iterates `backends()` and names no backend.
+
+A backend lives in one package (see harness/backends/gluster for a walk-through): `schema.py`
+(the topology section), `plan.py` (the plan section), `rules.py`, `role.py`, templates and a
+`Backend` subclass in `__init__.py` tying them together. The README's "Adding a backend" section
+walks through it.
+
+Hooks that act on a running lab take the LabContext (harness.backends.context) and a Node
+(harness.nodes.node); both sit above this module, so they are typed `Any` here and precisely in
+each backend's implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import jinja2
+from pydantic import BaseModel
+
+from harness import plugins as registry
+from harness.errors import CleanupReport
+from harness.host.facts import HostFacts
+from harness.plan.model import HostPoolPlan, NetworkPlan, NodePlan, Plan
+from harness.spec.topology import Node, Pool, Topology
+
+S = TypeVar("S", bound=BaseModel)  # the topology section
+P = TypeVar("P", bound=BaseModel)  # the plan section
+
+Path_ = tuple[str | int, ...]  # a location in the topology file, e.g. ("gluster", "volumes", 0, "name")
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way a backend can serve (the section's `implementation:`), and the kernel feature
+    (a HostFacts `kernel_*` name) its nodes need for it; None means userspace only."""
+    name: str
+    label: str
+    kernel: str | None = None
+
+
+#: how validation names a kernel feature a node lacks
+KERNEL_FEATURES = {"nfsd": "nfsd", "lio": "LIO", "iscsi_tcp": "iscsi_tcp", "nfs_client": "an NFS client"}
+
+
+class Rules(Protocol):
+    """What validation gives a backend's rules: the topology, this host's facts, the nodes by
+    name (with their index) and a way to report a located problem. Every rule reports and goes
+    on; none stops the others."""
+
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def facts(self) -> HostFacts: ...
+
+    @property
+    def nodes(self) -> dict[str, tuple[int, Node]]: ...
+
+    def add(self, path: Path_, message: str, fix: str = "") -> None: ...
+
+    def node_ref(self, path: Path_, name: str, role: str | None) -> bool:
+        """Report a node name that does not exist or lacks ``role``; True when it exists."""
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the core has resolved when a backend plans its section."""
+    lab: str
+    networks: tuple[NetworkPlan, ...]
+    nodes: tuple[NodePlan, ...]
+    #: what validation chose for `implementation: auto` (None for a backend without implementations)
+    implementation: str | None
+
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
+
+    def having(self, role: str) -> tuple[NodePlan, ...]:
+        return tuple(n for n in self.nodes if role in n.roles)
+
+
+#: a step of `up`: its name (kept in state.json, so `up` resumes) and what it does to the lab
+RoleStep = tuple[str, Callable[[Any], None]]
+
+
+class Backend(Generic[S, P]):
+    """A storage backend. Subclasses set the class attributes and override the hooks they need."""
+
+    #: the topology key of its section, the entry point name, the plan.json key
+    name: ClassVar[str]
+    #: bring-up order among backends (roles are applied in this order)
+    order: ClassVar[int] = 100
+    section: type[S]
+    plan_section: type[P]
+    #: node roles this backend brings, and those that make no sense without its section
+    roles: ClassVar[tuple[str, ...]] = ()
+    section_roles: ClassVar[tuple[str, ...]] = ()
+    #: role -> kernel feature a node with that role needs
+    role_kernel: ClassVar[dict[str, str]] = {}
+    #: ways to serve, preferred first; `implementation: auto` takes the first the nodes can run
+    implementations: ClassVar[tuple[Implementation, ...]] = ()
+    #: libvirt pool types that take this backend, and whether a dir pool can sit on its FUSE mount
+    pool_types: ClassVar[tuple[str, ...]] = ()
+    mounts: ClassVar[bool] = False
+    #: Debian packages baked into the golden image, and their units that only a role starts
+    packages: ClassVar[tuple[str, ...]] = ()
+    services: ClassVar[tuple[str, ...]] = ()
+    #: role -> system calls a container node with that role needs that the default seccomp
+    #: profile denies (a provider sharing the host kernel then runs it without that filter)
+    syscalls: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: role -> why it cannot run in an unprivileged container (root mapped to an unprivileged host
+    #: id): such a role runs for untrusted users (students) only on a provider with a kernel per node
+    host_privilege: ClassVar[dict[str, str]] = {}
+    #: topology paths a running lab can take without being rebuilt ('gluster.volumes.*.options':
+    #: '*' is any key or item); matrix cells differing only there share one lab (see reconfigure)
+    reconfigurable: ClassVar[tuple[str, ...]] = ()
+
+    # -- sections --------------------------------------------------------------------------
+    def of(self, topo: Topology) -> S | None:
+        value = topo.section(self.name)
+        return value if isinstance(value, self.section) else None
+
+    def planned(self, plan: Plan) -> P | None:
+        return plan.section(self.name, self.plan_section)
+
+    # -- validation ------------------------------------------------------------------------
+    def check(self, rules: Rules, section: S) -> None:
+        """Cross-reference rules of the section (nodes, disks, sizes, names)."""
+
+    def check_pool(self, rules: Rules, path: Path_, pool: Pool, section: S) -> None:
+        """Rules for a host pool on this backend (the objects it names exist)."""
+
+    # -- plan --------------------------------------------------------------------------------
+    def plan(self, inputs: PlanInputs, section: S) -> P:
+        raise NotImplementedError(f"backend {self.name} does not plan its section")
+
+    def render(self, plan: Plan, section: P) -> dict[str, str]:
+        """Config files for the nodes: relative path (nodes/NODE/...) -> content."""
+        return {}
+
+    def pool_extras(self, plan: Plan, section: P, pool: Pool, secret_uuid: str) -> dict[str, Any]:
+        """What a host pool on this backend resolves to (servers, target, secret uuid, ...):
+        HostPoolPlan fields. ``secret_uuid`` is the pool's, for a pool that needs a secret."""
+        return {}
+
+    def squashes(self, section: S, pool: Pool) -> bool:
+        """Does the backend squash root for this pool (volumes are then made by qemu's user)?"""
+        return False
+
+    def decide_secrets(self, plan: P, section: S, store: Callable[[str, str], None]) -> None:
+        """Give each secret the plan names its value: store(name, value) (kept across runs)."""
+
+    # -- a running lab -------------------------------------------------------------------------
+    def steps(self, plan: Plan) -> list[RoleStep]:
+        """The role steps of `up` for this backend, in order: (name, apply(lab))."""
+        return []
+
+    def pool_secret(self, lab: Any, pool: HostPoolPlan) -> bytes | None:
+        """The value of the libvirt secret a pool logs in with (a cephx key, a CHAP password)."""
+        return None
+
+    def prepare_pool(self, lab: Any, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+        """Before libvirt defines and starts the pool (``sh`` runs a command where the pool lives)."""
+
+    def release_pool(self, lab: Any, pool: HostPoolPlan) -> CleanupReport:
+        """After the pool is gone from libvirt on the KVM host: what the backend set up for it."""
+        return CleanupReport()
+
+    def pool_leftovers(self, lab: Any, pool: HostPoolPlan) -> list[str]:
+        return []
+
+    def pool_conflicts(self, lab: Any, pool: HostPoolPlan) -> list[str]:
+        """What on the host the pool would take that is not this lab's (checked before `up` makes anything)."""
+        return []
+
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        """Commands whose output explains a failed bring-up on a node with these roles."""
+        return []
+
+    def reconfigure(self, lab: Any, before: Plan) -> list[str]:
+        """Bring the running lab from plan ``before`` to ``lab.plan`` where they differ only in
+        ``reconfigurable`` settings, and verify each new value is what the daemon reports.
+        Returns what changed (empty: nothing of this backend's)."""
+        return []
+
+
+def templates(package: str) -> jinja2.Environment:
+    """The Jinja environment of a backend package's templates/ (undefined names are errors)."""
+    return jinja2.Environment(loader=jinja2.PackageLoader(package, "templates"), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=False)
+
+
+def backends() -> tuple[Backend[Any, Any], ...]:
+    """Every installed backend, in bring-up order."""
+    out = []
+    for b in registry.declared():
+        if not isinstance(b, Backend):
+            raise TypeError(f"backend {b.name} ({type(b).__module__}) is not a harness.backends.base.Backend")
+        out.append(b)
+    return tuple(out)
+
+
+def get(name: str) -> Backend[Any, Any]:
+    for b in backends():
+        if b.name == name:
+            return b
+    raise KeyError(name)

@@ -1,0 +1,5 @@
+"""`python -m harness.cli`: the storlab command."""
+
+from harness.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""Lifecycle commands: image build, up, status, ssh, ssh-config, down, list, reap, fault."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import locks, log, paths
+from harness.errors import HarnessError
+from harness.lab import lease
+from harness.lab.lab import Lab, list_labs, reap
+from harness.providers import image
+from harness.providers.incus.client import parse_on
+from harness.training import classroom
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    t = time.monotonic()
+    path = image.build(force=args.force)
+    print(f"golden image: {path} ({time.monotonic() - t:.1f}s)")
+    return 0
+
+
+def cmd_image_list(args: argparse.Namespace) -> int:
+    for img in image.list_images():
+        print(f"{img['key']}  {img['size']:>6}  {'current' if img['current'] == 'True' else 'old'}  {img['path']}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
+    provider, remote = placement(args)
+    lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget,
+                            untrusted=args.untrusted, klass=args.for_class)
+    for keyfile in args.authorize or []:
+        lab.authorize(Path(keyfile).read_text())
+    log.add_logfile(lab.logfile)
+    start = time.monotonic()
+    lab.up(keep_on_failure=args.keep_on_failure)
+    if expire:
+        lab.lease(expire)
+        print(f"lab {lab.name} expires in {args.expire} (`storlab lease {lab.name} DURATION` extends, `storlab reap` removes)")
+    print(f"lab {lab.name} is up in {time.monotonic() - start:.0f}s ({len(lab.nodes)} nodes, {lab.plan.provider})")
+    print(f"  ssh:       storlab ssh {lab.name} NODE   (or ssh -F {lab.ssh_config} NODE)")
+    print(f"  log:       {lab.logfile}")
+    print(f"  tear down: storlab down {lab.name}")
+    return 0
+
+
+def placement(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The provider and engine remote from --provider / --on (`--on incus:REMOTE`)."""
+    on = getattr(args, "on", None)
+    if not on:
+        return args.provider, None
+    provider, remote = parse_on(on)
+    if args.provider and args.provider != provider:
+        raise HarnessError(f"--provider {args.provider} and --on {on} disagree: give one of them")
+    return provider, remote
+
+
+def placement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on", metavar="PROVIDER[:REMOTE[@GROUP]]",
+                   help="where the nodes run: lxc, vagrant, incus (this host's Incus) or incus:REMOTE (an Incus "
+                        "remote, a cluster too: all of a lab's nodes on one member, labs spread by Incus; @GROUP: "
+                        "within that cluster group)")
+    p.add_argument("--budget", metavar="LIMITS",
+                   help="incus: the lab's project limits, e.g. instances=5,memory=8GiB,cpus=4,disk=60GiB (a field left "
+                        "out is exactly what the lab needs); a lab over its budget is refused before anything is made")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(paths.home() / "logs" / f"down-{args.lab}.log")
+    rep = lab.down()
+    left = lab.leftovers()
+    if rep.failed or left:
+        raise HarnessError(f"lab {args.lab}: could not remove {len(rep.failed)} item(s); still present: {left}")
+    classroom.refresh_all_access()
+    print(f"lab {args.lab} removed ({len(rep.removed)} items)")
+    return 0
+
+
+def lab_summary(lab: Lab) -> dict[str, Any]:
+    st = lab.state()
+    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider, "where": lab.where(),
+            "topology": lab.plan.topology, "created": st.get("created"), "expires": st.get("expires"),
+            "expires_in": lease.remaining(st.get("expires")),
+            "snapshots": sorted(lab.snapshots()), "exercise": st.get("exercise"),
+            "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
+                      for n in lab.nodes.values()]}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    names = [args.lab] if args.lab else list_labs()
+    labs = [Lab.load(name) for name in names]
+    if args.json:
+        print(json.dumps([lab_summary(lab) for lab in labs], indent=2))
+        return 0
+    for lab in labs:
+        st = lab.state()
+        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider} on {lab.where()}, "
+              f"steps done: {', '.join(st.get('steps_done', [])) or '-'}; expires: {lease.remaining(st.get('expires'))}; "
+              f"snapshots: {', '.join(sorted(lab.snapshots())) or '-'})")
+        for node in lab.nodes.values():
+            print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    labs = [Lab.load(name) for name in list_labs()]
+    if args.json:
+        print(json.dumps([{k: v for k, v in lab_summary(lab).items() if k != "nodes"} for lab in labs], indent=2))
+        return 0
+    for lab in labs:
+        st = lab.state()
+        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {lab.where():<20} {len(lab.nodes)} nodes  "
+              f"expires: {lease.remaining(st.get('expires'))}")
+    return 0
+
+
+def _timed(args: argparse.Namespace, op: Callable[[Lab], float], done: str) -> int:
+    lab = Lab.load(args.lab)
+    log.add_logfile(lab.logfile)
+    took = op(lab)
+    print(f"lab {lab.name}: {done} in {took:.1f}s")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    return _timed(args, lambda lab: lab.snapshot(args.name), f"snapshot {args.name} taken")
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    return _timed(args, lambda lab: lab.revert(args.name), f"reverted to {args.name}")
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    return _timed(args, lambda lab: lab.reset(), "reset to its state after up (backends healthy)")
+
+
+def cmd_lease(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    lab.lease(lease.parse_duration(args.duration))
+    print(f"lab {lab.name}: expires {lease.remaining(lab.state().get('expires'))}")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    node = lab.node(args.node)
+    argv = ["ssh", "-F", str(lab.ssh_config), node.name, *args.command]
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+    return 0  # not reached
+
+
+def cmd_ssh_config(args: argparse.Namespace) -> int:
+    print(Lab.load(args.lab).ssh_config_text())
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    rep = reap()
+    classroom.refresh_all_access()  # an expired student's key loses its channels with its lab
+    for item in rep.removed:
+        print(f"removed {item}")
+    for item, why in rep.failed:
+        print(f"FAILED {item}: {why}", file=sys.stderr)
+    return 0 if rep.ok else 1
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    locks.hold(lab.name)  # not while another process builds or removes it
+    node = lab.node(args.node)
+    if args.action == "crash":
+        node.crash()
+    elif args.action == "start":
+        node.start()
+    elif args.action in ("link-down", "link-up"):
+        node.set_link(args.action == "link-up", args.network)
+    elif args.action == "freeze":
+        node.freeze()
+    elif args.action == "thaw":
+        node.thaw()
+    elif args.action in ("stop-service", "kill-service", "start-service"):
+        if not args.unit:
+            raise HarnessError(f"{args.action} needs --unit UNIT")
+        if args.action == "start-service":
+            node.start_service(args.unit)
+        else:
+            node.stop_service(args.unit, kill=args.action == "kill-service")
+    elif args.action in ("isolate", "rejoin"):
+        # cut (restore) this node's traffic to every other lab node; the ssh path from the host stays
+        others = [a for other in lab.nodes.values() if other is not node for a in other.spec.addresses.values()]
+        node.block(others, on=args.action == "isolate")
+    print(f"{args.action} {node.name}: done")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("image", help="golden image: build (cached by content) or list")
+    isub = p.add_subparsers(dest="image_cmd", required=True)
+    b = isub.add_parser("build")
+    b.add_argument("--force", action="store_true")
+    b.set_defaults(fn=cmd_image_build)
+    isub.add_parser("list").set_defaults(fn=cmd_image_list)
+
+    p = sub.add_parser("up", help="bring a lab up (resumes a half-built one)")
+    p.add_argument("topology")
+    p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
+    p.add_argument("--name", help="bring up an instance of the topology under this lab name (one topology, many labs: "
+                                  "its own networks, nodes, pools and paths)")
+    p.add_argument("--keep-on-failure", action="store_true", help="keep a failed lab for debugging instead of removing it")
+    p.add_argument("--untrusted", action="store_true",
+                   help="the lab's users are not this host's admins (students): its nodes run only where root "
+                        "inside cannot reach the host (incus: unprivileged containers; vagrant: VMs); refused "
+                        "with the reason on a provider or role that cannot")
+    p.add_argument("--for-class", metavar="CLASS_ID", help=argparse.SUPPRESS)  # set by `storlab class up`
+    p.add_argument("--authorize", metavar="PUBKEY_FILE", action="append",
+                   help="also let this public key log in as root on every node (a student's key); repeatable")
+    p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")
+    placement_args(p)
+    p.set_defaults(fn=cmd_up)
+    p = sub.add_parser("down", help="remove everything a lab created")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_down)
+    p = sub.add_parser("status", help="labs and their nodes")
+    p.add_argument("lab", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("list", help="labs on this host, with their leases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("snapshot", help="save a lab's nodes and data disks under a name (nodes keep running)")
+    p.add_argument("lab")
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_snapshot)
+    p = sub.add_parser("revert", help="put a lab back as a snapshot saved it")
+    p.add_argument("lab")
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_revert)
+    p = sub.add_parser("reset", help="put a lab back to its state right after up, backends healthy")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_reset)
+    p = sub.add_parser("lease", help="set or extend when a lab expires (from now): 4h, 90m, never")
+    p.add_argument("lab")
+    p.add_argument("duration")
+    p.set_defaults(fn=cmd_lease)
+    p = sub.add_parser("ssh", help="ssh into a lab node")
+    p.add_argument("lab")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_ssh)
+    p = sub.add_parser("ssh-config", help="print an ssh config for the lab (plain ssh, fabric, testinfra)")
+    p.add_argument("lab")
+    p.set_defaults(fn=cmd_ssh_config)
+    sub.add_parser("reap", help="remove expired labs, labs whose owner died, and orphaned lab objects").set_defaults(fn=cmd_reap)
+    p = sub.add_parser("fault", help="inject a fault: crash/start a node, link down/up, freeze/thaw")
+    p.add_argument("lab")
+    p.add_argument("node")
+    p.add_argument("action", choices=["crash", "start", "link-down", "link-up", "freeze", "thaw", "isolate", "rejoin",
+                                      "stop-service", "kill-service", "start-service"])
+    p.add_argument("--network")
+    p.add_argument("--unit", help="systemd unit for the *-service actions")
+    p.set_defaults(fn=cmd_fault)

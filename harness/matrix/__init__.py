@@ -1,0 +1,1 @@
+"""Config matrices: one base topology, axes of values, the cells run as labs, and their report."""

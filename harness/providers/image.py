@@ -1,0 +1,217 @@
+"""The offline golden image: one Debian 12 root filesystem built with mmdebstrap from the
+host's own Debian mirror, cached by content. LXC nodes use it as an overlay lower layer;
+the vagrant box is made from it (see providers/vagrant.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness import log, paths
+from harness import plugins as registry
+from harness.errors import HarnessError
+from harness.run import run
+
+BUILDER_VERSION = "5"
+SUITE = "bookworm"
+
+# Everything the core's roles use, baked in so that no node ever needs the network; each backend
+# adds its own (Backend.packages): see packages().
+CORE_PACKAGES = [
+    # base system
+    "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "python3", "iproute2", "iputils-ping",
+    "procps", "less", "ca-certificates", "psmisc", "util-linux", "findutils", "gnupg", "rsync", "attr", "acl",
+    "linux-image-amd64", "initramfs-tools",
+    # disks
+    "xfsprogs", "e2fsprogs", "lvm2", "parted",
+    # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools), with the
+    # kernel iSCSI initiator and the NFS client their pools log in and mount with
+    "libvirt-daemon-system", "libvirt-clients", "qemu-utils", "qemu-system-x86", "open-iscsi", "nfs-common", "rpcbind",
+]
+
+
+def packages() -> list[str]:
+    """The image's packages: the core's and every installed backend's, each once."""
+    return list(dict.fromkeys([*CORE_PACKAGES, *(p for b in registry.declared() for p in b.packages)]))
+
+# Only an ed25519 host key: `ssh-keygen -A` also makes RSA-3072 and ECDSA keys, which took 52 s
+# of a VM's boot under TCG (measured with systemd-analyze blame).
+# Units of the image's packages that only the roles needing them start: every provider masks them
+# on its nodes, so an idle node runs none of them (roles unmask them; see Node.enable_units).
+CORE_SERVICES = ["rpcbind.service", "rpcbind.socket", "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket",
+                 "libvirtd-admin.socket", "virtlogd.socket", "virtlockd.socket"]
+
+
+def role_services() -> list[str]:
+    """The core's and every installed backend's (Backend.services)."""
+    return list(dict.fromkeys([*CORE_SERVICES, *(s for b in registry.declared() for s in b.services)]))
+
+FIRSTBOOT_UNIT = """[Unit]
+Description=storlab: per-node ssh host key
+DefaultDependencies=no
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+BUILD_ENV = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+# While packages install, no daemon starts (policy-rc.d) and no initramfs is made: only a VM boots
+# one, so the box build makes it (box.py), and the LXC path does not pay its ~20 s.
+_HOLD = ('printf "#!/bin/sh\\nexit 101\\n" > "$1/usr/sbin/policy-rc.d" && chmod 755 "$1/usr/sbin/policy-rc.d" && '
+         'chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && '
+         'printf "#!/bin/sh\\nexit 0\\n" > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"')
+_RELEASE = ('rm -f "$1/usr/sbin/policy-rc.d" "$1/usr/sbin/update-initramfs" && '
+            'chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs')
+
+
+def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str) -> list[str]:
+    """One mmdebstrap run: the essential set, then every wanted package in a single apt call
+    (debootstrap + a second apt run took 15-30 s longer here). The hooks are storlab's own text;
+    nothing from a topology reaches this command."""
+    return ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
+            "--include=" + ",".join(["apt-utils", "ca-certificates", *wanted]),
+            "--essential-hook=" + _HOLD, "--customize-hook=" + _RELEASE,
+            "--aptopt=Dpkg::Use-Pty \"0\"", SUITE, str(root),
+            f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main"]
+
+
+def debian_mirror() -> str:
+    """The mirror the host's own apt sources name (never hard-coded)."""
+    for src in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
+        if not src.exists():
+            continue
+        text = src.read_text()
+        m = (re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE)
+             or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE))
+        if m:
+            return m.group(1)
+    raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
+
+
+def content_key(wanted: list[str] | None = None) -> str:
+    """Cache key: the package list, suite and builder version (bump BUILDER_VERSION when
+    the build or finalisation steps change what ends up in the image)."""
+    pk = sorted(wanted or packages())
+    blob = json.dumps({"packages": pk, "suite": SUITE, "builder": BUILDER_VERSION}).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def image_path(key: str | None = None) -> Path:
+    return paths.image_dir() / (key or content_key())
+
+
+def rootfs(key: str | None = None) -> Path:
+    return image_path(key) / "rootfs"
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _chroot_mounts(root: Path) -> Iterator[None]:
+    mounted: list[Path] = []
+    try:
+        for src, dst, args in (("proc", root / "proc", ["-t", "proc"]), ("sysfs", root / "sys", ["-t", "sysfs"]),
+                               ("/dev", root / "dev", ["--bind"]), ("/dev/pts", root / "dev/pts", ["--bind"])):
+            dst.mkdir(parents=True, exist_ok=True)
+            run(["mount", *args, src, str(dst)], check=True, timeout=30)
+            mounted.append(dst)
+        yield
+    finally:
+        for dst in reversed(mounted):
+            run(["umount", "-l", str(dst)], timeout=30)
+
+
+def build(force: bool = False) -> Path:
+    """Build the golden rootfs unless an identical one is cached; returns the image directory."""
+    wanted = packages()
+    key = content_key(wanted)
+    final = image_path(key)
+    with _lock(paths.image_dir() / ".build.lock"):
+        if (final / "complete").exists() and not force:
+            log.info(f"golden image {key}: cached at {final}")
+            return final
+        work = paths.image_dir() / f".{key}.partial"
+        if work.exists():
+            run(["umount", "-R", "-l", str(work / "rootfs")], timeout=30)  # leftovers of a killed build
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        root = work / "rootfs"
+        mirror = debian_mirror()
+        with log.step(f"image {key}: mmdebstrap {SUITE} (minbase + {len(wanted)} packages, one apt run) from {mirror}"):
+            res = run(mmdebstrap_argv(wanted, root, mirror), timeout=2400, env=BUILD_ENV)
+            (work / "build.log").write_text(res.stdout + res.stderr)
+            if not res.ok:
+                raise HarnessError(f"mmdebstrap failed (log: {work / 'build.log'}): {res.stderr[-800:]}")
+        with log.step(f"image {key}: finalise"):
+            _finalise(root)
+        (work / "packages.json").write_text(json.dumps(sorted(wanted)))
+        (work / "complete").write_text(key + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+        log.info(f"golden image {key}: ready at {final}")
+        return final
+
+
+def _finalise(root: Path) -> None:
+    (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    # every clone gets its own machine-id and ssh host keys at first boot
+    (root / "etc/machine-id").write_text("")
+    dbus_id = root / "var/lib/dbus/machine-id"
+    dbus_id.parent.mkdir(parents=True, exist_ok=True)
+    dbus_id.unlink(missing_ok=True)
+    dbus_id.symlink_to("/etc/machine-id")
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    unit = root / "etc/systemd/system/storlab-hostkeys.service"
+    unit.write_text(FIRSTBOOT_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "storlab-hostkeys.service").unlink(missing_ok=True)
+    (wants / "storlab-hostkeys.service").symlink_to("/etc/systemd/system/storlab-hostkeys.service")
+    sshd = root / "etc/ssh/sshd_config.d/storlab.conf"
+    sshd.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n"
+                    "HostKey /etc/ssh/ssh_host_ed25519_key\n")
+    # networkd configures the lab interfaces (files written per node by the provider)
+    for unit_name in ("systemd-networkd.service",):
+        link = wants / unit_name
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"/lib/systemd/system/{unit_name}")
+    # nothing in a lab may wait on the network being "online" beyond the lab
+    (root / "etc/systemd/system/systemd-networkd-wait-online.service").unlink(missing_ok=True)
+    (root / "etc/systemd/system/systemd-networkd-wait-online.service").symlink_to("/dev/null")
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    (root / "etc/hostname").write_text("storlab\n")
+
+
+def list_images() -> list[dict[str, str]]:
+    out = []
+    d = paths.image_dir()
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if (p / "complete").exists():
+                size = subprocess.run(["du", "-sh", str(p)], capture_output=True, text=True, timeout=60).stdout.split()
+                out.append({"key": p.name, "path": str(p), "size": size[0] if size else "?",
+                            "current": str(p.name == content_key())})
+    return out

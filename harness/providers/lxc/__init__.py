@@ -1,0 +1,1 @@
+"""LXC system containers running real systemd: the fast provider for hosts without usable KVM."""

@@ -1,0 +1,467 @@
+"""LXC system containers running real systemd: the fast provider for hosts without usable KVM.
+
+Each lab gets one bridge per network (no forwarding, no NAT), each node an overlay clone
+of the golden rootfs, a fixed MAC and address, /dev/fuse, and its disks as file-backed
+filesystems mounted on the host and bound into the container.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import log, paths
+from harness.backends.base import backends
+from harness.errors import CleanupReport, HarnessError
+from harness.plan.model import NodePlan, Plan
+from harness.providers import hostdisks, image, nodefs
+from harness.providers.base import Provider, register
+from harness.providers.capabilities import Capabilities
+from harness.providers.image import role_services
+from harness.run import run, succeed, wait_until
+
+# Units that cannot work in a container sharing this host's kernel.
+CONTAINER_MASKS = [
+    "nvmf-autoconnect.service", "multipathd.service", "multipathd.socket", "iscsid.service", "iscsid.socket",
+    "open-iscsi.service", "rtslib-fb-targetctl.service", "nfs-server.service", "nfs-kernel-server.service",
+    "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service", "systemd-udev-settle.service", "systemd-modules-load.service",
+    "sys-kernel-config.mount", "lvm2-monitor.service", "dm-event.socket", "dm-event.service",
+    "lvm2-lvmpolld.socket", "blk-availability.service", "e2scrub_reap.service", "systemd-journald-audit.socket",
+    "proc-fs-nfsd.mount", "nfs-blkmap.service", "nfs-idmapd.service", "nfs-mountd.service", "nfsdcld.service",
+    "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
+    "ceph-crash.service",
+]
+#: in each container directory: the lab it belongs to (names alone are ambiguous)
+OWNER_FILE = "storlab-lab"
+
+
+def owner_of(cdir: Path) -> str | None:
+    """The lab a container directory belongs to, by its ownership mark (None: not storlab's).
+    Containers made before the mark existed carry the lab in their config's first line, which
+    storlab writes: `# storlab lab LAB, node NODE`."""
+    try:
+        return (cdir / OWNER_FILE).read_text().strip() or None
+    except OSError:
+        pass
+    try:
+        with open(cdir / "config") as fh:
+            m = re.fullmatch(r"# storlab lab ([a-z][a-z0-9-]{0,30}), node [a-z][a-z0-9-]{0,30}\n", fh.readline())
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def _alias(ifname: str) -> str | None:
+    """The alias of an existing link ('' without one), None when there is no such link."""
+    p = Path(f"/sys/class/net/{ifname}/ifalias")
+    if not Path(f"/sys/class/net/{ifname}").exists():
+        return None
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return ""
+
+
+#: processes (and threads) a node may run: a fork bomb in one node stops there (a busy Ceph OSD
+#: runs ~70 threads, an idle node ~40 processes)
+PIDS_MAX = 4096
+
+
+def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]:
+    """The node's size as cgroup limits, so that one lab (one student) cannot starve the host or
+    the other labs: memory (RAM; the page cache is reclaimed first) and CPU time (``cpus``
+    CPUs' worth per period). cgroup v2 keys on a unified host, v1 keys on a hybrid one."""
+    if unified is None:
+        unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    quota = cpus * 100000
+    if unified:
+        return [f"lxc.cgroup2.memory.max = {memory_mib}M", f"lxc.cgroup2.cpu.max = {quota} 100000",
+                f"lxc.cgroup2.pids.max = {PIDS_MAX}"]
+    return [f"lxc.cgroup.memory.limit_in_bytes = {memory_mib}M", "lxc.cgroup.cpu.cfs_period_us = 100000",
+            f"lxc.cgroup.cpu.cfs_quota_us = {quota}", f"lxc.cgroup.pids.max = {PIDS_MAX}"]
+
+
+def _frozen(control: tuple[Path, str, str]) -> bool:
+    """Whether a freezer control (see LxcProvider._freezer) reads frozen."""
+    f, _, want = control
+    try:
+        text = (f.parent / "cgroup.events").read_text() if f.name == "cgroup.freeze" else f.read_text()
+    except OSError:
+        return False
+    return want in text
+
+
+def lxcpath() -> Path:
+    return paths.home() / "lxc"
+
+
+@register
+class LxcProvider(Provider):
+    name = "lxc"
+    capabilities = Capabilities(
+        name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
+        freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True)
+
+    def __init__(self, plan: Plan, labdir: Path) -> None:
+        super().__init__(plan, labdir)
+        self.lxcpath = lxcpath()
+        self.nodesdir = labdir / "lxc"
+        self.diskdir = labdir / "disks"
+
+    def cname(self, node: str) -> str:
+        """The container's name: the plan's (a lab keeps the names it was made with), else the name
+        this storlab gives (a container of the lab no longer in its plan)."""
+        try:
+            return self.node(node).object
+        except KeyError:
+            return paths.obj_name(self.lab, node)
+
+    def _lxc(self, tool: str, node: str, *args: str, timeout: float = 60, check: bool = False) -> Any:
+        return run([tool, "-P", str(self.lxcpath), "-n", self.cname(node), *args], timeout=timeout, check=check)
+
+    # -- networks --------------------------------------------------------------------
+    def _bridges(self) -> None:
+        for net in self.plan.networks:
+            br = net.bridge
+            alias = _alias(br)
+            if alias is not None and not self._ours(alias):
+                # bridge names carry a 24-bit tag of the lab name: two labs can share one
+                raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s of this storlab home "
+                                   f"(alias {alias or 'none'}); "
+                                   f"storlab touches only what it made: rename the lab or remove that bridge")
+            if alias is None:
+                succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
+            run(["ip", "link", "set", br, "alias", paths.link_alias(self.lab, net.name)], timeout=15)
+            have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
+            addrs = {a["local"] for i in have for a in i.get("addr_info", [])}
+            if net.host_address not in addrs:
+                succeed(["ip", "addr", "add", f"{net.host_address}/{net.prefix}", "dev", br], timeout=15)
+            succeed(["ip", "link", "set", br, "up"], timeout=15)
+
+    def _ours(self, alias: str) -> bool:
+        """Whether a link alias marks the link as this lab's of this home (or of an older storlab,
+        whose aliases named no home: a lab it made still goes down)."""
+        mark = paths.alias_owner(alias)
+        return mark is not None and mark[0] == self.lab and mark[1] in (None, paths.home_id())
+
+    # -- disks ---------------------------------------------------------------------------
+    def _disks(self, node: NodePlan) -> list[str]:
+        entries = []
+        for d in node.disks:
+            src = hostdisks.prepare(self.diskdir, node, d)
+            if src is None:
+                continue
+            if d.filesystem == "none":
+                entries.append(f"lxc.mount.entry = {src} dev/storlab/{d.name} none bind,create=file 0 0")
+            elif d.mount:
+                entries.append(f"lxc.mount.entry = {src} {d.mount.lstrip('/')} none bind,create=dir 0 0")
+        return entries
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _write_node(self, node: NodePlan, public_key: str, lower: Path) -> None:
+        name = node.name
+        upper = self.nodesdir / name / "upper"
+        work = self.nodesdir / name / "work"
+        # the node's files are root's inside it: no other host user may reach them (a setuid
+        # program a node puts in its root filesystem is not runnable from the host)
+        paths.private_dir(self.nodesdir)
+        for d in (upper, work):
+            d.mkdir(parents=True, exist_ok=True)
+        # written from the host into what root in the node controls: never through a link it planted
+        nodefs.write(upper, "root/.ssh/authorized_keys", public_key, mode=0o600, dir_mode=0o700)
+        nodefs.write(upper, "etc/hostname", name + "\n")
+        hosts = self.labdir / "files" / "nodes" / name / "etc/hosts"
+        if hosts.exists():
+            nodefs.write(upper, "etc/hosts", hosts.read_text())
+        nodefs.mask(upper, "etc/systemd/system", CONTAINER_MASKS + role_services())
+        cdir = self.lxcpath / self.cname(name)
+        owner = owner_of(cdir)
+        if owner not in (None, self.lab):
+            raise HarnessError(f"container {cdir.name} belongs to lab {owner}; rename lab {self.lab} or node {name}")
+        if owner is None and cdir.exists() and any(cdir.iterdir()):
+            raise HarnessError(f"container {cdir.name} exists and was not made by storlab for lab {self.lab}; "
+                               f"storlab touches only what it made: rename the lab or the node")
+        cdir.mkdir(parents=True, exist_ok=True)
+        (cdir / OWNER_FILE).write_text(self.lab + "\n")  # ownership: `down`/`reap` go by this, not by name
+        logs = self.labdir / "logs"
+        logs.mkdir(exist_ok=True)
+        lines = [
+            f"# storlab lab {self.lab}, node {name}",
+            "lxc.include = /usr/share/lxc/config/common.conf",
+            "lxc.arch = linux64",
+            f"lxc.uts.name = {name}",
+            f"lxc.rootfs.path = overlay:{lower}:{upper}",
+            # privileged and unconfined: root in a node is root on the host, so LXC holds trusted labs
+            # only (trust.py refuses students here; README "Who is root where")
+            "lxc.apparmor.profile = unconfined",
+            "lxc.autodev = 1",
+            f"lxc.log.file = {logs / (name + '.lxc.log')}",
+            "lxc.log.level = WARN",
+            f"lxc.console.logfile = {logs / (name + '.console.log')}",
+            "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
+        ]
+        for ni, net in enumerate(self.plan.networks):
+            k = f"lxc.net.{ni}"
+            lines += [f"{k}.type = veth", f"{k}.link = {net.bridge}", f"{k}.flags = up", f"{k}.name = eth{ni}",
+                      f"{k}.hwaddr = {node.macs[net.name]}",
+                      f"{k}.veth.pair = {paths.veth_name(self.lab, node.index, ni)}",
+                      f"{k}.ipv4.address = {node.addresses[net.name]}/{net.prefix}"]
+        needs = sorted({c for b in backends() for r in node.roles for c in b.syscalls.get(r, ())})
+        if needs:  # e.g. NFS-Ganesha's VFS FSAL: open_by_handle_at, which LXC's default seccomp denies
+            lines += [f"# storlab: unfiltered for {', '.join(needs)}", "lxc.seccomp.profile ="]
+        lines += limits(node.memory, node.cpus)
+        lines += self._disks(node)
+        # one key = value per line: a value with a line break would add keys (hooks run as root)
+        bad = [line for line in lines if "\n" in line or "\r" in line]
+        if bad:
+            raise HarnessError(f"{self.cname(name)}: refusing an LXC config line with a line break: {bad[0]!r}")
+        (cdir / "config").write_text("\n".join(lines) + "\n")
+
+    def create(self, public_key: str) -> None:
+        lower = image.rootfs()
+        if not (lower.parent / "complete").exists():
+            raise HarnessError(f"golden image missing at {lower.parent}; run `storlab image build`")
+        if shutil.which("lxc-start") is None:
+            raise HarnessError("lxc is not installed; run ci/setup-host.sh")
+        self._bridges()
+        self._undo_interrupted_snapshot()
+        for node in self.plan.nodes:
+            if not self.is_running(node.name):
+                self._write_node(node, public_key, lower)
+        for node in self.plan.nodes:
+            if not self.is_running(node.name):
+                self.start(node.name)
+
+    def is_running(self, node: str) -> bool:
+        if not (self.lxcpath / self.cname(node) / "config").exists():
+            return False
+        r = self._lxc("lxc-info", node, "-s", "-H", timeout=15)
+        return r.ok and r.stdout.strip() in ("RUNNING", "FROZEN")
+
+    def start(self, node: str) -> None:
+        self.powered_at[node] = time.monotonic()
+        r = self._lxc("lxc-start", node, "-d", timeout=60)
+        if not r.ok:
+            logf = self.labdir / "logs" / f"{node}.lxc.log"
+            tail = logf.read_text()[-1500:] if logf.exists() else ""
+            raise HarnessError(f"lxc-start {self.cname(node)} failed: {r.stderr.strip()}\n{tail}")
+
+    def crash(self, node: str) -> None:
+        self._lxc("lxc-stop", node, "-k", timeout=30, check=True)
+
+    def freeze(self, node: str) -> None:
+        self.freeze_all([node])
+
+    def thaw(self, node: str) -> None:
+        self.thaw_all([node])
+
+    def thaw_all(self, nodes: list[str]) -> None:
+        """Thaw through the same control that froze (lxc-unfreeze trusts its own record of the
+        state, which a direct freeze does not update)."""
+        for n in nodes:
+            c = self._freezer(n)
+            if c is None:
+                self._lxc("lxc-unfreeze", n, timeout=30, check=True)
+            else:
+                c[0].write_text("THAWED" if c[1] == "FROZEN" else "0")
+
+    def _freezer(self, node: str) -> tuple[Path, str, str] | None:
+        """The container's freezer control (file, value that freezes, how 'frozen' reads back),
+        cgroup v1 or v2, found from its init's /proc/PID/cgroup."""
+        r = self._lxc("lxc-info", node, "-p", "-H", timeout=15)
+        pid = r.stdout.strip()
+        if not (r.ok and pid.isdigit()):
+            return None
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            top = path.removesuffix("/init.scope")
+            if controllers == "freezer":
+                return Path("/sys/fs/cgroup/freezer") / top.lstrip("/") / "freezer.state", "FROZEN", "FROZEN"
+            if controllers == "" and (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
+                return Path("/sys/fs/cgroup") / top.lstrip("/") / "cgroup.freeze", "1", "frozen 1"
+        return None
+
+    def freeze_all(self, nodes: list[str], timeout: float = 30) -> None:
+        """Freeze nodes together, straight through the cgroup freezer: lxc-freeze polls its
+        state once a second, so three nodes took 2 s; this takes milliseconds."""
+        controls = {n: self._freezer(n) for n in nodes}
+        for n, c in controls.items():
+            if c is None:
+                self._lxc("lxc-freeze", n, timeout=30, check=True)
+            else:
+                c[0].write_text(c[1])
+
+        wait_until(lambda: all(_frozen(c) for c in controls.values() if c is not None), timeout=timeout,
+                   interval=0.01, what=f"nodes {', '.join(nodes)} frozen")
+
+    def set_link(self, node: str, network: str, up: bool) -> None:
+        ni = [n.name for n in self.plan.networks].index(network)
+        veth = paths.veth_name(self.lab, self.node(node).index, ni)
+        succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
+
+    def console_log(self, node: str) -> str:
+        out = ""
+        for suffix in (".console.log", ".lxc.log"):
+            f = self.labdir / "logs" / f"{node}{suffix}"
+            if f.exists():
+                out += f"--- {f.name}\n{f.read_text(errors='replace')[-4000:]}\n"
+        return out
+
+    # -- snapshots -------------------------------------------------------------------------
+    def _state(self, node: str) -> str:
+        r = self._lxc("lxc-info", node, "-s", "-H", timeout=15)
+        return r.stdout.strip() if r.ok else "STOPPED"
+
+    def snapshot(self, dest: Path) -> None:
+        """Crash-consistent and online: every running node frozen (cgroup freezer) and every
+        mounted data disk fsfrozen (flushed to its image) for the copy, then thawed; a node's
+        root file system is its overlay upper layer (the golden image below is shared and
+        read-only), its disks are sparse image files."""
+        frozen: list[str] = []
+        try:
+            frozen = [node.name for node in self.plan.nodes if self._state(node.name) == "RUNNING"]
+            self.freeze_all(frozen)
+            with hostdisks.held_still(self.diskdir, self.plan.nodes):
+                (dest / "disks").mkdir(parents=True)
+                for node in self.plan.nodes:
+                    self._copy_tree(self.nodesdir / node.name / "upper", dest / "nodes" / node.name / "upper")
+                hostdisks.save(self.diskdir, self.plan.nodes, dest / "disks")
+        finally:
+            self.thaw_all(frozen)
+
+    @staticmethod
+    def _copy_tree(src: Path, dst: Path) -> None:
+        """Overlay layers hold whiteouts (device nodes) and trusted.overlay.* xattrs: rsync keeps
+        both. Big sparse files (a BlueStore block file in an OSD node's root fs: 6 GiB, 1 MiB
+        used) go by `cp --sparse=always`, which skips holes; rsync reads them whole (20 s each)."""
+        dst.mkdir(parents=True, exist_ok=True)
+        sparse = []
+        for p in src.rglob("*"):
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size > 64 << 20 and st.st_blocks * 512 < st.st_size // 2:
+                sparse.append(p.relative_to(src))
+        with tempfile.NamedTemporaryFile("w", suffix=".exclude") as excl:
+            excl.write("".join("/" + re.sub(r"([*?\[\\])", r"\\\1", str(rel)) + "\n" for rel in sparse))
+            excl.flush()
+            succeed(["rsync", "-aHAX", "--numeric-ids", "--delete", f"--exclude-from={excl.name}", f"{src}/", f"{dst}/"],
+                    timeout=600)
+        for rel in sparse:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            succeed(["cp", "--sparse=always", "--preserve=all", str(src / rel), str(dst / rel)], timeout=600)
+
+    def _undo_interrupted_snapshot(self, names: set[str] | None = None) -> None:
+        """A snapshot killed half-way (SIGKILL skips its `finally`) leaves nodes frozen and data
+        disks fsfrozen: such a lab answers no ssh and cannot be unmounted. Thaw what is ours."""
+        nodes = sorted(names or {n.name for n in self.plan.nodes})
+        # read from the freezer itself: lxc-info says RUNNING for a container frozen through it
+        frozen = [n for n in nodes if (self.lxcpath / self.cname(n) / "config").exists()
+                  and (c := self._freezer(n)) is not None and _frozen(c)]
+        if frozen:
+            log.info(f"thawing {', '.join(frozen)}: left frozen by an interrupted snapshot")
+            self.thaw_all(frozen)
+        hostdisks.thaw_all(self.labdir)
+
+    def restore(self, src: Path) -> None:
+        self._undo_interrupted_snapshot()
+        for node in self.plan.nodes:
+            if self._state(node.name) != "STOPPED":
+                self._lxc("lxc-stop", node.name, "-k", timeout=30, check=True)
+        hostdisks.put_back(self.diskdir, self.plan.nodes, src / "disks")
+        for node in self.plan.nodes:
+            # into a new directory, then swapped in: never written over what root in the node left
+            # there (a link it planted would take the copy onto the host)
+            upper = self.nodesdir / node.name / "upper"
+            fresh, old = upper.with_name("upper.restoring"), upper.with_name("upper.old")
+            for d in (fresh, old):
+                shutil.rmtree(d, ignore_errors=True)
+            self._copy_tree(src / "nodes" / node.name / "upper", fresh)
+            if upper.exists():
+                upper.rename(old)
+            fresh.rename(upper)
+            shutil.rmtree(old, ignore_errors=True)  # rmtree removes links, never what they point to
+            work = self.nodesdir / node.name / "work"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+        for node in self.plan.nodes:
+            self._disks(node)  # mounts the data disks again
+            self.start(node.name)
+
+    # -- teardown --------------------------------------------------------------------------
+    def destroy(self) -> CleanupReport:
+        rep = CleanupReport()
+
+        def attempt(what: str, fn: Any) -> None:
+            try:
+                fn()
+                rep.removed.append(what)
+            except Exception as exc:  # keep going: report every item that could not be removed
+                rep.failed.append((what, str(exc)))
+
+        names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
+        self._undo_interrupted_snapshot(names)
+        for node in sorted(names):
+            cdir = self.lxcpath / self.cname(node)
+            if cdir.exists() and owner_of(cdir) == self.lab:  # same name, another lab's: not ours to stop
+                def stop(node: str = node, cdir: Path = cdir) -> None:
+                    if self.is_running(node):
+                        self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
+                    shutil.rmtree(cdir)
+                attempt(f"container {self.cname(node)}", stop)
+        for mnt in self._mounts():
+            attempt(f"mount {mnt}", lambda mnt=mnt: succeed(["umount", mnt], timeout=60))
+        for loop in self._loops():
+            attempt(f"loop {loop}", lambda loop=loop: succeed(["losetup", "-d", loop], timeout=30))
+        for br in self._lab_links():
+            attempt(f"link {br}", lambda br=br: succeed(["ip", "link", "del", br], timeout=15))
+        for d in (self.nodesdir, self.diskdir):
+            if d.exists():
+                attempt(f"dir {d}", lambda d=d: shutil.rmtree(d))
+        return rep
+
+    def _containers_on_disk(self) -> set[str]:
+        """This lab's containers, by node: named like the lab's objects (storlab-LAB_NODE, or an older
+        storlab's storlab-LAB-NODE, which lab 'a-b' matches too for lab 'a') and marked as this lab's."""
+        if not self.lxcpath.is_dir():
+            return set()
+        planned = {n.object: n.name for n in self.plan.nodes}
+        out = set()
+        for p in self.lxcpath.iterdir():
+            if paths.named_for(self.lab, p.name) and owner_of(p) == self.lab:
+                out.add(planned.get(p.name) or p.name.removeprefix(paths.obj_prefix(self.lab))
+                        .removeprefix(paths.legacy_obj_name(self.lab, "")))
+        return out
+
+    def _mounts(self) -> list[str]:
+        return hostdisks.mounts_under(self.labdir)
+
+    def _loops(self) -> list[str]:
+        return hostdisks.loops_of(self.diskdir)
+
+    def _lab_links(self) -> list[str]:
+        """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never
+        set, by an `up` killed in between) and the container veths attached to them."""
+        links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
+        ours = {link["ifname"] for link in links if self._ours(str(link.get("ifalias", "")))}
+        ours |= {link["ifname"] for link in links
+                 if link["ifname"] in {n.bridge for n in self.plan.networks} and not link.get("ifalias")}
+        veths = {link["ifname"] for link in links
+                 if link["ifname"].startswith(f"slv{paths.tag(self.lab)}") and link.get("master") in ours}
+        return sorted(ours | veths)
+
+    def leftovers(self) -> list[str]:
+        left = [f"container {self.cname(n)}" for n in self._containers_on_disk()]
+        left += [f"mount {m}" for m in self._mounts()]
+        left += [f"loop {x}" for x in self._loops()]
+        left += [f"link {x}" for x in self._lab_links()]
+        left += [f"dir {d}" for d in (self.nodesdir, self.diskdir) if d.exists()]
+        return left

@@ -1,0 +1,155 @@
+"""Background I/O workloads for fault tests: a writer that records when each write was
+acknowledged, so tests can measure stalls and prove no acknowledged write was lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from harness.errors import WaitTimeout
+from harness.run import wait_until
+
+
+@dataclass
+class WriteLog:
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, sequence number)
+    errors: list[tuple[float, str]] = field(default_factory=list)
+
+    def max_gap(self, start: float, end: float) -> float:
+        """Longest time without an acknowledged write inside [start, end]."""
+        times = [start] + [t for t, _ in self.acked if start <= t <= end] + [end]
+        return max(b - a for a, b in pairwise(times))
+
+    def first_ack_after(self, t0: float) -> float | None:
+        return next((t for t, _ in self.acked if t > t0), None)
+
+    def since(self, t0: float) -> str:
+        """What happened after ``t0``, for a failure message: counts and the last error."""
+        acked = sum(1 for t, _ in self.acked if t > t0)
+        errors = [(t, e) for t, e in self.errors if t > t0]
+        last = f"; last error {errors[-1][0] - t0:.1f}s in: {errors[-1][1][:200]}" if errors else ""
+        return f"{acked} writes acknowledged and {len(errors)} refused in the {time.monotonic() - t0:.1f}s since{last}"
+
+
+class Writer:
+    """Calls ``op(seq)`` in a loop on a thread; each return is one acknowledged write."""
+
+    def __init__(self, name: str, op: Callable[[int], None], interval: float = 0.05) -> None:
+        self.name = name
+        self.op = op
+        self.interval = interval
+        self.log = WriteLog()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"writer-{name}", daemon=True)
+        self.seq = 0
+        self.in_flight: float | None = None  # when the write now under way started
+
+    def describe(self, t0: float) -> str:
+        busy = f"; the current write has been under way for {time.monotonic() - self.in_flight:.1f}s" \
+            if self.in_flight is not None else ""
+        return self.log.since(t0) + busy
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.in_flight = time.monotonic()
+            try:
+                self.op(self.seq)
+                self.log.acked.append((time.monotonic(), self.seq))
+                self.seq += 1
+            except Exception as exc:  # recorded: the test decides whether an error is acceptable
+                self.log.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+            finally:
+                self.in_flight = None
+            self._stop.wait(self.interval)
+
+    def wait_refused(self, since: float, timeout: float, what: str) -> None:
+        """Until a write fails after ``since``; else an AssertionError saying what the writer saw."""
+        self._wait(lambda: self.log.errors and self.log.errors[-1][0] > since, since, timeout, what, 0.5)
+
+    def wait_acked(self, since: float, timeout: float, what: str, interval: float = 0.5) -> None:
+        """Until a write is acknowledged after ``since``; else an AssertionError saying what the writer saw."""
+        self._wait(lambda: self.log.first_ack_after(since), since, timeout, what, interval)
+
+    def _wait(self, seen: Callable[[], object], since: float, timeout: float, what: str, interval: float) -> None:
+        try:
+            wait_until(seen, timeout=timeout, interval=interval, what=what)
+        except WaitTimeout:
+            raise AssertionError(f"{what}: {self.describe(since)}") from None
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 60) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"writer {self.name} is hung: its last write has not returned after {timeout}s")
+
+
+def block(seq: int, size: int = 4096) -> bytes:
+    """Deterministic content for write ``seq``, so what was acknowledged can be re-derived."""
+    return hashlib.sha256(f"storlab-{seq}".encode()).digest() * (size // 32)
+
+
+def file_appender(path: str, size: int = 4096) -> Callable[[int], None]:
+    """Append block(seq) and fsync: acknowledged means durable on the volume."""
+    def op(seq: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, block(seq, size))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return op
+
+
+def expected_prefix_digest(count: int, size: int = 4096) -> str:
+    h = hashlib.md5()
+    for s in range(count):
+        h.update(block(s, size))
+    return h.hexdigest()
+
+
+def qcow2_writer(path: str, span: int = 64 * 1024 * 1024, timeout: float = 60) -> Callable[[int], None]:
+    """Write 64 KiB at a moving offset of a qcow2 image through qemu-io, the way a guest would."""
+    def op(seq: int) -> None:
+        off = (seq * 65536) % span
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {seq % 251} {off} 64k", "-c", "flush", path],
+                       check=True, capture_output=True, timeout=timeout)
+    return op
+
+
+def check_appends(content: bytes, acked: list[int], attempted: int, size: int = 4096) -> list[str]:
+    """Problems with an append log written by file_appender: every acknowledged block must be
+    there, whole and in order; a block whose write failed (e.g. fsync refused after the data
+    reached a brick) may be there too, possibly twice, but nothing else. [] means intact."""
+    problems = []
+    if len(content) % size:
+        problems.append(f"torn write: {len(content)} bytes is not a multiple of {size}")
+    known = {block(s, size): s for s in range(attempted + 1)}
+    found = []
+    for off in range(0, len(content) - len(content) % size, size):
+        s = known.get(content[off:off + size])
+        if s is None:
+            problems.append(f"unknown data at offset {off}")
+        else:
+            found.append(s)
+    missing, pos = [], 0
+    for s in acked:  # acknowledged seqs must appear as a subsequence, in order
+        try:
+            pos = found.index(s, pos) + 1
+        except ValueError:
+            missing.append(s)
+    if missing:
+        problems.append(f"{len(missing)} acknowledged write(s) missing or out of order, first seq {missing[0]}")
+    return problems

@@ -1,0 +1,3 @@
+"""Training: exercises that break a lab on purpose (shipped in exercises/), classes of student labs,
+handouts, and whether a class fits.
+"""

@@ -1,0 +1,89 @@
+"""Will a class fit on this host? Per-node figures measured on this project's machines
+(bench/bench_nodes.py, bench/bench_class.py, README "Measured here"), summed per student and
+compared with what the host has free, before anything is created."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from harness.providers.capabilities import available
+
+#: an idle LXC node (systemd, journald, sshd, networkd): summed RSS, bench_nodes.py
+LXC_BASE_MIB = 89
+#: what a role adds to an idle LXC node, summed RSS after `up` (bench_class.py, README)
+LXC_ROLE_MIB = {"gluster": 53, "ceph-mon": 46, "ceph-mgr": 285, "ceph-osd": 60, "ceph-admin": 0,
+                "nfs-server": 40, "iscsi-target": 10, "iscsi-initiator": 10, "client": 0, "hypervisor": 120}
+LXC_UNKNOWN_ROLE_MIB = 64
+#: a VM costs its memory plus the emulator: a 1 GiB TCG VM measured ~1.7 GiB RSS, KVM less
+VM_OVERHEAD_MIB = {"tcg": 700, "kvm": 200}
+#: an LXC node's own files beside its data disks: overlay upper after up + its baseline snapshot
+LXC_NODE_DISK_MIB = 60
+#: kept free for the host itself
+HOST_RESERVE_MIB = 1024
+
+
+@dataclass(frozen=True)
+class NodeNeed:
+    name: str
+    memory_mib: int  # expected resident memory
+    limit_mib: int  # the most it may take (cgroup limit / VM size)
+    disk_mib: int  # data disks at their full size + the node's own files
+
+
+def _container(provider: str) -> bool:
+    """A provider whose nodes share the host's kernel and memory (containers: lxc, incus)."""
+    caps = available().get(provider)
+    return caps is not None and not caps.reserves_memory and not caps.own_kernel
+
+
+def node_need(name: str, roles: list[str], memory_mib: int, disks_mib: int, provider: str, accel: str = "tcg") -> NodeNeed:
+    if provider == "lxc" or _container(provider):
+        expected = LXC_BASE_MIB + sum(LXC_ROLE_MIB.get(r, LXC_UNKNOWN_ROLE_MIB) for r in roles)
+        return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + LXC_NODE_DISK_MIB)
+    vm = memory_mib + VM_OVERHEAD_MIB.get(accel, VM_OVERHEAD_MIB["tcg"])
+    return NodeNeed(name, vm, vm, disks_mib + 2048)  # + the VM's root overlay, grown as it writes
+
+
+@dataclass(frozen=True)
+class Fit:
+    students: int
+    fits: int  # how many students the host holds
+    per_student_mib: int
+    per_student_disk_mib: int
+    free_mib: int
+    free_disk_mib: int
+    cpus: int
+    per_student_cpus: int
+
+    @property
+    def ok(self) -> bool:
+        return self.fits >= self.students
+
+    def explain(self) -> str:
+        need_m, need_d = self.students * self.per_student_mib, self.students * self.per_student_disk_mib
+        text = (f"{self.students} students x {self.per_student_mib} MiB memory = {need_m} MiB "
+                f"(free for labs: {self.free_mib} MiB); x {self.per_student_disk_mib} MiB disk = {need_d} MiB "
+                f"(free: {self.free_disk_mib} MiB); {self.students * self.per_student_cpus} node CPUs on {self.cpus} host CPUs")
+        return text if self.ok else f"{text}: {self.fits} students fit on this host"
+
+
+def fit(students: int, nodes: list[NodeNeed], free_mib: int, free_disk_mib: int, cpus: int | None = None,
+        reserve_mib: int = HOST_RESERVE_MIB, node_cpus: int | None = None) -> Fit:
+    per_m = sum(n.memory_mib for n in nodes)
+    per_d = sum(n.disk_mib for n in nodes)
+    usable = max(0, free_mib - reserve_mib)
+    fits = min(usable // per_m if per_m else students, free_disk_mib // per_d if per_d else students)
+    return Fit(students=students, fits=int(fits), per_student_mib=per_m, per_student_disk_mib=per_d, free_mib=usable,
+               free_disk_mib=free_disk_mib, cpus=cpus or os.cpu_count() or 1, per_student_cpus=node_cpus or len(nodes))
+
+
+def host_free(path: str) -> tuple[int, int]:
+    """(MemAvailable MiB, free disk MiB at ``path``)."""
+    avail = 0
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) // 1024
+    st = os.statvfs(path)
+    return avail, st.f_bavail * st.f_frsize // (1024 * 1024)
