@@ -14,7 +14,8 @@ from typing import Any
 from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.lab import lease
-from harness.lab.lab import Lab, list_labs, reap
+from harness.lab.lab import Lab, list_labs
+from harness.lab.reap import reap
 from harness.providers import image
 from harness.providers.incus.client import parse_on
 from harness.training import classroom

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"backends.context", "lab.secrets"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
-    {"lab.lab"},
+    {"lab.lab", "lab.reap"},
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "matrix.spec", "matrix.report"},
     {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.training", "cli.matrix", "testing.plugin", "matrix.plugin"},

@@ -14,7 +14,7 @@ from harness import paths
 from harness.errors import CleanupReport
 from harness.host.facts import PROFILES
 from harness.lab import lab as labmod
-from harness.lab.lab import network_owner
+from harness.lab.reap import network_owner
 from harness.plan.model import Plan
 from harness.plan.planner import make_plan
 from harness.spec.validate import validate_text
