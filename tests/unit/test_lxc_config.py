@@ -9,7 +9,7 @@ import pytest
 from harness import paths
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES
-from harness.lab.lab import network_owner
+from harness.lab.reap import network_owner
 from harness.plan.planner import make_plan, write
 from harness.providers.image import role_services
 from harness.providers.lxc.provider import CONTAINER_MASKS, LxcProvider

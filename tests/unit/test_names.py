@@ -13,7 +13,7 @@ import pytest
 from harness import paths
 from harness.errors import CleanupReport
 from harness.host.facts import PROFILES
-from harness.lab import lab as labmod
+from harness.lab import reap as labmod
 from harness.lab.reap import network_owner
 from harness.plan.model import Plan
 from harness.plan.planner import make_plan
