@@ -18,7 +18,7 @@ from harness.lab.lab import Lab, list_labs
 from harness.lab.reap import reap
 from harness.providers import image
 from harness.providers.incus.client import parse_on
-from harness.training import classroom
+from harness.training import handout
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     left = lab.leftovers()
     if rep.failed or left:
         raise HarnessError(f"lab {args.lab}: could not remove {len(rep.failed)} item(s); still present: {left}")
-    classroom.refresh_all_access()
+    handout.refresh_all_access()
     print(f"lab {args.lab} removed ({len(rep.removed)} items)")
     return 0
 
@@ -168,7 +168,7 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
 
 def cmd_reap(args: argparse.Namespace) -> int:
     rep = reap()
-    classroom.refresh_all_access()  # an expired student's key loses its channels with its lab
+    handout.refresh_all_access()  # an expired student's key loses its channels with its lab
     for item in rep.removed:
         print(f"removed {item}")
     for item, why in rep.failed:

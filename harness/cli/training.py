@@ -15,8 +15,9 @@ from harness.errors import HarnessError
 from harness.lab import lease
 from harness.lab.lab import Lab
 from harness.spec.yamlload import load_file
-from harness.training import classroom, handout
+from harness.training import classroom, handout, jump
 from harness.training import exercise as training
+from harness.training.klass import Klass, list_classes, parse_students
 
 
 def cmd_exercise_list(args: argparse.Namespace) -> int:
@@ -89,7 +90,7 @@ def _default_class_name(topology: str) -> str:
 
 
 def cmd_class_up(args: argparse.Namespace) -> int:
-    students = classroom.parse_students(args.students, args.count)
+    students = parse_students(args.students, args.count)
     expire = lease.parse_duration(args.expire) if args.expire else None
     name = args.name or _default_class_name(args.topology)
     t0 = time.monotonic()
@@ -111,8 +112,8 @@ def cmd_class_up(args: argparse.Namespace) -> int:
 
 def cmd_class_list(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    for name in classroom.list_classes():
-        k = classroom.Klass.load(name)
+    for name in list_classes():
+        k = Klass.load(name)
         st = classroom.status(k)
         rows.append({"class": name, "topology": k.topology, "students": len(k.students),
                      "labs_up": sum(1 for r in st if r["state"] == "up"), "exercise": k.exercise,
@@ -128,7 +129,7 @@ def cmd_class_list(args: argparse.Namespace) -> int:
 
 
 def cmd_class_status(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     rows = classroom.status(k)
     if args.json:
         print(json.dumps({"class": k.name, "topology": k.topology, "exercise": k.exercise, "students": rows}, indent=2))
@@ -144,7 +145,7 @@ def cmd_class_status(args: argparse.Namespace) -> int:
 
 
 def cmd_class_down(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     problems = classroom.down(k)
     if problems:
         raise HarnessError(f"class {k.name}: not everything was removed:\n  " + "\n  ".join(problems))
@@ -153,7 +154,7 @@ def cmd_class_down(args: argparse.Namespace) -> int:
 
 
 def cmd_class_exercise(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     for s, outcome in classroom.exercise(k, args.exercise).items():
         print(f"  {s}: {outcome}")
     print(f"class {k.name}: exercise {args.exercise} handed out (handouts updated)")
@@ -161,14 +162,14 @@ def cmd_class_exercise(args: argparse.Namespace) -> int:
 
 
 def cmd_class_solve(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     classroom.solve(k, args.exercise, args.student)
     print(f"class {k.name}: model solution of {args.exercise} applied to {args.student}")
     return 0
 
 
 def cmd_class_grade(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     grades = classroom.grade(k, args.exercise)
     head, rows = classroom.summary_rows(k)
     print(" | ".join(head))
@@ -179,7 +180,7 @@ def cmd_class_grade(args: argparse.Namespace) -> int:
 
 
 def _class_labs(args: argparse.Namespace, what: str, fn: Callable[[Lab], float]) -> int:
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     failed = 0
     for s, r in classroom.for_students(k, args.student, fn).items():
         if isinstance(r, BaseException):
@@ -204,32 +205,30 @@ def cmd_class_revert(args: argparse.Namespace) -> int:
 
 def cmd_class_lease(args: argparse.Namespace) -> int:
     seconds = lease.parse_duration(args.duration)
-    k = classroom.Klass.load(args.klass)
+    k = Klass.load(args.klass)
     for s, lab in k.labs().items():
         lab.lease(seconds)
         print(f"  {s}: expires {lease.remaining(lab.state().get('expires'))}")
     k.expire_seconds = seconds
     k.save()
-    classroom.refresh_access(k)
+    handout.refresh_access(k)
     return 0
 
 
 def cmd_class_handout(args: argparse.Namespace) -> int:
-    k = classroom.Klass.load(args.klass)
-    classroom.refresh_access(k)
+    k = Klass.load(args.klass)
+    handout.refresh_access(k)
     for s in k.labs():
         print(f"  {s}: {k.dir / 'handouts' / s}.tar.gz")
     return 0
 
 
 def cmd_class_jump_setup(args: argparse.Namespace) -> int:
-    print(handout.setup_jump(args.port))
+    print(jump.setup_jump(args.port))
     return 0
 
 
-def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("class", help="training classes: one lab per student, handouts, exercises, grading, reset")
-    c = p.add_subparsers(dest="class_cmd", required=True)
+def _class_up_parser(c: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     u = c.add_parser("up", help="one lab per student, side by side, after a capacity check")
     u.add_argument("topology")
     who = u.add_mutually_exclusive_group(required=True)
@@ -247,17 +246,9 @@ def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
                         "containers, gluster and NFS-Ganesha in containers); without it each student's nodes run "
                         "where root inside cannot reach the host (incus: unprivileged containers; vagrant: VMs)")
     u.set_defaults(fn=cmd_class_up)
-    lst = c.add_parser("list", help="classes on this host")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(fn=cmd_class_list)
-    for verb, fn, text in (("status", cmd_class_status, "each student's lab, state, age, expiry and last grade"),
-                           ("down", cmd_class_down, "remove every lab of the class, its jump account and handouts"),
-                           ("handout", cmd_class_handout, "write the handouts again")):
-        e = c.add_parser(verb, help=text)
-        e.add_argument("klass", metavar="CLASS")
-        if verb == "status":
-            e.add_argument("--json", action="store_true")
-        e.set_defaults(fn=fn)
+
+
+def _class_exercise_parsers(c: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = c.add_parser("exercise", help="break every student's lab as the exercise says; handouts get its text")
     e.add_argument("klass", metavar="CLASS")
     e.add_argument("exercise")
@@ -271,6 +262,9 @@ def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     e.add_argument("klass", metavar="CLASS")
     e.add_argument("--exercise", help="default: the class's current exercise")
     e.set_defaults(fn=cmd_class_grade)
+
+
+def _class_lab_parsers(c: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = c.add_parser("reset", help="every (or one) student's lab back to its state after up")
     e.add_argument("klass", metavar="CLASS")
     e.add_argument("--student")
@@ -285,6 +279,25 @@ def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     e.add_argument("klass", metavar="CLASS")
     e.add_argument("duration")
     e.set_defaults(fn=cmd_class_lease)
+
+
+def add_class_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("class", help="training classes: one lab per student, handouts, exercises, grading, reset")
+    c = p.add_subparsers(dest="class_cmd", required=True)
+    _class_up_parser(c)
+    lst = c.add_parser("list", help="classes on this host")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(fn=cmd_class_list)
+    for verb, fn, text in (("status", cmd_class_status, "each student's lab, state, age, expiry and last grade"),
+                           ("down", cmd_class_down, "remove every lab of the class, its jump account and handouts"),
+                           ("handout", cmd_class_handout, "write the handouts again")):
+        e = c.add_parser(verb, help=text)
+        e.add_argument("klass", metavar="CLASS")
+        if verb == "status":
+            e.add_argument("--json", action="store_true")
+        e.set_defaults(fn=fn)
+    _class_exercise_parsers(c)
+    _class_lab_parsers(c)
     e = c.add_parser("jump-setup", help="start (or reload) the jump sshd students reach their nodes through")
-    e.add_argument("--port", type=int, default=handout.DEFAULT_PORT)
+    e.add_argument("--port", type=int, default=jump.DEFAULT_PORT)
     e.set_defaults(fn=cmd_class_jump_setup)

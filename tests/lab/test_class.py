@@ -23,8 +23,8 @@ import pytest
 from harness.backends.gluster.role import volume_whole
 from harness.lab.lab import Lab, list_labs
 from harness.run import wait_until
-from harness.training import handout
-from harness.training.classroom import Klass, classes_dir
+from harness.training import jump
+from harness.training.klass import Klass, classes_dir
 
 from .test_many_labs import TOPOLOGIES, storlab
 
@@ -49,7 +49,7 @@ def student_ssh(student: str, *args: str, timeout: float = 60) -> subprocess.Com
 def class_leftovers(name: str) -> list[str]:
     left = [f"lab {lab}" for lab in list_labs() if lab.startswith(f"{name}-")]
     left += [f"class dir {classes_dir() / name}"] if (classes_dir() / name).exists() else []
-    left += [f"jump keys {name}"] if (handout.jump_dir() / "keys" / f"slj-{name}").exists() else []
+    left += [f"jump keys {name}"] if (jump.jump_dir() / "keys" / f"slj-{name}").exists() else []
     try:
         pwd.getpwnam(f"slj-{name}")
         left.append(f"user slj-{name}")
@@ -62,7 +62,7 @@ def class_leftovers(name: str) -> list[str]:
 def klass() -> Iterator[Klass]:
     if os.geteuid() != 0:
         pytest.fail("class tests need root")
-    if handout.sshd_pid() is None:
+    if jump.sshd_pid() is None:
         pytest.fail("the jump sshd is not running: bash ci/setup-host.sh --class")
     try:
         t0 = time.monotonic()
@@ -177,7 +177,7 @@ def test_class_expired_lab_is_reaped_and_the_others_stay(klass: Klass) -> None:
     assert {f"{CLASS}-ann", f"{CLASS}-ben"} <= set(list_labs())
     st = {s["student"]: s for s in json.loads(ok("class", "status", CLASS, "--json").stdout)["students"]}
     assert st["cat"]["state"].startswith("gone") and st["ann"]["state"] == "up", st
-    keys = (handout.jump_dir() / "keys" / f"slj-{CLASS}").read_text()
+    keys = (jump.jump_dir() / "keys" / f"slj-{CLASS}").read_text()
     cat_pub = (classes_dir() / CLASS / "handouts" / "cat" / "id_ed25519.pub").read_text().split()[1]
     assert cat_pub not in keys, "an expired student's key still opens channels"
     r = student_ssh("ann", "gluster1", "hostname")

@@ -41,8 +41,8 @@ import pytest
 from harness.lab.lab import Lab
 from harness.providers import base as providers
 from harness.providers.lxc.provider import lxcpath
-from harness.training import handout
-from harness.training.classroom import Klass, classes_dir
+from harness.training import jump
+from harness.training.klass import Klass, classes_dir
 
 from .test_many_labs import TOPOLOGIES, storlab
 
@@ -84,7 +84,7 @@ def seat(request: pytest.FixtureRequest) -> Iterator[Seat]:
     provider, topology = request.param
     if os.geteuid() != 0:
         pytest.fail("escape tests need root")
-    if handout.sshd_pid() is None:
+    if jump.sshd_pid() is None:
         pytest.fail("the jump sshd is not running: bash ci/setup-host.sh --class")
     where = ["--on", "incus"] if provider == "incus" else ["--provider", provider]
     try:

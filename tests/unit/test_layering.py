@@ -28,7 +28,8 @@ LAYERS: list[set[str]] = [
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
     {"lab.lab", "lab.reap"},
     # training: exercises on labs, and classes of student labs; matrices of labs
-    {"training.exercise", "training.handout", "training.classroom", "matrix.spec", "matrix.report"},
+    {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
+     "training.jump", "training.gate", "matrix.spec", "matrix.report"},
     {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.training", "cli.matrix", "testing.plugin", "matrix.plugin"},
 ]
 BACKENDS_LAYER = 7

@@ -14,8 +14,9 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.lab import lease
-from harness.training import classroom, handout
+from harness.training import classroom, gate, handout, jump
 from harness.training import exercise as training
+from harness.training.klass import Klass, parse_students
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,20 +36,20 @@ def test_durations_and_what_is_left() -> None:
 
 
 def test_students_from_a_list_a_file_or_a_count(tmp_path: Path) -> None:
-    assert classroom.parse_students("alice, bob", None) == ["alice", "bob"]
-    assert classroom.parse_students(None, 3) == ["s01", "s02", "s03"]
+    assert parse_students("alice, bob", None) == ["alice", "bob"]
+    assert parse_students(None, 3) == ["s01", "s02", "s03"]
     f = tmp_path / "class.txt"
     f.write_text("# group A\nalice\n\nbob  # late\n")
-    assert classroom.parse_students(str(f), None) == ["alice", "bob"]
+    assert parse_students(str(f), None) == ["alice", "bob"]
     for bad in ("Alice", "a_b", "bob,bob", "x" * 17, ""):
         with pytest.raises(HarnessError):
-            classroom.parse_students(bad, None)
+            parse_students(bad, None)
     with pytest.raises(HarnessError):
-        classroom.parse_students(None, 100)
+        parse_students(None, 100)
 
 
 def test_jump_key_line_opens_only_the_students_nodes() -> None:
-    line = handout.key_line(handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
+    line = jump.key_line(jump.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
                                                   ("192.168.1.11:22", "192.168.1.12:22")))
     opts, key = line.split(" ", 1)
     assert opts.startswith("restrict,port-forwarding,")  # restrict first: everything off, then one thing back on
@@ -58,10 +59,10 @@ def test_jump_key_line_opens_only_the_students_nodes() -> None:
 
 
 def test_jump_sshd_allows_keys_and_local_channels_only(tmp_path: Path) -> None:
-    conf = handout.sshd_config_text(2222, tmp_path)
+    conf = jump.sshd_config_text(2222, tmp_path)
     for line in ("Port 2222", "PasswordAuthentication no", "PermitTTY no", "AllowTcpForwarding local",
                  "X11Forwarding no", "AllowAgentForwarding no", "PermitTunnel no", "GatewayPorts no",
-                 "PermitRootLogin no", f"AllowGroups {handout.GROUP}", "PermitUserEnvironment no",
+                 "PermitRootLogin no", f"AllowGroups {jump.GROUP}", "PermitUserEnvironment no",
                  f"AuthorizedKeysFile {tmp_path / 'keys'}/%u"):
         assert line in conf.splitlines(), line
     # the command is forced per key (nologin, or the gate), so a global ForceCommand would override it
@@ -71,16 +72,16 @@ def test_jump_sshd_allows_keys_and_local_channels_only(tmp_path: Path) -> None:
 def test_gate_key_line_runs_only_the_gate_for_the_students_own_project(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
-    access = handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
+    access = jump.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x\n",
                                    gate=("storlab-cluster", "storlab-c1-alice", ("g1", "g2")))
-    opts, key = handout.key_line(access).split(" ", 1)[0], handout.key_line(access).split('" ', 1)[1]
+    opts, key = jump.key_line(access).split(" ", 1)[0], jump.key_line(access).split('" ', 1)[1]
     assert opts.startswith("restrict,command=") and "port-forwarding" not in opts and "permitopen" not in opts
-    assert f'command="{handout.gate_path()} storlab-cluster storlab-c1-alice g1 g2"' in handout.key_line(access)
+    assert f'command="{jump.gate_path()} storlab-cluster storlab-c1-alice g1 g2"' in jump.key_line(access)
     assert key == "ssh-ed25519 AAAAC3Nza alice@x"
     for bad in (("r;x", "storlab-c1-a", ("g1",)), ("r", "default", ("g1",)), ("r", "storlab-a", ("g1 x",)),
                 ("r", "storlab-a", ()), ("r", 'storlab-a"', ("g1",))):
         with pytest.raises(HarnessError):
-            handout.key_line(handout.StudentAccess("alice", "ssh-ed25519 AAAA", gate=bad))
+            jump.key_line(jump.StudentAccess("alice", "ssh-ed25519 AAAA", gate=bad))
 
 
 def test_gate_starts_sshd_only_on_a_node_named_in_its_key_line(tmp_path: Path) -> None:
@@ -89,13 +90,13 @@ def test_gate_starts_sshd_only_on_a_node_named_in_its_key_line(tmp_path: Path) -
     fake = tmp_path / "incus"
     fake.write_text('#!/bin/sh\necho "INCUS_CONF=$INCUS_CONF $*"\n')
     fake.chmod(0o755)
-    gate = tmp_path / "gate"
-    gate.write_text(handout.gate_text(str(fake), tmp_path / "incus-confs"))
-    gate.chmod(0o755)
+    script = tmp_path / "gate"
+    script.write_text(gate.gate_text(str(fake), tmp_path / "incus-confs"))
+    script.chmod(0o755)
 
     def ssh_asks(word: str) -> subprocess.CompletedProcess[str]:
         env = {"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": word}
-        return subprocess.run([str(gate), "storlab-cluster", "storlab-c1-alice", "g1", "g2"], env=env,
+        return subprocess.run([str(script), "storlab-cluster", "storlab-c1-alice", "g1", "g2"], env=env,
                               capture_output=True, text=True, timeout=10)
     ok = ssh_asks("g2")
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
@@ -114,7 +115,7 @@ def test_cert_fingerprint_is_incus_s(tmp_path: Path) -> None:
                    check=True, capture_output=True)
     out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "c")],
                          check=True, capture_output=True, text=True).stdout
-    assert handout.cert_fingerprint((tmp_path / "c").read_text()) == out.split("=", 1)[1].strip().replace(":", "").lower()
+    assert gate.cert_fingerprint((tmp_path / "c").read_text()) == out.split("=", 1)[1].strip().replace(":", "").lower()
 
 
 def test_student_ssh_config_goes_through_the_jump() -> None:
@@ -138,9 +139,9 @@ def test_handout_page_lists_nodes_pools_and_the_exercise() -> None:
 
 
 def test_account_names_are_bounded() -> None:
-    assert handout.account_name("lab1") == "slj-lab1"
+    assert jump.account_name("lab1") == "slj-lab1"
     with pytest.raises(HarnessError):
-        handout.account_name("Bad Name")
+        jump.account_name("Bad Name")
 
 
 JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="x">
@@ -159,7 +160,7 @@ def test_junit_outcomes_and_messages() -> None:
 
 def test_summary_table_per_student(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
-    k = classroom.Klass(name="lab1", topology="/t.yaml", provider=None, students=["alice", "bob", "carol"])
+    k = Klass(name="lab1", topology="/t.yaml", provider=None, students=["alice", "bob", "carol"])
     k.grades = {"alice": {"exercise": "ex", "passed": True, "when": 0, "checks": {"test_a": "passed", "test_b": "passed"}},
                 "bob": {"exercise": "ex", "passed": False, "when": 0, "checks": {"test_a": "passed", "test_b": "failed"}}}
     head, rows = classroom.summary_rows(k)
@@ -200,17 +201,17 @@ def test_access_refresh_drops_key_lines_first_and_one_remote_away_stops_no_other
         raise HarnessError("Incus does not answer on remote storlab-cluster")
 
     for name in ("aa", "bb"):
-        k = classroom.Klass(name=name, topology="t.yaml", provider="incus", students=["s01"], remote="storlab-cluster")
+        k = Klass(name=name, topology="t.yaml", provider="incus", students=["s01"], remote="storlab-cluster")
         k.save()
         (k.dir / "handouts" / "s01").mkdir(parents=True)
         (k.dir / "handouts" / "s01" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA s01\n")
-        (handout.jump_dir() / "keys").mkdir(parents=True, exist_ok=True)
-        (handout.jump_dir() / "keys" / handout.account_name(name)).write_text("stale\n")
-    monkeypatch.setattr(classroom.Klass, "labs", lambda self: {"s01": FakeLab()})
-    monkeypatch.setattr(handout, "write_keys", lambda klass, access: calls.append(f"keys {klass}"))
-    monkeypatch.setattr(handout, "grant_incus", away)
-    monkeypatch.setattr(classroom, "write_handout", lambda k, s, lab: calls.append(f"handout {k.name}"))
-    assert classroom.refresh_all_access() == []
+        (jump.jump_dir() / "keys").mkdir(parents=True, exist_ok=True)
+        (jump.jump_dir() / "keys" / jump.account_name(name)).write_text("stale\n")
+    monkeypatch.setattr(Klass, "labs", lambda self: {"s01": FakeLab()})
+    monkeypatch.setattr(jump, "write_keys", lambda klass, access: calls.append(f"keys {klass}"))
+    monkeypatch.setattr(gate, "grant_incus", away)
+    monkeypatch.setattr(handout, "write_handout", lambda k, s, lab: calls.append(f"handout {k.name}"))
+    assert handout.refresh_all_access() == []
     assert calls == ["keys aa", "grant aa", "keys bb", "grant bb"], calls
     assert capsys.readouterr().err.count("access not brought up to date: Incus does not answer") == 2
 
@@ -262,20 +263,20 @@ def test_handouts_directory_is_made_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(handout.handouts_dir(tmp_path / "classes" / "c1").stat().st_mode) == 0o700
 
 
-ALICE = handout.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x", ("192.168.1.11:22",))
-BOB = handout.StudentAccess("bob", "ssh-ed25519 AAAAC3Nzb bob@x", ("192.168.1.12:22",))
+ALICE = jump.StudentAccess("alice", "ssh-ed25519 AAAAC3Nza alice@x", ("192.168.1.11:22",))
+BOB = jump.StudentAccess("bob", "ssh-ed25519 AAAAC3Nzb bob@x", ("192.168.1.12:22",))
 
 
 def test_jump_keys_never_follow_a_planted_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
-    keys = handout.jump_dir() / "keys"
+    keys = jump.jump_dir() / "keys"
     keys.mkdir(parents=True)
     victim, victim2 = tmp_path / "victim", tmp_path / "victim2"
     victim.write_text("root's own\n")
     victim2.write_text("root's too\n")
     (keys / "slj-c1.new").symlink_to(victim)  # the old code's temp name
     (keys / "slj-c1").symlink_to(victim2)     # the destination itself
-    f = handout.write_keys("c1", [ALICE, BOB])
+    f = jump.write_keys("c1", [ALICE, BOB])
     assert victim.read_text() == "root's own\n" and victim2.read_text() == "root's too\n"
     assert not f.is_symlink() and f.read_text().count("\n") == 2 and stat.S_IMODE(f.stat().st_mode) == 0o644
 
@@ -285,23 +286,23 @@ def test_jump_keys_wait_for_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyP
     both writing (and renaming) the same temporary file."""
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from harness import locks; from harness.training import handout\n"
-         "with locks.exclusive(handout.keys_lock('c1')):\n print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import sys, time; from harness import locks; from harness.training import jump\n"
+         "with locks.exclusive(jump.keys_lock('c1')):\n print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         done = threading.Event()
 
         def write() -> None:
-            handout.write_keys("c1", [ALICE])
+            jump.write_keys("c1", [ALICE])
             done.set()
         worker = threading.Thread(target=write)
         worker.start()
         assert not done.wait(0.6), "jump keys written while another process held their lock"
-        assert not (handout.jump_dir() / "keys" / "slj-c1").exists()
+        assert not (jump.jump_dir() / "keys" / "slj-c1").exists()
     finally:
         holder.kill()
         holder.wait()
     assert done.wait(10)
     worker.join()
-    assert "alice@x" in (handout.jump_dir() / "keys" / "slj-c1").read_text()
+    assert "alice@x" in (jump.jump_dir() / "keys" / "slj-c1").read_text()
