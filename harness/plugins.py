@@ -22,6 +22,7 @@ class Declared(Protocol):
     order: int
     section: type[BaseModel]
     plan_section: type[BaseModel]
+    pool_section: type[BaseModel]  # a harness.plan.model.HostPoolPlan subclass
     roles: tuple[str, ...]
     packages: tuple[str, ...]
     services: tuple[str, ...]

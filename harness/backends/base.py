@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol
 
 import jinja2
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from harness import plugins as registry
 from harness.errors import CleanupReport
@@ -29,6 +30,8 @@ from harness.spec.topology import Node, Pool, Topology
 
 S = TypeVar("S", bound=BaseModel)  # the topology section
 P = TypeVar("P", bound=BaseModel)  # the plan section
+#: a host pool on this backend in the plan: HostPoolPlan and what the backend resolves for it
+PP = TypeVar("PP", bound=HostPoolPlan, default=HostPoolPlan)
 
 Path_ = tuple[str | int, ...]  # a location in the topology file, e.g. ("gluster", "volumes", 0, "name")
 
@@ -86,7 +89,7 @@ class PlanInputs:
 RoleStep = tuple[str, Callable[[Any], None]]
 
 
-class Backend(Generic[S, P]):
+class Backend(Generic[S, P, PP]):
     """A storage backend. Subclasses set the class attributes and override the hooks they need."""
 
     #: the topology key of its section, the entry point name, the plan.json key
@@ -95,6 +98,8 @@ class Backend(Generic[S, P]):
     order: ClassVar[int] = 100
     section: type[S]
     plan_section: type[P]
+    #: its host pools in the plan (a HostPoolPlan subclass with the fields pool_extras sets)
+    pool_section: type[PP] = HostPoolPlan  # type: ignore[assignment]
     #: node roles this backend brings, and those that make no sense without its section
     roles: ClassVar[tuple[str, ...]] = ()
     section_roles: ClassVar[tuple[str, ...]] = ()
@@ -143,7 +148,7 @@ class Backend(Generic[S, P]):
 
     def pool_extras(self, plan: Plan, section: P, pool: Pool, secret_uuid: str) -> dict[str, Any]:
         """What a host pool on this backend resolves to (servers, target, secret uuid, ...):
-        HostPoolPlan fields. ``secret_uuid`` is the pool's, for a pool that needs a secret."""
+        fields of its `pool_section`. ``secret_uuid`` is the pool's, for a pool that needs a secret."""
         return {}
 
     def squashes(self, section: S, pool: Pool) -> bool:
@@ -158,21 +163,21 @@ class Backend(Generic[S, P]):
         """The role steps of `up` for this backend, in order: (name, apply(lab))."""
         return []
 
-    def pool_secret(self, lab: Any, pool: HostPoolPlan) -> bytes | None:
+    def pool_secret(self, lab: Any, pool: PP) -> bytes | None:
         """The value of the libvirt secret a pool logs in with (a cephx key, a CHAP password)."""
         return None
 
-    def prepare_pool(self, lab: Any, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+    def prepare_pool(self, lab: Any, pool: PP, sh: Callable[..., str]) -> None:
         """Before libvirt defines and starts the pool (``sh`` runs a command where the pool lives)."""
 
-    def release_pool(self, lab: Any, pool: HostPoolPlan) -> CleanupReport:
+    def release_pool(self, lab: Any, pool: PP) -> CleanupReport:
         """After the pool is gone from libvirt on the KVM host: what the backend set up for it."""
         return CleanupReport()
 
-    def pool_leftovers(self, lab: Any, pool: HostPoolPlan) -> list[str]:
+    def pool_leftovers(self, lab: Any, pool: PP) -> list[str]:
         return []
 
-    def pool_conflicts(self, lab: Any, pool: HostPoolPlan) -> list[str]:
+    def pool_conflicts(self, lab: Any, pool: PP) -> list[str]:
         """What on the host the pool would take that is not this lab's (checked before `up` makes anything)."""
         return []
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, create_model, field_validator
 
 from harness import plugins as registry
 from harness.errors import HarnessError
@@ -74,8 +74,10 @@ class SecretRef(Frozen):
 
 
 class HostPoolPlan(Frozen):
-    """A libvirt pool on the KVM host ('kvm') or on a hypervisor node of the lab. The fields
-    after `disk` are resolved from the backend and present only where the type uses them."""
+    """A libvirt pool on the KVM host ('kvm') or on a hypervisor node of the lab: the topology's
+    fields and what the core resolves. A pool on a backend is that backend's subclass (its
+    `pool_section`), which adds what the backend resolves; those fields are written to plan.json
+    only where they were set (see Plan.to_json)."""
     name: str
     object: str  # the pool's name in libvirt
     type: str
@@ -90,13 +92,19 @@ class HostPoolPlan(Frozen):
     secret: SecretRef | None
     host: str
     disk: str | None
-    server: str | None = None
-    backup_servers: tuple[str, ...] = ()
-    target_iqn: str | None = None
-    chap: ChapPlan | None = None
-    secret_uuid: str | None = None
-    monitors: tuple[str, ...] = ()
-    device: str | None = None
+    secret_uuid: str | None = None  # the libvirt secret the pool logs in with (the core defines it)
+    device: str | None = None  # an fs or logical pool's disk on a hypervisor node
+
+
+HP = TypeVar("HP", bound=HostPoolPlan)
+
+
+def pool_section(backend: str) -> type[HostPoolPlan]:
+    """The pool model of a backend ('local' and an unknown name: the plain HostPoolPlan)."""
+    for b in registry.declared():
+        if b.name == backend and issubclass(b.pool_section, HostPoolPlan):
+            return b.pool_section
+    return HostPoolPlan
 
 
 class HostVolumePlan(Frozen):
@@ -111,8 +119,18 @@ class HostVolumePlan(Frozen):
 
 class HostPlan(Frozen):
     uri: str
-    pools: tuple[HostPoolPlan, ...]
+    # dumped as what each pool is (its backend's subclass), not as the base model
+    pools: tuple[SerializeAsAny[HostPoolPlan], ...]
     volumes: tuple[HostVolumePlan, ...]
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _backend_pools(cls, value: Any) -> Any:
+        """A pool read from plan.json becomes its backend's pool model."""
+        if not isinstance(value, list | tuple):
+            return value
+        return tuple(pool_section(str(p.get("backend"))).model_validate(p) if isinstance(p, dict) else p
+                     for p in value)
 
 
 class BudgetPlan(Frozen):
@@ -158,9 +176,18 @@ class Plan(Frozen):
                 return n
         raise KeyError(name)
 
-    def pool(self, name: str) -> HostPoolPlan:
+    @overload
+    def pool(self, name: str) -> HostPoolPlan: ...
+
+    @overload
+    def pool(self, name: str, kind: type[HP]) -> HP: ...
+
+    def pool(self, name: str, kind: type[HostPoolPlan] = HostPoolPlan) -> HostPoolPlan:
+        """A host pool of the plan; with ``kind`` (a backend's pool_section), checked to be one."""
         for p in self.host.pools:
             if p.name == name:
+                if not isinstance(p, kind):
+                    raise HarnessError(f"pool {name} is a {type(p).__name__}, not a {kind.__name__}")
                 return p
         raise KeyError(name)
 

@@ -21,7 +21,18 @@ from harness import paths
 from harness.backends.base import PlanInputs, backends, get
 from harness.errors import HarnessError, TopologyError
 from harness.host.facts import HostFacts
-from harness.plan.model import BudgetPlan, DiskPlan, HostPlan, HostPoolPlan, HostVolumePlan, MgmtPlan, NetworkPlan, NodePlan, Plan
+from harness.plan.model import (
+    BudgetPlan,
+    DiskPlan,
+    HostPlan,
+    HostPoolPlan,
+    HostVolumePlan,
+    MgmtPlan,
+    NetworkPlan,
+    NodePlan,
+    Plan,
+    pool_section,
+)
 from harness.plan.model import model as plan_model
 from harness.providers.capabilities import available
 from harness.providers.incus import client as incus
@@ -215,7 +226,7 @@ def _pool(topo: Topology, plan: Plan, p: Pool, instance_of: str | None) -> HostP
         hn = plan.node(host)
         disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
         extra["device"] = disk.device if disk else None
-    return HostPoolPlan(**{**p.model_dump(), "host": host, **extra})
+    return pool_section(p.backend)(**{**p.model_dump(), "host": host, **extra})
 
 
 def _squashes(topo: Topology, p: Pool) -> bool:
@@ -261,7 +272,7 @@ def render(plan: Plan) -> dict[str, str]:
     for p in plan.host.pools:
         where = "host" if p.host == "kvm" else f"nodes/{p.host}"
         files[f"{where}/pools/{p.name}.xml"] = _env.get_template("pool.xml.j2").render(plan=plan, pool=p)
-        if p.type == "rbd" or p.chap:
+        if p.secret_uuid:  # an rbd pool, or an iscsi pool whose ACL has CHAP
             files[f"{where}/secrets/{p.name}.xml"] = _env.get_template("secret.xml.j2").render(plan=plan, pool=p)
     where_of = {p.name: "host" if p.host == "kvm" else f"nodes/{p.host}" for p in plan.host.pools}
     for v in plan.host.volumes:  # next to the pool: on the KVM host or on the pool's hypervisor node

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.backends.ceph import planned
-from harness.backends.ceph.plan import CephPlan
+from harness.backends.ceph.plan import CephHostPool, CephPlan
 from harness.backends.ceph.role import osd_stopped, parse_auth, parse_health, parse_osd_tree
 from harness.lab.lab import Lab
 from harness.run import wait_until
@@ -100,7 +100,7 @@ def test_ceph_cluster_is_built_as_specified(lab: Lab, hosts: dict[str, Any]) -> 
 
 def test_ceph_libvirt_rbd_pool_and_secret(lab: Lab, libvirt_conn: Any) -> None:
     import libvirt
-    spec = next(p for p in lab.plan.host.pools if p.type == "rbd")
+    spec = next(p for p in lab.plan.host.pools if isinstance(p, CephHostPool) and p.type == "rbd")
     secret = libvirt_conn.secretLookupByUUIDString(spec.secret_uuid)
     assert "private='yes'" in secret.XMLDesc(0) or 'private="yes"' in secret.XMLDesc(0)
     with pytest.raises(libvirt.libvirtError):

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from harness.backends.base import backends
+from harness.backends.ceph.plan import CephHostPool
+from harness.backends.gluster.plan import GlusterHostPool
 from harness.host.pools import node_uri
 from harness.host.virt import connect
 from harness.lab.lab import Lab
-from harness.plan.model import HostPoolPlan
 
 from .test_iscsi import qemu_io as iscsi_qemu_io
 
@@ -44,7 +45,7 @@ def qemu_io(argv: list[str], run: Any = None) -> str:
     return r.stdout
 
 
-def rbd_io(lab: Lab, spec: HostPoolPlan, image: str) -> str:
+def rbd_io(lab: Lab, spec: CephHostPool, image: str) -> str:
     """qemu-io on the host through librbd, as the pool's cephx client, its key in a 0600 keyring file."""
     backend = next(b for b in backends() if spec.type in b.pool_types)
     key = backend.pool_secret(lab, spec)
@@ -83,9 +84,9 @@ def test_pool_matrix_every_pool_takes_a_volume_and_io(lab: Lab) -> None:
                 pool.refresh(0)
                 assert PROBE in pool.listVolumes(), f"{spec.name}: the volume made is not listed"
             if spec.type == "rbd":
-                rbd_io(lab, spec, PROBE)
+                rbd_io(lab, lab.plan.pool(spec.name, CephHostPool), PROBE)
             elif spec.type == "gluster":  # libvirt makes no volume here: qemu-img does, through gfapi
-                url = f"gluster://{spec.server}/{spec.volume}/{PROBE}"
+                url = f"gluster://{lab.plan.pool(spec.name, GlusterHostPool).server}/{spec.volume}/{PROBE}"
                 subprocess.run(["qemu-img", "create", "-f", "raw", url, "16M"], capture_output=True, timeout=120, check=True)
                 pool.refresh(0)
                 assert PROBE in pool.listVolumes(), f"{spec.name}: does not list what gfapi made"

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from fakes import FakeConn, FakeLab, FakePool
 
+from harness.backends.gluster.plan import GlusterHostPool
 from harness.backends.iscsi import iscsi_iface, prepare_iscsi_iface
+from harness.backends.iscsi.plan import IscsiHostPool
 from harness.errors import CleanupReport, HarnessError, TopologyError
 from harness.host import pools as hostpools
 from harness.host.facts import PROFILES
@@ -17,9 +19,9 @@ from harness.plan import planner as planmod
 from harness.plan.model import HostPoolPlan, need
 from harness.spec.validate import validate_text
 
-POOL = HostPoolPlan(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
-                    fuse_mount=False, export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None,
-                    secret=None, host="kvm1", disk=None, server="192.168.193.11")
+POOL = IscsiHostPool(name="iscsi-pool", object="iscsi-pool", type="iscsi", backend="iscsi", path=None, volume=None,
+                     fuse_mount=False, export=None, initiator="iqn.2019-12.com.packt:kvm1", rbd_pool=None, client=None,
+                     secret=None, host="kvm1", disk=None, server="192.168.193.11")
 IFACES = """default tcp,<empty>,<empty>,<empty>,<empty>
 iser iser,<empty>,<empty>,<empty>,<empty>
 """
@@ -125,11 +127,11 @@ class _Backend:
         return [f"mount {pool.path}"]
 
 
-def _fuse_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owned: bool) -> tuple[Any, HostPoolPlan]:
+def _fuse_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owned: bool) -> tuple[Any, GlusterHostPool]:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(planmod, "used_subnets", lambda exclude_lab=None, others=None: set())
     plan = planmod.load_plan(GLUSTER3, PROFILES["ci"])
-    fuse = plan.pool("glusterfs-pool").model_copy(update={"path": str(tmp_path / "mnt")})
+    fuse = plan.pool("glusterfs-pool", GlusterHostPool).model_copy(update={"path": str(tmp_path / "mnt")})
     plan = plan.with_(host=plan.host.model_copy(update={"pools": (fuse,)}))
     return FakeLab(plan, [f"pool {fuse.object}"] if owned else []), fuse
 

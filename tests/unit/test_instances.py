@@ -13,6 +13,7 @@ from fakes import FakeConn, FakeLab, FakePool, FakeSecret
 
 from harness import paths
 from harness.backends.gluster import GlusterBackend
+from harness.backends.gluster.plan import GlusterHostPool
 from harness.errors import HarnessError, TopologyError
 from harness.host import pools as hostpools
 from harness.host.facts import PROFILES
@@ -116,7 +117,7 @@ def test_its_own_pool_and_secret_pass_and_go_on_down(monkeypatch: pytest.MonkeyP
 def test_a_fuse_mount_of_another_volume_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.backends.gluster as g
     plan = planmod.load_plan(GLUSTER3, FACTS)
-    fuse = plan.pool("glusterfs-pool")
+    fuse = plan.pool("glusterfs-pool", GlusterHostPool)
     lab: Any = FakeLab(plan, owned=[])
     monkeypatch.setattr(g, "mount_at", lambda path: ("10.9.9.9:/kvmgluster", "fuse.glusterfs"))
     assert GlusterBackend().pool_conflicts(lab, fuse) == [f"mount {fuse.path} (of 10.9.9.9:/kvmgluster, not this lab's volume)"]

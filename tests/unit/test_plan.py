@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import gluster, nfs
+from harness.backends.gluster.plan import GlusterHostPool
 from harness.host.facts import PROFILES
 from harness.plan import planner as planmod
 from harness.plan.model import Plan
@@ -187,7 +188,7 @@ def test_gluster_volume_replica_3_and_auth_allow(in_repo: None) -> None:
         native = files["host/pools/gluster-native.xml"]
         g1 = plan.nodes[0].address
         assert f"<host name='{g1}'/>" in native and "<name>kvmgluster</name>" in native
-        fuse = next(p for p in plan.host.pools if p.name == "glusterfs-pool")
+        fuse = plan.pool("glusterfs-pool", GlusterHostPool)
         assert (fuse.server, fuse.backup_servers) == (g1, tuple(n.address for n in plan.nodes[1:]))
 
 

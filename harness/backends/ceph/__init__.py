@@ -17,20 +17,21 @@ import base64
 from harness import log
 from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.ceph import plan, role, rules
-from harness.backends.ceph.plan import CephPlan, of
+from harness.backends.ceph.plan import CephHostPool, CephPlan, of
 from harness.backends.ceph.schema import Ceph
 from harness.backends.context import LabContext
-from harness.plan.model import HostPoolPlan, Plan, need
+from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
 
 _env = templates(__name__)
 
 
-class CephBackend(Backend[Ceph, CephPlan]):
+class CephBackend(Backend[Ceph, CephPlan, CephHostPool]):
     name = "ceph"
     order = 20
     section = Ceph
     plan_section = CephPlan
+    pool_section = CephHostPool
     roles = ("ceph-admin", "ceph-mon", "ceph-mgr", "ceph-osd")
     section_roles = roles
     pool_types = ("rbd",)
@@ -60,7 +61,7 @@ class CephBackend(Backend[Ceph, CephPlan]):
     def steps(self, plan: Plan) -> list[RoleStep]:
         return [("ceph", role.apply)]
 
-    def pool_secret(self, lab: LabContext, pool: HostPoolPlan) -> bytes | None:
+    def pool_secret(self, lab: LabContext, pool: CephHostPool) -> bytes | None:
         return ceph_key(lab, need(pool.client, f"pool {pool.name}: client"))
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:

@@ -6,7 +6,7 @@ import uuid
 
 from harness.backends.base import PlanInputs
 from harness.backends.ceph.schema import Ceph
-from harness.plan.model import Frozen, Plan
+from harness.plan.model import Frozen, HostPoolPlan, Plan
 
 
 class MonPlan(Frozen):
@@ -25,6 +25,11 @@ class CephPoolPlan(Frozen):
 class CephClientPlan(Frozen):
     name: str
     caps: dict[str, str]
+
+
+class CephHostPool(HostPoolPlan):
+    """An rbd host pool: the monitors libvirt reaches the cluster through."""
+    monitors: tuple[str, ...] = ()
 
 
 class CephPlan(Frozen):

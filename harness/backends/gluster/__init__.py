@@ -21,20 +21,21 @@ from harness import log
 from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules
 from harness.backends.context import LabContext
 from harness.backends.gluster import plan, role, rules
-from harness.backends.gluster.plan import GlusterPlan, of
+from harness.backends.gluster.plan import GlusterHostPool, GlusterPlan, of
 from harness.backends.gluster.schema import Gluster
 from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import mount_at, mounted
-from harness.plan.model import HostPoolPlan, Plan, need
+from harness.plan.model import Plan, need
 from harness.run import run, succeed, wait_until
 from harness.spec.topology import Pool
 
 
-class GlusterBackend(Backend[Gluster, GlusterPlan]):
+class GlusterBackend(Backend[Gluster, GlusterPlan, GlusterHostPool]):
     name = "gluster"
     order = 10
     section = Gluster
     plan_section = GlusterPlan
+    pool_section = GlusterHostPool
     roles = ("gluster",)
     host_privilege: ClassVar[dict[str, str]] = {
         "gluster": "Gluster bricks need trusted.* extended attributes, which Linux grants only to "
@@ -66,12 +67,12 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         return role.reconfigure(lab, of(before))
 
-    def prepare_pool(self, lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+    def prepare_pool(self, lab: LabContext, pool: GlusterHostPool, sh: Callable[..., str]) -> None:
         if pool.type == "dir" and pool.fuse_mount:
             # the FUSE client's log goes with the lab (by default it stays in /var/log/glusterfs)
             fuse_mount(pool, lab.logs / f"glusterfs-{pool.name}.log")
 
-    def pool_conflicts(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+    def pool_conflicts(self, lab: LabContext, pool: GlusterHostPool) -> list[str]:
         if not pool.fuse_mount or not pool.path:
             return []
         m = mount_at(pool.path)
@@ -79,7 +80,7 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
             return []
         return [f"mount {pool.path} (of {m[0]}, not this lab's volume)"]
 
-    def release_pool(self, lab: LabContext, pool: HostPoolPlan) -> CleanupReport:
+    def release_pool(self, lab: LabContext, pool: GlusterHostPool) -> CleanupReport:
         rep = CleanupReport()
         mnt = pool.path if pool.fuse_mount else None
         m = mount_at(mnt) if mnt else None
@@ -96,7 +97,7 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
                 os.rmdir(mnt)
         return rep
 
-    def pool_leftovers(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+    def pool_leftovers(self, lab: LabContext, pool: GlusterHostPool) -> list[str]:
         m = mount_at(pool.path) if pool.fuse_mount and pool.path else None
         return [f"mount {pool.path}"] if m and _ours(pool, m[0]) else []
 
@@ -110,13 +111,13 @@ class GlusterBackend(Backend[Gluster, GlusterPlan]):
                  "echo \"== pending heals of $v\"; gluster volume heal \"$v\" statistics heal-count; done"]]
 
 
-def _ours(pool: HostPoolPlan, source: str) -> bool:
+def _ours(pool: GlusterHostPool, source: str) -> bool:
     """Is a mount of ``source`` (server:/volume) this pool's volume, from this lab's servers?"""
     server, _, volume = source.partition(":/")
     return volume == pool.volume and server in {pool.server, *pool.backup_servers}
 
 
-def fuse_mount(pool: HostPoolPlan, log_file: Path | None = None) -> None:
+def fuse_mount(pool: GlusterHostPool, log_file: Path | None = None) -> None:
     """The pool's volume mounted on the KVM host at the pool's path (with backup volfile servers)."""
     path = need(pool.path, f"pool {pool.name}: path")
     m = mount_at(path)

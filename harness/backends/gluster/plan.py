@@ -7,7 +7,7 @@ import ipaddress
 
 from harness.backends.base import PlanInputs
 from harness.backends.gluster.schema import Gluster
-from harness.plan.model import Frozen, NetworkPlan, NodePlan, Plan
+from harness.plan.model import Frozen, HostPoolPlan, NetworkPlan, NodePlan, Plan
 
 
 class GlusterVolumePlan(Frozen):
@@ -21,6 +21,12 @@ class GlusterVolumePlan(Frozen):
 
 class GlusterPlan(Frozen):
     volumes: tuple[GlusterVolumePlan, ...]
+
+
+class GlusterHostPool(HostPoolPlan):
+    """A host pool on a gluster volume: the servers the KVM host mounts or reaches it from."""
+    server: str | None = None
+    backup_servers: tuple[str, ...] = ()
 
 
 def make(inputs: PlanInputs, g: Gluster) -> GlusterPlan:

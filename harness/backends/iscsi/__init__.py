@@ -20,10 +20,10 @@ from typing import ClassVar
 from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.context import LabContext
 from harness.backends.iscsi import chap, initiator, plan, rules, target
-from harness.backends.iscsi.plan import IscsiPlan, of
+from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi
 from harness.errors import CleanupReport
-from harness.plan.model import HostPoolPlan, Plan, need
+from harness.plan.model import Plan, need
 from harness.run import CommandResult, run
 from harness.spec.topology import Pool
 
@@ -31,11 +31,12 @@ _env = templates(__name__)
 _env.finalize = chap.one_line  # every value printed into tgt.conf or the targetcli batch stays on its line
 
 
-class IscsiBackend(Backend[Iscsi, IscsiPlan]):
+class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
     name = "iscsi"
     order = 40
     section = Iscsi
     plan_section = IscsiPlan
+    pool_section = IscsiHostPool
     roles = ("iscsi-target", "iscsi-initiator")
     section_roles = ("iscsi-target",)
     role_kernel: ClassVar[dict[str, str]] = {"iscsi-initiator": "iscsi_tcp"}
@@ -86,17 +87,17 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan]):
             out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll"])
         return out
 
-    def pool_secret(self, lab: LabContext, pool: HostPoolPlan) -> bytes | None:
+    def pool_secret(self, lab: LabContext, pool: IscsiHostPool) -> bytes | None:
         if not pool.chap:
             return None
         acl = next(a for a in planned(lab.plan).acls if a.initiator == pool.initiator)
         return chap.chap_password(lab, acl).encode()
 
-    def prepare_pool(self, lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+    def prepare_pool(self, lab: LabContext, pool: IscsiHostPool, sh: Callable[..., str]) -> None:
         if pool.type == "iscsi":
             prepare_iscsi_iface(lab, pool, sh)
 
-    def release_pool(self, lab: LabContext, pool: HostPoolPlan) -> CleanupReport:
+    def release_pool(self, lab: LabContext, pool: IscsiHostPool) -> CleanupReport:
         rep = CleanupReport()
         gone = remove_iscsi_iface(lab, pool) if pool.type == "iscsi" else None
         if gone is not None:
@@ -104,7 +105,7 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan]):
             (rep.removed.append(what) if gone.ok else rep.failed.append((what, gone.stderr)))
         return rep
 
-    def pool_leftovers(self, lab: LabContext, pool: HostPoolPlan) -> list[str]:
+    def pool_leftovers(self, lab: LabContext, pool: IscsiHostPool) -> list[str]:
         return [f"iscsi iface {iscsi_iface(lab, pool)}"] if pool.type == "iscsi" and _host_has_iface(lab, pool) else []
 
 
@@ -113,12 +114,12 @@ def planned(plan: Plan) -> IscsiPlan:
 
 
 # -- an iscsi pool's open-iscsi interface ------------------------------------------------------
-def iscsi_iface(lab: LabContext, pool: HostPoolPlan) -> str:
+def iscsi_iface(lab: LabContext, pool: IscsiHostPool) -> str:
     """The open-iscsi interface an iscsi pool logs in through; it carries the lab's name."""
     return f"storlab-{lab.name}-{pool.name}"[:64]
 
 
-def prepare_iscsi_iface(lab: LabContext, pool: HostPoolPlan, sh: Callable[..., str]) -> None:
+def prepare_iscsi_iface(lab: LabContext, pool: IscsiHostPool, sh: Callable[..., str]) -> None:
     """Make the iface (with the pool's <initiator> IQN) and its node records before libvirt
     starts the pool. libvirt writes the pool's CHAP into the node records that exist, and only
     then, finding no iface with that IQN, makes one and discovers the target through it: the
@@ -132,12 +133,12 @@ def prepare_iscsi_iface(lab: LabContext, pool: HostPoolPlan, sh: Callable[..., s
     sh(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", pool.server, "-I", iface], timeout=60)
 
 
-def _host_has_iface(lab: LabContext, pool: HostPoolPlan) -> bool:
+def _host_has_iface(lab: LabContext, pool: IscsiHostPool) -> bool:
     r = run(["iscsiadm", "-m", "iface"], timeout=30)
     return r.ok and iscsi_iface(lab, pool) in r.stdout.split()
 
 
-def remove_iscsi_iface(lab: LabContext, pool: HostPoolPlan) -> CommandResult | None:
+def remove_iscsi_iface(lab: LabContext, pool: IscsiHostPool) -> CommandResult | None:
     """On the KVM host, after the pool is stopped: its node records and iface (lab nodes go with the lab)."""
     if not _host_has_iface(lab, pool):
         return None

@@ -7,7 +7,7 @@ from typing import Literal, cast
 
 from harness.backends.base import PlanInputs
 from harness.backends.iscsi.schema import Iscsi
-from harness.plan.model import ChapPlan, Frozen, Plan
+from harness.plan.model import ChapPlan, Frozen, HostPoolPlan, Plan
 
 
 class AclPlan(Frozen):
@@ -33,6 +33,14 @@ class IscsiPlan(Frozen):
     acls: tuple[AclPlan, ...]
     chap: bool
     luns: tuple[LunPlan, ...]
+
+
+class IscsiHostPool(HostPoolPlan):
+    """An iscsi or iscsi-direct host pool: the portal, the target and, when the target's ACL for
+    the pool's initiator has CHAP, its credentials (the password is the lab's secret)."""
+    server: str | None = None
+    target_iqn: str | None = None
+    chap: ChapPlan | None = None
 
 
 def make(inputs: PlanInputs, iscsi: Iscsi) -> IscsiPlan:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.nfs import plan, role, rules
-from harness.backends.nfs.plan import NfsPlan, of
+from harness.backends.nfs.plan import NfsHostPool, NfsPlan, of
 from harness.backends.nfs.schema import Nfs
 from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
@@ -22,11 +22,12 @@ from harness.spec.topology import Pool
 _env = templates(__name__)
 
 
-class NfsBackend(Backend[Nfs, NfsPlan]):
+class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
     name = "nfs"
     order = 30
     section = Nfs
     plan_section = NfsPlan
+    pool_section = NfsHostPool
     roles = ("nfs-server",)
     section_roles = ("nfs-server",)
     implementations = (Implementation("kernel", "kernel nfsd", kernel="nfsd"), Implementation("ganesha", "NFS-Ganesha"))

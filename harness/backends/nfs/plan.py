@@ -7,7 +7,7 @@ from typing import Literal, cast
 
 from harness.backends.base import PlanInputs
 from harness.backends.nfs.schema import Nfs
-from harness.plan.model import Frozen, Plan
+from harness.plan.model import Frozen, HostPoolPlan, Plan
 
 
 class NfsExportPlan(Frozen):
@@ -23,6 +23,11 @@ class NfsPlan(Frozen):
     grace_period: int
     lease_time: int
     exports: tuple[NfsExportPlan, ...]
+
+
+class NfsHostPool(HostPoolPlan):
+    """A netfs host pool on one of the server's exports."""
+    server: str | None = None
 
 
 def make(inputs: PlanInputs, nfs: Nfs) -> NfsPlan:
