@@ -29,7 +29,6 @@ from harness.plan import planner as planmod
 from harness.plan.model import Plan
 from harness.providers import base as providers
 from harness.providers import image
-from harness.providers.vagrant import provider as _vagrant  # noqa: F401  (registers the built-in providers)
 from harness.run import succeed
 
 #: seconds an idle persistent ssh connection to a node stays open

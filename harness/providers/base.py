@@ -7,10 +7,10 @@ which reaches every node over ssh whatever made it.
 from __future__ import annotations
 
 import abc
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar
 
+from harness import plugins
 from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import NodePlan, Plan
 from harness.providers.capabilities import Capabilities
@@ -114,29 +114,32 @@ class Provider(abc.ABC):
         than by address (the lab's networks are not on this host); None: by address."""
         return None
 
+    # -- the host as a whole: what no lab directory holds any more ----------------------------
+    @classmethod
+    def reap_orphans(cls, live_labs: set[str], report: CleanupReport) -> None:
+        """Remove what this engine holds marked as a lab of this storlab home that is not in
+        ``live_labs`` (its lab directory is gone); leave another home's objects alone and say so in
+        the log; continue past failing items and add them to ``report``."""
+        return None
+
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:
         return self.plan.node(name)
 
 
-_registry: dict[str, type[Provider]] = {}
-
-
-def register(cls: type[Provider]) -> type[Provider]:
-    _registry[cls.name] = cls
+def get(name: str) -> type[Provider]:
+    """The provider class installed as ``name``, through the one plugin loader (harness.plugins:
+    the `storlab.providers` entry points of this package and any other installed package)."""
+    cls = plugins.provider(name)
+    if cls is None:
+        known = plugins.provider_names()
+        raise HarnessError(f"no node provider '{name}' (installed: {', '.join(known) or 'none'}; "
+                           "is storlab installed with `pip install -e .`?)")
+    if not issubclass(cls, Provider):
+        raise TypeError(f"entry point {plugins.PROVIDERS}:{name} is not a harness.providers.base.Provider")
     return cls
 
 
-def get(name: str) -> type[Provider]:
-    """The provider class registered under ``name``: providers are found through the
-    `storlab.providers` entry points (this package's and any other installed package's)."""
-    if name not in _registry:
-        for ep in entry_points(group="storlab.providers"):
-            if ep.name == name:
-                cls = ep.load()
-                _registry.setdefault(name, cls)
-    if name not in _registry:
-        known = sorted({ep.name for ep in entry_points(group="storlab.providers")})
-        raise HarnessError(f"no node provider '{name}' (installed: {', '.join(known) or 'none'}; "
-                           "is storlab installed with `pip install -e .`?)")
-    return _registry[name]
+def registered() -> dict[str, type[Provider]]:
+    """Every installed provider class, by name, in entry-point order."""
+    return {name: get(name) for name in plugins.provider_names()}

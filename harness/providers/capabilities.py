@@ -2,13 +2,14 @@
 the plan, so that neither names a provider: its own kernel or the host's, disks as block
 devices, a management network, memory taken whole from the host, freeze and snapshots.
 
-Providers are found through the `storlab.providers` entry points (this package's and any
-other installed package's); each provider class carries its Capabilities."""
+Providers are found by the one plugin loader (harness.plugins, the `storlab.providers` entry
+points); each provider class carries its Capabilities."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+
+from harness import plugins
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ def available() -> dict[str, Capabilities]:
     """Every installed provider's capabilities, by provider name (empty when storlab was
     installed before providers were entry points: `pip install -e .` again)."""
     out: dict[str, Capabilities] = {}
-    for ep in entry_points(group="storlab.providers"):
-        caps = getattr(ep.load(), "capabilities", None)
+    for name, cls in plugins.providers().items():
+        caps = getattr(cls, "capabilities", None)
         if isinstance(caps, Capabilities):
-            out[ep.name] = caps
+            out[name] = caps
     return out

@@ -40,7 +40,7 @@ import pytest
 
 from harness.lab.lab import Lab
 from harness.providers import base as providers
-from harness.providers.lxc.provider import lxcpath
+from harness.providers.lxc.reap import lxcpath
 from harness.training import jump
 from harness.training.klass import Klass, classes_dir
 

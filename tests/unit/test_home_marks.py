@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from harness import paths
-from harness.providers.incus import provider as incus_provider
+from harness.providers.incus import projects as incus_projects
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +61,8 @@ def test_reap_takes_only_this_homes_incus_projects(monkeypatch: pytest.MonkeyPat
         {"name": "storlab-old", "config": {"user.storlab.lab": "old"}},  # an older storlab's: no home mark
         {"name": "default", "config": {}},
     ]
-    monkeypatch.setattr(incus_provider, "Incus", FakeIncus)
-    assert incus_provider.orphans({"live"}) == ["mine"]
+    monkeypatch.setattr(incus_projects, "Incus", FakeIncus)
+    assert incus_projects.orphans({"live"}) == ["mine"]
 
 
 def test_a_network_uuid_is_this_homes_mark() -> None:

@@ -19,7 +19,9 @@ LAYERS: list[set[str]] = [
      "lab.evidence", "providers.incus.client"} | INITS,
     {"spec.validate"},
     {"plan.planner", "providers.image"},
-    {"providers.vagrant.box", "providers.vagrant.spec"},
+    # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
+    {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
+     "providers.incus.projects"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
     {"nodes.node"},

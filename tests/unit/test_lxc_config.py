@@ -9,10 +9,10 @@ import pytest
 from harness import paths
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES
-from harness.lab.reap import network_owner
 from harness.plan.planner import make_plan, write
 from harness.providers.image import role_services
 from harness.providers.lxc.provider import CONTAINER_MASKS, LxcProvider
+from harness.providers.vagrant.reap import network_owner
 from harness.providers.vagrant.spec import domain_mark
 from harness.spec.validate import validate_text
 
@@ -139,7 +139,7 @@ def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: p
 
 
 def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_path: Path) -> None:
-    from harness.providers.lxc.provider import owner_of
+    from harness.providers.lxc.reap import owner_of
     old = tmp_path / "storlab-a-b-n1"
     old.mkdir()
     (old / "config").write_text("# storlab lab a-b, node n1\nlxc.arch = linux64\n")

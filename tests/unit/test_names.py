@@ -13,10 +13,10 @@ import pytest
 from harness import paths
 from harness.errors import CleanupReport
 from harness.host.facts import PROFILES
-from harness.lab import reap as labmod
-from harness.lab.reap import network_owner
 from harness.plan.model import Plan
 from harness.plan.planner import make_plan
+from harness.providers.vagrant import reap as libvirt_reap
+from harness.providers.vagrant.reap import network_owner
 from harness.spec.validate import validate_text
 
 NET = "<network><name>{}</name><bridge name='{}'/></network>"
@@ -156,9 +156,9 @@ def test_reaper_removes_an_orphan_domain_s_volumes_by_new_and_older_names(monkey
             Dom("storlab-old-n1", "old", "n1", ["/p/storlab-old-n1.img"]),
             Dom("storlab-here_n1", "here", "n1", []),
             Dom("storlab-theirs_n1", "theirs", "n1", [], home="0123456789abcdef")]  # another home's lab
-    monkeypatch.setattr(labmod, "connect", lambda *a: Conn(doms, vols))
+    monkeypatch.setattr(libvirt_reap, "connect", lambda *a: Conn(doms, vols))
     rep = CleanupReport()
-    labmod._reap_libvirt({"here"}, rep)
+    libvirt_reap.reap_orphans({"here"}, rep)
     assert [d.undefined for d in doms] == [True, True, False, False]
     assert {p for p, v in vols.items() if v.deleted} == {"/p/storlab-gone_n1.img", "/p/storlab-gone_n1-d-1.qcow2",
                                                          "/p/storlab-old-n1.img"}, rep
@@ -174,7 +174,7 @@ def test_reaper_removes_only_networks_this_home_made(monkeypatch: pytest.MonkeyP
     theirs = Net(paths.obj_name("elsewhere", "storage"), paths.bridge_name("elsewhere", 0),
                  vagrantspec.network_uuid(paths.obj_name("elsewhere", "storage"), "0123456789abcdef"))
     older = Net(paths.obj_name("old", "storage"), paths.bridge_name("old", 0), "6c2a5d1e-0000-4000-8000-000000000000")
-    monkeypatch.setattr(labmod, "connect", lambda *a: Conn([], {}, [mine, theirs, older]))
+    monkeypatch.setattr(libvirt_reap, "connect", lambda *a: Conn([], {}, [mine, theirs, older]))
     rep = CleanupReport()
-    labmod._reap_libvirt(set(), rep)
+    libvirt_reap.reap_orphans(set(), rep)
     assert [n.undefined for n in (mine, theirs, older)] == [True, False, False], rep

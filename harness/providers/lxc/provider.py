@@ -21,9 +21,11 @@ from harness.backends.base import backends
 from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import NodePlan, Plan
 from harness.providers import hostdisks, image, nodefs
-from harness.providers.base import Provider, register
+from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
 from harness.providers.image import role_services
+from harness.providers.lxc import reap
+from harness.providers.lxc.reap import OWNER_FILE, lxcpath, owner_of
 from harness.run import run, succeed, wait_until
 
 # Units that cannot work in a container sharing this host's kernel.
@@ -38,26 +40,6 @@ CONTAINER_MASKS = [
     "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
     "ceph-crash.service",
 ]
-#: in each container directory: the lab it belongs to (names alone are ambiguous)
-OWNER_FILE = "storlab-lab"
-
-
-def owner_of(cdir: Path) -> str | None:
-    """The lab a container directory belongs to, by its ownership mark (None: not storlab's).
-    Containers made before the mark existed carry the lab in their config's first line, which
-    storlab writes: `# storlab lab LAB, node NODE`."""
-    try:
-        return (cdir / OWNER_FILE).read_text().strip() or None
-    except OSError:
-        pass
-    try:
-        with open(cdir / "config") as fh:
-            m = re.fullmatch(r"# storlab lab ([a-z][a-z0-9-]{0,30}), node [a-z][a-z0-9-]{0,30}\n", fh.readline())
-    except OSError:
-        return None
-    return m.group(1) if m else None
-
-
 def _alias(ifname: str) -> str | None:
     """The alias of an existing link ('' without one), None when there is no such link."""
     p = Path(f"/sys/class/net/{ifname}/ifalias")
@@ -98,11 +80,6 @@ def _frozen(control: tuple[Path, str, str]) -> bool:
     return want in text
 
 
-def lxcpath() -> Path:
-    return paths.home() / "lxc"
-
-
-@register
 class LxcProvider(Provider):
     name = "lxc"
     capabilities = Capabilities(
@@ -114,6 +91,10 @@ class LxcProvider(Provider):
         self.lxcpath = lxcpath()
         self.nodesdir = labdir / "lxc"
         self.diskdir = labdir / "disks"
+
+    @classmethod
+    def reap_orphans(cls, live_labs: set[str], report: CleanupReport) -> None:
+        reap.reap_orphans(live_labs, report)
 
     def cname(self, node: str) -> str:
         """The container's name: the plan's (a lab keeps the names it was made with), else the name

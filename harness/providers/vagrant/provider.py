@@ -24,9 +24,9 @@ from harness import log, paths
 from harness.errors import CleanupReport, HarnessError, WaitTimeout
 from harness.host.virt import connect
 from harness.plan.model import Plan
-from harness.providers.base import Provider, register
+from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
-from harness.providers.vagrant import box
+from harness.providers.vagrant import box, reap
 from harness.providers.vagrant import spec as vagrantspec
 from harness.run import wait_until
 
@@ -164,7 +164,6 @@ def _port_open(addr: str, port: int = 22) -> bool:
         return False
 
 
-@register
 class VagrantProvider(Provider):
     name = "vagrant"
     capabilities = Capabilities(
@@ -176,6 +175,10 @@ class VagrantProvider(Provider):
         super().__init__(plan, labdir)
         self.logs = labdir / "logs"
         self._conn: Any = None
+
+    @classmethod
+    def reap_orphans(cls, live_labs: set[str], report: CleanupReport) -> None:
+        reap.reap_orphans(live_labs, report)
 
     # -- names ---------------------------------------------------------------------------
     def domain_name(self, node: str) -> str:
