@@ -1,8 +1,8 @@
 """A class: one lab instance per student, with handouts, exercises, grading, reset and expiry.
 
-The record is klass.py; each student's lab comes up in students.py, their access (jump keys and
-handouts) is handout.py. Here: the class's verbs, each done for every student, a failing student
-reported without stopping the others.
+The record is klass.py; each student's lab comes up in students.py (in this process, side by
+side in threads); their access (jump keys and handouts) is handout.py. Here: the class's verbs,
+each done for every student, a failing student reported without stopping the others.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from harness.training import exercise as training
 from harness.training.handout import refresh_access
 from harness.training.klass import ADDRESS_RE, CLASS_RE, each, lab_name, list_classes, made_by
 from harness.training.klass import Klass as Klass  # bench/bench_class.py imports it from here
-from harness.training.students import bring_up
+from harness.training.students import bring_up, quiet_terminal
 
 
 # -- capacity ---------------------------------------------------------------------------------
@@ -128,7 +128,9 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
 
     def one(student: str) -> float:
         return bring_up(k, student, topology, provider, expire, progress, t0)
-    results = each(new, one, parallel or max(2, (os.cpu_count() or 1)))
+    # side by side in threads of this process (students.py: each student's log to their own files)
+    with quiet_terminal():
+        results = each(new, one, parallel or max(2, (os.cpu_count() or 1)))
     k.failed = {s: str(r) for s, r in results.items() if isinstance(r, BaseException)}
     k.save()
     refresh_access(k)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
+import io
+import logging
 import os
 import stat
 import subprocess
 import sys
 import tarfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.lab import lease
-from harness.training import classroom, gate, handout, jump
+from harness.training import classroom, gate, handout, jump, students
 from harness.training import exercise as training
 from harness.training.klass import Klass, parse_students
 
@@ -306,3 +312,88 @@ def test_jump_keys_wait_for_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert done.wait(10)
     worker.join()
     assert "alice@x" in (jump.jump_dir() / "keys" / "slj-c1").read_text()
+
+
+# -- class up: each student's lab by the library, side by side, each with its own log ---------------
+class _UpLab:
+    """A lab as Lab.from_topology makes it, recording what the class does to it."""
+    calls: ClassVar[list[tuple[str, ...]]] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def __init__(self, name: str) -> None:
+        self.name, self.nodes, self.taken = name, {"n1": None}, False
+        self.logfile = paths.home() / "labs" / name / "logs" / "storlab.log"
+        self.plan = type("P", (), {"provider": "lxc"})()
+
+    @classmethod
+    def from_topology(cls, file: str, provider: str | None = None, name: str = "", remote: str | None = None,
+                      budget: str | None = None, untrusted: bool = False, klass: str | None = None) -> _UpLab:
+        cls.calls.append(("from_topology", name, str(provider), str(remote), str(budget), str(untrusted), str(klass)))
+        return cls(name)
+
+    def authorize(self, key: str) -> None:
+        self.calls.append(("authorize", self.name, key.strip()))
+
+    def up(self) -> None:
+        locks.hold(self.name)
+        log.add_logfile(self.logfile)  # as Lab.up does: must find the student's handler, not add one for all
+        self.calls.append(("up", self.name))
+        self.barrier.wait()  # both students' labs come up at once
+        log.info(f"{self.name}: step on the lab")
+        with ThreadPoolExecutor(1) as pool:  # a node thread, as node.on_each starts them
+            pool.submit(contextvars.copy_context().run, log.info, f"{self.name}: step on a node").result()
+        if self.name.endswith("bob"):
+            raise HarnessError("gluster peer probe failed")
+
+    def lease(self, seconds: float) -> None:
+        self.calls.append(("lease", self.name, str(seconds)))
+
+    def snapshots(self) -> dict[str, object]:
+        return {}
+
+    def snapshot(self, name: str) -> float:
+        self.calls.append(("snapshot", self.name, name))
+        return 0.1
+
+
+def test_class_up_brings_labs_up_by_the_library_each_with_its_own_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    _UpLab.calls = []
+    monkeypatch.setattr(students, "Lab", _UpLab)
+    monkeypatch.setattr(jump, "sshd_pid", lambda: 1)
+    monkeypatch.setattr(jump, "ensure_account", lambda klass: "slj-" + klass)
+    monkeypatch.setattr(classroom, "check_capacity", lambda *a, **kw: type("F", (), {"explain": lambda self: "fits"})())
+    monkeypatch.setattr(classroom, "refresh_access", lambda k: None)
+
+    def key(k: Klass, student: str) -> Path:
+        (k.dir / "handouts" / student).mkdir(parents=True, exist_ok=True)
+        pub = k.dir / "handouts" / student / "id_ed25519.pub"
+        pub.write_text(f"ssh-ed25519 AAAA {student}\n")
+        return pub
+    monkeypatch.setattr(students, "student_key", key)
+    terminal = io.StringIO()
+    term = logging.StreamHandler(terminal)
+    log.log.addHandler(term)
+    lines: list[str] = []
+    try:
+        k = classroom.up("/t.yaml", ["alice", "bob"], "c1", expire=7200, parallel=2, progress=lines.append)
+    finally:
+        log.log.removeHandler(term)
+    assert k.failed == {"bob": k.failed["bob"]} and "gluster peer probe failed" in k.failed["bob"]
+    assert "bob-up.log" in k.failed["bob"]
+    assert any(ln.startswith("  alice: lab c1-alice up in") for ln in lines), lines
+    assert any(ln.startswith("  bob: FAILED: up failed after") for ln in lines), lines
+    alice = [c for c in _UpLab.calls if c[1] == "c1-alice"]
+    assert [c[0] for c in alice] == ["from_topology", "authorize", "up", "lease", "snapshot"], alice
+    assert alice[0] == ("from_topology", "c1-alice", "None", "None", "None", "True", k.id)
+    assert alice[1][2] == "ssh-ed25519 AAAA alice" and ("lease", "c1-alice", "7200") in alice
+    assert not any(c[0] in ("lease", "snapshot") for c in _UpLab.calls if c[1] == "c1-bob")
+    up_log = (k.dir / "logs" / "alice-up.log").read_text()
+    lab_log = (tmp_path / "labs" / "c1-alice" / "logs" / "storlab.log").read_text()
+    for text in (up_log, lab_log):
+        assert "c1-alice: step on the lab" in text and "c1-alice: step on a node" in text and "c1-bob" not in text
+    assert "gluster peer probe failed" in (k.dir / "logs" / "bob-up.log").read_text()
+    assert "step on" not in terminal.getvalue()  # the terminal shows the class's progress lines only
+    assert not [h for h in log.log.handlers if isinstance(h, logging.FileHandler) and "c1-" in h.baseFilename]
+    assert not locks.is_held_elsewhere("c1-alice") and "c1-alice" not in locks._held  # let go, as the child did

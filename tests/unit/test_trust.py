@@ -119,8 +119,8 @@ def test_root_ids_come_from_the_id_map_and_never_are_the_hosts_root() -> None:
 # -- classes ------------------------------------------------------------------------------------
 @pytest.fixture
 def class_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.training import handout
-    monkeypatch.setattr(handout, "sshd_pid", lambda: 1)  # a jump sshd "runs"
+    from harness.training import jump
+    monkeypatch.setattr(jump, "sshd_pid", lambda: 1)  # a jump sshd "runs"
     monkeypatch.setattr(HostFacts, "detect", staticmethod(lambda: FACTS))
 
 
