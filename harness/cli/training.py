@@ -72,7 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     add_class_commands(sub)
     p = sub.add_parser("exercise", help="training exercises on one lab: list, apply (break), solve, grade")
     esub = p.add_subparsers(dest="exercise_cmd", required=True)
-    esub.add_parser("list", help="the exercises under training/").set_defaults(fn=cmd_exercise_list)
+    esub.add_parser("list", help="the shipped exercises (or those under $STORLAB_TRAINING)").set_defaults(fn=cmd_exercise_list)
     for verb, fn, text in (("apply", cmd_exercise_apply, "break the lab as the exercise says"),
                            ("solve", cmd_exercise_solve, "apply the model solution"),
                            ("grade", cmd_exercise_grade, "run the exercise's checks against the lab")):

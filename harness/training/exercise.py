@@ -1,9 +1,10 @@
-"""Exercises: a directory under ``training/`` that breaks a lab on purpose, knows the model
-solution, and grades a lab with a pytest check suite run through the plugin (``--lab NAME``).
+"""Exercises: a directory that breaks a lab on purpose, knows the model solution, and grades a lab
+with a pytest check suite run through the plugin (``--lab NAME``). They ship as package data in
+``harness/training/exercises/NAME/``; ``STORLAB_TRAINING=DIR`` reads them from ``DIR/NAME/`` instead.
 
-    training/NAME/README.md      the text a student reads (put in the handout)
-    training/NAME/exercise.py    TITLE, BACKEND, TOPOLOGY, HOST_POOLS, break_lab(lab), solve(lab)
-    training/NAME/test_*.py      the checks: plain lab tests using the ``lab`` fixture
+    NAME/README.md      the text a student reads (put in the handout)
+    NAME/exercise.py    TITLE, BACKEND, TOPOLOGY, HOST_POOLS, break_lab(lab), solve(lab)
+    NAME/test_*.py      the checks: plain lab tests using the ``lab`` fixture
 
 Exercises are the instructor's code (in the repository), not topology input: they run with
 storlab's rights, like the lab tests do.
