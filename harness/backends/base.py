@@ -8,14 +8,16 @@ A backend lives in one package (see harness/backends/gluster for a walk-through)
 `Backend` subclass in `__init__.py` tying them together. The README's "Adding a backend" section
 walks through it.
 
-Hooks that act on a running lab take the LabContext (harness.backends.context) and a Node
-(harness.nodes.node); both sit above this module, so they are typed `Any` here and precisely in
-each backend's implementation."""
+Hooks that act on a running lab take a `LabContext`: what a role or a hook may use of a lab
+(its plan, its nodes as `NodeView`s, its rendered files, its secrets directory), defined here,
+below everything that implements it (harness.lab.lab.Lab, harness.nodes.node.Node), so that the
+core and every backend type their hooks with the same protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol
 
 import jinja2
@@ -26,6 +28,7 @@ from harness import plugins as registry
 from harness.errors import CleanupReport
 from harness.host.facts import HostFacts
 from harness.plan.model import HostPoolPlan, NetworkPlan, NodePlan, Plan
+from harness.run import CommandResult
 from harness.spec.topology import Node, Pool, Topology
 
 S = TypeVar("S", bound=BaseModel)  # the topology section
@@ -69,6 +72,86 @@ class Rules(Protocol):
         """Report a node name that does not exist or lacks ``role``; True when it exists."""
 
 
+Command = Sequence[str] | str  # an argv list (quoted once, at ssh), or a shell snippet run as is
+
+
+class NodeView(Protocol):
+    """What roles and backend hooks use of a lab node: its plan, commands over ssh with a
+    timeout, files, units, and stopping a service as a fault. harness.nodes.node.Node is one;
+    crashes, links and partitions are the tests' (through the Node itself), not the roles'."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+
+    @property
+    def spec(self) -> NodePlan: ...
+
+    def run(self, cmd: Command, *, timeout: float = 120, input: str | None = None) -> CommandResult: ...
+
+    def succeed(self, cmd: Command, *, timeout: float = 120, input: str | None = None) -> str: ...
+
+    def put(self, path: str, content: str, mode: str = "0644") -> None: ...
+
+    def ensure_file(self, path: str, content: str, mode: str = "0644") -> bool:
+        """Write ``path`` only if its content differs; True when it changed."""
+
+    def get(self, path: str) -> str: ...
+
+    def enable_units(self, units: Sequence[str], *, unmask: Sequence[str] = (), mask: Sequence[str] = (),
+                     wait: str | None = None, timeout: float = 120) -> None: ...
+
+    def wait_for_unit(self, unit: str, timeout: float = 120) -> None: ...
+
+    def stop_service(self, unit: str, kill: bool = False) -> None: ...
+
+    def start_service(self, unit: str) -> None: ...
+
+
+class LabContext(Protocol):
+    """What roles and backend hooks may use of a lab: its plan, its nodes, the files the plan
+    rendered for a node or the host, its secrets and its ssh key. harness.lab.lab.Lab provides
+    it; roles never see the lab's lifecycle, provider or state (the NixOS driver hands a test a
+    machine, not the driver)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def key(self) -> Path:
+        """The lab's private ssh key (libvirt's qemu+ssh to hypervisor nodes uses it)."""
+
+    @property
+    def nodes(self) -> Mapping[str, NodeView]: ...
+
+    def node(self, name: str) -> NodeView: ...
+
+    def files(self, where: str) -> Path:
+        """The directory of rendered files for a node (its name) or for the KVM host ('host')."""
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the lab's secrets are kept (0700; one 0600 file per secret, decided at plan time)."""
+
+    @property
+    def logs(self) -> Path:
+        """The lab's log directory (removed with the lab): logs of what the lab runs on the host go here."""
+
+    def owns(self, thing: str) -> bool:
+        """Was ``thing`` (e.g. "pool storlab-lab-x") made by this lab? (recorded before it was made)"""
+
+    def claim(self, thing: str) -> None:
+        """Record that this lab is about to make ``thing``: `down` may then remove it."""
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     """What the core has resolved when a backend plans its section."""
@@ -86,7 +169,7 @@ class PlanInputs:
 
 
 #: a step of `up`: its name (kept in state.json, so `up` resumes) and what it does to the lab
-RoleStep = tuple[str, Callable[[Any], None]]
+RoleStep = tuple[str, Callable[[LabContext], None]]
 
 
 class Backend(Generic[S, P, PP]):
@@ -163,21 +246,21 @@ class Backend(Generic[S, P, PP]):
         """The role steps of `up` for this backend, in order: (name, apply(lab))."""
         return []
 
-    def pool_secret(self, lab: Any, pool: PP) -> bytes | None:
+    def pool_secret(self, lab: LabContext, pool: PP) -> bytes | None:
         """The value of the libvirt secret a pool logs in with (a cephx key, a CHAP password)."""
         return None
 
-    def prepare_pool(self, lab: Any, pool: PP, sh: Callable[..., str]) -> None:
+    def prepare_pool(self, lab: LabContext, pool: PP, sh: Callable[..., str]) -> None:
         """Before libvirt defines and starts the pool (``sh`` runs a command where the pool lives)."""
 
-    def release_pool(self, lab: Any, pool: PP) -> CleanupReport:
+    def release_pool(self, lab: LabContext, pool: PP) -> CleanupReport:
         """After the pool is gone from libvirt on the KVM host: what the backend set up for it."""
         return CleanupReport()
 
-    def pool_leftovers(self, lab: Any, pool: PP) -> list[str]:
+    def pool_leftovers(self, lab: LabContext, pool: PP) -> list[str]:
         return []
 
-    def pool_conflicts(self, lab: Any, pool: PP) -> list[str]:
+    def pool_conflicts(self, lab: LabContext, pool: PP) -> list[str]:
         """What on the host the pool would take that is not this lab's (checked before `up` makes anything)."""
         return []
 
@@ -185,7 +268,7 @@ class Backend(Generic[S, P, PP]):
         """Commands whose output explains a failed bring-up on a node with these roles."""
         return []
 
-    def reconfigure(self, lab: Any, before: Plan) -> list[str]:
+    def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         """Bring the running lab from plan ``before`` to ``lab.plan`` where they differ only in
         ``reconfigurable`` settings, and verify each new value is what the daemon reports.
         Returns what changed (empty: nothing of this backend's)."""

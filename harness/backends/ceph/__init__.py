@@ -15,11 +15,10 @@ from __future__ import annotations
 import base64
 
 from harness import log
-from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.ceph import plan, role, rules
 from harness.backends.ceph.plan import CephHostPool, CephPlan, of
 from harness.backends.ceph.schema import Ceph
-from harness.backends.context import LabContext
 from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness import log
+from harness.backends.base import LabContext, NodeView
 from harness.backends.ceph.plan import CephClientPlan, CephPlan, CephPoolPlan, of
 from harness.errors import HarnessError
-from harness.nodes.node import Node, on_each
+from harness.nodes.node import on_each
 from harness.run import wait_until
-
-if TYPE_CHECKING:
-    from harness.backends.context import LabContext
 
 MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
 ADMIN_KEYRING = "/etc/ceph/ceph.client.admin.keyring"
@@ -59,18 +57,18 @@ def parse_auth(auth_json: str) -> dict[str, str]:
 
 
 # -- operations ---------------------------------------------------------------------------
-def _has(node: Node, path: str) -> bool:
+def _has(node: NodeView, path: str) -> bool:
     return node.run(["test", "-e", path], timeout=15).ok
 
 
-def _copy_secret(src: Node, path: str, dst: Node, mode: str = "0600", owner: str = "root") -> None:
+def _copy_secret(src: NodeView, path: str, dst: NodeView, mode: str = "0600", owner: str = "root") -> None:
     """Copy a keyring between nodes through the harness: stdout -> memory -> stdin."""
     content = src.get(path)
     dst.put(path, content, mode)
     dst.succeed(["chown", owner, path])
 
 
-def start_unit(node: Node, unit: str, target: str) -> None:
+def start_unit(node: NodeView, unit: str, target: str) -> None:
     node.enable_units([unit], unmask=["ceph.target", target], timeout=90)
 
 
@@ -114,7 +112,7 @@ def apply(lab: LabContext) -> None:
         wait_health(ceph, c.accept_warnings, timeout=300)
 
 
-def monitors(c: CephPlan, mons: list[Node]) -> None:
+def monitors(c: CephPlan, mons: list[NodeView]) -> None:
     """Keys on the first monitor, copied to the others; a monmap of all; each mon's store made once."""
     first = mons[0]
     bootstrap_keys(first)
@@ -126,7 +124,7 @@ def monitors(c: CephPlan, mons: list[Node]) -> None:
     for mon in c.mons:
         monmap += ["--addv", mon.name, f"[v2:{mon.address}:3300,v1:{mon.address}:6789]"]
 
-    def store(m: Node) -> None:
+    def store(m: NodeView) -> None:
         mon_dir = f"/var/lib/ceph/mon/ceph-{m.name}"
         if not _has(m, f"{mon_dir}/done"):
             m.succeed([*monmap, "/tmp/storlab.monmap"])
@@ -140,7 +138,7 @@ def monitors(c: CephPlan, mons: list[Node]) -> None:
     on_each(mons, store, "monitor store")
 
 
-def manager(ceph: Node, m: Node) -> None:
+def manager(ceph: NodeView, m: NodeView) -> None:
     kdir = f"/var/lib/ceph/mgr/ceph-{m.name}"
     if not _has(m, f"{kdir}/keyring"):
         key = ceph.succeed(["ceph", "auth", "get-or-create", f"mgr.{m.name}", "mon", "allow profile mgr",
@@ -151,7 +149,7 @@ def manager(ceph: Node, m: Node) -> None:
     start_unit(m, f"ceph-mgr@{m.name}.service", "ceph-mgr.target")
 
 
-def bootstrap_keys(first: Node) -> None:
+def bootstrap_keys(first: NodeView) -> None:
     if _has(first, MON_KEYRING):
         return
     first.succeed(["install", "-d", "-m", "0755", "/var/lib/ceph/bootstrap-osd"])
@@ -168,7 +166,7 @@ def bootstrap_keys(first: Node) -> None:
     first.succeed(["mv", "/tmp/storlab.mon.new", MON_KEYRING])
 
 
-def create_osd(first: Node, node: Node, osd_disk: str | None) -> None:
+def create_osd(first: NodeView, node: NodeView, osd_disk: str | None) -> None:
     existing = node.run(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null"], timeout=15).stdout.split()
     if existing:
         osd_id = existing[0]
@@ -211,7 +209,7 @@ def create_osd(first: Node, node: Node, osd_disk: str | None) -> None:
     start_unit(node, f"ceph-osd@{osd_id}.service", "ceph-osd.target")
 
 
-def ensure_pool(ceph: Node, p: CephPoolPlan) -> None:
+def ensure_pool(ceph: NodeView, p: CephPoolPlan) -> None:
     pools = json.loads(ceph.succeed(["ceph", "osd", "pool", "ls", "-f", "json"]))
     if p.name not in pools:
         ceph.succeed(["ceph", "osd", "pool", "create", p.name, str(p.pg_num), str(p.pg_num), "replicated"])
@@ -229,7 +227,7 @@ def ensure_pool(ceph: Node, p: CephPoolPlan) -> None:
             ceph.succeed(["ceph", "osd", "pool", "application", "enable", p.name, p.application])
 
 
-def ensure_client(ceph: Node, cl: CephClientPlan) -> None:
+def ensure_client(ceph: NodeView, cl: CephClientPlan) -> None:
     caps = [x for daemon, cap in sorted(cl.caps.items()) for x in (daemon, cap)]
     r = ceph.run(["ceph", "auth", "get", cl.name, "-f", "json"], timeout=30)
     if not r.ok:
@@ -238,7 +236,7 @@ def ensure_client(ceph: Node, cl: CephClientPlan) -> None:
         ceph.succeed(["ceph", "auth", "caps", cl.name, *caps])
 
 
-def wait_health(ceph: Node, accepted: Sequence[str], timeout: float) -> None:
+def wait_health(ceph: NodeView, accepted: Sequence[str], timeout: float) -> None:
     def healthy() -> str | None:
         ok, summary = parse_health(ceph.succeed(["ceph", "-s", "-f", "json"], timeout=30), accepted)
         if not ok:
@@ -248,13 +246,13 @@ def wait_health(ceph: Node, accepted: Sequence[str], timeout: float) -> None:
 
 
 # -- faults of this backend ------------------------------------------------------------------
-def osd_ids(node: Node) -> list[str]:
+def osd_ids(node: NodeView) -> list[str]:
     """The ids of the OSDs on ``node`` (from their data directories)."""
     return node.succeed(["sh", "-c", "cat /var/lib/ceph/osd/ceph-*/whoami 2>/dev/null || true"], timeout=15).split()
 
 
 @contextlib.contextmanager
-def osd_stopped(node: Node) -> Iterator[Node]:
+def osd_stopped(node: NodeView) -> Iterator[NodeView]:
     """The OSD daemons of ``node`` killed (SIGKILL: peers see the connection refused at once, not a
     heartbeat timeout) and held stopped, the node itself up; started again on exit."""
     units = [f"ceph-osd@{i}.service" for i in osd_ids(node)]

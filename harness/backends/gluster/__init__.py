@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness import log
-from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules
-from harness.backends.context import LabContext
+from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules
 from harness.backends.gluster import plan, role, rules
 from harness.backends.gluster.plan import GlusterHostPool, GlusterPlan, of
 from harness.backends.gluster.schema import Gluster

@@ -6,17 +6,16 @@ from __future__ import annotations
 import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness import log
+from harness.backends.base import LabContext, NodeView
 from harness.backends.gluster.plan import GlusterPlan, GlusterVolumePlan, of
 from harness.errors import HarnessError
 from harness.nodes.node import Node, on_each
 from harness.nodes.roles.base import prepare_disks
 from harness.run import wait_until
 
-if TYPE_CHECKING:
-    from harness.backends.context import LabContext
 
 # -- facts: pure parsers ------------------------------------------------------------------
 def _root(xml: str) -> ET.Element:
@@ -106,7 +105,7 @@ def brick_spec(lab: LabContext, brick: str) -> str:
     return f"{lab.node(node).address}:{path}"
 
 
-def start_glusterd(node: Node) -> None:
+def start_glusterd(node: NodeView) -> None:
     node.enable_units(["glusterd.service"], timeout=60)
 
 
@@ -115,7 +114,7 @@ def apply(lab: LabContext) -> None:
     for vol in section.volumes if section else ():
         members = [lab.node(n) for n in vol.nodes]
 
-        def bricks_and_glusterd(node: Node, vol: GlusterVolumePlan = vol) -> None:
+        def bricks_and_glusterd(node: NodeView, vol: GlusterVolumePlan = vol) -> None:
             prepare_disks(node)
             start_glusterd(node)
             paths = [b.split(":", 1)[1] for b in vol.bricks if b.split(":", 1)[0] == node.name]
@@ -128,7 +127,7 @@ def apply(lab: LabContext) -> None:
                 first.succeed(["gluster", "peer", "probe", other.address], timeout=60)
             want = len(members) - 1
 
-            def pool_ready(first: Node = first, want: int = want) -> bool:
+            def pool_ready(first: NodeView = first, want: int = want) -> bool:
                 peers = parse_peer_status(first.succeed(["gluster", "peer", "status", "--xml"], timeout=30))
                 return len(peers) >= want and all(p["connected"] for p in peers)
             wait_until(pool_ready, timeout=60, interval=0.2, what=f"{want} connected gluster peers on {first.name}")
@@ -162,7 +161,7 @@ def reconfigure(lab: LabContext, before: GlusterPlan | None) -> list[str]:
     return changes
 
 
-def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:
+def ensure_volume(lab: LabContext, first: NodeView, vol: GlusterVolumePlan) -> None:
     name = vol.name
     info = parse_volume_info(first.succeed(["gluster", "volume", "info", "all", "--xml"], timeout=30)).get(name)
     bricks = [brick_spec(lab, b) for b in vol.bricks]
@@ -189,7 +188,7 @@ def ensure_volume(lab: LabContext, first: Node, vol: GlusterVolumePlan) -> None:
     wait_until(online, timeout=90, interval=0.2, what=f"all {len(bricks)} bricks of {name} online")
 
 
-def volume_whole(node: Node, name: str) -> bool:
+def volume_whole(node: NodeView, name: str) -> bool:
     """All bricks online and nothing left to heal (a heal is triggered, not awaited for 600 s)."""
     st = parse_volume_status(node.succeed(["gluster", "volume", "status", name, "--xml"], timeout=30))
     if not st or not all(b["online"] for b in st):

@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, templates
-from harness.backends.context import LabContext
+from harness.backends.base import Backend, Implementation, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.iscsi import chap, initiator, plan, rules, target
 from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import paths
-from harness.backends.context import LabContext
+from harness.backends.base import LabContext
 from harness.backends.iscsi.plan import AclPlan, IscsiPlan
 from harness.backends.iscsi.schema import CHAP_CHARS, CHAP_PUNCT, Iscsi
 from harness.errors import HarnessError

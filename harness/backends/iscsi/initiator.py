@@ -3,13 +3,9 @@ target the way an oVirt/KVM host does. Logging in is left to the tests (consumer
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from harness.backends.base import LabContext
 from harness.backends.iscsi.chap import chap_password
 from harness.backends.iscsi.plan import AclPlan, of
-
-if TYPE_CHECKING:
-    from harness.backends.context import LabContext
 
 UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
 MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor; with no path left,

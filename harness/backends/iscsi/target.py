@@ -4,8 +4,9 @@ where the kernel is shared and has no LIO. Same LUNs, portals, IQN ACLs and CHAP
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.backends.base import LabContext, NodeView
 from harness.backends.iscsi.chap import fill
 from harness.backends.iscsi.plan import IscsiPlan, of
 from harness.errors import HarnessError
@@ -13,9 +14,6 @@ from harness.nodes.roles.base import prepare_disks
 from harness.plan.model import Plan, need
 from harness.run import wait_until
 
-if TYPE_CHECKING:
-    from harness.backends.context import LabContext
-    from harness.nodes.node import Node
 
 def planned_lun_sizes(plan: Plan) -> list[int]:
     """Bytes of each LUN in topology order, as the plan defines them (a block LUN is its disk)."""
@@ -56,7 +54,7 @@ def parse_tgt_show(text: str) -> dict[str, Any]:
     return targets
 
 
-def prepare_luns(node: Node, iscsi: IscsiPlan) -> None:
+def prepare_luns(node: NodeView, iscsi: IscsiPlan) -> None:
     for lun in iscsi.luns:
         if lun.kind == "fileio":
             path = need(lun.path, "a fileio LUN's path")

@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
+from harness.backends.base import LabContext, NodeView
 from harness.backends.nfs.plan import NfsPlan, of
 from harness.errors import HarnessError
 from harness.nodes.roles.base import prepare_disks
 from harness.run import wait_until
 
-if TYPE_CHECKING:
-    from harness.backends.context import LabContext
-    from harness.nodes.node import Node
 
 def parse_exportfs(text: str) -> dict[str, dict[str, list[str]]]:
     """`exportfs -v` -> {path: {client: [options]}} (long paths wrap onto the next line)."""
@@ -34,13 +31,13 @@ def ganesha_in_grace(log_text: str) -> bool:
     return start < 0 or log_text.find("NOT IN GRACE", start) < 0
 
 
-def wait_out_of_grace(node: Node, timeout: float = 180) -> None:
+def wait_out_of_grace(node: NodeView, timeout: float = 180) -> None:
     """Ganesha refuses creates/setattrs (NFS3ERR_JUKEBOX, NFS4ERR_GRACE) until grace ends."""
     wait_until(lambda: not ganesha_in_grace(node.succeed(["cat", "/var/log/ganesha/ganesha.log"])),
                timeout=timeout, interval=1, what=f"ganesha on {node.name} to leave its grace period")
 
 
-def prepare_exports(node: Node, nfs: NfsPlan) -> None:
+def prepare_exports(node: NodeView, nfs: NfsPlan) -> None:
     prepare_disks(node)  # mounts what is not mounted yet
     for e in nfs.exports:
         node.succeed(["mkdir", "-p", e.path])

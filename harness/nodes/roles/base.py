@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.backends.base import NodeView
 from harness.errors import HarnessError
-from harness.nodes.node import Node, on_each
+from harness.nodes.node import on_each
 
 if TYPE_CHECKING:
     from harness.backends.context import LabContext
@@ -15,12 +16,12 @@ NAME = "base"
 
 
 def apply(lab: LabContext) -> None:
-    def hosts(node: Node) -> None:
+    def hosts(node: NodeView) -> None:
         node.ensure_file("/etc/hosts", (lab.files(node.name) / "etc/hosts").read_text())
     on_each(list(lab.nodes.values()), hosts, "/etc/hosts")
 
 
-def prepare_disks(node: Node) -> None:
+def prepare_disks(node: NodeView) -> None:
     for d in node.spec.disks:
         if not d.mount or d.filesystem == "none":
             continue
