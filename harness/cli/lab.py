@@ -17,7 +17,7 @@ from harness.lab import lease
 from harness.lab.lab import Lab, list_labs
 from harness.lab.reap import reap
 from harness.providers import image
-from harness.providers.incus.client import parse_on
+from harness.providers.capabilities import parse_on
 from harness.training import handout
 
 

@@ -12,11 +12,8 @@ from harness.host.facts import HostFacts
 from harness.matrix import report as matrix_report
 from harness.matrix import spec as mx
 from harness.plan.planner import load_topology
+from harness.providers.capabilities import available
 from harness.training import capacity
-
-#: measured bring-up (README "Measured here"): LXC ~2 s + ~5 s a node with roles; a TCG VM lab
-#: ~60 s a node in parallel + its roles
-UP_S = {"lxc": (2.0, 5.5), "vagrant": (110.0, 30.0)}
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -36,7 +33,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             loaded = load_topology(str(c.topology), facts, args.provider, None)
             prov = loaded.res.provider
             nodes = loaded.topo.nodes
-            base, per = UP_S.get(prov, UP_S["lxc"])
+            base, per = available()[prov].footprint.up_s  # measured by each provider
             need = [capacity.node_need(n.name, list(n.roles), int(n.memory), sum(int(d.size) for d in n.disks) // 2**20,
                                        prov, "kvm" if facts.kvm_usable else "tcg") for n in nodes]
             labs[lab] = {"provider": prov, "up_s": base + per * len(nodes), "mib": sum(x.memory_mib for x in need)}

@@ -34,8 +34,7 @@ from harness.plan.model import (
     pool_section,
 )
 from harness.plan.model import model as plan_model
-from harness.providers.capabilities import available
-from harness.providers.incus import client as incus
+from harness.providers.capabilities import available, remotes_of, with_remotes
 from harness.spec.topology import NAME_RE, Pool, Topology
 from harness.spec.validate import Resolved, validate_located
 from harness.spec.yamlload import Located, load_file
@@ -381,13 +380,17 @@ def place(plan: Plan, remote: str | None, budget: str | None, untrusted: bool = 
         changes["untrusted"] = True
     if klass is not None:
         changes["klass"] = klass
+    placing = with_remotes()
     if remote is not None:
-        if plan.provider != "incus":
-            raise HarnessError(f"--on ...:{remote}: only the incus provider has remotes (this lab's is {plan.provider})")
+        if plan.provider not in placing:
+            raise HarnessError(f"--on ...:{remote}: only the {' and '.join(placing) or 'no'} provider has remotes "
+                               f"(this lab's is {plan.provider})")
         changes["remote"] = remote
-    if budget is not None:
-        b = incus.Budget.parse(budget, incus.need_of(plan.nodes))
-        changes["budget"] = BudgetPlan(**b.as_dict())
+    if budget is not None:  # read as the lab's provider reads budgets, else as the (first) one with remotes
+        budgets = remotes_of(plan.provider) or next(iter(placing.values()), None)
+        if budgets is None:
+            raise HarnessError(f"--budget: no installed provider takes a budget (this lab's is {plan.provider})")
+        changes["budget"] = BudgetPlan(**budgets.budget(budget, plan.nodes))
     existing = paths.lab_dir(plan.lab) / "plan.json"
     if existing.exists():
         old = Plan.load(existing)

@@ -1,15 +1,53 @@
-"""What a node provider can give a lab, declared by the provider and read by validation and
-the plan, so that neither names a provider: its own kernel or the host's, disks as block
-devices, a management network, memory taken whole from the host, freeze and snapshots.
+"""What a node provider can give a lab, declared by the provider and read by validation, the
+plan, class sizing and matrix estimates, so that none of them names a provider: its own kernel
+or the host's, disks as block devices, a management network, memory taken whole from the host,
+freeze and snapshots, what a node costs the host (Footprint), and labs on engine remotes (Remotes).
 
 Providers are found by the one plugin loader (harness.plugins, the `storlab.providers` entry
 points); each provider class carries its Capabilities."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from harness import plugins
+from harness.errors import HarnessError
+from harness.plan.model import NodePlan
+
+
+@dataclass(frozen=True, eq=False)
+class Footprint:
+    """What one node costs its host beyond its data disks, and how long a lab takes to come up:
+    figures measured on this project's machines (bench/bench_nodes.py, bench/bench_class.py,
+    README "Measured here") by each provider for its engine. The default knows nothing: a node
+    takes its whole memory."""
+    #: expected resident memory of an idle node (MiB), and what each role adds to it; None: the
+    #: node takes its whole memory from the host (a VM), plus ``overhead_mib`` by accelerator
+    base_mib: int | None = None
+    role_mib: Mapping[str, int] = field(default_factory=dict)
+    unknown_role_mib: int = 0
+    #: the emulator's memory beside a VM's own, by accelerator ("tcg", "kvm")
+    overhead_mib: Mapping[str, int] = field(default_factory=dict)
+    #: the node's own files beside its data disks (a container's overlay, a VM's root overlay)
+    disk_mib: int = 0
+    #: bring-up in seconds: (a lab, each node more)
+    up_s: tuple[float, float] = (0.0, 0.0)
+
+
+class Remotes(Protocol):
+    """How a provider places labs on engine remotes (`--on NAME:REMOTE[@GROUP]`) within a budget
+    (`--budget`); a provider package implements it and names it in its Capabilities."""
+
+    def check(self, value: str, remote: str) -> None:
+        """Refuse (HarnessError) a REMOTE part of `--on value` that is not a remote's name."""
+
+    def budget(self, text: str, nodes: Sequence[NodePlan]) -> dict[str, int]:
+        """`--budget` LIMITS for a lab of ``nodes`` as the plan's budget fields (HarnessError: malformed)."""
+
+    def capacity(self, remote: str) -> tuple[int, int, int, list[str]]:
+        """(free memory MiB, CPUs, free disk MiB, member names) of ``remote`` (HarnessError: unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +74,10 @@ class Capabilities:
     #: (students): "vm" (a kernel of its own), "userns" (unprivileged containers with an id map of
     #: their own: only roles that run there), "none" (root in a node is root on the host)
     isolation: str = "none"
+    #: what a node costs the host (class sizing, matrix estimates)
+    footprint: Footprint = field(default_factory=Footprint)
+    #: labs on engine remotes with budgets; None: this host only
+    remotes: Remotes | None = None
 
 
 def available() -> dict[str, Capabilities]:
@@ -47,3 +89,31 @@ def available() -> dict[str, Capabilities]:
         if isinstance(caps, Capabilities):
             out[name] = caps
     return out
+
+
+def with_remotes() -> dict[str, Remotes]:
+    """The installed providers that place labs on engine remotes, by name."""
+    return {name: caps.remotes for name, caps in available().items() if caps.remotes is not None}
+
+
+def remotes_of(provider: str) -> Remotes | None:
+    caps = available().get(provider)
+    return caps.remotes if caps else None
+
+
+def parse_on(value: str) -> tuple[str, str | None]:
+    """`--on PROVIDER[:REMOTE[@GROUP]]`: the provider, and for one that has remotes the remote
+    (None: this host), with the cluster group its labs are placed in when one is named."""
+    provider, _, remote = value.partition(":")
+    remote_ones = with_remotes()
+    if not provider:
+        where = [*available(), *(f"{n}:REMOTE[@GROUP]" for n in remote_ones)] or ["(no provider is installed)"]
+        listed = f"{', '.join(where[:-1])} or {where[-1]}" if len(where) > 1 else where[0]
+        raise HarnessError(f"--on {value!r}: say where the lab runs: {listed}")
+    if remote:
+        if provider not in remote_ones:
+            hint = " or ".join(f"{n}:REMOTE" for n in remote_ones) or "none installed"
+            raise HarnessError(f"--on {value!r}: only {' and '.join(remote_ones) or 'no provider'} has remotes "
+                               f"({hint}); use --on {provider}")
+        remote_ones[provider].check(value, remote)
+    return provider, (remote or None)

@@ -26,7 +26,7 @@ from harness.lab import evidence, secrets
 from harness.lab.lab import Lab
 from harness.matrix.plugin import lab_for_cell
 from harness.nodes.node import Node
-from harness.providers.incus.client import parse_on
+from harness.providers.capabilities import parse_on
 from harness.spec.yamlload import load_file
 
 

@@ -1,24 +1,14 @@
-"""Will a class fit on this host? Per-node figures measured on this project's machines
-(bench/bench_nodes.py, bench/bench_class.py, README "Measured here"), summed per student and
-compared with what the host has free, before anything is created."""
+"""Will a class fit on this host? Per-node figures each provider measured on this project's
+machines (its Capabilities.footprint), summed per student and compared with what the host has
+free, before anything is created."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from harness.providers.capabilities import available
+from harness.providers.capabilities import Footprint, available
 
-#: an idle LXC node (systemd, journald, sshd, networkd): summed RSS, bench_nodes.py
-LXC_BASE_MIB = 89
-#: what a role adds to an idle LXC node, summed RSS after `up` (bench_class.py, README)
-LXC_ROLE_MIB = {"gluster": 53, "ceph-mon": 46, "ceph-mgr": 285, "ceph-osd": 60, "ceph-admin": 0,
-                "nfs-server": 40, "iscsi-target": 10, "iscsi-initiator": 10, "client": 0, "hypervisor": 120}
-LXC_UNKNOWN_ROLE_MIB = 64
-#: a VM costs its memory plus the emulator: a 1 GiB TCG VM measured ~1.7 GiB RSS, KVM less
-VM_OVERHEAD_MIB = {"tcg": 700, "kvm": 200}
-#: an LXC node's own files beside its data disks: overlay upper after up + its baseline snapshot
-LXC_NODE_DISK_MIB = 60
 #: kept free for the host itself
 HOST_RESERVE_MIB = 1024
 
@@ -31,18 +21,15 @@ class NodeNeed:
     disk_mib: int  # data disks at their full size + the node's own files
 
 
-def _container(provider: str) -> bool:
-    """A provider whose nodes share the host's kernel and memory (containers: lxc, incus)."""
-    caps = available().get(provider)
-    return caps is not None and not caps.reserves_memory and not caps.own_kernel
-
-
 def node_need(name: str, roles: list[str], memory_mib: int, disks_mib: int, provider: str, accel: str = "tcg") -> NodeNeed:
-    if provider == "lxc" or _container(provider):
-        expected = LXC_BASE_MIB + sum(LXC_ROLE_MIB.get(r, LXC_UNKNOWN_ROLE_MIB) for r in roles)
-        return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + LXC_NODE_DISK_MIB)
-    vm = memory_mib + VM_OVERHEAD_MIB.get(accel, VM_OVERHEAD_MIB["tcg"])
-    return NodeNeed(name, vm, vm, disks_mib + 2048)  # + the VM's root overlay, grown as it writes
+    """What a node of ``provider`` costs, from the footprint its provider measured (Capabilities)."""
+    caps = available().get(provider)
+    fp = caps.footprint if caps else Footprint()
+    if fp.base_mib is not None:  # shares the host's memory: what its roles use, up to its limit
+        expected = fp.base_mib + sum(fp.role_mib.get(r, fp.unknown_role_mib) for r in roles)
+        return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + fp.disk_mib)
+    vm = memory_mib + fp.overhead_mib.get(accel, fp.overhead_mib.get("tcg", 0))
+    return NodeNeed(name, vm, vm, disks_mib + fp.disk_mib)
 
 
 @dataclass(frozen=True)

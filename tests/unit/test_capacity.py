@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness.training.capacity import LXC_BASE_MIB, LXC_ROLE_MIB, NodeNeed, fit, node_need
+from harness.providers.lxc.config import BASE_MIB as LXC_BASE_MIB
+from harness.providers.lxc.config import ROLE_MIB as LXC_ROLE_MIB
+from harness.training.capacity import NodeNeed, fit, node_need
 
 
 def gluster_student() -> list[NodeNeed]:

@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 from harness.host.facts import PROFILES
 from harness.lab.lab import Lab
 from harness.plan.planner import load_plan
+from harness.providers.capabilities import parse_on
 from harness.providers.incus import client as incus
 from harness.providers.incus.client import Budget
 from harness.providers.incus.provider import IncusProvider, budget, need, networkd
@@ -42,7 +43,7 @@ def answer(name: str) -> object:
     ("incus", ("incus", None)), ("incus:lab-cluster", ("incus", "lab-cluster")), ("lxc", ("lxc", None)),
     ("incus:my.remote_1", ("incus", "my.remote_1")), ("incus:lab-cluster@fast", ("incus", "lab-cluster@fast"))])
 def test_on_names_provider_and_remote(value: str, want: tuple[str, str | None]) -> None:
-    assert incus.parse_on(value) == want
+    assert parse_on(value) == want
 
 
 @pytest.mark.parametrize(("value", "says"), [
@@ -50,7 +51,7 @@ def test_on_names_provider_and_remote(value: str, want: tuple[str, str | None]) 
     ("incus:a:b", "remote name"), (":x", "say where"), ("incus:c@", "cluster group"), ("incus:c@-x", "cluster group")])
 def test_on_refuses_what_is_not_a_remote(value: str, says: str) -> None:
     with pytest.raises(HarnessError, match=says):
-        incus.parse_on(value)
+        parse_on(value)
 
 
 # -- budgets --------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def test_only_incus_takes_a_remote() -> None:
 def test_nodes_are_reached_through_incus_exec_and_sshd_inetd_mode() -> None:
     lab = Lab.from_topology(NODES3, "incus", facts=FACTS, remote="cluster1")
     assert isinstance(lab.provider, IncusProvider)
-    text = lab.ssh_config_text()
+    text = lab.access.ssh_config_text()
     assert ("ProxyCommand incus exec cluster1:node1 --project storlab-nodes3 --force-noninteractive -- "
             "/usr/sbin/sshd -i") in text
     assert lab.provider.host_reach() is not None  # host pools are skipped, with the reason
@@ -140,7 +141,7 @@ def test_a_cluster_group_is_where_incus_places_a_lab() -> None:
     lab = Lab.from_topology(NODES3, "incus", facts=FACTS, remote="lab-cluster@fast")
     assert isinstance(lab.provider, IncusProvider)
     assert lab.provider.api.remote == "lab-cluster" and lab.provider.group == "fast"
-    assert "incus exec lab-cluster:node1 " in lab.ssh_config_text()
+    assert "incus exec lab-cluster:node1 " in lab.access.ssh_config_text()
 
 
 def test_networkd_file_pins_the_address_to_the_planned_mac() -> None:

@@ -11,7 +11,8 @@ from harness.errors import HarnessError
 from harness.host.facts import PROFILES
 from harness.plan.planner import make_plan, write
 from harness.providers.image import role_services
-from harness.providers.lxc.provider import CONTAINER_MASKS, LxcProvider
+from harness.providers.lxc.config import CONTAINER_MASKS
+from harness.providers.lxc.provider import LxcProvider
 from harness.providers.vagrant.reap import network_owner
 from harness.providers.vagrant.spec import domain_mark
 from harness.spec.validate import validate_text
@@ -151,7 +152,7 @@ def test_containers_from_before_the_mark_are_owned_by_their_config_header(tmp_pa
 
 
 def test_node_size_becomes_cgroup_limits_v1_and_v2() -> None:
-    from harness.providers.lxc.provider import limits
+    from harness.providers.lxc.config import limits
     assert limits(1536, 2, unified=True) == ["lxc.cgroup2.memory.max = 1536M", "lxc.cgroup2.cpu.max = 200000 100000",
                                              "lxc.cgroup2.pids.max = 4096"]
     assert limits(1024, 1, unified=False) == ["lxc.cgroup.memory.limit_in_bytes = 1024M",

@@ -44,23 +44,6 @@ GIB = 1 << 30
 GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
-def parse_on(value: str) -> tuple[str, str | None]:
-    """`--on PROVIDER[:REMOTE[@GROUP]]`: the provider, and for incus the remote (None: this host's
-    daemon), with the cluster group its labs are placed in when one is named."""
-    provider, _, remote = value.partition(":")
-    if not provider:
-        raise HarnessError(f"--on {value!r}: say where the lab runs: lxc, vagrant, incus or incus:REMOTE[@GROUP]")
-    if remote and provider != "incus":
-        raise HarnessError(f"--on {value!r}: only incus has remotes (incus:REMOTE); use --on {provider}")
-    name, at, group = remote.partition("@")
-    if remote and not REMOTE_RE.fullmatch(name):
-        raise HarnessError(f"--on {value!r}: an Incus remote name is letters, digits, '.', '_' and '-' "
-                           f"(the names `incus remote list` shows)")
-    if at and not GROUP_RE.fullmatch(group):
-        raise HarnessError(f"--on {value!r}: after '@' comes a cluster group name (`incus cluster group list`)")
-    return provider, (remote or None)
-
-
 def split_remote(remote: str | None) -> tuple[str | None, str | None]:
     """A plan's remote `REMOTE[@GROUP]` as (remote, cluster group)."""
     if not remote:

@@ -43,7 +43,8 @@ from harness.providers.incus.projects import (
     record_remote,
     remove_lab,
 )
-from harness.providers.lxc.provider import CONTAINER_MASKS, PIDS_MAX
+from harness.providers.incus.remotes import REMOTES
+from harness.providers.lxc.config import CONTAINER_MASKS, FOOTPRINT, PIDS_MAX
 from harness.run import run, succeed
 
 #: inside a node: where a raw data disk's backing file lives (on its custom volume), and its name
@@ -136,7 +137,7 @@ class IncusProvider(Provider):
     capabilities = Capabilities(
         name="incus", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False,
-        isolation="userns")
+        isolation="userns", footprint=FOOTPRINT, remotes=REMOTES)  # its containers cost what LXC's do
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

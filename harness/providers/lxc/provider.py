@@ -25,21 +25,11 @@ from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
 from harness.providers.image import role_services
 from harness.providers.lxc import reap
+from harness.providers.lxc.config import CONTAINER_MASKS, FOOTPRINT, limits
 from harness.providers.lxc.reap import OWNER_FILE, lxcpath, owner_of
 from harness.run import run, succeed, wait_until
 
-# Units that cannot work in a container sharing this host's kernel.
-CONTAINER_MASKS = [
-    "nvmf-autoconnect.service", "multipathd.service", "multipathd.socket", "iscsid.service", "iscsid.socket",
-    "open-iscsi.service", "rtslib-fb-targetctl.service", "nfs-server.service", "nfs-kernel-server.service",
-    "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
-    "systemd-udev-trigger.service", "systemd-udev-settle.service", "systemd-modules-load.service",
-    "sys-kernel-config.mount", "lvm2-monitor.service", "dm-event.socket", "dm-event.service",
-    "lvm2-lvmpolld.socket", "blk-availability.service", "e2scrub_reap.service", "systemd-journald-audit.socket",
-    "proc-fs-nfsd.mount", "nfs-blkmap.service", "nfs-idmapd.service", "nfs-mountd.service", "nfsdcld.service",
-    "rpc-svcgssd.service", "rpc-gssd.service", "auth-rpcgss-module.service", "libvirt-guests.service",
-    "ceph-crash.service",
-]
+
 def _alias(ifname: str) -> str | None:
     """The alias of an existing link ('' without one), None when there is no such link."""
     p = Path(f"/sys/class/net/{ifname}/ifalias")
@@ -49,25 +39,6 @@ def _alias(ifname: str) -> str | None:
         return p.read_text().strip()
     except OSError:
         return ""
-
-
-#: processes (and threads) a node may run: a fork bomb in one node stops there (a busy Ceph OSD
-#: runs ~70 threads, an idle node ~40 processes)
-PIDS_MAX = 4096
-
-
-def limits(memory_mib: int, cpus: int, unified: bool | None = None) -> list[str]:
-    """The node's size as cgroup limits, so that one lab (one student) cannot starve the host or
-    the other labs: memory (RAM; the page cache is reclaimed first) and CPU time (``cpus``
-    CPUs' worth per period). cgroup v2 keys on a unified host, v1 keys on a hybrid one."""
-    if unified is None:
-        unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    quota = cpus * 100000
-    if unified:
-        return [f"lxc.cgroup2.memory.max = {memory_mib}M", f"lxc.cgroup2.cpu.max = {quota} 100000",
-                f"lxc.cgroup2.pids.max = {PIDS_MAX}"]
-    return [f"lxc.cgroup.memory.limit_in_bytes = {memory_mib}M", "lxc.cgroup.cpu.cfs_period_us = 100000",
-            f"lxc.cgroup.cpu.cfs_quota_us = {quota}", f"lxc.cgroup.pids.max = {PIDS_MAX}"]
 
 
 def _frozen(control: tuple[Path, str, str]) -> bool:
@@ -84,7 +55,8 @@ class LxcProvider(Provider):
     name = "lxc"
     capabilities = Capabilities(
         name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
-        freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True)
+        freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True,
+        footprint=FOOTPRINT)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

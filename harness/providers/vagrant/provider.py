@@ -25,7 +25,7 @@ from harness.errors import CleanupReport, HarnessError, WaitTimeout
 from harness.host.virt import connect
 from harness.plan.model import Plan
 from harness.providers.base import Provider
-from harness.providers.capabilities import Capabilities
+from harness.providers.capabilities import Capabilities, Footprint
 from harness.providers.vagrant import box, reap
 from harness.providers.vagrant import spec as vagrantspec
 from harness.run import wait_until
@@ -35,6 +35,10 @@ POLL = 2.0
 VAGRANTFILE = Path(__file__).resolve().parent / "Vagrantfile"
 #: in the lab directory: the libvirt volumes the lab made (see VagrantProvider._record)
 VOLUME_RECORD = "libvirt-volumes.json"
+#: a VM costs its memory plus the emulator (a 1 GiB TCG VM measured ~1.7 GiB RSS, KVM less) and its
+#: root overlay, grown as it writes; a lab comes up in ~60 s a node in parallel + its roles (README
+#: "Measured here")
+FOOTPRINT = Footprint(overhead_mib={"tcg": 700, "kvm": 200}, disk_mib=2048, up_s=(110.0, 30.0))
 
 
 def _vagrant_class() -> Any:
@@ -169,7 +173,7 @@ class VagrantProvider(Provider):
     capabilities = Capabilities(
         name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
         freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False,
-        isolation="vm")
+        isolation="vm", footprint=FOOTPRINT)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
