@@ -10,20 +10,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness import log
-from harness.backends.base import NodeView
 from harness.errors import CommandError
+from harness.nodes.faults import FaultVerbs, Timeline
 from harness.plan.model import NodePlan
 from harness.run import CommandResult, run, wait_until
 
 if TYPE_CHECKING:
+    import fabric
+
     from harness.providers.base import Provider
 
 Command = Sequence[str] | str
 T = TypeVar("T")
-N = TypeVar("N", bound=NodeView)  # a Node, or what a role sees of one
 
 
 def _remote(cmd: Command) -> str:
@@ -31,18 +32,9 @@ def _remote(cmd: Command) -> str:
     return cmd if isinstance(cmd, str) else shlex.join(str(a) for a in cmd)
 
 
-class Timeline(Protocol):
-    """Where a node's faults and boots are recorded (the lab's fault log and saved state)."""
+class Node(FaultVerbs):
+    """A lab node: commands over ssh, bounded waits, files; fault verbs from FaultVerbs."""
 
-    def mark(self, event: str) -> None: ...
-
-    def boot_bound(self, node: str) -> tuple[float, str]:
-        """Seconds a (re)boot of ``node`` may take before it counts as hung, and why."""
-
-    def booted(self, node: str, seconds: float) -> None: ...
-
-
-class Node:
     def __init__(self, spec: NodePlan, ssh_config: Path, provider: Provider, timeline: Timeline) -> None:
         self.spec = spec
         self.timeline = timeline
@@ -151,28 +143,9 @@ class Node:
             return r.stdout or "ok"
         return wait_until(attempt, timeout=timeout, what=what or f"`{_remote(cmd)}` on {self.name}")
 
-    # -- faults: one layer, each logged on the lab's fault timeline ----------------------
+    # -- power: the fault verbs themselves are in FaultVerbs ------------------------------
     def is_up(self) -> bool:
         return self.provider.is_running(self.name)
-
-    def crash(self) -> None:
-        """Hard power-off: no shutdown, no flushing."""
-        self.timeline.mark(f"crash {self.name}")
-        self.provider.crash(self.name)
-        self.close_connection()
-
-    def power_on(self) -> None:
-        """Power the node on (after crash()) without waiting; see start()."""
-        self.timeline.mark(f"start {self.name}")
-        self.close_connection()
-        if not self.is_up():
-            self.provider.start(self.name)
-
-    def start(self, timeout: float | None = None) -> float:
-        """Power on and wait until booted, within the node's boot bound (the lab derives it
-        from the boot it measured; logged with its reason) unless ``timeout`` is given."""
-        self.power_on()
-        return self.wait_booted(timeout)
 
     def wait_booted(self, timeout: float | None = None) -> float:
         """Wait for ssh and a booted systemd within the bound, counted from power-on; returns
@@ -189,83 +162,47 @@ class Node:
         log.info(f"{self.name}: booted in {took:.0f}s")
         return took
 
-    def freeze(self) -> None:
-        """Hang the node: its processes stop, its sockets stay open."""
-        self.timeline.mark(f"freeze {self.name}")
-        self.provider.freeze(self.name)
-
-    def thaw(self) -> None:
-        self.timeline.mark(f"thaw {self.name}")
-        self.provider.thaw(self.name)
-
-    def set_link(self, up: bool, network: str | None = None) -> None:
-        """Take the node's interface on ``network`` (default: every lab network) down or up."""
-        self.timeline.mark(f"link {'up' if up else 'down'} {self.name} {network or '(all)'}")
-        for net in ([network] if network else list(self.spec.addresses)):
-            self.provider.set_link(self.name, net, up)
-
-    def stop_service(self, unit: str, kill: bool = False) -> None:
-        self.timeline.mark(f"{'kill' if kill else 'stop'} {unit} on {self.name}")
-        self.succeed(["systemctl", "kill", "-s", "KILL", unit] if kill else ["systemctl", "stop", unit])
-
-    def start_service(self, unit: str) -> None:
-        self.timeline.mark(f"start {unit} on {self.name}")
-        self.succeed(["systemctl", "start", unit])
-        self.wait_for_unit(unit)
-
-    def block(self, addresses: Sequence[str], on: bool = True) -> None:
-        """Drop (on=False: stop dropping) traffic to ``addresses`` with blackhole routes on the node;
-        the host's ssh path to it is untouched."""
-        self.timeline.mark(f"{'block' if on else 'unblock'} {self.name} -> {', '.join(addresses)}")
-        for addr in addresses:
-            if on:
-                self.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
-            else:
-                self.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
-
     @contextlib.contextmanager
     def crashed(self) -> Iterator[Node]:
         """Powered off for the block, started again (and waited for) on exit."""
         with crashed(self):
             yield self
 
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[Node]:
-        self.freeze()
-        try:
-            yield self
-        finally:
-            self.thaw()
-
-    @contextlib.contextmanager
-    def link_down(self, network: str | None = None) -> Iterator[Node]:
-        self.set_link(False, network)
-        try:
-            yield self
-        finally:
-            self.set_link(True, network)
-
-    @contextlib.contextmanager
-    def service_stopped(self, unit: str, kill: bool = False) -> Iterator[Node]:
-        self.stop_service(unit, kill)
-        try:
-            yield self
-        finally:
-            self.start_service(unit)
-
     def testinfra(self) -> Any:
         """A testinfra host for this node (ssh backend, the lab's ssh config)."""
         import testinfra
         return testinfra.get_host(f"ssh://{self.name}", ssh_config=str(self.ssh_config))
 
+    def fabric(self, *, timeout: float = 120) -> fabric.Connection:
+        """A fabric Connection to this node (file transfers, several commands), configured from the
+        lab's ssh config as testinfra's is: address, user, ProxyCommand, ConnectTimeout, and only
+        the lab's own key (IdentitiesOnly: no agent, no ~/.ssh keys). Paramiko reads the key file
+        itself: it is never in argv or a log. Host keys are checked against the lab's known_hosts
+        (ssh learnt them at bring-up); an unknown or changed key is refused. Each command has
+        ``timeout`` seconds. Paramiko has no ControlMaster, so this is a connection of its own:
+        use it as `with node.fabric() as c:` so it closes."""
+        import fabric  # deferred: paramiko and cryptography cost every CLI start ~0.3 s
+        import paramiko
+
+        cfg = paramiko.SSHConfig.from_path(str(self.ssh_config))
+        # lazy: the lab's ssh config only; no /etc/ssh/ssh_config, ~/.ssh/config or ~/.fabric.yaml
+        config = fabric.Config(ssh_config=cfg, lazy=True, overrides={"timeouts": {"command": timeout}})
+        conn = fabric.Connection(self.name, config=config,
+                                 connect_kwargs={"allow_agent": False, "look_for_keys": False})
+        known = cfg.lookup(self.name).get("userknownhostsfile")
+        if known and Path(known).exists():
+            conn.client.get_host_keys().load(known)  # read only: nothing is written back
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        log.debug(f"{self.name}: fabric connection to {conn.user}@{conn.host} (ssh config {self.ssh_config})")
+        return conn
 
 
-def on_each(nodes: Sequence[N], fn: Callable[[N], T], what: str) -> list[T]:
+def on_each(nodes: Sequence[Node], fn: Callable[[Node], T], what: str) -> list[T]:
     """Run ``fn`` on every node at once, each in its own logged step ("NODE: what"); results in
     node order. Every node finishes before the first failure is raised (no half-started threads
     left behind): under TCG a role's per-node work is minutes of waiting on the guest, which
     nodes can do side by side."""
-    def one(node: N) -> T:
+    def one(node: Node) -> T:
         with log.step(f"{node.name}: {what}"):
             return fn(node)
     if len(nodes) <= 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from harness import paths
 from harness.lab.lab import Lab
-from harness.nodes.node import partition
+from harness.nodes.node import Node, partition
 from harness.providers.lxc.provider import LxcProvider
 from harness.run import succeed, wait_until
 
@@ -80,8 +81,31 @@ def clean_slate() -> Any:
         storlab("down", "nodes3")
 
 
+def check_fabric(node: Node, tmp: Path) -> None:
+    """node.fabric(): a file put and one got back over sftp and commands on one connection, each
+    checked through the ssh path (node.get, node.put). It fails if fabric misses the node's address,
+    user, the lab's key (no agent or ~/.ssh key to fall back on), its ProxyCommand (incus) or its
+    host key pinned in the lab's known_hosts."""
+    payload = f"fabric to {node.name} {secrets.token_hex(8)}\n"
+    sent, back = tmp / "fabric-sent", tmp / "fabric-back"
+    sent.write_text(payload)
+    with node.fabric(timeout=60) as c:
+        assert (c.host, c.user) == (node.address, "root")
+        assert c.run("hostname", hide=True).stdout.strip() == node.name
+        c.put(str(sent), "/root/fabric-put")
+        assert node.get("/root/fabric-put") == payload  # what fabric wrote, read over plain ssh
+        node.put("/root/fabric-get", payload[::-1])
+        c.get("/root/fabric-get", str(back))
+        assert back.read_text() == payload[::-1]
+        r = c.run("cat /root/fabric-put; exit 3", warn=True, hide=True)
+        assert (r.exited, r.stdout) == (3, payload)
+        assert c.is_connected
+    assert not c.is_connected  # the `with` closed it
+    node.succeed(["rm", "-f", "--", "/root/fabric-put", "/root/fabric-get"])
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_up_gives_reachable_nodes_and_down_leaves_nothing(provider: str) -> None:
+def test_up_gives_reachable_nodes_and_down_leaves_nothing(provider: str, tmp_path: Path) -> None:
     t0 = time.monotonic()
     r = storlab("up", TOPO, "--provider", provider)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -128,6 +152,8 @@ def test_up_gives_reachable_nodes_and_down_leaves_nothing(provider: str) -> None
     probe.unlink()
     cfg_file.unlink()
     assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout[-2000:]
+    # ... and with fabric, through node.fabric()
+    check_fabric(lab.node("node2"), tmp_path)
     assert lab.leftovers() != [], "leftovers() must see a running lab"
     t0 = time.monotonic()
     r = storlab("down", "nodes3")

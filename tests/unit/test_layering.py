@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
-    {"nodes.node"},
+    {"nodes.faults", "nodes.node"},
     {"backends.context", "lab.secrets"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
