@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness import log
+from harness.backends.base import NodeView
 from harness.errors import CommandError
 from harness.nodes.faults import FaultVerbs, Timeline
 from harness.plan.model import NodePlan
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 Command = Sequence[str] | str
 T = TypeVar("T")
+N = TypeVar("N", bound=NodeView)  # a Node, or what a role sees of one
 
 
 def _remote(cmd: Command) -> str:
@@ -197,12 +199,12 @@ class Node(FaultVerbs):
         return conn
 
 
-def on_each(nodes: Sequence[Node], fn: Callable[[Node], T], what: str) -> list[T]:
+def on_each(nodes: Sequence[N], fn: Callable[[N], T], what: str) -> list[T]:
     """Run ``fn`` on every node at once, each in its own logged step ("NODE: what"); results in
     node order. Every node finishes before the first failure is raised (no half-started threads
     left behind): under TCG a role's per-node work is minutes of waiting on the guest, which
     nodes can do side by side."""
-    def one(node: Node) -> T:
+    def one(node: N) -> T:
         with log.step(f"{node.name}: {what}"):
             return fn(node)
     if len(nodes) <= 1:
