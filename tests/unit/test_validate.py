@@ -8,63 +8,17 @@ absent, the problem points at the nearest enclosing key/item that exists, so the
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from pathlib import Path
 
 import pytest
+from validation import expect, ok, problems_of, rule_params, yaml_text
 
-from harness.errors import Problem, TopologyError
+from harness.errors import TopologyError
 from harness.host.facts import PROFILES, HostFacts
 from harness.spec.validate import Resolved, validate_file, validate_text
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = sorted((REPO / "topologies").glob("*.yaml"))
-MARK = "#<"
-
-
-def _yaml(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n")
-
-
-def _marked_line(text: str) -> int:
-    lines = [i + 1 for i, line in enumerate(text.splitlines()) if MARK in line]
-    assert len(lines) == 1, f"example must mark exactly one line with {MARK!r}"
-    return lines[0]
-
-
-def _facts(profile: str | HostFacts) -> HostFacts:
-    return PROFILES[profile] if isinstance(profile, str) else profile
-
-
-def problems_of(text: str, profile: str | HostFacts = "ci") -> list[Problem]:
-    with pytest.raises(TopologyError) as ei:
-        validate_text(_yaml(text), _facts(profile))
-    problems = ei.value.problems
-    assert problems, "TopologyError without problems"
-    return problems
-
-
-def expect(text: str, fragment: str, field: str, profile: str | HostFacts = "ci", count: int = 1,
-           fix: str | None = None) -> Problem:
-    """``text`` fails with exactly ``count`` problems, one of which has ``fragment`` in its message,
-    the dotted ``field`` and the line marked in ``text``."""
-    text = _yaml(text)
-    line = _marked_line(text)
-    problems = problems_of(text, profile)
-    listing = "\n".join(f"  line {p.line}: [{p.field}] {p.message}" for p in problems)
-    hits = [p for p in problems if fragment in p.message and p.field == field and p.line == line]
-    assert hits, f"expected [{field}] at line {line} with {fragment!r}; got:\n{listing}"
-    assert len(problems) == count, f"expected {count} problem(s), got:\n{listing}"
-    p = hits[0]
-    assert p.file == "<test>.yaml"
-    assert p.column is not None and p.column >= 1
-    if fix is not None:
-        assert fix in p.fix, f"fix {p.fix!r} lacks {fix!r}"
-    return p
-
-
-def ok(text: str, profile: str | HostFacts = "ci") -> Resolved:
-    return validate_text(_yaml(text), _facts(profile))[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,15 +106,6 @@ SCHEMA_CASES = [
     pytest.param("""
         lab: t
         nodes: [{name: a}]
-        gluster:
-          volumes:
-            - name: v
-              replika: 1 #<
-              bricks: ['a:/b']
-        """, "unknown key 'replika'", "gluster.volumes[0].replika", "did you mean 'replica'?", id="unknown-nested-key"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
         zzzzzz: 1 #<
         """, "unknown key 'zzzzzz'", "zzzzzz", "valid keys here: lab, description, provider", id="unknown-key-no-match"),
     pytest.param("""
@@ -199,52 +144,6 @@ SCHEMA_CASES = [
     pytest.param("""
         lab: t
         nodes: [{name: a}]
-        nfs:
-          server: a
-          implementation: ganesh #<
-          exports: [{path: /x}]
-        """, "Input should be 'auto', 'kernel' or 'ganesha'", "nfs.implementation", "did you mean 'ganesha'?",
-        id="nfs-implementation-literal"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        iscsi:
-          target: a
-          implementation: lioo #<
-          iqn: iqn.2020-01.com.example:t
-          luns: [{kind: fileio, path: /x, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "Input should be 'auto', 'lio' or 'tgt'", "iscsi.implementation", "did you mean 'lio'?",
-        id="iscsi-implementation-literal"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        iscsi:
-          target: a
-          iqn: iqn.2020-01.com.example:t
-          luns:
-            - {kind: filio, path: /x, size: 1G} #<
-        """, "Input should be 'fileio', 'block' or 'lvm'", "iscsi.luns[0].kind", "did you mean 'fileio'?", id="lun-kind-literal"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          pools:
-            - {name: p, application: rdb} #<
-        """, "Input should be 'rbd', 'cephfs' or 'rgw'", "ceph.pools[0].application", "did you mean 'rbd'?",
-        id="ceph-application-literal"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          clients:
-            - name: client.x
-              caps: {mom: allow r} #<
-        """, "Input should be 'mon', 'osd', 'mgr' or 'mds'", "ceph.clients[0].caps.mom", "did you mean 'mon'?",
-        id="ceph-caps-key-literal"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
         host:
           pools: [{name: p, type: dir, path: /x}]
           volumes:
@@ -263,12 +162,6 @@ SCHEMA_CASES = [
         description: no lab #<
         nodes: [{name: a}]
         """, "required field 'lab' is missing", "lab", "add 'lab:'", id="missing-lab"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        nfs: #<
-          exports: [{path: /x}]
-        """, "required field 'server' is missing", "nfs.server", "add 'server:'", id="missing-nested"),
     pytest.param("""
         lab: t
         nodes:
@@ -352,15 +245,6 @@ SCHEMA_CASES = [
     pytest.param("""
         lab: t
         nodes: [{name: a}]
-        iscsi:
-          target: a
-          iqn: iqn.2020-01.com.example:t
-          luns:
-            - {kind: fileio, path: /x, size: lots} #<
-        """, "'lots' is not a size", "iscsi.luns[0].size", None, id="bad-optional-size"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
         host:
           pools: [{name: p, type: dir, path: /x}]
           volumes:
@@ -393,100 +277,6 @@ SCHEMA_CASES = [
     pytest.param("""
         lab: t
         nodes: [{name: a}]
-        nfs:
-          server: a
-          exports: [] #<
-        """, "at least 1 item", "nfs.exports", None, id="nfs-no-exports"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        iscsi:
-          target: a
-          iqn: iqn.2020-01.com.example:t
-          luns: [] #<
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "at least 1 item", "iscsi.luns", None, id="iscsi-no-luns"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        iscsi:
-          target: a
-          iqn: iqn.2020-01.com.example:t
-          luns: [{kind: fileio, path: /x, size: 1G}]
-          acls:
-            - initiator: iqn.2020-01.com.example:i
-              chap: {username: '', generate: true} #<
-        """, "CHAP username ''", "iscsi.acls[0].chap.username", None, id="chap-empty-username"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        gluster:
-          volumes: [] #<
-        """, "at least 1 item", "gluster.volumes", None, id="gluster-no-volumes"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        gluster:
-          volumes:
-            - name: 1vol #<
-              replica: 1
-              bricks: ['a:/b']
-        """, "String should match pattern", "gluster.volumes[0].name", None, id="gluster-volume-name"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        gluster:
-          volumes:
-            - name: v
-              replica: 0 #<
-              bricks: ['a:/b']
-        """, "greater than or equal to 1", "gluster.volumes[0].replica", None, id="gluster-replica-zero"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        gluster:
-          volumes:
-            - name: v
-              replica: 1
-              bricks: [] #<
-        """, "at least 1 item", "gluster.volumes[0].bricks", None, id="gluster-no-bricks"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          pools:
-            - {name: p, pg_num: 0} #<
-        """, "greater than or equal to 1", "ceph.pools[0].pg_num", None, id="ceph-pg-num-zero"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          pools:
-            - {name: p, size: 0} #<
-        """, "greater than or equal to 1", "ceph.pools[0].size", None, id="ceph-pool-size-zero"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          osd_pool_default_size: 0 #<
-        """, "greater than or equal to 1", "ceph.osd_pool_default_size", None, id="ceph-default-size-zero"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          heartbeat_grace: 0 #<
-        """, "greater than or equal to 1", "ceph.heartbeat_grace", None, id="ceph-heartbeat-zero"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
-        ceph:
-          clients:
-            - name: admin #<
-              caps: {mon: allow r}
-        """, "String should match pattern", "ceph.clients[0].name", None, id="ceph-client-name"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: a}]
         host:
           pools:
             - name: p
@@ -515,7 +305,7 @@ def test_schema_problem(text: str, fragment: str, field: str, fix: str | None) -
 
 
 def test_many_schema_problems_reported_at_once() -> None:
-    text = _yaml("""
+    text = yaml_text("""
         lab: t
         provider: qemu
         nodes:
@@ -536,7 +326,7 @@ def test_private_networks_of_a_sane_size_pass(cidr: str) -> None:
 
 
 def test_size_and_memory_units() -> None:
-    topo, _ = validate_text(_yaml("""
+    topo, _ = validate_text(yaml_text("""
         lab: t
         nodes:
           - name: a
@@ -774,491 +564,9 @@ RULE_CASES = [
           - {name: b, memory: 12000}
         """, "the vagrant nodes need 24000 MiB together; this host has 24000 MiB", "nodes", "ci", id="vagrant-memory-sum"),
     # -- gluster --------------------------------------------------------------------------------
-    pytest.param("""
-        lab: t
-        nodes: [{name: g1, roles: [gluster]}]
-        gluster:
-          volumes:
-            - {name: v, replica: 1, bricks: ['g1:/b1']}
-            - {name: v, replica: 1, bricks: ['g1:/b2']} #<
-        """, "duplicate volume name 'v'", "gluster.volumes[1].name", "ci", 2, id="gluster-duplicate-volume"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: g1, roles: [gluster]}]
-        gluster:
-          volumes:
-            - name: v
-              replica: 1
-              bricks:
-                - g1/bricks/1 #<
-        """, "brick 'g1/bricks/1' is not node:/absolute/path", "gluster.volumes[0].bricks[0]", "ci", id="brick-syntax"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: gluster1, roles: [gluster]}
-          - {name: gluster2, roles: [gluster]}
-        gluster:
-          volumes:
-            - name: v
-              replica: 2
-              bricks:
-                - gluster1:/b
-                - gluster3:/b #<
-        """, "node 'gluster3' does not exist", "gluster.volumes[0].bricks[1]", "ci", id="brick-on-missing-node"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: g1, roles: [gluster]}
-          - {name: g2, roles: [client]}
-        gluster:
-          volumes:
-            - name: v
-              replica: 2
-              bricks:
-                - g1:/b
-                - g2:/b #<
-        """, "node 'g2' does not have role 'gluster'", "gluster.volumes[0].bricks[1]", "ci", id="brick-node-without-role"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - name: g1
-            roles: [gluster]
-            disks: [{name: b, size: 1G, filesystem: xfs, mount: /gluster/b1}]
-        gluster:
-          volumes:
-            - name: v
-              replica: 1
-              bricks:
-                - g1:/gluster/b1 #<
-        """, "brick /gluster/b1 is the mount point itself", "gluster.volumes[0].bricks[0]", "ci", id="brick-is-mount-point"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: g1, roles: [gluster]}
-          - {name: g2, roles: [gluster]}
-        gluster:
-          volumes:
-            - name: v
-              replica: 1
-              bricks: ['g1:/b', 'g1:/b', 'g2:/b'] #<
-        """, "the same brick is listed twice", "gluster.volumes[0].bricks", "ci", id="brick-listed-twice"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: g1, roles: [gluster]}
-          - {name: g2, roles: [gluster]}
-        gluster:
-          volumes:
-            - name: v
-              replica: 3 #<
-              bricks: ['g1:/b', 'g2:/b']
-        """, "replica 3 does not divide the 2 bricks", "gluster.volumes[0].replica", "ci", id="replica-not-dividing"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: g1, roles: [gluster]}
-          - {name: g2, roles: [gluster]}
-        gluster:
-          volumes:
-            - name: v
-              replica: 2
-              bricks:
-                - g1:/b1
-                - g2:/b1
-                - g1:/b2 #<
-                - g1:/b3
-        """, "replica set 1 has two bricks on node g1", "gluster.volumes[0].bricks[2]", "ci", id="replica-set-one-node"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: g1, roles: [gluster]}]
-        gluster:
-          volumes:
-            - name: v
-              replica: 1
-              bricks: ['g1:/b']
-              options:
-                network.ping-timeout: 5s #<
-        """, "network.ping-timeout must be whole seconds", "gluster.volumes[0].options.network.ping-timeout", "ci",
-        id="gluster-ping-timeout"),
     # -- ceph -----------------------------------------------------------------------------------
-    pytest.param("""
-        lab: t
-        nodes: #<
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-        """, "nodes have role(s) ceph-mgr, ceph-mon but there is no ceph: section", "nodes", "ci",
-        id="ceph-roles-without-section"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-        ceph: #<
-          osd_pool_default_size: 1
-        """, "ceph needs at least one node with role ceph-mon", "ceph", "ci", id="ceph-no-mon"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m1, roles: [ceph-mon, ceph-mgr]}
-          - {name: m2, roles: [ceph-mon]}
-          - {name: o1, roles: [ceph-osd]}
-        ceph: #<
-          osd_pool_default_size: 1
-        """, "2 monitors: an even count gains no fault tolerance", "ceph", "ci", id="ceph-even-mons"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon]}
-          - {name: o1, roles: [ceph-osd]}
-        ceph: #<
-          osd_pool_default_size: 1
-        """, "ceph needs a node with role ceph-mgr", "ceph", "ci", id="ceph-no-mgr"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-        ceph: #<
-          osd_pool_default_size: 1
-        """, "ceph needs nodes with role ceph-osd", "ceph", "ci", id="ceph-no-osd"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-        ceph:
-          osd_pool_default_size: 2 #<
-        """, "default size 2 > 1 OSD hosts", "ceph.osd_pool_default_size", "ci", id="ceph-default-size-over-osds"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd], disks: [{name: osd, size: 4G}]}
-          - {name: o2, roles: [ceph-osd], disks: [{name: data, size: 4G}]}
-        ceph:
-          osd_disk: osd #<
-        """, "OSD node o2 has no disk 'osd'", "ceph.osd_disk", "ci", id="ceph-osd-disk-missing"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools:
-            - {name: p, size: 2, min_size: 2}
-            - {name: p, size: 2, min_size: 2} #<
-        """, "duplicate pool 'p'", "ceph.pools[1].name", "ci", 2, id="ceph-duplicate-pool"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools:
-            - name: p
-              size: 3 #<
-        """, "pool size 3 needs 3 OSD hosts; the lab has 2", "ceph.pools[0].size", "ci", id="ceph-pool-size-over-osds"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools:
-            - name: p
-              size: 2
-              min_size: 1 #<
-        """, "min_size 1 acknowledges writes held by a single copy", "ceph.pools[0].min_size", "ci", id="ceph-min-size-1"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools:
-            - name: p #<
-              size: 2
-        """, "min_size 1 acknowledges writes held by a single copy", "ceph.pools[0].min_size", "ci",
-        id="ceph-min-size-implied-by-size-2"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools:
-            - name: p
-              size: 2
-              min_size: 3 #<
-        """, "min_size 3 > size 2", "ceph.pools[0].min_size", "ci", id="ceph-min-size-over-size"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: m, roles: [ceph-mon, ceph-mgr]}
-          - {name: o1, roles: [ceph-osd]}
-          - {name: o2, roles: [ceph-osd]}
-        ceph:
-          pools: [{name: KVMpool, size: 2, min_size: 2}]
-          clients:
-            - name: client.kvm
-              caps:
-                mon: allow r
-                osd: allow rwx pool=KVMPool #<
-        """, "cap names pool 'KVMPool' which is not defined", "ceph.clients[0].caps.osd", "ci", id="ceph-cap-undefined-pool"),
     # -- nfs ------------------------------------------------------------------------------------
-    pytest.param("""
-        lab: t
-        nodes: #<
-          - {name: n, roles: [nfs-server]}
-        """, "nodes have role(s) nfs-server but there is no nfs: section", "nodes", "ci", id="nfs-role-without-section"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs2 #<
-          exports: [{path: /srv/nfs}]
-        """, "node 'nfs2' does not exist", "nfs.server", "ci", id="nfs-server-missing"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1}]
-        nfs:
-          server: nfs1 #<
-          exports: [{path: /srv/nfs}]
-        """, "node 'nfs1' does not have role 'nfs-server'", "nfs.server", "ci", id="nfs-server-without-role"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - path: srv/nfs #<
-        """, "path 'srv/nfs' is not a plain absolute path", "nfs.exports[0].path", "ci", id="nfs-relative-path"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - {path: /srv/nfs}
-            - {path: /srv/nfs, clients: ['10.0.0.0/8']} #<
-        """, "path /srv/nfs exported twice", "nfs.exports[1].path", "ci", 2, id="nfs-exported-twice"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - path: /srv/nfs
-              clients: ['*']
-              options: [rw, sync, no_root_squash] #<
-        """, "export to '*' with no_root_squash gives root on the export to anyone", "nfs.exports[0].options", "ci",
-        id="nfs-star-no-root-squash"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - path: /srv/nfs
-              options: [rw, ro, sync] #<
-        """, "options 'rw' and 'ro' contradict each other", "nfs.exports[0].options", "ci", id="nfs-rw-ro"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - path: /srv/nfs
-              options: [rw, async, sync] #<
-        """, "options 'sync' and 'async' contradict each other", "nfs.exports[0].options", "ci", id="nfs-sync-async"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: nfs1, roles: [nfs-server]}]
-        nfs:
-          server: nfs1
-          exports:
-            - path: /srv/nfs
-              options: [rw, sync, root_squash, no_root_squash] #<
-        """, "options 'root_squash' and 'no_root_squash' contradict each other", "nfs.exports[0].options", "ci",
-        id="nfs-squash-contradiction"),
     # -- iscsi ----------------------------------------------------------------------------------
-    pytest.param("""
-        lab: t
-        nodes: #<
-          - {name: t1, roles: [iscsi-target]}
-        """, "nodes have role(s) iscsi-target but there is no iscsi: section", "nodes", "ci", id="iscsi-role-without-section"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-13.com.example:target1 #<
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "'iqn.2019-13.com.example:target1' is not an RFC 3720 iqn name", "iscsi.iqn", "ci", id="iqn-bad-month"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.Example:target1 #<
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "is not an RFC 3720 iqn name", "iscsi.iqn", "ci", id="iqn-upper-case"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1}]
-        iscsi:
-          target: t1 #<
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "node 't1' does not have role 'iscsi-target'", "iscsi.target", "ci", id="iscsi-target-without-role"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t2 #<
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "node 't2' does not exist", "iscsi.target", "ci", id="iscsi-target-missing"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          portals:
-            - storage
-            - backend #<
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "portal network 'backend' does not exist", "iscsi.portals[1]", "ci", id="iscsi-portal-network"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-          luns:
-            - {kind: fileio, size: 1G} #<
-        """, "a fileio LUN needs path and size", "iscsi.luns[0]", "ci", id="fileio-lun-without-path"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-          luns:
-            - {kind: block} #<
-        """, "a block LUN needs disk", "iscsi.luns[0]", "ci", id="block-lun-without-disk"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target], disks: [{name: lun1, size: 1G}]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-          luns:
-            - {kind: block, disk: lun2} #<
-        """, "target node t1 has no disk 'lun2'", "iscsi.luns[0].disk", "ci", id="block-lun-unknown-disk"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target], disks: [{name: lvm, size: 1G}]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-          luns:
-            - {kind: lvm, disk: lvm, vg: vg0, size: 1G} #<
-        """, "an lvm LUN needs disk, vg, lv and size", "iscsi.luns[0]", "ci", id="lvm-lun-incomplete"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target], disks: [{name: lvm, size: 1G}]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-          luns:
-            - {kind: lvm, disk: pv, vg: vg0, lv: l0, size: 1G} #<
-        """, "target node t1 has no disk 'pv'", "iscsi.luns[0].disk", "ci", id="lvm-lun-unknown-disk"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.19-12.com.example:init1 #<
-        """, "'iqn.19-12.com.example:init1' is not an RFC 3720 iqn name", "iscsi.acls[0].initiator", "ci",
-        id="acl-iqn-two-digit-year"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.2019-12.com.example:init1
-            - initiator: iqn.2019-12.com.example:init1 #<
-        """, "initiator listed twice", "iscsi.acls[1].initiator", "ci", 2, id="acl-twice"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.2019-12.com.example:init1
-              chap: {username: u, password: abcdefghijklm, generate: true} #<
-        """, "give exactly one of password, password_file or generate: true", "iscsi.acls[0].chap", "ci",
-        id="chap-password-and-generate"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.2019-12.com.example:init1
-              chap: {username: u} #<
-        """, "give exactly one of password, password_file or generate: true", "iscsi.acls[0].chap", "ci", id="chap-no-secret"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.2019-12.com.example:init1
-              chap:
-                username: u
-                password: short #<
-        """, "CHAP secret is 5 characters; initiators need 12 to 16", "iscsi.acls[0].chap.password", "ci", id="chap-too-short"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - initiator: iqn.2019-12.com.example:init1
-              chap:
-                username: u
-                password: abcdefghijklmnopq #<
-        """, "CHAP secret is 17 characters; initiators need 12 to 16", "iscsi.acls[0].chap.password", "ci", id="chap-too-long"),
     # -- host pools -----------------------------------------------------------------------------
     pytest.param("""
         lab: t
@@ -1343,37 +651,6 @@ RULE_CASES = [
               fuse_mount: true #<
         """, "fuse_mount is for dir pools on a gluster volume", "host.pools[0].fuse_mount", "ci",
         id="fuse-mount-without-gluster"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: g1, roles: [gluster]}]
-        gluster: {volumes: [{name: v, replica: 1, bricks: ['g1:/b']}]}
-        host:
-          pools:
-            - {name: p, type: dir, backend: gluster, volume: v, path: /srv/x} #<
-        """, "a dir pool on gluster needs fuse_mount: true", "host.pools[0].fuse_mount", "ci", id="gluster-dir-without-fuse"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: g1, roles: [gluster]}]
-        gluster: {volumes: [{name: v, replica: 1, bricks: ['g1:/b']}]}
-        host:
-          pools:
-            - name: p
-              type: gluster
-              backend: gluster
-              volume: w #<
-        """, "gluster volume 'w' is not defined", "host.pools[0].volume", "ci", id="pool-undefined-gluster-volume"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: n1, roles: [nfs-server]}]
-        nfs: {server: n1, exports: [{path: /srv/nfs}]}
-        host:
-          pools:
-            - name: p
-              type: netfs
-              backend: nfs
-              export: /srv/nfs2 #<
-              path: /mnt/p
-        """, "'/srv/nfs2' is not an export of nfs.exports", "host.pools[0].export", "kvm", id="pool-undefined-nfs-export"),
     pytest.param("""
         lab: t
         nodes: [{name: t1, roles: [iscsi-target]}]
@@ -1474,70 +751,6 @@ RULE_CASES = [
         """, "netfs needs an NFS client in the KVM host's kernel", "host.pools[0].type", "ci", id="netfs-on-host-without-client"),
     pytest.param("""
         lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        host:
-          pools:
-            - name: p
-              type: iscsi #<
-              backend: iscsi
-              initiator: iqn.2019-12.com.example:init1
-        """, "an iscsi pool needs iscsi_tcp in the KVM host's kernel", "host.pools[0].type", "ci",
-        id="iscsi-on-host-without-iscsi-tcp"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi: #<
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-        """, "a target without ACLs admits no initiator on LIO and every initiator on tgt", "iscsi.acls", "ci",
-        id="iscsi-without-acls"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls:
-            - {initiator: "iqn.2019-12.com.example:a", chap: {username: a, generate: true}}
-            - {initiator: "iqn.2019-12.com.example:b"} #<
-        """, "this ACL has no CHAP while others do", "iscsi.acls[1]", "ci", id="iscsi-chap-on-some-acls"),
-    pytest.param("""
-        lab: t
-        nodes:
-          - {name: t1, roles: [iscsi-target]}
-          - {name: kvm1, roles: [hypervisor, iscsi-initiator]}
-        iscsi:
-          target: t1
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        host:
-          pools:
-            - name: p
-              type: iscsi
-              backend: iscsi
-              initiator: iqn.2019-12.com.example:init1
-              host: kvm1 #<
-        """, "its own sessions to the target take the same /dev/disk/by-path names", "host.pools[0].host", "kvm",
-        id="iscsi-pool-on-an-initiator-node"),
-    pytest.param("""
-        lab: t
-        nodes: [{name: n1, roles: [nfs-server]}]
-        nfs:
-          server: n1
-          exports: [{path: /srv/nfs}]
-          lease_time: 30
-          grace_period: 20 #<
-        """, "grace period 20s is shorter than the lease time 30s", "nfs.grace_period", "kvm", id="nfs-grace-below-lease"),
-    pytest.param("""
-        lab: t
         nodes: [{name: a}]
         host:
           pools:
@@ -1609,40 +822,11 @@ RULE_CASES = [
     pytest.param("""
         lab: t
         provider: lxc
-        nodes: [{name: n1, roles: [nfs-server]}]
-        nfs:
-          server: n1
-          implementation: kernel #<
-          exports: [{path: /srv/nfs}]
-        """, "kernel nfsd is not available: the lxc provider shares this host's kernel", "nfs.implementation", "ci",
-        id="kernel-nfsd-on-lxc"),
-    pytest.param("""
-        lab: t
-        provider: lxc
-        nodes: [{name: t1, roles: [iscsi-target]}]
-        iscsi:
-          target: t1
-          implementation: lio #<
-          iqn: iqn.2019-12.com.example:target1
-          luns: [{kind: fileio, path: /iscsi/l0.img, size: 1G}]
-          acls: [{initiator: "iqn.2019-12.com.example:init1"}]
-        """, "LIO (targetcli) is not available", "iscsi.implementation", "ci", id="lio-on-lxc"),
-    pytest.param("""
-        lab: t
-        provider: lxc
         nodes:
           - {name: a}
           - name: kvm1
             roles: [client, hypervisor] #<
         """, "a hypervisor node needs its own kernel", "nodes[1].roles", "kvm", id="hypervisor-on-lxc"),
-    pytest.param("""
-        lab: t
-        provider: lxc
-        nodes:
-          - name: i1
-            roles: [iscsi-initiator] #<
-        """, "iscsi-initiator needs iscsi_tcp, which this host's kernel lacks", "nodes[0].roles", "ci",
-        id="iscsi-initiator-on-lxc"),
     pytest.param("""
         lab: t
         provider: vagrant #<
@@ -1652,15 +836,7 @@ RULE_CASES = [
 ]
 
 
-def _rule_params() -> list:  # type: ignore[type-arg]
-    out = []
-    for p in RULE_CASES:
-        text, fragment, field, profile, *count = p.values
-        out.append(pytest.param(text, fragment, field, profile, count[0] if count else 1, id=p.id))
-    return out
-
-
-@pytest.mark.parametrize(("text", "fragment", "field", "profile", "count"), _rule_params())
+@pytest.mark.parametrize(("text", "fragment", "field", "profile", "count"), rule_params(RULE_CASES))
 def test_rule_problem(text: str, fragment: str, field: str, profile: str | HostFacts, count: int) -> None:
     expect(text, fragment, field, profile, count=count)
 
@@ -1698,30 +874,6 @@ def test_node_without_role_fix_names_the_node_index() -> None:
 # The passing side of rules: the same constructs without the mistake are accepted
 # ---------------------------------------------------------------------------------------------
 
-NFS_STAR = """
-    lab: t
-    nodes: [{name: nfs1, roles: [nfs-server]}]
-    nfs:
-      server: nfs1
-      exports:
-        - path: /srv/nfs
-          clients: ['*']
-          options: [rw, sync, no_root_squash]
-          allow_insecure: {insecure}
-    """
-
-
-def test_allow_insecure_permits_star_with_no_root_squash() -> None:
-    assert ok(NFS_STAR.replace("{insecure}", "true")).implementation("nfs") == "ganesha"
-    # and the same file with allow_insecure: false is refused (so the switch is what matters)
-    probs = problems_of(NFS_STAR.replace("{insecure}", "false"))
-    assert [p.field for p in probs] == ["nfs.exports[0].options"]
-
-
-def test_star_with_root_squash_is_fine() -> None:
-    ok(NFS_STAR.replace("{insecure}", "false").replace("no_root_squash", "root_squash"))
-
-
 def test_netfs_on_host_accepted_with_kernel_nfs_client() -> None:
     text = """
         lab: t
@@ -1758,30 +910,6 @@ def test_same_pool_path_on_different_hosts_is_fine() -> None:
             - {name: p1, type: dir, path: /var/lib/libvirt/images/x}
             - {name: p2, type: dir, path: /var/lib/libvirt/images/x, host: kvm1}
         """, "kvm")
-
-
-@pytest.mark.parametrize(("size", "min_size", "accepted"), [
-    (3, None, True),    # implied min_size 2
-    (2, 2, True),
-    (2, None, False),   # implied min_size 1
-    (3, 1, False),
-])
-def test_ceph_min_size(size: int, min_size: int | None, accepted: bool) -> None:
-    pool = f"{{name: p, size: {size}" + (f", min_size: {min_size}" if min_size else "") + "}"
-    text = f"""
-        lab: t
-        nodes:
-          - {{name: m, roles: [ceph-mon, ceph-mgr]}}
-          - {{name: o1, roles: [ceph-osd]}}
-          - {{name: o2, roles: [ceph-osd]}}
-          - {{name: o3, roles: [ceph-osd]}}
-        ceph:
-          pools: [{pool}]
-        """
-    if accepted:
-        ok(text)
-    else:
-        assert [p.field for p in problems_of(text)] == ["ceph.pools[0].min_size"]
 
 
 def test_memory_sum_only_matters_for_vms() -> None:
@@ -1873,7 +1001,7 @@ def test_auto_implementations_on_lxc_ci() -> None:
 
 def test_auto_implementations_on_vagrant() -> None:
     assert ok(NFS_ISCSI, "kvm") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
-    assert ok("provider: vagrant\n" + _yaml(NFS_ISCSI), "ci") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
+    assert ok("provider: vagrant\n" + yaml_text(NFS_ISCSI), "ci") == Resolved("vagrant", {"nfs": "kernel", "iscsi": "lio"})
 
 
 def test_explicit_provider_is_kept() -> None:
@@ -1892,7 +1020,7 @@ def test_userspace_implementations_stay_on_vagrant() -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_many_rule_problems_reported_at_once() -> None:
-    text = _yaml("""
+    text = yaml_text("""
         lab: t
         provider: lxc
         networks:
