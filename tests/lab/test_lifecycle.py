@@ -19,6 +19,7 @@ import pytest
 from harness import paths
 from harness.lab.lab import Lab
 from harness.nodes.node import Node, partition
+from harness.providers import hostdisks
 from harness.providers.lxc.provider import LxcProvider
 from harness.run import succeed, wait_until
 
@@ -193,7 +194,7 @@ def test_snapshot_killed_half_way_is_undone_by_up_and_by_down() -> None:
         provider = lab.provider
         assert isinstance(provider, LxcProvider)
         provider.freeze_all(list(lab.nodes))
-        for mnt in provider._mounts():
+        for mnt in hostdisks.mounts_under(provider.labdir):
             succeed(["fsfreeze", "-f", mnt], timeout=30)
         if resume:
             r = storlab("up", TOPO, "--provider", "lxc")

@@ -7,11 +7,7 @@ filesystems mounted on the host and bound into the container.
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
-import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,31 +20,10 @@ from harness.providers import hostdisks, image, nodefs
 from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
 from harness.providers.image import role_services
-from harness.providers.lxc import reap
+from harness.providers.lxc import freezer, links, reap, snapshots
 from harness.providers.lxc.config import CONTAINER_MASKS, FOOTPRINT, limits
 from harness.providers.lxc.reap import OWNER_FILE, lxcpath, owner_of
-from harness.run import run, succeed, wait_until
-
-
-def _alias(ifname: str) -> str | None:
-    """The alias of an existing link ('' without one), None when there is no such link."""
-    p = Path(f"/sys/class/net/{ifname}/ifalias")
-    if not Path(f"/sys/class/net/{ifname}").exists():
-        return None
-    try:
-        return p.read_text().strip()
-    except OSError:
-        return ""
-
-
-def _frozen(control: tuple[Path, str, str]) -> bool:
-    """Whether a freezer control (see LxcProvider._freezer) reads frozen."""
-    f, _, want = control
-    try:
-        text = (f.parent / "cgroup.events").read_text() if f.name == "cgroup.freeze" else f.read_text()
-    except OSError:
-        return False
-    return want in text
+from harness.run import run, succeed
 
 
 class LxcProvider(Provider):
@@ -78,31 +53,6 @@ class LxcProvider(Provider):
 
     def _lxc(self, tool: str, node: str, *args: str, timeout: float = 60, check: bool = False) -> Any:
         return run([tool, "-P", str(self.lxcpath), "-n", self.cname(node), *args], timeout=timeout, check=check)
-
-    # -- networks --------------------------------------------------------------------
-    def _bridges(self) -> None:
-        for net in self.plan.networks:
-            br = net.bridge
-            alias = _alias(br)
-            if alias is not None and not self._ours(alias):
-                # bridge names carry a 24-bit tag of the lab name: two labs can share one
-                raise HarnessError(f"bridge {br} exists and is not lab {self.lab}'s of this storlab home "
-                                   f"(alias {alias or 'none'}); "
-                                   f"storlab touches only what it made: rename the lab or remove that bridge")
-            if alias is None:
-                succeed(["ip", "link", "add", br, "type", "bridge"], timeout=15)
-            run(["ip", "link", "set", br, "alias", paths.link_alias(self.lab, net.name)], timeout=15)
-            have = json.loads(succeed(["ip", "-j", "-4", "addr", "show", "dev", br], timeout=15) or "[]")
-            addrs = {a["local"] for i in have for a in i.get("addr_info", [])}
-            if net.host_address not in addrs:
-                succeed(["ip", "addr", "add", f"{net.host_address}/{net.prefix}", "dev", br], timeout=15)
-            succeed(["ip", "link", "set", br, "up"], timeout=15)
-
-    def _ours(self, alias: str) -> bool:
-        """Whether a link alias marks the link as this lab's of this home (or of an older storlab,
-        whose aliases named no home: a lab it made still goes down)."""
-        mark = paths.alias_owner(alias)
-        return mark is not None and mark[0] == self.lab and mark[1] in (None, paths.home_id())
 
     # -- disks ---------------------------------------------------------------------------
     def _disks(self, node: NodePlan) -> list[str]:
@@ -183,7 +133,7 @@ class LxcProvider(Provider):
             raise HarnessError(f"golden image missing at {lower.parent}; run `storlab image build`")
         if shutil.which("lxc-start") is None:
             raise HarnessError("lxc is not installed; run ci/setup-host.sh")
-        self._bridges()
+        links.make_bridges(self.plan)
         self._undo_interrupted_snapshot()
         for node in self.plan.nodes:
             if not self.is_running(node.name):
@@ -216,43 +166,10 @@ class LxcProvider(Provider):
         self.thaw_all([node])
 
     def thaw_all(self, nodes: list[str]) -> None:
-        """Thaw through the same control that froze (lxc-unfreeze trusts its own record of the
-        state, which a direct freeze does not update)."""
-        for n in nodes:
-            c = self._freezer(n)
-            if c is None:
-                self._lxc("lxc-unfreeze", n, timeout=30, check=True)
-            else:
-                c[0].write_text("THAWED" if c[1] == "FROZEN" else "0")
-
-    def _freezer(self, node: str) -> tuple[Path, str, str] | None:
-        """The container's freezer control (file, value that freezes, how 'frozen' reads back),
-        cgroup v1 or v2, found from its init's /proc/PID/cgroup."""
-        r = self._lxc("lxc-info", node, "-p", "-H", timeout=15)
-        pid = r.stdout.strip()
-        if not (r.ok and pid.isdigit()):
-            return None
-        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            top = path.removesuffix("/init.scope")
-            if controllers == "freezer":
-                return Path("/sys/fs/cgroup/freezer") / top.lstrip("/") / "freezer.state", "FROZEN", "FROZEN"
-            if controllers == "" and (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
-                return Path("/sys/fs/cgroup") / top.lstrip("/") / "cgroup.freeze", "1", "frozen 1"
-        return None
+        freezer.thaw_all(self._lxc, nodes)
 
     def freeze_all(self, nodes: list[str], timeout: float = 30) -> None:
-        """Freeze nodes together, straight through the cgroup freezer: lxc-freeze polls its
-        state once a second, so three nodes took 2 s; this takes milliseconds."""
-        controls = {n: self._freezer(n) for n in nodes}
-        for n, c in controls.items():
-            if c is None:
-                self._lxc("lxc-freeze", n, timeout=30, check=True)
-            else:
-                c[0].write_text(c[1])
-
-        wait_until(lambda: all(_frozen(c) for c in controls.values() if c is not None), timeout=timeout,
-                   interval=0.01, what=f"nodes {', '.join(nodes)} frozen")
+        freezer.freeze_all(self._lxc, nodes, timeout)
 
     def set_link(self, node: str, network: str, up: bool) -> None:
         ni = [n.name for n in self.plan.networks].index(network)
@@ -284,33 +201,10 @@ class LxcProvider(Provider):
             with hostdisks.held_still(self.diskdir, self.plan.nodes):
                 (dest / "disks").mkdir(parents=True)
                 for node in self.plan.nodes:
-                    self._copy_tree(self.nodesdir / node.name / "upper", dest / "nodes" / node.name / "upper")
+                    snapshots.copy_tree(self.nodesdir / node.name / "upper", dest / "nodes" / node.name / "upper")
                 hostdisks.save(self.diskdir, self.plan.nodes, dest / "disks")
         finally:
             self.thaw_all(frozen)
-
-    @staticmethod
-    def _copy_tree(src: Path, dst: Path) -> None:
-        """Overlay layers hold whiteouts (device nodes) and trusted.overlay.* xattrs: rsync keeps
-        both. Big sparse files (a BlueStore block file in an OSD node's root fs: 6 GiB, 1 MiB
-        used) go by `cp --sparse=always`, which skips holes; rsync reads them whole (20 s each)."""
-        dst.mkdir(parents=True, exist_ok=True)
-        sparse = []
-        for p in src.rglob("*"):
-            try:
-                st = p.lstat()
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_size > 64 << 20 and st.st_blocks * 512 < st.st_size // 2:
-                sparse.append(p.relative_to(src))
-        with tempfile.NamedTemporaryFile("w", suffix=".exclude") as excl:
-            excl.write("".join("/" + re.sub(r"([*?\[\\])", r"\\\1", str(rel)) + "\n" for rel in sparse))
-            excl.flush()
-            succeed(["rsync", "-aHAX", "--numeric-ids", "--delete", f"--exclude-from={excl.name}", f"{src}/", f"{dst}/"],
-                    timeout=600)
-        for rel in sparse:
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            succeed(["cp", "--sparse=always", "--preserve=all", str(src / rel), str(dst / rel)], timeout=600)
 
     def _undo_interrupted_snapshot(self, names: set[str] | None = None) -> None:
         """A snapshot killed half-way (SIGKILL skips its `finally`) leaves nodes frozen and data
@@ -318,7 +212,7 @@ class LxcProvider(Provider):
         nodes = sorted(names or {n.name for n in self.plan.nodes})
         # read from the freezer itself: lxc-info says RUNNING for a container frozen through it
         frozen = [n for n in nodes if (self.lxcpath / self.cname(n) / "config").exists()
-                  and (c := self._freezer(n)) is not None and _frozen(c)]
+                  and (c := freezer.control(self._lxc, n)) is not None and freezer.frozen(c)]
         if frozen:
             log.info(f"thawing {', '.join(frozen)}: left frozen by an interrupted snapshot")
             self.thaw_all(frozen)
@@ -337,7 +231,7 @@ class LxcProvider(Provider):
             fresh, old = upper.with_name("upper.restoring"), upper.with_name("upper.old")
             for d in (fresh, old):
                 shutil.rmtree(d, ignore_errors=True)
-            self._copy_tree(src / "nodes" / node.name / "upper", fresh)
+            snapshots.copy_tree(src / "nodes" / node.name / "upper", fresh)
             if upper.exists():
                 upper.rename(old)
             fresh.rename(upper)
@@ -370,11 +264,11 @@ class LxcProvider(Provider):
                         self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
                     shutil.rmtree(cdir)
                 attempt(f"container {self.cname(node)}", stop)
-        for mnt in self._mounts():
+        for mnt in hostdisks.mounts_under(self.labdir):
             attempt(f"mount {mnt}", lambda mnt=mnt: succeed(["umount", mnt], timeout=60))
-        for loop in self._loops():
+        for loop in hostdisks.loops_of(self.diskdir):
             attempt(f"loop {loop}", lambda loop=loop: succeed(["losetup", "-d", loop], timeout=30))
-        for br in self._lab_links():
+        for br in links.lab_links(self.plan):
             attempt(f"link {br}", lambda br=br: succeed(["ip", "link", "del", br], timeout=15))
         for d in (self.nodesdir, self.diskdir):
             if d.exists():
@@ -394,27 +288,10 @@ class LxcProvider(Provider):
                         .removeprefix(paths.legacy_obj_name(self.lab, "")))
         return out
 
-    def _mounts(self) -> list[str]:
-        return hostdisks.mounts_under(self.labdir)
-
-    def _loops(self) -> list[str]:
-        return hostdisks.loops_of(self.diskdir)
-
-    def _lab_links(self) -> list[str]:
-        """This lab's bridges (by their alias storlab:LAB:NET; a planned bridge whose alias was never
-        set, by an `up` killed in between) and the container veths attached to them."""
-        links = json.loads(run(["ip", "-j", "link", "show"], timeout=15).stdout or "[]")
-        ours = {link["ifname"] for link in links if self._ours(str(link.get("ifalias", "")))}
-        ours |= {link["ifname"] for link in links
-                 if link["ifname"] in {n.bridge for n in self.plan.networks} and not link.get("ifalias")}
-        veths = {link["ifname"] for link in links
-                 if link["ifname"].startswith(f"slv{paths.tag(self.lab)}") and link.get("master") in ours}
-        return sorted(ours | veths)
-
     def leftovers(self) -> list[str]:
         left = [f"container {self.cname(n)}" for n in self._containers_on_disk()]
-        left += [f"mount {m}" for m in self._mounts()]
-        left += [f"loop {x}" for x in self._loops()]
-        left += [f"link {x}" for x in self._lab_links()]
+        left += [f"mount {m}" for m in hostdisks.mounts_under(self.labdir)]
+        left += [f"loop {x}" for x in hostdisks.loops_of(self.diskdir)]
+        left += [f"link {x}" for x in links.lab_links(self.plan)]
         left += [f"dir {d}" for d in (self.nodesdir, self.diskdir) if d.exists()]
         return left
