@@ -89,10 +89,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
     st = lab.state()
-    return {"lab": lab.name, "status": st.get("status", "?"), "provider": lab.plan.provider, "where": lab.where(),
-            "topology": lab.plan.topology, "created": st.get("created"), "expires": st.get("expires"),
-            "expires_in": lease.remaining(st.get("expires")),
-            "snapshots": sorted(lab.snapshots()), "exercise": st.get("exercise"),
+    return {"lab": lab.name, "status": st.status or "?", "provider": lab.plan.provider, "where": lab.where(),
+            "topology": lab.plan.topology, "created": st.created, "expires": st.expires,
+            "expires_in": lease.remaining(st.expires),
+            "snapshots": sorted(st.snapshots), "exercise": st.exercise,
             "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
                       for n in lab.nodes.values()]}
 
@@ -105,9 +105,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name}: {st.get('status', '?')} ({lab.plan.provider} on {lab.where()}, "
-              f"steps done: {', '.join(st.get('steps_done', [])) or '-'}; expires: {lease.remaining(st.get('expires'))}; "
-              f"snapshots: {', '.join(sorted(lab.snapshots())) or '-'})")
+        print(f"{lab.name}: {st.status or '?'} ({lab.plan.provider} on {lab.where()}, "
+              f"steps done: {', '.join(st.steps_done) or '-'}; expires: {lease.remaining(st.expires)}; "
+              f"snapshots: {', '.join(sorted(st.snapshots)) or '-'})")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
     return 0
@@ -120,8 +120,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for lab in labs:
         st = lab.state()
-        print(f"{lab.name:<32} {st.get('status', '?'):<10} {lab.plan.provider:<8} {lab.where():<20} {len(lab.nodes)} nodes  "
-              f"expires: {lease.remaining(st.get('expires'))}")
+        print(f"{lab.name:<32} {st.status or '?':<10} {lab.plan.provider:<8} {lab.where():<20} {len(lab.nodes)} nodes  "
+              f"expires: {lease.remaining(st.expires)}")
     return 0
 
 
@@ -148,7 +148,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_lease(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
     lab.lease(lease.parse_duration(args.duration))
-    print(f"lab {lab.name}: expires {lease.remaining(lab.state().get('expires'))}")
+    print(f"lab {lab.name}: expires {lease.remaining(lab.state().expires)}")
     return 0
 
 
@@ -162,7 +162,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def cmd_ssh_config(args: argparse.Namespace) -> int:
-    print(Lab.load(args.lab).ssh_config_text())
+    print(Lab.load(args.lab).access.ssh_config_text())
     return 0
 
 
@@ -206,6 +206,16 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The lab commands, in the order `storlab --help` lists them."""
+    _image_commands(sub)
+    _up_command(sub)
+    _state_commands(sub)
+    _snapshot_commands(sub)
+    _access_commands(sub)
+
+
+def _image_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """image build, image list."""
     p = sub.add_parser("image", help="golden image: build (cached by content) or list")
     isub = p.add_subparsers(dest="image_cmd", required=True)
     b = isub.add_parser("build")
@@ -213,6 +223,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     b.set_defaults(fn=cmd_image_build)
     isub.add_parser("list").set_defaults(fn=cmd_image_list)
 
+
+def _up_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """up and its placement options."""
     p = sub.add_parser("up", help="bring a lab up (resumes a half-built one)")
     p.add_argument("topology")
     p.add_argument("--provider", help="a node provider: lxc, vagrant, ... (overrides the topology's)")
@@ -229,6 +242,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--expire", metavar="DURATION", help="a lease: `storlab reap` removes the lab after it (4h, 90m, 2d)")
     placement_args(p)
     p.set_defaults(fn=cmd_up)
+
+
+def _state_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """down, status, list."""
     p = sub.add_parser("down", help="remove everything a lab created")
     p.add_argument("lab")
     p.set_defaults(fn=cmd_down)
@@ -239,6 +256,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("list", help="labs on this host, with their leases")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_list)
+
+
+def _snapshot_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """snapshot, revert, reset, lease."""
     p = sub.add_parser("snapshot", help="save a lab's nodes and data disks under a name (nodes keep running)")
     p.add_argument("lab")
     p.add_argument("name")
@@ -254,6 +275,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("lab")
     p.add_argument("duration")
     p.set_defaults(fn=cmd_lease)
+
+
+def _access_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """ssh, ssh-config, reap, fault."""
     p = sub.add_parser("ssh", help="ssh into a lab node")
     p.add_argument("lab")
     p.add_argument("node")

@@ -208,7 +208,7 @@ def cmd_class_lease(args: argparse.Namespace) -> int:
     k = Klass.load(args.klass)
     for s, lab in k.labs().items():
         lab.lease(seconds)
-        print(f"  {s}: expires {lease.remaining(lab.state().get('expires'))}")
+        print(f"  {s}: expires {lease.remaining(lab.state().expires)}")
     k.expire_seconds = seconds
     k.save()
     handout.refresh_access(k)

@@ -27,12 +27,11 @@ def reap() -> CleanupReport:
             continue
         st = lab.state()
         why, label = None, []
-        if lab.expired():
-            why = f"its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['expires']))}"
+        if st.expired() and st.expires is not None:
+            why = f"its lease ended at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st.expires))}"
             label = [f"lab {name} (expired)"]
-        elif st.get("status") in ("creating", "destroying", "destroy-failed", "in-use") and \
-                not _pid_alive(st.get("owner_pid")):
-            why = f"{st.get('status')}, owner {st.get('owner_pid')} gone"
+        elif st.status in ("creating", "destroying", "destroy-failed", "in-use") and not _pid_alive(st.owner_pid):
+            why = f"{st.status}, owner {st.owner_pid} gone"
         if why is None:
             continue
         log.info(f"reap: lab {name}: {why}")

@@ -71,7 +71,7 @@ class MatrixRun:
             self.lab_events[cell.name] = {"lab": name, "reconfigured_s": took, "changes": changes}
         else:
             lab = Lab.from_topology(str(topo), provider, name=name)
-            if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
+            if lab.is_up():
                 raise HarnessError(f"lab {name} is already up (from another run?): `storlab down {name}` first")
             lab.up(owner_pid=os.getpid())
             self.owned.add(name)

@@ -117,8 +117,8 @@ class LabManager:
         prefix = self.config.getoption("--lab-prefix")
         name = f"{prefix}-{lab_name_of(topology)}" if prefix else None
         lab = Lab.from_topology(topology, provider, name=name, remote=remote)
-        if lab.state().get("status") == "up" and all(n.is_up() for n in lab.nodes.values()):
-            lab.write_ssh_config()
+        if lab.is_up():
+            lab.access.write_ssh_config()
             log.add_logfile(lab.logfile)  # faults, restarts and their bounds go to the lab's log
         else:
             lab.up(owner_pid=os.getpid())  # a failed up removes its own lab
@@ -208,11 +208,11 @@ def _needed_after(config: pytest.Config, module_prefix: str, topology: str) -> b
 def attached(name: str) -> Lab:
     """A running lab by name, for tests that must not build or remove it."""
     the_lab = Lab.load(name)
-    down = [n.name for n in the_lab.nodes.values() if not n.is_up()]
-    if the_lab.state().get("status") != "up" or down:
-        raise HarnessError(f"lab {name} is not up (status {the_lab.state().get('status')!r}, nodes down: "
+    if not the_lab.is_up():
+        down = [n.name for n in the_lab.nodes.values() if not n.is_up()]
+        raise HarnessError(f"lab {name} is not up (status {the_lab.state().status!r}, nodes down: "
                            f"{', '.join(down) or 'none'}): bring it up first, or run without --lab")
-    the_lab.write_ssh_config()
+    the_lab.access.write_ssh_config()
     log.add_logfile(the_lab.logfile)
     return the_lab
 

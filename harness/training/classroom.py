@@ -21,6 +21,7 @@ from harness.errors import HarnessError
 from harness.host.facts import HostFacts
 from harness.lab import lease, trust
 from harness.lab.lab import Lab, list_labs
+from harness.lab.state import LabState
 from harness.plan import planner as planmod
 from harness.providers.incus import client as incus
 from harness.training import capacity, gate, jump
@@ -146,17 +147,17 @@ def status(k: Klass) -> list[dict[str, Any]]:
     now = time.time()
     for s in k.students:
         lab = labs.get(s)
-        st = lab.state() if lab else {}
+        st = lab.state() if lab else LabState()
         running = lab is not None and all(n.is_up() for n in lab.nodes.values())
         g = k.grades.get(s)
         rows.append({
             "student": s, "lab": lab_name(k.name, s),
             "state": ("failed" if s in k.failed else "gone (expired or removed)") if lab is None
-            else (st.get("status", "?") if running else "stopped"),
-            "age_seconds": round(now - st["created"]) if st.get("created") else None,
-            "expires": st.get("expires"), "expires_in": lease.remaining(st.get("expires")) if lab else "-",
+            else ((st.status or "?") if running else "stopped"),
+            "age_seconds": round(now - st.created) if st.created else None,
+            "expires": st.expires, "expires_in": lease.remaining(st.expires) if lab else "-",
             "where": lab.where() if lab else "-",
-            "exercise": st.get("exercise") or k.exercise,
+            "exercise": st.exercise or k.exercise,
             "last_grade": None if not g else {"exercise": g["exercise"], "passed": g["passed"], "when": g["when"]},
             "handout": str(k.dir / "handouts" / f"{s}.tar.gz"),
         })

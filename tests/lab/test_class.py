@@ -161,7 +161,7 @@ def test_class_reset_returns_every_lab_to_its_state_after_up(klass: Klass) -> No
         assert not marks[s].exists(), f"{s}: {marks[s]} survived the reset"
         assert lab.node("gluster1").run(["test", "-e", "/root/written-after-up"]).rc == 1, f"{s}: root fs not reset"
         assert volume_whole(lab.node("gluster1"), "kvmgluster"), f"{s}: volume not healthy after reset"
-        assert lab.state().get("exercise") is None, "the exercise state of the lab survived the reset"
+        assert lab.state().exercise is None, "the exercise state of the lab survived the reset"
     # the broken labs (ben, cat) are healthy again: the checks pass for everyone
     storlab("class", "grade", CLASS, "--exercise", EXERCISE)
     grades = Klass.load(CLASS).grades
@@ -170,7 +170,7 @@ def test_class_reset_returns_every_lab_to_its_state_after_up(klass: Klass) -> No
 
 def test_class_expired_lab_is_reaped_and_the_others_stay(klass: Klass) -> None:
     ok("lease", f"{CLASS}-cat", "1s")
-    wait_until(lambda: Lab.load(f"{CLASS}-cat").expired(), timeout=10, what="cat's lease to end")
+    wait_until(lambda: Lab.load(f"{CLASS}-cat").state().expired(), timeout=10, what="cat's lease to end")
     r = ok("reap")
     assert f"lab {CLASS}-cat (expired)" in r.stdout, r.stdout
     assert f"{CLASS}-cat" not in list_labs()

@@ -36,7 +36,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
     (home / ".fabric.yaml").write_text("user: mallory\nconnect_kwargs: {allow_agent: true}\n")
     monkeypatch.setenv("HOME", str(home))
     lab = Lab.from_topology(NODES3, "lxc", facts=FACTS)
-    lab.write_ssh_config()
+    lab.access.write_ssh_config()
     lab.key.write_text(KEY_TEXT)
     os.chmod(lab.key, 0o600)
     (lab.dir / "known_hosts").write_text(f"{lab.node('node2').address} ssh-ed25519 {HOSTKEY}\n")
@@ -82,7 +82,7 @@ def test_open_hands_paramiko_the_lab_settings_and_no_key_material(lab: Lab, monk
 
 def test_incus_nodes_are_reached_through_the_labs_proxy_command(lab: Lab) -> None:
     inc = Lab.from_topology(NODES3, "incus", facts=FACTS, name="nodes3i")
-    inc.write_ssh_config()
+    inc.access.write_ssh_config()
     c = inc.node("node1").fabric()
     assert c.gateway == inc.provider.ssh_proxy("node1")
     assert c.gateway.startswith("incus exec ") and str(inc.key) not in c.gateway

@@ -16,7 +16,7 @@ INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matri
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
-     "lab.evidence", "providers.incus.client"} | INITS,
+     "lab.evidence", "providers.incus.client", "lab.state"} | INITS,
     {"spec.validate"},
     {"plan.planner", "providers.image"},
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
@@ -26,10 +26,11 @@ LAYERS: list[set[str]] = [
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
     {"nodes.faults", "nodes.node"},
-    {"backends.context", "lab.secrets"},
+    {"backends.context", "lab.secrets", "lab.access", "lab.core"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
-    {"lab.lab", "lab.reap"},
+    # the lab: its parts (lifecycle, snapshots) under the facade (lab.lab) and reap over it
+    {"lab.lifecycle", "lab.snapshots", "lab.lab", "lab.reap"},
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
      "training.jump", "training.gate", "matrix.spec", "matrix.report"},

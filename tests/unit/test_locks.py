@@ -73,7 +73,7 @@ def test_lab_state_survives_writers_on_many_threads(tmp_path: Path, monkeypatch:
     lab = Lab(make_plan(topo, res, "st.yaml", set(), PROFILES["ci"]))
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda i: lab.booted(f"n{i}", float(i)), range(64)))
-    assert lab.state()["boot_seconds"] == {f"n{i}": float(i) for i in range(64)}
+    assert lab.state().boot_seconds == {f"n{i}": float(i) for i in range(64)}
 
 
 def test_exclusive_is_reentrant_in_its_thread_and_excludes_other_threads(home: Path) -> None:

@@ -376,7 +376,7 @@ def test_lab_ssh_config_keeps_one_connection_per_node_inside_the_lab(
     from harness.lab.lab import Lab
     monkeypatch.setenv("STORLAB_HOME", "/var/lib/storlab")
     lab = Lab(plan)
-    text = lab.ssh_config_text()
+    text = lab.access.ssh_config_text()
     control = paths.ssh_control_dir("t")
     assert control == Path("/var/lib/storlab/labs/t/ssh")
     assert text.count("ControlMaster auto") == 2 and text.count(f"ControlPath {control}/%h") == 2
