@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
      "lab.evidence", "providers.incus.client", "lab.state"} | INITS,
-    {"spec.validate"},
+    {"spec.validate", "spec.pools"},
     {"plan.planner", "providers.image"},
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
     {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
