@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
     {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config", "providers.lxc.freezer",
-     "providers.lxc.links", "providers.lxc.snapshots"},
+     "providers.lxc.links", "providers.lxc.snapshots", "providers.vagrant.process", "providers.vagrant.domains",
+     "providers.vagrant.volumes"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
     {"nodes.faults", "nodes.node"},

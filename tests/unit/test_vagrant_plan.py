@@ -22,7 +22,8 @@ from harness.plan.model import DiskPlan, Plan, need
 from harness.plan.planner import make_plan
 from harness.providers.vagrant import box
 from harness.providers.vagrant import spec as vagrantspec
-from harness.providers.vagrant.provider import VagrantProvider, _net_key
+from harness.providers.vagrant.domains import net_key
+from harness.providers.vagrant.provider import VagrantProvider
 from harness.spec.validate import validate_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,9 +221,9 @@ def test_network_key_ignores_what_libvirt_adds(plan: Plan, spec: dict[str, Any])
     xml = vagrantspec.networks(plan, spec)["storlab-t_mgmt"]
     dumped = xml.replace("<dns enable='no'/>", "<uuid>0717a97d-b6ad-4036-9a7d-51dcbff78524</uuid>"
                                                 "<mac address='52:54:00:4e:5f:a2'/><dns enable='no'/>")
-    assert _net_key(ET.fromstring(dumped)) == _net_key(ET.fromstring(xml))
+    assert net_key(ET.fromstring(dumped)) == net_key(ET.fromstring(xml))
     moved = xml.replace(need(plan.mgmt, "mgmt").host_address, "10.1.2.1")
-    assert _net_key(ET.fromstring(moved)) != _net_key(ET.fromstring(xml))
+    assert net_key(ET.fromstring(moved)) != net_key(ET.fromstring(xml))
 
 
 # -- Vagrantfiles ---------------------------------------------------------------------------------
@@ -285,19 +286,19 @@ def test_teardown_takes_only_what_carries_this_labs_marks(tmp_path: Path, monkey
     plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
     p = VagrantProvider(plan, paths.lab_dir("a"))
     node1 = plan.node("n1")
-    assert p._owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n1"))
-    assert not p._owned_domain(FakeDomain("storlab-a_n1", None))  # hand-made, same name
-    assert not p._owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n2"))
-    assert not p._owned_domain(FakeDomain("storlab-a-b_n1", "storlab lab a-b node n1"))
+    assert p.libvirt.owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n1"))
+    assert not p.libvirt.owned_domain(FakeDomain("storlab-a_n1", None))  # hand-made, same name
+    assert not p.libvirt.owned_domain(FakeDomain("storlab-a_n1", "storlab lab a node n2"))
+    assert not p.libvirt.owned_domain(FakeDomain("storlab-a-b_n1", "storlab lab a-b node n1"))
     ids = paths.lab_dir("a") / ".vagrant" / "machines" / "n1" / "libvirt"
     ids.mkdir(parents=True)
     (ids / "id").write_text("u-vagrant\n")
-    assert p._owned_domain(FakeDomain("storlab-a_n1", None, uuid="u-vagrant"))  # made by vagrant before the mark
+    assert p.libvirt.owned_domain(FakeDomain("storlab-a_n1", None, uuid="u-vagrant"))  # made by vagrant before the mark
     net = plan.networks[0]
-    assert p._owned_network(FakeNetwork(net.libvirt_network, net.bridge))
-    assert not p._owned_network(FakeNetwork(net.libvirt_network, "virbr9"))
-    assert plan.mgmt and p._owned_network(FakeNetwork(plan.mgmt.libvirt_network, plan.mgmt.bridge))
-    vols = p._planned_volumes()
+    assert p.libvirt.owned_network(FakeNetwork(net.libvirt_network, net.bridge))
+    assert not p.libvirt.owned_network(FakeNetwork(net.libvirt_network, "virbr9"))
+    assert plan.mgmt and p.libvirt.owned_network(FakeNetwork(plan.mgmt.libvirt_network, plan.mgmt.bridge))
+    vols = p.volumes.planned()
     assert vols.fullmatch(f"{node1.object}.img") and vols.fullmatch(f"{node1.disks[0].image}.qcow2")
     assert not vols.fullmatch("storlab-a-b_n1.img") and not vols.fullmatch("storlab-a_n1-other.qcow2")
     assert not vols.fullmatch(BOX.pool_volume_prefix + "0_1795621468_box.img")
@@ -336,7 +337,7 @@ qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertio
 
 
 def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
-    from harness.providers.vagrant.provider import vagrant_error
+    from harness.providers.vagrant.process import vagrant_error
     got = vagrant_error(VAGRANT_FAILURE).splitlines()
     assert got[:3] == ["==> node1: Starting domain.", "==> node1: Removing domain...", "==> node1: Deleting the machine folder"]
     assert "failed to set MSR 0x10a" in got[3]
@@ -345,7 +346,7 @@ def test_vagrant_error_keeps_the_message_and_drops_the_backtrace() -> None:
 
 
 def test_vagrant_error_of_a_plain_vagrant_message() -> None:
-    from harness.providers.vagrant.provider import vagrant_error
+    from harness.providers.vagrant.process import vagrant_error
     text = ("==> node1: Waiting for machine to boot.\n    node1: SSH address: 10.0.0.2:22\n"
             "Timed out while waiting for the machine to boot.\n")
     assert vagrant_error(text) == "==> node1: Waiting for machine to boot.\nTimed out while waiting for the machine to boot."
@@ -481,7 +482,7 @@ def _vagrant_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan: Plan) ->
     dom = Dom(n1.object, f"storlab lab {plan.lab} node n1", [v.path() for v in vols[:2]])
     p = VagrantProvider(plan, paths.lab_dir(plan.lab))
     p.labdir.mkdir(parents=True)
-    p._conn = Conn([dom], Pool(vols))
+    p.libvirt._conn = Conn([dom], Pool(vols))
     return p, vols, dom
 
 
@@ -490,9 +491,9 @@ def test_teardown_removes_only_volumes_its_domains_use_or_it_recorded(tmp_path: 
     (no domain of the lab uses it, the lab never recorded it): it is a conflict, and it stays."""
     plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
     p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, plan)
-    p._record_volumes()  # as `up` does once vagrant made the domains: n1's root and data disk
+    p.volumes.record_used()  # as `up` does once vagrant made the domains: n1's root and data disk
     dom.disks = dom.disks[:1]  # the data disk detached later: still recorded as the lab's
-    assert {v.name() for v in p._volumes()} == {vols[0].name(), vols[1].name()}
+    assert {v.name() for v in p.volumes.all()} == {vols[0].name(), vols[1].name()}
     assert any(vols[3].name() in c for c in p.conflicts()), p.conflicts()
     rep = p.destroy()
     assert dom.undefined and [v.deleted for v in vols] == [True, True, False, False], rep
@@ -504,13 +505,13 @@ def test_volumes_free_before_up_are_claimed_by_the_lab(tmp_path: Path, monkeypat
     the domain that would show it is the lab's): an `up` killed in between leaves nothing behind."""
     plan = plan_of(TWO_NODES.replace("lab: t", "lab: a"))
     p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, plan)
-    pool = p.conn().storagePoolLookupByName(box.STORAGE_POOL)
+    pool = p.libvirt.conn().storagePoolLookupByName(box.STORAGE_POOL)
     pool.vols = [vols[0]]  # only n1's root exists (and its domain uses it)
-    p._claim_volumes()
+    p.volumes.claim()
     pool.vols = vols  # then vagrant made the rest, and was killed before n2's domain existed
     dom.disks = []
-    p.conn().doms = []
-    assert {v.name() for v in p._volumes()} == {v.name() for v in vols[1:]}  # n1's root: neither claimed nor used
+    p.libvirt.conn().doms = []
+    assert {v.name() for v in p.volumes.all()} == {v.name() for v in vols[1:]}  # n1's root: neither claimed nor used
 
 
 def test_a_lab_made_with_older_names_goes_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -521,7 +522,7 @@ def test_a_lab_made_with_older_names_goes_down(tmp_path: Path, monkeypatch: pyte
     assert old.nodes[0].object == "storlab-a-n1"
     p, vols, dom = _vagrant_lab(tmp_path, monkeypatch, old)
     stranger = Dom("storlab-a-n2", None, [vols[3].path()])  # hand-made, with n2's old name
-    p.conn().doms.append(stranger)
+    p.libvirt.conn().doms.append(stranger)
     rep = p.destroy()
     assert dom.undefined and not stranger.undefined
     assert [v.deleted for v in vols] == [True, True, False, False], rep
