@@ -18,7 +18,9 @@ from harness.plan.planner import load_plan
 from harness.providers.capabilities import parse_on
 from harness.providers.incus import client as incus
 from harness.providers.incus.client import Budget
-from harness.providers.incus.provider import IncusProvider, budget, need, networkd
+from harness.providers.incus.provider import IncusProvider
+from harness.providers.incus.settings import networkd
+from harness.providers.incus.setup import budget, need
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data" / "incus"

@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config", "providers.lxc.freezer",
      "providers.lxc.links", "providers.lxc.snapshots", "providers.vagrant.process", "providers.vagrant.domains",
-     "providers.vagrant.volumes"},
+     "providers.vagrant.volumes", "providers.incus.settings", "providers.incus.setup"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
     {"nodes.faults", "nodes.node"},

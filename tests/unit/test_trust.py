@@ -13,7 +13,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES, HostFacts
 from harness.lab.lab import Lab
-from harness.providers.incus.provider import isolation, restrictions, root_ids
+from harness.providers.incus.settings import isolation, restrictions, root_ids
 
 REPO = Path(__file__).resolve().parents[2]
 NODES3 = str(REPO / "topologies" / "nodes-3.yaml")

@@ -17,24 +17,20 @@ import json
 import os
 import shlex
 import shutil
-import tarfile
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from harness import locks, log, paths
+from harness import log, paths
 from harness.backends.base import backends
 from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import NodePlan, Plan
 from harness.providers import hostdisks, image
 from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
-from harness.providers.image import role_services
 from harness.providers.incus import client as incus
-from harness.providers.incus import projects
-from harness.providers.incus.client import HOME_KEY, OWNER_KEY, POOL, Budget, Incus
+from harness.providers.incus import projects, settings, setup
+from harness.providers.incus.client import OWNER_KEY, POOL, Incus
 from harness.providers.incus.projects import (
     owned_instances,
     owned_networks,
@@ -44,92 +40,10 @@ from harness.providers.incus.projects import (
     remove_lab,
 )
 from harness.providers.incus.remotes import REMOTES
-from harness.providers.lxc.config import CONTAINER_MASKS, FOOTPRINT, PIDS_MAX
+from harness.providers.incus.settings import MADE_KEY, RAW_DIR, isolation, root_ids
+from harness.providers.incus.setup import budget, need
+from harness.providers.lxc.config import FOOTPRINT, PIDS_MAX
 from harness.run import run, succeed
-
-#: inside a node: where a raw data disk's backing file lives (on its custom volume), and its name
-#: under /dev/storlab (a symlink remade at every boot by systemd-tmpfiles)
-RAW_DIR = "/var/lib/storlab-disks"
-#: set on an instance once it has all its nics, disks and files (a killed `up` leaves it unset)
-MADE_KEY = "user.storlab.made"
-#: besides lxc's: binfmt_misc is the host kernel's, and an Incus container may not mount it
-INCUS_MASKS = ["systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount"]
-
-
-def image_alias(key: str | None = None) -> str:
-    return f"storlab-golden-{key or image.content_key()}"
-
-
-def need(plan: Plan) -> Budget:
-    return incus.need_of(plan.nodes)
-
-
-def budget(plan: Plan) -> Budget:
-    """The lab's budget: the plan's (`--budget`), else exactly what its nodes need."""
-    b = plan.budget
-    return Budget(b.instances, b.memory_mib, b.cpus, b.disk_gib) if b else need(plan)
-
-
-
-
-def isolation(untrusted: bool) -> dict[str, str]:
-    """A node's security settings: privileged for trusted labs (every backend runs); for untrusted
-    users unprivileged, with an id map of its own (root in it is an unprivileged id on the host
-    that no other container shares), nesting off and Incus's default AppArmor and seccomp."""
-    if not untrusted:  # root in the node is root on the host: trusted labs only (README "Who is root where")
-        return {"security.privileged": "true"}
-    return {"security.privileged": "false", "security.idmap.isolated": "true", "security.nesting": "false"}
-
-
-def restrictions(untrusted: bool, disks: Path | None) -> dict[str, str]:
-    """A lab's project is restricted to what storlab makes in it, so that a certificate trusted
-    with the project (a class's gate) cannot do more: no host paths but the lab's own disk
-    directory (``disks``; None on a remote: custom volumes only), no low-level options for an
-    untrusted lab, and only unprivileged, isolated containers for it."""
-    cfg = {"restricted": "true", "restricted.devices.nic": "managed", "restricted.devices.unix-block": "block",
-           "restricted.devices.unix-char": "block", "restricted.devices.unix-hotplug": "block",
-           "restricted.devices.usb": "block", "restricted.devices.pci": "block", "restricted.devices.gpu": "block",
-           "restricted.devices.infiniband": "block", "restricted.devices.proxy": "block",
-           "restricted.containers.nesting": "block", "restricted.virtual-machines.lowlevel": "block",
-           "restricted.snapshots": "allow", "restricted.devices.disk": "allow" if disks else "managed"}
-    if disks:
-        cfg["restricted.devices.disk.paths"] = str(disks)
-    if untrusted:
-        cfg |= {"restricted.containers.privilege": "isolated", "restricted.containers.lowlevel": "block"}
-    else:
-        cfg |= {"restricted.containers.privilege": "allow", "restricted.containers.lowlevel": "allow"}
-    return cfg
-
-
-#: an unprivileged container's /sys is writable (its network namespace's), so systemd-networkd
-#: waits for udev to initialise each link ("pending" for ever with udevd masked): udevd runs there
-UDEV_UNITS = ("systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
-              "systemd-udev-trigger.service")
-
-
-def masks(untrusted: bool) -> list[str]:
-    """The units masked in a node before its first boot (unprivileged: udev stays, see UDEV_UNITS)."""
-    return [u for u in CONTAINER_MASKS + INCUS_MASKS if not (untrusted and u in UDEV_UNITS)]
-
-
-def root_ids(instance: dict[str, Any]) -> tuple[int, int]:
-    """The host uid and gid that an unprivileged instance's root is mapped to (from the id map
-    Incus chose at creation, volatile.idmap.next)."""
-    cfg = instance.get("config") or {}
-    try:
-        entries = json.loads(cfg.get("volatile.idmap.next") or cfg.get("volatile.idmap.current") or "[]")
-        uid = next(int(e["Hostid"]) for e in entries if e.get("Isuid") and int(e["Nsid"]) == 0)
-        gid = next(int(e["Hostid"]) for e in entries if e.get("Isgid") and int(e["Nsid"]) == 0)
-    except (ValueError, KeyError, TypeError, StopIteration):
-        raise HarnessError(f"instance {instance.get('name')}: no id map for its root in volatile.idmap.next "
-                           f"(an unprivileged instance has one)") from None
-    if uid == 0 or gid == 0:
-        raise HarnessError(f"instance {instance.get('name')}: its root is the host's root: not unprivileged")
-    return uid, gid
-
-
-def networkd(iface: str, mac: str, address: str, prefix: int) -> str:
-    return f"[Match]\nMACAddress={mac}\n\n[Link]\nName={iface}\n\n[Network]\nAddress={address}/{prefix}\nLinkLocalAddressing=no\n"
 
 
 class IncusProvider(Provider):
@@ -193,10 +107,10 @@ class IncusProvider(Provider):
             raise HarnessError(f"golden image missing at {image.rootfs().parent}; run `storlab image build`")
         if self.api.remote:
             record_remote(self.api.remote)
-        alias = self._image()
-        self._project()
+        alias = setup.golden_image(self.default)
+        setup.ensure_project(self.default, self.plan, self.labdir)
         target = self._placement()
-        self._networks()
+        setup.ensure_networks(self.default, self.plan)
         self._thaw_frozen()
         for node in self.plan.nodes:
             inst = self.api.maybe(f"/1.0/instances/{node.name}")
@@ -219,44 +133,6 @@ class IncusProvider(Provider):
                 self.api.run("exec", self.api.ref(node.name), "--", "truncate", "-s", str(d.size),
                              f"{RAW_DIR}/{d.name}/disk.img", timeout=60)
 
-    def _image(self) -> str:
-        """The golden image on the remote, imported once per content key (alias storlab-golden-KEY)."""
-        alias = image_alias()
-        with locks.allocation(timeout=900):  # one import at a time (two labs starting together)
-            if self.default.maybe(f"/1.0/images/aliases/{alias}") is not None:
-                return alias
-            root = image.rootfs()
-            with log.step(f"import golden image into {self.default.where()} as {alias}"), \
-                    tempfile.TemporaryDirectory(dir=paths.image_dir(), prefix=".incus-") as tmp:
-                meta = Path(tmp) / "metadata.yaml"
-                meta.write_text(f"architecture: x86_64\ncreation_date: {int(time.time())}\nproperties:\n"
-                                f"  description: storlab golden image {image.content_key()}\n  os: debian\n"
-                                f"  release: bookworm\n")
-                with tarfile.open(Path(tmp) / "meta.tar", "w") as tf:
-                    tf.add(meta, arcname="metadata.yaml")
-                succeed(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf",
-                         str(Path(tmp) / "rootfs.tar"), "."], timeout=900)
-                self.default.run("image", "import", str(Path(tmp) / "meta.tar"), str(Path(tmp) / "rootfs.tar"),
-                                 *([self.default.ref()] if self.default.remote else []), "--alias", alias,
-                                 timeout=1800)
-        return alias
-
-    def _project(self) -> None:
-        proj = self.default.maybe(f"/1.0/projects/{self.project}")
-        cfg = {OWNER_KEY: self.lab, HOME_KEY: paths.home_id(), **budget(self.plan).project_config(),
-               **restrictions(self.plan.untrusted, None if self.plan.remote else self.labdir / "disks")}
-        if proj is None:
-            feats = {"features.images": "false", "features.profiles": "true", "features.storage.volumes": "true",
-                     "features.storage.buckets": "true", "features.networks": "false"}
-            self.default.run("project", "create", self.default.ref(self.project),
-                             *[a for k, v in {**feats, **cfg}.items() for a in ("-c", f"{k}={v}")], timeout=60)
-            return
-        if incus.owner(proj) != self.lab or incus.home_of(proj) not in (None, paths.home_id()):
-            raise HarnessError(f"Incus project {self.project} on {self.default.where()} exists and is not lab "
-                               f"{self.lab}'s of this storlab home ({OWNER_KEY}={incus.owner(proj)}, {HOME_KEY}="
-                               f"{incus.home_of(proj)}; this home is {paths.home_id()}); storlab touches only what it made: "
-                               f"rename the lab or remove that project")
-
     def _placement(self) -> str | None:
         """Where the next node goes: the member the lab is on when it has nodes already (a resumed
         `up`), else `@GROUP` when a cluster group was named, else None (Incus places the first)."""
@@ -267,65 +143,6 @@ class IncusProvider(Provider):
         if not clustered:
             return None
         return self.location() or (f"@{self.group}" if self.group else None)
-
-    def _networks(self) -> None:
-        clustered = self.default.clustered()
-        for net in self.plan.networks:
-            have = self.default.maybe(f"/1.0/networks/{net.bridge}")
-            if have is not None:
-                if incus.owner(have) != self.lab:
-                    raise HarnessError(f"Incus network {net.bridge} exists and is not lab {self.lab}'s; storlab "
-                                       f"touches only what it made: rename the lab or remove that network")
-                if have.get("status") == "Created":
-                    continue
-                if not clustered:  # an `up` killed while incusd made it: remade whole (a cluster's pending
-                    # per-member definitions are completed by the create below)
-                    log.info(f"network {net.bridge} is {have.get('status')}: remaking it")
-                    self.default.run("network", "delete", self.default.ref(net.bridge), timeout=120)
-            # no NAT, no route off the lab, no DHCP/DNS daemon, no firewall rules; the host keeps its address
-            # on a remote the bridge gets no address: this host is not there, and every member's bridge
-            # would hold the same one (the host-side address serves this host's libvirt pools only)
-            address = "none" if self.plan.remote else f"{net.host_address}/{net.prefix}"
-            cfg = {"ipv4.address": address, "ipv4.nat": "false", "ipv4.routing": "false",
-                   "ipv4.firewall": "false", "ipv4.dhcp": "false", "ipv6.address": "none", "ipv6.nat": "false",
-                   "ipv6.firewall": "false", "dns.mode": "none", OWNER_KEY: self.lab,
-                   "user.storlab.network": net.name}
-            if clustered:  # a cluster network is defined on every member first, then created everywhere
-                for m in self.default.members():
-                    self.default.run("network", "create", self.default.ref(net.bridge), "--type", "bridge",
-                                     "--target", m.name, check=False, timeout=60)
-            self.default.run("network", "create", self.default.ref(net.bridge), "--type", "bridge",
-                             *[f"{k}={v}" for k, v in cfg.items()], timeout=120)
-
-    def _stage(self, node: NodePlan, public_key: str) -> Path:
-        """The files a node gets before its first boot: its key, name, hosts, addresses, masks."""
-        d = self.labdir / "incus" / node.name
-        shutil.rmtree(d, ignore_errors=True)
-        ssh = d / "root/.ssh"
-        ssh.mkdir(parents=True, mode=0o700)
-        (ssh / "authorized_keys").write_text(public_key)
-        (ssh / "authorized_keys").chmod(0o600)
-        etc = d / "etc"
-        etc.mkdir()
-        (etc / "hostname").write_text(node.name + "\n")
-        hosts = self.labdir / "files" / "nodes" / node.name / "etc/hosts"
-        if hosts.exists():
-            shutil.copy(hosts, etc / "hosts")
-        (etc / "systemd/network").mkdir(parents=True)
-        for ni, net in enumerate(self.plan.networks):
-            (etc / f"systemd/network/10-storlab-eth{ni}.network").write_text(
-                networkd(f"eth{ni}", node.macs[net.name], node.addresses[net.name], net.prefix))
-        units = etc / "systemd/system"
-        units.mkdir(parents=True)
-        for unit in masks(self.plan.untrusted) + role_services():
-            (units / unit).symlink_to("/dev/null")
-        raw = [dd for dd in node.disks if dd.filesystem == "none"] if self.plan.remote else []
-        if raw:
-            (etc / "tmpfiles.d").mkdir()
-            (etc / "tmpfiles.d/storlab-disks.conf").write_text(
-                "d /dev/storlab 0755 root root -\n"
-                + "".join(f"L+ /dev/storlab/{dd.name} - - - - {RAW_DIR}/{dd.name}/disk.img\n" for dd in raw))
-        return d
 
     def _make_node(self, node: NodePlan, public_key: str, alias: str, target: str | None) -> str | None:
         """Create one node (stopped) with its nics, volumes and files; returns the member it is on."""
@@ -366,30 +183,16 @@ class IncusProvider(Provider):
             vol = f"{node.name}-{d.name}"
             if self.api.maybe(f"/1.0/storage-pools/{POOL}/volumes/custom/{vol}") is None:
                 argv = ["storage", "volume", "create", self.api.ref(POOL), vol, f"size={-(-d.size // incus.GIB)}GiB",
-                        f"{OWNER_KEY}={self.lab}", *self._volume_filesystem(d.filesystem)]
+                        f"{OWNER_KEY}={self.lab}", *settings.volume_filesystem(self.default, d.filesystem)]
                 self.api.run(*argv, *(["--target", target] if target else []), timeout=120)
             path = d.mount if d.filesystem != "none" and d.mount else f"{RAW_DIR}/{d.name}"
             self.api.run("config", "device", "add", self.api.ref(node.name), f"disk-{d.name}", "disk", f"pool={POOL}",
                          f"source={vol}", f"path={path}", timeout=60)
-        stage = self._stage(node, public_key)
+        stage = settings.stage(self.plan, self.labdir, node, public_key)
         self.api.run("file", "push", "-r", "-p", str(stage / "etc"), str(stage / "root"),
                      self.api.ref(f"{node.name}/"), timeout=120)
         self.api.run("config", "set", self.api.ref(node.name), f"{MADE_KEY}=true", timeout=60)
         return target
-
-    def _volume_filesystem(self, fs: str) -> list[str]:
-        """The volume config that formats a custom volume as ``fs`` where the pool's driver can
-        (block-backed drivers); a dir or btrfs pool gives its own filesystem, said in the log."""
-        if fs == "none":
-            return []
-        driver = str((self.default.query(f"/1.0/storage-pools/{POOL}") or {}).get("driver", "?"))
-        if driver in ("lvm", "ceph"):
-            return [f"block.filesystem={fs}"]
-        if driver == "zfs":
-            return ["zfs.block_mode=true", f"block.filesystem={fs}"]
-        log.info(f"note: Incus pool {POOL} on {self.default.where()} is {driver}: a data disk asked as {fs} is a "
-                 f"{driver} volume there (an lvm, zfs or ceph pool formats it as {fs})")
-        return []
 
     # -- power and faults ----------------------------------------------------------------------
     def _status(self, node: str) -> str:
