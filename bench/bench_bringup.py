@@ -42,7 +42,7 @@ def storlab_up(provider: str, name: str) -> tuple[float, dict[str, float]]:
     t = time.monotonic()
     lab.up()
     took = time.monotonic() - t
-    timings = dict(lab.state().get("timings", {}))
+    timings = dict(lab.state().timings)
     lab.down()
     return took, timings
 

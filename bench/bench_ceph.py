@@ -33,7 +33,7 @@ def main() -> int:
     t = time.monotonic()
     lab.up()
     out["up_s"] = round(time.monotonic() - t, 1)
-    out["up_steps_s"] = lab.state().get("timings", {})
+    out["up_steps_s"] = lab.state().timings
     print(f"up to HEALTH_OK + rbd pool: {out['up_s']}s; steps {out['up_steps_s']}")
     admin = lab.node(planned(lab.plan).admin[0])
 

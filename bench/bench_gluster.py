@@ -46,7 +46,7 @@ def main() -> int:
     t = time.monotonic()
     lab.up()
     out["up_s"] = round(time.monotonic() - t, 1)
-    out["up_steps_s"] = lab.state().get("timings", {})
+    out["up_steps_s"] = lab.state().timings
     print(f"up: {out['up_s']}s; steps: {out['up_steps_s']}")
     try:
         mnt = next(p.path for p in lab.plan.host.pools if p.fuse_mount)

@@ -76,7 +76,7 @@ def main() -> int:
         up = time.monotonic() - t
         time.sleep(10)  # let boot-time activity settle before measuring idle memory
         mem = container_memory_mib(lab)
-        timings = lab.state().get("timings", {})
+        timings = lab.state().timings
         t = time.monotonic()
         rep = lab.down()
         down = time.monotonic() - t

@@ -18,8 +18,6 @@ from harness import log
 
 #: the shape written now; a file without "version" is version 1 (storlab before LabState)
 VERSION = 2
-#: statuses a lab passes through (a newer storlab may write others: read as they are)
-STATUSES = ("creating", "up", "failed", "destroying", "destroy-failed", "in-use")
 
 
 class SnapshotInfo(BaseModel):
@@ -50,7 +48,7 @@ class LabState(BaseModel):
     topology: str | None = None
     updated: float | None = None
     # lifecycle
-    status: str | None = None
+    status: str | None = None  # creating, up, failed, destroying, destroy-failed (a newer storlab's: as is)
     owner_pid: int | None = None
     owner_host: str | None = None
     created: float | None = None
@@ -73,8 +71,8 @@ class LabState(BaseModel):
         return sorted(self.model_extra or {})
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Dict-style read of a known field, for callers not yet reading attributes; an unknown
-        key is an error (a typo must not read as "not set")."""
+        """Dict-style read of a known field, for callers not yet reading attributes (training/
+        handout.py); an unknown key is an error (a typo must not read as "not set")."""
         if key not in type(self).model_fields:
             raise KeyError(f"LabState has no field {key!r}")
         value = getattr(self, key)
@@ -84,22 +82,22 @@ class LabState(BaseModel):
         return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2)
 
 
-def migrate(raw: dict[str, Any], where: str = "state.json") -> LabState:
+def migrate(raw: dict[str, Any], where: str = "state.json", say: Callable[[str], None] = log.info) -> LabState:
     """A LabState from what any storlab wrote: missing keys take their defaults, version 1's
     shapes are brought up to date, unknown keys are kept, and a known key whose value cannot be
     read is dropped with a log line (a lab whose state is half-readable can still be taken down)."""
     data = dict(raw)
     version = data.get("version", 1)
     if not isinstance(version, int) or version > VERSION:
-        log.info(f"{where}: written by a newer storlab (version {version!r}); read as version {VERSION}, "
-                 "unknown keys kept")
+        say(f"{where}: written by a newer storlab (version {version!r}); read as version {VERSION}, "
+            "unknown keys kept")
     data["version"] = VERSION
     data = _from_v1(data)
     try:
         return LabState.model_validate(data)
     except ValidationError as exc:
         bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-        log.info(f"{where}: dropped unreadable value(s) of {', '.join(bad)}")
+        say(f"{where}: dropped unreadable value(s) of {', '.join(bad)}")
         return LabState.model_validate({k: v for k, v in data.items() if k not in bad})
 
 
@@ -126,7 +124,7 @@ class StateFile:
         self.dir = directory
         self.path = directory / "state.json"
         self._stamp = stamp
-        self._told: set[tuple[str, ...]] = set()
+        self._told: set[str] = set()  # what reading the file had to say, said once per lab object
 
     def read(self) -> LabState:
         try:
@@ -136,12 +134,18 @@ class StateFile:
         if not isinstance(raw, dict):
             log.info(f"{self.path}: not a JSON object; read as empty")
             return LabState()
-        st = migrate(raw, str(self.path))
-        unknown = tuple(st.unknown_keys())
-        if unknown and unknown not in self._told:
-            self._told.add(unknown)
-            log.debug(f"{self.path}: keys this storlab does not know, kept as they are: {', '.join(unknown)}")
+        st = migrate(raw, str(self.path), self._once(log.info))
+        if st.unknown_keys():
+            self._once(log.debug)(f"{self.path}: keys this storlab does not know, kept as they are: "
+                                  f"{', '.join(st.unknown_keys())}")
         return st
+
+    def _once(self, say: Callable[[str], None]) -> Callable[[str], None]:
+        def once(msg: str) -> None:
+            if msg not in self._told:
+                self._told.add(msg)
+                say(msg)
+        return once
 
     def update(self, change: Callable[[LabState], object]) -> LabState:
         """Read, change and write under the lock: nodes restarted side by side record their boots

@@ -137,3 +137,13 @@ def test_is_up_is_the_state_and_every_node(lab: Lab, monkeypatch: pytest.MonkeyP
     running["b"] = True
     lab.save_state(status="failed")
     assert not lab.is_up()
+
+
+def test_what_reading_had_to_say_is_said_once_per_lab(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    lab.dir.mkdir(parents=True)
+    lab.state_file.write_text(json.dumps({"version": VERSION + 1, "timings": {"image": "slow"}}))
+    with caplog.at_level(logging.INFO, logger="storlab"):
+        for _ in range(3):
+            assert lab.state().timings == {}
+    assert caplog.text.count("dropped unreadable value(s) of timings") == 1
+    assert caplog.text.count("written by a newer storlab") == 1

@@ -76,6 +76,39 @@ def test_lab_state_survives_writers_on_many_threads(tmp_path: Path, monkeypatch:
     assert lab.state().boot_seconds == {f"n{i}": float(i) for i in range(64)}
 
 
+def test_lab_state_keeps_every_kind_of_write_from_many_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Boots, ownership claims, snapshots' records and plain field writes side by side: the typed
+    state goes through the same lock, so none overwrites another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.host.facts import PROFILES
+    from harness.lab.lab import Lab
+    from harness.lab.state import SnapshotInfo
+    from harness.plan.planner import make_plan
+    from harness.spec.validate import validate_text
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    topo, res = validate_text("lab: st\nprovider: lxc\nnetworks: [{name: n}]\nnodes: [{name: a}]\n", PROFILES["ci"])
+    lab = Lab(make_plan(topo, res, "st.yaml", set(), PROFILES["ci"]))
+
+    def write(i: int) -> None:
+        if i % 4 == 0:
+            lab.booted(f"n{i}", float(i))
+        elif i % 4 == 1:
+            lab.claim(f"pool p{i}")
+        elif i % 4 == 2:
+            lab.store.update(lambda st: st.snapshots.update({f"s{i}": SnapshotInfo(bytes=i)}))
+        else:
+            lab.save_state(exercise=f"e{i}")
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(write, range(64)))
+    st = lab.state()
+    assert st.boot_seconds == {f"n{i}": float(i) for i in range(0, 64, 4)}
+    assert sorted(st.owned) == sorted(f"pool p{i}" for i in range(1, 64, 4))
+    assert sorted(st.snapshots) == sorted(f"s{i}" for i in range(2, 64, 4))
+    assert st.exercise in {f"e{i}" for i in range(3, 64, 4)}
+    assert not list(lab.dir.glob(".state.*.tmp"))  # every writer renamed its file over state.json
+
+
 def test_exclusive_is_reentrant_in_its_thread_and_excludes_other_threads(home: Path) -> None:
     import threading
     got: list[str] = []
