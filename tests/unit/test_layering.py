@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
      "lab.evidence", "providers.incus.client", "lab.state"} | INITS,
     {"spec.validate", "spec.pools"},
-    {"plan.planner", "providers.image"},
+    {"plan.planner", "plan.placement", "providers.image"},
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
     {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config", "providers.lxc.freezer",
