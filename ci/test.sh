@@ -48,6 +48,17 @@ phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matr
 # the flagship on Incus system containers (this host's incusd); the lifecycle and a class
 # placed on a two-member Incus cluster (tests/lab/test_incus_cluster.py) ran in the phase above
 phase always "incus: gluster_failover" 0 tests/lab/test_gluster_failover.py --lab-provider incus "$@"
+# what `pip install .` gives a user (ci/install-check.sh, ~1-2 min): a fresh venv's storlab validates,
+# plans, lists the exercises and brings an LXC lab up and down (the golden image is cached by now);
+# never skipped, and before the VM phases so that the budget guard counts its time
+t=$SECONDS
+echo "== phase 'install: pip install .' (never skipped; $((SECONDS - t0))s elapsed)"
+if bash ci/install-check.sh; then
+  timings+=("install: pip install .: $((SECONDS - t))s")
+else
+  rc=1
+  timings+=("install: pip install .: FAILED ($((SECONDS - t))s)")
+fi
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.host.facts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
   phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"

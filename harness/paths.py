@@ -154,5 +154,11 @@ def mac(lab: str, node: str, net: str) -> str:
     return f"52:54:00:{(h >> 16) & 0xFF:02x}:{(h >> 8) & 0xFF:02x}:{h & 0xFF:02x}"
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+def project_root() -> Path:
+    """Where a matrix's `tests:` and the shared topologies/ are read from: the checkout storlab
+    runs from (harness/ beside pyproject.toml and topologies/, also an editable install); when
+    installed (`pip install .`), the current directory, i.e. the project storlab is run in."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "topologies").is_dir():
+        return root
+    return Path.cwd()

@@ -52,7 +52,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     m = mx.load(args.file)
-    root = paths.repo_root()
+    root = paths.project_root()
     tests = [str(root / t) for t in m.model.tests] if not any(not a.startswith("-") for a in extra) else []
     argv = [sys.executable, "-m", "pytest", "--matrix", str(args.file), *tests, *extra]
     print("$ " + " ".join(argv), flush=True)

@@ -281,8 +281,8 @@ def _make_cell(m: Matrix, base_text: str, base_file: str, values: dict[str, str]
     return cell
 
 
-#: the repository's topologies (a checkout: harness/ beside topologies/)
-TOPOLOGIES = paths.repo_root() / "topologies"
+#: the shared topologies: a checkout's; installed, those of the directory storlab runs in
+TOPOLOGIES = paths.project_root() / "topologies"
 
 
 def topology_file(matrix_file: Path, name: str) -> tuple[Path, tuple[str, str] | None]:
