@@ -70,14 +70,6 @@ class LabState(BaseModel):
     def unknown_keys(self) -> list[str]:
         return sorted(self.model_extra or {})
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Dict-style read of a known field, for callers not yet reading attributes (training/
-        handout.py); an unknown key is an error (a typo must not read as "not set")."""
-        if key not in type(self).model_fields:
-            raise KeyError(f"LabState has no field {key!r}")
-        value = getattr(self, key)
-        return default if value is None else value
-
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2)
 

@@ -161,7 +161,7 @@ def write_handout(k: Klass, student: str, lab: Lab) -> Path:
         [{"name": n.name, "address": n.address, "roles": ", ".join(n.roles)} for n in lab.nodes.values()],
         [b for b in ("gluster", "ceph", "nfs", "iscsi") if getattr(lab.plan, b, None) is not None],
         [f"{p.object} ({p.type})" for p in lab.plan.host.pools],
-        ex.title if ex else None, ex.text if ex else None, lease.remaining(lab.state().get("expires")),
+        ex.title if ex else None, ex.text if ex else None, lease.remaining(lab.state().expires),
         where=f"remote {lab.where()}" if gated else None)
     (hd / "HANDOUT.md").write_text(text)
     return archive(hd)
