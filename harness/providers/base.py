@@ -1,7 +1,14 @@
 """The node-provider interface: how nodes come to exist, stop, and have faults injected.
 
 Roles and tests never talk to a provider directly for commands: they use harness.nodes.node.Node,
-which reaches every node over ssh whatever made it.
+which reaches every node over ssh whatever made it. A provider is one package (providers/ENGINE/)
+registered as a `storlab.providers` entry point and found by the one plugin loader (harness.plugins).
+It implements create, destroy, leftovers and the power and fault verbs below; it declares what it
+can give a lab in its Capabilities (kernel, disks, isolation, what a node costs, labs on engine
+remotes: harness.providers.capabilities); and it may override the hooks that have defaults here:
+boot_floor, freeze/thaw, snapshots, preflight, ssh_proxy, host_reach, location, exec_route and
+reap_orphans (its engine's objects whose lab directory is gone). Nothing outside providers/ names
+a provider or imports an engine package (tests/unit/test_layering.py).
 """
 
 from __future__ import annotations
