@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import as_lines, record  # noqa: E402
+
 from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
@@ -149,6 +151,8 @@ def main() -> int:
         out.update(instances=args.instances, instances_up_s=round(t, 1), instances_ratio=round(t / up, 2))
         print(f"{args.instances} instances of gluster-3 up at once: {t:.1f}s = {t / up:.2f}x one lab")
     print(json.dumps(out, indent=2))
+    record(f"bench_bringup.py --provider {args.provider} --instances {args.instances} --rounds {args.rounds}",
+           as_lines(out))
     return 0
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import as_lines, record  # noqa: E402
+
 from harness import log  # noqa: E402
 from harness.backends.ceph import planned  # noqa: E402
 from harness.backends.ceph.role import osd_stopped, parse_health, parse_osd_tree  # noqa: E402
@@ -77,6 +79,7 @@ def main() -> int:
     finally:
         lab.down()
     print(json.dumps(out, indent=2))
+    record(f"bench_ceph.py --provider {args.provider}", as_lines(out))
     return 0
 
 

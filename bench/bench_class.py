@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import as_lines, record  # noqa: E402
+
 from harness.lab.lab import Lab  # noqa: E402
 from harness.training.classroom import Klass  # noqa: E402
 
@@ -126,6 +128,8 @@ def main() -> int:
     print(f"  reset, whole class  {res['reset_class_s']:>7} s")
     print(f"  class down          {res['class_down_s']:>7} s")
     print(json.dumps(res))
+    record(f"bench_class.py --students {args.students} --topology {Path(args.topology).name}"
+           f"{' --on ' + args.on if args.on else ''}{' --untrusted' if args.untrusted else ''}", as_lines(res))
     return 0
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import as_lines, record  # noqa: E402
+
 from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
 from harness.backends.gluster.role import volume_whole  # noqa: E402
@@ -82,6 +84,7 @@ def main() -> int:
         lab.down()
         out["down_s"] = round(time.monotonic() - t, 1)
     print(json.dumps(out, indent=2))
+    record(f"bench_gluster.py --provider {args.provider}", as_lines(out))
     return 0
 
 

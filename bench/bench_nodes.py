@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results import as_lines, record
+
 from harness import log
 from harness.lab.lab import Lab
 from harness.providers import image
@@ -92,6 +94,7 @@ def main() -> int:
         ratio = b["up_s"] / a["up_s"]  # type: ignore[index]
         print(f"ratio up({sizes[-1]})/up({sizes[0]}) = {ratio:.2f} (node count ratio {sizes[-1] / sizes[0]:.0f})")
     print(json.dumps(results, indent=2))
+    record(f"bench_nodes.py --provider {args.provider} --sizes {args.sizes}{' --cold' if args.cold else ''}", as_lines(results))
     return 0
 
 

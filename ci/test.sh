@@ -73,4 +73,10 @@ fi
 echo "== phase timings:"
 printf '   %s\n' "${timings[@]}"
 echo "== total $((SECONDS - t0))s"
+# STORLAB_RECORD_RESULTS=1 also appends the phase timings to bench/RESULTS.md as a dated section with
+# the commit and the host (bench/results.py); off by default: CI runs on a clean clone and leaves it clean
+if [ "${STORLAB_RECORD_RESULTS:-0}" = 1 ]; then
+  python3 bench/results.py "CI: bash ci/test.sh${*:+ $*} (exit $rc)" "${timings[@]}" "total $((SECONDS - t0))s" \
+    || echo "== could not record the phase timings in bench/RESULTS.md"
+fi
 exit $rc
