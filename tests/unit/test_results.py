@@ -4,6 +4,7 @@ bench/RESULTS.md, written here into temporary files only."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,15 @@ def test_ci_records_only_when_asked() -> None:
     tail = script[script.index('echo "== phase timings:"'):]
     assert 'if [ "${STORLAB_RECORD_RESULTS:-0}" = 1 ]; then' in tail
     assert "python3 bench/results.py" in tail
+
+
+def test_readme_gives_expectations_and_leaves_dated_figures_to_results() -> None:
+    """The README's test command is what .ci/run runs, and it carries no dated run figures: those are
+    bench/RESULTS.md's, written by the runs."""
+    readme = (ROOT / "README.md").read_text()
+    ci_run = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+              if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_run == ["bash ci/test.sh"]
+    assert "```\nbash ci/test.sh\n```" in readme and "```\nbash ci/up.sh topologies/gluster-3.yaml\n```" in readme
+    assert re.search(r"\b20\d\d-\d\d-\d\d\b", readme) is None, "dated figures belong in bench/RESULTS.md"
+    assert "bench/RESULTS.md" in readme
