@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from harness import plugins
@@ -48,6 +49,19 @@ class Remotes(Protocol):
 
     def capacity(self, remote: str) -> tuple[int, int, int, list[str]]:
         """(free memory MiB, CPUs, free disk MiB, member names) of ``remote`` (HarnessError: unreachable)."""
+
+    # students of a class whose labs are on a remote reach their nodes through the jump host's gate
+    # (their key's forced command), which the engine's client behind it runs
+    def grant_students(self, klass: str, conf: Path, gate: Path, owner: tuple[int, int], remote: str,
+                       projects: Sequence[str]) -> str:
+        """Write the gate script at ``gate`` and the class account's own client in ``conf`` (owned by
+        ``owner``: uid, gid), trusted by ``remote`` for ``projects`` only; returns its identity."""
+
+    def revoke_students(self, klass: str, conf: Path, remote: str | None) -> list[str]:
+        """Take back what grant_students gave; returns what was removed."""
+
+    def project_lab(self, remote: str, project: str) -> str | None:
+        """The lab whose project on ``remote`` ``project`` is (None: not a remote's name and a lab's project)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,11 @@ def available() -> dict[str, Capabilities]:
 def with_remotes() -> dict[str, Remotes]:
     """The installed providers that place labs on engine remotes, by name."""
     return {name: caps.remotes for name, caps in available().items() if caps.remotes is not None}
+
+
+def remote_provider() -> str | None:
+    """The provider a lab on an engine remote runs on (the first installed one that has remotes)."""
+    return next(iter(with_remotes()), None)
 
 
 def remotes_of(provider: str) -> Remotes | None:

@@ -1,13 +1,16 @@
-"""Labs on Incus remotes (`--on incus:REMOTE[@GROUP]`, a cluster too) within a budget: what
-harness.providers.capabilities.Remotes asks of a provider that has remotes."""
+"""Labs on Incus remotes (`--on incus:REMOTE[@GROUP]`, a cluster too) within a budget, and their
+students' gate (students.py): what harness.providers.capabilities.Remotes asks of a provider that
+has remotes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.plan.model import NodePlan
 from harness.providers.incus import client as incus
+from harness.providers.incus import students
 
 
 class IncusRemotes:
@@ -28,6 +31,16 @@ class IncusRemotes:
         if why:
             raise HarnessError(why)
         return incus.capacity(client)
+
+    def grant_students(self, klass: str, conf: Path, gate: Path, owner: tuple[int, int], remote: str,
+                       projects: Sequence[str]) -> str:
+        return students.grant(klass, conf, gate, owner, remote, projects)
+
+    def revoke_students(self, klass: str, conf: Path, remote: str | None) -> list[str]:
+        return students.revoke(klass, conf, remote)
+
+    def project_lab(self, remote: str, project: str) -> str | None:
+        return students.project_lab(remote, project)
 
 
 REMOTES = IncusRemotes()
