@@ -23,7 +23,7 @@ from harness.lab import lease, trust
 from harness.lab.lab import Lab, list_labs
 from harness.lab.state import LabState
 from harness.plan import planner as planmod
-from harness.providers.incus import client as incus
+from harness.providers import capabilities
 from harness.training import capacity, gate, jump
 from harness.training import exercise as training
 from harness.training.handout import refresh_access
@@ -51,11 +51,10 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
     where = "this host"
     if remote:
-        client = incus.Incus(incus.split_remote(remote)[0])
-        why = client.reachable()
-        if why:
-            raise HarnessError(why)
-        free_m, cpus, free_d, members = incus.capacity(client)
+        remotes = capabilities.remotes_of(prov)
+        if remotes is None:
+            raise HarnessError(f"class on remote {remote}: provider {prov} has no remotes")
+        free_m, cpus, free_d, members = remotes.capacity(remote)
         f = capacity.fit(students, needs, free_m, free_d, cpus=cpus, reserve_mib=capacity.HOST_RESERVE_MIB *
                          max(1, len(members)), node_cpus=sum(int(n.cpus) for n in topo.nodes))
         where = f"Incus remote {remote} ({len(members) or 1} member(s){': ' + ', '.join(members) if members else ''})"
@@ -94,9 +93,10 @@ def _record(topology: str, students: list[str], name: str, provider: str | None,
         raise HarnessError(f"class {name} exists for untrusted students: it cannot become trusted; pick another --name")
     if existing:
         remote, budget, trusted = existing.remote, existing.budget, existing.trusted
-    if remote and provider not in (None, "incus"):
-        raise HarnessError(f"class on remote {remote}: the provider is incus, not {provider}")
-    provider = "incus" if remote else provider
+    on_remotes = capabilities.remote_provider()  # the provider whose labs go on remotes
+    if remote and provider not in (None, on_remotes):
+        raise HarnessError(f"class on remote {remote}: the provider is {on_remotes}, not {provider}")
+    provider = on_remotes if remote else provider
     class_id = existing.id if existing else uuid.uuid4().hex[:12]
     here = set(list_labs())
     foreign = [lab_name(name, s) for s in new if lab_name(name, s) in here
@@ -178,7 +178,7 @@ def down(k: Klass, parallel: int | None = None, progress: Callable[[str], None] 
     results = each(list(labs), remove, parallel or max(2, os.cpu_count() or 1))
     problems = [f"{s}: {r}" for s, r in results.items() if isinstance(r, BaseException)]
     if not problems:
-        for item in [*gate.revoke_incus(k.name, k.remote), *jump.remove_account(k.name)]:
+        for item in [*gate.revoke_remote(k.name, k.remote), *jump.remove_account(k.name)]:
             progress(f"  removed {item}")
         shutil.rmtree(k.dir, ignore_errors=True)
     return problems

@@ -123,9 +123,9 @@ def _refresh_access(k: Klass) -> None:
     jump.write_keys(k.name, access)  # first: a removed lab's key line goes even if the remote is away
     if k.remote:  # the class's certificate follows its labs (none left: revoked)
         if projects:
-            gate.grant_incus(k.name, k.remote, projects)
+            gate.grant_remote(k.name, k.remote, projects)
         else:
-            gate.revoke_incus(k.name, k.remote)
+            gate.revoke_remote(k.name, k.remote)
     for s, lab in labs.items():
         write_handout(k, s, lab)
 

@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from harness import locks, paths
 from harness.errors import HarnessError
-from harness.providers.incus import client as incus
+from harness.providers import capabilities
 from harness.run import run, succeed, wait_until
 from harness.spec.topology import NAME_RE
 
@@ -191,9 +191,9 @@ def key_line(access: StudentAccess) -> str:
         return f'restrict,port-forwarding,{opens},command="{NOLOGIN}" {key}'
     remote, project, nodes = access.gate
     # the words go into a command line that sshd hands to a shell: each must match its pattern
-    lab = project.removeprefix(incus.PROJECT_PREFIX)  # a lab's project: the prefix and a lab name
-    if not (incus.REMOTE_RE.fullmatch(remote) and project == incus.project_of(lab) and re.fullmatch(NAME_RE, lab)
-            and nodes and all(re.fullmatch(NAME_RE, n) for n in nodes)):
+    remotes = capabilities.remotes_of(capabilities.remote_provider() or "")
+    lab = remotes.project_lab(remote, project) if remotes else None  # a remote's name and a lab's project
+    if not (lab is not None and re.fullmatch(NAME_RE, lab) and nodes and all(re.fullmatch(NAME_RE, n) for n in nodes)):
         raise HarnessError(f"student {access.student}: refusing a gate line for remote {remote!r}, "
                            f"project {project!r}, nodes {nodes!r}")
     return f'restrict,command="{gate_path()} {remote} {project} {" ".join(nodes)}" {key}'

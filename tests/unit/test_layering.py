@@ -5,6 +5,7 @@ import inside a function or under TYPE_CHECKING counts like any other."""
 from __future__ import annotations
 
 import ast
+from importlib.metadata import entry_points
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "harness"
@@ -148,3 +149,50 @@ def test_the_core_imports_no_backend_and_no_backend_imports_another() -> None:
                 bad.append(f"harness/{m.replace('.', '/')}.py:{line} imports another backend's {t}")
     assert not bad, "\n".join(bad)
     assert BACKEND_PACKAGES == ["ceph", "gluster", "iscsi", "nfs"]
+
+
+# -- providers own their engine ------------------------------------------------------------------
+PROVIDER_NAMES = sorted({ep.name for ep in entry_points(group="storlab.providers")})
+ENGINE_PACKAGES = sorted(f"providers.{n}" for n in PROVIDER_NAMES if (PKG / "providers" / n / "__init__.py").exists())
+#: (module, provider name) -> why that string constant is not a provider named outside providers/
+NAMED_FOR_A_REASON = {
+    ("host.facts", "vagrant"): "a host binary probed on PATH (the tool the vagrant provider declares in its "
+                               "Capabilities), not a choice of provider",
+    ("host.facts", "incus"): "a host binary probed on PATH (the incus provider's declared tool), not a choice of provider",
+}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                out.add(id(first.value))
+    return out
+
+
+def provider_names_in(path: Path) -> list[tuple[str, int]]:
+    """String constants (not docstrings; comments are not in the tree) equal to a provider's name."""
+    tree = ast.parse(path.read_text())
+    docs = _docstrings(tree)
+    return [(node.value, node.lineno) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+            and node.value in PROVIDER_NAMES]
+
+
+def test_nothing_outside_providers_imports_an_engine_or_names_a_provider() -> None:
+    """The core reaches providers through the registry and their hooks (Capabilities, Provider):
+    no module outside harness/providers/ imports an engine's package or compares with its name."""
+    assert PROVIDER_NAMES and ENGINE_PACKAGES, "no providers installed: pip install -e ."
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        m = module_name(path)
+        if m == "providers" or m.startswith("providers.") or path.is_relative_to(PKG / "training" / "exercises"):
+            continue
+        where = f"harness/{path.relative_to(PKG)}"
+        bad += [f"{where}:{line} imports {t}" for t, line, _ in imports(path)
+                if any(t == e or t.startswith(e + ".") for e in ENGINE_PACKAGES)]
+        bad += [f"{where}:{line} names provider {name!r}" for name, line in provider_names_in(path)
+                if (m, name) not in NAMED_FOR_A_REASON]
+    assert not bad, "\n".join(bad)

@@ -20,6 +20,7 @@ import pytest
 from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.lab import lease
+from harness.providers.incus import students as incus_students
 from harness.training import classroom, gate, handout, jump, students
 from harness.training import exercise as training
 from harness.training.klass import Klass, parse_students
@@ -97,7 +98,7 @@ def test_gate_starts_sshd_only_on_a_node_named_in_its_key_line(tmp_path: Path) -
     fake.write_text('#!/bin/sh\necho "INCUS_CONF=$INCUS_CONF $*"\n')
     fake.chmod(0o755)
     script = tmp_path / "gate"
-    script.write_text(gate.gate_text(str(fake), tmp_path / "incus-confs"))
+    script.write_text(incus_students.gate_text(str(fake), tmp_path / "incus-confs", "storlab-gate"))
     script.chmod(0o755)
 
     def ssh_asks(word: str) -> subprocess.CompletedProcess[str]:
@@ -121,7 +122,7 @@ def test_cert_fingerprint_is_incus_s(tmp_path: Path) -> None:
                    check=True, capture_output=True)
     out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "c")],
                          check=True, capture_output=True, text=True).stdout
-    assert gate.cert_fingerprint((tmp_path / "c").read_text()) == out.split("=", 1)[1].strip().replace(":", "").lower()
+    assert incus_students.cert_fingerprint((tmp_path / "c").read_text()) == out.split("=", 1)[1].strip().replace(":", "").lower()
 
 
 def test_student_ssh_config_goes_through_the_jump() -> None:
@@ -215,7 +216,7 @@ def test_access_refresh_drops_key_lines_first_and_one_remote_away_stops_no_other
         (jump.jump_dir() / "keys" / jump.account_name(name)).write_text("stale\n")
     monkeypatch.setattr(Klass, "labs", lambda self: {"s01": FakeLab()})
     monkeypatch.setattr(jump, "write_keys", lambda klass, access: calls.append(f"keys {klass}"))
-    monkeypatch.setattr(gate, "grant_incus", away)
+    monkeypatch.setattr(gate, "grant_remote", away)
     monkeypatch.setattr(handout, "write_handout", lambda k, s, lab: calls.append(f"handout {k.name}"))
     assert handout.refresh_all_access() == []
     assert calls == ["keys aa", "grant aa", "keys bb", "grant bb"], calls
