@@ -33,6 +33,7 @@ from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
 from harness.nodes.node import Node, on_each  # noqa: E402
+from harness.plugins import provider_names  # noqa: E402
 from harness.run import succeed, wait_until  # noqa: E402
 
 TOPO = str(ROOT / "topologies" / "gluster-3.yaml")
@@ -122,7 +123,7 @@ def many(provider: str, n: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--provider", default="lxc", choices=["lxc", "vagrant"])
+    ap.add_argument("--provider", default="lxc", choices=provider_names())
     ap.add_argument("--instances", type=int, default=4, help="instances of gluster-3 brought up at once (0: skip)")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each figure (the median is reported)")
     args = ap.parse_args()

@@ -22,12 +22,13 @@ from harness import log  # noqa: E402
 from harness.backends.ceph import planned  # noqa: E402
 from harness.backends.ceph.role import osd_stopped, parse_health, parse_osd_tree  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
+from harness.plugins import provider_names  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--provider", default="lxc", choices=["lxc", "vagrant"])
+    ap.add_argument("--provider", default="lxc", choices=provider_names())
     args = ap.parse_args()
     log.setup()
     out: dict[str, object] = {"provider": args.provider}

@@ -24,6 +24,7 @@ from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
 from harness.backends.gluster.role import volume_whole  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
+from harness.plugins import provider_names  # noqa: E402
 from harness.run import wait_until  # noqa: E402
 from harness.testing.workload import Writer, file_appender  # noqa: E402
 
@@ -32,7 +33,7 @@ TOPO = str(ROOT / "topologies" / "gluster-3.yaml")
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--provider", default="lxc", choices=["lxc", "vagrant"])
+    ap.add_argument("--provider", default="lxc", choices=provider_names())
     ap.add_argument("--skip-pytest", action="store_true")
     args = ap.parse_args()
     log.setup()

@@ -23,6 +23,7 @@ from results import as_lines, record
 
 from harness import log
 from harness.lab.lab import Lab
+from harness.plugins import provider_names
 from harness.providers import image
 
 
@@ -57,7 +58,7 @@ def container_memory_mib(lab: Lab) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--provider", default="lxc", choices=["lxc", "vagrant"])
+    ap.add_argument("--provider", default="lxc", choices=provider_names())
     ap.add_argument("--sizes", default="1,3,6")
     ap.add_argument("--cold", action="store_true", help="also time a cold image build (several minutes)")
     args = ap.parse_args()

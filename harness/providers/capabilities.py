@@ -22,7 +22,7 @@ from harness.plan.model import NodePlan
 class Footprint:
     """What one node costs its host beyond its data disks, and how long a lab takes to come up:
     figures measured on this project's machines (bench/bench_nodes.py, bench/bench_class.py,
-    README "Measured here") by each provider for its engine. The default knows nothing: a node
+    bench/RESULTS.md) by each provider for its engine. The default knows nothing: a node
     takes its whole memory."""
     #: expected resident memory of an idle node (MiB), and what each role adds to it; None: the
     #: node takes its whole memory from the host (a VM), plus ``overhead_mib`` by accelerator

@@ -47,6 +47,6 @@ ROLE_MIB = {"gluster": 53, "ceph-mon": 46, "ceph-mgr": 285, "ceph-osd": 60, "cep
 UNKNOWN_ROLE_MIB = 64
 #: a node's own files beside its data disks: overlay upper after up + its baseline snapshot
 NODE_DISK_MIB = 60
-#: measured bring-up (README "Measured here"): ~2 s + ~5 s a node with roles
+#: measured bring-up (bench/RESULTS.md): ~2 s + ~5 s a node with roles
 FOOTPRINT = Footprint(base_mib=BASE_MIB, role_mib=ROLE_MIB, unknown_role_mib=UNKNOWN_ROLE_MIB,
                       disk_mib=NODE_DISK_MIB, up_s=(2.0, 5.5))

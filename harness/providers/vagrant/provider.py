@@ -32,8 +32,8 @@ from harness.providers.vagrant.volumes import LabVolumes
 
 VAGRANTFILE = Path(__file__).resolve().parent / "Vagrantfile"
 #: a VM costs its memory plus the emulator (a 1 GiB TCG VM measured ~1.7 GiB RSS, KVM less) and its
-#: root overlay, grown as it writes; a lab comes up in ~60 s a node in parallel + its roles (README
-#: "Measured here")
+#: root overlay, grown as it writes; a lab comes up in ~60 s a node in parallel + its roles (see
+#: bench/RESULTS.md)
 FOOTPRINT = Footprint(overhead_mib={"tcg": 700, "kvm": 200}, disk_mib=2048, up_s=(110.0, 30.0))
 
 
