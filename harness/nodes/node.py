@@ -188,7 +188,9 @@ class Node(FaultVerbs):
 
         cfg = paramiko.SSHConfig.from_path(str(self.ssh_config))
         # lazy: the lab's ssh config only; no /etc/ssh/ssh_config, ~/.ssh/config or ~/.fabric.yaml
-        config = fabric.Config(ssh_config=cfg, lazy=True, overrides={"timeouts": {"command": timeout}})
+        # no stdin: a command must not wait on (or read) the test runner's input
+        config = fabric.Config(ssh_config=cfg, lazy=True,
+                               overrides={"timeouts": {"command": timeout}, "run": {"in_stream": False}})
         conn = fabric.Connection(self.name, config=config,
                                  connect_kwargs={"allow_agent": False, "look_for_keys": False})
         known = cfg.lookup(self.name).get("userknownhostsfile")

@@ -52,6 +52,7 @@ def test_the_connection_takes_the_labs_ssh_config_and_nothing_else(lab: Lab) -> 
     # IdentitiesOnly: the lab's key, no agent, no ~/.ssh keys
     assert c.connect_kwargs == {"allow_agent": False, "look_for_keys": False, "key_filename": [str(lab.key)]}
     assert c.config.timeouts.command == 33  # every command has a timeout
+    assert c.config.run.in_stream is False  # no stdin: under pytest, reading it fails (output captured)
     assert not c.is_connected
 
 
