@@ -49,7 +49,8 @@ class Implementation:
 
 
 #: how validation names a kernel feature a node lacks
-KERNEL_FEATURES = {"nfsd": "nfsd", "lio": "LIO", "iscsi_tcp": "iscsi_tcp", "nfs_client": "an NFS client"}
+KERNEL_FEATURES = {"nfsd": "nfsd", "lio": "LIO", "iscsi_tcp": "iscsi_tcp", "nfs_client": "an NFS client",
+                   "nvmet": "the NVMe target (nvmet, nvmet-tcp)", "nvme_tcp": "the NVMe/TCP host (nvme-tcp)"}
 
 
 class Rules(Protocol):

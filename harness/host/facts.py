@@ -33,12 +33,15 @@ class HostFacts:
     kernel_iscsi_tcp: bool
     #: host commands found on PATH (providers name the one they need in their capabilities)
     tools: frozenset[str]
+    #: the NVMe over TCP target (nvmet + nvmet-tcp) and host (nvme-tcp)
+    kernel_nvmet: bool = False
+    kernel_nvme_tcp: bool = False
 
     def has(self, tool: str) -> bool:
         return tool in self.tools
 
     def kernel(self, feature: str) -> bool:
-        """A kernel feature by name: nfsd, nfs_client, lio, iscsi_tcp."""
+        """A kernel feature by name: nfsd, nfs_client, lio, iscsi_tcp, nvmet, nvme_tcp."""
         value = getattr(self, f"kernel_{feature}", None)
         if not isinstance(value, bool):
             raise KeyError(f"unknown kernel feature {feature!r}")
@@ -61,6 +64,9 @@ class HostFacts:
             kernel_lio=os.path.isdir("/sys/kernel/config/target") or os.path.isdir("/sys/module/target_core_mod"),
             kernel_iscsi_tcp=os.path.isdir("/sys/module/iscsi_tcp"),
             tools=frozenset(t for t in TOOLS if shutil.which(t)),
+            # loaded (or built in with parameters): this host loads no modules, so what is not there stays away
+            kernel_nvmet=os.path.isdir("/sys/module/nvmet_tcp") and os.path.isdir("/sys/module/nvmet"),
+            kernel_nvme_tcp=os.path.isdir("/sys/module/nvme_tcp"),
         )
 
 
@@ -85,9 +91,11 @@ def kvm_status() -> tuple[bool, str]:
 # Used by unit tests and `storlab validate --host-profile`: a typical machine of each kind.
 PROFILES = {
     "ci": HostFacts(mem_mib=24000, kvm_usable=False, kvm_reason="profile ci", kernel_nfsd=False, kernel_nfs_client=False,
-                    kernel_lio=False, kernel_iscsi_tcp=False, tools=frozenset({"vagrant", "lxc-start"})),
+                    kernel_lio=False, kernel_iscsi_tcp=False, tools=frozenset({"vagrant", "lxc-start"}),
+                    kernel_nvmet=False, kernel_nvme_tcp=False),
     "kvm": HostFacts(mem_mib=65536, kvm_usable=True, kvm_reason="profile kvm", kernel_nfsd=True, kernel_nfs_client=True,
-                     kernel_lio=True, kernel_iscsi_tcp=True, tools=frozenset({"vagrant", "lxc-start"})),
+                     kernel_lio=True, kernel_iscsi_tcp=True, tools=frozenset({"vagrant", "lxc-start"}),
+                     kernel_nvmet=True, kernel_nvme_tcp=True),
 }
 
 

@@ -221,7 +221,7 @@ def _pool(topo: Topology, plan: Plan, p: Pool, instance_of: str | None) -> HostP
     extra["object"] = paths.obj_name(topo.lab, p.name) if host == "kvm" else p.name
     if host == "kvm" and p.path:
         extra["path"] = kvm_path(p, topo.lab, instance_of)
-    if p.type in ("fs", "logical") and host != "kvm":
+    if p.type in ("fs", "logical") and host != "kvm" and p.backend == "local":  # a backend's pool: its device
         hn = plan.node(host)
         disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
         extra["device"] = disk.device if disk else None

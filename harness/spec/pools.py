@@ -105,8 +105,8 @@ class PoolRules(RuleBase):
             names.setdefault(p.name, pi)
             self._pool_path(base, pi, p, paths)
             self._pool_backend(base, p)
-            if p.type in ("fs", "logical"):  # the plan gives these the first disk of their host node
-                self._pool_disk(base, pi, p, used_disks)
+            if p.type in ("fs", "logical") and p.backend == "local":  # the plan gives these a disk of their host
+                self._pool_disk(base, pi, p, used_disks)  # node (on a backend, `disk` is the backend's: checked there)
             self._pool_host(base, p)
         self._volumes(names)
 

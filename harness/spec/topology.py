@@ -189,7 +189,8 @@ class Pool(Strict):
     client: str | None = Field(None, description="rbd: ceph client name, e.g. client.KVMpool")
     secret: Secret | None = None
     host: Name | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
-    disk: Name | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first)")
+    disk: Name | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first); "
+                              "logical on nvme: the namespace's name")
 
 
 class Volume(Strict):

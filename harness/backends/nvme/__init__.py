@@ -1,0 +1,112 @@
+"""NVMe over TCP: a target served by the Linux kernel (nvmet + nvmet-tcp, configured through
+configfs by a rendered script, since Debian has no nvmetcli), with subsystems, namespaces (a
+file on a data disk, or a whole disk), the host NQNs each admits and one or two ports; host
+nodes (role nvme-host) that connect with a host NQN decided at plan time, over every port
+(native NVMe multipath); and `logical` host pools on a namespace, found by its fixed UUID.
+
+- schema.py     the topology's nvme: section (NQNs checked against NQN_RE, fullmatch)
+- rules.py      what validation checks of it (and of host pools on it)
+- plan.py       its section of the plan (ports with addresses, namespace UUIDs, host NQNs)
+- target.py     the target brought up (the script run), checked through configfs, restarted
+- host.py       host nodes connected; pure parsers of `nvme list-subsys`/`nvme discover` JSON
+- templates/    the nvmet configfs script and a host's /etc/nvme/discovery.conf
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import ClassVar
+
+from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.nvme import host, plan, rules, target
+from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
+from harness.backends.nvme.schema import Nvme
+from harness.errors import HarnessError
+from harness.plan.model import Plan
+from harness.run import wait_until
+from harness.spec.topology import Pool
+
+
+def one_line(value: object) -> object:
+    """The templates' finalize: every value they print stays on its line."""
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise HarnessError(f"a value with a line break reached the NVMe target script: {value.splitlines()[0][:40]!r}...; "
+                           "refused (validation should have stopped it)")
+    return value
+
+
+def shell_quote(value: object) -> str:
+    """The templates' `q` filter: one shell word, whatever the value holds."""
+    return shlex.quote(str(one_line(value)))
+
+
+_env = templates(__name__)
+_env.finalize = one_line
+_env.filters["q"] = shell_quote
+
+
+class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
+    name = "nvme"
+    order = 45
+    section = Nvme
+    plan_section = NvmePlan
+    pool_section = NvmeHostPool
+    roles = ("nvme-target", "nvme-host")
+    section_roles = ("nvme-target", "nvme-host")
+    # both sides are kernel code: nodes sharing a kernel without them (containers here) cannot serve
+    role_kernel: ClassVar[dict[str, str]] = {"nvme-target": "nvmet", "nvme-host": "nvme_tcp"}
+    pool_types = ("logical",)
+    packages = ("nvme-cli",)
+
+    def check(self, r: Rules, section: Nvme) -> None:
+        rules.check(r, section)
+
+    def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Nvme) -> None:
+        rules.check_pool(r, path, pool, section)
+
+    def plan(self, inputs: PlanInputs, section: Nvme) -> NvmePlan:
+        return plan.make(inputs, section)
+
+    def render(self, plan: Plan, section: NvmePlan) -> dict[str, str]:
+        out = {f"nodes/{section.target}/root/storlab-nvmet.sh": _env.get_template("nvmet.sh.j2").render(
+            plan=plan, nvme=section, hosts=list(dict.fromkeys(h for s in section.subsystems for h in s.allowed_hosts)))}
+        for h in section.hosts:
+            ports = host.ports_for(section, h.nqn)
+            out[f"nodes/{h.node}/etc/nvme/discovery.conf"] = _env.get_template("discovery.conf.j2").render(
+                plan=plan, host=h, ports=ports)
+            out[f"nodes/{h.node}/etc/nvme/hostnqn"] = f"{one_line(h.nqn)}\n"
+            out[f"nodes/{h.node}/etc/nvme/hostid"] = f"{one_line(h.hostid)}\n"
+        return out
+
+    def pool_extras(self, plan_: Plan, section: NvmePlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        h = section.host(pool.host or "")
+        found = plan.namespace_for(section, pool.disk, h.nqn if h else None)
+        if found is None:
+            return {}
+        sub, ns = found
+        return {"subsystem": sub.nqn, "namespace": ns.nsid, "namespace_uuid": ns.uuid, "device": host.by_id(ns)}
+
+    def steps(self, plan_: Plan) -> list[RoleStep]:
+        out: list[RoleStep] = [("nvme-target", target.apply)]
+        if any("nvme-host" in n.roles for n in plan_.nodes):
+            out.append(("nvme-host", host.apply))
+        return out
+
+    def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
+        out = []
+        if "nvme-target" in roles:  # what nvmet holds, and what the kernel said about it
+            out.append(["sh", "-c", "find /sys/kernel/config/nvmet -maxdepth 5 | sort; "
+                        "dmesg | grep -i nvmet | tail -n 30"])
+        if "nvme-host" in roles:  # paths, namespaces and whether native multipath is on
+            out.append(["sh", "-c", "cat /sys/module/nvme_core/parameters/multipath; nvme list-subsys; nvme list; "
+                        "ls -l /dev/disk/by-id | grep nvme; dmesg | grep -i nvme | tail -n 30"])
+        return out
+
+    def prepare_pool(self, lab: LabContext, pool: NvmeHostPool, sh: Callable[..., str]) -> None:
+        """The pool's device is the namespace's by-id link on the node: there once the node is
+        connected (the nvme-host role) and udev has run; wait for it rather than fail the define."""
+        node = lab.node(pool.host)
+        device = pool.device or ""
+        wait_until(lambda: node.run(["test", "-b", device], timeout=15).ok, timeout=60,
+                   what=f"{device} on {node.name} (namespace {pool.namespace} of {pool.subsystem})")

@@ -1,0 +1,132 @@
+"""NVMe host role: a node with role nvme-host gets its host NQN and id (decided at plan time)
+and a discovery.conf, discovers the target and connects over every port of each subsystem that
+admits it (two ports: native NVMe multipath, one block device per namespace); then waits for
+each namespace's /dev/disk/by-id/nvme-uuid.UUID link. Pure parsers of nvme-cli's JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.backends.base import LabContext, NodeView
+from harness.backends.nvme.plan import HostNqnPlan, NamespacePlan, NvmePlan, PortPlan, SubsystemPlan, of
+from harness.errors import HarnessError
+from harness.run import wait_until
+
+MULTIPATH = "/sys/module/nvme_core/parameters/multipath"
+#: how a host rides out a lost path or target: try again every 2 s for 10 min, and notice a dead
+#: connection within 5 s (the kernel's default keep-alive); queued I/O resumes when a path is back
+CONNECT_OPTS = ("--ctrl-loss-tmo=600", "--reconnect-delay=2", "--keep-alive-tmo=5")
+
+
+def by_id(ns: NamespacePlan) -> str:
+    """The link udev makes for the namespace: its wwid is "uuid.UUID" when the target sets a UUID."""
+    return f"/dev/disk/by-id/nvme-uuid.{ns.uuid}"
+
+
+def admitted(nvme: NvmePlan, host_nqn: str) -> list[SubsystemPlan]:
+    return [s for s in nvme.subsystems if s.allow_any_host or host_nqn in s.allowed_hosts]
+
+
+def ports_for(nvme: NvmePlan, host_nqn: str) -> list[PortPlan]:
+    pids = dict.fromkeys(pid for s in admitted(nvme, host_nqn) for pid in s.ports)
+    return [nvme.port(pid) for pid in pids]
+
+
+# -- parsers (nvme-cli 2.x JSON; 1.x's list-subsys shape is read too) --------------------------
+def address(text: str) -> dict[str, str]:
+    """"traddr=10.0.0.2,trsvcid=4420,src_addr=10.0.0.3" -> {"traddr": ..., "trsvcid": ..., ...}."""
+    out = {}
+    for part in text.replace(" ", ",").split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_list_subsys(text: str) -> dict[str, list[dict[str, str]]]:
+    """`nvme list-subsys -o json` -> {subsystem NQN: [{"name", "transport", "traddr", "trsvcid", "state"}]}."""
+    data: Any = json.loads(text) if text.strip() else []
+    hosts = data if isinstance(data, list) else [data]  # 2.x: a list of hosts; 1.x: one object
+    out: dict[str, list[dict[str, str]]] = {}
+    for h in hosts:
+        for sub in h.get("Subsystems", []):
+            paths = out.setdefault(sub.get("NQN", ""), [])
+            for p in sub.get("Paths", []):
+                addr = address(p.get("Address", ""))
+                paths.append({"name": p.get("Name", ""), "transport": p.get("Transport", ""),
+                              "traddr": addr.get("traddr", ""), "trsvcid": addr.get("trsvcid", ""),
+                              "state": p.get("State", "")})
+    return out
+
+
+def parse_discovery(text: str) -> list[dict[str, str]]:
+    """`nvme discover -o json` -> its log records: [{"subnqn", "traddr", "trsvcid", "subtype"}]."""
+    data: Any = json.loads(text) if text.strip() else {}
+    return [{k: str(r.get(k, "")) for k in ("subnqn", "traddr", "trsvcid", "subtype", "trtype")}
+            for r in data.get("records", [])]
+
+
+# -- a host node ----------------------------------------------------------------------------
+def paths(node: NodeView) -> dict[str, list[dict[str, str]]]:
+    r = node.run(["nvme", "list-subsys", "-o", "json"], timeout=60)
+    return parse_list_subsys(r.stdout) if r.ok else {}
+
+
+def discover(node: NodeView, port: PortPlan, host_nqn: str) -> list[dict[str, str]]:
+    """What the target's discovery service on ``port`` offers ``host_nqn`` (nvmet lists only the
+    subsystems that admit it); no record is an empty list."""
+    r = node.run(["nvme", "discover", "-t", "tcp", "-a", port.address, "-s", str(port.port), f"--hostnqn={host_nqn}",
+                  "-o", "json"], timeout=60)
+    if not r.ok:
+        return []
+    return parse_discovery(r.stdout)
+
+
+def connect(node: NodeView, s: SubsystemPlan, port: PortPlan, h: HostNqnPlan) -> None:
+    node.succeed(["nvme", "connect", "-t", "tcp", "-a", port.address, "-s", str(port.port), "-n", s.nqn,
+                  f"--hostnqn={h.nqn}", f"--hostid={h.hostid}", *CONNECT_OPTS], timeout=60)
+
+
+def _live(node: NodeView, s: SubsystemPlan, ports: list[PortPlan]) -> bool:
+    got = {(p["traddr"], p["trsvcid"]) for p in paths(node).get(s.nqn, []) if p["state"] == "live"}
+    return all((p.address, str(p.port)) in got for p in ports)
+
+
+def apply_node(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) -> None:
+    files = lab.files(node.name)
+    for name in ("hostnqn", "hostid", "discovery.conf"):
+        node.put(f"/etc/nvme/{name}", (files / "etc/nvme" / name).read_text())
+    node.succeed(["modprobe", "nvme-tcp"], timeout=60)
+    subs = admitted(nvme, h.nqn)
+    if any(len(s.ports) > 1 for s in subs) and node.run(["cat", MULTIPATH], timeout=15).stdout.strip() != "Y":
+        raise HarnessError(f"{node.name}: native NVMe multipath is off ({MULTIPATH} is not Y): two ports would give "
+                           "two block devices for one namespace; boot the node with nvme_core.multipath=Y")
+    for s in subs:
+        ports = [nvme.port(pid) for pid in s.ports]
+        have = {(p["traddr"], p["trsvcid"]) for p in paths(node).get(s.nqn, [])}
+        for port in ports:
+            if (port.address, str(port.port)) in have:
+                continue  # a resumed `up`: this path is there already
+            if s.nqn not in {r["subnqn"] for r in discover(node, port, h.nqn)}:
+                raise HarnessError(f"{node.name}: the target's discovery on {port.address}:{port.port} does not offer "
+                                   f"{s.nqn} to {h.nqn}")
+            connect(node, s, port, h)
+        _wait_for(node, s, ports)
+
+
+def _wait_for(node: NodeView, s: SubsystemPlan, ports: list[PortPlan]) -> None:
+    """Every path live, then each namespace's by-id link there (udev makes it after the connect)."""
+    wait_until(lambda: _live(node, s, ports), timeout=60, what=f"{node.name}: every path to {s.nqn} live")
+    for ns in s.namespaces:
+        dev = by_id(ns)
+        wait_until(lambda dev=dev: node.run(["test", "-b", dev], timeout=15).ok,  # type: ignore[misc]
+                   timeout=60, what=f"{node.name}: {dev} (namespace {ns.nsid} of {s.nqn})")
+
+
+def apply(lab: LabContext) -> None:
+    nvme = of(lab.plan)
+    if nvme is None:
+        return
+    for h in nvme.hosts:
+        apply_node(lab, lab.node(h.node), nvme, h)

@@ -1,0 +1,130 @@
+"""Rules of an nvme: section (namespaces, hosts, ports) and of host pools on its namespaces."""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+
+from harness.backends.base import Path_ as Path
+from harness.backends.base import Rules
+from harness.backends.nvme.schema import Nvme, NvmeNamespace, NvmeSubsystem
+from harness.spec.topology import Disk, Pool
+
+HOST_ROLE = "nvme-host"
+
+
+def check(r: Rules, s: Nvme) -> None:
+    exists = r.node_ref(("nvme", "target"), s.target, "nvme-target")
+    disks = {d.name: d for d in r.nodes[s.target][1].disks} if exists else {}
+    nqns = Counter(sub.nqn for sub in s.subsystems)
+    names: dict[str, Path] = {}
+    used_disks: dict[str, Path] = {}
+    paths: dict[str, Path] = {}
+    for si, sub in enumerate(s.subsystems):
+        base: Path = ("nvme", "subsystems", si)
+        if nqns[sub.nqn] > 1:
+            r.add(base + ("nqn",), f"subsystem {sub.nqn} is listed twice", "give each subsystem its own NQN")
+        for ni, ns in enumerate(sub.namespaces):
+            at = base + ("namespaces", ni)
+            name = ns.name or f"ns{ni + 1}"
+            if ns.name and name in names:
+                r.add(at + ("name",), f"namespace name '{name}' is used twice (host pools name a namespace by it)",
+                      "give each namespace its own name")
+            names.setdefault(name, at)
+            _namespace(r, at, ns, s.target, disks, used_disks, paths)
+        _hosts(r, base, sub)
+        _ports(r, base, sub)
+
+
+def _namespace(r: Rules, at: Path, ns: NvmeNamespace, target: str, disks: dict[str, Disk],
+               used_disks: dict[str, Path], paths: dict[str, Path]) -> None:
+    if ns.kind == "file":
+        if not ns.path or not ns.size or ns.disk:
+            r.add(at, "a file namespace needs path and size (and no disk)", "add path: /nvme/ns1.img and size: 1G")
+            return
+        mounts = [d.mount for d in disks.values() if d.mount and d.filesystem != "none"]
+        # a file nvmet serves is written by every admitted host: only inside a data disk of the
+        # target, never a system file of the node (/etc/shadow as a namespace) nor its root disk
+        if disks and not any(ns.path.startswith(m.rstrip("/") + "/") for m in mounts):
+            r.add(at + ("path",), f"{ns.path} is not inside a mounted data disk of {target}",
+                  f"put it under {' or '.join(m + '/' for m in mounts)}" if mounts
+                  else f"give {target} a disk with filesystem: xfs and mount: /nvme, and use a path under it")
+        if ns.path in paths:
+            r.add(at + ("path",), f"{ns.path} already backs another namespace", "give each namespace its own file")
+        paths.setdefault(ns.path, at)
+        if posixpath.basename(ns.path) in ("", ".", ".."):
+            r.add(at + ("path",), f"{ns.path} is not a file name", "use e.g. /nvme/ns1.img")
+    elif not ns.disk or ns.path or ns.size:
+        r.add(at, "a block namespace needs disk (a disk of the target node), and no path or size",
+              "add disk: NAME (its size is the namespace's)")
+    elif disks and ns.disk not in disks:
+        r.add(at + ("disk",), f"target node {target} has no disk '{ns.disk}'",
+              f"add it to its disks ({', '.join(disks) or 'none'})")
+    elif disks and (disks[ns.disk].filesystem != "none" or disks[ns.disk].mount):
+        r.add(at + ("disk",), f"disk {ns.disk} has a filesystem or a mount: the target would serve it while "
+              "the node writes to it", "use a disk with filesystem: none and no mount")
+    elif ns.disk in used_disks:
+        r.add(at + ("disk",), f"disk {ns.disk} already backs another namespace", "give each namespace its own disk")
+    if ns.kind == "block" and ns.disk:
+        used_disks.setdefault(ns.disk, at)
+
+
+def _hosts(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
+    if not sub.allowed_hosts and not sub.allow_any_host:
+        r.add(base + ("allowed_hosts",), f"subsystem {sub.nqn} admits no host: with no allowed_hosts, nvmet refuses "
+              "every host NQN", "add allowed_hosts: [{node: NAME}] (a node with role nvme-host) or a host NQN; "
+              "allow_any_host: true admits every host")
+    if sub.allowed_hosts and sub.allow_any_host:
+        r.add(base + ("allow_any_host",), "allow_any_host: true admits every host, so allowed_hosts would mean nothing",
+              "drop one of them")
+    seen: set[str] = set()
+    for hi, h in enumerate(sub.allowed_hosts):
+        at = base + ("allowed_hosts", hi)
+        if (h.nqn is None) == (h.node is None):
+            r.add(at, "give a host NQN or node: NAME", "e.g. - {node: hv1} or - nqn.2014-08.org.nvmexpress:uuid:...")
+            continue
+        if h.node is not None:
+            r.node_ref(at + ("node",), h.node, HOST_ROLE)
+        key = h.nqn or f"node {h.node}"
+        if key in seen:
+            r.add(at, f"{key} is listed twice", "list each host once")
+        seen.add(key)
+
+
+def _ports(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
+    nets = {n.name for n in r.topology.networks}
+    seen: set[tuple[str, int]] = set()
+    for pi, p in enumerate(sub.ports):
+        at = base + ("ports", pi)
+        if p.network not in nets:
+            r.add(at + ("network",), f"network '{p.network}' does not exist", f"use one of: {', '.join(sorted(nets))}")
+        if (p.network, p.port) in seen:
+            r.add(at, f"port {p.port} on {p.network} is listed twice", "list each network and TCP port once")
+        seen.add((p.network, p.port))
+    if len(sub.ports) == 2 and sub.ports[0].network == sub.ports[1].network:
+        r.add(base + ("ports", 1, "network"), "both ports are on one network: a cut of that network takes both paths",
+              "put the second port on another network (native NVMe multipath)")
+
+
+def check_pool(r: Rules, path: Path, pool: Pool, s: Nvme) -> None:
+    """A logical pool on a namespace, wired on a hypervisor node that connects to the target as an
+    nvme-host admitted by the namespace's subsystem."""
+    host = pool.host or "kvm"
+    if host == "kvm" or host not in r.nodes:
+        if host == "kvm":
+            r.add(path + ("host",), "a pool on an NVMe namespace is wired on a hypervisor node of the lab that "
+                  "connects to the target (this host's kernel has no nvme-tcp to rely on)",
+                  f"set host: to a node with roles hypervisor and {HOST_ROLE}")
+        return
+    if HOST_ROLE not in r.nodes[host][1].roles:
+        r.add(path + ("host",), f"node {host} does not have role '{HOST_ROLE}': it would not connect to the target",
+              f"add '{HOST_ROLE}' to nodes[{r.nodes[host][0]}].roles")
+    found = [(sub, ns) for sub in s.subsystems for i, ns in enumerate(sub.namespaces)
+             if pool.disk is None or (ns.name or f"ns{i + 1}") == pool.disk]
+    admitting = [(sub, ns) for sub, ns in found if sub.allow_any_host or any(h.node == host for h in sub.allowed_hosts)]
+    if not found:
+        names = [ns.name or f"ns{i + 1}" for sub in s.subsystems for i, ns in enumerate(sub.namespaces)]
+        r.add(path + ("disk",), f"no namespace is named '{pool.disk}'", f"use one of: {', '.join(names)}")
+    elif not admitting:
+        r.add(path + ("host",), f"no subsystem with {'namespace ' + pool.disk if pool.disk else 'a namespace'} admits "
+              f"node {host}", f"add {{node: {host}}} to that subsystem's allowed_hosts")
