@@ -4,7 +4,7 @@
 #      lifecycle and a class on a two-member Incus cluster, a small config matrix on LXC and
 #      the gluster flagship on Incus: never skipped;
 #   2. on vagrant-libvirt VMs (KVM where usable, else TCG), phase by phase: the node layer and
-#      `-k gluster_failover` (core), then kernel nfsd and LIO (extra: they run when the whole run
+#      `-k gluster_failover` (core), then kernel nfsd, LIO and NVMe/TCP (extra: they run when the whole run
 #      still ends within the target, i.e. on a normal day, and are skipped on a slow one);
 #   3. STORLAB_CI_FULL=1 adds the opt-in VM phases (hypervisor netfs pool, kernel initiator +
 #      multipath), too slow for every CI run.
@@ -65,6 +65,7 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
   phase core "vm: gluster_failover" 1500 tests/lab/test_gluster_failover.py --lab-provider vagrant "$@"
   phase extra "vm: kernel nfsd" 600 tests/lab/test_nfs.py --lab-provider vagrant "$@"
   phase extra "vm: LIO target" 600 tests/lab/test_iscsi.py --lab-provider vagrant "$@"
+  phase extra "vm: NVMe/TCP" 600 tests/lab/test_nvme.py "$@"
   if [ "${STORLAB_CI_FULL:-0}" = 1 ]; then
     phase core "vm: hypervisor netfs pool" 1500 tests/lab/test_hypervisor_pools.py "$@"
     phase core "vm: kernel initiator + multipath" 1800 tests/lab/test_iscsi_initiator.py "$@"

@@ -4,6 +4,9 @@ unwire them on `down`. Pool/volume XML comes from the plan's rendered files."""
 from __future__ import annotations
 
 import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,13 +169,14 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str, listed: dict[str
                 if pool is None:
                     lab.claim(_key(p))  # recorded before it exists: `down` finds it whatever happens next
                 b = _backend(p)
+                sh = succeed if host == "kvm" else lab.node(host).succeed
                 if b is not None:
-                    b.prepare_pool(lab, p, succeed if host == "kvm" else lab.node(host).succeed)
+                    b.prepare_pool(lab, p, sh)
                     value = b.pool_secret(lab, p) if p.secret_uuid else None
                     if value is not None:
                         ensure_secret(conn, lab, p, value, files)
                 if pool is None:
-                    pool = conn.storagePoolDefineXML((files / "pools" / f"{p.name}.xml").read_text(), 0)
+                    pool = conn.storagePoolDefineXML(pool_xml(p, files, sh), 0)
                     if p.type in ("fs", "logical"):  # a fresh lab disk: format it / make the VG
                         pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
                     elif p.type in ("dir", "netfs"):
@@ -202,6 +206,30 @@ def _make_volumes(lab: LabContext, pool: Any, p: HostPoolPlan, files: Path, host
             continue
         with log.step(f"volume {v.pool}/{v.name}" + ("" if host == "kvm" else f" on {host}")):
             pool.createXML((files / "volumes" / v.pool / f"{v.name}.xml").read_text(), 0)
+
+
+#: what a logical pool's stable device link may point at (read from the pool's host: a pattern,
+#: not trust): /dev/nvme0n1, /dev/sdb, /dev/mapper/mpatha
+DEVICE_RE = re.compile(r"/dev/(mapper/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str]) -> str:
+    """The pool's XML as the plan rendered it, but a logical pool's stable device link
+    (/dev/disk/by-...) is replaced by the device it points at on the pool's host now: libvirt
+    matches the volume group's PVs by the names `pvs` prints and follows no link ("cannot find any
+    matching source devices for logical volume group")."""
+    xml = (files / "pools" / f"{p.name}.xml").read_text()
+    if p.type != "logical" or not p.device or not p.device.startswith("/dev/disk/by-"):
+        return xml
+    real = sh(["readlink", "-e", "--", p.device], timeout=30).strip()
+    if not DEVICE_RE.fullmatch(real):
+        raise HarnessError(f"pool {p.name}: {p.device} points at {real!r} on its host, which is not a device "
+                           "name storlab expects (/dev/NAME or /dev/mapper/NAME)")
+    root = ET.fromstring(xml)
+    for dev in root.iterfind("./source/device"):
+        if dev.get("path") == p.device:
+            dev.set("path", real)
+    return ET.tostring(root, encoding="unicode")
 
 
 def start_pool(pool: Any, spec: HostPoolPlan) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fakes import FakeConn, FakeLab, FakePool
@@ -202,3 +202,26 @@ def test_up_prepares_nothing_for_a_pool_it_does_not_own(tmp_path: Path, monkeypa
     with pytest.raises(HarnessError, match="not made by lab"):
         hostpools.wire(lab)
     assert b.calls == []
+
+
+LOGICAL = ("<pool type='logical'><name>p</name><source><name>vg</name>"
+           "<device path='/dev/disk/by-id/nvme-uuid.1234'/></source><target><path>/dev/vg</path></target></pool>")
+
+
+def test_a_logical_pool_gets_the_device_its_link_points_at(tmp_path: Path) -> None:
+    """libvirt matches a volume group's PVs by the names pvs prints: the by-id link of the plan is
+    resolved on the pool's host before the pool is defined (an nvme lab failed without it)."""
+    (tmp_path / "pools").mkdir()
+    (tmp_path / "pools" / "p.xml").write_text(LOGICAL)
+    p = cast(HostPoolPlan, SimpleNamespace(name="p", type="logical", device="/dev/disk/by-id/nvme-uuid.1234"))
+    asked: list[list[str]] = []
+
+    def sh(argv: list[str], **_: object) -> str:
+        asked.append(argv)
+        return "/dev/nvme0n1\n"
+    xml = hostpools.pool_xml(p, tmp_path, sh)
+    assert "path=\"/dev/nvme0n1\"" in xml and "by-id" not in xml
+    assert asked == [["readlink", "-e", "--", "/dev/disk/by-id/nvme-uuid.1234"]]
+    for planted in ("/dev/nvme0n1' /><x y='", "/etc/passwd", "/dev/../etc/shadow", ""):
+        with pytest.raises(HarnessError, match="not a device name"):
+            hostpools.pool_xml(p, tmp_path, lambda *a, _out=planted, **k: _out)
