@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from results import as_lines, record  # noqa: E402
 
 from harness.lab.lab import Lab  # noqa: E402
-from harness.training.classroom import Klass  # noqa: E402
+from harness.training.klass import Klass  # noqa: E402
 
 STORLAB = [sys.executable, "-m", "harness.cli"]
 CLASS = "bcls"

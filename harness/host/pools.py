@@ -19,7 +19,7 @@ from harness.plan.model import HostPoolPlan
 from harness.run import run, succeed
 
 if TYPE_CHECKING:
-    from harness.backends.context import LabContext
+    from harness.backends.base import LabContext
 
 
 def host_pools(lab: LabContext) -> list[HostPoolPlan]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from harness.backends.context import LabContext
+from harness.backends.base import LabContext
 from harness.errors import CleanupReport
 from harness.lab.access import Access
 from harness.lab.state import LabState, SnapshotInfo, StateFile

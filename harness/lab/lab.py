@@ -5,7 +5,6 @@ bounds), snapshots.py (snapshot, revert, reset)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,12 @@ from harness.lab.state import LabState, SnapshotInfo, StateFile
 from harness.nodes.node import Node
 from harness.plan import planner as planmod
 from harness.plan.model import Plan
+from harness.plan.placement import place
 from harness.providers import base as providers
 
 __all__ = ["BASELINE", "BOOT_FACTOR", "Lab", "LabState", "list_labs"]
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Lab:
@@ -80,7 +70,7 @@ class Lab:
         loaded = planmod.load_topology(file, facts, provider, name)
         locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = planmod.place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass)
+            plan = place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass)
             trust.check(plan)
             providers.get(plan.provider).preflight(plan)
             d = paths.lab_dir(plan.lab)

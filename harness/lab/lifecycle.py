@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import locks, log, paths
-from harness.backends.base import backends
-from harness.backends.context import LabContext
+from harness.backends.base import LabContext, backends
 from harness.errors import CleanupReport, HarnessError
 from harness.host import firewall
 from harness.host import pools as hostpools

@@ -5,13 +5,26 @@ swept here. Only this home's: another storlab home's objects are named in the lo
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from harness import locks, log, paths
 from harness.errors import CleanupReport, HarnessError
-from harness.lab.lab import Lab, _pid_alive, list_labs
+from harness.lab.lab import Lab, list_labs
 from harness.providers import base as providers
 from harness.run import run
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reap() -> CleanupReport:

@@ -16,7 +16,7 @@ from harness.plan.model import Plan
 from harness.spec.topology import Topology
 
 if TYPE_CHECKING:
-    from harness.backends.context import LabContext
+    from harness.backends.base import LabContext
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -33,7 +33,6 @@ from harness.plan.model import (
     pool_section,
 )
 from harness.plan.model import model as plan_model
-from harness.plan.placement import place as place  # lab.lab places the plans it makes
 from harness.providers.capabilities import available
 from harness.spec.topology import NAME_RE, Pool, Topology
 from harness.spec.validate import Resolved, validate_located

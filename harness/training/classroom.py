@@ -27,8 +27,7 @@ from harness.providers import capabilities
 from harness.training import capacity, gate, jump
 from harness.training import exercise as training
 from harness.training.handout import refresh_access
-from harness.training.klass import ADDRESS_RE, CLASS_RE, each, lab_name, list_classes, made_by
-from harness.training.klass import Klass as Klass  # bench/bench_class.py imports it from here
+from harness.training.klass import ADDRESS_RE, CLASS_RE, Klass, each, lab_name, list_classes, made_by
 from harness.training.students import bring_up, quiet_terminal
 
 

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall"},
     {"nodes.faults", "nodes.node"},
-    {"backends.context", "lab.secrets", "lab.access", "lab.core"},
+    {"lab.secrets", "lab.access", "lab.core"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
     # the lab: its parts (lifecycle, snapshots) under the facade (lab.lab) and reap over it

@@ -138,12 +138,12 @@ def test_a_class_is_for_untrusted_students_unless_told_and_refused_where_they_wo
 
 @pytest.mark.usefixtures("class_host")
 def test_a_class_refuses_a_lab_of_its_students_name_that_it_did_not_make(storlab_home: Path) -> None:
-    from harness.training import classroom
+    from harness.training import classroom, klass
     Lab.from_topology(NODES3, "incus", facts=FACTS, name="demo-alice")  # someone's own lab
     with pytest.raises(HarnessError, match="demo-alice exist and were not made by class demo"):
         classroom.up(NODES3, ["alice", "bob"], "demo", provider="incus", progress=lambda _: None)
     assert not (storlab_home / "classes").exists()
-    k = classroom.Klass(name="demo", topology=NODES3, provider="incus", students=["alice"], id="c1")
+    k = klass.Klass(name="demo", topology=NODES3, provider="incus", students=["alice"], id="c1")
     assert k.labs() == {}  # not adopted
     with pytest.raises(HarnessError, match="not made by class demo"):
         k.lab("alice")

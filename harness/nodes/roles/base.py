@@ -10,7 +10,7 @@ from harness.errors import HarnessError
 from harness.nodes.node import on_each
 
 if TYPE_CHECKING:
-    from harness.backends.context import LabContext
+    from harness.backends.base import LabContext
 
 NAME = "base"
 

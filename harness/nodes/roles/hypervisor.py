@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from harness.plan.model import Plan
 
 if TYPE_CHECKING:
-    from harness.backends.context import LabContext
+    from harness.backends.base import LabContext
 
 NAME = "hypervisor"
 UNITS = ["virtlogd.socket", "virtlockd.socket", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
