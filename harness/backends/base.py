@@ -50,7 +50,8 @@ class Implementation:
 
 #: how validation names a kernel feature a node lacks
 KERNEL_FEATURES = {"nfsd": "nfsd", "lio": "LIO", "iscsi_tcp": "iscsi_tcp", "nfs_client": "an NFS client",
-                   "nvmet": "the NVMe target (nvmet, nvmet-tcp)", "nvme_tcp": "the NVMe/TCP host (nvme-tcp)"}
+                   "nvmet": "the NVMe target (nvmet, nvmet-tcp)", "nvme_tcp": "the NVMe/TCP host (nvme-tcp)",
+                   "ocfs2": "OCFS2 with its o2cb cluster stack", "zfs": "ZFS (not in Debian's kernel: zfs-dkms is in contrib)"}
 
 
 class Rules(Protocol):

@@ -36,12 +36,15 @@ class HostFacts:
     #: the NVMe over TCP target (nvmet + nvmet-tcp) and host (nvme-tcp)
     kernel_nvmet: bool = False
     kernel_nvme_tcp: bool = False
+    #: OCFS2 (the filesystem with its o2cb cluster stack) and ZFS
+    kernel_ocfs2: bool = False
+    kernel_zfs: bool = False
 
     def has(self, tool: str) -> bool:
         return tool in self.tools
 
     def kernel(self, feature: str) -> bool:
-        """A kernel feature by name: nfsd, nfs_client, lio, iscsi_tcp, nvmet, nvme_tcp."""
+        """A kernel feature by name: nfsd, nfs_client, lio, iscsi_tcp, nvmet, nvme_tcp, ocfs2, zfs."""
         value = getattr(self, f"kernel_{feature}", None)
         if not isinstance(value, bool):
             raise KeyError(f"unknown kernel feature {feature!r}")
@@ -67,6 +70,8 @@ class HostFacts:
             # loaded (or built in with parameters): this host loads no modules, so what is not there stays away
             kernel_nvmet=os.path.isdir("/sys/module/nvmet_tcp") and os.path.isdir("/sys/module/nvmet"),
             kernel_nvme_tcp=os.path.isdir("/sys/module/nvme_tcp"),
+            kernel_ocfs2="\tocfs2\n" in filesystems and os.path.isdir("/sys/module/ocfs2_stack_o2cb"),
+            kernel_zfs="\tzfs\n" in filesystems,
         )
 
 
@@ -92,10 +97,10 @@ def kvm_status() -> tuple[bool, str]:
 PROFILES = {
     "ci": HostFacts(mem_mib=24000, kvm_usable=False, kvm_reason="profile ci", kernel_nfsd=False, kernel_nfs_client=False,
                     kernel_lio=False, kernel_iscsi_tcp=False, tools=frozenset({"vagrant", "lxc-start"}),
-                    kernel_nvmet=False, kernel_nvme_tcp=False),
+                    kernel_nvmet=False, kernel_nvme_tcp=False, kernel_ocfs2=False, kernel_zfs=False),
     "kvm": HostFacts(mem_mib=65536, kvm_usable=True, kvm_reason="profile kvm", kernel_nfsd=True, kernel_nfs_client=True,
                      kernel_lio=True, kernel_iscsi_tcp=True, tools=frozenset({"vagrant", "lxc-start"}),
-                     kernel_nvmet=True, kernel_nvme_tcp=True),
+                     kernel_nvmet=True, kernel_nvme_tcp=True, kernel_ocfs2=True, kernel_zfs=False),
 }
 
 
