@@ -15,6 +15,7 @@ core and every backend type their hooks with the same protocol."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ P = TypeVar("P", bound=BaseModel)  # the plan section
 PP = TypeVar("PP", bound=HostPoolPlan, default=HostPoolPlan)
 
 Path_ = tuple[str | int, ...]  # a location in the topology file, e.g. ("gluster", "volumes", 0, "name")
+
+#: what a block device found on a node (a link resolved there, a multipath map) may be: read from
+#: the node, so a pattern, not trust: /dev/nvme0n1, /dev/sdb, /dev/mapper/mpatha
+BLOCK_DEVICE_RE = re.compile(r"/dev/(mapper/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,21 @@ class Backend(Generic[S, P, PP]):
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         """Commands whose output explains a failed bring-up on a node with these roles."""
         return []
+
+    # -- block devices it serves, for other backends (a cluster filesystem on a LUN) -----------
+    #: what names one of its block devices in another section (`lun: INDEX`, `namespace: NAME`);
+    #: empty: it serves none
+    block_ref: ClassVar[str] = ""
+
+    def check_block(self, rules: Rules, path: Path_, section: S, ref: str | int, nodes: Sequence[str]) -> None:
+        """Report a ``ref`` that names none of its devices, or a node of ``nodes`` that could not reach it."""
+        rules.add(path + ("backend",), f"backend {self.name} serves no block device another backend can use",
+                  "use a backend that serves LUNs or namespaces")
+
+    def attach_block(self, lab: LabContext, node: NodeView, ref: str | int) -> str:
+        """Make the device ``ref`` present on ``node`` (log in, connect: what is there already is
+        kept) and return its stable block device there (/dev/NAME or /dev/mapper/NAME)."""
+        raise NotImplementedError(f"backend {self.name} serves no block device")
 
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         """Bring the running lab from plan ``before`` to ``lab.plan`` where they differ only in

@@ -4,14 +4,13 @@ unwire them on `down`. Pool/volume XML comes from the plan's rendered files."""
 from __future__ import annotations
 
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import log
-from harness.backends.base import Backend, get
+from harness.backends.base import BLOCK_DEVICE_RE, Backend, get
 from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import mount_at, mounted
 from harness.host.virt import connect
@@ -208,11 +207,6 @@ def _make_volumes(lab: LabContext, pool: Any, p: HostPoolPlan, files: Path, host
             pool.createXML((files / "volumes" / v.pool / f"{v.name}.xml").read_text(), 0)
 
 
-#: what a logical pool's stable device link may point at (read from the pool's host: a pattern,
-#: not trust): /dev/nvme0n1, /dev/sdb, /dev/mapper/mpatha
-DEVICE_RE = re.compile(r"/dev/(mapper/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
 def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str]) -> str:
     """The pool's XML as the plan rendered it, but a logical pool's stable device link
     (/dev/disk/by-...) is replaced by the device it points at on the pool's host now: libvirt
@@ -222,7 +216,7 @@ def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str]) -> str:
     if p.type != "logical" or not p.device or not p.device.startswith("/dev/disk/by-"):
         return xml
     real = sh(["readlink", "-e", "--", p.device], timeout=30).strip()
-    if not DEVICE_RE.fullmatch(real):
+    if not BLOCK_DEVICE_RE.fullmatch(real):
         raise HarnessError(f"pool {p.name}: {p.device} points at {real!r} on its host, which is not a device "
                            "name storlab expects (/dev/NAME or /dev/mapper/NAME)")
     root = ET.fromstring(xml)

@@ -148,7 +148,7 @@ def test_the_core_imports_no_backend_and_no_backend_imports_another() -> None:
             elif m.split(".")[1] != t.split(".")[1]:
                 bad.append(f"harness/{m.replace('.', '/')}.py:{line} imports another backend's {t}")
     assert not bad, "\n".join(bad)
-    assert BACKEND_PACKAGES == ["ceph", "gluster", "iscsi", "nfs", "nvme"]
+    assert BACKEND_PACKAGES == ["ceph", "clusterfs", "gluster", "iscsi", "nfs", "nvme"]
 
 
 # -- providers own their engine ------------------------------------------------------------------

@@ -14,10 +14,10 @@ host pools logging in with the pool's IQN and CHAP.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from harness.backends.base import Backend, Implementation, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.base import Backend, Implementation, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.iscsi import chap, initiator, plan, rules, target
 from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi
@@ -44,8 +44,16 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
     packages = ("targetcli-fb", "tgt", "open-iscsi", "multipath-tools", "libiscsi-bin")
     services = ("tgt.service",)
 
+    block_ref = "lun"
+
     def check(self, r: Rules, section: Iscsi) -> None:
         rules.check(r, section)
+
+    def check_block(self, r: Rules, path: Path_, section: Iscsi, ref: str | int, nodes: Sequence[str]) -> None:
+        rules.check_block(r, path, section, ref, nodes)
+
+    def attach_block(self, lab: LabContext, node: NodeView, ref: str | int) -> str:
+        return initiator.attach(lab, node, int(ref))
 
     def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Iscsi) -> None:
         rules.check_pool(r, path, pool, section)

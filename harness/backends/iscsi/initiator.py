@@ -3,9 +3,11 @@ target the way an oVirt/KVM host does. Logging in is left to the tests (consumer
 
 from __future__ import annotations
 
-from harness.backends.base import LabContext
+from harness.backends.base import LabContext, NodeView
 from harness.backends.iscsi.chap import chap_password
-from harness.backends.iscsi.plan import AclPlan, of
+from harness.backends.iscsi.plan import AclPlan, IscsiPlan, of
+from harness.plan.model import need
+from harness.run import wait_until
 
 UNITS = ["iscsid.socket", "iscsid.service", "open-iscsi.service", "multipathd.socket", "multipathd.service"]
 MULTIPATH_CONF = """# storlab: every iSCSI LUN gets a multipath map, whatever its vendor; with no path left,
@@ -53,3 +55,40 @@ def apply(lab: LabContext) -> None:
         # both may already run since boot with their defaults: make them read what we wrote
         node.succeed(["systemctl", "restart", "iscsid.service", "multipathd.service"])
         node.wait_for_unit("multipathd.service", timeout=120)
+
+
+# -- a LUN as another backend's block device (a cluster filesystem on it) ------------------------
+#: a LUN's by-path link, then the multipath map holding it ($2 = mpath: wait for one; else the path)
+RESOLVE = ('dev=$(readlink -e "$1") || exit 3; name=${dev#/dev/}; '
+           'for h in /sys/block/"$name"/holders/*; do [ -e "$h/dm/name" ] && { echo "/dev/mapper/$(cat "$h/dm/name")"; '
+           'exit 0; }; done; if [ "$2" = mpath ]; then exit 4; fi; echo "$dev"')
+
+
+def lun_number(section: IscsiPlan, index: int) -> int:
+    """The LUN number the target gives iscsi.luns[index] (tgt keeps LUN 0 for its controller)."""
+    return index if section.implementation == "lio" else index + 1
+
+
+def by_path(section: IscsiPlan, portal: str, index: int) -> str:
+    return f"/dev/disk/by-path/ip-{portal}:3260-iscsi-{section.iqn}-lun-{lun_number(section, index)}"
+
+
+def attach(lab: LabContext, node: NodeView, index: int) -> str:
+    """Log ``node`` (an iscsi-initiator: its name, CHAP and multipathd set by the role) in over
+    every portal (a session there is kept), then return the LUN's multipath map, or its one path
+    where multipathd does not run."""
+    section = need(of(lab.plan), "iscsi section")
+    sessions = node.run(["iscsiadm", "-m", "session"], timeout=30).stdout
+    for portal in section.portal_addresses:
+        if f"{portal}:3260" in sessions and section.iqn in sessions:
+            continue
+        node.succeed(["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", f"{portal}:3260"], timeout=60)
+        node.succeed(["iscsiadm", "-m", "node", "-T", section.iqn, "-p", f"{portal}:3260", "--login"], timeout=60)
+    link = by_path(section, section.portal_addresses[0], index)
+    mpath = "mpath" if node.run(["systemctl", "is-active", "--quiet", "multipathd.service"], timeout=15).ok else ""
+
+    def resolved() -> str | None:
+        r = node.run(["sh", "-c", RESOLVE, "sh", link, mpath], timeout=15)
+        return r.stdout.strip() if r.ok else None
+    return wait_until(resolved, timeout=90, what=f"{node.name}: LUN {index} of {section.iqn} ({link})"
+                      + (" under a multipath map" if mpath else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 
 from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
@@ -104,3 +105,24 @@ def check_pool(r: Rules, path: Path, pool: Pool, s: Iscsi) -> None:
         r.add(path + ("host",), f"node {pool.host} is also an iscsi-initiator: its own sessions to the target "
               "take the same /dev/disk/by-path names as the pool's session, and libvirt then lists none "
               "of the pool's LUNs", "wire this pool on a hypervisor node without role iscsi-initiator")
+
+
+def check_block(r: Rules, at: Path, section: Iscsi, ref: str | int, nodes: Sequence[str]) -> None:
+    """LUN ``ref`` (its index under iscsi.luns) as another backend's device on ``nodes``: each an
+    initiator node with an ACL of its own (the i-th initiator node takes the i-th ACL)."""
+    if not isinstance(ref, int):
+        r.add(at, "a device on the iSCSI target is named by its LUN's index", "write lun: 0 (an index under iscsi.luns)")
+        return
+    if ref >= len(section.luns):
+        r.add(at + ("lun",), f"the target has {len(section.luns)} LUNs (0 to {len(section.luns) - 1})",
+              "name one of them by its index under iscsi.luns")
+    initiators = [n for n, (_, node) in r.nodes.items() if "iscsi-initiator" in node.roles]
+    for name in nodes:
+        if name not in r.nodes:
+            continue
+        if name not in initiators:
+            r.add(at, f"node {name} is not an iSCSI initiator: it would not log in to the LUN",
+                  f"add 'iscsi-initiator' to nodes[{r.nodes[name][0]}].roles")
+        elif initiators.index(name) >= len(section.acls):
+            r.add(at, f"the target has no ACL for node {name} (the i-th initiator node takes the i-th ACL)",
+                  "add an ACL for it under iscsi.acls")

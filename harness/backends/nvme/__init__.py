@@ -15,10 +15,10 @@ nodes (role nvme-host) that connect with a host NQN decided at plan time, over e
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.base import Backend, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.nvme import host, plan, rules, target
 from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
 from harness.backends.nvme.schema import Nvme
@@ -59,8 +59,16 @@ class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
     pool_types = ("logical",)
     packages = ("nvme-cli",)
 
+    block_ref = "namespace"
+
     def check(self, r: Rules, section: Nvme) -> None:
         rules.check(r, section)
+
+    def check_block(self, r: Rules, path: Path_, section: Nvme, ref: str | int, nodes: Sequence[str]) -> None:
+        rules.check_block(r, path, section, ref, nodes)
+
+    def attach_block(self, lab: LabContext, node: NodeView, ref: str | int) -> str:
+        return host.attach(lab, node, str(ref))
 
     def check_pool(self, r: Rules, path: Path_, pool: Pool, section: Nvme) -> None:
         rules.check_pool(r, path, pool, section)

@@ -130,3 +130,15 @@ def apply(lab: LabContext) -> None:
         return
     for h in nvme.hosts:
         apply_node(lab, lab.node(h.node), nvme, h)
+
+
+def attach(lab: LabContext, node: NodeView, name: str) -> str:
+    """The namespace ``name`` as another backend's block device on ``node`` (an nvme-host the
+    role connected): the device its by-id link points at."""
+    nvme = of(lab.plan)
+    ns = next((ns for s in (nvme.subsystems if nvme else ()) for ns in s.namespaces if ns.name == name), None)
+    if ns is None:
+        raise HarnessError(f"the lab's nvme section has no namespace named {name!r}")
+    link = by_id(ns)
+    wait_until(lambda: node.run(["test", "-b", link], timeout=15).ok, timeout=60, what=f"{node.name}: {link}")
+    return node.succeed(["readlink", "-e", "--", link], timeout=15).strip()

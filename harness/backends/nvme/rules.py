@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Sequence
 
 from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
@@ -128,3 +129,21 @@ def check_pool(r: Rules, path: Path, pool: Pool, s: Nvme) -> None:
     elif not admitting:
         r.add(path + ("host",), f"no subsystem with {'namespace ' + pool.disk if pool.disk else 'a namespace'} admits "
               f"node {host}", f"add {{node: {host}}} to that subsystem's allowed_hosts")
+
+
+def check_block(r: Rules, at: Path, s: Nvme, ref: str | int, nodes: Sequence[str]) -> None:
+    """Namespace ``ref`` (its name) as another backend's device on ``nodes``: each an nvme-host
+    the namespace's subsystem admits."""
+    subs = [sub for sub in s.subsystems if any(ns.name == ref for ns in sub.namespaces)]
+    if not subs:
+        names = [ns.name for sub in s.subsystems for ns in sub.namespaces if ns.name]
+        r.add(at + ("namespace",), f"no namespace is named '{ref}'", f"use one of: {', '.join(names) or '(none named)'}")
+        return
+    for node in nodes:
+        if node not in r.nodes:
+            continue
+        if HOST_ROLE not in r.nodes[node][1].roles:
+            r.add(at, f"node {node} is not an NVMe host: it would not connect to the namespace",
+                  f"add '{HOST_ROLE}' to nodes[{r.nodes[node][0]}].roles")
+        elif not (subs[0].allow_any_host or any(h.node == node for h in subs[0].allowed_hosts)):
+            r.add(at, f"subsystem {subs[0].nqn} does not admit node {node}", f"add {{node: {node}}} to its allowed_hosts")
