@@ -88,8 +88,9 @@ def _earlier(r: Rules, path: Path) -> list[tuple[int, Pool]]:
 def _lun(r: Rules, path: Path, pool: Pool, s: Iscsi) -> None:
     n = len(s.luns)
     if pool.lun is None:
-        r.add(path, f"a {pool.type} pool on the iSCSI target takes one LUN whole; name it",
-              f"add lun: N (an index under iscsi.luns, 0 to {n - 1})")
+        if not pool.disk:  # else said at disk:, with the same fix
+            r.add(path, f"a {pool.type} pool on the iSCSI target takes one LUN whole; name it",
+                  f"add lun: N (an index under iscsi.luns, 0 to {n - 1})")
         return
     if pool.lun >= n:
         r.add(path + ("lun",), f"the target has {n} LUNs (0 to {n - 1})", "name one of them by its index under iscsi.luns")
