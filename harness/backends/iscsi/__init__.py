@@ -5,7 +5,8 @@ host pools logging in with the pool's IQN and CHAP; `logical`, `disk`, `scsi` an
 on a hypervisor node that logs in as an initiator.
 
 - schema.py     the topology's iscsi: section
-- rules.py      what validation checks of it (and of host pools on it)
+- rules.py      what validation checks of it (and of iscsi/iscsi-direct host pools on it)
+- pool_rules.py what it checks of the pools wired on a node (logical, disk, scsi, mpath)
 - plan.py       its section of the plan (portals, LUN devices, CHAP secrets named)
 - chap.py       CHAP secrets decided at plan time, filled into configs on stdin/0600 files
 - target.py     the target brought up and checked (`tgtadm` parsed, targetcli verified)
@@ -94,8 +95,10 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
         if "iscsi-target" in roles:  # tgt's or LIO's view of the target (neither shows CHAP passwords)
             out.append(["sh", "-c", "if systemctl -q is-active tgt.service; then tgtadm --lld iscsi --mode target "
                         "--op show; else targetcli ls; fi"])
-        if "iscsi-initiator" in roles:  # sessions and paths (not `iscsiadm -m node`: it prints the CHAP password)
-            out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll"])
+        if "iscsi-initiator" in roles:  # sessions and paths (not `iscsiadm -m node`: it prints the CHAP password);
+            # device-mapper's names and the aliases of LUN pools' maps
+            out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll; dmsetup ls; "
+                        "cat /etc/multipath/conf.d/*.conf 2>/dev/null"])
         return out
 
     def pool_secret(self, lab: LabContext, pool: IscsiHostPool) -> bytes | None:
