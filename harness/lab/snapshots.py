@@ -46,6 +46,27 @@ def snapshot(lab: LabCore, name: str) -> float:
     return took
 
 
+def run_roles(lab: LabCore) -> None:
+    """Every role step again (each is idempotent and waits for a healthy backend)."""
+    for step, fn in lab.steps():
+        if step.startswith("role "):
+            with log.step(step):
+                fn()
+
+
+def converge(lab: LabCore) -> float:
+    """Bring a running lab whose nodes were crashed or stopped (a fault a test left) back to what
+    its plan says: power on and wait for the nodes that are down, then run the roles again (a
+    node that rebooted logs in, connects and mounts again). Returns the seconds it took."""
+    locks.hold(lab.name)
+    t0 = time.monotonic()
+    with log.step(f"lab {lab.name}: converge"):
+        down = [n for n in lab.nodes.values() if not n.is_up()]
+        on_each(down, lambda n: n.start(), "boot")
+        run_roles(lab)
+    return round(time.monotonic() - t0, 2)
+
+
 def revert(lab: LabCore, name: str, converge: bool = False) -> float:
     """Put every node's root file system and data disks back as snapshot ``name`` saved them,
     boot the nodes and let the host's pools see the restored storage. With ``converge`` the
@@ -61,10 +82,7 @@ def revert(lab: LabCore, name: str, converge: bool = False) -> float:
         lab.provider.restore(lab.dir / "snapshots" / name)
         on_each(list(lab.nodes.values()), lambda n: n.wait_booted(), "boot")
         if converge:
-            for step, fn in lab.steps():
-                if step.startswith("role "):
-                    with log.step(step):
-                        fn()
+            run_roles(lab)
         if lab.pools_here():
             saved = lab.dir / "snapshots" / name / "pools.json"
             with log.step("host pools"):  # active pools are refreshed: they list the restored volumes
