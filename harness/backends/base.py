@@ -42,6 +42,8 @@ Path_ = tuple[str | int, ...]  # a location in the topology file, e.g. ("gluster
 #: what a block device found on a node (a link resolved there, a multipath map) may be: read from
 #: the node, so a pattern, not trust: /dev/nvme0n1, /dev/sdb, /dev/mapper/mpatha
 BLOCK_DEVICE_RE = re.compile(r"/dev/(mapper/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: what a scsi pool's adapter found on a node may be: a SCSI host, host3
+SCSI_HOST_RE = re.compile(r"host[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,12 @@ class Backend(Generic[S, P, PP]):
 
     def prepare_pool(self, lab: LabContext, pool: PP, sh: Callable[..., str]) -> None:
         """Before libvirt defines and starts the pool (``sh`` runs a command where the pool lives)."""
+
+    def pool_adapter(self, lab: LabContext, pool: PP, sh: Callable[..., str]) -> str | None:
+        """A scsi pool's SCSI host (hostN) on the pool's host, known only there once prepare_pool has
+        made it (an iSCSI session's host number): found when the pool is defined; the core checks
+        it against SCSI_HOST_RE before it reaches the XML."""
+        return None
 
     def release_pool(self, lab: LabContext, pool: PP) -> CleanupReport:
         """After the pool is gone from libvirt on the KVM host: what the backend set up for it."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import log
-from harness.backends.base import BLOCK_DEVICE_RE, Backend, get
+from harness.backends.base import BLOCK_DEVICE_RE, SCSI_HOST_RE, Backend, get
 from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import mount_at, mounted
 from harness.host.virt import connect
@@ -175,11 +175,9 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str, listed: dict[str
                     if value is not None:
                         ensure_secret(conn, lab, p, value, files)
                 if pool is None:
-                    pool = conn.storagePoolDefineXML(pool_xml(p, files, sh), 0)
-                    if p.type in ("fs", "logical"):  # a fresh lab disk: format it / make the VG
-                        pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
-                    elif p.type in ("dir", "netfs"):
-                        pool.build(0)
+                    adapter = b.pool_adapter(lab, p, sh) if b is not None and p.type == "scsi" else None
+                    pool = conn.storagePoolDefineXML(pool_xml(p, files, sh, adapter), 0)
+                    _build(pool, p)
                 # starting a pool lists its volumes; a refresh on top would list them twice, and a
                 # gluster pool pays ~10 s for each listing (glfs_fini waits out gfapi's frames)
                 if pool.isActive() and p.type in SLOW_LISTING and sorted(pool.listVolumes()) == listed.get(p.name):
@@ -198,6 +196,18 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str, listed: dict[str
         conn.close()
 
 
+def _build(pool: Any, p: HostPoolPlan) -> None:
+    """What a new pool needs before it starts: a fresh lab disk formatted / its VG made, a fresh
+    LUN given a GPT (a LUN with a partition table is refused, never overwritten), a directory."""
+    import libvirt
+    if p.type in ("fs", "logical"):
+        pool.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE)
+    elif p.type == "disk":
+        pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
+    elif p.type in ("dir", "netfs"):
+        pool.build(0)
+
+
 def _make_volumes(lab: LabContext, pool: Any, p: HostPoolPlan, files: Path, host: str) -> None:
     have = set(pool.listVolumes())
     for v in lab.plan.host.volumes:
@@ -207,12 +217,15 @@ def _make_volumes(lab: LabContext, pool: Any, p: HostPoolPlan, files: Path, host
             pool.createXML((files / "volumes" / v.pool / f"{v.name}.xml").read_text(), 0)
 
 
-def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str]) -> str:
-    """The pool's XML as the plan rendered it, but a logical pool's stable device link
-    (/dev/disk/by-...) is replaced by the device it points at on the pool's host now: libvirt
-    matches the volume group's PVs by the names `pvs` prints and follows no link ("cannot find any
-    matching source devices for logical volume group")."""
+def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str], adapter: str | None = None) -> str:
+    """The pool's XML as the plan rendered it, with what only the pool's host knows filled in: a
+    scsi pool's ``adapter`` (its backend found it there), and a logical pool's stable device link
+    (/dev/disk/by-...) replaced by the device it points at now: libvirt matches the volume group's
+    PVs by the names `pvs` prints and follows no link ("cannot find any matching source devices
+    for logical volume group"). Both are read from a node: checked against a pattern first."""
     xml = (files / "pools" / f"{p.name}.xml").read_text()
+    if p.type == "scsi":
+        return _with_adapter(p, xml, adapter)
     if p.type != "logical" or not p.device or not p.device.startswith("/dev/disk/by-"):
         return xml
     real = sh(["readlink", "-e", "--", p.device], timeout=30).strip()
@@ -223,6 +236,18 @@ def pool_xml(p: HostPoolPlan, files: Path, sh: Callable[..., str]) -> str:
     for dev in root.iterfind("./source/device"):
         if dev.get("path") == p.device:
             dev.set("path", real)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _with_adapter(p: HostPoolPlan, xml: str, adapter: str | None) -> str:
+    if adapter is None or not SCSI_HOST_RE.fullmatch(adapter):
+        raise HarnessError(f"pool {p.name}: its SCSI host on {p.host} is {adapter!r}, not a name storlab expects "
+                           "(hostN)")
+    root = ET.fromstring(xml)
+    found = root.findall("./source/adapter")
+    if len(found) != 1:
+        raise HarnessError(f"pool {p.name}: the plan's XML has {len(found)} <adapter> elements, not one")
+    found[0].set("name", adapter)
     return ET.tostring(root, encoding="unicode")
 
 

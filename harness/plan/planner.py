@@ -43,6 +43,8 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=False,
+    # libvirt's pool, volume and secret XML: every value escaped (it is allow-listed already)
+    autoescape=jinja2.select_autoescape(enabled_extensions=("xml.j2",), default_for_string=False),
 )
 
 
@@ -224,7 +226,8 @@ def _pool(topo: Topology, plan: Plan, p: Pool, instance_of: str | None) -> HostP
         hn = plan.node(host)
         disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
         extra["device"] = disk.device if disk else None
-    return pool_section(p.backend)(**{**p.model_dump(), "host": host, **extra})
+    # a pool's LUN is its backend's to resolve (pool_extras), and stays out of the others' plans
+    return pool_section(p.backend)(**{**p.model_dump(exclude={"lun"}), "host": host, **extra})
 
 
 def _squashes(topo: Topology, p: Pool) -> bool:

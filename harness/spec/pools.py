@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, ClassVar
 
-from harness.backends.base import backends, get
+from harness.backends.base import KERNEL_FEATURES, backends, get
 from harness.errors import Problem
 from harness.host.facts import HostFacts
 from harness.providers.capabilities import available
@@ -50,6 +50,19 @@ def _system_path(path: str) -> bool:
     return p in SYSTEM_DIRS or any(p.startswith(t + "/") for t in SYSTEM_TREES)
 
 
+#: pool types whose volumes libvirt only lists (it creates none), and what to do instead
+NO_VOLUMES = {
+    "gluster": "create it in a dir pool on the same backend (e.g. the gluster FUSE mount); this pool lists it",
+    "iscsi": "its volumes are the target's LUNs; drop this entry",
+    "iscsi-direct": "its volumes are the target's LUNs; drop this entry",
+    "scsi": "its volumes are the LUNs of its SCSI host (the iSCSI session); drop this entry",
+    "mpath": "its volumes are the node's multipath maps; drop this entry, or use a logical or disk pool on a LUN"}
+
+#: why no zfs pool is built (the kernel feature as validation names it: base.KERNEL_FEATURES["zfs"])
+ZFS_WHY = (f"it needs {KERNEL_FEATURES['zfs']}, which the image's mirror does not carry: no node kernel here "
+           "can load it")
+
+
 class RuleBase:
     """What every rule shares: the topology, its nodes by name, and the problems found so far."""
 
@@ -84,8 +97,9 @@ class PoolRules(RuleBase):
     """Host pools and volumes. Each rule appends to self.problems; none stops the others."""
 
     NEED: ClassVar[dict[str, tuple[str, ...]]] = {
-        "dir": ("path",), "fs": ("path",), "netfs": ("path", "export"), "logical": ("path",),
-        "iscsi": ("initiator",), "iscsi-direct": ("initiator",), "gluster": ("volume",), "rbd": ("rbd_pool", "client")}
+        "dir": ("path",), "fs": ("path",), "netfs": ("path", "export"), "logical": ("path",), "disk": (),
+        "iscsi": ("initiator",), "iscsi-direct": ("initiator",), "scsi": (), "mpath": (), "gluster": ("volume",),
+        "rbd": ("rbd_pool", "client"), "zfs": ()}
     #: pool types on the KVM host's (or a hypervisor node's) own storage
     LOCAL: ClassVar[tuple[str, ...]] = ("dir", "fs", "logical")
 
@@ -103,6 +117,9 @@ class PoolRules(RuleBase):
             if p.name in names:
                 self.add(base + ("name",), f"pool name '{p.name}' already used by host.pools[{names[p.name]}]", "rename one")
             names.setdefault(p.name, pi)
+            if p.type == "zfs":  # one problem, with the reason: nothing else of the pool is worth checking
+                self._zfs(base, p)
+                continue
             self._pool_path(base, pi, p, paths)
             self._pool_backend(base, p)
             if p.type in ("fs", "logical") and p.backend == "local":  # the plan gives these a disk of their host
@@ -133,6 +150,12 @@ class PoolRules(RuleBase):
                          "give each pool its own directory")
             paths.setdefault((where, p.path), pi)
 
+    def _zfs(self, base: Path, p: Pool) -> None:
+        where = p.host or "kvm"
+        lacks = "" if where != "kvm" or self.facts.kernel_zfs else "; this host's kernel lacks it too"
+        self.add(base + ("type",), f"a zfs pool is not built: {ZFS_WHY}{lacks}",
+                 "use type: logical (an LVM volume group on a node's disk or on an iSCSI LUN) for block volumes")
+
     def _pool_backend(self, base: Path, p: Pool) -> None:
         """The pool's type and backend; the backend checks the objects the pool names."""
         for f in self.NEED[p.type]:
@@ -143,6 +166,10 @@ class PoolRules(RuleBase):
             self.add(base + ("backend",), f"a {p.type} pool cannot use backend '{p.backend}'",
                      f"use backend: {' or '.join(allowed)}")
         b = None if p.backend == "local" else get(p.backend)
+        if p.lun is not None and (b is None or b.block_ref != "lun"):
+            serving = [x.name for x in backends() if x.block_ref == "lun"]
+            self.add(base + ("lun",), f"lun names a LUN of a target; backend '{p.backend}' serves none",
+                     f"drop lun:, or use backend: {' or '.join(serving) or '(none installed)'}")
         section = b.of(self.t) if b is not None else None
         if b is not None and section is None:
             self.add(base + ("backend",), f"backend '{p.backend}' is not defined in this topology",
@@ -190,10 +217,9 @@ class PoolRules(RuleBase):
     def _volumes(self, names: dict[str, int]) -> None:
         types = {p.name: p.type for p in self.t.host.pools}
         for vi, v in enumerate(self.t.host.volumes):
-            if types.get(v.pool) in ("gluster", "iscsi", "iscsi-direct"):
+            if types.get(v.pool) in NO_VOLUMES:
                 self.add(("host", "volumes", vi, "pool"), f"libvirt cannot create volumes in a {types[v.pool]} pool",
-                         "create it in a dir pool on the same backend (e.g. the gluster FUSE mount); this pool lists it"
-                         if types[v.pool] == "gluster" else "its volumes are the target's LUNs; drop this entry")
+                         NO_VOLUMES[types[v.pool]])
             if v.pool not in names:
                 self.add(("host", "volumes", vi, "pool"), f"pool '{v.pool}' does not exist",
                          f"use one of: {', '.join(names) or '(none)'}")

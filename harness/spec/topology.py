@@ -177,7 +177,8 @@ class Secret(Strict):
 
 class Pool(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    type: Literal["dir", "fs", "netfs", "logical", "iscsi", "iscsi-direct", "gluster", "rbd"]
+    type: Literal["dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "gluster", "rbd",
+                  "zfs"] = Field(description="zfs is refused by validation, with the reason")
     backend: Annotated[str, AfterValidator(lambda v: _one_of([*registry.names(), "local"], v))] = Field(
         "local", description="an installed backend (its section must be in the topology), or local")
     path: AbsPath | None = Field(None, description="target path (dir/fs/netfs/logical)")
@@ -191,6 +192,8 @@ class Pool(Strict):
     host: Name | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
     disk: Name | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first); "
                               "logical on nvme: the namespace's name")
+    lun: int | None = Field(None, ge=0, le=255, description="logical/disk on iscsi: the LUN's index under iscsi.luns "
+                            "(the pool takes it whole)")
 
 
 class Volume(Strict):

@@ -1,14 +1,17 @@
 """iSCSI: a target with fileio, block and LVM LUNs, initiator ACLs by IQN and CHAP, served by LIO
 (targetcli) where the node has its own kernel and by tgt (userspace) where it shares a host
 kernel without LIO; initiator nodes (open-iscsi + dm-multipath); `iscsi` and `iscsi-direct`
-host pools logging in with the pool's IQN and CHAP.
+host pools logging in with the pool's IQN and CHAP; `logical`, `disk`, `scsi` and `mpath` pools
+on a hypervisor node that logs in as an initiator.
 
 - schema.py     the topology's iscsi: section
-- rules.py      what validation checks of it (and of host pools on it)
+- rules.py      what validation checks of it (and of iscsi/iscsi-direct host pools on it)
+- pool_rules.py what it checks of the pools wired on a node (logical, disk, scsi, mpath)
 - plan.py       its section of the plan (portals, LUN devices, CHAP secrets named)
 - chap.py       CHAP secrets decided at plan time, filled into configs on stdin/0600 files
 - target.py     the target brought up and checked (`tgtadm` parsed, targetcli verified)
-- initiator.py  initiator nodes
+- initiator.py  initiator nodes, and a LUN attached on one (logged in, its multipath map)
+- pools.py      pools on a node's sessions: a LUN's map named after its pool, the scsi adapter
 - templates/    tgt's conf.d and a targetcli batch
 """
 
@@ -18,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from harness.backends.base import Backend, Implementation, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
-from harness.backends.iscsi import chap, initiator, plan, rules, target
+from harness.backends.iscsi import chap, initiator, plan, pools, rules, target
 from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi
 from harness.errors import CleanupReport
@@ -40,7 +43,7 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
     section_roles = ("iscsi-target",)
     role_kernel: ClassVar[dict[str, str]] = {"iscsi-initiator": "iscsi_tcp"}
     implementations = (Implementation("lio", "LIO (targetcli)", kernel="lio"), Implementation("tgt", "tgt"))
-    pool_types = ("iscsi", "iscsi-direct")
+    pool_types = ("iscsi", "iscsi-direct", *pools.NODE_POOLS)
     packages = ("targetcli-fb", "tgt", "open-iscsi", "multipath-tools", "libiscsi-bin")
     services = ("tgt.service",)
 
@@ -68,6 +71,8 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
         return {f"{tgt}/root/storlab-targetcli.txt": _env.get_template("targetcli.j2").render(plan=plan, iscsi=section)}
 
     def pool_extras(self, plan: Plan, section: IscsiPlan, pool: Pool, secret_uuid: str) -> dict[str, object]:
+        if pool.type in pools.NODE_POOLS:
+            return pools.extras(section, pool)
         extra: dict[str, object] = {"server": section.portal_addresses[0], "target_iqn": section.iqn}
         # when the target demands CHAP from this initiator, libvirt must log in with a secret
         acl = next((a for a in section.acls if a.initiator == pool.initiator), None)
@@ -90,8 +95,10 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
         if "iscsi-target" in roles:  # tgt's or LIO's view of the target (neither shows CHAP passwords)
             out.append(["sh", "-c", "if systemctl -q is-active tgt.service; then tgtadm --lld iscsi --mode target "
                         "--op show; else targetcli ls; fi"])
-        if "iscsi-initiator" in roles:  # sessions and paths (not `iscsiadm -m node`: it prints the CHAP password)
-            out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll"])
+        if "iscsi-initiator" in roles:  # sessions and paths (not `iscsiadm -m node`: it prints the CHAP password);
+            # device-mapper's names and the aliases of LUN pools' maps
+            out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll; dmsetup ls; "
+                        "cat /etc/multipath/conf.d/*.conf 2>/dev/null"])
         return out
 
     def pool_secret(self, lab: LabContext, pool: IscsiHostPool) -> bytes | None:
@@ -103,6 +110,11 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
     def prepare_pool(self, lab: LabContext, pool: IscsiHostPool, sh: Callable[..., str]) -> None:
         if pool.type == "iscsi":
             prepare_iscsi_iface(lab, pool, sh)
+        elif pool.type in pools.NODE_POOLS:
+            pools.prepare(lab, pool)
+
+    def pool_adapter(self, lab: LabContext, pool: IscsiHostPool, sh: Callable[..., str]) -> str | None:
+        return pools.adapter(pool, sh) if pool.type == "scsi" else None
 
     def release_pool(self, lab: LabContext, pool: IscsiHostPool) -> CleanupReport:
         rep = CleanupReport()

@@ -36,11 +36,13 @@ class IscsiPlan(Frozen):
 
 
 class IscsiHostPool(HostPoolPlan):
-    """An iscsi or iscsi-direct host pool: the portal, the target and, when the target's ACL for
-    the pool's initiator has CHAP, its credentials (the password is the lab's secret)."""
+    """A host pool on the target: the portal, the target and, for an iscsi or iscsi-direct pool
+    whose initiator's ACL has CHAP, its credentials (the password is the lab's secret); for a
+    logical or disk pool on a hypervisor node, its LUN (device: the LUN's map, named after it)."""
     server: str | None = None
     target_iqn: str | None = None
     chap: ChapPlan | None = None
+    lun: int | None = None
 
 
 def make(inputs: PlanInputs, iscsi: Iscsi) -> IscsiPlan:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
-from harness.backends.iscsi import chap
+from harness.backends.iscsi import chap, pool_rules
+from harness.backends.iscsi.pool_rules import initiator_problem
+from harness.backends.iscsi.pools import NODE_POOLS
 from harness.backends.iscsi.schema import IQN_RE, Iscsi
 from harness.errors import HarnessError
 from harness.spec.topology import Pool
@@ -94,7 +96,11 @@ def check_iqn(r: Rules, path: Path, iqn: str) -> None:
 
 
 def check_pool(r: Rules, path: Path, pool: Pool, s: Iscsi) -> None:
-    """An iscsi/iscsi-direct host pool logs in with an IQN the target's ACLs admit."""
+    """An iscsi/iscsi-direct host pool logs in with an IQN the target's ACLs admit; the others
+    are wired on a hypervisor node that logs in as an initiator (pool_rules)."""
+    if pool.type in NODE_POOLS:
+        pool_rules.check(r, path, pool, s)
+        return
     if pool.initiator:
         check_iqn(r, path + ("initiator",), pool.initiator)
         if s.acls and pool.initiator not in {a.initiator for a in s.acls}:
@@ -116,13 +122,7 @@ def check_block(r: Rules, at: Path, section: Iscsi, ref: str | int, nodes: Seque
     if ref >= len(section.luns):
         r.add(at + ("lun",), f"the target has {len(section.luns)} LUNs (0 to {len(section.luns) - 1})",
               "name one of them by its index under iscsi.luns")
-    initiators = [n for n, (_, node) in r.nodes.items() if "iscsi-initiator" in node.roles]
     for name in nodes:
-        if name not in r.nodes:
-            continue
-        if name not in initiators:
-            r.add(at, f"node {name} is not an iSCSI initiator: it would not log in to the LUN",
-                  f"add 'iscsi-initiator' to nodes[{r.nodes[name][0]}].roles")
-        elif initiators.index(name) >= len(section.acls):
-            r.add(at, f"the target has no ACL for node {name} (the i-th initiator node takes the i-th ACL)",
-                  "add an ACL for it under iscsi.acls")
+        problem = initiator_problem(r, section, name, "the LUN")
+        if problem:
+            r.add(at, *problem)
