@@ -191,6 +191,12 @@ class Pool(Strict):
     host: Name | None = Field(None, description="'kvm' (default) or a hypervisor node of the lab")
     disk: Name | None = Field(None, description="fs/logical: the disk of the host node to use (default: its first); "
                               "logical on nvme: the namespace's name")
+    # each installed backend with pool options adds them under its name (`nfs: {version: 4.2}`): see model()
+
+    def options(self, backend: str) -> BaseModel | None:
+        """The options a backend's key gives this pool (`nfs:` ...), None when it has none."""
+        value = getattr(self, backend, None)
+        return value if isinstance(value, BaseModel) else None
 
 
 class Volume(Strict):
@@ -248,4 +254,12 @@ def _sectioned(backends: tuple[registry.Declared, ...]) -> type[Topology]:
     clash = set(fields) & set(Topology.model_fields)
     if clash:
         raise TypeError(f"backend section(s) {sorted(clash)} would hide core topology fields")
+    options: dict[str, Any] = {b.name: (b.pool_options | None, None) for b in backends if b.pool_options is not None}
+    if options:  # a pool takes its backend's options under the backend's name: host.pools[].nfs
+        clash = set(options) & set(Pool.model_fields)
+        if clash:
+            raise TypeError(f"backend pool option(s) {sorted(clash)} would hide core pool fields")
+        pool = create_model("Pool", __base__=Pool, **options)
+        host = create_model("Host", __base__=Host, pools=(list[pool], []))  # type: ignore[valid-type]
+        fields["host"] = (host, host())
     return create_model("Topology", __base__=Topology, **fields)
