@@ -32,11 +32,22 @@ class Nfs(Strict):
 
 def _version_text(v: Any) -> Any:
     """YAML reads `version: 4.2` as a number and `3` as an int: both mean the text."""
-    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+    text = str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+    if text == "4":
+        raise ValueError("version 4 leaves the minor version to the client and the server; fix: write 4.0, 4.1 or 4.2")
+    return text
+
+
+def _nconnect(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool) and not 1 <= v <= 16:
+        raise ValueError(f"nconnect={v}: the Linux client opens 1 to 16 connections to an address; fix: give 1 to 16 "
+                         "(more connections to more addresses: trunk:)")
+    return v
 
 
 #: NFS protocol versions a pool's client may ask for (the Linux client's vers=; libvirt's <protocol ver>)
 NfsVersion = Annotated[Literal["3", "4.0", "4.1", "4.2"], BeforeValidator(_version_text)]
+Nconnect = Annotated[int, BeforeValidator(_nconnect), Field(ge=1, le=16)]
 
 
 class NfsClient(Strict):
@@ -44,7 +55,7 @@ class NfsClient(Strict):
     (libvirt's) and a dir pool's on an NFS mount (storlab's, on a hypervisor node)."""
     version: NfsVersion | None = Field(None, description="3, 4.0, 4.1 or 4.2; unset: client and server agree on "
                                        "the highest both speak (4.2 with kernel nfsd and NFS-Ganesha)")
-    nconnect: int | None = Field(None, ge=1, le=16, description="TCP connections to the server's address "
+    nconnect: Nconnect | None = Field(None, description="TCP connections to the server's address "
                                  "(Linux nconnect=, 1-16); unset: one")
     trunk: list[Name] = Field([], max_length=3, description="NFSv4.1 session trunking (dir pools): further lab "
                               "networks of the server, each mounted once more so the client adds a connection to "
