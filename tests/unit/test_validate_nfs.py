@@ -229,6 +229,11 @@ RULE_CASES = [
                  id="nfs-trunk-first-network"),
     pytest.param(DIR_POOL.format(extra="nfs: {version: 4.2, trunk: [storage2, storage2]} #<", host="hv1"),
                  "network storage2 is listed twice", "host.pools[0].nfs.trunk[1]", "kvm", id="nfs-trunk-twice"),
+    pytest.param(DIR_POOL.format(extra="nfs: {version: 4.2, nconnect: 2}", host="hv1").rstrip(" ") + """\
+        - {name: q, type: netfs, backend: nfs, export: /srv/nfs, path: /var/lib/libvirt/images/q, host: hv1,
+           nfs: {nconnect: 4}} #<
+    """, "pools p and q both mount the NFS server from hv1 over NFS 4.2: the Linux client keeps one set of "
+        "connections", "host.pools[1].nfs", "kvm", id="nfs-two-pools-one-client-two-nconnects"),
 ]
 
 

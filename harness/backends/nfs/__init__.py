@@ -40,6 +40,8 @@ class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
     pool_options = NfsClient
     packages = ("nfs-kernel-server", "nfs-common", "rpcbind", "nfs-ganesha", "nfs-ganesha-vfs")
     services = ("nfs-ganesha.service",)
+    # a pool's client options: the pool is remounted with the new ones (client.reconfigure)
+    reconfigurable = ("host.pools.*.nfs",)
     # NFS-Ganesha's VFS FSAL needs open_by_handle_at, which LXC's default seccomp denies
     syscalls: ClassVar[dict[str, tuple[str, ...]]] = {"nfs-server": ("open_by_handle_at",)}
     host_privilege: ClassVar[dict[str, str]] = {
@@ -78,6 +80,9 @@ class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
 
     def steps(self, plan: Plan) -> list[RoleStep]:
         return [("nfs", role.apply)]
+
+    def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
+        return client.reconfigure(lab, before)
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         out = []

@@ -13,7 +13,10 @@ from harness.backends.base import LabContext, NodeView
 from harness.backends.nfs.mountstats import NfsMount, Sh, mount_at
 from harness.backends.nfs.plan import NfsHostPool
 from harness.errors import HarnessError
+from harness.host.pools import node_uri
+from harness.host.virt import connect
 from harness.plan.model import Plan, need
+from harness.run import succeed
 
 UNIT_DIR = "/etc/systemd/system"
 #: where the further mounts that make the client trunk go on a node (one directory per pool and network)
@@ -138,3 +141,53 @@ def verify(sh: Sh, pool: NfsHostPool) -> NfsMount:
     if wrong or mount is None:
         raise HarnessError(f"pool {pool.name} on {pool.host}: {'; '.join(wrong)} (/proc/self/mountstats)")
     return mount
+
+
+# -- a running lab taking new client options (matrix cells) ---------------------------------------
+def _options(p: NfsHostPool) -> tuple[object, ...]:
+    return p.version, p.nconnect, p.trunk, p.client_opts, p.mount_opts, p.protocol_ver
+
+
+def _describe(p: NfsHostPool) -> str:
+    return (f"NFS {p.version or '(negotiated)'}, nconnect {p.connections}"
+            + (f", trunk over {', '.join(p.trunk)}" if p.trunk else ""))
+
+
+def reconfigure(lab: LabContext, before: Plan) -> list[str]:
+    """Remount each pool on nfs whose client options changed, and check the new mount: a netfs
+    pool is stopped (libvirt unmounts it), defined again from its new XML and started; a dir
+    pool's units are replaced. Its volumes stay on the export. Returns what changed."""
+    old = {p.name: p for p in before.host.pools if isinstance(p, NfsHostPool)}
+    changes = []
+    for p in lab.plan.host.pools:
+        was = old.get(p.name)
+        if not isinstance(p, NfsHostPool) or was is None or _options(was) == _options(p):
+            continue
+        if (was.type, was.host, was.export, was.path) != (p.type, p.host, p.export, p.path):
+            raise HarnessError(f"pool {p.name} changed more than its client options; a new lab is needed")
+        if p.type == "netfs":
+            _redefine(lab, p)
+        else:
+            unmount_dir_pool(lab.node(p.host), lab.name, was)
+            mount_dir_pool(lab, p)
+        changes.append(f"pool {p.name}: {_describe(was)} -> {_describe(p)}")
+    return changes
+
+
+def _redefine(lab: LabContext, p: NfsHostPool) -> None:
+    import libvirt
+    kvm = p.host == "kvm"
+    conn = connect(lab.plan.host.uri if kvm else node_uri(lab, p.host))
+    try:
+        pool = conn.storagePoolLookupByName(p.object)
+        if pool.isActive():
+            pool.destroy()  # libvirt unmounts the export
+        pool.undefine()
+        pool = conn.storagePoolDefineXML((lab.files("host" if kvm else p.host) / "pools" / f"{p.name}.xml").read_text(), 0)
+        pool.create(0)  # mounted with the new options
+        pool.setAutostart(1)
+    except libvirt.libvirtError as exc:
+        raise HarnessError(f"pool {p.name}: remounting with new client options: {exc}") from None
+    finally:
+        conn.close()
+    verify(succeed if kvm else lab.node(p.host).succeed, p)

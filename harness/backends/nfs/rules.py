@@ -48,6 +48,32 @@ def check_pool(r: Rules, path: Path, pool: Pool, n: Nfs) -> None:
     client = pool.options("nfs")
     if isinstance(client, NfsClient) and client.trunk:
         _trunk(r, path + ("nfs",), pool, client)
+    _shared_client(r, path, pool)
+
+
+def _client_of(pool: Pool) -> tuple[str, str, int, int]:
+    """What the Linux client keeps one nfs_client for (node, version; a mount without a version
+    negotiates 4.2 with both servers here) and the options that client takes from its first mount."""
+    c = pool.options("nfs")
+    opts = c if isinstance(c, NfsClient) else NfsClient.model_validate({})
+    return pool.host or "kvm", opts.version or "4.2", opts.nconnect or 1, len(opts.trunk)
+
+
+def _shared_client(r: Rules, path: Path, pool: Pool) -> None:
+    """Two pools mounting the server from one node over one version share the kernel's client and
+    its connections: the options of the mount made first hold for both."""
+    here = path[2] if len(path) > 2 and isinstance(path[2], int) else len(r.topology.host.pools)
+    node, version, nconnect, trunks = _client_of(pool)
+    for i, other in enumerate(r.topology.host.pools[:here]):
+        o_node, o_version, o_nconnect, o_trunks = _client_of(other)
+        if other.backend != "nfs" or (o_node, o_version) != (node, version) or (o_nconnect, o_trunks) == (nconnect, trunks):
+            continue
+        r.add(path + ("nfs",), f"pools {other.name} and {pool.name} both mount the NFS server from {node} over NFS "
+              f"{version}: the Linux client keeps one set of connections for them, made with the options of the "
+              f"mount that comes first (nconnect={o_nconnect}, {o_trunks} trunk(s)), not nconnect={nconnect}, "
+              f"{trunks} trunk(s)", f"give both the same nconnect and trunk as host.pools[{i}], another version, or "
+              "another hypervisor node")
+        return
 
 
 def _dir_pool(r: Rules, path: Path, pool: Pool) -> None:
