@@ -55,7 +55,7 @@ proto=tcp,nconnect=4,timeo=600,retrans=2,sec=sys,clientaddr=192.168.172.12,local
 \t        READ: 1 1 0 220 1048664 0 2 2 0
 \t       WRITE: 4 4 0 4195164 704 0 25 26 0
 
-device 192.168.172.11:/srv/nfs/v3 mounted on /var/lib/libvirt/images/dirv3 with fstype nfs statvers=1.1
+device 192.168.172.11:/srv/nfs/dir mounted on /var/lib/libvirt/images/dirv3 with fstype nfs statvers=1.1
 \topts:\trw,vers=3,rsize=524288,wsize=524288,namlen=255,acregmin=3,acregmax=60,acdirmin=30,acdirmax=60,hard,\
 proto=tcp,nconnect=2,timeo=600,retrans=2,sec=sys,mountaddr=192.168.172.11,mountvers=3,mountport=53481,\
 mountproto=udp,local_lock=none
@@ -253,7 +253,7 @@ def test_mismatches_name_each_difference(plan: Plan) -> None:
     mounts = by_path()
     assert client.mismatches(mounts["/var/lib/libvirt/images/netfs42"], pool(plan, "netfs42")) == []
     assert client.mismatches(mounts["/var/lib/libvirt/images/trunk41"], pool(plan, "trunk41")) == []
-    wrong = pool(plan, "netfs42").model_copy(update={"version": "3", "nconnect": 8, "export": "/srv/nfs/v3"})
+    wrong = pool(plan, "netfs42").model_copy(update={"version": "3", "nconnect": 8, "export": "/srv/nfs/dir"})
     got = client.mismatches(mounts["/var/lib/libvirt/images/netfs42"], wrong)
     assert [w.split(",")[0].split(" ")[0] for w in got] == ["192.168.172.11:/srv/nfs/netfs", "NFS", "nconnect=4"]
     assert client.mismatches(None, wrong) == ["no NFS mount at /var/lib/libvirt/images/netfs42"]

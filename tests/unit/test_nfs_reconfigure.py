@@ -83,7 +83,7 @@ def test_cells_differing_in_client_options_share_a_lab() -> None:
     assert "host.pools.*.nfs" in get("nfs").reconfigurable
     same, other = (load_text(t, "x.yaml").data for t in (TOPOLOGY, CHANGED))
     assert build_key(same) == build_key(other)
-    moved = load_text(TOPOLOGY.replace("export: /srv/nfs/v3", "export: /srv/nfs/trunk"), "x.yaml").data
+    moved = load_text(TOPOLOGY.replace("export: /srv/nfs/dir", "export: /srv/nfs/trunk"), "x.yaml").data
     assert build_key(moved) != build_key(same), "a pool on another export is another lab"
 
 
