@@ -47,7 +47,7 @@ def _nconnect(v: Any) -> Any:
 
 #: NFS protocol versions a pool's client may ask for (the Linux client's vers=; libvirt's <protocol ver>)
 NfsVersion = Annotated[Literal["3", "4.0", "4.1", "4.2"], BeforeValidator(_version_text)]
-Nconnect = Annotated[int, BeforeValidator(_nconnect), Field(ge=1, le=16)]
+Nconnect = Annotated[int, Field(ge=1, le=16), BeforeValidator(_nconnect)]  # the schema says 1-16; ours says why first
 
 
 class NfsClient(Strict):
