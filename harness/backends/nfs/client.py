@@ -68,7 +68,7 @@ def unit_text(lab: str, pool: NfsHostPool, source: str, where: str, after: str |
     pool's libvirtd starts after every mount."""
     deps = ["network-online.target"] + (["rpc-statd.service"] if pool.version == "3" else []) + ([after] if after else [])
     lines = [f"# storlab lab {_plain(lab)}: pool {_plain(pool.name)}, a dir pool on an NFS mount (managed file)",
-             "[Unit]", f"Description=storlab: {_plain(source)} for pool {pool.name}",
+             "[Unit]", f"Description=storlab: {_plain(source)} for pool {_plain(pool.name)}",
              f"Wants={' '.join(deps[:-1] if after else deps)}", f"After={' '.join(deps)}"]
     lines += [f"Requires={after}"] if after else []
     lines += ["Before=libvirtd.service", "", "[Mount]", f"What={_plain(source)}", f"Where={_plain(where)}", "Type=nfs",

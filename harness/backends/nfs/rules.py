@@ -31,7 +31,6 @@ def check(r: Rules, n: Nfs) -> None:
                  f"set grace_period to at least {n.lease_time}")
 
 
-
 #: where a dir pool's NFS mount may be made on a hypervisor node: a directory of its own under one of these
 MOUNT_ROOTS = ("/srv", "/mnt", "/var/lib/libvirt")
 #: versions with sessions (RFC 5661): what session trunking needs
