@@ -24,6 +24,7 @@ class Declared(Protocol):
     section: type[BaseModel]
     plan_section: type[BaseModel]
     pool_section: type[BaseModel]  # a harness.plan.model.HostPoolPlan subclass
+    pool_options: type[BaseModel] | None  # what a pool on it takes under its name (host.pools[].NAME)
     roles: tuple[str, ...]
     packages: tuple[str, ...]
     services: tuple[str, ...]

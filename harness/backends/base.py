@@ -192,6 +192,9 @@ class Backend(Generic[S, P, PP]):
     plan_section: type[P]
     #: its host pools in the plan (a HostPoolPlan subclass with the fields pool_extras sets)
     pool_section: type[PP] = HostPoolPlan  # type: ignore[assignment]
+    #: what a pool on it may say under the backend's name (`host.pools[].nfs: {version: 4.2}`): a
+    #: model whose values reach XML or a command only through its own patterns; None: no options
+    pool_options: ClassVar[type[BaseModel] | None] = None
     #: node roles this backend brings, and those that make no sense without its section
     roles: ClassVar[tuple[str, ...]] = ()
     section_roles: ClassVar[tuple[str, ...]] = ()

@@ -94,6 +94,10 @@ class HostPoolPlan(Frozen):
     disk: str | None
     secret_uuid: str | None = None  # the libvirt secret the pool logs in with (the core defines it)
     device: str | None = None  # an fs or logical pool's disk on a hypervisor node
+    # what a backend asks of libvirt's mount of an fs or netfs pool: <protocol ver='...'/> (netfs) and
+    # options of the storage pool fs namespace (<fs:mount_opts>), each already checked by its pattern
+    protocol_ver: str | None = None
+    mount_opts: tuple[str, ...] = ()
 
 
 HP = TypeVar("HP", bound=HostPoolPlan)

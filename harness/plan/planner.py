@@ -226,8 +226,10 @@ def _pool(topo: Topology, plan: Plan, p: Pool, instance_of: str | None) -> HostP
         hn = plan.node(host)
         disk = next((d for d in hn.disks if d.name == p.disk), hn.disks[0] if hn.disks else None)
         extra["device"] = disk.device if disk else None
-    # a pool's LUN is its backend's to resolve (pool_extras), and stays out of the others' plans
-    return pool_section(p.backend)(**{**p.model_dump(exclude={"lun"}), "host": host, **extra})
+    # the core's fields; a pool's LUN is its backend's to resolve (pool_extras) and stays out of the
+    # others' plans; a backend's options (host.pools[].nfs) reach the plan as what it resolves them to
+    core = p.model_dump(include=set(Pool.model_fields) - {"lun"})
+    return pool_section(p.backend)(**{**core, "host": host, **extra})
 
 
 def _squashes(topo: Topology, p: Pool) -> bool:

@@ -121,6 +121,7 @@ class PoolRules(RuleBase):
                 self._zfs(base, p)
                 continue
             self._pool_path(base, pi, p, paths)
+            self._pool_options(base, p)
             self._pool_backend(base, p)
             if p.type in ("fs", "logical") and p.backend == "local":  # the plan gives these a disk of their host
                 self._pool_disk(base, pi, p, used_disks)  # node (on a backend, `disk` is the backend's: checked there)
@@ -184,6 +185,13 @@ class PoolRules(RuleBase):
             self.add(base + ("fuse_mount",), f"a dir pool on {b.name} needs fuse_mount: true", "add fuse_mount: true")
         if section is not None and p.backend in allowed:
             b.check_pool(self, base, p, section)
+
+    def _pool_options(self, base: Path, p: Pool) -> None:
+        """A backend's options (`nfs:` ...) belong on a pool of that backend only."""
+        for b in backends():
+            if b.pool_options is not None and p.options(b.name) is not None and p.backend != b.name:
+                self.add(base + (b.name,), f"{b.name}: options are for pools on backend {b.name}, this pool is on "
+                         f"{p.backend}", f"drop {b.name}:, or set backend: {b.name}")
 
     def _pool_disk(self, base: Path, pi: int, p: Any, used_disks: dict[tuple[str, str], int]) -> None:
         if not p.host or p.host == "kvm":

@@ -194,6 +194,12 @@ class Pool(Strict):
                               "logical on nvme: the namespace's name")
     lun: int | None = Field(None, ge=0, le=255, description="logical/disk on iscsi: the LUN's index under iscsi.luns "
                             "(the pool takes it whole)")
+    # each installed backend with pool options adds them under its name (`nfs: {version: 4.2}`): see model()
+
+    def options(self, backend: str) -> BaseModel | None:
+        """The options a backend's key gives this pool (`nfs:` ...), None when it has none."""
+        value = getattr(self, backend, None)
+        return value if isinstance(value, BaseModel) else None
 
 
 class Volume(Strict):
@@ -251,4 +257,12 @@ def _sectioned(backends: tuple[registry.Declared, ...]) -> type[Topology]:
     clash = set(fields) & set(Topology.model_fields)
     if clash:
         raise TypeError(f"backend section(s) {sorted(clash)} would hide core topology fields")
+    options: dict[str, Any] = {b.name: (b.pool_options | None, None) for b in backends if b.pool_options is not None}
+    if options:  # a pool takes its backend's options under the backend's name: host.pools[].nfs
+        clash = set(options) & set(Pool.model_fields)
+        if clash:
+            raise TypeError(f"backend pool option(s) {sorted(clash)} would hide core pool fields")
+        pool = create_model("Pool", __base__=Pool, **options)
+        host = create_model("Host", __base__=Host, pools=(list[pool], []))  # type: ignore[valid-type]
+        fields["host"] = (host, host())
     return create_model("Topology", __base__=Topology, **fields)

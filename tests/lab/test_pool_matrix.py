@@ -20,9 +20,12 @@ import pytest
 from harness.backends.base import backends
 from harness.backends.ceph.plan import CephHostPool
 from harness.backends.gluster.plan import GlusterHostPool
+from harness.backends.nfs.mountstats import mount_at
+from harness.backends.nfs.plan import NfsHostPool
 from harness.host.pools import node_uri
 from harness.host.virt import connect
 from harness.lab.lab import Lab
+from harness.run import succeed
 
 from .test_iscsi import qemu_io as iscsi_qemu_io
 
@@ -61,11 +64,22 @@ def rbd_io(lab: Lab, spec: CephHostPool, image: str) -> str:
         return qemu_io(["qemu-io", "--image-opts", opts])
 
 
-def test_pool_matrix_every_pool_takes_a_volume_and_io(lab: Lab) -> None:
+def nfs_mount_as_asked(spec: NfsHostPool, run: Any, record_property: Any) -> None:
+    """The pool's NFS mount speaks the version the cell asked for (the matrix's nfs axis)."""
+    m = mount_at(run or succeed, str(spec.path))  # on its hypervisor node, or on the KVM host
+    assert m is not None, f"{spec.name}: no NFS mount at {spec.path}"
+    assert not spec.version or m.version == spec.version, f"{spec.name}: NFS {m.version}, the cell asked {spec.version}"
+    assert m.nconnect == spec.connections, f"{spec.name}: nconnect={m.nconnect}, the cell asked {spec.connections}"
+    record_property("nfs_version", m.version)
+
+
+def test_pool_matrix_every_pool_takes_a_volume_and_io(lab: Lab, record_property: Any) -> None:
     assert lab.plan.host.pools, "the cell's lab has no host pool"
     for spec in lab.plan.host.pools:
         uri = lab.plan.host.uri if spec.host == "kvm" else node_uri(lab, spec.host)
         run = None if spec.host == "kvm" else lab.node(spec.host).succeed
+        if isinstance(spec, NfsHostPool):
+            nfs_mount_as_asked(spec, run, record_property)
         conn = connect(uri)
         try:
             pool = conn.storagePoolLookupByName(spec.object)
@@ -74,9 +88,10 @@ def test_pool_matrix_every_pool_takes_a_volume_and_io(lab: Lab) -> None:
             if spec.type in MAKES_VOLUMES:
                 if PROBE in pool.listVolumes():
                     pool.storageVolLookupByName(PROBE).delete(0)
-                # an export that squashes root: libvirt makes the file as nobody (as `up` makes planned volumes)
+                # an export that squashes root (netfs, or dir on an NFS mount): the file is nobody's, as
+                # `up` makes planned volumes (else libvirt chowns it to root, which the export refuses)
                 perms = ("<permissions><owner>65534</owner><group>65534</group><mode>0660</mode></permissions>"
-                         if spec.type == "netfs" else "")
+                         if spec.backend == "nfs" else "")
                 made = pool.createXML(f"<volume><name>{PROBE}</name><capacity unit='M'>16</capacity>"
                                       f"<target><format type='raw'/>{perms}</target></volume>"
                                       if spec.type != "rbd" else

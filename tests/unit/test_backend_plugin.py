@@ -108,3 +108,30 @@ def test_without_it_its_section_and_role_are_unknown() -> None:
         validate_text(TOPO.replace("GREETING", "hi"), PROFILES["ci"])
     got = {(p.line, p.message.split(" ")[0]) for p in exc.value.problems}
     assert got == {(3, "Input"), (4, "unknown")}, exc.value.problems  # the role, and the section
+
+
+class EchoTone(Strict):
+    tone: Token = "la"
+
+
+class EchoPooledBackend(EchoBackend):
+    """Echo with dir pools, each of which may say how it sounds (`host.pools[].echo`)."""
+    pool_types: ClassVar[tuple[str, ...]] = ("dir",)
+    pool_options = EchoTone
+
+
+def test_its_pool_options_come_under_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    echo = EchoPooledBackend()
+    installed = registry.declared()
+    monkeypatch.setattr(registry, "declared", lambda: (*installed, echo))
+    pools = TOPO.replace("GREETING", "hi") + "host:\n  pools:\n    - {name: p, type: dir, backend: echo, path: /srv/p,\n"
+    topo, _ = validate_text(pools + "       echo: {tone: do}}\n", PROFILES["ci"])
+    opts = topo.host.pools[0].options("echo")
+    assert isinstance(opts, EchoTone) and opts.tone == "do"
+    with pytest.raises(TopologyError) as exc:
+        validate_text(pools + "       echo: {tone: 'do re'}}\n", PROFILES["ci"])
+    (p,) = exc.value.problems
+    assert (p.line, p.field) == (10, "host.pools[0].echo.tone") and "characters storlab does not pass on" in p.message
+    with pytest.raises(TopologyError) as exc:  # a local pool has no echo options
+        validate_text(pools.replace("backend: echo", "backend: local") + "       echo: {tone: do}}\n", PROFILES["ci"])
+    assert [p.field for p in exc.value.problems] == ["host.pools[0].echo"]
