@@ -5,6 +5,7 @@ problems found so far)."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, ClassVar
 
 from harness.backends.base import KERNEL_FEATURES, backends, get
@@ -43,6 +44,11 @@ DIR_POOL_TYPES = ("dir", "fs", "netfs")
 def _pool_root(path: str) -> bool:
     p = path.rstrip("/")
     return any(p.startswith(r + "/") and ".." not in p.split("/") for r in POOL_ROOTS)
+
+
+#: a logical pool's path on the KVM host: its volume group's /dev/NAME (LVM makes it; nothing is
+#: created or mounted there), NAME as LVM takes it
+VG_PATH_RE = re.compile(r"/dev/[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,62}")
 
 
 def _system_path(path: str) -> bool:
@@ -142,6 +148,10 @@ class PoolRules(RuleBase):
             self.add(base + ("path",), f"{p.path} is not a place for a pool of a lab on this host: a {p.type} pool's "
                      f"directory must be one of its own under {', '.join(r + '/' for r in POOL_ROOTS)}",
                      f"use e.g. /var/lib/libvirt/images/{self.t.lab}-{p.name}")
+        elif p.path and where == "kvm" and p.type == "logical":
+            if not VG_PATH_RE.fullmatch(p.path):
+                self.add(base + ("path",), f"{p.path} is not a volume group's path: a logical pool's path is /dev/VG, "
+                         "VG the name LVM gives its volume group", f"use e.g. /dev/vg_{p.name.replace('-', '_')}")
         elif p.path and where == "kvm" and _system_path(p.path):
             self.add(base + ("path",), f"{p.path} is a system directory of this host (or inside one); a lab's "
                      "pool must not take it over", "use a directory of its own, e.g. /var/lib/libvirt/images/LAB-POOL")

@@ -1,14 +1,17 @@
 """NVMe over TCP: a target served by the Linux kernel (nvmet + nvmet-tcp, configured through
 configfs by a rendered script, since Debian has no nvmetcli), with subsystems, namespaces (a
-file on a data disk, or a whole disk), the host NQNs each admits and one or two ports; host
-nodes (role nvme-host) that connect with a host NQN decided at plan time, over every port
-(native NVMe multipath); and `logical` host pools on a namespace, found by its fixed UUID.
+file on a data disk, or a whole disk), the host NQNs each admits (optionally with DH-HMAC-CHAP
+keys) and one or two ports; host nodes (role nvme-host) that connect with a host NQN decided at
+plan time, over every port (native NVMe multipath); and `logical` host pools on a namespace,
+found by its fixed UUID, on a hypervisor node or on the KVM host where its kernel has nvme-tcp.
 
 - schema.py     the topology's nvme: section (NQNs checked against NQN_RE, fullmatch)
 - rules.py      what validation checks of it (and of host pools on it)
 - plan.py       its section of the plan (ports with addresses, namespace UUIDs, host NQNs)
 - target.py     the target brought up (the script run), checked through configfs, restarted
 - host.py       host nodes connected; pure parsers of `nvme list-subsys`/`nvme discover` JSON
+- kvmhost.py    the KVM host connected for a pool with host: kvm (where its kernel has nvme-tcp)
+- dhchap.py     DH-HMAC-CHAP keys: decided at plan time, carried in 0600 files (never argv)
 - templates/    the nvmet configfs script and a host's /etc/nvme/discovery.conf
 """
 
@@ -19,12 +22,12 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from harness.backends.base import Backend, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
-from harness.backends.nvme import host, plan, rules, target
+from harness.backends.nvme import dhchap, host, kvmhost, plan, rules, target
 from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
 from harness.backends.nvme.schema import Nvme
-from harness.errors import HarnessError
+from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import Plan
-from harness.run import wait_until
+from harness.run import CommandResult, run, wait_until
 from harness.spec.topology import Pool
 
 
@@ -44,6 +47,7 @@ def shell_quote(value: object) -> str:
 _env = templates(__name__)
 _env.finalize = one_line
 _env.filters["q"] = shell_quote
+_env.filters["keyfile"] = dhchap.key_file  # a key's file on the target, never the key
 
 
 class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
@@ -78,7 +82,8 @@ class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
 
     def render(self, plan: Plan, section: NvmePlan) -> dict[str, str]:
         out = {f"nodes/{section.target}/root/storlab-nvmet.sh": _env.get_template("nvmet.sh.j2").render(
-            plan=plan, nvme=section, hosts=list(dict.fromkeys(h for s in section.subsystems for h in s.allowed_hosts)))}
+            plan=plan, nvme=section, hosts=list(dict.fromkeys(h for s in section.subsystems for h in s.allowed_hosts)),
+            auth={d.host: d for d in section.dhchap})}
         for h in section.hosts:
             ports = host.ports_for(section, h.nqn)
             out[f"nodes/{h.node}/etc/nvme/discovery.conf"] = _env.get_template("discovery.conf.j2").render(
@@ -94,6 +99,9 @@ class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
             return {}
         sub, ns = found
         return {"subsystem": sub.nqn, "namespace": ns.nsid, "namespace_uuid": ns.uuid, "device": host.by_id(ns)}
+
+    def decide_secrets(self, plan: NvmePlan, section: Nvme, store: Callable[[str, str], None]) -> None:
+        dhchap.decide(plan, section, store)
 
     def steps(self, plan_: Plan) -> list[RoleStep]:
         out: list[RoleStep] = [("nvme-target", target.apply)]
@@ -112,9 +120,19 @@ class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
         return out
 
     def prepare_pool(self, lab: LabContext, pool: NvmeHostPool, sh: Callable[..., str]) -> None:
-        """The pool's device is the namespace's by-id link on the node: there once the node is
-        connected (the nvme-host role) and udev has run; wait for it rather than fail the define."""
-        node = lab.node(pool.host)
+        """The pool's device is the namespace's by-id link on its host: there once the host is
+        connected (a node: the nvme-host role; the KVM host: here) and udev has run; wait for it
+        rather than fail the define."""
         device = pool.device or ""
-        wait_until(lambda: node.run(["test", "-b", device], timeout=15).ok, timeout=60,
-                   what=f"{device} on {node.name} (namespace {pool.namespace} of {pool.subsystem})")
+        there: Callable[..., CommandResult] = run if pool.host == plan.KVM else lab.node(pool.host).run
+        if pool.host == plan.KVM:
+            kvmhost.connect(lab, pool)
+        wait_until(lambda: there(["test", "-b", device], timeout=15).ok, timeout=60,
+                   what=f"{device} on {pool.host} (namespace {pool.namespace} of {pool.subsystem})")
+
+    def release_pool(self, lab: LabContext, pool: NvmeHostPool) -> CleanupReport:
+        """`down`, after the pool is gone from the KVM host's libvirt: the lab's controllers there."""
+        return kvmhost.disconnect(lab) if pool.host == plan.KVM else CleanupReport()
+
+    def pool_leftovers(self, lab: LabContext, pool: NvmeHostPool) -> list[str]:
+        return kvmhost.leftovers(lab) if pool.host == plan.KVM else []

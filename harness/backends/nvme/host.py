@@ -1,7 +1,9 @@
 """NVMe host role: a node with role nvme-host gets its host NQN and id (decided at plan time)
 and a discovery.conf, discovers the target and connects over every port of each subsystem that
 admits it (two ports: native NVMe multipath, one block device per namespace); then waits for
-each namespace's /dev/disk/by-id/nvme-uuid.UUID link. Pure parsers of nvme-cli's JSON."""
+each namespace's /dev/disk/by-id/nvme-uuid.UUID link. A host with DH-HMAC-CHAP gets its keys in
+a 0600 /etc/nvme/config.json (on ssh's stdin) that `nvme connect --config` reads: never argv.
+Pure parsers of nvme-cli's JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import json
 from typing import Any
 
 from harness.backends.base import LabContext, NodeView
+from harness.backends.nvme import dhchap
 from harness.backends.nvme.plan import HostNqnPlan, NamespacePlan, NvmePlan, PortPlan, SubsystemPlan, of
 from harness.errors import HarnessError
+from harness.lab import secrets as labsecrets
 from harness.run import wait_until
 
 MULTIPATH = "/sys/module/nvme_core/parameters/multipath"
@@ -44,19 +48,30 @@ def address(text: str) -> dict[str, str]:
     return out
 
 
-def parse_list_subsys(text: str) -> dict[str, list[dict[str, str]]]:
-    """`nvme list-subsys -o json` -> {subsystem NQN: [{"name", "transport", "traddr", "trsvcid", "state"}]}."""
+def parse_list_subsys_hosts(text: str) -> dict[str, dict[str, list[dict[str, str]]]]:
+    """`nvme list-subsys -o json` -> {host NQN: {subsystem NQN: [{"name", "transport", "traddr",
+    "trsvcid", "state"}]}} (1.x printed no host: its NQN is "")."""
     data: Any = json.loads(text) if text.strip() else []
     hosts = data if isinstance(data, list) else [data]  # 2.x: a list of hosts; 1.x: one object
-    out: dict[str, list[dict[str, str]]] = {}
+    out: dict[str, dict[str, list[dict[str, str]]]] = {}
     for h in hosts:
+        subs = out.setdefault(h.get("HostNQN", ""), {})
         for sub in h.get("Subsystems", []):
-            paths = out.setdefault(sub.get("NQN", ""), [])
+            paths = subs.setdefault(sub.get("NQN", ""), [])
             for p in sub.get("Paths", []):
                 addr = address(p.get("Address", ""))
                 paths.append({"name": p.get("Name", ""), "transport": p.get("Transport", ""),
                               "traddr": addr.get("traddr", ""), "trsvcid": addr.get("trsvcid", ""),
                               "state": p.get("State", "")})
+    return out
+
+
+def parse_list_subsys(text: str) -> dict[str, list[dict[str, str]]]:
+    """`nvme list-subsys -o json` -> {subsystem NQN: [paths]}, whichever host NQN connected them."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for subs in parse_list_subsys_hosts(text).values():
+        for nqn, paths in subs.items():
+            out.setdefault(nqn, []).extend(paths)
     return out
 
 
@@ -83,14 +98,49 @@ def discover(node: NodeView, port: PortPlan, host_nqn: str) -> list[dict[str, st
     return parse_discovery(r.stdout)
 
 
-def connect(node: NodeView, s: SubsystemPlan, port: PortPlan, h: HostNqnPlan) -> None:
-    node.succeed(["nvme", "connect", "-t", "tcp", "-a", port.address, "-s", str(port.port), "-n", s.nqn,
-                  f"--hostnqn={h.nqn}", f"--hostid={h.hostid}", *CONNECT_OPTS], timeout=60)
+def connect_argv(s: SubsystemPlan, port: PortPlan, h: HostNqnPlan, config: str | None = None) -> list[str]:
+    """`nvme connect` as ``h`` to ``s`` over ``port``; ``config``: the libnvme JSON config holding
+    its DH-HMAC-CHAP keys (or "none"): the keys themselves are never arguments."""
+    return ["nvme", "connect", "-t", "tcp", "-a", port.address, "-s", str(port.port), "-n", s.nqn,
+            f"--hostnqn={h.nqn}", f"--hostid={h.hostid}", *CONNECT_OPTS, *([f"--config={config}"] if config else [])]
+
+
+def connect(node: NodeView, s: SubsystemPlan, port: PortPlan, h: HostNqnPlan, config: str | None = None) -> None:
+    node.succeed(connect_argv(s, port, h, config), timeout=60)
+
+
+def live(found: dict[str, list[dict[str, str]]], s: SubsystemPlan, ports: list[PortPlan]) -> bool:
+    got = {(p["traddr"], p["trsvcid"]) for p in found.get(s.nqn, []) if p["state"] == "live"}
+    return all((p.address, str(p.port)) in got for p in ports)
 
 
 def _live(node: NodeView, s: SubsystemPlan, ports: list[PortPlan]) -> bool:
-    got = {(p["traddr"], p["trsvcid"]) for p in paths(node).get(s.nqn, []) if p["state"] == "live"}
-    return all((p.address, str(p.port)) in got for p in ports)
+    return live(paths(node), s, ports)
+
+
+def put_auth(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) -> str | None:
+    """For a host with DH-HMAC-CHAP: check its kernel can authenticate, put its libnvme config
+    (0600, content on stdin) and return that config's path; None for a host without."""
+    d = nvme.auth(h.nqn)
+    if d is None:
+        return None
+    if not node.run(list(dhchap.HOST_AUTH_PROBE), timeout=60).ok:
+        kernel = node.run(["uname", "-r"], timeout=15).stdout.strip()
+        raise HarnessError(f"{node.name}: its kernel ({kernel}) cannot authenticate to an NVMe target (no "
+                           f"{dhchap.HOST_AUTH_SYMBOL} in /proc/kallsyms); {dhchap.KERNEL_FIX}")
+
+    def read(name: str) -> str:
+        return labsecrets.read(lab, name, f"DH-HMAC-CHAP key {name}")
+    node.put(dhchap.NODE_CONFIG, dhchap.host_config(nvme, h, d, read), "0600")
+    return dhchap.NODE_CONFIG
+
+
+def multipath_problem(subs: list[SubsystemPlan], value: str) -> str | None:
+    """Why two ports would not give one device (``value``: the multipath parameter read there)."""
+    if any(len(s.ports) > 1 for s in subs) and value.strip() != "Y":
+        return (f"native NVMe multipath is off ({MULTIPATH} is not Y): two ports would give two block devices for "
+                "one namespace; boot with nvme_core.multipath=Y")
+    return None
 
 
 def apply_node(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) -> None:
@@ -98,10 +148,11 @@ def apply_node(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) 
     for name in ("hostnqn", "hostid", "discovery.conf"):
         node.put(f"/etc/nvme/{name}", (files / "etc/nvme" / name).read_text())
     node.succeed(["modprobe", "nvme-tcp"], timeout=60)
+    config = put_auth(lab, node, nvme, h)
     subs = admitted(nvme, h.nqn)
-    if any(len(s.ports) > 1 for s in subs) and node.run(["cat", MULTIPATH], timeout=15).stdout.strip() != "Y":
-        raise HarnessError(f"{node.name}: native NVMe multipath is off ({MULTIPATH} is not Y): two ports would give "
-                           "two block devices for one namespace; boot the node with nvme_core.multipath=Y")
+    why = multipath_problem(subs, node.run(["cat", MULTIPATH], timeout=15).stdout)
+    if why:
+        raise HarnessError(f"{node.name}: {why}")
     for s in subs:
         ports = [nvme.port(pid) for pid in s.ports]
         have = {(p["traddr"], p["trsvcid"]) for p in paths(node).get(s.nqn, [])}
@@ -111,7 +162,7 @@ def apply_node(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) 
             if s.nqn not in {r["subnqn"] for r in discover(node, port, h.nqn)}:
                 raise HarnessError(f"{node.name}: the target's discovery on {port.address}:{port.port} does not offer "
                                    f"{s.nqn} to {h.nqn}")
-            connect(node, s, port, h)
+            connect(node, s, port, h, config)
         _wait_for(node, s, ports)
 
 

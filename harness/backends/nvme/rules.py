@@ -1,4 +1,5 @@
-"""Rules of an nvme: section (namespaces, hosts, ports) and of host pools on its namespaces."""
+"""Rules of an nvme: section (namespaces, hosts with their DH-HMAC-CHAP, ports) and of host pools
+on its namespaces (on a hypervisor node, or on the KVM host where its kernel has nvme-tcp)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from collections.abc import Sequence
 
 from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
-from harness.backends.nvme.schema import Nvme, NvmeNamespace, NvmeSubsystem
+from harness.backends.nvme.plan import KVM
+from harness.backends.nvme.schema import Nvme, NvmeDhchap, NvmeHost, NvmeNamespace, NvmeSubsystem
 from harness.spec.topology import Disk, Pool
 
 HOST_ROLE = "nvme-host"
+
+
+def _dotted(path: Path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 def check(r: Rules, s: Nvme) -> None:
@@ -21,6 +27,10 @@ def check(r: Rules, s: Nvme) -> None:
     names: dict[str, Path] = {}
     used_disks: dict[str, Path] = {}
     paths: dict[str, Path] = {}
+    auth: dict[str, tuple[Path, NvmeDhchap | None]] = {}
+    if KVM in r.nodes:
+        r.add(("nodes", r.nodes[KVM][0], "name"), "a node named kvm: in the nvme section (and host pools) kvm names "
+              "the KVM host itself", "rename the node")
     for si, sub in enumerate(s.subsystems):
         base: Path = ("nvme", "subsystems", si)
         if nqns[sub.nqn] > 1:
@@ -33,7 +43,7 @@ def check(r: Rules, s: Nvme) -> None:
                       "give each namespace its own name")
             names.setdefault(name, at)
             _namespace(r, at, ns, s.target, disks, used_disks, paths)
-        _hosts(r, base, sub)
+        _hosts(r, base, sub, auth)
         _ports(r, base, sub)
 
 
@@ -70,7 +80,7 @@ def _namespace(r: Rules, at: Path, ns: NvmeNamespace, target: str, disks: dict[s
         used_disks.setdefault(ns.disk, at)
 
 
-def _hosts(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
+def _hosts(r: Rules, base: Path, sub: NvmeSubsystem, auth: dict[str, tuple[Path, NvmeDhchap | None]]) -> None:
     if not sub.allowed_hosts and not sub.allow_any_host:
         r.add(base + ("allowed_hosts",), f"subsystem {sub.nqn} admits no host: with no allowed_hosts, nvmet refuses "
               "every host NQN", "add allowed_hosts: [{node: NAME}] (a node with role nvme-host) or a host NQN; "
@@ -84,12 +94,43 @@ def _hosts(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
         if (h.nqn is None) == (h.node is None):
             r.add(at, "give a host NQN or node: NAME", "e.g. - {node: hv1} or - nqn.2014-08.org.nvmexpress:uuid:...")
             continue
-        if h.node is not None:
+        if h.node is not None and h.node != KVM:
             r.node_ref(at + ("node",), h.node, HOST_ROLE)
-        key = h.nqn or f"node {h.node}"
+        key = h.nqn or ("the KVM host" if h.node == KVM else f"node {h.node}")
         if key in seen:
             r.add(at, f"{key} is listed twice", "list each host once")
         seen.add(key)
+        _same_dhchap(r, at, key, h, auth)
+        if h.dhchap is not None:
+            _dhchap(r, at + ("dhchap",), h.dhchap)
+
+
+def _same_dhchap(r: Rules, at: Path, key: str, h: NvmeHost, auth: dict[str, tuple[Path, NvmeDhchap | None]]) -> None:
+    """nvmet keeps a host's keys on its host entry, for every subsystem that admits it: each
+    listing of one host must say the same."""
+    if key not in auth:
+        auth[key] = (at, h.dhchap)
+        return
+    first, d = auth[key]
+    if d != h.dhchap:
+        r.add(at + ("dhchap",), f"{key} has another dhchap under {_dotted(first)}: nvmet keeps one set of keys per "
+              "host NQN, asked for by every subsystem that admits it", f"give it the same dhchap: as at {_dotted(first)}")
+
+
+def _dhchap(r: Rules, at: Path, d: NvmeDhchap) -> None:
+    """One source for each key: generated, or literal (the host's key, and the controller's when bidirectional)."""
+    if d.generate == (d.key is not None):
+        r.add(at, "give the host's key one way", "write generate: true (the lab decides a key when the plan is "
+              "made) or key: DHHC-1:00:...: (from `nvme gen-dhchap-key`), not both")
+    if d.generate and d.ctrl_key is not None:
+        r.add(at + ("ctrl_key",), "generate: true decides the controller's key too (with bidirectional: true)",
+              "drop ctrl_key:, and write bidirectional: true")
+    elif d.key is not None and d.bidirectional and d.ctrl_key is None:
+        r.add(at + ("bidirectional",), "bidirectional authentication with a literal key needs the controller's key",
+              "add ctrl_key: DHHC-1:00:...: (another key than key:), or use generate: true")
+    elif d.key is not None and d.key == d.ctrl_key:
+        r.add(at + ("ctrl_key",), "the controller's key is the host's key: each side must prove a key of its own",
+              "give ctrl_key another key (nvme gen-dhchap-key makes one)")
 
 
 def _ports(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
@@ -109,26 +150,33 @@ def _ports(r: Rules, base: Path, sub: NvmeSubsystem) -> None:
 
 def check_pool(r: Rules, path: Path, pool: Pool, s: Nvme) -> None:
     """A logical pool on a namespace, wired on a hypervisor node that connects to the target as an
-    nvme-host admitted by the namespace's subsystem."""
-    host = pool.host or "kvm"
-    if host == "kvm" or host not in r.nodes:
-        if host == "kvm":
-            r.add(path + ("host",), "a pool on an NVMe namespace is wired on a hypervisor node of the lab that "
-                  "connects to the target (this host's kernel has no nvme-tcp to rely on)",
-                  f"set host: to a node with roles hypervisor and {HOST_ROLE}")
+    nvme-host, or on the KVM host where its kernel has nvme-tcp; either admitted by the
+    namespace's subsystem (the KVM host as {node: kvm}: it connects with an NQN of its own)."""
+    host = pool.host or KVM
+    if host == KVM and not r.facts.kernel_nvme_tcp:
+        r.add(path + ("host",), "a pool on an NVMe namespace on the KVM host needs nvme-tcp in this host's kernel, "
+              "which it lacks (no nvme_tcp module loaded): this host cannot connect to the target",
+              f"set host: to a node with roles hypervisor and {HOST_ROLE} (or load nvme-tcp here and validate again)")
         return
-    if HOST_ROLE not in r.nodes[host][1].roles:
+    if host != KVM and host not in r.nodes:
+        return  # reported by the core
+    if host != KVM and HOST_ROLE not in r.nodes[host][1].roles:
         r.add(path + ("host",), f"node {host} does not have role '{HOST_ROLE}': it would not connect to the target",
               f"add '{HOST_ROLE}' to nodes[{r.nodes[host][0]}].roles")
     found = [(sub, ns) for sub in s.subsystems for i, ns in enumerate(sub.namespaces)
              if pool.disk is None or (ns.name or f"ns{i + 1}") == pool.disk]
-    admitting = [(sub, ns) for sub, ns in found if sub.allow_any_host or any(h.node == host for h in sub.allowed_hosts)]
+    # the KVM host connects with the NQN the plan gives {node: kvm}: allow_any_host gives it none
+    admitting = [(sub, ns) for sub, ns in found
+                 if (sub.allow_any_host and host != KVM) or any(h.node == host for h in sub.allowed_hosts)]
+    who = "the KVM host" if host == KVM else f"node {host}"
     if not found:
         names = [ns.name or f"ns{i + 1}" for sub in s.subsystems for i, ns in enumerate(sub.namespaces)]
         r.add(path + ("disk",), f"no namespace is named '{pool.disk}'", f"use one of: {', '.join(names)}")
     elif not admitting:
         r.add(path + ("host",), f"no subsystem with {'namespace ' + pool.disk if pool.disk else 'a namespace'} admits "
-              f"node {host}", f"add {{node: {host}}} to that subsystem's allowed_hosts")
+              f"{who}", f"add {{node: {host}}} to that subsystem's allowed_hosts"
+              + (" instead of allow_any_host (the KVM host connects with an NQN of its own)"
+                 if host == KVM and any(sub.allow_any_host for sub, _ in found) else ""))
 
 
 def check_block(r: Rules, at: Path, s: Nvme, ref: str | int, nodes: Sequence[str]) -> None:

@@ -1,9 +1,13 @@
 """The nvme: section of a topology: an NVMe over TCP target (Linux nvmet) with its subsystems,
-their namespaces, the host NQNs each admits and the ports (network + TCP port) it listens on."""
+their namespaces, the host NQNs each admits (each optionally with DH-HMAC-CHAP keys) and the ports
+(network + TCP port) it listens on."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import zlib
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -26,6 +30,60 @@ def check_nqn(v: str) -> str:
 
 Nqn = Annotated[str, AfterValidator(check_nqn)]
 
+#: a DH-HMAC-CHAP secret as NVMe writes it (base spec 8.3.5.5.8; `nvme gen-dhchap-key`):
+#: DHHC-1:HH:BASE64(key + CRC-32 of the key, little-endian):, HH how the key is transformed
+#: (00 not at all, 01/02/03 with SHA-256/384/512, which then needs a 32/48/64-byte key).
+#: Checked with fullmatch: no line break, quote or space ever reaches a file or configfs.
+DHCHAP_KEY_RE = re.compile(r"DHHC-1:0([0-3]):([A-Za-z0-9+/]{46,92}={0,2}):")
+DHCHAP_KEY_FIX = ("write a key made by `nvme gen-dhchap-key --nqn HOSTNQN` (DHHC-1:00:BASE64:), or use generate: true "
+                  "and let the lab decide one")
+#: what the key's hash id needs of its length (00: any of the three)
+_KEY_LEN = {1: 32, 2: 48, 3: 64}
+
+
+def dhchap_key_problem(v: str) -> str | None:
+    """Why ``v`` is not a DH-HMAC-CHAP secret the kernel takes, None when it is (the message never shows the key)."""
+    m = DHCHAP_KEY_RE.fullmatch(v)
+    if m is None:
+        return "is not a DH-HMAC-CHAP secret in the form DHHC-1:0[0-3]:BASE64:"
+    try:
+        raw = base64.b64decode(m.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return "has a base64 part that does not decode"
+    key, crc = raw[:-4], raw[-4:]
+    if len(key) not in (32, 48, 64):
+        return f"holds a {len(key)}-byte key; the kernel takes 32, 48 or 64 bytes"
+    want = _KEY_LEN.get(int(m.group(1)))
+    if want and len(key) != want:
+        return f"says hash 0{m.group(1)}, which needs a {want}-byte key, and holds {len(key)} bytes"
+    if zlib.crc32(key).to_bytes(4, "little") != crc:
+        return "has a CRC-32 that does not match its key (mistyped?)"
+    return None
+
+
+def check_dhchap_key(v: str) -> str:
+    why = dhchap_key_problem(v)
+    if why is not None:
+        raise ValueError(f"this key {why}; fix: {DHCHAP_KEY_FIX}")
+    return v
+
+
+DhchapKey = Annotated[str, AfterValidator(check_dhchap_key)]
+
+
+class NvmeDhchap(Strict):
+    """NVMe in-band authentication (DH-HMAC-CHAP) of one host: nvmet keeps the keys on the host's
+    entry, so they hold for every subsystem that admits the host."""
+    generate: bool = Field(False, description="the lab decides a random key when the plan is made (kept in its "
+                           "secrets directory)")
+    key: DhchapKey | None = Field(None, description="the host's key, DHHC-1:0[0-3]:BASE64: (prefer generate: true)")
+    bidirectional: bool = Field(False, description="the host authenticates the target too (a controller key: "
+                                "generated with generate: true, else ctrl_key)")
+    ctrl_key: DhchapKey | None = Field(None, description="the controller's key for a literal key (implies bidirectional)")
+    hash: Literal["sha256", "sha384", "sha512"] = Field("sha256", description="the HMAC the target asks for")
+    dhgroup: Literal["null", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"] = Field(
+        "null", description="the Diffie-Hellman group the target asks for (null: none)")
+
 
 class NvmeNamespace(Strict):
     name: Name | None = Field(None, description="how a host pool names it (disk: NAME); default ns<NSID>")
@@ -36,9 +94,12 @@ class NvmeNamespace(Strict):
 
 
 class NvmeHost(Strict):
-    """A host a subsystem admits: a literal host NQN (written as a plain string) or a node of the lab."""
+    """A host a subsystem admits: a literal host NQN (written as a plain string), a node of the lab,
+    or the KVM host (node: kvm); optionally with its DH-HMAC-CHAP keys."""
     nqn: Nqn | None = None
-    node: Name | None = Field(None, description="a node with role nvme-host: its host NQN, decided when the plan is made")
+    node: Name | None = Field(None, description="a node with role nvme-host, or kvm (the KVM host): its host NQN, "
+                              "decided when the plan is made")
+    dhchap: NvmeDhchap | None = Field(None, description="DH-HMAC-CHAP: the host must authenticate with its key")
 
 
 def _host(v: object) -> object:

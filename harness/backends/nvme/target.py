@@ -1,12 +1,15 @@
 """NVMe target role: the rendered configfs script run on the target node (modprobe nvmet and
-nvmet-tcp, then subsystems, namespaces, hosts, ports and their links), checked through configfs;
-and the target stopped and started again (the script's down and up) for the tests."""
+nvmet-tcp, then hosts with their DH-HMAC-CHAP keys, subsystems, namespaces, ports and their
+links), checked through configfs; and the target stopped and started again (the script's down
+and up) for the tests. DH-HMAC-CHAP keys reach the node as 0600 files through ssh's stdin."""
 
 from __future__ import annotations
 
 from harness.backends.base import LabContext, NodeView
+from harness.backends.nvme import dhchap
 from harness.backends.nvme.plan import NvmePlan, of
 from harness.errors import HarnessError
+from harness.lab import secrets as labsecrets
 from harness.nodes.roles.base import prepare_disks
 from harness.plan.model import need
 
@@ -41,9 +44,22 @@ def _enabled(node: NodeView, nvme: NvmePlan) -> list[str]:
     return off
 
 
+#: exits 0 when host entry $1 has a key (and a controller key when $2 is 1), hash $3 and DH group
+#: $4: the keys are compared with nothing and stay on the node (only the exit status comes back)
+AUTH_SET = ('[ -n "$(cat "$1/dhchap_key")" ] && { [ "$2" != 1 ] || [ -n "$(cat "$1/dhchap_ctrl_key")" ]; } && '
+            '[ "$(cat "$1/dhchap_hash")" = "$3" ] && [ "$(cat "$1/dhchap_dhgroup")" = "$4" ]')
+
+
+def _unauthenticated(node: NodeView, nvme: NvmePlan) -> list[str]:
+    """Host entries whose DH-HMAC-CHAP is not what the plan says (a host admitted without its key)."""
+    return [f"DH-HMAC-CHAP of {d.host}" for d in nvme.dhchap
+            if not node.run(["sh", "-c", AUTH_SET, "sh", f"{CONFIGFS}/hosts/{d.host}", "1" if d.ctrl_key else "0",
+                             d.hash, d.dhgroup], timeout=15).ok]
+
+
 def check(node: NodeView, nvme: NvmePlan) -> None:
     lacks = missing(node.succeed(["find", CONFIGFS, "-maxdepth", "5"], timeout=30), nvme)
-    off = _enabled(node, nvme)
+    off = _enabled(node, nvme) + _unauthenticated(node, nvme)
     if lacks or off:
         raise HarnessError(f"{node.name}: nvmet lacks {', '.join(lacks + off)} after {SCRIPT} up")
 
@@ -71,4 +87,13 @@ def apply(lab: LabContext) -> None:
     if any(ns.kind == "file" for s in nvme.subsystems for ns in s.namespaces):
         prepare_disks(node)  # file namespaces live on a mounted data disk (rules.py)
     node.put(SCRIPT, (lab.files(node.name) / SCRIPT.lstrip("/")).read_text(), "0700")
+    put_keys(lab, node, nvme)
     start(lab)
+
+
+def put_keys(lab: LabContext, node: NodeView, nvme: NvmePlan) -> None:
+    """The DH-HMAC-CHAP keys the script copies into configfs, as 0600 files (content on stdin)."""
+    def read(name: str) -> str:
+        return labsecrets.read(lab, name, f"DH-HMAC-CHAP key {name}")
+    for path, text in dhchap.target_files(nvme, read).items():
+        node.put(path, text, "0600")
