@@ -9,7 +9,8 @@ in a JUnit file is redacted too. ``redact`` masks:
   first, so a secret that contains another is not left half-shown;
 - private key blocks (``-----BEGIN ... PRIVATE KEY-----`` ... ``-----END ... PRIVATE KEY-----``,
   PEM and OpenSSH alike), also when a tail or a head of the text cut the block in two;
-- anything shaped like a cephx key (``AQ`` + 36 base64 characters + ``==``).
+- anything shaped like a cephx key (``AQ`` + 36 base64 characters + ``==``) or an NVMe
+  DH-HMAC-CHAP secret (``DHHC-1:NN:`` + base64 + ``:``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _KEY_END = re.compile(r"-----END ((?:[A-Z0-9]+ )*)PRIVATE KEY-----")
 #: so that masking back from an END stops at the words before the key
 _KEY_BODY = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\\\r\n")
 _CEPHX_KEY = re.compile(r"(?<![A-Za-z0-9+/])AQ[A-Za-z0-9+/]{36}==")
+_DHCHAP_KEY = re.compile(r"DHHC-1:[0-9]{2}:[A-Za-z0-9+/]+=*:?")
 
 
 def mask(secret: str) -> bool:
@@ -93,7 +95,7 @@ def redact(text: str) -> str:
     for s in list(_ordered):
         if s in text:
             text = text.replace(s, MASK)
-    return _CEPHX_KEY.sub(MASK, _redact_keys(text))
+    return _DHCHAP_KEY.sub(MASK, _CEPHX_KEY.sub(MASK, _redact_keys(text)))
 
 
 def redact_data(value: Any) -> Any:

@@ -53,7 +53,12 @@ def hv(lab: Lab) -> Iterator[tuple[Node, Any]]:
 
 @pytest.fixture(scope="module")
 def volume(lab: Lab, hv: tuple[Node, Any]) -> Iterator[str]:
-    """A raw 64 MiB volume (an LV) in the logical pool on the namespace; its device path on kvm1."""
+    yield from make_volume(lab, hv)
+
+
+def make_volume(lab: Lab, hv: tuple[Node, Any]) -> Iterator[str]:
+    """A raw 64 MiB volume (an LV) in the logical pool on the namespace; its device path on kvm1
+    (also test_nvme_auth's)."""
     _, conn = hv
     pool = conn.storagePoolLookupByName(pool_spec(lab).object)
     pool.refresh(0)

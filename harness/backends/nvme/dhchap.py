@@ -55,7 +55,7 @@ def checked(value: str, name: str) -> str:
     (the error names the secret, never the value)."""
     why = dhchap_key_problem(value)
     if why is not None:
-        raise HarnessError(f"the lab's secret {name} {why}: not used (decided when the plan was made)")
+        raise HarnessError(f"the lab's secret {name} {why}; not used (it was decided when the plan was made)")
     return value
 
 
