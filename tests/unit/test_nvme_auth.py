@@ -23,8 +23,8 @@ import pytest
 
 from harness import log
 from harness.backends.base import get
-from harness.backends.nvme import dhchap, host, kvmhost, target
-from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
+from harness.backends.nvme import dhchap, host, target
+from harness.backends.nvme.plan import NvmePlan
 from harness.backends.nvme.schema import dhchap_key_problem
 from harness.errors import CommandError, HarnessError
 from harness.host.facts import PROFILES
@@ -147,7 +147,7 @@ def test_a_key_in_any_log_text_is_masked() -> None:
 
 # -- decided at plan time, named in the plan, in no rendered file -----------------------------
 def test_plan_names_the_keys_and_holds_none(tmp_path: Path) -> None:
-    lab, keys = lab_with(tmp_path, {})
+    _, keys = lab_with(tmp_path, {})
     _, plan, section = planned()
     (d,) = section.dhchap  # one host, listed under two subsystems: one set of keys
     assert d.key == "nvme-dhchap-key-kvm1" and d.ctrl_key == "nvme-dhchap-ctrl-key-kvm1"
@@ -286,7 +286,7 @@ def test_target_role_puts_keys_as_0600_files_on_stdin_never_in_argv(tmp_path: Pa
 def test_target_check_names_a_host_left_without_its_key(tmp_path: Path) -> None:
     _, _, section = planned()
     lab, _ = lab_with(tmp_path, {"nvme1": target_answer(section, auth_ok=False)})
-    with pytest.raises(HarnessError, match="DH-HMAC-CHAP of nqn.2014-08.org.nvmexpress:uuid:"):
+    with pytest.raises(HarnessError, match=r"DH-HMAC-CHAP of nqn\.2014-08\.org\.nvmexpress:uuid:"):
         target.apply(lab)  # type: ignore[arg-type]
 
 

@@ -202,7 +202,17 @@ RULE_CASES = [
           backend: nvme
           path: /dev/vg_nvme
           host: kvm #<
-    """), "wired on a hypervisor node of the lab", "host.pools[0].host", "kvm", 2, id="pool-on-kvm-host"),
+    """), "needs nvme-tcp in this host's kernel", "host.pools[0].host", "ci", id="pool-on-kvm-host-without-nvme-tcp"),
+    pytest.param(topo(GOOD, """
+    host:
+      pools:
+        - name: p
+          type: logical
+          backend: nvme
+          path: /dev/vg_nvme
+          host: kvm #<
+    """), "no subsystem with a namespace admits the KVM host", "host.pools[0].host", "kvm",
+        id="pool-on-kvm-host-not-admitted"),
     pytest.param(topo(GOOD, """
     host:
       pools:
@@ -216,6 +226,57 @@ RULE_CASES = [
                  "nvme-target needs nvmet, which this host's kernel lacks", "nodes[0].roles", "ci", 3,
                  id="nvme-on-lxc-refused"),
 ]
+
+
+def auth(dhchap: str, second: str = "") -> str:
+    """GOOD with hv1's dhchap (and a second subsystem listing hv1 with ``second``), marked where needed."""
+    host = "allowed_hosts:\n            - node: hv1\n              dhchap: "
+    return topo(GOOD.replace("allowed_hosts: [{node: hv1}]", host + dhchap)
+                + (f"""        - nqn: nqn.2024-12.lab.storlab:scratch
+          namespaces: [{{name: scratch, kind: file, path: /nvme/s.img, size: 64M}}]
+          {host}{second}
+          ports: [{{network: storage}}]
+""" if second else ""))
+
+
+KEY = "DHHC-1:00:" + "A" * 43 + "=="  # the shape, not a key: see test_nvme_auth for real ones
+GOOD_KEY = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"  # bytes 0..31 and their CRC-32
+GOOD_KEY2 = "DHHC-1:00:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAl7OaH:"
+
+AUTH_CASES = [
+    pytest.param(auth(f'{{generate: true, key: "{GOOD_KEY}"}} #<'), "give the host's key one way",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap", id="key-and-generate"),
+    pytest.param(auth("{hash: sha384} #<"), "give the host's key one way", "nvme.subsystems[0].allowed_hosts[0].dhchap",
+                 id="no-key"),
+    pytest.param(auth(f'{{key: "{KEY}:"}} #<'), "is not a DH-HMAC-CHAP secret",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.key", id="key-without-closing-colon-shape"),
+    pytest.param(auth(f'{{key: "{GOOD_KEY.replace("KfiaR", "KfiaS")}"}} #<'), "CRC-32",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.key", id="key-mistyped"),
+    pytest.param(auth(f'{{key: "{GOOD_KEY}\\nreboot"}} #<'), "is not a DH-HMAC-CHAP secret",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.key", id="key-with-line-break"),
+    pytest.param(auth(f'{{generate: true, ctrl_key: "{GOOD_KEY}"}} #<'), "generate: true decides the controller's key",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.ctrl_key", id="generate-and-ctrl-key"),
+    pytest.param(auth(f'{{key: "{GOOD_KEY}", bidirectional: true}} #<'), "needs the controller's key",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.bidirectional", id="bidirectional-literal-no-ctrl-key"),
+    pytest.param(auth(f'{{key: "{GOOD_KEY}", ctrl_key: "{GOOD_KEY}"}} #<'), "the controller's key is the host's key",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.ctrl_key", id="same-key-both-ways"),
+    pytest.param(auth("{generate: true, hash: md5} #<"), "Input should be 'sha256'",
+                 "nvme.subsystems[0].allowed_hosts[0].dhchap.hash", id="unknown-hash"),
+    pytest.param(auth("{generate: true}", "{generate: true, bidirectional: true} #<"), "has another dhchap under "
+                 "nvme.subsystems[0].allowed_hosts[0]", "nvme.subsystems[1].allowed_hosts[0].dhchap", id="two-dhchaps-one-host"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment", "field"), AUTH_CASES)
+def test_dhchap_problem(text: str, fragment: str, field: str) -> None:
+    p = expect(text, fragment, field, "kvm")
+    assert "AAECAwQFBgcICQ" not in p.message + p.fix  # a key is never shown back
+
+
+def test_dhchap_passes_generated_or_literal() -> None:
+    ok(auth("{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}",
+            "{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}"), "kvm")
+    ok(auth(f'{{key: "{GOOD_KEY}", ctrl_key: "{GOOD_KEY2}"}}'), "kvm")
 
 
 @pytest.mark.parametrize(("text", "fragment", "field", "profile", "count"), rule_params(RULE_CASES))
