@@ -3,14 +3,16 @@ acknowledged, so tests can measure stalls and prove no acknowledged write was lo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Protocol
 
 from harness.errors import WaitTimeout
 from harness.run import wait_until
@@ -153,3 +155,24 @@ def check_appends(content: bytes, acked: list[int], attempted: int, size: int = 
     if missing:
         problems.append(f"{len(missing)} acknowledged write(s) missing or out of order, first seq {missing[0]}")
     return problems
+
+
+class Shell(Protocol):
+    """Where a block device or file is written: a lab node (harness.nodes.node.Node)."""
+
+    def succeed(self, cmd: Sequence[str] | str, *, timeout: float = ..., input: str | None = ...) -> str: ...
+
+
+def write_direct(node: Shell, path: str, first: int, data: bytes, size: int = 4096, timeout: float = 120) -> None:
+    """``data`` at block ``first`` of ``path`` (a device or a file) on ``node``, written through
+    (O_DIRECT) and flushed: acknowledged means on the storage."""
+    node.succeed(["sh", "-c", f'base64 -d | dd of="$1" bs={size} seek={first} count={len(data) // size} '
+                  "iflag=fullblock oflag=direct conv=notrunc,fsync status=none", "sh", path],
+                 input=base64.b64encode(data).decode(), timeout=timeout)
+
+
+def read_direct(node: Shell, path: str, first: int, count: int, size: int = 4096, timeout: float = 120) -> bytes:
+    """``count`` blocks from block ``first`` of ``path`` on ``node``, read past the page cache."""
+    out = node.succeed(["sh", "-c", f'dd if="$1" bs={size} skip={first} count={count} iflag=direct status=none '
+                        "| base64 -w0", "sh", path], timeout=timeout)
+    return base64.b64decode(out)
