@@ -6,6 +6,7 @@ schedule planned them from a start time)."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -168,11 +169,17 @@ def availability(records: Records, windows: Sequence[Window] | None = None,
     """Availability of the run in ``records``, per fault in ``windows`` (default: the ledger's own)
     against ``bounds`` (fault kind -> the longest stall the backend promises, seconds)."""
     stalls = _stalls(records)
-    every = [s for ss in stalls.values() for s in ss]
-    longest = max(every, key=lambda s: s.length, default=None)
+    starts = {w: [s.start for s in ss] for w, ss in stalls.items()}
+    longest = max((s for ss in stalls.values() for s in ss), key=lambda s: s.length, default=None)
     out = []
     for w in windows if windows is not None else windows_from(records):
-        near = [s for s in every if s.start < w.end and s.end > w.start]
+        near = []
+        for writer, ss in stalls.items():  # each writer's stalls tile the run: from the one w.start falls in
+            i = max(0, bisect_right(starts[writer], w.start) - 1)
+            while i < len(ss) and ss[i].start < w.end:
+                if ss[i].end > w.start:
+                    near.append(ss[i])
+                i += 1
         out.append(WindowStall(w, max(near, key=lambda s: s.length, default=None), (bounds or {}).get(w.kind)))
     secs = per_second(records)
     return Availability(records.start, records.end, sum(s.ops for s in secs), sum(s.errors for s in secs),

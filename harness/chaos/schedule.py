@@ -138,8 +138,11 @@ class Schedule(_Frozen):
 
 def _target_problems(e: Event, kind: FaultKind, shape: LabShape) -> list[str]:
     servers = {n.name for n in shape.candidates(kind)}
-    known = servers | set(shape.clients) if kind.target is Target.CLIENTS else servers
-    out = [f"no server {n} in the lab (of the kind's roles)" for n in (*e.nodes, *e.apart) if n not in known]
+    if kind.target is Target.CLIENTS:
+        out = [f"no client {n} in the lab" for n in e.nodes if n not in shape.clients]
+    else:
+        out = [f"no server {n} in the lab (of the kind's roles)" for n in e.nodes if n not in servers]
+    out += [f"no server {n} in the lab (of the kind's roles)" for n in e.apart if n not in servers]
     node = shape.node(e.nodes[0]) if e.nodes else None
     if kind.target is Target.DAEMON and (node is None or e.daemon not in node.daemons):
         out.append(f"no daemon {e.daemon} on {e.nodes[0] if e.nodes else '(no node)'}")

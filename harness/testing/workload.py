@@ -61,6 +61,7 @@ class Writer:
         self.op = op
         self.interval = interval
         self.ledger = ledger
+        self._ledgered = op if ledger is not None and isinstance(op, LedgeredOp) else None
         self.broken: Exception | None = None  # the ledger failed: the writer stopped
         self.log = WriteLog()
         self._stop = threading.Event()
@@ -76,7 +77,7 @@ class Writer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.in_flight = time.monotonic()
-            intent = self.op.intent(self.seq) if self.ledger is not None and isinstance(self.op, LedgeredOp) else None
+            intent = self._ledgered.intent(self.seq) if self._ledgered is not None else None
             try:
                 self._note(intent, None)
                 self.op(self.seq)

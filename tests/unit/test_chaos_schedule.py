@@ -191,3 +191,14 @@ def test_only_kinds_with_a_verb_are_drawn_by_default() -> None:
     s = draw(9, 3600, None, gluster3())
     assert {e.kind for e in s.events} <= set(READY)
     assert {k.kind for k in s.skipped} == set(KINDS) - set(READY)
+
+
+def test_a_client_partition_cuts_clients_from_servers() -> None:
+    shape = gluster3()
+    ok = Event(id=0, at=10, duration=20, kind="client-partition", nodes=(HOST,), apart=("gluster1",))
+    s = Schedule(seed=0, duration=60, provider="test", kinds=("client-partition",), events=(ok,))
+    assert s.problems(shape) == []
+    swapped = ok.model_copy(update={"nodes": ("gluster1",), "apart": (HOST,)})
+    assert s.model_copy(update={"events": (swapped,)}).problems(shape) == [
+        "e0 client-partition gluster1 | host at +10.0s for 20.0s: no client gluster1 in the lab",
+        "e0 client-partition gluster1 | host at +10.0s for 20.0s: no server host in the lab (of the kind's roles)"]
