@@ -1,7 +1,7 @@
 """Background I/O workloads for fault tests: a writer that records when each write was
 acknowledged, so tests can measure stalls and prove no acknowledged write was lost. Given a
 ledger (harness.chaos.ledger) the writer also records each write's intent and ack there, on the
-host and fsync'd, for the chaos checker (harness.chaos.checker); `block_file_writer` writes the
+host and fsync'd, for the chaos checker (harness.chaos.checker); `BlockFileWriter` writes the
 self-describing blocks that checker reads back."""
 
 from __future__ import annotations
