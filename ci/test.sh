@@ -7,7 +7,7 @@
 #      `-k gluster_failover` (core), then kernel nfsd, LIO and NVMe/TCP (extra: they run when the whole run
 #      still ends within the target, i.e. on a normal day, and are skipped on a slow one);
 #   3. STORLAB_CI_FULL=1 adds the opt-in VM phases (hypervisor netfs pool, kernel initiator +
-#      multipath), too slow for every CI run.
+#      multipath, shared LUN with OCFS2, iSCSI pool types, NFS client options), too slow for every CI run.
 # Each VM phase has an expected duration measured on a slow day (TCG speed varies ~3x between
 # machines and days). The guard predicts a phase as that figure times how fast this machine ran
 # the VM phases so far (slow-day speed until one has run), and skips a phase that would overrun
@@ -69,6 +69,9 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
   if [ "${STORLAB_CI_FULL:-0}" = 1 ]; then
     phase core "vm: hypervisor netfs pool" 1500 tests/lab/test_hypervisor_pools.py "$@"
     phase core "vm: kernel initiator + multipath" 1800 tests/lab/test_iscsi_initiator.py "$@"
+    phase core "vm: shared LUN (OCFS2)" 1500 tests/lab/test_shared_lun.py "$@"
+    phase core "vm: iSCSI pool types" 1200 tests/lab/test_iscsi_pools.py "$@"
+    phase core "vm: NFS client options" 1200 tests/lab/test_nfs_client.py "$@"
   fi
 fi
 echo "== phase timings:"

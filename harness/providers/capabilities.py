@@ -1,14 +1,15 @@
 """What a node provider can give a lab, declared by the provider and read by validation, the
 plan, class sizing and matrix estimates, so that none of them names a provider: its own kernel
 or the host's, disks as block devices, a management network, memory taken whole from the host,
-freeze and snapshots, what a node costs the host (Footprint), and labs on engine remotes (Remotes).
+freeze and snapshots, the faults its nodes can be given (FAULTS), what a node costs the host
+(Footprint), and labs on engine remotes (Remotes).
 
 Providers are found by the one plugin loader (harness.plugins, the `storlab.providers` entry
 points); each provider class carries its Capabilities."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +17,21 @@ from typing import Protocol
 from harness import plugins
 from harness.errors import HarnessError
 from harness.plan.model import NodePlan
+
+#: the fault kinds a provider may declare (harness.chaos draws schedules from those a lab can give)
+FAULTS: Mapping[str, str] = {
+    "crash": "hard power-off, then power on",
+    "freeze": "the node's processes stop (a container's kernel still answers TCP; a VM is silent)",
+    "hang": "a faithful hang: frozen and silent (its traffic dropped in its own network namespace)",
+    "link": "the node's interface on a lab network down, then up",
+    "partition": "traffic cut between groups of nodes, the clients included, both ways or one way",
+    "kill": "kill -9 of a named daemon, then started again",
+    "pause": "SIGSTOP of a named daemon, then SIGCONT",
+    "netem": "delay with jitter, loss, duplicate, reorder, corrupt or a bandwidth limit on the node's interface",
+    "disk-full": "the backend's data filesystem filled, then freed",
+    "dm-flakey": "device-mapper under the backend's data disk: flakey up/down, error or drop writes, delay",
+    "clock": "the node's clock skewed or strobed",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +108,23 @@ class Capabilities:
     footprint: Footprint = field(default_factory=Footprint)
     #: labs on engine remotes with budgets; None: this host only
     remotes: Remotes | None = None
+    #: the FAULTS its nodes can be given on any host
+    faults: frozenset[str] = frozenset()
+    #: FAULTS given only where the host kernel has a module (containers share it): fault -> module
+    faults_with_module: Mapping[str, str] = field(default_factory=dict)
+    #: why the other FAULTS cannot be given (the reason a schedule skips them with, and the README's)
+    faults_refused: Mapping[str, str] = field(default_factory=dict)
+
+    def faults_offered(self, host_modules: Collection[str]) -> tuple[frozenset[str], dict[str, str]]:
+        """(the FAULTS a lab of this provider can be given on a host whose kernel has
+        ``host_modules``, every other one of FAULTS -> why not). Never more than declared."""
+        given = set(self.faults) | {f for f, m in self.faults_with_module.items() if m in host_modules}
+        why = {f: self.faults_refused.get(f, f"the {self.name} provider does not declare it") for f in FAULTS
+               if f not in given}
+        for f, m in self.faults_with_module.items():
+            if f not in given:
+                why[f] = f"needs the host kernel's {m} module ({self.name} nodes share the host's kernel), not loaded here"
+        return frozenset(given & set(FAULTS)), why
 
 
 def available() -> dict[str, Capabilities]:

@@ -1,18 +1,26 @@
 """Background I/O workloads for fault tests: a writer that records when each write was
-acknowledged, so tests can measure stalls and prove no acknowledged write was lost."""
+acknowledged, so tests can measure stalls and prove no acknowledged write was lost. Given a
+ledger (harness.chaos.ledger) the writer also records each write's intent and ack there, on the
+host and fsync'd, for the chaos checker (harness.chaos.checker); `BlockFileWriter` writes the
+self-describing blocks that checker reads back."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from pathlib import Path
+from typing import Protocol
 
-from harness.errors import WaitTimeout
+from harness.chaos.availability import longest_gap
+from harness.chaos.ledger import Intent, Ledger, LedgeredOp, block_digest, encode_block
+from harness.chaos.ledger import read as read_ledger
+from harness.errors import HarnessError, WaitTimeout
 from harness.run import wait_until
 
 
@@ -21,10 +29,16 @@ class WriteLog:
     acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, sequence number)
     errors: list[tuple[float, str]] = field(default_factory=list)
 
+    @classmethod
+    def from_ledger(cls, path: Path, writer: str) -> WriteLog:
+        """``writer``'s log as its ledger kept it (after the test process that wrote it died)."""
+        records = read_ledger(path)
+        acked = [(r["t"], r["seq"]) for r in records.of("ack") if r["w"] == writer]
+        return cls(acked, [(r["t"], r.get("err", "")) for r in records.of("error") if r["w"] == writer])
+
     def max_gap(self, start: float, end: float) -> float:
         """Longest time without an acknowledged write inside [start, end]."""
-        times = [start] + [t for t, _ in self.acked if start <= t <= end] + [end]
-        return max(b - a for a, b in pairwise(times))
+        return longest_gap([t for t, _ in self.acked], start, end)
 
     def first_ack_after(self, t0: float) -> float | None:
         return next((t for t, _ in self.acked if t > t0), None)
@@ -38,12 +52,19 @@ class WriteLog:
 
 
 class Writer:
-    """Calls ``op(seq)`` in a loop on a thread; each return is one acknowledged write."""
+    """Calls ``op(seq)`` in a loop on a thread; each return is one acknowledged write. With a
+    ``ledger``, ``op`` describes its writes (a LedgeredOp) and each one's intent is in the ledger
+    before it is issued, its ack after it returned (a failed write is retried with the same seq)."""
 
-    def __init__(self, name: str, op: Callable[[int], None], interval: float = 0.05) -> None:
+    def __init__(self, name: str, op: Callable[[int], None], interval: float = 0.05, ledger: Ledger | None = None) -> None:
+        if ledger is not None and not isinstance(op, LedgeredOp):
+            raise TypeError(f"writer {name}: a ledger needs an op that describes its writes (LedgeredOp), not {op!r}")
         self.name = name
         self.op = op
         self.interval = interval
+        self.ledger = ledger
+        self._ledgered = op if ledger is not None and isinstance(op, LedgeredOp) else None
+        self.broken: Exception | None = None  # the ledger failed: the writer stopped
         self.log = WriteLog()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"writer-{name}", daemon=True)
@@ -58,15 +79,39 @@ class Writer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.in_flight = time.monotonic()
+            intent = self._ledgered.intent(self.seq) if self._ledgered is not None else None
             try:
+                self._note(intent, None)
                 self.op(self.seq)
                 self.log.acked.append((time.monotonic(), self.seq))
+                self._note(intent, "ack")
                 self.seq += 1
+            except _LedgerFailed:
+                return
             except Exception as exc:  # recorded: the test decides whether an error is acceptable
                 self.log.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+                try:
+                    self._note(intent, f"{type(exc).__name__}: {exc}")
+                except _LedgerFailed:
+                    return
             finally:
                 self.in_flight = None
             self._stop.wait(self.interval)
+
+    def _note(self, intent: Intent | None, what: str | None) -> None:
+        """The ledger's record of ``intent``: issued (``what`` None), "ack", or the error's text."""
+        if intent is None or self.ledger is None:
+            return
+        try:
+            if what is None:
+                self.ledger.intend(intent)
+            elif what == "ack":
+                self.ledger.ack(intent.writer, intent.seq)
+            else:
+                self.ledger.error(intent.writer, intent.seq, what)
+        except Exception as exc:  # the harness broke, not the storage: stop, and say so at stop()
+            self.broken = exc
+            raise _LedgerFailed from exc
 
     def wait_refused(self, since: float, timeout: float, what: str) -> None:
         """Until a write fails after ``since``; else an AssertionError saying what the writer saw."""
@@ -94,6 +139,12 @@ class Writer:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise AssertionError(f"writer {self.name} is hung: its last write has not returned after {timeout}s")
+        if self.broken is not None:
+            raise HarnessError(f"writer {self.name} stopped: its ledger failed: {self.broken}") from self.broken
+
+
+class _LedgerFailed(Exception):
+    pass
 
 
 def block(seq: int, size: int = 4096) -> bytes:
@@ -111,6 +162,38 @@ def file_appender(path: str, size: int = 4096) -> Callable[[int], None]:
         finally:
             os.close(fd)
     return op
+
+
+class BlockFileWriter:
+    """Writes ``writer``'s self-describing blocks (harness.chaos.ledger) into the file ``path`` at
+    seq * size, wrapping at ``span`` bytes (None: never, an append log), then fsyncs: acknowledged
+    means durable. ``target`` names the file in the ledger (default: ``path``)."""
+
+    def __init__(self, path: str, writer: str, size: int = 4096, span: int | None = None,
+                 target: str | None = None) -> None:
+        if span is not None and (span < size or span % size):
+            raise ValueError(f"span {span}: a positive multiple of the block size {size}")
+        encode_block(writer, 0, 0, size)  # refuses a bad writer id or size now, not in the thread
+        self.path, self.writer, self.size, self.span = path, writer, size, span
+        self.target = target or path
+
+    def offset(self, seq: int) -> int:
+        return seq * self.size % self.span if self.span else seq * self.size
+
+    def intent(self, seq: int) -> Intent:
+        off = self.offset(seq)
+        return Intent(self.writer, seq, self.target, off, self.size, block_digest(self.writer, seq, off, self.size))
+
+    def __call__(self, seq: int) -> None:
+        off = self.offset(seq)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            data = encode_block(self.writer, seq, off, self.size)
+            if os.pwrite(fd, data, off) != len(data):
+                raise OSError(f"short write at {off}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def expected_prefix_digest(count: int, size: int = 4096) -> str:
@@ -153,3 +236,24 @@ def check_appends(content: bytes, acked: list[int], attempted: int, size: int = 
     if missing:
         problems.append(f"{len(missing)} acknowledged write(s) missing or out of order, first seq {missing[0]}")
     return problems
+
+
+class Shell(Protocol):
+    """Where a block device or file is written: a lab node (harness.nodes.node.Node)."""
+
+    def succeed(self, cmd: Sequence[str] | str, *, timeout: float = ..., input: str | None = ...) -> str: ...
+
+
+def write_direct(node: Shell, path: str, first: int, data: bytes, size: int = 4096, timeout: float = 120) -> None:
+    """``data`` at block ``first`` of ``path`` (a device or a file) on ``node``, written through
+    (O_DIRECT) and flushed: acknowledged means on the storage."""
+    node.succeed(["sh", "-c", f'base64 -d | dd of="$1" bs={size} seek={first} count={len(data) // size} '
+                  "iflag=fullblock oflag=direct conv=notrunc,fsync status=none", "sh", path],
+                 input=base64.b64encode(data).decode(), timeout=timeout)
+
+
+def read_direct(node: Shell, path: str, first: int, count: int, size: int = 4096, timeout: float = 120) -> bytes:
+    """``count`` blocks from block ``first`` of ``path`` on ``node``, read past the page cache."""
+    out = node.succeed(["sh", "-c", f'dd if="$1" bs={size} skip={first} count={count} iflag=direct status=none '
+                        "| base64 -w0", "sh", path], timeout=timeout)
+    return base64.b64decode(out)

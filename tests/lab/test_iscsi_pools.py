@@ -9,7 +9,6 @@ with `pytest -k iscsi_pools` (marked `vm`)."""
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -26,6 +25,7 @@ from harness.host.virt import connect
 from harness.lab.lab import Lab
 from harness.nodes.node import Node
 from harness.plan.model import need
+from harness.testing.workload import read_direct, write_direct
 
 pytestmark = [pytest.mark.topology("iscsi-pools.yaml"), pytest.mark.vm]
 
@@ -61,24 +61,11 @@ def running(conn: Any, p: IscsiHostPool) -> Any:
     return pool
 
 
-def write_blocks(node: Node, path: str, first: int, data: bytes) -> None:
-    """``data`` at block ``first`` of ``path``, written through (O_DIRECT) and flushed."""
-    node.succeed(["sh", "-c", f'base64 -d | dd of="$1" bs={SIZE} seek={first} count={len(data) // SIZE} '
-                  "iflag=fullblock oflag=direct conv=notrunc,fsync status=none", "sh", path],
-                 input=base64.b64encode(data).decode(), timeout=120)
-
-
-def read_blocks(node: Node, path: str, first: int, count: int) -> bytes:
-    out = node.succeed(["sh", "-c", f'dd if="$1" bs={SIZE} skip={first} count={count} iflag=direct status=none '
-                        "| base64 -w0", "sh", path], timeout=120)
-    return base64.b64decode(out)
-
-
 def round_trip(node: Node, path: str, first: int = 0) -> bytes:
     """Random blocks written at ``first`` read back the same (random: no earlier run's data passes)."""
     data = os.urandom(BLOCKS * SIZE)
-    write_blocks(node, path, first, data)
-    back = read_blocks(node, path, first, BLOCKS)
+    write_direct(node, path, first, data, SIZE)
+    back = read_direct(node, path, first, BLOCKS, SIZE)
     assert back == data, f"{path}: blocks {first}..{first + BLOCKS - 1} read back differ from what was written"
     return data
 
@@ -152,7 +139,7 @@ def test_iscsi_pools_scsi_lists_the_luns_of_the_first_portals_session(lab: Lab, 
     scratch = pool.storageVolLookupByName(f"unit:0:0:{numbers[SCRATCH_LUN]}").path()
     data = round_trip(node, scratch, first=0)
     # the same LUN through its multipath map: what went down one path is there
-    assert read_blocks(node, initiator.attach(lab, node, SCRATCH_LUN), 0, BLOCKS) == data
+    assert read_direct(node, initiator.attach(lab, node, SCRATCH_LUN), 0, BLOCKS, SIZE) == data
 
 
 def test_iscsi_pools_mpath_lists_every_map_with_two_live_paths(lab: Lab, hv: tuple[Node, Any]) -> None:

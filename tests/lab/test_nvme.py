@@ -7,7 +7,6 @@ resume, nothing lost). Select with `pytest -k nvme` (marked `vm`)."""
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from harness.lab.lab import Lab
 from harness.nodes.node import Node
 from harness.plan.model import need
 from harness.run import wait_until
-from harness.testing.workload import Writer, block
+from harness.testing.workload import Writer, block, read_direct, write_direct
 
 pytestmark = [pytest.mark.topology("nvme.yaml"), pytest.mark.vm]
 
@@ -71,22 +70,14 @@ def make_volume(lab: Lab, hv: tuple[Node, Any]) -> Iterator[str]:
 
 def write_block(node: Node, path: str, seq: int, timeout: float = OP_TIMEOUT) -> None:
     """Block ``seq`` at offset seq*4k, written through (O_DIRECT) and flushed: acknowledged = on the target."""
-    node.succeed(["sh", "-c", f'base64 -d | dd of="$1" bs={SIZE} seek={seq} count=1 iflag=fullblock '
-                  "oflag=direct conv=notrunc,fsync status=none", "sh", path],
-                 input=base64.b64encode(block(seq, SIZE)).decode(), timeout=timeout)
-
-
-def read_blocks(node: Node, path: str, count: int) -> bytes:
-    out = node.succeed(["sh", "-c", f'dd if="$1" bs={SIZE} count={count} iflag=direct status=none | base64 -w0',
-                        "sh", path], timeout=120)
-    return base64.b64decode(out)
+    write_direct(node, path, seq, block(seq, SIZE), SIZE, timeout)
 
 
 def lost(node: Node, path: str, acked: list[int]) -> list[int]:
     """Acknowledged blocks that do not read back as written."""
     if not acked:
         return []
-    content = read_blocks(node, path, max(acked) + 1)
+    content = read_direct(node, path, 0, max(acked) + 1, SIZE)
     return [s for s in acked if content[s * SIZE:(s + 1) * SIZE] != block(s, SIZE)]
 
 

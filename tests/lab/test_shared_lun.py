@@ -24,7 +24,7 @@ from harness.lab.lab import Lab
 from harness.nodes.node import Node
 from harness.plan.model import need
 from harness.run import wait_until
-from harness.testing.workload import Writer, block
+from harness.testing.workload import Writer, block, read_direct, write_direct
 
 pytestmark = [pytest.mark.topology("shared-lun.yaml"), pytest.mark.vm]
 
@@ -99,29 +99,17 @@ def test_shared_lun_a_volume_made_through_one_pool_is_the_others(lab: Lab, conns
         assert pa.storageVolLookupByName(name).info()[1] == 16 * 2**20
         path = vol.path()
         for seq in range(4):
-            write_block(lab.node(b), path, seq)
+            write_direct(lab.node(b), path, seq, block(seq, SIZE), SIZE)
         for seq in range(4, 8):
-            write_block(lab.node(a), path, seq)
+            write_direct(lab.node(a), path, seq, block(seq, SIZE), SIZE)
         for node in (a, b):
-            content = read_blocks(lab.node(node), path, 8)
+            content = read_direct(lab.node(node), path, 0, 8, SIZE)
             bad = [s for s in range(8) if content[s * SIZE:(s + 1) * SIZE] != block(s, SIZE)]
             assert not bad, f"blocks {bad} do not read back on {node} as written"
     finally:
         vol.delete(0)
     pa.refresh(0)
     assert name not in pa.listVolumes(), f"{name}, deleted through {b}, is still listed by {a}"
-
-
-def write_block(node: Node, path: str, seq: int, timeout: float = 120) -> None:
-    node.succeed(["sh", "-c", f'base64 -d | dd of="$1" bs={SIZE} seek={seq} count=1 iflag=fullblock '
-                  "oflag=direct conv=notrunc,fsync status=none", "sh", path],
-                 input=base64.b64encode(block(seq, SIZE)).decode(), timeout=timeout)
-
-
-def read_blocks(node: Node, path: str, count: int) -> bytes:
-    out = node.succeed(["sh", "-c", f'dd if="$1" bs={SIZE} count={count} iflag=direct status=none | base64 -w0',
-                        "sh", path], timeout=120)
-    return base64.b64decode(out)
 
 
 # -- guests on the shared store --------------------------------------------------------------

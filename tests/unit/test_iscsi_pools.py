@@ -184,10 +184,16 @@ def uuid_of(name: str) -> tuple[str, ...]:
     return ("dmsetup", "info", "-c", "--noheadings", "-o", "uuid", "--", name)
 
 
+def udev_made(name: str) -> tuple[str, ...]:
+    """The wait for udev's /dev/mapper/NAME after the rename."""
+    return ("sh", "-c", 'udevadm settle --timeout=10; test -b "$1"', "sh", f"/dev/mapper/{name}")
+
+
 def test_a_luns_map_is_named_after_its_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     plan, _ = planned()
     monkeypatch.setattr(initiator, "attach", lambda lab, node, index: "/dev/mapper/mpathb" if index == 1 else "")
-    node = FakeNode({uuid_of("mpathb"): f"mpath-{WWID}\n", ("multipathd", "reconfigure", "all"): "ok\n"})
+    node = FakeNode({uuid_of("mpathb"): f"mpath-{WWID}\n", ("multipathd", "reconfigure", "all"): "ok\n",
+                     udev_made("lun-gpt"): ""})
 
     def renamed(cmd: Any, *, timeout: float = 120, input: str | None = None) -> CommandResult:
         if tuple(cmd) == ("multipathd", "reconfigure", "all"):  # multipathd renames the map
@@ -198,6 +204,8 @@ def test_a_luns_map_is_named_after_its_pool(monkeypatch: pytest.MonkeyPatch) -> 
     conf = node.files["/etc/multipath/conf.d/storlab-lun-gpt.conf"]
     assert f"wwid {WWID}" in conf and "alias lun-gpt" in conf
     assert node.calls.index(("multipathd", "reconfigure", "all")) < node.calls.index(uuid_of("lun-gpt"))
+    assert node.calls.index(uuid_of("lun-gpt")) < node.calls.index(udev_made("lun-gpt")), "libvirt gets the map " \
+        "before udev made its /dev/mapper node"
     # a resumed `up`: the map has its name already, nothing is reloaded
     monkeypatch.setattr(initiator, "attach", lambda lab, node, index: "/dev/mapper/lun-gpt")
     node.calls.clear()

@@ -12,12 +12,18 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 
 # lowest first; a module may import its own layer and the layers below it. The sub-packages'
 # own __init__ files only say what the package is (no imports), so they sit at the bottom.
-INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matrix", "testing", "cli",
+INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matrix", "testing", "cli", "chaos",
          "providers.lxc", "providers.vagrant", "providers.incus"}
+# chaos runs' pure parts (schedules, shrinking, the write ledger and its checker, the report's data):
+# test support that needs no lab, on the base modules, the plan model and providers' capabilities
+# only; testing.workload's writers record into its ledger. What applies a schedule to a lab sits
+# above the lab's nodes, in a layer of its own.
+CHAOS = {"chaos.vocabulary", "chaos.schedule", "chaos.shrink", "chaos.ledger", "chaos.checker",
+         "chaos.availability", "chaos.report"}
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
-     "lab.evidence", "providers.incus.client", "lab.state"} | INITS,
+     "lab.evidence", "providers.incus.client", "lab.state"} | INITS | CHAOS,
     {"spec.validate", "spec.pools"},
     {"plan.planner", "plan.placement", "providers.image"},
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps

@@ -161,6 +161,10 @@ def name_map(lab: LabContext, node: NodeView, pool: IscsiHostPool) -> None:
     alias = map_name(pool.name)
     wait_until(lambda: _map_uuid(node, alias) == f"mpath-{wwid}", timeout=90,
                what=f"{node.name}: the map of LUN {index} ({wwid}) named {alias}")
+    # device-mapper renames at once; /dev/mapper/NAME is udev's, made on the rename's change event
+    # (libvirt opened it before udev had: "Failed to open storage volume with path '/dev/mapper/...'")
+    wait_until(lambda: node.run(["sh", "-c", 'udevadm settle --timeout=10; test -b "$1"', "sh", f"/dev/mapper/{alias}"],
+                                timeout=30).ok, timeout=90, what=f"{node.name}: /dev/mapper/{alias} (udev)")
 
 
 def reconfigure(node: NodeView) -> None:

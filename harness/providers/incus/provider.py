@@ -42,7 +42,13 @@ from harness.providers.incus.projects import (
 from harness.providers.incus.remotes import REMOTES
 from harness.providers.incus.settings import MADE_KEY, RAW_DIR, isolation, root_ids
 from harness.providers.incus.setup import budget, need
-from harness.providers.lxc.config import FOOTPRINT, PIDS_MAX
+from harness.providers.lxc.config import (
+    CONTAINER_FAULTS,
+    CONTAINER_FAULTS_REFUSED,
+    CONTAINER_FAULTS_WITH_MODULE,
+    FOOTPRINT,
+    PIDS_MAX,
+)
 from harness.run import run, succeed
 
 
@@ -51,7 +57,8 @@ class IncusProvider(Provider):
     capabilities = Capabilities(
         name="incus", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False,
-        isolation="userns", footprint=FOOTPRINT, remotes=REMOTES)  # its containers cost what LXC's do
+        isolation="userns", footprint=FOOTPRINT, remotes=REMOTES,  # its containers cost what LXC's do
+        faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE, faults_refused=CONTAINER_FAULTS_REFUSED)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

@@ -50,3 +50,13 @@ NODE_DISK_MIB = 60
 #: measured bring-up (bench/RESULTS.md): ~2 s + ~5 s a node with roles
 FOOTPRINT = Footprint(base_mib=BASE_MIB, role_mib=ROLE_MIB, unknown_role_mib=UNKNOWN_ROLE_MIB,
                       disk_mib=NODE_DISK_MIB, up_s=(2.0, 5.5))
+
+#: the faults a container can be given (the incus provider's containers too): a network namespace and
+#: processes of its own, but the host's kernel, block layer and clock
+CONTAINER_FAULTS = frozenset({"crash", "freeze", "hang", "link", "partition", "kill", "pause", "disk-full"})
+CONTAINER_FAULTS_WITH_MODULE = {"netem": "sch_netem"}
+CONTAINER_FAULTS_REFUSED = {
+    "dm-flakey": "a container's data disks are filesystems the host mounts for it, not block devices, and "
+                 "device-mapper is the host kernel's",
+    "clock": "containers share the host's clock (a time namespace does not cover the wall clock)",
+}

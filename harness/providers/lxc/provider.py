@@ -21,7 +21,14 @@ from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
 from harness.providers.image import role_services
 from harness.providers.lxc import freezer, links, reap, snapshots
-from harness.providers.lxc.config import CONTAINER_MASKS, FOOTPRINT, limits
+from harness.providers.lxc.config import (
+    CONTAINER_FAULTS,
+    CONTAINER_FAULTS_REFUSED,
+    CONTAINER_FAULTS_WITH_MODULE,
+    CONTAINER_MASKS,
+    FOOTPRINT,
+    limits,
+)
 from harness.providers.lxc.reap import OWNER_FILE, lxcpath, owner_of
 from harness.run import run, succeed
 
@@ -31,7 +38,8 @@ class LxcProvider(Provider):
     capabilities = Capabilities(
         name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True,
-        footprint=FOOTPRINT)
+        footprint=FOOTPRINT, faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE,
+        faults_refused=CONTAINER_FAULTS_REFUSED)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

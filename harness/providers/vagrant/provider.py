@@ -23,7 +23,7 @@ from harness import log
 from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import Plan
 from harness.providers.base import Provider
-from harness.providers.capabilities import Capabilities, Footprint
+from harness.providers.capabilities import FAULTS, Capabilities, Footprint
 from harness.providers.vagrant import box, reap
 from harness.providers.vagrant import spec as vagrantspec
 from harness.providers.vagrant.domains import LabLibvirt
@@ -50,7 +50,7 @@ class VagrantProvider(Provider):
     capabilities = Capabilities(
         name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
         freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False,
-        isolation="vm", footprint=FOOTPRINT)
+        isolation="vm", footprint=FOOTPRINT, faults=frozenset(FAULTS))  # a kernel, disks and a clock of its own
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)

@@ -1,0 +1,140 @@
+"""The fault vocabulary as data (each kind: what it targets, how long, whether it may overlap
+others, the provider capability it needs, the verb that applies it) and the shape of a lab that
+schedules are drawn for: its nodes, roles, daemons and disks, its clients and the faults its
+provider can give on this host. Nothing here touches a lab."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from harness.plan.model import NodePlan
+from harness.providers.capabilities import FAULTS, Capabilities
+
+#: roles whose nodes use storage rather than serve it: they write, they are not faulted as servers
+CLIENT_ROLES = frozenset({"client", "hypervisor"})
+#: the KVM host as a partition side: its clients (qemu's drivers, the host pools) reach every server
+HOST = "host"
+
+
+class Target(StrEnum):
+    NODE = "node"        # one node of the kind's roles
+    DAEMON = "daemon"    # one daemon (a systemd unit) on such a node
+    DISK = "disk"        # one data disk of such a node
+    GROUPS = "groups"    # the servers split into two sides
+    CLIENTS = "clients"  # the clients (the KVM host, client nodes) cut from some servers
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    #: the provider capability it needs (one of harness.providers.capabilities.FAULTS)
+    needs: str
+    target: Target
+    #: seconds the fault lasts, drawn uniformly
+    duration: tuple[float, float]
+    #: whether it may be active while other faults are (on other nodes)
+    overlap: bool
+    #: the roles of the nodes it targets; () any server
+    roles: tuple[str, ...] = ()
+    #: parameters drawn uniformly: (name, low, high)
+    params: tuple[tuple[str, float, float], ...] = ()
+    #: the node verbs that apply and undo it; None: storlab has none yet, and it is skipped, never faked
+    verb: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.needs not in FAULTS:
+            raise ValueError(f"fault kind {self.name}: needs {self.needs!r}, not one of {sorted(FAULTS)}")
+        lo, hi = self.duration
+        if not 0 < lo <= hi:
+            raise ValueError(f"fault kind {self.name}: duration range {self.duration} is not 0 < low <= high")
+
+
+_KINDS = (
+    FaultKind("crash", "crash", Target.NODE, (5, 30), True, verb="Node.crash / Node.start"),
+    FaultKind("freeze", "freeze", Target.NODE, (5, 60), True, verb="Node.freeze / Node.thaw"),
+    FaultKind("hang", "hang", Target.NODE, (5, 60), True),
+    FaultKind("link", "link", Target.NODE, (5, 30), True, verb="Node.set_link"),
+    FaultKind("partition", "partition", Target.GROUPS, (10, 60), False, verb="nodes.node.partition"),
+    FaultKind("partition-oneway", "partition", Target.GROUPS, (10, 60), False),
+    FaultKind("client-partition", "partition", Target.CLIENTS, (10, 60), False,
+              verb="Node.block on the cut servers, of the clients' addresses"),
+    FaultKind("kill", "kill", Target.DAEMON, (2, 20), True, verb="Node.stop_service(kill=True) / Node.start_service"),
+    FaultKind("pause", "pause", Target.DAEMON, (5, 45), True),
+    FaultKind("netem", "netem", Target.NODE, (10, 60), True,
+              params=(("delay_ms", 10, 200), ("jitter_ms", 0, 50), ("loss_pct", 0, 10))),
+    FaultKind("disk-full", "disk-full", Target.DISK, (10, 40), True),
+    FaultKind("dm-flakey", "dm-flakey", Target.DISK, (10, 40), True, params=(("up_s", 1, 5), ("down_s", 1, 5))),
+    FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),)),
+)
+#: every fault kind, by name
+KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    name: str
+    roles: tuple[str, ...]
+    #: systemd units of its daemons (what kill and pause target)
+    daemons: tuple[str, ...] = ()
+    #: its data disks (what disk faults target)
+    disks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabShape:
+    """What a schedule is drawn for: the servers faults target, the clients that write (the KVM
+    host, client nodes), and the faults the lab's provider can give on this host (others: why not)."""
+    provider: str
+    nodes: tuple[NodeShape, ...]
+    clients: tuple[str, ...] = (HOST,)
+    faults: frozenset[str] = frozenset()
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    def node(self, name: str) -> NodeShape | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def candidates(self, kind: FaultKind) -> list[NodeShape]:
+        """The servers ``kind`` may target (by its roles, and for daemon and disk faults those that have one)."""
+        out = [n for n in self.nodes if not kind.roles or set(kind.roles) & set(n.roles)]
+        if kind.target is Target.DAEMON:
+            out = [n for n in out if n.daemons]
+        elif kind.target is Target.DISK:
+            out = [n for n in out if n.disks]
+        return out
+
+    def why_not(self, kind: FaultKind) -> str | None:
+        """Why ``kind`` cannot be drawn for this lab (None: it can)."""
+        if kind.needs not in self.faults:
+            reason = self.refused.get(kind.needs, "not declared in its Capabilities")
+            return f"the {self.provider} provider cannot give {kind.needs}: {reason}"
+        if kind.verb is None:
+            return "storlab has no node verb that applies it yet"
+        cands = self.candidates(kind)
+        if kind.target is Target.GROUPS and len(cands) < 2:
+            return f"a partition needs two servers; the lab has {len(cands)}"
+        if kind.target is Target.CLIENTS and not (cands and self.clients):
+            return "no clients or no servers to cut them from"
+        if not cands:
+            what = {Target.DAEMON: "a daemon", Target.DISK: "a data disk"}.get(kind.target, "a node")
+            roles = f" of role {', '.join(kind.roles)}" if kind.roles else ""
+            return f"no server{roles} with {what}"
+        return None
+
+
+def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str, Sequence[str]],
+             host_modules: Collection[str] = (), host_clients: bool = True) -> LabShape:
+    """A lab's shape from its plan's nodes, its provider's Capabilities, the daemons of each role
+    (role -> systemd units) and the modules of the kernel its containers run on. Nodes with only
+    client roles (CLIENT_ROLES) are clients; the KVM host is one unless ``host_clients`` is False."""
+    servers, clients = [], [HOST] if host_clients else []
+    for n in nodes:
+        if n.roles and set(n.roles) <= CLIENT_ROLES:
+            clients.append(n.name)
+            continue
+        units = tuple(dict.fromkeys(u for r in n.roles for u in daemons.get(r, ())))
+        disks = tuple(d.name for d in n.disks)
+        servers.append(NodeShape(n.name, tuple(n.roles), units, disks))
+    given, refused = caps.faults_offered(host_modules)
+    return LabShape(caps.name, tuple(servers), tuple(clients), given, refused)
