@@ -28,7 +28,8 @@ from harness.plan.model import need
 from harness.run import wait_until
 from lab import test_nvme
 
-pytestmark = [pytest.mark.topology("nvme-auth.yaml"), pytest.mark.vm]
+pytestmark = [pytest.mark.topology("nvme-auth.yaml"), pytest.mark.vm,
+              pytest.mark.skipif(not dhchap.IMAGE_KERNEL_AUTH, reason=dhchap.IMAGE_KERNEL_WHY)]
 
 #: where the test puts the libnvme configs with wrong keys on kvm1 (0600, removed at the end)
 WRONG = "/root/storlab-test-dhchap.json"
