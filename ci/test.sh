@@ -70,7 +70,7 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
     phase core "vm: hypervisor netfs pool" 1500 tests/lab/test_hypervisor_pools.py "$@"
     phase core "vm: kernel initiator + multipath" 1800 tests/lab/test_iscsi_initiator.py "$@"
     phase core "vm: shared LUN (OCFS2)" 1500 tests/lab/test_shared_lun.py "$@"
-    phase core "vm: iSCSI pool types" 1200 tests/lab/test_iscsi_pools.py "$@"
+    phase core "vm: iSCSI pool types" 600 tests/lab/test_iscsi_pools.py "$@"
     phase core "vm: NFS client options" 1200 tests/lab/test_nfs_client.py "$@"
   fi
 fi
