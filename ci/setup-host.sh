@@ -109,6 +109,15 @@ if [ "$VM" = 1 ]; then
     || { echo "setup-host: vagrant does not load the vagrant-libvirt plugin" >&2; exit 1; }
 fi
 if [ "$CLASS" = 1 ]; then
+  # many system containers on one host (LXC's and Incus's production settings): every container's
+  # systemd takes ~10 inotify instances, and at the default 128 a class died from about its 13th
+  # container ("Failed to create control group inotify object: Too many open files"); only raised
+  for kv in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576 \
+            fs.inotify.max_queued_events=1048576 kernel.keys.maxkeys=2000 kernel.keys.maxbytes=2000000; do
+    key=${kv%%=*}; want=${kv#*=}
+    have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+    if [ "$have" -lt "$want" ]; then sysctl -qw "$key=$want" || echo "setup-host: could not raise $key to $want" >&2; fi
+  done
   # storlab's own sshd (config, host key and pid file under STORLAB_HOME/jump), not the host's
   jump_pid="${STORLAB_HOME:-/var/lib/storlab}/jump/sshd.pid"
   running_before=0

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.providers.capabilities import Footprint, available
 
 #: kept free for the host itself
 HOST_RESERVE_MIB = 1024
+#: inotify instances one system container takes (its systemd, journald, udevd, logind, dbus, ...): a
+#: class of gluster-3 seats on LXC failed from about its 13th container at the host's default 128
+INOTIFY_PER_CONTAINER = 10
+INOTIFY_LIMIT = "/proc/sys/fs/inotify/max_user_instances"
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,37 @@ def host_free(path: str) -> tuple[int, int]:
                 avail = int(line.split()[1]) // 1024
     st = os.statvfs(path)
     return avail, st.f_bavail * st.f_frsize // (1024 * 1024)
+
+
+def inotify_in_use() -> int:
+    """inotify instances open on this host now (every process's, counted once per descriptor)."""
+    n = 0
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            n += sum(1 for fd in fd_dir.iterdir() if _link(fd) == "anon_inode:inotify")
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return n
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def inotify_room(containers: int, limit_file: str = INOTIFY_LIMIT, in_use: int | None = None) -> str | None:
+    """Why ``containers`` more system containers would run out of this host's inotify instances
+    (their systemd dies at boot), None when they fit."""
+    try:
+        limit = int(Path(limit_file).read_text())
+    except (OSError, ValueError):
+        return None
+    used = inotify_in_use() if in_use is None else in_use
+    need = containers * INOTIFY_PER_CONTAINER
+    if used + need <= limit:
+        return None
+    return (f"{containers} system containers need about {need} inotify instances and {used} of this host's {limit} "
+            f"(fs.inotify.max_user_instances) are in use; raise it: sysctl -w fs.inotify.max_user_instances="
+            f"{max(8192, used + need)} (ci/setup-host.sh --class does)")

@@ -65,6 +65,9 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
         raise HarnessError(f"class of {students} does not fit on {where} ({prov} nodes, per student: "
                            f"{len(needs)} nodes): {f.explain()}. Nothing was created; use fewer students, or a "
                            "bigger host (an Incus cluster spreads classes over hosts)")
+    why = None if remote or capabilities.available()[prov].own_kernel else capacity.inotify_room(students * len(needs))
+    if why:
+        raise HarnessError(f"class of {students} does not fit on {where}: {why}. Nothing was created")
     return f
 
 

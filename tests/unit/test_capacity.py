@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.providers.lxc.config import BASE_MIB as LXC_BASE_MIB
 from harness.providers.lxc.config import ROLE_MIB as LXC_ROLE_MIB
+from harness.training import capacity
 from harness.training.capacity import NodeNeed, fit, node_need
 
 
@@ -43,3 +46,17 @@ def test_memory_binds_when_disks_are_small() -> None:
 
 def test_the_host_reserve_is_kept() -> None:
     assert fit(1, gluster_student(), free_mib=1000, free_disk_mib=10**6).fits == 0
+
+
+def test_inotify_room_refuses_containers_beyond_the_hosts_instances(tmp_path: Path) -> None:
+    """A class of 10 gluster-3 seats on LXC came up 4 of 10 at the host's 128 instances: refused
+    before anything is made, with the number and the fix; the same class fits at 8192."""
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    why = capacity.inotify_room(30, str(limit), in_use=12)
+    assert why is not None and "300 inotify instances" in why and "12 of this host's 128" in why
+    assert "sysctl -w fs.inotify.max_user_instances=8192" in why
+    assert capacity.inotify_room(11, str(limit), in_use=12) is None  # 12 + 110 <= 128
+    limit.write_text("8192\n")
+    assert capacity.inotify_room(30, str(limit), in_use=12) is None
+    assert capacity.inotify_room(30, str(tmp_path / "missing")) is None  # no such knob: nothing to check
