@@ -54,9 +54,9 @@ def test_inotify_room_refuses_containers_beyond_the_hosts_instances(tmp_path: Pa
     limit = tmp_path / "max_user_instances"
     limit.write_text("128\n")
     why = capacity.inotify_room(30, str(limit), in_use=12)
-    assert why is not None and "300 inotify instances" in why and "12 of this host's 128" in why
+    assert why is not None and "360 inotify instances" in why and "12 of this host's 128" in why
     assert "sysctl -w fs.inotify.max_user_instances=8192" in why
-    assert capacity.inotify_room(11, str(limit), in_use=12) is None  # 12 + 110 <= 128
+    assert capacity.inotify_room(9, str(limit), in_use=12) is None  # 12 + 108 <= 128
     limit.write_text("8192\n")
     assert capacity.inotify_room(30, str(limit), in_use=12) is None
     assert capacity.inotify_room(30, str(tmp_path / "missing")) is None  # no such knob: nothing to check
