@@ -27,7 +27,7 @@ from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
 from harness.backends.nvme.schema import Nvme
 from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import Plan
-from harness.run import CommandResult, run, wait_until
+from harness.run import CommandResult, run
 from harness.spec.topology import Pool
 
 
@@ -127,8 +127,7 @@ class NvmeBackend(Backend[Nvme, NvmePlan, NvmeHostPool]):
         there: Callable[..., CommandResult] = run if pool.host == plan.KVM else lab.node(pool.host).run
         if pool.host == plan.KVM:
             kvmhost.connect(lab, pool)
-        wait_until(lambda: there(["test", "-b", device], timeout=15).ok, timeout=60,
-                   what=f"{device} on {pool.host} (namespace {pool.namespace} of {pool.subsystem})")
+        host.wait_block(there, device, f"{device} on {pool.host} (namespace {pool.namespace} of {pool.subsystem})")
 
     def release_pool(self, lab: LabContext, pool: NvmeHostPool) -> CleanupReport:
         """`down`, after the pool is gone from the KVM host's libvirt: the lab's controllers there."""

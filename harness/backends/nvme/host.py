@@ -8,14 +8,15 @@ Pure parsers of nvme-cli's JSON."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from harness.backends.base import LabContext, NodeView
 from harness.backends.nvme import dhchap
-from harness.backends.nvme.plan import HostNqnPlan, NamespacePlan, NvmePlan, PortPlan, SubsystemPlan, of
+from harness.backends.nvme.plan import HostNqnPlan, NamespacePlan, NvmePlan, PortPlan, SubsystemPlan, namespace_for, of
 from harness.errors import HarnessError
 from harness.lab import secrets as labsecrets
-from harness.run import wait_until
+from harness.run import CommandResult, wait_until
 
 MULTIPATH = "/sys/module/nvme_core/parameters/multipath"
 #: how a host rides out a lost path or target: try again every 2 s for 10 min, and notice a dead
@@ -166,13 +167,17 @@ def apply_node(lab: LabContext, node: NodeView, nvme: NvmePlan, h: HostNqnPlan) 
         _wait_for(node, s, ports)
 
 
+def wait_block(run: Callable[..., CommandResult], device: str, what: str) -> None:
+    """Until ``device`` (a namespace's by-id link) is a block device where ``run`` runs: udev
+    makes it after the connect."""
+    wait_until(lambda: run(["test", "-b", device], timeout=15).ok, timeout=60, what=what)
+
+
 def _wait_for(node: NodeView, s: SubsystemPlan, ports: list[PortPlan]) -> None:
-    """Every path live, then each namespace's by-id link there (udev makes it after the connect)."""
+    """Every path live, then each namespace's by-id link there."""
     wait_until(lambda: _live(node, s, ports), timeout=60, what=f"{node.name}: every path to {s.nqn} live")
     for ns in s.namespaces:
-        dev = by_id(ns)
-        wait_until(lambda dev=dev: node.run(["test", "-b", dev], timeout=15).ok,  # type: ignore[misc]
-                   timeout=60, what=f"{node.name}: {dev} (namespace {ns.nsid} of {s.nqn})")
+        wait_block(node.run, by_id(ns), f"{node.name}: {by_id(ns)} (namespace {ns.nsid} of {s.nqn})")
 
 
 def apply(lab: LabContext) -> None:
@@ -187,9 +192,9 @@ def attach(lab: LabContext, node: NodeView, name: str) -> str:
     """The namespace ``name`` as another backend's block device on ``node`` (an nvme-host the
     role connected): the device its by-id link points at."""
     nvme = of(lab.plan)
-    ns = next((ns for s in (nvme.subsystems if nvme else ()) for ns in s.namespaces if ns.name == name), None)
-    if ns is None:
+    found = namespace_for(nvme, name, None) if nvme is not None else None
+    if found is None:
         raise HarnessError(f"the lab's nvme section has no namespace named {name!r}")
-    link = by_id(ns)
-    wait_until(lambda: node.run(["test", "-b", link], timeout=15).ok, timeout=60, what=f"{node.name}: {link}")
+    link = by_id(found[1])
+    wait_block(node.run, link, f"{node.name}: {link}")
     return node.succeed(["readlink", "-e", "--", link], timeout=15).strip()
