@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from harness import plugins as registry
-from harness.errors import CleanupReport
+from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import HostFacts
 from harness.plan.model import HostPoolPlan, NetworkPlan, NodePlan, Plan
 from harness.run import CommandResult
@@ -306,6 +306,17 @@ class Backend(Generic[S, P, PP]):
         ``reconfigurable`` settings, and verify each new value is what the daemon reports.
         Returns what changed (empty: nothing of this backend's)."""
         return []
+
+
+def one_line_in(what: str) -> Callable[[object], object]:
+    """A template environment's finalize: every value printed into ``what`` stays on its line (a
+    line break would start a directive of its own); one is refused (validation should have stopped it)."""
+    def check(value: object) -> object:
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise HarnessError(f"a value with a line break reached {what}: {value.splitlines()[0][:40]!r}...; "
+                               "refused (validation should have stopped it)")
+        return value
+    return check
 
 
 def templates(package: str) -> jinja2.Environment:

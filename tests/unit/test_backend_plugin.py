@@ -10,8 +10,8 @@ from typing import ClassVar
 import pytest
 
 from harness import plugins as registry
-from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules
-from harness.errors import TopologyError
+from harness.backends.base import Backend, Implementation, Path_, PlanInputs, RoleStep, Rules, one_line_in
+from harness.errors import HarnessError, TopologyError
 from harness.host.facts import PROFILES
 from harness.plan.model import Frozen, Plan
 from harness.plan.planner import make_plan, render
@@ -135,3 +135,12 @@ def test_its_pool_options_come_under_its_name(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(TopologyError) as exc:  # a local pool has no echo options
         validate_text(pools.replace("backend: echo", "backend: local") + "       echo: {tone: do}}\n", PROFILES["ci"])
     assert [p.field for p in exc.value.problems] == ["host.pools[0].echo"]
+
+
+def test_one_line_in_refuses_a_value_that_would_start_a_line_of_its_own() -> None:
+    """Every backend's templates print values through it (iscsi, nvme, clusterfs)."""
+    check = one_line_in("an o2cb config")
+    assert check("storlab") == "storlab" and check(7) == 7
+    for bad in ("storlab\nnode:", "x\r"):
+        with pytest.raises(HarnessError, match="line break reached an o2cb config"):
+            check(bad)

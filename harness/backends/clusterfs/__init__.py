@@ -14,25 +14,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.base import Backend, Path_, PlanInputs, RoleStep, Rules, one_line_in, templates
 from harness.backends.clusterfs import plan, role, rules
 from harness.backends.clusterfs.plan import ClusterfsHostPool, ClusterfsPlan
 from harness.backends.clusterfs.schema import Clusterfs
-from harness.errors import HarnessError
 from harness.plan.model import Plan
 from harness.spec.topology import Pool
 
-
-def one_line(value: object) -> object:
-    """The templates' finalize: every value they print stays on its line."""
-    if isinstance(value, str) and ("\n" in value or "\r" in value):
-        raise HarnessError(f"a value with a line break reached an o2cb config: {value.splitlines()[0][:40]!r}...; "
-                           "refused (validation should have stopped it)")
-    return value
-
-
 _env = templates(__name__)
-_env.finalize = one_line
+_env.finalize = one_line_in("an o2cb config")
 
 
 class ClusterfsBackend(Backend[Clusterfs, ClusterfsPlan, ClusterfsHostPool]):

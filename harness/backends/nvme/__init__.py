@@ -21,22 +21,17 @@ import shlex
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from harness.backends.base import Backend, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
+from harness.backends.base import Backend, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, one_line_in, templates
 from harness.backends.nvme import dhchap, host, kvmhost, plan, rules, target
 from harness.backends.nvme.plan import NvmeHostPool, NvmePlan
 from harness.backends.nvme.schema import Nvme
-from harness.errors import CleanupReport, HarnessError
+from harness.errors import CleanupReport
 from harness.plan.model import Plan
 from harness.run import CommandResult, run
 from harness.spec.topology import Pool
 
-
-def one_line(value: object) -> object:
-    """The templates' finalize: every value they print stays on its line."""
-    if isinstance(value, str) and ("\n" in value or "\r" in value):
-        raise HarnessError(f"a value with a line break reached the NVMe target script: {value.splitlines()[0][:40]!r}...; "
-                           "refused (validation should have stopped it)")
-    return value
+#: the templates' finalize: every value they print stays on its line
+one_line = one_line_in("the NVMe target script")
 
 
 def shell_quote(value: object) -> str:
