@@ -20,6 +20,13 @@ def lab_dir(lab: str) -> Path:
     return home() / "labs" / lab
 
 
+def staging_dir(lab: str) -> Path:
+    """Where a new lab's plan and files are written before one rename makes them its lab
+    directory: an `up` killed before that leaves no lab directory (the next `up`, `down LAB`
+    or `reap` removes the staging directory)."""
+    return home() / "labs" / f".{lab}.new"
+
+
 def ssh_control_dir(lab: str) -> Path:
     """Where the lab's persistent ssh connections keep their sockets: under the lab directory when
     the path fits a unix socket (108 bytes, with ssh's 17-byte temporary suffix and an IPv4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -14,10 +15,11 @@ from typing import Any
 from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.lab import lease
-from harness.lab.lab import Lab, list_labs
+from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.lab.reap import reap
 from harness.providers import image
 from harness.providers.capabilities import parse_on
+from harness.spec.topology import NAME_RE
 from harness.training import handout
 
 
@@ -76,6 +78,11 @@ def placement_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    if not (paths.lab_dir(args.lab) / "plan.json").exists() and re.fullmatch(NAME_RE, args.lab):
+        locks.hold(args.lab)
+        if remove_staging(args.lab):  # an `up` killed before its lab directory was made: nothing else exists
+            print(f"lab {args.lab} removed (what a stopped `up` had begun to write)")
+            return 0
     lab = Lab.load(args.lab)
     log.add_logfile(paths.home() / "logs" / f"down-{args.lab}.log")
     rep = lab.down()

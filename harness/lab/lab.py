@@ -5,6 +5,8 @@ bounds), snapshots.py (snapshot, revert, reset)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -73,8 +75,7 @@ class Lab:
             plan = place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass)
             trust.check(plan)
             providers.get(plan.provider).preflight(plan)
-            d = paths.lab_dir(plan.lab)
-            planmod.write(plan, d)
+            d = write_new(plan)
         secrets.decide(plan, loaded.topo, d / "secrets")
         return cls(plan)
 
@@ -167,6 +168,29 @@ class Lab:
 
     def reset(self) -> float:
         return snapshots.reset(self)
+
+
+def write_new(plan: Plan) -> Path:
+    """Write ``plan`` to its lab directory. A new lab's directory appears whole or not at all: it is
+    written under paths.staging_dir and renamed into place (the caller holds the lab's lock), so an
+    `up` killed here leaves no lab directory behind."""
+    d = paths.lab_dir(plan.lab)
+    if d.exists():  # the lab's plan again (a resumed or repeated `up`), or a directory the user made
+        planmod.write(plan, d)
+        return d
+    remove_staging(plan.lab)
+    planmod.write(plan, paths.staging_dir(plan.lab))
+    os.rename(paths.staging_dir(plan.lab), d)
+    return d
+
+
+def remove_staging(lab: str) -> bool:
+    """Remove what a killed `up` left in ``lab``'s staging directory (caller holds the lab's lock)."""
+    stage = paths.staging_dir(lab)
+    if stage.is_symlink() or not stage.is_dir():
+        return False
+    shutil.rmtree(stage)
+    return True
 
 
 def list_labs() -> list[str]:

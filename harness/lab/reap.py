@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 from harness import locks, log, paths
 from harness.errors import CleanupReport, HarnessError
-from harness.lab.lab import Lab, list_labs
+from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.providers import base as providers
 from harness.run import run
+from harness.spec.topology import NAME_RE
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -55,6 +57,10 @@ def reap() -> CleanupReport:
             continue
         rep.removed += [*label, *sub.removed]
         rep.failed += sub.failed
+    for stage in (paths.home() / "labs").glob(".*.new"):
+        name = stage.name[1:-len(".new")]
+        if re.fullmatch(NAME_RE, name) and not locks.is_held_elsewhere(name) and remove_staging(name):
+            rep.removed.append(f"staging directory of lab {name} (an `up` stopped before the lab was made)")
     # orphans: objects and links carrying a storlab mark whose lab directory is gone
     labs = set(list_labs())
     for provider in providers.registered().values():

@@ -47,8 +47,9 @@ def host_traces(lab: str) -> list[str]:
         traces += [f"mount {line.split()[1]}" for line in fh if f"/labs/{lab}/" in line]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=30, check=False).stdout
     traces += [f"loop {line}" for line in loops.splitlines() if f"/labs/{lab}/" in line]
-    if paths.lab_dir(lab).exists():
-        traces.append(f"dir {paths.lab_dir(lab)}")
+    for d in (paths.lab_dir(lab), paths.staging_dir(lab)):
+        if d.exists():
+            traces.append(f"dir {d}")
     return traces + incus_traces(lab)
 
 
@@ -171,7 +172,10 @@ def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float, provi
     time.sleep(kill_after)  # the point of the test: interrupt `up` at an arbitrary moment
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    if (paths.lab_dir("nodes3") / "plan.json").exists():
+    written = (paths.lab_dir("nodes3") / "plan.json").exists()
+    print(f"up killed after {kill_after}s: plan {'written' if written else 'not written'}"
+          f"{', staging left' if paths.staging_dir('nodes3').exists() else ''}")
+    if written:
         # a killed lab is left as it was: `up` continues it ...
         r = storlab("up", TOPO, "--provider", provider)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -179,6 +183,11 @@ def test_killed_up_is_removed_by_down_and_resumed_by_up(kill_after: float, provi
         for node in lab.nodes.values():
             assert node.succeed(["hostname"]).strip() == node.name
         # ... and `down` removes all of it
+        r = storlab("down", "nodes3")
+        assert r.returncode == 0, r.stderr
+    elif paths.staging_dir("nodes3").exists():
+        # killed before the lab directory was made: no lab, and `down` removes what `up` began to write
+        assert not paths.lab_dir("nodes3").exists()
         r = storlab("down", "nodes3")
         assert r.returncode == 0, r.stderr
     assert host_traces("nodes3") == []
