@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from harness.host.facts import PROFILES
 from harness.lab import lab as labmod
 from harness.lab.lab import Lab, list_labs
 from harness.lab.reap import reap
+from harness.plan import planner as planmod
 
 REPO = Path(__file__).resolve().parents[2]
 NODES3 = str(REPO / "topologies" / "nodes-3.yaml")
@@ -28,24 +30,24 @@ class Killed(BaseException):
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
     yield tmp_path / "home"
     locks.release("nodes3")
 
 
 def killed_while_writing(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = labmod.planmod.write
+    real = planmod.write
 
     def write_then_die(plan, directory):  # type: ignore[no-untyped-def]
         real(plan, directory)
         (directory / "plan.json").unlink()  # as if killed before the plan's rename
         raise Killed
 
-    monkeypatch.setattr(labmod.planmod, "write", write_then_die)
+    monkeypatch.setattr(planmod, "write", write_then_die)
     with pytest.raises(Killed):
         Lab.from_topology(NODES3, "lxc", facts=FACTS)
-    monkeypatch.setattr(labmod.planmod, "write", real)
+    monkeypatch.setattr(planmod, "write", real)
     locks.release("nodes3")
 
 
