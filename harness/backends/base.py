@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from harness import plugins as registry
+from harness.chaos.schedule import Event
+from harness.chaos.support import WriteTarget
 from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import HostFacts
 from harness.plan.model import HostPoolPlan, NetworkPlan, NodePlan, Plan
@@ -159,6 +161,33 @@ class LabContext(Protocol):
 
     def claim(self, thing: str) -> None:
         """Record that this lab is about to make ``thing``: `down` may then remove it."""
+
+
+class ChaosSupport(Protocol):
+    """What a backend gives a chaos run (Backend.chaos): the daemons its roles run (what kill and
+    pause target), the places a workload writes to on the KVM host through the clients the host's
+    pools use, when the lab is whole again (the recovery wait between faults), and the longest
+    stall it promises per fault. A backend without it is not offered to `storlab chaos`."""
+    #: role -> systemd units of its daemons (the targets of kill and pause)
+    daemons: Mapping[str, tuple[str, ...]]
+
+    def targets(self, lab: LabContext, run_dir: Path, run_id: str) -> list[WriteTarget]:
+        """The writers of a run: their files or images made (named for ``run_id``), clients open."""
+        ...
+
+    def health(self, lab: LabContext) -> str | None:
+        """None when the lab is whole (every server up, nothing to heal, clients reconnected);
+        else what it still waits for (said while waiting)."""
+        ...
+
+    def bound(self, lab: LabContext, event: Event) -> float | None:
+        """The longest stall (s) of acknowledged writes the configuration promises while ``event``
+        is in effect alone (None: no promise, e.g. a fault that takes quorum away)."""
+        ...
+
+    def remove(self, lab: LabContext, run_id: str) -> None:
+        """Remove what targets() made for ``run_id`` (after the read-back)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -300,6 +329,10 @@ class Backend(Generic[S, P, PP]):
         """Make the device ``ref`` present on ``node`` (log in, connect: what is there already is
         kept) and return its stable block device there (/dev/NAME or /dev/mapper/NAME)."""
         raise NotImplementedError(f"backend {self.name} serves no block device")
+
+    def chaos(self) -> ChaosSupport | None:
+        """What a chaos run of a lab with this backend uses (harness.chaos.support); None: not offered."""
+        return None
 
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         """Bring the running lab from plan ``before`` to ``lab.plan`` where they differ only in

@@ -7,7 +7,7 @@ schedule planned them from a start time)."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -42,7 +42,7 @@ def windows_from(records: Records) -> list[Window]:
 
 def windows_planned(schedule: Schedule, t0: float) -> list[Window]:
     """The schedule's faults as windows, as planned from ``t0`` (no recovery waits)."""
-    return [Window(e.id, e.kind, e.describe(), t0 + e.at, t0 + e.end) for e in schedule.events]
+    return [Window(e.id, e.kind, e.target(), t0 + e.at, t0 + e.end) for e in schedule.events]
 
 
 def gaps(times: Sequence[float], start: float, end: float) -> list[tuple[float, float]]:
@@ -164,10 +164,15 @@ def per_second(records: Records) -> list[Second]:
                    round(max(ls), 6) if ls else None) for i, ls in enumerate(lats)]
 
 
+#: the longest stall the backend promises: by fault kind, or per window (None: no promise for it)
+Bounds = Mapping[str, float] | Callable[[Window], float | None]
+
+
 def availability(records: Records, windows: Sequence[Window] | None = None,
-                 bounds: Mapping[str, float] | None = None) -> Availability:
+                 bounds: Bounds | None = None) -> Availability:
     """Availability of the run in ``records``, per fault in ``windows`` (default: the ledger's own)
-    against ``bounds`` (fault kind -> the longest stall the backend promises, seconds)."""
+    against ``bounds`` (fault kind -> the longest stall the backend promises, seconds; or a
+    function of the window, for promises that depend on what the fault hit)."""
     stalls = _stalls(records)
     starts = {w: [s.start for s in ss] for w, ss in stalls.items()}
     longest = max((s for ss in stalls.values() for s in ss), key=lambda s: s.length, default=None)
@@ -180,7 +185,8 @@ def availability(records: Records, windows: Sequence[Window] | None = None,
                 if ss[i].end > w.start:
                     near.append(ss[i])
                 i += 1
-        out.append(WindowStall(w, max(near, key=lambda s: s.length, default=None), (bounds or {}).get(w.kind)))
+        bound = bounds(w) if callable(bounds) else (bounds or {}).get(w.kind)
+        out.append(WindowStall(w, max(near, key=lambda s: s.length, default=None), bound))
     secs = per_second(records)
     return Availability(records.start, records.end, sum(s.ops for s in secs), sum(s.errors for s in secs),
                         longest, out, secs)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.chaos.availability import Availability, Window, availability
+from harness.chaos.availability import Availability, Bounds, Window, availability
 from harness.chaos.ledger import Records, decode_block
 from harness.errors import HarnessError
 
@@ -160,7 +160,7 @@ def _classify(data: bytes | Unreadable, last: Write, doubtful: Sequence[Write],
 
 
 def check(records: Records, reads: ReadBack, windows: Sequence[Window] | None = None,
-          bounds: Mapping[str, float] | None = None) -> Verdict:
+          bounds: Bounds | None = None) -> Verdict:
     """The verdict on ``records`` given ``reads`` (every location of `locations`; HarnessError when
     one is missing: that is the harness's failure, not the storage's). Availability is measured
     over ``windows`` (default: the faults the ledger recorded) against ``bounds`` (kind -> seconds)."""

@@ -47,12 +47,15 @@ class Event(_Frozen):
     def touches(self) -> set[str]:
         return set(self.nodes) | set(self.apart)
 
-    def describe(self) -> str:
-        """e.g. "e3 kill glusterd.service on gluster2 at +41.0s for 7.5s"."""
+    def target(self) -> str:
+        """What it hits, e.g. "glusterd.service on gluster2", "host | gluster2,gluster3", "gluster1 delay_ms=40"."""
         what = f"{self.daemon} on " if self.daemon else f"{self.disk} of " if self.disk else ""
         where = f"{what}{','.join(self.nodes)}" + (f" | {','.join(self.apart)}" if self.apart else "")
-        params = "".join(f" {k}={v:g}" for k, v in self.params.items())
-        return f"e{self.id} {self.kind} {where}{params} at +{self.at:.1f}s for {self.duration:.1f}s"
+        return where + "".join(f" {k}={v:g}" for k, v in self.params.items())
+
+    def describe(self) -> str:
+        """e.g. "e3 kill glusterd.service on gluster2 at +41.0s for 7.5s"."""
+        return f"e{self.id} {self.kind} {self.target()} at +{self.at:.1f}s for {self.duration:.1f}s"
 
 
 class Skipped(_Frozen):

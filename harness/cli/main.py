@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness import log, paths
+from harness.cli import chaos as chaos_cli
 from harness.cli import lab as lab_cli
 from harness.cli import matrix as matrix_cli
 from harness.cli import training as training_cli
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cli.add_commands(sub)
     training_cli.add_commands(sub)
     matrix_cli.add_commands(sub)
+    chaos_cli.add_commands(sub)
     return ap
 
 

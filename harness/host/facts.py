@@ -118,3 +118,9 @@ def mount_at(path: str) -> tuple[str, str] | None:
         if f[1] == path:
             found = (f[0], f[2])
     return found
+
+
+def loaded_modules(names: tuple[str, ...] = ("sch_netem", "dm_mod", "dm_flakey")) -> frozenset[str]:
+    """Which of the kernel modules ``names`` this host has loaded (or built in with parameters):
+    the faults containers can be given depend on them (they share this kernel)."""
+    return frozenset(n for n in names if os.path.isdir(f"/sys/module/{n}"))

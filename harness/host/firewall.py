@@ -17,6 +17,7 @@ prefix (``slb``: paths.bridge_prefix), so it serves every lab on the host and is
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 
@@ -92,3 +93,50 @@ def remove() -> None:
     """Delete the table (ci/stop-daemons.sh and tests; labs never do: it serves every lab on the host)."""
     if present():
         run(["nft", "delete", "table", "inet", TABLE], timeout=15)
+
+
+# -- a chaos run's cut between the KVM host's clients and some of a lab's nodes ----------------
+def cut_table(lab_tag: str) -> str:
+    """The lab's own table for cutting the host off some of its nodes (paths.tag: 6 hex digits)."""
+    if not re.fullmatch(r"[0-9a-f]{6}", lab_tag):
+        raise HarnessError(f"lab tag {lab_tag!r} is not 6 hex digits")
+    return f"storlab_cut_{lab_tag}"
+
+
+def cut(lab_tag: str, addresses: list[str]) -> None:
+    """Drop the host's traffic to and from ``addresses`` (nodes of one lab), ssh to them excepted
+    (storlab's own path: it undoes faults through it), so the host's storage clients (FUSE,
+    libgfapi, librbd, the host pools) lose those servers as in a network partition. Runs before
+    the table guarding lab bridges (a lower priority), which then never sees what is dropped here."""
+    addrs = [str(ipaddress.IPv4Address(a)) for a in addresses]
+    if not addrs:
+        raise HarnessError("a cut needs at least one address")
+    table, elems = cut_table(lab_tag), ", ".join(addrs)
+    rules = f"""table inet {table} {{
+  chain output {{
+    type filter hook output priority filter - 20; policy accept;
+    ip daddr {{ {elems} }} tcp dport 22 accept
+    ip daddr {{ {elems} }} counter drop
+  }}
+  chain input {{
+    type filter hook input priority filter - 20; policy accept;
+    ip saddr {{ {elems} }} tcp sport 22 accept
+    ip saddr {{ {elems} }} counter drop
+  }}
+}}
+"""
+    uncut(lab_tag)
+    r = run(["nft", "-f", "-"], input=rules, timeout=30)
+    if not r.ok:
+        raise HarnessError(f"could not cut the host off {elems}: {r.stderr.strip()[:300]}")
+
+
+def uncut(lab_tag: str) -> bool:
+    """Remove the lab's cut (True: there was one). `down` calls it too: a run killed mid-cut."""
+    table = cut_table(lab_tag)
+    if shutil.which("nft") is None or not run(["nft", "list", "table", "inet", table], timeout=15).ok:
+        return False
+    r = run(["nft", "delete", "table", "inet", table], timeout=15)
+    if not r.ok:
+        raise HarnessError(f"could not remove nftables table {table}: {r.stderr.strip()[:300]}")
+    return True

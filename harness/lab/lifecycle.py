@@ -180,6 +180,11 @@ def down(lab: LabCore) -> CleanupReport:
             rep.failed.append(("host pools", str(exc)))
         lab.access.close_connections(lab.nodes.values())
         firewall.forget(bridges(lab))
+        try:
+            if firewall.uncut(paths.tag(lab.name)):  # a chaos run stopped while it cut the host off nodes
+                rep.removed.append("host cut (nftables)")
+        except HarnessError as exc:
+            rep.failed.append(("host cut", str(exc)))
         sub = lab.provider.destroy()
         rep.removed += sub.removed
         rep.failed += sub.failed

@@ -88,7 +88,7 @@ def test_a_checker_verdict_fails_on_a_stall_beyond_the_bound_and_the_timeline_is
 def test_planned_windows_and_a_fault_never_undone() -> None:
     s = Schedule(seed=1, duration=60, provider="t", kinds=("crash",),
                  events=(Event(id=4, at=10, duration=5, kind="crash", nodes=("n1",)),))
-    assert windows_planned(s, 100.0) == [Window(4, "crash", "e4 crash n1 at +10.0s for 5.0s", 110.0, 115.0)]
+    assert windows_planned(s, 100.0) == [Window(4, "crash", "n1", 110.0, 115.0)]
     records = ledger()
     records.lines = [r for r in records.lines if not (r["ev"] == "fault" and r["id"] == 1 and r["phase"] == "end")]
     assert windows_from(records)[-1].end == records.end  # the run died mid-fault: it lasts to the end

@@ -19,7 +19,7 @@ INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matri
 # only; testing.workload's writers record into its ledger. What applies a schedule to a lab sits
 # above the lab's nodes, in a layer of its own.
 CHAOS = {"chaos.vocabulary", "chaos.schedule", "chaos.shrink", "chaos.ledger", "chaos.checker",
-         "chaos.availability", "chaos.report"}
+         "chaos.availability", "chaos.report", "chaos.qemuio", "chaos.support"}
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
@@ -40,10 +40,13 @@ LAYERS: list[set[str]] = [
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
     # the lab: its parts (lifecycle, snapshots) under the facade (lab.lab) and reap over it
     {"lab.lifecycle", "lab.snapshots", "lab.lab", "lab.reap"},
+    # a chaos run on a live lab: the verbs that apply faults to its nodes, the runner over them
+    {"chaos.verbs", "chaos.runner"},
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
      "training.jump", "training.gate", "matrix.spec", "matrix.report"},
-    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.training", "cli.matrix", "testing.plugin", "matrix.plugin"},
+    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.training", "cli.matrix", "cli.chaos", "testing.plugin",
+     "matrix.plugin"},
 ]
 BACKENDS_LAYER = 7
 BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())

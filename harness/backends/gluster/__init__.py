@@ -20,6 +20,7 @@ from typing import ClassVar
 from harness import log
 from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules
 from harness.backends.gluster import plan, role, rules
+from harness.backends.gluster.chaos import GlusterChaos
 from harness.backends.gluster.plan import GlusterHostPool, GlusterPlan, of
 from harness.backends.gluster.schema import Gluster
 from harness.errors import CleanupReport, HarnessError
@@ -99,6 +100,9 @@ class GlusterBackend(Backend[Gluster, GlusterPlan, GlusterHostPool]):
     def pool_leftovers(self, lab: LabContext, pool: GlusterHostPool) -> list[str]:
         m = mount_at(pool.path) if pool.fuse_mount and pool.path else None
         return [f"mount {pool.path}"] if m and _ours(pool, m[0]) else []
+
+    def chaos(self) -> GlusterChaos:
+        return GlusterChaos()
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         if "gluster" not in roles:

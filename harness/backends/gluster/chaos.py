@@ -1,0 +1,130 @@
+"""Gluster under chaos: two writers on the KVM host, one through qemu's gluster driver (libgfapi,
+what the native `gluster` pool's guests use) and one through the FUSE mount (what a `dir` pool on
+it uses), each on an image of its own in the volume; the lab is whole again when every brick is
+online, the host's client is connected to every brick and nothing is left to heal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.backends.base import LabContext, NodeView
+from harness.backends.gluster.plan import GlusterHostPool, GlusterVolumePlan, of
+from harness.backends.gluster.role import parse_heal_info, parse_volume_clients, parse_volume_status
+from harness.chaos.checker import read_file_blocks
+from harness.chaos.qemuio import QemuIo, QemuIoWriter, read_blocks
+from harness.chaos.schedule import Event
+from harness.chaos.support import WriteTarget
+from harness.errors import HarnessError
+from harness.testing.workload import BlockFileWriter
+
+#: what a run id may be (it names files in the volume)
+RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+#: seconds beyond network.ping-timeout allowed for writes to resume after one server fault
+MARGIN = 10.0
+#: the bytes each writer cycles over (256 blocks of 4 KiB: later writes overwrite earlier ones,
+#: so a stale block is caught as well as a lost one)
+SPAN = 1 << 20
+#: faults of one server (crashed, hung, cut off, its glusterd and bricks killed or paused) after
+#: which writes go on to the others once the client has waited out network.ping-timeout
+SERVER_FAULTS = frozenset({"crash", "hang", "freeze", "link", "partition", "partition-oneway", "kill", "pause"})
+
+
+def _fuse_pool(lab: LabContext) -> GlusterHostPool:
+    pools = [p for p in lab.plan.host.pools if isinstance(p, GlusterHostPool) and p.fuse_mount and p.path]
+    if not pools:
+        raise HarnessError(f"lab {lab.name}: a gluster chaos run writes through the KVM host's clients: the topology "
+                           f"needs a host pool with `fuse_mount: true` on the volume (see topologies/gluster-3.yaml)")
+    return pools[0]
+
+
+def _volume(lab: LabContext, pool: GlusterHostPool) -> GlusterVolumePlan:
+    plan = of(lab.plan)
+    vol = next((v for v in plan.volumes if v.name == pool.volume), None) if plan else None
+    if vol is None:
+        raise HarnessError(f"lab {lab.name}: pool {pool.name} names volume {pool.volume}, which the plan lacks")
+    return vol
+
+
+class GlusterChaos:
+    daemons: Mapping[str, tuple[str, ...]] = {"gluster": ("glusterd.service",)}
+
+    def targets(self, lab: LabContext, run_dir: Path, run_id: str) -> list[WriteTarget]:
+        if not RUN_ID.match(run_id):
+            raise HarnessError(f"run id {run_id!r}: lowercase letters, digits and '-'")
+        pool = _fuse_pool(lab)
+        mount = str(pool.path)
+        gfapi, fuse = f"chaos-{run_id}-gfapi.img", f"chaos-{run_id}-fuse.img"
+        for name in (gfapi, fuse):  # made through the mount, sparse: the writers fill them
+            fd = os.open(os.path.join(mount, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            os.ftruncate(fd, SPAN)
+            os.close(fd)
+        servers = [s for s in (pool.server, *pool.backup_servers) if s]
+        opts: dict[str, str | int] = {"file.driver": "gluster", "file.volume": str(pool.volume), "file.path": gfapi,
+                                      "file.debug": 0}
+        for i, server in enumerate(servers):
+            opts |= {f"file.server.{i}.type": "inet", f"file.server.{i}.host": server, f"file.server.{i}.port": 24007}
+        client = QemuIo(opts, run_dir / "clients" / "gfapi.log")
+        t_gfapi = f"{pool.volume}/{gfapi}"
+        t_fuse = os.path.join(mount, fuse)
+        return [
+            WriteTarget("gfapi", f"qemu's gluster driver (libgfapi) on {t_gfapi}",
+                        QemuIoWriter(client, "gfapi", t_gfapi, run_dir / "clients" / "gfapi.blk", span=SPAN),
+                        lambda where: read_blocks(client, t_gfapi, where), client.close),
+            WriteTarget("fuse", f"the FUSE mount: {t_fuse}", BlockFileWriter(t_fuse, "fuse", span=SPAN),
+                        lambda where: read_file_blocks(t_fuse, t_fuse, where)),
+        ]
+
+    def health(self, lab: LabContext) -> str | None:
+        node = next((n for n in lab.nodes.values() if "gluster" in n.roles and _answers(n)), None)
+        if node is None:
+            return "a gluster node that answers"
+        host = lab.plan.networks[0].host_address
+        for vol in (of(lab.plan).volumes if of(lab.plan) else ()):  # type: ignore[union-attr]
+            if (why := volume_health(node, vol, host)) is not None:
+                return why
+        return None
+
+    def bound(self, lab: LabContext, event: Event) -> float | None:
+        vol = _volume(lab, _fuse_pool(lab))
+        ping = float(vol.options.get("network.ping-timeout", 42))
+        if event.kind in SERVER_FAULTS:  # the client waits out ping-timeout for that server, then goes on
+            return ping + MARGIN
+        if event.kind == "client-partition":  # the same, while the bricks it still reaches keep quorum
+            lost = len(set(event.apart) & set(vol.nodes))
+            return ping + MARGIN if vol.replica - lost >= vol.replica // 2 + 1 else None
+        return None
+
+    def remove(self, lab: LabContext, run_id: str) -> None:
+        mount = str(_fuse_pool(lab).path)
+        for name in (f"chaos-{run_id}-gfapi.img", f"chaos-{run_id}-fuse.img"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(mount, name))
+
+
+def _answers(node: NodeView) -> bool:
+    return node.run(["true"], timeout=10).ok
+
+
+def volume_health(node: NodeView, vol: GlusterVolumePlan, host: str | None) -> str | None:
+    """None when ``vol`` has every brick online, the KVM host (``host``: its address; None: not
+    checked) connected to each, and nothing to heal; else what is missing. A heal is triggered,
+    not awaited (the self-heal daemon's crawl runs every 600 s)."""
+    st = parse_volume_status(node.succeed(["gluster", "volume", "status", vol.name, "--xml"], timeout=30))
+    down = [f"{b['host']}:{b['path']}" for b in st if not b["online"]]
+    if len(st) != len(vol.bricks) or down:
+        return f"{vol.name}: bricks online ({len(st) - len(down)} of {len(vol.bricks)})"
+    if host is not None:
+        clients = parse_volume_clients(node.succeed(["gluster", "volume", "status", vol.name, "clients"], timeout=30))
+        if not clients or not all(host in c for c in clients.values()):
+            return f"{vol.name}: the KVM host's client connected to every brick"
+    if vol.replica < 2:
+        return None
+    node.run(["gluster", "volume", "heal", vol.name], timeout=30)
+    counts = parse_heal_info(node.succeed(["gluster", "volume", "heal", vol.name, "info", "--xml"], timeout=60))
+    if len(counts) != len(st) or any(c != 0 for c in counts.values()):
+        return f"{vol.name}: nothing left to heal ({sum(c or 0 for c in counts.values())} entries)"
+    return None

@@ -1,0 +1,168 @@
+"""Writers and readers through qemu's own block drivers: one long-lived `qemu-io` process per
+client, fed commands on its stdin, so a chaos workload on the KVM host goes through the very
+client a guest's disk would (qemu's gluster driver on libgfapi, rbd on librbd, iscsi on libiscsi,
+nfs on libnfs), with its reconnects, timeouts and caches.
+
+Writes are `write -f` (Force Unit Access; where a driver has none, qemu's block layer flushes
+after the write) on an image opened with cache=none: "wrote" means durable as far as the client
+was told. A command that does not answer within its timeout kills the process (the write is then
+in doubt) and the next one starts a new client.
+
+Everything that reaches qemu-io's option string or command line is checked against a pattern:
+option keys and values from the plan, and the run directory's block file path."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from harness.chaos.checker import Unreadable
+from harness.chaos.ledger import Intent, block_digest, encode_block
+from harness.errors import HarnessError
+
+PROMPT = b"qemu-io> "
+#: what may appear in an --image-opts key or value (a comma would start another option)
+_OPT_KEY = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+_OPT_VALUE = re.compile(r"^[A-Za-z0-9._/:@-]{1,255}$")
+#: what may appear in a path qemu-io reads a block from (its command line splits on whitespace)
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]{1,4000}$")
+_HEX_LINE = re.compile(rb"^[0-9a-f]{8}:  ((?:[0-9a-f]{2} ){1,16})")
+
+
+def image_opts(opts: Mapping[str, str | int]) -> str:
+    """The --image-opts string of ``opts`` (key -> value), each checked (HarnessError: not safe)."""
+    out = []
+    for key, value in opts.items():
+        text = str(value)
+        if not _OPT_KEY.match(key) or not _OPT_VALUE.match(text):
+            raise HarnessError(f"qemu-io option {key!r}={text!r} is not a safe block-driver option")
+        out.append(f"{key}={text}")
+    return ",".join(out)
+
+
+class QemuIo:
+    """One qemu-io process on the image ``opts`` describe (raw, cache=none), its stderr (the
+    client library's log) appended to ``log``; restarted after a command timed out."""
+
+    def __init__(self, opts: Mapping[str, str | int], log: Path, timeout: float = 120) -> None:
+        self.argv = ["qemu-io", "-t", "none", "--image-opts", image_opts({"driver": "raw", **opts})]
+        self.log, self.timeout = log, timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with open(self.log, "ab") as err:
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                    start_new_session=True)
+        self.proc = proc
+        self._until_prompt(proc, self.timeout, "start")
+        return proc
+
+    def _until_prompt(self, proc: subprocess.Popen[bytes], timeout: float, what: str) -> bytes:
+        assert proc.stdout is not None
+        fd, buf, deadline = proc.stdout.fileno(), b"", time.monotonic() + timeout
+        while not buf.endswith(PROMPT):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.kill()
+                raise TimeoutError(f"qemu-io: {what}: no answer within {timeout:g}s (client killed; see {self.log})")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.kill()
+                raise OSError(f"qemu-io exited during {what} (see {self.log})")
+            buf += chunk
+        return buf[:-len(PROMPT)]
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """Run one qemu-io command; its output (TimeoutError/OSError: the client died or hung)."""
+        with self._lock:
+            proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
+            assert proc.stdin is not None
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+            return self._until_prompt(proc, timeout or self.timeout, line.split(" ", 1)[0]).decode(errors="replace")
+
+    def write(self, source: Path, offset: int, length: int) -> None:
+        """Write ``length`` bytes of the file ``source`` at ``offset``, FUA (OSError: refused)."""
+        if not _PATH.match(str(source)):
+            raise HarnessError(f"block file {source} has characters qemu-io's command line cannot take")
+        out = self.command(f"write -f -s {source} {int(offset)} {int(length)}")
+        if f"wrote {length}/{length} bytes at offset {offset}" not in out:
+            raise OSError(out.strip().splitlines()[-1] if out.strip() else "write: no answer")
+
+    def read(self, offset: int, length: int) -> bytes | Unreadable:
+        out = self.command(f"read -v {int(offset)} {int(length)}").encode()
+        if f"read {length}/{length} bytes at offset {offset}".encode() not in out:
+            return Unreadable(out.decode(errors="replace").strip()[-300:] or "read: no answer")
+        data = b"".join(bytes.fromhex(m.group(1).decode()) for line in out.splitlines()
+                        if (m := _HEX_LINE.match(line)))
+        return data if len(data) == length else Unreadable(f"read {len(data)} of {length} bytes")
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    def close(self, timeout: float = 30) -> None:
+        """Quit the client (libgfapi takes ~10 s to say goodbye); killed when it does not."""
+        with self._lock:
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                self.proc = None
+                return
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(b"quit\n")
+                proc.stdin.close()
+                proc.wait(timeout=timeout)
+                self.proc = None
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+
+
+class QemuIoWriter:
+    """A LedgeredOp: ``writer``'s self-describing blocks at seq * size (wrapping at ``span``)
+    written through ``client``; each block is first put in the private file ``scratch``."""
+
+    def __init__(self, client: QemuIo, writer: str, target: str, scratch: Path, size: int = 4096,
+                 span: int = 1 << 20) -> None:
+        if span < size or span % size:
+            raise ValueError(f"span {span}: a positive multiple of the block size {size}")
+        encode_block(writer, 0, 0, size)  # refuses a bad writer id or size now, not in the thread
+        self.client, self.writer, self.target, self.scratch = client, writer, target, scratch
+        self.size, self.span = size, span
+
+    def offset(self, seq: int) -> int:
+        return seq * self.size % self.span
+
+    def intent(self, seq: int) -> Intent:
+        off = self.offset(seq)
+        return Intent(self.writer, seq, self.target, off, self.size, block_digest(self.writer, seq, off, self.size))
+
+    def __call__(self, seq: int) -> None:
+        off = self.offset(seq)
+        fd = os.open(self.scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(encode_block(self.writer, seq, off, self.size))
+        self.client.write(self.scratch, off, self.size)
+
+
+def read_blocks(client: QemuIo, target: str, where: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes | Unreadable]:
+    """Read back the locations of ``target`` through ``client``, one read each (an EIO costs one location)."""
+    out: dict[tuple[str, int], bytes | Unreadable] = {}
+    for t, offset, size in where:
+        if t != target:
+            continue
+        try:
+            out[(t, offset)] = client.read(offset, size)
+        except (OSError, TimeoutError) as exc:
+            out[(t, offset)] = Unreadable(str(exc))
+    return out

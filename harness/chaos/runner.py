@@ -1,0 +1,250 @@
+"""A chaos run on a live lab: the backends' writers start on the KVM host, the schedule's faults
+are applied and undone at their times (the schedule's clock stops while the lab recovers after
+each quiet point: heals done, clients back), then the writers stop, the lab is awaited whole,
+every location the ledger names is read back and the checker gives its verdict.
+
+A run directory holds what a person or a replay needs: schedule.json, ledger.jsonl,
+verdict.json, timeline.json, summary.txt, report.html, clients/ (the writers' client logs) and,
+when the verdict is a failure, evidence/ (the lab's collector)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import log
+from harness.backends.base import ChaosSupport, backends
+from harness.chaos import report, verbs
+from harness.chaos.availability import Window, windows_from
+from harness.chaos.checker import Unreadable, Verdict, check, locations
+from harness.chaos.ledger import Ledger, read
+from harness.chaos.schedule import Event, Schedule
+from harness.chaos.support import WriteTarget
+from harness.chaos.vocabulary import LabShape, shape_of
+from harness.errors import HarnessError, WaitTimeout
+from harness.host.facts import loaded_modules
+from harness.lab import evidence
+from harness.lab.lab import Lab
+from harness.providers.capabilities import available
+from harness.run import wait_until
+from harness.testing.workload import Writer
+
+
+@dataclass
+class Settings:
+    #: seconds between one writer's writes (each write waits for its ack first)
+    interval: float = 0.05
+    #: the longest wait for the lab to be whole again after faults (s)
+    recovery: float = 600.0
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    schedule: Schedule
+    verdict: Verdict
+    #: seconds the schedule's clock was stopped for recovery waits, and the run's wall time
+    recovery_s: float = 0.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def supports(lab: Lab) -> list[ChaosSupport]:
+    """The chaos support of each backend the lab has (HarnessError: none of them offers it)."""
+    out = [s for b in backends() if b.planned(lab.plan) is not None and (s := b.chaos()) is not None]
+    if not out:
+        have = ", ".join(b.name for b in backends() if b.planned(lab.plan) is not None) or "none"
+        raise HarnessError(f"lab {lab.name}: none of its backends ({have}) offers chaos runs yet; "
+                           f"gluster does (topologies/gluster-3.yaml)")
+    return out
+
+
+def shape(lab: Lab, sup: list[ChaosSupport]) -> LabShape:
+    """The lab's shape for drawing schedules: its nodes, their daemons, what its provider can give here."""
+    daemons: dict[str, tuple[str, ...]] = {}
+    for s in sup:
+        for role, units in s.daemons.items():
+            daemons[role] = tuple(dict.fromkeys((*daemons.get(role, ()), *units)))
+    caps = available()[lab.plan.provider]
+    return shape_of(lab.plan.nodes, caps, daemons, loaded_modules())
+
+
+def wait_whole(lab: Lab, sup: list[ChaosSupport], timeout: float) -> float:
+    """Wait until every backend says the lab is whole; the seconds it took."""
+    t0, last = time.monotonic(), [""]
+
+    def whole() -> bool:
+        why = next((w for s in sup if (w := s.health(lab)) is not None), None)
+        if why and why != last[0]:
+            log.info(f"chaos: waiting for {why}")
+            last[0] = why
+        return why is None
+    try:
+        wait_until(whole, timeout=timeout, interval=1.0, what="the lab to be whole again")
+    except WaitTimeout:
+        raise HarnessError(f"lab {lab.name} not whole {timeout:g}s after the faults: still waiting for {last[0]}") from None
+    return time.monotonic() - t0
+
+
+class _Clock:
+    """The schedule's clock: seconds since the start, without the recovery waits."""
+
+    def __init__(self) -> None:
+        self.t0, self.paused = time.monotonic(), 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0 - self.paused
+
+    def sleep_until(self, at: float, writers: list[Writer]) -> None:
+        while (left := at - self.now()) > 0:
+            broken = next((w for w in writers if w.broken is not None), None)
+            if broken is not None:
+                raise HarnessError(f"writer {broken.name}'s ledger failed: {broken.broken}")
+            time.sleep(min(left, 0.5))
+
+
+def drive(lab: Lab, schedule: Schedule, ledger: Ledger, sup: list[ChaosSupport], writers: list[Writer],
+          settings: Settings) -> float:
+    """Apply ``schedule`` (times on its own clock), undoing each fault at its end; returns the
+    seconds spent waiting for recovery. Every fault still in effect is undone on the way out."""
+    clock = _Clock()
+    pending = sorted(schedule.events, key=lambda e: (e.at, e.id))
+    active: dict[int, tuple[Event, verbs.Undo]] = {}
+    try:
+        while pending or active:
+            ends = min((e.end for e, _ in active.values()), default=float("inf"))
+            if pending and pending[0].at < ends:
+                e = pending.pop(0)
+                clock.sleep_until(e.at, writers)
+                log.info(f"chaos: +{clock.now():.1f}s {e.describe()} ({len(schedule.events) - len(pending)}"
+                         f"/{len(schedule.events)})")
+                ledger.fault(e.id, e.kind, "start", e.target())
+                active[e.id] = (e, verbs.apply(lab, e))
+                continue
+            e, undo = active.pop(min(active, key=lambda i: active[i][0].end))
+            clock.sleep_until(e.end, writers)
+            t_undo = time.monotonic()
+            _end(ledger, e, undo)
+            clock.paused += time.monotonic() - t_undo  # a node's boot is recovery, not the schedule's time
+            if not active:
+                clock.paused += wait_whole(lab, sup, settings.recovery)
+        clock.sleep_until(schedule.duration, writers)
+    finally:
+        for e, undo in reversed(list(active.values())):
+            with contextlib.suppress(Exception):
+                _end(ledger, e, undo)
+    return clock.paused
+
+
+def _end(ledger: Ledger, e: Event, undo: verbs.Undo) -> None:
+    undo()
+    ledger.fault(e.id, e.kind, "end", e.target())
+    log.info(f"chaos: e{e.id} {e.kind} undone")
+
+
+@contextlib.contextmanager
+def writing(targets: list[WriteTarget], ledger: Ledger, settings: Settings) -> Iterator[list[Writer]]:
+    """The targets' writers running on threads; stopped on the way out (a hung one is an error)."""
+    writers = [Writer(t.name, t.op, settings.interval, ledger) for t in targets]
+    for w in writers:
+        w.__enter__()
+    try:
+        yield writers
+    finally:
+        problems = []
+        for w in writers:
+            try:
+                w.stop(timeout=180)
+            except (AssertionError, HarnessError) as exc:
+                problems.append(str(exc))
+        if problems:
+            raise HarnessError("; ".join(problems))
+
+
+def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None = None) -> Outcome:
+    """Run ``schedule`` on ``lab``, write the run directory, return the outcome (HarnessError:
+    the harness could not carry it out; a verdict that fails is an outcome, not an error)."""
+    settings = settings or Settings()
+    sup = supports(lab)
+    problems = schedule.problems(shape(lab, sup))
+    if problems:
+        raise HarnessError(f"schedule (seed {schedule.seed}) cannot run on lab {lab.name}: " + "; ".join(problems[:5]))
+    (run_dir / "clients").mkdir(parents=True, exist_ok=True)
+    (run_dir / "schedule.json").write_text(schedule.to_json())
+    run_id = f"s{schedule.seed}-{int(time.time())}"
+    t0 = time.monotonic()
+    log.info(f"chaos: lab {lab.name}, seed {schedule.seed}: {len(schedule.events)} faults over {schedule.duration:g}s; "
+             f"waiting for the lab to be whole")
+    wait_whole(lab, sup, settings.recovery)
+    targets = [t for s in sup for t in s.targets(lab, run_dir, run_id)]
+    try:
+        ledger = Ledger.open(run_dir / "ledger.jsonl", seed=schedule.seed, lab=lab.name, provider=lab.plan.provider,
+                             writers={t.name: t.what for t in targets})
+        with ledger, writing(targets, ledger, settings) as writers:
+            paused = drive(lab, schedule, ledger, sup, writers, settings)
+        paused += wait_whole(lab, sup, settings.recovery)
+        verdict = _verdict(lab, sup, targets, run_dir, schedule)
+    finally:
+        for t in targets:
+            with contextlib.suppress(Exception):
+                t.close()
+    for s in sup:
+        s.remove(lab, run_id)
+    out = Outcome(run_dir, schedule, verdict, paused, time.monotonic() - t0)
+    write(out, lab)
+    return out
+
+
+def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], run_dir: Path,
+             schedule: Schedule) -> Verdict:
+    records = read(run_dir / "ledger.jsonl")
+    where = locations(records)
+    reads: dict[tuple[str, int], bytes | Unreadable] = {}
+    for t in targets:
+        reads.update(t.read_back(where))
+    by_id = {e.id: e for e in schedule.events}
+    windows = windows_from(records)
+
+    def bound(w: Window) -> float | None:
+        """A fault's promise holds for it alone: none while another fault overlapped it."""
+        e = by_id.get(w.id)
+        if e is None or any(o.id != w.id and o.start < w.end and w.start < o.end for o in windows):
+            return None
+        found = [b for s in sup if (b := s.bound(lab, e)) is not None]
+        return min(found) if found else None
+    return check(records, reads, windows, bound)
+
+
+def write(out: Outcome, lab: Lab) -> None:
+    """verdict.json, timeline.json, summary.txt and report.html in the run directory, and the
+    lab's evidence when the verdict fails."""
+    d = out.run_dir
+    records = read(d / "ledger.jsonl")
+    data = report.timeline(records, out.verdict, out.schedule)
+    (d / "verdict.json").write_text(json.dumps(out.verdict.to_dict(), indent=1) + "\n")
+    (d / "timeline.json").write_text(report.to_json(data))
+    (d / "summary.txt").write_text("\n".join(summary(out)) + "\n")
+    _html(d, data)
+    if not out.verdict.ok:
+        evidence.write(lab, d / "evidence", "\n".join(out.verdict.lines()))
+
+
+def _html(d: Path, data: Mapping[str, object]) -> None:
+    try:
+        html = importlib.import_module("harness.chaos.html")
+    except ImportError:  # the report module is optional until it lands
+        return
+    html.write(d, dict(data))
+
+
+def summary(out: Outcome) -> list[str]:
+    v = out.verdict
+    head = "PASS" if v.ok else "FAIL"
+    return [f"{head}: seed {out.schedule.seed}, {len(out.schedule.events)} faults, {out.seconds:.0f}s "
+            f"({out.recovery_s:.0f}s of it waiting for recovery)", *v.lines(),
+            f"run directory: {out.run_dir}"]

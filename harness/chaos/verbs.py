@@ -1,0 +1,144 @@
+"""Applying one scheduled fault to a lab: each kind's node verbs, and the undo that ends it.
+`apply` returns the undo; the runner calls it when the event's time is up (or at once when the
+run is stopped), then waits for the lab to be whole again before the next fault."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from harness import paths
+from harness.chaos.schedule import Event
+from harness.chaos.vocabulary import HOST
+from harness.errors import HarnessError
+from harness.host import firewall
+from harness.nodes.node import Node
+from harness.plan.model import Plan
+
+Undo = Callable[[], None]
+
+
+class ChaosLab(Protocol):
+    """What the verbs need of a lab (harness.lab.lab.Lab is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    def node(self, name: str) -> Node: ...
+
+
+def _addresses(lab: ChaosLab, names: Sequence[str]) -> list[str]:
+    return [a for n in names for a in lab.node(n).spec.addresses.values()]
+
+
+def _crash(lab: ChaosLab, e: Event) -> Undo:
+    node = lab.node(e.nodes[0])
+    node.crash()
+    return lambda: _started(node)
+
+
+def _started(node: Node) -> None:
+    node.start()
+
+
+def _freeze(lab: ChaosLab, e: Event) -> Undo:
+    node = lab.node(e.nodes[0])
+    node.freeze()
+    return node.thaw
+
+
+def _link(lab: ChaosLab, e: Event) -> Undo:
+    node = lab.node(e.nodes[0])
+    node.set_link(False)
+    return lambda: node.set_link(True)
+
+
+def _kill(lab: ChaosLab, e: Event) -> Undo:
+    node, unit = lab.node(e.nodes[0]), _unit(e)
+    node.stop_service(unit, kill=True)
+    return lambda: _restarted(node, unit)
+
+
+def _restarted(node: Node, unit: str) -> None:
+    """Started again now: a stop first cancels the restart systemd may have scheduled for the
+    killed unit (glusterd's waits 60 s), which a plain start would wait behind."""
+    node.run(["systemctl", "stop", unit], timeout=60)
+    node.start_service(unit)
+
+
+def _unit(e: Event) -> str:
+    if not e.daemon:
+        raise HarnessError(f"{e.describe()}: no daemon named")
+    return e.daemon
+
+
+def _partition(lab: ChaosLab, e: Event) -> Undo:
+    """The servers ``e.nodes`` cut from ``e.apart``, both ways (blackhole routes on each side)."""
+    cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes] + \
+        [(lab.node(n), _addresses(lab, e.nodes)) for n in e.apart]
+    done: list[tuple[Node, list[str]]] = []
+
+    def undo() -> None:
+        for node, addrs in done:
+            node.block(addrs, on=False)
+    try:
+        for node, addrs in cuts:
+            node.block(addrs)
+            done.append((node, addrs))
+    except Exception:
+        undo()
+        raise
+    return undo
+
+
+def _client_partition(lab: ChaosLab, e: Event) -> Undo:
+    """The clients ``e.nodes`` (the KVM host, client nodes) cut from the servers ``e.apart``: the
+    host by a table of its own (its ssh to the nodes kept), a client node by blackhole routes on
+    both sides."""
+    servers = _addresses(lab, e.apart)
+    undos: list[Undo] = []
+    try:
+        for client in e.nodes:
+            if client == HOST:
+                tag = paths.tag(lab.name)
+                firewall.cut(tag, servers)
+                undos.append(functools.partial(_uncut, tag))
+            else:
+                cut = _partition(lab, Event(id=e.id, at=e.at, duration=e.duration, kind=e.kind, nodes=(client,),
+                                            apart=e.apart))
+                undos.append(cut)
+    except Exception:
+        for u in reversed(undos):
+            u()
+        raise
+
+    def undo() -> None:
+        for u in reversed(undos):
+            u()
+    return undo
+
+
+def _uncut(tag: str) -> None:
+    firewall.uncut(tag)
+
+
+VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
+    "crash": _crash,
+    "freeze": _freeze,
+    "link": _link,
+    "kill": _kill,
+    "partition": _partition,
+    "client-partition": _client_partition,
+}
+
+
+def apply(lab: ChaosLab, e: Event) -> Undo:
+    """Apply ``e`` and return its undo (HarnessError: a kind storlab has no verb for)."""
+    verb = VERBS.get(e.kind)
+    if verb is None:
+        raise HarnessError(f"{e.describe()}: storlab has no verb for fault kind {e.kind} yet")
+    return verb(lab, e)

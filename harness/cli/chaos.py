@@ -1,0 +1,108 @@
+"""`storlab chaos LAB`: a seeded fault schedule on a live lab with a write ledger and a checker;
+`--replay RUN` runs a saved run's schedule again, `--shrink` reduces a failing one.
+
+Exit codes: 0 the checker found nothing, 3 it found lost/torn/corrupt/stale writes or a stall
+past the backend's bound (the run directory says which), 1 the harness could not run it."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from pathlib import Path
+
+from harness import locks, log, paths
+from harness.chaos import runner
+from harness.chaos.schedule import DrawOptions, Schedule, draw
+from harness.chaos.shrink import shrink
+from harness.errors import HarnessError
+from harness.lab.lab import Lab
+from harness.lab.lease import parse_duration
+
+#: the exit code of a run whose checker found something
+FOUND = 3
+
+
+def _seconds(text: str, what: str) -> float:
+    value = parse_duration(text)
+    if value is None:
+        raise HarnessError(f"{what} {text!r}: give a duration such as 5m or 90s")
+    return value
+
+
+def schedule_for(lab: Lab, args: argparse.Namespace) -> Schedule:
+    """The run's schedule: the replayed run's, or one drawn from the seed for this lab."""
+    if args.replay:
+        f = Path(args.replay) / "schedule.json" if Path(args.replay).is_dir() else Path(args.replay)
+        try:
+            text = f.read_text()
+        except OSError as exc:
+            raise HarnessError(f"--replay {args.replay}: cannot read {f}: {exc.strerror}") from None
+        sched = Schedule.from_json(text, str(f))
+        if note := sched.version_note():
+            log.info(f"chaos: {note}")
+        return sched
+    seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
+    kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
+    shape = runner.shape(lab, runner.supports(lab))
+    opts = DrawOptions(warmup=args.warmup, cooldown=args.warmup)
+    sched = draw(seed, _seconds(args.duration, "--duration"), kinds, shape, opts)
+    for s in sched.skipped:
+        log.info(f"chaos: fault kind {s.kind} skipped: {s.reason}")
+    if not sched.events:
+        raise HarnessError(f"seed {seed}: no fault could be drawn for lab {lab.name} in {args.duration} "
+                           f"(kinds skipped: {', '.join(s.kind for s in sched.skipped) or 'none'}); "
+                           f"give a longer --duration or other --faults")
+    return sched
+
+
+def run_dir(args: argparse.Namespace, lab: str, seed: int, suffix: str = "") -> Path:
+    root = Path(args.out) if args.out else paths.home() / "chaos"
+    d = root / f"{lab}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+    paths.private_dir(d)
+    return d
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    lab = Lab.load(args.lab)
+    locks.hold(lab.name)
+    sched = schedule_for(lab, args)
+    settings = runner.Settings(interval=args.interval)
+    out = runner.run(lab, sched, run_dir(args, lab.name, sched.seed), settings)
+    for line in runner.summary(out):
+        print(line)
+    if out.verdict.ok or not args.shrink:
+        return 0 if out.verdict.ok else FOUND
+    budget = _seconds(args.shrink_budget, "--shrink-budget")
+    tries = [0]
+
+    def fails(candidate: Schedule) -> bool:
+        tries[0] += 1
+        o = runner.run(lab, candidate, run_dir(args, lab.name, sched.seed, f"-shrink{tries[0]}"), settings)
+        log.info(f"chaos: shrink try {tries[0]}: events {[e.id for e in candidate.events]}: "
+                 f"{'fails' if not o.verdict.ok else 'passes'}")
+        return not o.verdict.ok
+    res = shrink(sched.only([e.id for e in sched.events]), fails, seconds=budget)
+    smallest = out.run_dir / "shrunk-schedule.json"
+    smallest.write_text(res.schedule.to_json())
+    print(res.summary())
+    print(f"smallest schedule: {smallest} (replay it: storlab chaos {lab.name} --replay {smallest})")
+    return FOUND
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("chaos", help="seeded faults on a live lab while writers write; check every acknowledged write")
+    p.add_argument("lab")
+    p.add_argument("--seed", type=int, help="the schedule's seed (default: a random one, printed)")
+    p.add_argument("--duration", default="5m", help="the schedule's length on its own clock (recovery waits "
+                                                    "stop it): 90s, 5m, 1h (default 5m)")
+    p.add_argument("--faults", metavar="KIND,...", help="fault kinds to draw from (default: every one the lab's "
+                                                        "provider can give here; see README)")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds of writes before the first fault and after the last")
+    p.add_argument("--interval", type=float, default=0.05, help="seconds between one writer's writes")
+    p.add_argument("--replay", metavar="RUN", help="run the schedule of a run directory (or a schedule.json) again")
+    p.add_argument("--shrink", action="store_true", help="when the checker finds something, replay ever smaller "
+                                                         "parts of the schedule until the smallest that still fails")
+    p.add_argument("--shrink-budget", default="30m", help="how long --shrink may take (default 30m)")
+    p.add_argument("--out", help="where run directories go (default: STORLAB_HOME/chaos)")
+    p.set_defaults(fn=cmd_chaos)
