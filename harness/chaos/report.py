@@ -16,7 +16,7 @@ FORMAT = 1
 
 
 def timeline(records: Records, verdict: Verdict, schedule: Schedule | None = None) -> dict[str, Any]:
-    """{"format", "seed", "storlab", "started_wall", "seconds", "bands", "series", "verdict", "schedule"}:
+    """{"format", "seed", "lab", "storlab", "started_wall", "seconds", "bands", "series", "verdict", "schedule"}:
     ``bands`` one per fault (id, kind, what, start, end, stall, bound, exceeded), ``series``
     columns of equal length (t, ops, errors, latency_mean, latency_max; None where no write was
     acknowledged in that second), ``verdict`` the checker's (Verdict.to_dict)."""
@@ -27,6 +27,7 @@ def timeline(records: Records, verdict: Verdict, schedule: Schedule | None = Non
     return {
         "format": FORMAT,
         "seed": verdict.seed,
+        "lab": header.get("lab"),
         "storlab": header.get("storlab"),
         "started_wall": head.get("wall"),
         "seconds": round(av.end - av.start, 3),

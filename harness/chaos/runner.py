@@ -10,16 +10,15 @@ when the verdict is a failure, evidence/ (the lab's collector)."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import log
 from harness.backends.base import ChaosSupport, backends
-from harness.chaos import report, verbs
+from harness.chaos import html, report, verbs
 from harness.chaos.availability import Window, windows_from
 from harness.chaos.checker import Unreadable, Verdict, check, locations
 from harness.chaos.ledger import Ledger, read
@@ -229,17 +228,9 @@ def write(out: Outcome, lab: Lab) -> None:
     (d / "verdict.json").write_text(json.dumps(out.verdict.to_dict(), indent=1) + "\n")
     (d / "timeline.json").write_text(report.to_json(data))
     (d / "summary.txt").write_text("\n".join(summary(out)) + "\n")
-    _html(d, data)
+    html.write(d, data)
     if not out.verdict.ok:
         evidence.write(lab, d / "evidence", "\n".join(out.verdict.lines()))
-
-
-def _html(d: Path, data: Mapping[str, object]) -> None:
-    try:
-        html = importlib.import_module("harness.chaos.html")
-    except ImportError:  # the report module is optional until it lands
-        return
-    html.write(d, dict(data))
 
 
 def summary(out: Outcome) -> list[str]:

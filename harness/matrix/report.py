@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import log
+from harness import log, plots
 from harness.matrix import spec as mx
 
 MARK = {"passed": "pass", "failed": "FAIL", "xfailed": "xfail (expected)", "skipped": "skip", "error": "ERROR"}
@@ -123,41 +123,32 @@ def write(m: mx.Matrix, data: dict[str, Any]) -> tuple[Path, Path]:
 
 def plots_svg(m: mx.Matrix, data: dict[str, Any]) -> list[str]:
     """One small plot per (numeric axis, figure): the figure against the axis value, one point per
-    cell and test (a stall against network.ping-timeout, say)."""
+    cell and test (a stall against network.ping-timeout, say), joined by a line per combination of
+    the other axes' values (replica3 and replica1 are two lines, not one zigzag)."""
     out = []
     for axis in data["axes"]:
         xs = _numeric(m, axis) if axis in m.model.axes else None
         if not xs:
             continue
-        points: dict[str, list[tuple[float, float]]] = {}
+        points: dict[str, dict[str, list[tuple[float, float]]]] = {}
         for cname, tests in data["results"].items():
-            vname = data["cells"].get(cname, {}).get("values", {}).get(axis)
+            values = data["cells"].get(cname, {}).get("values", {})
+            vname = values.get(axis)
             if vname not in xs:
                 continue
+            line = ", ".join(f"{a}={v}" for a, v in sorted(values.items()) if a != axis)
             for t, r in tests.items():
                 for fig, val in r.get("figures", {}).items():
                     if isinstance(val, (int, float)):
-                        points.setdefault(f"{t}: {fig}", []).append((xs[vname], float(val)))
-        for label, pts in points.items():
-            out.append(_svg(f"{label} against {axis}", axis, pts))
+                        points.setdefault(f"{t}: {fig}", {}).setdefault(line, []).append((xs[vname], float(val)))
+        for label, series in points.items():
+            out.append(_svg(f"{label} against {axis}", axis, label, series))
     return out
 
 
-def _svg(title: str, xlabel: str, pts: list[tuple[float, float]], w: int = 420, h: int = 240) -> str:
-    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y1 = max(max(p[1] for p in pts), 1e-9)
-    def sx(x: float) -> float:
-        return 50 + (x - x0) / (x1 - x0) * (w - 70) if x1 > x0 else w / 2
-
-    def sy(y: float) -> float:
-        return h - 30 - y / y1 * (h - 60)
-    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="#36c"><title>{x:g}: {y:.3g}</title></circle>'
-                   for x, y in pts)
-    ticks = "".join(f'<text x="{sx(x):.1f}" y="{h - 12}" font-size="11" text-anchor="middle">{x:g}</text>'
-                    for x in sorted({p[0] for p in pts}))
-    return (f'<h3>{html.escape(title)}</h3><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
-            f'<line x1="50" y1="{h - 30}" x2="{w - 10}" y2="{h - 30}" stroke="#333"/>'
-            f'<line x1="50" y1="20" x2="50" y2="{h - 30}" stroke="#333"/>'
-            f'<text x="8" y="24" font-size="11">{y1:.3g}</text><text x="8" y="{h - 30}" font-size="11">0</text>'
-            f'<text x="{w / 2}" y="{h}" font-size="11" text-anchor="middle">{html.escape(xlabel)}</text>'
-            f"{ticks}{dots}</svg>")
+def _svg(title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple[float, float]]]) -> str:
+    """A titled plot of ``series`` (a line each, by the other axes' values) for the HTML report."""
+    key = f"matrix:{title}"
+    if len(series) == 1:  # one line: the legend would only repeat the title
+        series = {"": next(iter(series.values()))}
+    return f"<h3>{html.escape(title)}</h3>" + plots.line_plot(series, xlabel=xlabel, ylabel=ylabel, key=key)

@@ -19,9 +19,9 @@ INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matri
 # only; testing.workload's writers record into its ledger. What applies a schedule to a lab sits
 # above the lab's nodes, in a layer of its own.
 CHAOS = {"chaos.vocabulary", "chaos.schedule", "chaos.shrink", "chaos.ledger", "chaos.checker",
-         "chaos.availability", "chaos.report", "chaos.qemuio", "chaos.support"}
+         "chaos.availability", "chaos.report", "chaos.html", "chaos.qemuio", "chaos.support"}
 LAYERS: list[set[str]] = [
-    {"errors", "log", "run", "paths", "locks", "plugins", "spec.yamlload", "host.facts", "providers.capabilities",
+    {"errors", "log", "run", "paths", "locks", "plugins", "plots", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.topology", "plan.model", "testing.workload", "host.virt", "backends.base", "lab.lease", "training.capacity",
      "lab.evidence", "providers.incus.client", "lab.state"} | INITS | CHAOS,
     {"spec.validate", "spec.pools"},

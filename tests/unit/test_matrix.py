@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,30 @@ def test_report_table_and_plot(home: Path) -> None:
                                {}, merge=True)[0].read_text()
     assert "| ping5-replica3 | ping5 | replica3 | built 18s | pass (stall_s=7.10) |" in again  # kept from before
     assert "| ping10-replica3 | ping10 | replica3 | reconfigured 0.2s | pass |" in again
+
+
+def _numbers(svg: str) -> list[float]:
+    """The SVG's text elements that are numbers (its tick labels)."""
+    texts = [el.text or "" for el in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    return [float(t) for t in texts if re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", t)]
+
+
+def test_report_plot_has_axes_ticks_and_a_line_through_the_points(home: Path) -> None:
+    """Three cells along ping (5, 10, 20 s) with stalls of 700..1240: the plot labels several ticks
+    on each axis (x below 100, y above) and joins the three points with one line (a path M L L);
+    a cell of the other layout is a line of its own, named in the legend."""
+    m = mx.load(write(home, GOOD.replace("{ping5: 5, ping10: 10}", "{ping5: 5, ping10: 10, ping20: 20}")), PROFILES["ci"])
+    results = {f"ping{p}-replica3": {"test_hung": {"outcome": "passed", "figures": {"stall_s": y}}}
+               for p, y in ((5, 700.0), (10, 1240.0), (20, 900.0))}
+    results["ping5-replica1"] = {"test_hung": {"outcome": "passed", "figures": {"stall_s": 300.0}}}
+    page = matrix_report.save(m, m.cells, results, {})[1].read_text()
+    svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+    numbers = _numbers(svg)
+    assert len([n for n in numbers if n < 100]) > 2, numbers  # x ticks
+    assert len([n for n in numbers if n >= 100]) > 2, numbers  # y ticks
+    lines = [p.get("d", "") for p in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}path")]
+    assert any(re.fullmatch(r"M [-\d. ]+ L [-\d. ]+ L [-\d. ]+", d.strip()) for d in lines), lines
+    assert ">layout=replica1<" in svg and ">layout=replica3<" in svg
 
 
 def test_shipped_matrices_load_and_their_cells_validate_or_say_why() -> None:
