@@ -89,11 +89,12 @@ class QemuIo:
             proc.stdin.flush()
             return self._until_prompt(proc, timeout or self.timeout, line.split(" ", 1)[0]).decode(errors="replace")
 
-    def write(self, source: Path, offset: int, length: int) -> None:
-        """Write ``length`` bytes of the file ``source`` at ``offset``, FUA (OSError: refused)."""
+    def write(self, source: Path, offset: int, length: int, fua: bool = True) -> None:
+        """Write ``length`` bytes of the file ``source`` at ``offset``, FUA unless ``fua`` is False
+        (then "wrote" means the client took it: a guest disk with cache=unsafe). OSError: refused."""
         if not _PATH.match(str(source)):
             raise HarnessError(f"block file {source} has characters qemu-io's command line cannot take")
-        out = self.command(f"write -f -s {source} {int(offset)} {int(length)}")
+        out = self.command(f"write {'-f ' if fua else ''}-s {source} {int(offset)} {int(length)}")
         if f"wrote {length}/{length} bytes at offset {offset}" not in out:
             raise OSError(out.strip().splitlines()[-1] if out.strip() else "write: no answer")
 
@@ -130,15 +131,16 @@ class QemuIo:
 
 class QemuIoWriter:
     """A LedgeredOp: ``writer``'s self-describing blocks at seq * size (wrapping at ``span``)
-    written through ``client``; each block is first put in the private file ``scratch``."""
+    written through ``client``; each block is first put in the private file ``scratch``.
+    ``sync`` False: no FUA, acknowledged once the client took the write (cache=unsafe)."""
 
     def __init__(self, client: QemuIo, writer: str, target: str, scratch: Path, size: int = 4096,
-                 span: int = 1 << 20) -> None:
+                 span: int = 1 << 20, sync: bool = True) -> None:
         if span < size or span % size:
             raise ValueError(f"span {span}: a positive multiple of the block size {size}")
         encode_block(writer, 0, 0, size)  # refuses a bad writer id or size now, not in the thread
         self.client, self.writer, self.target, self.scratch = client, writer, target, scratch
-        self.size, self.span = size, span
+        self.size, self.span, self.sync = size, span, sync
 
     def offset(self, seq: int) -> int:
         return seq * self.size % self.span
@@ -152,17 +154,25 @@ class QemuIoWriter:
         fd = os.open(self.scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(encode_block(self.writer, seq, off, self.size))
-        self.client.write(self.scratch, off, self.size)
+        self.client.write(self.scratch, off, self.size, fua=self.sync)
 
 
-def read_blocks(client: QemuIo, target: str, where: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes | Unreadable]:
-    """Read back the locations of ``target`` through ``client``, one read each (an EIO costs one location)."""
+def read_blocks(opts: Mapping[str, str | int], log: Path, target: str,
+                where: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes | Unreadable]:
+    """Read back the locations of ``target`` through a new client on ``opts``, one read each (an
+    EIO costs one location). Not the writer's client: qemu's gluster driver, for one, refuses all
+    I/O after a failed flush (ENOMEDIUM: the data it held may be gone), as a guest's disk would
+    until restarted; what the storage kept is what a new client reads."""
+    client = QemuIo(opts, log)
     out: dict[tuple[str, int], bytes | Unreadable] = {}
-    for t, offset, size in where:
-        if t != target:
-            continue
-        try:
-            out[(t, offset)] = client.read(offset, size)
-        except (OSError, TimeoutError) as exc:
-            out[(t, offset)] = Unreadable(str(exc))
+    try:
+        for t, offset, size in where:
+            if t != target:
+                continue
+            try:
+                out[(t, offset)] = client.read(offset, size)
+            except (OSError, TimeoutError) as exc:
+                out[(t, offset)] = Unreadable(str(exc))
+    finally:
+        client.close()
     return out

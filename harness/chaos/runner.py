@@ -40,6 +40,8 @@ class Settings:
     interval: float = 0.05
     #: the longest wait for the lab to be whole again after faults (s)
     recovery: float = 600.0
+    #: False: writes acknowledged when the client took them, never flushed (cache=unsafe)
+    sync: bool = True
 
 
 @dataclass
@@ -180,10 +182,10 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
     log.info(f"chaos: lab {lab.name}, seed {schedule.seed}: {len(schedule.events)} faults over {schedule.duration:g}s; "
              f"waiting for the lab to be whole")
     wait_whole(lab, sup, settings.recovery)
-    targets = [t for s in sup for t in s.targets(lab, run_dir, run_id)]
+    targets = [t for s in sup for t in s.targets(lab, run_dir, run_id, settings.sync)]
     try:
         ledger = Ledger.open(run_dir / "ledger.jsonl", seed=schedule.seed, lab=lab.name, provider=lab.plan.provider,
-                             writers={t.name: t.what for t in targets})
+                             writers={t.name: t.what for t in targets}, sync=settings.sync)
         with ledger, writing(targets, ledger, settings) as writers:
             paused = drive(lab, schedule, ledger, sup, writers, settings)
         paused += wait_whole(lab, sup, settings.recovery)

@@ -5,12 +5,13 @@ run is stopped), then waits for the lab to be whole again before the next fault.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from harness import paths
+from harness import log, paths
 from harness.chaos.schedule import Event
-from harness.chaos.vocabulary import HOST
+from harness.chaos.vocabulary import CLIENT_ROLES, HOST
 from harness.errors import HarnessError
 from harness.host import firewall
 from harness.nodes.node import Node
@@ -122,6 +123,40 @@ def _client_partition(lab: ChaosLab, e: Event) -> Undo:
     return undo
 
 
+def _client_flip(lab: ChaosLab, e: Event) -> Undo:
+    """The clients cut from ``e.apart`` for the first half of the event, then from the other
+    servers instead: the servers a client reaches change while it writes, without a moment in
+    between in which it reaches all of them (where nothing keeps quorum, both sides take writes)."""
+    other = tuple(n.name for n in lab.plan.nodes if n.name not in e.apart and n.name not in e.nodes
+                  and not set(n.roles) <= CLIENT_ROLES)
+    if not other:
+        raise HarnessError(f"{e.describe()}: no other servers to flip the cut to")
+    state: dict[str, Undo | bool] = {"undo": _client_partition(lab, e), "done": False}
+    lock = threading.Lock()
+
+    def flip() -> None:
+        with lock:
+            if state["done"]:
+                return
+            undo_first = state["undo"]
+            if callable(undo_first) and e.nodes != (HOST,):  # the host's cut alone is replaced in one step
+                undo_first()
+            state["undo"] = _client_partition(lab, e.model_copy(update={"apart": other}))
+            log.info(f"chaos: e{e.id} client-flip: {','.join(e.nodes)} now cut from {','.join(other)}")
+    timer = threading.Timer(e.duration / 2, flip)
+    timer.daemon = True
+    timer.start()
+
+    def undo() -> None:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            current = state["undo"]
+            if callable(current):
+                current()
+    return undo
+
+
 def _uncut(tag: str) -> None:
     firewall.uncut(tag)
 
@@ -133,6 +168,7 @@ VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
     "kill": _kill,
     "partition": _partition,
     "client-partition": _client_partition,
+    "client-flip": _client_flip,
 }
 
 

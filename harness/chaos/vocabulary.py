@@ -60,6 +60,8 @@ _KINDS = (
     FaultKind("partition-oneway", "partition", Target.GROUPS, (10, 60), False),
     FaultKind("client-partition", "partition", Target.CLIENTS, (10, 60), False,
               verb="Node.block on the cut servers, of the clients' addresses"),
+    FaultKind("client-flip", "partition", Target.CLIENTS, (10, 60), False,
+              verb="client-partition, then at half time the clients cut from the other servers instead"),
     FaultKind("kill", "kill", Target.DAEMON, (2, 20), True, verb="Node.stop_service(kill=True) / Node.start_service"),
     FaultKind("pause", "pause", Target.DAEMON, (5, 45), True),
     FaultKind("netem", "netem", Target.NODE, (10, 60), True,

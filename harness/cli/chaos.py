@@ -67,7 +67,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
     locks.hold(lab.name)
     sched = schedule_for(lab, args)
-    settings = runner.Settings(interval=args.interval)
+    settings = runner.Settings(interval=args.interval, sync=args.cache == "none")
     out = runner.run(lab, sched, run_dir(args, lab.name, sched.seed), settings)
     for line in runner.summary(out):
         print(line)
@@ -100,6 +100,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                                                         "provider can give here; see README)")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of writes before the first fault and after the last")
     p.add_argument("--interval", type=float, default=0.05, help="seconds between one writer's writes")
+    p.add_argument("--cache", choices=("none", "unsafe"), default="none",
+                   help="the writers' cache mode, as a guest disk's: none (default) acknowledges a write once it "
+                        "is durable (FUA, fsync); unsafe once the client took it (what its cache can lose)")
     p.add_argument("--replay", metavar="RUN", help="run the schedule of a run directory (or a schedule.json) again")
     p.add_argument("--shrink", action="store_true", help="when the checker finds something, replay ever smaller "
                                                          "parts of the schedule until the smallest that still fails")

@@ -106,7 +106,8 @@ def cut_table(lab_tag: str) -> str:
 def cut(lab_tag: str, addresses: list[str]) -> None:
     """Drop the host's traffic to and from ``addresses`` (nodes of one lab), ssh to them excepted
     (storlab's own path: it undoes faults through it), so the host's storage clients (FUSE,
-    libgfapi, librbd, the host pools) lose those servers as in a network partition. Runs before
+    libgfapi, librbd, the host pools) lose those servers as in a network partition. A cut already
+    in place is replaced by this one at once (a client's servers changing under it). Runs before
     the table guarding lab bridges (a lower priority), which then never sees what is dropped here."""
     addrs = [str(ipaddress.IPv4Address(a)) for a in addresses]
     if not addrs:
@@ -125,8 +126,8 @@ def cut(lab_tag: str, addresses: list[str]) -> None:
   }}
 }}
 """
-    uncut(lab_tag)
-    r = run(["nft", "-f", "-"], input=rules, timeout=30)
+    # one transaction: a cut already there is replaced, with no moment in which the host reaches all
+    r = run(["nft", "-f", "-"], input=f"table inet {table} {{}}\ndelete table inet {table}\n{rules}", timeout=30)
     if not r.ok:
         raise HarnessError(f"could not cut the host off {elems}: {r.stderr.strip()[:300]}")
 

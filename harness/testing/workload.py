@@ -7,6 +7,7 @@ self-describing blocks that checker reads back."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -170,12 +171,16 @@ class BlockFileWriter:
     means durable. ``target`` names the file in the ledger (default: ``path``)."""
 
     def __init__(self, path: str, writer: str, size: int = 4096, span: int | None = None,
-                 target: str | None = None) -> None:
+                 target: str | None = None, sync: bool = True) -> None:
         if span is not None and (span < size or span % size):
             raise ValueError(f"span {span}: a positive multiple of the block size {size}")
         encode_block(writer, 0, 0, size)  # refuses a bad writer id or size now, not in the thread
         self.path, self.writer, self.size, self.span = path, writer, size, span
         self.target = target or path
+        #: False: a write is acknowledged when pwrite returns, on a descriptor kept open (no fsync,
+        #: no close: a guest disk with cache=unsafe); what a client cache holds may then be lost
+        self.sync = sync
+        self._fd: int | None = None
 
     def offset(self, seq: int) -> int:
         return seq * self.size % self.span if self.span else seq * self.size
@@ -186,14 +191,29 @@ class BlockFileWriter:
 
     def __call__(self, seq: int) -> None:
         off = self.offset(seq)
+        data = encode_block(self.writer, seq, off, self.size)
+        if not self.sync:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644) if self._fd is None else self._fd
+            try:
+                if os.pwrite(self._fd, data, off) != len(data):
+                    raise OSError(f"short write at {off}")
+            except OSError:
+                self.close()
+                raise
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            data = encode_block(self.writer, seq, off, self.size)
             if os.pwrite(fd, data, off) != len(data):
                 raise OSError(f"short write at {off}")
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def expected_prefix_digest(count: int, size: int = 4096) -> str:
