@@ -54,21 +54,26 @@ class FaultKind:
 _KINDS = (
     FaultKind("crash", "crash", Target.NODE, (5, 30), True, verb="Node.crash / Node.start"),
     FaultKind("freeze", "freeze", Target.NODE, (5, 60), True, verb="Node.freeze / Node.thaw"),
-    FaultKind("hang", "hang", Target.NODE, (5, 60), True),
+    FaultKind("hang", "hang", Target.NODE, (5, 60), True, verb="Node.hang / Node.unhang"),
     FaultKind("link", "link", Target.NODE, (5, 30), True, verb="Node.set_link"),
     FaultKind("partition", "partition", Target.GROUPS, (10, 60), False, verb="nodes.node.partition"),
-    FaultKind("partition-oneway", "partition", Target.GROUPS, (10, 60), False),
+    # one way: what the event's nodes send the others is lost (they still hear them); the verb's
+    # direction='in' (they hear nothing) is there for tests that want the other way
+    FaultKind("partition-oneway", "partition", Target.GROUPS, (10, 60), False,
+              verb="nodes.node.partition(nodes, apart, direction='out')"),
     FaultKind("client-partition", "partition", Target.CLIENTS, (10, 60), False,
               verb="Node.block on the cut servers, of the clients' addresses"),
     FaultKind("client-flip", "partition", Target.CLIENTS, (10, 60), False,
               verb="client-partition, then at half time the clients cut from the other servers instead"),
     FaultKind("kill", "kill", Target.DAEMON, (2, 20), True, verb="Node.stop_service(kill=True) / Node.start_service"),
-    FaultKind("pause", "pause", Target.DAEMON, (5, 45), True),
+    FaultKind("pause", "pause", Target.DAEMON, (5, 45), True, verb="Node.pause_service / Node.resume_service"),
     FaultKind("netem", "netem", Target.NODE, (10, 60), True,
-              params=(("delay_ms", 10, 200), ("jitter_ms", 0, 50), ("loss_pct", 0, 10))),
-    FaultKind("disk-full", "disk-full", Target.DISK, (10, 40), True),
+              params=(("delay_ms", 10, 200), ("jitter_ms", 0, 50), ("loss_pct", 0, 10)),
+              verb="Node.netem(delay_ms=, jitter_ms=, loss_pct=) / Node.netem_clear"),
+    FaultKind("disk-full", "disk-full", Target.DISK, (10, 40), True, verb="Node.fill / Node.unfill of the disk's mount"),
     FaultKind("dm-flakey", "dm-flakey", Target.DISK, (10, 40), True, params=(("up_s", 1, 5), ("down_s", 1, 5))),
-    FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),)),
+    FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),),
+              verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
 )
 #: every fault kind, by name
 KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}

@@ -1,52 +1,25 @@
-"""A node's fault verbs (power off and on, freeze, cut links, block addresses, stop services) and
-their context managers: one layer over the provider, each verb logged on the lab's fault timeline.
-Mixed into `Node`."""
+"""A node's fault verbs: power off and on, freeze, hang, cut links, stop, kill or pause services and
+processes, each logged on the lab's fault timeline, with their context managers; the network verbs
+that run on the node (block, netem) and the system ones (disk-full, clock) are mixed in from
+netfaults and sysfaults. One layer over the provider. Mixed into `Node`."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol, Self
+from collections.abc import Iterator
+from typing import Self
 
-from harness.plan.model import NodePlan
-from harness.run import CommandResult
+from harness.nodes import verbs
+from harness.nodes.netfaults import NetVerbs
+from harness.nodes.sysfaults import SystemVerbs
+from harness.nodes.verbs import Timeline
 
-if TYPE_CHECKING:
-    from harness.providers.base import Provider
-
-
-class Timeline(Protocol):
-    """Where a node's faults and boots are recorded (the lab's fault log and saved state)."""
-
-    def mark(self, event: str) -> None: ...
-
-    def boot_bound(self, node: str) -> tuple[float, str]:
-        """Seconds a (re)boot of ``node`` may take before it counts as hung, and why."""
-
-    def booted(self, node: str, seconds: float) -> None: ...
+__all__ = ["FaultVerbs", "Timeline"]
 
 
-class FaultVerbs:
+class FaultVerbs(NetVerbs, SystemVerbs):
     """The fault verbs of `Node` (as the NixOS test driver's `machine.crash()`: faults are node
-    verbs). What they use of the node is declared here; `Node` defines it."""
-
-    name: str
-    spec: NodePlan
-    provider: Provider
-    timeline: Timeline
-
-    if TYPE_CHECKING:  # Node's own methods
-        def run(self, cmd: Sequence[str] | str, *, timeout: float = ..., input: str | None = ...) -> CommandResult: ...
-
-        def succeed(self, cmd: Sequence[str] | str, *, timeout: float = ..., input: str | None = ...) -> str: ...
-
-        def close_connection(self) -> None: ...
-
-        def is_up(self) -> bool: ...
-
-        def wait_booted(self, timeout: float | None = None) -> float: ...
-
-        def wait_for_unit(self, unit: str, timeout: float = ...) -> None: ...
+    verbs). What they use of the node is declared in harness.nodes.verbs.NodeVerbs; `Node` defines it."""
 
     def crash(self) -> None:
         """Hard power-off: no shutdown, no flushing."""
@@ -76,31 +49,74 @@ class FaultVerbs:
         self.timeline.mark(f"thaw {self.name}")
         self.provider.thaw(self.name)
 
+    def hang(self) -> None:
+        """A faithful hang: frozen and silent. A frozen container's kernel (the host's) still answers
+        ARP and TCP, so its peers would see resets and ACKs, never the silence of a hung machine:
+        the provider also drops all of its lab traffic, from the host (the host's ssh to it times
+        out too, as it would; unhang() goes through the provider, not ssh). On a VM, freeze is
+        silent already (qemu stopped)."""
+        self.timeline.mark(f"hang {self.name}")
+        self.provider.hang(self.name)
+
+    def unhang(self) -> None:
+        self.timeline.mark(f"unhang {self.name}")
+        self.provider.unhang(self.name)
+
     def set_link(self, up: bool, network: str | None = None) -> None:
         """Take the node's interface on ``network`` (default: every lab network) down or up."""
         self.timeline.mark(f"link {'up' if up else 'down'} {self.name} {network or '(all)'}")
         for net in ([network] if network else list(self.spec.addresses)):
             self.provider.set_link(self.name, net, up)
 
+    # -- services and processes -----------------------------------------------------------------
     def stop_service(self, unit: str, kill: bool = False) -> None:
-        self.timeline.mark(f"{'kill' if kill else 'stop'} {unit} on {self.name}")
-        self.succeed(["systemctl", "kill", "-s", "KILL", unit] if kill else ["systemctl", "stop", unit])
+        u = verbs.unit(unit)
+        self.timeline.mark(f"{'kill' if kill else 'stop'} {u} on {self.name}")
+        self.succeed(["systemctl", "kill", "-s", "KILL", u] if kill else ["systemctl", "stop", u])
 
     def start_service(self, unit: str) -> None:
-        self.timeline.mark(f"start {unit} on {self.name}")
-        self.succeed(["systemctl", "start", unit])
-        self.wait_for_unit(unit)
+        u = verbs.unit(unit)
+        self.timeline.mark(f"start {u} on {self.name}")
+        self.succeed(["systemctl", "start", u])
+        self.wait_for_unit(u)
 
-    def block(self, addresses: Sequence[str], on: bool = True) -> None:
-        """Drop (on=False: stop dropping) traffic to ``addresses`` with blackhole routes on the node;
-        the host's ssh path to it is untouched."""
-        self.timeline.mark(f"{'block' if on else 'unblock'} {self.name} -> {', '.join(addresses)}")
-        for addr in addresses:
-            if on:
-                self.succeed(["ip", "route", "replace", "blackhole", f"{addr}/32"])
-            else:
-                self.run(["ip", "route", "del", "blackhole", f"{addr}/32"], timeout=15)
+    def pause_service(self, unit: str) -> None:
+        """SIGSTOP to every process of the unit (a daemon that hangs with its sockets open: peers see
+        its kernel answer and its timeouts run). Every process of its cgroup: glusterd.service holds
+        glusterd and the brick (glusterfsd) and self-heal processes it started; pause_process() takes
+        one process name alone. The units the host's ssh needs are refused (CONTROL_UNITS)."""
+        u = verbs.unit(unit, control_ok=False)
+        self.timeline.mark(f"pause {u} on {self.name}")
+        self.succeed(["systemctl", "kill", "--kill-whom=all", "-s", "SIGSTOP", u])
 
+    def resume_service(self, unit: str) -> None:
+        u = verbs.unit(unit, control_ok=False)
+        self.timeline.mark(f"resume {u} on {self.name}")
+        self.succeed(["systemctl", "kill", "--kill-whom=all", "-s", "SIGCONT", u])
+
+    def pause_process(self, name: str) -> None:
+        """SIGSTOP to every process named exactly ``name`` (`pkill -x`: the kernel's 15-character
+        name), e.g. glusterfsd, the brick processes of every volume on the node, which run in
+        glusterd.service's cgroup. No such process is an error (a pause that pauses nothing)."""
+        n = verbs.process(name)
+        self.timeline.mark(f"pause process {n} on {self.name}")
+        self.succeed(["pkill", "-STOP", "-x", "--", n])
+
+    def resume_process(self, name: str) -> None:
+        """SIGCONT to every process named ``name``; one that died meanwhile is no error."""
+        n = verbs.process(name)
+        self.timeline.mark(f"resume process {n} on {self.name}")
+        self.run(["pkill", "-CONT", "-x", "--", n], timeout=30)
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL to every process named ``name`` (a crashed daemon that is not a unit of its own).
+        Bringing it back is its owner's: start_service() of its unit, or the backend's own restart
+        (a gluster brick: `gluster volume start VOL force`, harness.backends.gluster.role)."""
+        n = verbs.process(name)
+        self.timeline.mark(f"kill process {n} on {self.name}")
+        self.succeed(["pkill", "-KILL", "-x", "--", n])
+
+    # -- for the duration of a block ---------------------------------------------------------------
     @contextlib.contextmanager
     def frozen(self) -> Iterator[Self]:
         self.freeze()
@@ -108,6 +124,14 @@ class FaultVerbs:
             yield self
         finally:
             self.thaw()
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[Self]:
+        self.hang()
+        try:
+            yield self
+        finally:
+            self.unhang()
 
     @contextlib.contextmanager
     def link_down(self, network: str | None = None) -> Iterator[Self]:
@@ -124,3 +148,19 @@ class FaultVerbs:
             yield self
         finally:
             self.start_service(unit)
+
+    @contextlib.contextmanager
+    def service_paused(self, unit: str) -> Iterator[Self]:
+        self.pause_service(unit)
+        try:
+            yield self
+        finally:
+            self.resume_service(unit)
+
+    @contextlib.contextmanager
+    def process_paused(self, name: str) -> Iterator[Self]:
+        self.pause_process(name)
+        try:
+            yield self
+        finally:
+            self.resume_process(name)

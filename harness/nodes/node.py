@@ -235,14 +235,23 @@ def crashed(*nodes: Node) -> Iterator[tuple[Node, ...]]:
 
 
 @contextlib.contextmanager
-def partition(*groups: Sequence[Node]) -> Iterator[None]:
-    """Cut traffic between groups of nodes (blackhole routes on each node; ssh from the host stays)."""
-    cuts = [(member, [a for h in other for a in h.spec.addresses.values()])
-            for gi, g in enumerate(groups) for member in g for gj, other in enumerate(groups) if gj != gi]
+def partition(*groups: Sequence[Node], direction: str = "both") -> Iterator[None]:
+    """Cut traffic between groups of nodes; ssh from the host stays. ``direction`` 'both' (blackhole
+    routes on each node) cuts every group from every other. One way, on the first group's nodes
+    only (nftables there: Node.block): 'out', what the first group sends the others is lost (they
+    hear nothing from it, it still hears them); 'in', what the others send it is lost."""
+    if direction == "both":
+        cuts = [(member, [a for h in other for a in h.spec.addresses.values()])
+                for gi, g in enumerate(groups) for member in g for gj, other in enumerate(groups) if gj != gi]
+    else:
+        cuts = [(member, [a for other in groups[1:] for h in other for a in h.spec.addresses.values()])
+                for member in (groups[0] if groups else ())]
+    done: list[tuple[Node, list[str]]] = []
     try:
         for member, addrs in cuts:
-            member.block(addrs)
+            done.append((member, addrs))
+            member.block(addrs, direction=direction)
         yield
     finally:
-        for member, addrs in cuts:
-            member.block(addrs, on=False)
+        for member, addrs in done:
+            member.block(addrs, on=False, direction=direction)

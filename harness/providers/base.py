@@ -6,9 +6,10 @@ registered as a `storlab.providers` entry point and found by the one plugin load
 It implements create, destroy, leftovers and the power and fault verbs below; it declares what it
 can give a lab in its Capabilities (kernel, disks, isolation, what a node costs, labs on engine
 remotes: harness.providers.capabilities); and it may override the hooks that have defaults here:
-boot_floor, freeze/thaw, snapshots, preflight, ssh_proxy, host_reach, location, exec_route and
-reap_orphans (its engine's objects whose lab directory is gone). Nothing outside providers/ names
-a provider or imports an engine package (tests/unit/test_layering.py).
+boot_floor, freeze/thaw, hang_ports (what hang/unhang silence), snapshots, preflight, ssh_proxy,
+host_reach, location, exec_route and reap_orphans (its engine's objects whose lab directory is
+gone). Nothing outside providers/ names a provider or imports an engine package
+(tests/unit/test_layering.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import ClassVar
 
 from harness import plugins
 from harness.errors import CleanupReport, HarnessError
+from harness.host import silence
 from harness.plan.model import NodePlan, Plan
 from harness.providers.capabilities import Capabilities
 
@@ -78,6 +80,28 @@ class Provider(abc.ABC):
 
     def thaw(self, node: str) -> None:
         raise NotImplementedError(f"{self.name} cannot freeze nodes")
+
+    def hang(self, node: str) -> None:
+        """A faithful hang: frozen and silent (no ARP answer, no TCP reset or ACK reaches a peer),
+        undone by unhang() from the host, never through the node. A node whose freeze is silent
+        already (a VM: qemu stopped) is frozen; one whose frozen kernel still answers (a container:
+        the host's kernel does) is frozen with its bridge ports silenced (harness.host.silence)."""
+        ports = self.hang_ports(node)
+        if ports is None:
+            self.freeze(node)
+        else:
+            table = silence.table(self.lab, self.node(node).index)
+            silence.hang(lambda: self.freeze(node), lambda: self.thaw(node), table, ports)
+
+    def unhang(self, node: str) -> None:
+        """Lift the node's silence (when its hang made one: asked of the host, not of hang_ports,
+        so that nothing can keep a node hung), then thaw it."""
+        silence.unhang(lambda: self.thaw(node), silence.table(self.lab, self.node(node).index))
+
+    def hang_ports(self, node: str) -> list[str] | None:
+        """The host-side bridge ports (veths) to silence while ``node`` is frozen; None: its freeze
+        is silent already. Default: the provider cannot hang nodes."""
+        raise NotImplementedError(f"{self.name} cannot hang nodes")
 
     def console_log(self, node: str) -> str:
         """Boot/console output for failure evidence."""

@@ -22,7 +22,7 @@ from harness.plan.model import NodePlan
 FAULTS: Mapping[str, str] = {
     "crash": "hard power-off, then power on",
     "freeze": "the node's processes stop (a container's kernel still answers TCP; a VM is silent)",
-    "hang": "a faithful hang: frozen and silent (its traffic dropped in its own network namespace)",
+    "hang": "a faithful hang: frozen and silent (a container's traffic dropped on the host's side of its links)",
     "link": "the node's interface on a lab network down, then up",
     "partition": "traffic cut between groups of nodes, the clients included, both ways or one way",
     "kill": "kill -9 of a named daemon, then started again",

@@ -28,6 +28,8 @@ CORE_PACKAGES = [
     # base system
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "python3", "iproute2", "iputils-ping",
     "procps", "less", "ca-certificates", "psmisc", "util-linux", "findutils", "gnupg", "rsync", "attr", "acl",
+    # one-way partitions: nftables rules on the node (harness.nodes.netfaults)
+    "nftables",
     "linux-image-amd64", "initramfs-tools",
     # disks
     "xfsprogs", "e2fsprogs", "lvm2", "parted",

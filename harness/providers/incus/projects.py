@@ -35,6 +35,11 @@ def owned_volumes(api: Incus, lab: str) -> list[dict[str, Any]]:
     return [v for v in vols if incus.owner(v) == lab and "/" not in v["name"]]
 
 
+def volume_names(api: Incus, lab: str) -> list[str]:
+    """The names of the lab's custom volumes (owned_volumes), sorted."""
+    return sorted(v["name"] for v in owned_volumes(api, lab))
+
+
 def owned_networks(default: Incus, lab: str) -> list[str]:
     return sorted(n["name"] for n in default.query("/1.0/networks?recursion=1") or []
                   if n.get("managed") and incus.owner(n) == lab)

@@ -24,6 +24,7 @@ from pathlib import Path
 from harness import log, paths
 from harness.backends.base import backends
 from harness.errors import CleanupReport, HarnessError
+from harness.host import silence
 from harness.plan.model import NodePlan, Plan
 from harness.providers import hostdisks, image
 from harness.providers.base import Provider
@@ -34,10 +35,10 @@ from harness.providers.incus.client import OWNER_KEY, POOL, Incus
 from harness.providers.incus.projects import (
     owned_instances,
     owned_networks,
-    owned_volumes,
     owns_project,
     record_remote,
     remove_lab,
+    volume_names,
 )
 from harness.providers.incus.remotes import REMOTES
 from harness.providers.incus.settings import MADE_KEY, RAW_DIR, isolation, root_ids
@@ -222,8 +223,28 @@ class IncusProvider(Provider):
     def thaw(self, node: str) -> None:
         self.api.run("start", self.api.ref(node), timeout=60)
 
+    def hang_ports(self, node: str) -> list[str]:
+        """A hang pauses the node and silences the host ends of its nics on the lab's bridges: the
+        names storlab gave them (host_name=), checked against Incus's state of the node (a port
+        this would not silence is refused rather than half hung). Only where the lab's bridges are
+        on this host (not a lab on a remote)."""
+        if self.plan.remote:
+            raise HarnessError(f"hang {node}: the lab's bridges are on a member of Incus remote {self.api.remote}, "
+                               "not on this host (run storlab there, or use freeze)")
+        given = [paths.veth_name(self.lab, self.node(node).index, ni) for ni in range(len(self.plan.networks))]
+        state = self.api.query(f"/1.0/instances/{node}/state") or {}
+        for ni, want in enumerate(given):
+            got = incus.host_name(state, f"eth{ni}")
+            if got is not None and got != want:
+                raise HarnessError(f"hang {node}: Incus reports host veth {got!r} for eth{ni}, storlab gave {want}")
+        return given
+
     def _thaw_frozen(self) -> None:
-        """A snapshot killed half-way leaves nodes paused: thaw what is ours."""
+        """A snapshot killed half-way leaves nodes paused, a killed run hung ones silenced: thaw
+        what is ours, lift the silence."""
+        for t in silence.tables_of(self.lab):
+            log.info(f"removing nft table bridge {t}: left by a hang that was never undone")
+            silence.unsilence(t)
         for node in self.plan.nodes:
             if self._status(node.name) == "Frozen":
                 log.info(f"{node.name}: thawing (left paused by an interrupted snapshot)")
@@ -250,9 +271,6 @@ class IncusProvider(Provider):
         return out
 
     # -- snapshots -------------------------------------------------------------------------------
-    def _volumes(self) -> list[str]:
-        return sorted(v["name"] for v in owned_volumes(self.api, self.lab))
-
     def snapshot(self, dest: Path) -> None:
         """Incus snapshots of every node and data volume under one name, taken with the running
         nodes paused (crash-consistent across the lab), recorded in ``dest``/incus.json."""
@@ -260,7 +278,7 @@ class IncusProvider(Provider):
         running = [n.name for n in self.plan.nodes if self._status(n.name) == "Running"]
         dest.mkdir(parents=True)
         (dest / "incus.json").write_text(json.dumps({"snapshot": snap, "nodes": [n.name for n in self.plan.nodes],
-                                                     "volumes": self._volumes()}))
+                                                     "volumes": volume_names(self.api, self.lab)}))
         try:
             for n in running:
                 self.freeze(n)
@@ -268,7 +286,7 @@ class IncusProvider(Provider):
             with hostdisks.held_still(self.diskdir, self.plan.nodes):
                 for name in (n.name for n in self.plan.nodes):
                     self.api.run("snapshot", "create", self.api.ref(name), snap, timeout=600)
-                for v in self._volumes():
+                for v in volume_names(self.api, self.lab):
                     self.api.run("storage", "volume", "snapshot", "create", self.api.ref(POOL), v, snap, timeout=600)
                 if self.plan.remote is None:
                     hostdisks.save(self.diskdir, self.plan.nodes, dest / "disks")
@@ -323,6 +341,8 @@ class IncusProvider(Provider):
             if d.exists():
                 shutil.rmtree(d, ignore_errors=True)
                 rep.removed.append(f"dir {d}")
+        for t in silence.tables_of(self.lab):  # a node left hung
+            attempt(f"nft table bridge {t}", ["nft", "delete", "table", "bridge", t])
         return rep
 
     def leftovers(self) -> list[str]:
@@ -331,10 +351,11 @@ class IncusProvider(Provider):
         left = []
         if owns_project(self.default, self.lab):
             left += [f"instance {self.project}/{i['name']}" for i in owned_instances(self.api, self.lab)]
-            left += [f"volume {self.project}/{v}" for v in self._volumes()]
+            left += [f"volume {self.project}/{v}" for v in volume_names(self.api, self.lab)]
             left.append(f"project {self.project}")
         left += [f"network {n}" for n in owned_networks(self.default, self.lab)]
         left += [f"mount {m}" for m in hostdisks.mounts_under(self.labdir)]
         left += [f"loop {x}" for x in hostdisks.loops_of(self.diskdir)]
         left += [f"dir {d}" for d in (self.labdir / "incus", self.diskdir) if d.exists()]
+        left += [f"nft table bridge {t}" for t in silence.tables_of(self.lab)]
         return left

@@ -52,7 +52,10 @@ FOOTPRINT = Footprint(base_mib=BASE_MIB, role_mib=ROLE_MIB, unknown_role_mib=UNK
                       disk_mib=NODE_DISK_MIB, up_s=(2.0, 5.5))
 
 #: the faults a container can be given (the incus provider's containers too): a network namespace and
-#: processes of its own, but the host's kernel, block layer and clock
+#: processes of its own, but the host's kernel, block layer and clock. hang: frozen with its bridge
+#: ports silenced from the host (harness.host.silence; on an Incus remote's lab it is refused at run
+#: time: the bridges are not on this host); pause: SIGSTOP of a unit's processes; disk-full: the
+#: data disk's filesystem filled from inside (harness.nodes.sysfaults)
 CONTAINER_FAULTS = frozenset({"crash", "freeze", "hang", "link", "partition", "kill", "pause", "disk-full"})
 CONTAINER_FAULTS_WITH_MODULE = {"netem": "sch_netem"}
 CONTAINER_FAULTS_REFUSED = {

@@ -15,6 +15,7 @@ from typing import Any
 from harness import log, paths
 from harness.backends.base import backends
 from harness.errors import CleanupReport, HarnessError
+from harness.host import silence
 from harness.plan.model import NodePlan, Plan
 from harness.providers import hostdisks, image, nodefs
 from harness.providers.base import Provider
@@ -143,6 +144,9 @@ class LxcProvider(Provider):
             raise HarnessError("lxc is not installed; run ci/setup-host.sh")
         links.make_bridges(self.plan)
         self._undo_interrupted_snapshot()
+        for t in silence.tables_of(self.lab):  # a run killed while a node was hung: it is not hung now
+            log.info(f"removing nft table bridge {t}: left by a hang that was never undone")
+            silence.unsilence(t)
         for node in self.plan.nodes:
             if not self.is_running(node.name):
                 self._write_node(node, public_key, lower)
@@ -178,6 +182,10 @@ class LxcProvider(Provider):
 
     def freeze_all(self, nodes: list[str], timeout: float = 30) -> None:
         freezer.freeze_all(self._lxc, nodes, timeout)
+
+    def hang_ports(self, node: str) -> list[str]:
+        """A hang freezes the node and silences its veths' host ends on the lab's bridges."""
+        return [paths.veth_name(self.lab, self.node(node).index, ni) for ni in range(len(self.plan.networks))]
 
     def set_link(self, node: str, network: str, up: bool) -> None:
         ni = [n.name for n in self.plan.networks].index(network)
@@ -278,6 +286,8 @@ class LxcProvider(Provider):
             attempt(f"loop {loop}", lambda loop=loop: succeed(["losetup", "-d", loop], timeout=30))
         for br in links.lab_links(self.plan):
             attempt(f"link {br}", lambda br=br: succeed(["ip", "link", "del", br], timeout=15))
+        for t in silence.tables_of(self.lab):  # a node left hung
+            attempt(f"nft table bridge {t}", lambda t=t: silence.unsilence(t))
         for d in (self.nodesdir, self.diskdir):
             if d.exists():
                 attempt(f"dir {d}", lambda d=d: shutil.rmtree(d))
@@ -301,5 +311,6 @@ class LxcProvider(Provider):
         left += [f"mount {m}" for m in hostdisks.mounts_under(self.labdir)]
         left += [f"loop {x}" for x in hostdisks.loops_of(self.diskdir)]
         left += [f"link {x}" for x in links.lab_links(self.plan)]
+        left += [f"nft table bridge {t}" for t in silence.tables_of(self.lab)]
         left += [f"dir {d}" for d in (self.nodesdir, self.diskdir) if d.exists()]
         return left

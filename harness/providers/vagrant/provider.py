@@ -3,7 +3,7 @@
 create(): box (cached) -> storage pool and the lab's isolated libvirt networks, defined before
 any machine -> `vagrant up --parallel` in the lab directory, watched: a node that shows no ssh
 within a bound fails the step with the tail of its serial console instead of hanging.
-Faults go straight to libvirt: crash = `virsh destroy`, link = domif-setlink, freeze = suspend.
+Faults go straight to libvirt: crash = `virsh destroy`, link = domif-setlink, freeze = hang = suspend.
 """
 
 from __future__ import annotations
@@ -180,6 +180,12 @@ class VagrantProvider(Provider):
 
     def thaw(self, node: str) -> None:
         self._need(node).resume()
+
+    def hang_ports(self, node: str) -> None:
+        """None: a suspended VM is hung already (qemu stops, its NICs answer nothing), so a hang is
+        a freeze. Frames sent to it wait in its tap's queue (up to txqueuelen) and reach it when it
+        resumes, as a real NIC's receive ring would hold them for a machine that comes back."""
+        return None
 
     # -- snapshots: internal qcow2 snapshots, memory included ------------------------------
     def snapshot(self, dest: Path) -> None:
