@@ -171,8 +171,10 @@ class ChaosSupport(Protocol):
     #: role -> systemd units of its daemons (the targets of kill and pause)
     daemons: Mapping[str, tuple[str, ...]]
 
-    def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True) -> list[WriteTarget]:
-        """The writers of a run: their files or images made (named for ``run_id``), clients open.
+    def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True,
+                span: int = 1 << 20) -> list[WriteTarget]:
+        """The writers of a run: their files or images made (named for ``run_id``), clients open,
+        each writing ``span`` bytes round and round (a write overwritten later is checked no more).
         ``sync`` False: writes are acknowledged when the client took them, never flushed (as a
         guest disk with cache=unsafe): the negative control for what a client cache can lose."""
         ...

@@ -158,21 +158,40 @@ class QemuIoWriter:
 
 
 def read_blocks(opts: Mapping[str, str | int], log: Path, target: str,
-                where: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], bytes | Unreadable]:
-    """Read back the locations of ``target`` through a new client on ``opts``, one read each (an
-    EIO costs one location). Not the writer's client: qemu's gluster driver, for one, refuses all
-    I/O after a failed flush (ENOMEDIUM: the data it held may be gone), as a guest's disk would
-    until restarted; what the storage kept is what a new client reads."""
+                where: Iterable[tuple[str, int, int]], chunk: int = 256 * 1024) -> dict[tuple[str, int], bytes | Unreadable]:
+    """Read back the locations of ``target`` through a new client on ``opts``: adjacent ones
+    ``chunk`` bytes at a time, and one by one where a chunk cannot be read (an EIO costs one
+    location). Not the writer's client: qemu's gluster driver, for one, refuses all I/O after a
+    failed flush (ENOMEDIUM: the data it held may be gone), as a guest's disk would until
+    restarted; what the storage kept is what a new client reads."""
+    mine = sorted((o, n) for t, o, n in where if t == target)
     client = QemuIo(opts, log)
     out: dict[tuple[str, int], bytes | Unreadable] = {}
     try:
-        for t, offset, size in where:
-            if t != target:
-                continue
-            try:
-                out[(t, offset)] = client.read(offset, size)
-            except (OSError, TimeoutError) as exc:
-                out[(t, offset)] = Unreadable(str(exc))
+        for run in _runs(mine, chunk):
+            start, end = run[0][0], run[-1][0] + run[-1][1]
+            data = _read(client, start, end - start)
+            for offset, size in run:
+                out[(target, offset)] = data[offset - start:offset - start + size] if isinstance(data, bytes) \
+                    else _read(client, offset, size)
     finally:
         client.close()
     return out
+
+
+def _runs(locs: list[tuple[int, int]], chunk: int) -> list[list[tuple[int, int]]]:
+    """``locs`` (offset, size), sorted, in runs of adjacent locations at most ``chunk`` bytes long."""
+    runs: list[list[tuple[int, int]]] = []
+    for off, size in locs:
+        if runs and runs[-1][-1][0] + runs[-1][-1][1] == off and off + size - runs[-1][0][0] <= chunk:
+            runs[-1].append((off, size))
+        else:
+            runs.append([(off, size)])
+    return runs
+
+
+def _read(client: QemuIo, offset: int, size: int) -> bytes | Unreadable:
+    try:
+        return client.read(offset, size)
+    except (OSError, TimeoutError) as exc:
+        return Unreadable(str(exc))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,13 @@ class Settings:
     recovery: float = 600.0
     #: False: writes acknowledged when the client took them, never flushed (cache=unsafe)
     sync: bool = True
+
+    def span(self, seconds: float, block: int = 4096) -> int:
+        """The bytes each writer cycles over: room for a run of ``seconds`` at full speed and half
+        again (a write overwritten later is checked no more, so a fault's writes must stay), at
+        most 64 MiB (longer runs wrap: what is overwritten then shows stale blocks instead)."""
+        blocks = int(seconds * 1.5 / max(self.interval, 0.02)) + 256
+        return min(blocks, 16384) * block
 
 
 @dataclass
@@ -110,7 +117,7 @@ class _Clock:
 
 
 def drive(lab: Lab, schedule: Schedule, ledger: Ledger, sup: list[ChaosSupport], writers: list[Writer],
-          settings: Settings) -> float:
+          settings: Settings, crashers: Sequence[Callable[[], None]] = ()) -> float:
     """Apply ``schedule`` (times on its own clock), undoing each fault at its end; returns the
     seconds spent waiting for recovery. Every fault still in effect is undone on the way out."""
     clock = _Clock()
@@ -125,7 +132,7 @@ def drive(lab: Lab, schedule: Schedule, ledger: Ledger, sup: list[ChaosSupport],
                 log.info(f"chaos: +{clock.now():.1f}s {e.describe()} ({len(schedule.events) - len(pending)}"
                          f"/{len(schedule.events)})")
                 ledger.fault(e.id, e.kind, "start", e.target())
-                active[e.id] = (e, verbs.apply(lab, e))
+                active[e.id] = (e, verbs.apply(lab, e, crashers))
                 continue
             e, undo = active.pop(min(active, key=lambda i: active[i][0].end))
             clock.sleep_until(e.end, writers)
@@ -182,12 +189,13 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
     log.info(f"chaos: lab {lab.name}, seed {schedule.seed}: {len(schedule.events)} faults over {schedule.duration:g}s; "
              f"waiting for the lab to be whole")
     wait_whole(lab, sup, settings.recovery)
-    targets = [t for s in sup for t in s.targets(lab, run_dir, run_id, settings.sync)]
+    span = settings.span(schedule.duration + 60)
+    targets = [t for s in sup for t in s.targets(lab, run_dir, run_id, settings.sync, span)]
     try:
         ledger = Ledger.open(run_dir / "ledger.jsonl", seed=schedule.seed, lab=lab.name, provider=lab.plan.provider,
                              writers={t.name: t.what for t in targets}, sync=settings.sync)
         with ledger, writing(targets, ledger, settings) as writers:
-            paused = drive(lab, schedule, ledger, sup, writers, settings)
+            paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash])
         paused += wait_whole(lab, sup, settings.recovery)
         verdict = _verdict(lab, sup, targets, run_dir, schedule)
     finally:

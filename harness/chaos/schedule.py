@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness import __version__
-from harness.chaos.vocabulary import KINDS, FaultKind, LabShape, NodeShape, Target
+from harness.chaos.vocabulary import HOST, KINDS, FaultKind, LabShape, NodeShape, Target
 from harness.errors import HarnessError
 
 #: the schedule file's format; a newer one is refused
@@ -140,6 +140,8 @@ class Schedule(_Frozen):
 
 
 def _target_problems(e: Event, kind: FaultKind, shape: LabShape) -> list[str]:
+    if kind.target is Target.HOST:
+        return [] if e.nodes == (HOST,) and not e.apart else ["a fault of the KVM host's clients names the host alone"]
     servers = {n.name for n in shape.candidates(kind)}
     if kind.target is Target.CLIENTS:
         out = [f"no client {n} in the lab" for n in e.nodes if n not in shape.clients]
@@ -177,6 +179,8 @@ def usable_kinds(kinds: Sequence[str] | None, shape: LabShape,
 
 def _pick(kind: FaultKind, shape: LabShape, busy: set[str], rng: random.Random) -> dict[str, Any] | None:
     """The target fields of an event of ``kind`` away from the ``busy`` nodes (None: none free)."""
+    if kind.target is Target.HOST:
+        return None if HOST in busy else {"nodes": (HOST,)}
     free = [n for n in shape.candidates(kind) if n.name not in busy]
     if kind.target in (Target.NODE, Target.DAEMON, Target.DISK):
         if not free:

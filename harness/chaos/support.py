@@ -22,3 +22,6 @@ class WriteTarget:
     op: LedgeredOp
     read_back: Callable[[Locations], ReadBack]
     close: Callable[[], None] = field(default=lambda: None)
+    #: kill its client process abruptly (client-crash; None: a client storlab cannot crash, e.g.
+    #: the FUSE mount a host pool uses)
+    crash: Callable[[], None] | None = None

@@ -52,6 +52,43 @@ def _freeze(lab: ChaosLab, e: Event) -> Undo:
     return node.thaw
 
 
+def _hang(lab: ChaosLab, e: Event) -> Undo:
+    node = lab.node(e.nodes[0])
+    node.hang()
+    return node.unhang
+
+
+def _pause(lab: ChaosLab, e: Event) -> Undo:
+    node, unit = lab.node(e.nodes[0]), _unit(e)
+    node.pause_service(unit)
+    return lambda: node.resume_service(unit)
+
+
+def _netem(lab: ChaosLab, e: Event) -> Undo:
+    node, p = lab.node(e.nodes[0]), e.params
+    node.netem(delay_ms=p.get("delay_ms", 0), jitter_ms=p.get("jitter_ms", 0), loss_pct=p.get("loss_pct", 0))
+    return node.netem_clear
+
+
+def _disk_full(lab: ChaosLab, e: Event) -> Undo:
+    node = lab.node(e.nodes[0])
+    disk = next((d for d in node.spec.disks if d.name == e.disk), None)
+    if disk is None or not disk.mount:
+        raise HarnessError(f"{e.describe()}: {node.name} has no mounted data disk {e.disk}")
+    node.fill(disk.mount)
+    return lambda: _unfilled(node, str(disk.mount))
+
+
+def _unfilled(node: Node, path: str) -> None:
+    node.unfill(path)
+
+
+def _clock(lab: ChaosLab, e: Event) -> Undo:
+    node, skew = lab.node(e.nodes[0]), e.params.get("skew_s", 0.0)
+    node.skew_clock(skew)
+    return lambda: node.restore_clock(skew)
+
+
 def _link(lab: ChaosLab, e: Event) -> Undo:
     node = lab.node(e.nodes[0])
     node.set_link(False)
@@ -78,17 +115,23 @@ def _unit(e: Event) -> str:
 
 
 def _partition(lab: ChaosLab, e: Event) -> Undo:
-    """The servers ``e.nodes`` cut from ``e.apart``, both ways (blackhole routes on each side)."""
-    cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes] + \
-        [(lab.node(n), _addresses(lab, e.nodes)) for n in e.apart]
+    """The servers ``e.nodes`` cut from ``e.apart``, both ways (blackhole routes on each side);
+    partition-oneway: what ``e.nodes`` send the others is lost, they still hear them."""
+    if e.kind == "partition-oneway":
+        cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes]
+        direction = "out"
+    else:
+        cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes] + \
+            [(lab.node(n), _addresses(lab, e.nodes)) for n in e.apart]
+        direction = "both"
     done: list[tuple[Node, list[str]]] = []
 
     def undo() -> None:
         for node, addrs in done:
-            node.block(addrs, on=False)
+            node.block(addrs, on=False, direction=direction)
     try:
         for node, addrs in cuts:
-            node.block(addrs)
+            node.block(addrs, direction=direction)
             done.append((node, addrs))
     except Exception:
         undo()
@@ -164,16 +207,27 @@ def _uncut(tag: str) -> None:
 VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
     "crash": _crash,
     "freeze": _freeze,
+    "hang": _hang,
     "link": _link,
     "kill": _kill,
+    "pause": _pause,
+    "netem": _netem,
+    "disk-full": _disk_full,
+    "clock": _clock,
     "partition": _partition,
+    "partition-oneway": _partition,
     "client-partition": _client_partition,
     "client-flip": _client_flip,
 }
 
 
-def apply(lab: ChaosLab, e: Event) -> Undo:
-    """Apply ``e`` and return its undo (HarnessError: a kind storlab has no verb for)."""
+def apply(lab: ChaosLab, e: Event, host_clients: Sequence[Callable[[], None]] = ()) -> Undo:
+    """Apply ``e`` and return its undo (HarnessError: a kind storlab has no verb for).
+    ``host_clients``: what kills each of the KVM host's writer clients (client-crash)."""
+    if e.kind == "client-crash":
+        for kill in host_clients:
+            kill()
+        return lambda: None  # the next write starts a new client: a restarted guest's qemu
     verb = VERBS.get(e.kind)
     if verb is None:
         raise HarnessError(f"{e.describe()}: storlab has no verb for fault kind {e.kind} yet")

@@ -24,12 +24,14 @@ class Target(StrEnum):
     DISK = "disk"        # one data disk of such a node
     GROUPS = "groups"    # the servers split into two sides
     CLIENTS = "clients"  # the clients (the KVM host, client nodes) cut from some servers
+    HOST = "host"        # the KVM host's own writers (their client processes)
 
 
 @dataclass(frozen=True)
 class FaultKind:
     name: str
-    #: the provider capability it needs (one of harness.providers.capabilities.FAULTS)
+    #: the provider capability it needs (one of harness.providers.capabilities.FAULTS); "" for a
+    #: fault of the KVM host's own clients, which every provider's labs can be given
     needs: str
     target: Target
     #: seconds the fault lasts, drawn uniformly
@@ -44,7 +46,7 @@ class FaultKind:
     verb: str | None = None
 
     def __post_init__(self) -> None:
-        if self.needs not in FAULTS:
+        if self.needs and self.needs not in FAULTS:
             raise ValueError(f"fault kind {self.name}: needs {self.needs!r}, not one of {sorted(FAULTS)}")
         lo, hi = self.duration
         if not 0 < lo <= hi:
@@ -65,6 +67,8 @@ _KINDS = (
               verb="Node.block on the cut servers, of the clients' addresses"),
     FaultKind("client-flip", "partition", Target.CLIENTS, (10, 60), False,
               verb="client-partition, then at half time the clients cut from the other servers instead"),
+    FaultKind("client-crash", "", Target.HOST, (1, 5), True,
+              verb="kill -9 of the KVM host's writer clients (a hypervisor's qemu dying); the next write starts anew"),
     FaultKind("kill", "kill", Target.DAEMON, (2, 20), True, verb="Node.stop_service(kill=True) / Node.start_service"),
     FaultKind("pause", "pause", Target.DAEMON, (5, 45), True, verb="Node.pause_service / Node.resume_service"),
     FaultKind("netem", "netem", Target.NODE, (10, 60), True,
@@ -113,6 +117,8 @@ class LabShape:
 
     def why_not(self, kind: FaultKind) -> str | None:
         """Why ``kind`` cannot be drawn for this lab (None: it can)."""
+        if kind.target is Target.HOST:
+            return None if HOST in self.clients and kind.verb else "the KVM host writes nothing in this lab"
         if kind.needs not in self.faults:
             reason = self.refused.get(kind.needs, "not declared in its Capabilities")
             return f"the {self.provider} provider cannot give {kind.needs}: {reason}"

@@ -26,9 +26,6 @@ from harness.testing.workload import BlockFileWriter
 RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 #: seconds beyond network.ping-timeout allowed for writes to resume after one server fault
 MARGIN = 10.0
-#: the bytes each writer cycles over (256 blocks of 4 KiB: later writes overwrite earlier ones,
-#: so a stale block is caught as well as a lost one)
-SPAN = 1 << 20
 #: faults of one server (crashed, hung, cut off, its glusterd and bricks killed or paused) after
 #: which writes go on to the others once the client has waited out network.ping-timeout
 SERVER_FAULTS = frozenset({"crash", "hang", "freeze", "link", "partition", "partition-oneway", "kill", "pause"})
@@ -53,7 +50,8 @@ def _volume(lab: LabContext, pool: GlusterHostPool) -> GlusterVolumePlan:
 class GlusterChaos:
     daemons: Mapping[str, tuple[str, ...]] = {"gluster": ("glusterd.service",)}
 
-    def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True) -> list[WriteTarget]:
+    def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True,
+                span: int = 1 << 20) -> list[WriteTarget]:
         if not RUN_ID.match(run_id):
             raise HarnessError(f"run id {run_id!r}: lowercase letters, digits and '-'")
         pool = _fuse_pool(lab)
@@ -61,7 +59,7 @@ class GlusterChaos:
         gfapi, fuse = f"chaos-{run_id}-gfapi.img", f"chaos-{run_id}-fuse.img"
         for name in (gfapi, fuse):  # made through the mount, sparse: the writers fill them
             fd = os.open(os.path.join(mount, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            os.ftruncate(fd, SPAN)
+            os.ftruncate(fd, span)
             os.close(fd)
         servers = [s for s in (pool.server, *pool.backup_servers) if s]
         opts: dict[str, str | int] = {"file.driver": "gluster", "file.volume": str(pool.volume), "file.path": gfapi,
@@ -71,12 +69,12 @@ class GlusterChaos:
         client = QemuIo(opts, run_dir / "clients" / "gfapi.log")
         t_gfapi = f"{pool.volume}/{gfapi}"
         t_fuse = os.path.join(mount, fuse)
-        fuse_op = BlockFileWriter(t_fuse, "fuse", span=SPAN, sync=sync)
+        fuse_op = BlockFileWriter(t_fuse, "fuse", span=span, sync=sync)
         return [
             WriteTarget("gfapi", f"qemu's gluster driver (libgfapi) on {t_gfapi}",
-                        QemuIoWriter(client, "gfapi", t_gfapi, run_dir / "clients" / "gfapi.blk", span=SPAN, sync=sync),
+                        QemuIoWriter(client, "gfapi", t_gfapi, run_dir / "clients" / "gfapi.blk", span=span, sync=sync),
                         lambda where: read_blocks(opts, run_dir / "clients" / "gfapi-read.log", t_gfapi, where),
-                        client.close),
+                        client.close, client.kill),
             WriteTarget("fuse", f"the FUSE mount: {t_fuse}", fuse_op,
                         lambda where: read_file_blocks(t_fuse, t_fuse, where), fuse_op.close),
         ]
