@@ -55,6 +55,8 @@ def test_every_event_targets_what_the_lab_has() -> None:
                 kind = KINDS[e.kind]
                 if kind.target is Target.CLIENTS:
                     assert set(e.nodes) <= set(shape.clients) and set(e.apart) <= names and e.apart
+                elif kind.target is Target.HOST:  # the KVM host's own writer clients
+                    assert e.nodes == (HOST,) and not e.apart
                 else:
                     assert set(e.nodes) | set(e.apart) <= names and e.nodes
                 node = shape.node(e.nodes[0])
