@@ -19,6 +19,7 @@ from harness.chaos.qemuio import QemuIo, QemuIoWriter, image_opts, read_blocks
 from harness.chaos.schedule import Event, Schedule
 from harness.chaos.vocabulary import HOST
 from harness.errors import HarnessError
+from harness.host import firewall
 
 
 class Disk:
@@ -97,11 +98,20 @@ def test_each_kind_applies_its_verbs_and_its_undo_reverses_them(event: Event, ap
     assert lab.calls == undone
 
 
+def recorded_cuts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    cuts: list[tuple[str, list[str]]] = []
+
+    def uncut(tag: str) -> bool:
+        cuts.append(("uncut", []))
+        return True
+    monkeypatch.setattr(firewall, "cut", lambda tag, addrs: cuts.append(("cut", addrs)))
+    monkeypatch.setattr(firewall, "uncut", uncut)
+    return cuts
+
+
 def test_the_host_is_cut_from_servers_by_its_own_table_and_client_crash_kills_its_clients(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    cuts: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(verbs.firewall, "cut", lambda tag, addrs: cuts.append(("cut", addrs)))
-    monkeypatch.setattr(verbs.firewall, "uncut", lambda tag: cuts.append(("uncut", [])) or True)
+    cuts = recorded_cuts(monkeypatch)
     lab = FakeLab()
     undo = verbs.apply(lab, ev("client-partition", (HOST,), apart=("g1", "g2")))  # type: ignore[arg-type]
     assert cuts == [("cut", ["10.0.0.1", "10.0.0.2"])] and lab.calls == []  # the nodes are not touched
@@ -113,9 +123,7 @@ def test_the_host_is_cut_from_servers_by_its_own_table_and_client_crash_kills_it
 
 
 def test_client_flip_moves_the_cut_to_the_other_servers_at_half_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    cuts: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(verbs.firewall, "cut", lambda tag, addrs: cuts.append(("cut", addrs)))
-    monkeypatch.setattr(verbs.firewall, "uncut", lambda tag: cuts.append(("uncut", [])) or True)
+    cuts = recorded_cuts(monkeypatch)
     undo = verbs.apply(FakeLab(), ev("client-flip", (HOST,), apart=("g1",), duration=0.4))  # type: ignore[arg-type]
     time.sleep(0.5)
     undo()
@@ -181,7 +189,7 @@ def test_image_opts_refuse_what_would_start_another_option() -> None:
         "file.driver=gluster,file.server.0.port=24007"
     for bad in ({"file.path": "a,file.driver=file"}, {"file.path": "x y"}, {"Bad-Key": "v"}, {"file.path": ""}):
         with pytest.raises(HarnessError, match="not a safe"):
-            image_opts(bad)  # type: ignore[arg-type]
+            image_opts(bad)
 
 
 @needs_qemu_io
