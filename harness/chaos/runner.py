@@ -22,7 +22,7 @@ from harness.chaos import html, report, verbs
 from harness.chaos.availability import Window, windows_from
 from harness.chaos.checker import Unreadable, Verdict, check, locations
 from harness.chaos.ledger import Ledger, read
-from harness.chaos.schedule import Event, Schedule
+from harness.chaos.schedule import DrawOptions, Event, Schedule, draw
 from harness.chaos.support import WriteTarget
 from harness.chaos.vocabulary import LabShape, shape_of
 from harness.errors import HarnessError, WaitTimeout
@@ -80,6 +80,19 @@ def shape(lab: Lab, sup: list[ChaosSupport]) -> LabShape:
             daemons[role] = tuple(dict.fromkeys((*daemons.get(role, ()), *units)))
     caps = available()[lab.plan.provider]
     return shape_of(lab.plan.nodes, caps, daemons, loaded_modules())
+
+
+def draw_for(lab: Lab, seed: int, duration: float, kinds: Sequence[str] | None = None,
+             warmup: float = 10.0) -> Schedule:
+    """A schedule for ``lab`` drawn from ``seed`` (kinds None: every one it can be given here);
+    HarnessError when no fault fits."""
+    sched = draw(seed, duration, kinds, shape(lab, supports(lab)), DrawOptions(warmup=warmup, cooldown=warmup))
+    for s in sched.skipped:
+        log.info(f"chaos: fault kind {s.kind} skipped: {s.reason}")
+    if not sched.events:
+        raise HarnessError(f"seed {seed}: no fault could be drawn for lab {lab.name} in {duration:g}s (kinds skipped: "
+                           f"{', '.join(s.kind for s in sched.skipped) or 'none'}); give a longer duration or other kinds")
+    return sched
 
 
 def wait_whole(lab: Lab, sup: list[ChaosSupport], timeout: float) -> float:

@@ -4,6 +4,7 @@ run is stopped), then waits for the lab to be whole again before the next fault.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from harness.chaos.schedule import Event
 from harness.chaos.vocabulary import CLIENT_ROLES, HOST
 from harness.errors import HarnessError
 from harness.host import firewall
-from harness.nodes.node import Node
+from harness.nodes.node import Node, partition
 from harness.plan.model import Plan
 
 Undo = Callable[[], None]
@@ -115,28 +116,12 @@ def _unit(e: Event) -> str:
 
 
 def _partition(lab: ChaosLab, e: Event) -> Undo:
-    """The servers ``e.nodes`` cut from ``e.apart``, both ways (blackhole routes on each side);
-    partition-oneway: what ``e.nodes`` send the others is lost, they still hear them."""
-    if e.kind == "partition-oneway":
-        cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes]
-        direction = "out"
-    else:
-        cuts = [(lab.node(n), _addresses(lab, e.apart)) for n in e.nodes] + \
-            [(lab.node(n), _addresses(lab, e.nodes)) for n in e.apart]
-        direction = "both"
-    done: list[tuple[Node, list[str]]] = []
-
-    def undo() -> None:
-        for node, addrs in done:
-            node.block(addrs, on=False, direction=direction)
-    try:
-        for node, addrs in cuts:
-            node.block(addrs, direction=direction)
-            done.append((node, addrs))
-    except Exception:
-        undo()
-        raise
-    return undo
+    """The servers ``e.nodes`` cut from ``e.apart`` (nodes.node.partition): both ways, or for
+    partition-oneway what ``e.nodes`` send the others is lost (they still hear them)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(partition([lab.node(n) for n in e.nodes], [lab.node(n) for n in e.apart],
+                                  direction="out" if e.kind == "partition-oneway" else "both"))
+    return stack.close
 
 
 def _client_partition(lab: ChaosLab, e: Event) -> Undo:

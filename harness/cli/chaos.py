@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness import locks, log, paths
 from harness.chaos import runner
-from harness.chaos.schedule import DrawOptions, Schedule, draw
+from harness.chaos.schedule import Schedule
 from harness.chaos.shrink import shrink
 from harness.errors import HarnessError
 from harness.lab.lab import Lab
@@ -44,16 +44,7 @@ def schedule_for(lab: Lab, args: argparse.Namespace) -> Schedule:
         return sched
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
-    shape = runner.shape(lab, runner.supports(lab))
-    opts = DrawOptions(warmup=args.warmup, cooldown=args.warmup)
-    sched = draw(seed, _seconds(args.duration, "--duration"), kinds, shape, opts)
-    for s in sched.skipped:
-        log.info(f"chaos: fault kind {s.kind} skipped: {s.reason}")
-    if not sched.events:
-        raise HarnessError(f"seed {seed}: no fault could be drawn for lab {lab.name} in {args.duration} "
-                           f"(kinds skipped: {', '.join(s.kind for s in sched.skipped) or 'none'}); "
-                           f"give a longer --duration or other --faults")
-    return sched
+    return runner.draw_for(lab, seed, _seconds(args.duration, "--duration"), kinds, args.warmup)
 
 
 def run_dir(args: argparse.Namespace, lab: str, seed: int, suffix: str = "") -> Path:

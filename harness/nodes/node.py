@@ -237,21 +237,26 @@ def crashed(*nodes: Node) -> Iterator[tuple[Node, ...]]:
 @contextlib.contextmanager
 def partition(*groups: Sequence[Node], direction: str = "both") -> Iterator[None]:
     """Cut traffic between groups of nodes; ssh from the host stays. ``direction`` 'both' (blackhole
-    routes on each node) cuts every group from every other. One way, on the first group's nodes
-    only (nftables there: Node.block): 'out', what the first group sends the others is lost (they
-    hear nothing from it, it still hears them); 'in', what the others send it is lost."""
+    routes on each node) cuts every group from every other. One way, always where the packets
+    arrive (nftables input rules: Node.block direction 'in'), so they are lost on the way as in a
+    network, where a drop on the sender's output hook would hand it EPERM at once (measured: a
+    UDP sendto failed with "Operation not permitted"): 'out', what the first group sends the
+    others is lost (the others drop it; it still hears them); 'in', what the others send it is lost."""
+    addrs_of = [[a for h in g for a in h.spec.addresses.values()] for g in groups]
     if direction == "both":
-        cuts = [(member, [a for h in other for a in h.spec.addresses.values()])
-                for gi, g in enumerate(groups) for member in g for gj, other in enumerate(groups) if gj != gi]
+        cuts = [(member, [a for gj, other in enumerate(addrs_of) if gj != gi for a in other])
+                for gi, g in enumerate(groups) for member in g]
+    elif direction == "out":
+        cuts = [(member, addrs_of[0]) for g in groups[1:] for member in g]
     else:
-        cuts = [(member, [a for other in groups[1:] for h in other for a in h.spec.addresses.values()])
-                for member in (groups[0] if groups else ())]
+        cuts = [(member, [a for other in addrs_of[1:] for a in other]) for member in (groups[0] if groups else ())]
+    how = "both" if direction == "both" else "in"
     done: list[tuple[Node, list[str]]] = []
     try:
         for member, addrs in cuts:
             done.append((member, addrs))
-            member.block(addrs, direction=direction)
+            member.block(addrs, direction=how)
         yield
     finally:
         for member, addrs in done:
-            member.block(addrs, on=False, direction=direction)
+            member.block(addrs, on=False, direction=how)

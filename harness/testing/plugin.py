@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import log
+from harness import log, paths
+from harness.chaos import runner
+from harness.chaos.schedule import Schedule
 from harness.errors import HarnessError
 from harness.host.virt import connect
 from harness.lab import evidence, secrets
@@ -265,6 +267,22 @@ def host_side(lab: Lab) -> Lab:
     networks (a lab on an Incus remote), where those pools were never made."""
     _skip_without_host_side(lab)
     return lab
+
+
+@pytest.fixture
+def chaos(host_side: Lab) -> Callable[..., runner.Outcome]:
+    """Runs a chaos schedule on the test's lab and returns the outcome (its verdict, its run
+    directory under STORLAB_HOME/chaos): chaos(seed=7, duration=90, faults=["crash", "hang"],
+    cache="none"), or chaos(replay=PATH) for a saved schedule. The test asserts on the verdict."""
+    def run(seed: int | None = None, duration: float = 60, faults: list[str] | None = None, cache: str = "none",
+            replay: str | os.PathLike[str] | None = None, warmup: float = 10.0) -> runner.Outcome:
+        if replay is not None:
+            sched = Schedule.from_json(Path(replay).read_text(), str(replay))
+        else:
+            sched = runner.draw_for(host_side, seed if seed is not None else 0, duration, faults, warmup)
+        out = paths.private_dir(paths.home() / "chaos" / f"{host_side.name}-seed{sched.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return runner.run(host_side, sched, out, runner.Settings(sync=cache == "none"))
+    return run
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def probe(src: Node, dst: Node) -> str:
 
 def udp_arrives(src: Node, dst: Node) -> bool:
     """Whether a datagram ``src`` sends reaches ``dst`` (a receiver started there first)."""
-    dst.succeed(["systemd-run", "--unit", "storlab-udp-recv", "--collect", "-p", "StandardOutput=file:/run/storlab-udp",
+    dst.succeed(["systemd-run", "--unit", "storlab-udp-recv", "--collect", "-p", "StandardOutput=truncate:/run/storlab-udp",
                  "python3", "-c", RECV], timeout=30)
     time.sleep(1)  # the receiver binds
     src.succeed(["python3", "-c", "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"

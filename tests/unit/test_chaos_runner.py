@@ -86,8 +86,10 @@ def ev(kind: str, nodes: tuple[str, ...] = ("g1",), **kw: Any) -> Event:
       "g3.block ['10.0.0.1'] direction=both"],
      ["g1.block ['10.0.0.2', '10.0.0.3'] direction=both on=False", "g2.block ['10.0.0.1'] direction=both on=False",
       "g3.block ['10.0.0.1'] direction=both on=False"]),
-    (ev("partition-oneway", apart=("g2", "g3")), ["g1.block ['10.0.0.2', '10.0.0.3'] direction=out"],
-     ["g1.block ['10.0.0.2', '10.0.0.3'] direction=out on=False"]),
+    # one way: dropped where it arrives (a drop where it leaves hands the sender EPERM)
+    (ev("partition-oneway", apart=("g2", "g3")),
+     ["g2.block ['10.0.0.1'] direction=in", "g3.block ['10.0.0.1'] direction=in"],
+     ["g2.block ['10.0.0.1'] direction=in on=False", "g3.block ['10.0.0.1'] direction=in on=False"]),
 ])
 def test_each_kind_applies_its_verbs_and_its_undo_reverses_them(event: Event, applied: list[str], undone: list[str]) -> None:
     lab = FakeLab()
