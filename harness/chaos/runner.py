@@ -60,6 +60,8 @@ class Outcome:
     recovery_s: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: what the checking cost: read_back_s, locations, check_s, ledger_bytes
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def supports(lab: Lab) -> list[ChaosSupport]:
@@ -210,25 +212,30 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
         with ledger, writing(targets, ledger, settings) as writers:
             paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash])
         paused += wait_whole(lab, sup, settings.recovery)
-        verdict = _verdict(lab, sup, targets, run_dir, schedule)
+        costs: dict[str, float] = {}
+        verdict = _verdict(lab, sup, targets, run_dir, schedule, costs)
     finally:
         for t in targets:
             with contextlib.suppress(Exception):
                 t.close()
     for s in sup:
         s.remove(lab, run_id)
-    out = Outcome(run_dir, schedule, verdict, paused, time.monotonic() - t0)
+    out = Outcome(run_dir, schedule, verdict, paused, time.monotonic() - t0, costs=costs)
     write(out, lab)
     return out
 
 
 def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], run_dir: Path,
-             schedule: Schedule) -> Verdict:
+             schedule: Schedule, costs: dict[str, float]) -> Verdict:
     records = read(run_dir / "ledger.jsonl")
     where = locations(records)
     reads: dict[tuple[str, int], bytes | Unreadable] = {}
+    t0 = time.monotonic()
     for t in targets:
         reads.update(t.read_back(where))
+    costs.update(read_back_s=round(time.monotonic() - t0, 3), locations=len(where),
+                 ledger_bytes=(run_dir / "ledger.jsonl").stat().st_size)
+    t0 = time.monotonic()
     by_id = {e.id: e for e in schedule.events}
     windows = windows_from(records)
 
@@ -239,7 +246,9 @@ def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], run_
             return None
         found = [b for s in sup if (b := s.bound(lab, e)) is not None]
         return min(found) if found else None
-    return check(records, reads, windows, bound)
+    verdict = check(records, reads, windows, bound)
+    costs["check_s"] = round(time.monotonic() - t0, 3)
+    return verdict
 
 
 def write(out: Outcome, lab: Lab) -> None:
