@@ -70,7 +70,8 @@ class Stall:
 @dataclass(frozen=True)
 class WindowStall:
     window: Window
-    #: the longest stall of any writer that overlapped the window (a stall that outlasted the fault counts whole)
+    #: the longest stall of any writer in the window, from the fault's start (a stall another fault
+    #: began is not this one's; one that outlasted the fault counts to its end)
     stall: Stall | None
     #: what the backend promises for this kind of fault (None: no promise given)
     bound: float | None = None
@@ -183,7 +184,7 @@ def availability(records: Records, windows: Sequence[Window] | None = None,
             i = max(0, bisect_right(starts[writer], w.start) - 1)
             while i < len(ss) and ss[i].start < w.end:
                 if ss[i].end > w.start:
-                    near.append(ss[i])
+                    near.append(Stall(writer, max(ss[i].start, w.start), ss[i].end))
                 i += 1
         bound = bounds(w) if callable(bounds) else (bounds or {}).get(w.kind)
         out.append(WindowStall(w, max(near, key=lambda s: s.length, default=None), bound))

@@ -97,3 +97,15 @@ def test_planned_windows_and_a_fault_never_undone() -> None:
 def test_write_log_gaps_are_the_checkers() -> None:
     log = WriteLog(acked=[(1.0, 0), (1.5, 1), (4.0, 2)])
     assert log.max_gap(1.0, 5.0) == longest_gap([1.0, 1.5, 4.0], 1.0, 5.0) == 2.5
+
+
+def test_a_stall_another_fault_began_counts_from_this_faults_start() -> None:
+    """A fault applied while writes already stalled (the one before took quorum away) is held to
+    its bound from its own start: the stall before it is not its doing (measured: a 1-3 s gap
+    between faults let a 15 s stall of a quorum loss 'exceed' the next crash's bound)."""
+    records = ledger()
+    late = Window(7, "crash", "gluster3", T0 + 4.0, T0 + 4.5)  # inside the stall from +2.92 to +6.48
+    av = availability(records, [late], bounds={"crash": 3.0})
+    (w,) = av.windows
+    assert w.stall is not None and w.stall.start - T0 == pytest.approx(4.0) and w.stall.length == pytest.approx(2.48)
+    assert not w.exceeded
