@@ -17,7 +17,7 @@ from harness.errors import Problem, TopologyError
 from harness.host.facts import HostFacts
 from harness.providers.capabilities import Capabilities
 from harness.spec.pools import PoolRules
-from harness.spec.topology import Topology
+from harness.spec.topology import NAME_RE, Topology
 from harness.spec.topology import model as topology_model
 from harness.spec.yamlload import Located, load_file, load_text
 
@@ -83,7 +83,9 @@ def _schema_problems(loc: Located, err: ValidationError) -> list[Problem]:
                 near = difflib.get_close_matches(str(e.get("input")), expected, n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "use one of the listed values"
             elif e["type"] == "string_pattern_mismatch":
-                fix = "use lower-case letters, digits and '-', starting with a letter"
+                pattern = str(e.get("ctx", {}).get("pattern", ""))
+                fix = ("use lower-case letters, digits and '-', starting with a letter" if pattern == NAME_RE
+                       else f"write it to match {pattern}")
             out.append(loc.problem(path, msg, fix))
     return out
 

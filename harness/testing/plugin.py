@@ -270,10 +270,11 @@ def host_side(lab: Lab) -> Lab:
 
 
 @pytest.fixture
-def chaos(host_side: Lab) -> Callable[..., runner.Outcome]:
+def chaos(host_side: Lab, record_property: Callable[[str, object], None]) -> Callable[..., runner.Outcome]:
     """Runs a chaos schedule on the test's lab and returns the outcome (its verdict, its run
     directory under STORLAB_HOME/chaos): chaos(seed=7, duration=90, faults=["crash", "hang"],
-    cache="none"), or chaos(replay=PATH) for a saved schedule. The test asserts on the verdict."""
+    cache="none"), or chaos(replay=PATH) for a saved schedule. The test asserts on the verdict;
+    its figures are recorded (JUnit, matrix reports: the same seed compared across cells)."""
     def run(seed: int | None = None, duration: float = 60, faults: list[str] | None = None, cache: str = "none",
             replay: str | os.PathLike[str] | None = None, warmup: float = 10.0) -> runner.Outcome:
         if replay is not None:
@@ -281,7 +282,13 @@ def chaos(host_side: Lab) -> Callable[..., runner.Outcome]:
         else:
             sched = runner.draw_for(host_side, seed if seed is not None else 0, duration, faults, warmup)
         out = paths.private_dir(paths.home() / "chaos" / f"{host_side.name}-seed{sched.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-        return runner.run(host_side, sched, out, runner.Settings(sync=cache == "none"))
+        res = runner.run(host_side, sched, out, runner.Settings(sync=cache == "none"))
+        v = res.verdict
+        for name, value in (("chaos_seed", sched.seed), ("chaos_acked", v.acked), ("chaos_lost", v.counts()["lost"]),
+                            ("chaos_longest_stall_s", round(v.availability.longest.length, 2)
+                             if v.availability.longest else 0.0), ("chaos_run_dir", str(res.run_dir))):
+            record_property(name, value)
+        return res
     return run
 
 
