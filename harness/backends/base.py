@@ -168,8 +168,13 @@ class ChaosSupport(Protocol):
     pause target), the places a workload writes to on the KVM host through the clients the host's
     pools use, when the lab is whole again (the recovery wait between faults), and the longest
     stall it promises per fault. A backend without it is not offered to `storlab chaos`."""
-    #: role -> systemd units of its daemons (the targets of kill and pause)
-    daemons: Mapping[str, tuple[str, ...]]
+
+    def daemons(self, lab: LabContext) -> Mapping[str, tuple[str, ...]]:
+        """Node name -> systemd services of the daemons this backend runs there (the targets of
+        kill and pause). Asked of the lab, not declared per role: which daemon serves can be the
+        plan's choice (kernel nfsd has no process to kill, NFS-Ganesha has) and a unit's name the
+        running lab's (ceph-osd@ID: the cluster gives the id)."""
+        ...
 
     def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True,
                 span: int = 1 << 20) -> list[WriteTarget]:

@@ -15,7 +15,10 @@ the guest would (measured: without it one quorum loss stalled the libgfapi write
 of a run, 79 s).
 
 Everything that reaches qemu-io's option string or command line is checked against a pattern:
-option keys and values from the plan, and the run directory's block file path."""
+option keys and values from the plan, the run directory's block file path, and the `--object`s
+a driver's options refer to. A secret reaches a client in a 0600 file of the run directory only,
+never in argv: a CHAP password as a `secret` object read from its file (`file=PATH`), a cephx key
+in the keyring that the client's ceph.conf (`conf=PATH`) names."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from harness.chaos.checker import Unreadable
@@ -41,25 +44,44 @@ _OPT_VALUE = re.compile(r"^[A-Za-z0-9._/:@-]{1,255}$")
 #: what may appear in a path qemu-io reads a block from (its command line splits on whitespace)
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]{1,4000}$")
 _HEX_LINE = re.compile(rb"^[0-9a-f]{8}:  ((?:[0-9a-f]{2} ){1,16})")
+#: the QOM objects a client may be given (qemu-io --object): a secret, read from a file
+OBJECT_TYPES = frozenset({"secret"})
+#: an object: qom-type, id and its properties (a driver option such as password-secret=ID names it)
+QemuObject = Mapping[str, str | int]
 
 
 def image_opts(opts: Mapping[str, str | int]) -> str:
-    """The --image-opts string of ``opts`` (key -> value), each checked (HarnessError: not safe)."""
+    """The --image-opts string of ``opts`` (key -> value), each checked whole (HarnessError: not
+    safe; fullmatch: `$` alone lets a final line break through)."""
     out = []
     for key, value in opts.items():
         text = str(value)
-        if not _OPT_KEY.match(key) or not _OPT_VALUE.match(text):
+        if not _OPT_KEY.fullmatch(key) or not _OPT_VALUE.fullmatch(text):
             raise HarnessError(f"qemu-io option {key!r}={text!r} is not a safe block-driver option")
         out.append(f"{key}={text}")
     return ",".join(out)
 
 
-class QemuIo:
-    """One qemu-io process on the image ``opts`` describe (raw, cache=none), its stderr (the
-    client library's log) appended to ``log``; restarted after a command timed out."""
+def object_args(objects: Iterable[QemuObject]) -> list[str]:
+    """qemu-io's `--object` arguments for ``objects``, each of a type in OBJECT_TYPES with an id
+    and every key and value checked as image_opts checks them (HarnessError: not safe)."""
+    out = []
+    for obj in objects:
+        if obj.get("qom-type") not in OBJECT_TYPES or "id" not in obj:
+            raise HarnessError(f"qemu-io object {dict(obj)!r}: needs an id and a qom-type of {sorted(OBJECT_TYPES)}")
+        out += ["--object", image_opts(obj)]
+    return out
 
-    def __init__(self, opts: Mapping[str, str | int], log: Path, timeout: float = 120) -> None:
-        self.argv = ["qemu-io", "-t", "none", "--image-opts", image_opts({"driver": "raw", **opts})]
+
+class QemuIo:
+    """One qemu-io process on the image ``opts`` describe (raw, cache=none), with the ``objects``
+    its options refer to, its stderr (the client library's log) appended to ``log``; restarted
+    after a command timed out."""
+
+    def __init__(self, opts: Mapping[str, str | int], log: Path, timeout: float = 120,
+                 objects: Sequence[QemuObject] = ()) -> None:
+        self.argv = ["qemu-io", *object_args(objects), "-t", "none", "--image-opts",
+                     image_opts({"driver": "raw", **opts})]
         self.log, self.timeout = log, timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -99,7 +121,7 @@ class QemuIo:
     def write(self, source: Path, offset: int, length: int, fua: bool = True) -> None:
         """Write ``length`` bytes of the file ``source`` at ``offset``, FUA unless ``fua`` is False
         (then "wrote" means the client took it: a guest disk with cache=unsafe). OSError: refused."""
-        if not _PATH.match(str(source)):
+        if not _PATH.fullmatch(str(source)):
             raise HarnessError(f"block file {source} has characters qemu-io's command line cannot take")
         out = self.command(f"write {'-f ' if fua else ''}-s {source} {int(offset)} {int(length)}")
         if f"wrote {length}/{length} bytes at offset {offset}" not in out:
@@ -166,14 +188,15 @@ class QemuIoWriter:
 
 
 def read_blocks(opts: Mapping[str, str | int], log: Path, target: str,
-                where: Iterable[tuple[str, int, int]], chunk: int = 256 * 1024) -> dict[tuple[str, int], bytes | Unreadable]:
+                where: Iterable[tuple[str, int, int]], chunk: int = 256 * 1024,
+                objects: Sequence[QemuObject] = ()) -> dict[tuple[str, int], bytes | Unreadable]:
     """Read back the locations of ``target`` through a new client on ``opts``: adjacent ones
     ``chunk`` bytes at a time, and one by one where a chunk cannot be read (an EIO costs one
     location). Not the writer's client: qemu's gluster driver, for one, refuses all I/O after a
     failed flush (ENOMEDIUM: the data it held may be gone), as a guest's disk would until
     restarted; what the storage kept is what a new client reads."""
     mine = sorted((o, n) for t, o, n in where if t == target)
-    client = QemuIo(opts, log)
+    client = QemuIo(opts, log, objects=objects)
     out: dict[tuple[str, int], bytes | Unreadable] = {}
     try:
         for run in _runs(mine, chunk):

@@ -70,7 +70,8 @@ def supports(lab: Lab) -> list[ChaosSupport]:
     if not out:
         have = ", ".join(b.name for b in backends() if b.planned(lab.plan) is not None) or "none"
         raise HarnessError(f"lab {lab.name}: none of its backends ({have}) offers chaos runs yet; "
-                           f"gluster does (topologies/gluster-3.yaml)")
+                           f"gluster, ceph, nfs and iscsi do (topologies/gluster-3.yaml, ceph-5.yaml, "
+                           f"nfs-userspace.yaml, iscsi-userspace.yaml)")
     return out
 
 
@@ -78,8 +79,8 @@ def shape(lab: Lab, sup: list[ChaosSupport]) -> LabShape:
     """The lab's shape for drawing schedules: its nodes, their daemons, what its provider can give here."""
     daemons: dict[str, tuple[str, ...]] = {}
     for s in sup:
-        for role, units in s.daemons.items():
-            daemons[role] = tuple(dict.fromkeys((*daemons.get(role, ()), *units)))
+        for node, units in s.daemons(lab).items():
+            daemons[node] = tuple(dict.fromkeys((*daemons.get(node, ()), *units)))
     caps = available()[lab.plan.provider]
     return shape_of(lab.plan.nodes, caps, daemons, loaded_modules())
 

@@ -104,8 +104,12 @@ def _kill(lab: ChaosLab, e: Event) -> Undo:
 
 def _restarted(node: Node, unit: str) -> None:
     """Started again now: a stop first cancels the restart systemd may have scheduled for the
-    killed unit (glusterd's waits 60 s), which a plain start would wait behind."""
+    killed unit (glusterd's waits 60 s), which a plain start would wait behind; reset-failed
+    zeroes its start rate limit, which a run's kills would otherwise use up (ceph-osd@ allows 3
+    starts in 30 minutes, systemd's own restarts 10 s after a kill among them) and then refuse
+    the start."""
     node.run(["systemctl", "stop", unit], timeout=60)
+    node.run(["systemctl", "reset-failed", unit], timeout=60)
     node.start_service(unit)
 
 

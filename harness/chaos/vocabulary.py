@@ -138,15 +138,16 @@ class LabShape:
 
 def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str, Sequence[str]],
              host_modules: Collection[str] = (), host_clients: bool = True) -> LabShape:
-    """A lab's shape from its plan's nodes, its provider's Capabilities, the daemons of each role
-    (role -> systemd units) and the modules of the kernel its containers run on. Nodes with only
-    client roles (CLIENT_ROLES) are clients; the KVM host is one unless ``host_clients`` is False."""
+    """A lab's shape from its plan's nodes, its provider's Capabilities, the daemons on each node
+    (node name -> systemd units: the backends' ChaosSupport.daemons) and the modules of the kernel
+    its containers run on. Nodes with only client roles (CLIENT_ROLES) are clients; the KVM host is
+    one unless ``host_clients`` is False."""
     servers, clients = [], [HOST] if host_clients else []
     for n in nodes:
         if n.roles and set(n.roles) <= CLIENT_ROLES:
             clients.append(n.name)
             continue
-        units = tuple(dict.fromkeys(u for r in n.roles for u in daemons.get(r, ())))
+        units = tuple(dict.fromkeys(daemons.get(n.name, ())))
         disks = tuple(d.name for d in n.disks)
         servers.append(NodeShape(n.name, tuple(n.roles), units, disks))
     given, refused = caps.faults_offered(host_modules)

@@ -183,9 +183,11 @@ def test_shape_of_a_plan() -> None:
                                     for d in disks))
     caps = next(iter(available().values()))
     shape = shape_of([node(1, "g1", ("gluster",), ("brick1",)), node(2, "g2", ("gluster", "client")),
-                      node(3, "kvm1", ("hypervisor",))], caps, {"gluster": ["glusterd.service"]})
+                      node(3, "kvm1", ("hypervisor",))], caps,
+                     {"g1": ["glusterd.service"], "kvm1": ["libvirtd.service"]})
     assert [n.name for n in shape.nodes] == ["g1", "g2"] and shape.clients == (HOST, "kvm1")
     assert shape.nodes[0] == NodeShape("g1", ("gluster",), ("glusterd.service",), ("brick1",))
+    assert shape.nodes[1].daemons == ()  # units by node: g2 was given none
     assert shape.provider == caps.name and shape.faults == caps.faults_offered(())[0]
 
 

@@ -5,19 +5,19 @@ secret holding the client's key.
 - schema.py   the topology's ceph: section
 - rules.py    what validation checks of it (monitor count, OSD hosts against pool sizes, caps)
 - plan.py     its section of the plan (fsid, monitors, OSD hosts)
-- role.py     bring-up, the parsers of `ceph ... -f json`, health waits and the backend's
-              faults (an OSD stopped)
+- role.py     bring-up, the parsers of `ceph ... -f json`, health waits, a client's key and
+              the backend's faults (an OSD stopped)
+- chaos.py    what a chaos run writes through (librbd on the KVM host), waits for and promises
 - templates/  ceph.conf
 """
 
 from __future__ import annotations
 
-import base64
-
-from harness import log
 from harness.backends.base import Backend, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.ceph import plan, role, rules
+from harness.backends.ceph.chaos import CephChaos
 from harness.backends.ceph.plan import CephHostPool, CephPlan, of
+from harness.backends.ceph.role import ceph_key
 from harness.backends.ceph.schema import Ceph
 from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
@@ -63,6 +63,9 @@ class CephBackend(Backend[Ceph, CephPlan, CephHostPool]):
     def pool_secret(self, lab: LabContext, pool: CephHostPool) -> bytes | None:
         return ceph_key(lab, need(pool.client, f"pool {pool.name}: client"))
 
+    def chaos(self) -> CephChaos:
+        return CephChaos()
+
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         if not set(roles) & set(self.roles):
             return []
@@ -72,12 +75,3 @@ class CephBackend(Backend[Ceph, CephPlan, CephHostPool]):
 
 def planned(plan: Plan) -> CephPlan:
     return need(of(plan), "ceph section")
-
-
-def ceph_key(lab: LabContext, client: str) -> bytes:
-    """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
-    ceph = planned(lab.plan)
-    admin = lab.node((ceph.admin or tuple(m.name for m in ceph.mons))[0])
-    key = admin.succeed(["ceph", "auth", "get-key", client]).strip()
-    log.mask(key)
-    return base64.b64decode(key)

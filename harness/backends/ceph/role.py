@@ -5,6 +5,7 @@ Facts are pure parsers of `ceph ... -f json`."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ from harness.backends.base import LabContext, NodeView
 from harness.backends.ceph.plan import CephClientPlan, CephPlan, CephPoolPlan, of
 from harness.errors import HarnessError
 from harness.nodes.node import on_each
+from harness.plan.model import need
 from harness.run import wait_until
 
 MON_KEYRING = "/etc/ceph/storlab.mon.keyring"  # kept on monitor nodes only (0600)
@@ -243,6 +245,19 @@ def wait_health(ceph: NodeView, accepted: Sequence[str], timeout: float) -> None
             raise HarnessError(summary)  # shown as the last observation on timeout
         return summary
     wait_until(healthy, timeout=timeout, interval=0.5, what="ceph HEALTH_OK with every PG active+clean")
+
+
+def admin_node(lab: LabContext) -> NodeView:
+    """Where client.admin's keyring is: the first admin node (the first monitor without one)."""
+    c = need(of(lab.plan), "ceph section")
+    return lab.node((c.admin or tuple(m.name for m in c.mons))[0])
+
+
+def ceph_key(lab: LabContext, client: str) -> bytes:
+    """The client's cephx key, read on the admin node; it travels as bytes, never in argv or logs."""
+    key = admin_node(lab).succeed(["ceph", "auth", "get-key", client]).strip()
+    log.mask(key)
+    return base64.b64decode(key)
 
 
 # -- faults of this backend ------------------------------------------------------------------

@@ -48,11 +48,14 @@ def _volume(lab: LabContext, pool: GlusterHostPool) -> GlusterVolumePlan:
 
 
 class GlusterChaos:
-    daemons: Mapping[str, tuple[str, ...]] = {"gluster": ("glusterd.service",)}
+    def daemons(self, lab: LabContext) -> Mapping[str, tuple[str, ...]]:
+        """glusterd.service on every gluster node: its cgroup holds the bricks and the self-heal
+        daemon too, so a kill or pause of it takes the node's bricks with it."""
+        return {n.name: ("glusterd.service",) for n in lab.plan.nodes if "gluster" in n.roles}
 
     def targets(self, lab: LabContext, run_dir: Path, run_id: str, sync: bool = True,
                 span: int = 1 << 20) -> list[WriteTarget]:
-        if not RUN_ID.match(run_id):
+        if not RUN_ID.fullmatch(run_id):
             raise HarnessError(f"run id {run_id!r}: lowercase letters, digits and '-'")
         pool = _fuse_pool(lab)
         mount = str(pool.path)

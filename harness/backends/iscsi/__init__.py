@@ -12,6 +12,7 @@ on a hypervisor node that logs in as an initiator.
 - target.py     the target brought up and checked (`tgtadm` parsed, targetcli verified)
 - initiator.py  initiator nodes, and a LUN attached on one (logged in, its multipath map)
 - pools.py      pools on a node's sessions: a LUN's map named after its pool, the scsi adapter
+- chaos.py      what a chaos run writes through (libiscsi on the KVM host), waits for and promises
 - templates/    tgt's conf.d and a targetcli batch
 """
 
@@ -22,6 +23,7 @@ from typing import ClassVar
 
 from harness.backends.base import Backend, Implementation, LabContext, NodeView, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.iscsi import chap, initiator, plan, pools, rules, target
+from harness.backends.iscsi.chaos import IscsiChaos
 from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi
 from harness.errors import CleanupReport
@@ -100,6 +102,9 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
             out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll; dmsetup ls; "
                         "cat /etc/multipath/conf.d/*.conf 2>/dev/null"])
         return out
+
+    def chaos(self) -> IscsiChaos:
+        return IscsiChaos()
 
     def pool_secret(self, lab: LabContext, pool: IscsiHostPool) -> bytes | None:
         if not pool.chap:

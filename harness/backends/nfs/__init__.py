@@ -9,6 +9,7 @@ version, nconnect, session trunking).
 - role.py        the server brought up, `exportfs -v` parsed, ganesha's grace period awaited
 - client.py      a dir pool's export mounted on its node (systemd mount units); mounts checked
 - mountstats.py  pure parsers of /proc/self/mountstats and `ss -tn`, and their readers
+- chaos.py       what a chaos run writes through (libnfs on the KVM host), waits for and promises
 - templates/     /etc/exports, nfs.conf.d, ganesha.conf
 """
 
@@ -19,6 +20,7 @@ from typing import ClassVar
 
 from harness.backends.base import Backend, Implementation, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
 from harness.backends.nfs import client, plan, role, rules
+from harness.backends.nfs.chaos import NfsChaos
 from harness.backends.nfs.plan import NfsHostPool, NfsPlan, of
 from harness.backends.nfs.schema import Nfs, NfsClient
 from harness.plan.model import Plan, need
@@ -83,6 +85,9 @@ class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
 
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         return client.reconfigure(lab, before)
+
+    def chaos(self) -> NfsChaos:
+        return NfsChaos()
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         out = []
