@@ -40,7 +40,7 @@ else
   rc=1
   timings+=("lint: FAILED ($((SECONDS - t))s)")
 fi
-phase always "unit + LXC labs" 0 tests -m "not vm" "$@"
+phase always "unit + LXC labs" 0 tests -m "not vm and not slow" "$@"
 # a small config matrix on LXC: two cells sharing one lab (reconfigured between them), one of
 # them an expected failure (no client quorum); the whole matrices run by hand (README)
 phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matrix matrices/gluster.yaml \
@@ -59,6 +59,10 @@ else
   rc=1
   timings+=("install: pip install .: FAILED ($((SECONDS - t))s)")
 fi
+if [ "${STORLAB_CI_FULL:-0}" = 1 ]; then
+  # seeded chaos of ceph-5, nfs-userspace and iscsi-userspace on LXC (about 3 min each with their labs)
+  phase core "LXC: chaos of ceph, NFS, iSCSI" 900 tests -m "slow and not vm" --lab-provider lxc "$@"
+fi
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.host.facts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
   phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"
@@ -72,6 +76,7 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
     phase core "vm: shared LUN (OCFS2)" 1500 tests/lab/test_shared_lun.py "$@"
     phase core "vm: iSCSI pool types" 600 tests/lab/test_iscsi_pools.py "$@"
     phase core "vm: NFS client options" 1200 tests/lab/test_nfs_client.py "$@"
+    phase core "vm: chaos (gluster-3, netem, clock)" 1800 tests/lab/test_chaos_vm.py --lab-provider vagrant "$@"
   fi
 fi
 echo "== phase timings:"
