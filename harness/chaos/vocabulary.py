@@ -148,7 +148,7 @@ def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str
             clients.append(n.name)
             continue
         units = tuple(dict.fromkeys(daemons.get(n.name, ())))
-        disks = tuple(d.name for d in n.disks)
+        disks = tuple(d.name for d in n.disks if d.mount)  # a filesystem to fill, not a raw device
         servers.append(NodeShape(n.name, tuple(n.roles), units, disks))
     given, refused = caps.faults_offered(host_modules)
     return LabShape(caps.name, tuple(servers), tuple(clients), given, refused)
