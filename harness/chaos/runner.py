@@ -209,7 +209,8 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
     targets = [t for s in sup for t in s.targets(lab, run_dir, run_id, settings.sync, span)]
     try:
         ledger = Ledger.open(run_dir / "ledger.jsonl", seed=schedule.seed, lab=lab.name, provider=lab.plan.provider,
-                             writers={t.name: t.what for t in targets}, sync=settings.sync)
+                             writers={t.name: t.what for t in targets},
+                             cache="none" if settings.sync else "unsafe")
         with ledger, writing(targets, ledger, settings) as writers:
             paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash])
         paused += wait_whole(lab, sup, settings.recovery)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness import locks, log, paths
 from harness.chaos import runner
+from harness.chaos.ledger import read
 from harness.chaos.schedule import Schedule
 from harness.chaos.shrink import shrink
 from harness.errors import HarnessError
@@ -47,6 +48,17 @@ def schedule_for(lab: Lab, args: argparse.Namespace) -> Schedule:
     return runner.draw_for(lab, seed, _seconds(args.duration, "--duration"), kinds, args.warmup)
 
 
+def cache_mode(args: argparse.Namespace) -> str:
+    """--cache as given; else, replaying a run directory, the mode its writers had (its ledger's
+    first record); else none."""
+    if args.cache:
+        return str(args.cache)
+    if args.replay and (Path(args.replay) / "ledger.jsonl").is_file():
+        mode = read(Path(args.replay) / "ledger.jsonl").header.get("cache")
+        return "unsafe" if mode == "unsafe" else "none"
+    return "none"
+
+
 def run_dir(args: argparse.Namespace, lab: str, seed: int, suffix: str = "") -> Path:
     root = Path(args.out) if args.out else paths.home() / "chaos"
     d = root / f"{lab}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
@@ -58,7 +70,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     lab = Lab.load(args.lab)
     locks.hold(lab.name)
     sched = schedule_for(lab, args)
-    settings = runner.Settings(interval=args.interval, sync=args.cache == "none")
+    settings = runner.Settings(interval=args.interval, sync=cache_mode(args) == "none")
     out = runner.run(lab, sched, run_dir(args, lab.name, sched.seed), settings)
     for line in runner.summary(out):
         print(line)
@@ -91,9 +103,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                                                         "provider can give here; see README)")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of writes before the first fault and after the last")
     p.add_argument("--interval", type=float, default=0.05, help="seconds between one writer's writes")
-    p.add_argument("--cache", choices=("none", "unsafe"), default="none",
-                   help="the writers' cache mode, as a guest disk's: none (default) acknowledges a write once it "
-                        "is durable (FUA, fsync); unsafe once the client took it (what its cache can lose)")
+    p.add_argument("--cache", choices=("none", "unsafe"),
+                   help="the writers' cache mode, as a guest disk's: none (default; a replayed run's own mode) "
+                        "acknowledges a write once it is durable (FUA, fsync); unsafe once the client took it "
+                        "(what its cache can lose)")
     p.add_argument("--replay", metavar="RUN", help="run the schedule of a run directory (or a schedule.json) again")
     p.add_argument("--shrink", action="store_true", help="when the checker finds something, replay ever smaller "
                                                          "parts of the schedule until the smallest that still fails")

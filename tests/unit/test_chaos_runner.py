@@ -223,3 +223,13 @@ def test_a_refused_write_raises_with_the_clients_words(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         QemuIoWriter(client, "w1", "ro", tmp_path / "b.blk", span=4096)(0)
     client.close()
+
+
+def test_a_replayed_run_keeps_its_cache_mode_unless_told(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from harness.cli.chaos import cache_mode
+    Ledger.open(tmp_path / "ledger.jsonl", seed=3, cache="unsafe").close()  # as runner.run writes it
+    assert cache_mode(Namespace(cache=None, replay=str(tmp_path))) == "unsafe"
+    assert cache_mode(Namespace(cache="none", replay=str(tmp_path))) == "none"
+    assert cache_mode(Namespace(cache=None, replay=None)) == "none"
