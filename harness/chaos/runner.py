@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import log
+from harness import log, paths
 from harness.backends.base import ChaosSupport, backends
 from harness.chaos import html, report, verbs
 from harness.chaos.availability import Window, windows_from
 from harness.chaos.checker import Unreadable, Verdict, check, locations
-from harness.chaos.ledger import Ledger, read
+from harness.chaos.ledger import Ledger, Records, read
 from harness.chaos.schedule import DrawOptions, Event, Schedule, draw
 from harness.chaos.support import WriteTarget
 from harness.chaos.vocabulary import LabShape, shape_of
@@ -96,6 +97,25 @@ def draw_for(lab: Lab, seed: int, duration: float, kinds: Sequence[str] | None =
         raise HarnessError(f"seed {seed}: no fault could be drawn for lab {lab.name} in {duration:g}s (kinds skipped: "
                            f"{', '.join(s.kind for s in sched.skipped) or 'none'}); give a longer duration or other kinds")
     return sched
+
+
+def load_schedule(where: str | os.PathLike[str]) -> Schedule:
+    """The schedule of a run directory, or a schedule.json (HarnessError: unreadable, not one)."""
+    f = Path(where) / "schedule.json" if Path(where).is_dir() else Path(where)
+    try:
+        text = f.read_text()
+    except OSError as exc:
+        raise HarnessError(f"replay {where}: cannot read {f}: {exc.strerror}") from None
+    sched = Schedule.from_json(text, str(f))
+    if note := sched.version_note():
+        log.info(f"chaos: {note}")
+    return sched
+
+
+def run_dir_for(lab: str, seed: int, root: Path | None = None, suffix: str = "") -> Path:
+    """A new private run directory: ROOT/LAB-seedN-YYYYmmdd-HHMMSS[suffix] (ROOT: STORLAB_HOME/chaos)."""
+    d = (root or paths.home() / "chaos") / f"{lab}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+    return paths.private_dir(d)
 
 
 def wait_whole(lab: Lab, sup: list[ChaosSupport], timeout: float) -> float:
@@ -215,7 +235,8 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
             paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash])
         paused += wait_whole(lab, sup, settings.recovery)
         costs: dict[str, float] = {}
-        verdict = _verdict(lab, sup, targets, run_dir, schedule, costs)
+        records = read(run_dir / "ledger.jsonl")
+        verdict = _verdict(lab, sup, targets, records, schedule, costs)
     finally:
         for t in targets:
             with contextlib.suppress(Exception):
@@ -223,20 +244,19 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
     for s in sup:
         s.remove(lab, run_id)
     out = Outcome(run_dir, schedule, verdict, paused, time.monotonic() - t0, costs=costs)
-    write(out, lab)
+    write(out, lab, records)
     return out
 
 
-def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], run_dir: Path,
+def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], records: Records,
              schedule: Schedule, costs: dict[str, float]) -> Verdict:
-    records = read(run_dir / "ledger.jsonl")
     where = locations(records)
     reads: dict[tuple[str, int], bytes | Unreadable] = {}
     t0 = time.monotonic()
     for t in targets:
         reads.update(t.read_back(where))
     costs.update(read_back_s=round(time.monotonic() - t0, 3), locations=len(where),
-                 ledger_bytes=(run_dir / "ledger.jsonl").stat().st_size)
+                 ledger_bytes=Path(records.path).stat().st_size)
     t0 = time.monotonic()
     by_id = {e.id: e for e in schedule.events}
     windows = windows_from(records)
@@ -253,11 +273,10 @@ def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], run_
     return verdict
 
 
-def write(out: Outcome, lab: Lab) -> None:
-    """verdict.json, timeline.json, summary.txt and report.html in the run directory, and the
-    lab's evidence when the verdict fails."""
+def write(out: Outcome, lab: Lab, records: Records) -> None:
+    """verdict.json, timeline.json, summary.txt and report.html in the run directory (``records``:
+    its ledger, as the checker read it), and the lab's evidence when the verdict fails."""
     d = out.run_dir
-    records = read(d / "ledger.jsonl")
     data = report.timeline(records, out.verdict, out.schedule)
     (d / "verdict.json").write_text(json.dumps(out.verdict.to_dict(), indent=1) + "\n")
     (d / "timeline.json").write_text(report.to_json(data))

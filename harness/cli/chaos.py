@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import time
 from pathlib import Path
 
-from harness import locks, log, paths
+from harness import locks, log
 from harness.chaos import runner
 from harness.chaos.ledger import read
 from harness.chaos.schedule import Schedule
@@ -34,15 +33,7 @@ def _seconds(text: str, what: str) -> float:
 def schedule_for(lab: Lab, args: argparse.Namespace) -> Schedule:
     """The run's schedule: the replayed run's, or one drawn from the seed for this lab."""
     if args.replay:
-        f = Path(args.replay) / "schedule.json" if Path(args.replay).is_dir() else Path(args.replay)
-        try:
-            text = f.read_text()
-        except OSError as exc:
-            raise HarnessError(f"--replay {args.replay}: cannot read {f}: {exc.strerror}") from None
-        sched = Schedule.from_json(text, str(f))
-        if note := sched.version_note():
-            log.info(f"chaos: {note}")
-        return sched
+        return runner.load_schedule(args.replay)
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
     return runner.draw_for(lab, seed, _seconds(args.duration, "--duration"), kinds, args.warmup)
@@ -60,10 +51,7 @@ def cache_mode(args: argparse.Namespace) -> str:
 
 
 def run_dir(args: argparse.Namespace, lab: str, seed: int, suffix: str = "") -> Path:
-    root = Path(args.out) if args.out else paths.home() / "chaos"
-    d = root / f"{lab}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
-    paths.private_dir(d)
-    return d
+    return runner.run_dir_for(lab, seed, Path(args.out) if args.out else None, suffix)
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:

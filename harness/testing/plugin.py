@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness import log, paths
+from harness import log
 from harness.chaos import runner
-from harness.chaos.schedule import Schedule
 from harness.errors import HarnessError
 from harness.host.virt import connect
 from harness.lab import evidence, secrets
@@ -278,11 +277,11 @@ def chaos(host_side: Lab, record_property: Callable[[str, object], None]) -> Cal
     def run(seed: int | None = None, duration: float = 60, faults: list[str] | None = None, cache: str = "none",
             replay: str | os.PathLike[str] | None = None, warmup: float = 10.0) -> runner.Outcome:
         if replay is not None:
-            sched = Schedule.from_json(Path(replay).read_text(), str(replay))
+            sched = runner.load_schedule(replay)
         else:
             sched = runner.draw_for(host_side, seed if seed is not None else 0, duration, faults, warmup)
-        out = paths.private_dir(paths.home() / "chaos" / f"{host_side.name}-seed{sched.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-        res = runner.run(host_side, sched, out, runner.Settings(sync=cache == "none"))
+        res = runner.run(host_side, sched, runner.run_dir_for(host_side.name, sched.seed),
+                         runner.Settings(sync=cache == "none"))
         v = res.verdict
         for name, value in (("chaos_seed", sched.seed), ("chaos_acked", v.acked), ("chaos_lost", v.counts()["lost"]),
                             ("chaos_longest_stall_s", round(v.availability.longest.length, 2)
