@@ -77,6 +77,7 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
     phase core "vm: shared LUN (OCFS2)" 1500 tests/lab/test_shared_lun.py "$@"
     phase core "vm: iSCSI pool types" 600 tests/lab/test_iscsi_pools.py "$@"
     phase core "vm: NFS client options" 1200 tests/lab/test_nfs_client.py "$@"
+    phase core "vm: NVMe DH-HMAC-CHAP" 600 tests/lab/test_nvme_auth.py "$@"
     phase core "vm: chaos (gluster-3, netem, clock)" 1800 tests/lab/test_chaos_vm.py --lab-provider vagrant "$@"
   fi
 fi

@@ -59,6 +59,7 @@ class NodePlan(Frozen):
     macs: dict[str, str]
     disks: tuple[DiskPlan, ...]
     object: str  # container/domain name
+    kernel: str | None = None  # the kernel a VM node boots (harness.spec.kernels; None: the default)
 
 
 class ChapPlan(Frozen):

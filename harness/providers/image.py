@@ -18,8 +18,9 @@ from harness import log, paths
 from harness import plugins as registry
 from harness.errors import HarnessError
 from harness.run import run
+from harness.spec import kernels
 
-BUILDER_VERSION = "5"
+BUILDER_VERSION = "6"
 SUITE = "bookworm"
 
 # Everything the core's roles use, baked in so that no node ever needs the network; each backend
@@ -30,7 +31,8 @@ CORE_PACKAGES = [
     "procps", "less", "ca-certificates", "psmisc", "util-linux", "findutils", "gnupg", "rsync", "attr", "acl",
     # one-way partitions: nftables rules on the node (harness.nodes.netfaults)
     "nftables",
-    "linux-image-amd64", "initramfs-tools",
+    # every kernel a VM node may boot (harness.spec.kernels): the box keeps each beside its disk
+    *(k.package for k in kernels.KERNELS.values()), "initramfs-tools",
     # disks
     "xfsprogs", "e2fsprogs", "lvm2", "parted",
     # hypervisor nodes: libvirtd for pools wired inside the lab (no qemu needed for pools), with the
@@ -81,28 +83,45 @@ _RELEASE = ('rm -f "$1/usr/sbin/policy-rc.d" "$1/usr/sbin/update-initramfs" && '
             'chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs')
 
 
-def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str) -> list[str]:
+def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str, security: str) -> list[str]:
     """One mmdebstrap run: the essential set, then every wanted package in a single apt call
-    (debootstrap + a second apt run took 15-30 s longer here). The hooks are storlab's own text;
-    nothing from a topology reaches this command."""
+    (debootstrap + a second apt run took 15-30 s longer here), with the release's security
+    updates (and the kernels that come from there). The hooks are storlab's own text; nothing
+    from a topology reaches this command."""
     return ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
             "--include=" + ",".join(["apt-utils", "ca-certificates", *wanted]),
             "--essential-hook=" + _HOLD, "--customize-hook=" + _RELEASE,
             "--aptopt=Dpkg::Use-Pty \"0\"", SUITE, str(root),
-            f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main"]
+            f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main",
+            f"deb {security} {SUITE}-security main"]
 
 
-def debian_mirror() -> str:
-    """The mirror the host's own apt sources name (never hard-coded)."""
+def debian_mirrors() -> tuple[str, str]:
+    """(the Debian mirror, the security mirror) the host's own apt sources name (never hard-coded)."""
+    main: str | None = None
+    security: str | None = None
     for src in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
         if not src.exists():
             continue
         text = src.read_text()
-        m = (re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE)
-             or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE))
-        if m:
-            return m.group(1)
-    raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
+        entries = []  # (suites, first URI): deb822 stanzas, then one-line entries
+        for stanza in re.split(r"\n\s*\n", text):
+            fields = dict(re.findall(r"^(URIs|Suites):\s*(.+?)\s*$", stanza, re.MULTILINE))
+            if "URIs" in fields and "Suites" in fields:
+                entries.append((fields["Suites"].split(), fields["URIs"].split()[0]))
+        entries += [([m.group(2)], m.group(1)) for m in re.finditer(
+            r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", text, re.MULTILINE)]
+        for suites, uri in entries:
+            if any(s.endswith("-security") or s.endswith("/updates") for s in suites):
+                security = security or uri
+            else:
+                main = main or uri
+    if main is None:
+        raise HarnessError("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
+    if security is None:
+        raise HarnessError(f"the host's apt sources name no {SUITE}-security archive: the golden image takes its "
+                           "security updates and kernels from there; add it to /etc/apt/sources.list.d/debian.sources")
+    return main, security
 
 
 def content_key(wanted: list[str] | None = None) -> str:
@@ -159,9 +178,9 @@ def build(force: bool = False) -> Path:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         root = work / "rootfs"
-        mirror = debian_mirror()
+        mirror, security = debian_mirrors()
         with log.step(f"image {key}: mmdebstrap {SUITE} (minbase + {len(wanted)} packages, one apt run) from {mirror}"):
-            res = run(mmdebstrap_argv(wanted, root, mirror), timeout=2400, env=BUILD_ENV)
+            res = run(mmdebstrap_argv(wanted, root, mirror, security), timeout=2400, env=BUILD_ENV)
             (work / "build.log").write_text(res.stdout + res.stderr)
             if not res.ok:
                 raise HarnessError(f"mmdebstrap failed (log: {work / 'build.log'}): {res.stderr[-800:]}")

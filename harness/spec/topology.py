@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from harness import plugins as registry
 from harness.providers.capabilities import available
+from harness.spec import kernels
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 
@@ -146,6 +147,14 @@ def _role(v: str) -> str:
 Role = Annotated[str, AfterValidator(_role)]
 
 
+def _quoted_kernel(v: Any) -> Any:
+    """YAML reads `kernel: 6.12` as a number (and 6.10 as 6.1): ask for the string."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        raise PydanticCustomError("kernel_quoted", "write the kernel in quotes (kernel: \"{v}\"): YAML reads it as a "
+                                  "number, and would read 6.10 as 6.1", {"v": v})
+    return v
+
+
 class Disk(Strict):
     name: Name
     size: Annotated[Size, at_least(16 * 2**20, "a disk")] = Field(description="bytes or 512M, 2G, ... (at least 16M)")
@@ -161,6 +170,8 @@ class Node(Strict):
     disks: list[Disk] = []
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
+    kernel: Annotated[str, BeforeValidator(_quoted_kernel), AfterValidator(lambda v: _one_of(list(kernels.KERNELS), v))
+                      ] | None = Field(None, description=f"the kernel a VM node boots, in quotes; default {kernels.DEFAULT}")
 
 
 class Secret(Strict):

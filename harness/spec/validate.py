@@ -219,7 +219,7 @@ class _Rules(PoolRules):
         """Does anything in the topology need a kernel feature that containers (sharing ours) lack?"""
         roles = {r for n in self.t.nodes for r in n.roles}
         f = self.facts
-        if "hypervisor" in roles:
+        if "hypervisor" in roles or any(n.kernel for n in self.t.nodes):
             return True
         for b in backends():
             if any(r in roles and not f.kernel(feature) for r, feature in b.role_kernel.items()):
@@ -259,6 +259,9 @@ class _Rules(PoolRules):
         if shared:
             role_kernel = {r: feature for b in backends() for r, feature in b.role_kernel.items()}
             for i, n in enumerate(self.t.nodes):
+                if n.kernel:
+                    self.add(("nodes", i, "kernel"), f"{caps.name} nodes boot no kernel of their own: they share "
+                             "this host's", f"remove kernel: or use provider: {own}")
                 if "hypervisor" in n.roles:
                     self.add(("nodes", i, "roles"),
                              "a hypervisor node needs its own kernel (kvm/nfs client), containers have none",

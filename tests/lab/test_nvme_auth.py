@@ -7,7 +7,7 @@ the target restarted under a writer: the host authenticates again with the keys 
 resume, nothing acknowledged is lost. Select with `pytest -k nvme_auth` (marked `vm`).
 
 Needs kernels with NVMe authentication on the nodes (CONFIG_NVME_TARGET_AUTH, CONFIG_NVME_HOST_AUTH):
-Debian 12's own 6.1 kernel has neither, and `up` then stops at the nvme-target role saying so."""
+Debian 12's own 6.1 kernel has neither, so both nodes boot the image's 6.12 (`kernel: "6.12"`)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ from harness.plan.model import need
 from harness.run import wait_until
 from lab import test_nvme
 
-pytestmark = [pytest.mark.topology("nvme-auth.yaml"), pytest.mark.vm,
-              pytest.mark.skipif(not dhchap.IMAGE_KERNEL_AUTH, reason=dhchap.IMAGE_KERNEL_WHY)]
+pytestmark = [pytest.mark.topology("nvme-auth.yaml"), pytest.mark.vm]
 
-#: where the test puts the libnvme configs with wrong keys on kvm1 (0600, removed at the end)
+#: where the test puts its /dev/nvme-fabrics options (keys, wrong ones too) on kvm1 (0600, removed at the end)
 WRONG = "/root/storlab-test-dhchap.json"
 
 
@@ -65,19 +64,30 @@ def _key(lab: Lab, name: str | None) -> str:
     return labsecrets.read(lab, need(name, "a key's name"), f"DH-HMAC-CHAP key {name}")
 
 
-def _attempts(lab: Lab, nvme: NvmePlan, h: HostNqnPlan, d: DhchapPlan) -> list[tuple[str, str | None]]:
-    """(what is wrong, the libnvme config kvm1 tries with it; None: no config at all)."""
-    wrong_host = {d.key: dhchap.generate_key(), need(d.ctrl_key, "ctrl key"): _key(lab, d.ctrl_key)}
-    wrong_ctrl = {d.key: _key(lab, d.key), need(d.ctrl_key, "ctrl key"): dhchap.generate_key()}
-    return [("no key", None),
-            ("a wrong host key", dhchap.host_config(nvme, h, d, wrong_host.__getitem__)),
-            ("a wrong controller key", dhchap.host_config(nvme, h, d, wrong_ctrl.__getitem__))]
+def _attempts(lab: Lab, d: DhchapPlan) -> list[tuple[str, str, str]]:
+    """(what is wrong, the host key, the controller key kvm1 tries; "" for none)."""
+    host_key, ctrl_key = _key(lab, d.key), _key(lab, need(d.ctrl_key, "ctrl key"))
+    return [("no key", "", ""), ("a wrong host key", dhchap.generate_key(), ctrl_key),
+            ("a wrong controller key", host_key, dhchap.generate_key())]
 
 
-def _refused(node: Node, sub: SubsystemPlan, port: PortPlan, h: HostNqnPlan, what: str, config: str | None) -> None:
-    if config is not None:
-        node.put(WRONG, config, "0600")
-    r = node.run(nvmehost.connect_argv(sub, port, h, WRONG if config is not None else "none"), timeout=120)
+def fabrics_options(sub: SubsystemPlan, port: PortPlan, h: HostNqnPlan, host_key: str, ctrl_key: str) -> str:
+    """The connect the kernel is asked for through /dev/nvme-fabrics: exactly these keys. Not
+    `nvme connect`: libnvme 1.3 gives a new controller the DH-HMAC-CHAP secret it reads from the
+    sysfs of the host NQN's other controllers, so even --config=none connects with the host's key
+    while kvm1 holds its pool's controllers (seen on this lab: "no key" authenticated)."""
+    opts = [f"transport=tcp,traddr={port.address},trsvcid={port.port},nqn={sub.nqn}",
+            f"hostnqn={h.nqn},hostid={h.hostid},ctrl_loss_tmo=0"]
+    opts += [f"dhchap_secret={host_key}"] if host_key else []
+    opts += [f"dhchap_ctrl_secret={ctrl_key}"] if ctrl_key else []
+    return ",".join(opts)
+
+
+def _refused(node: Node, sub: SubsystemPlan, port: PortPlan, h: HostNqnPlan, what: str, host_key: str,
+             ctrl_key: str) -> None:
+    # the options (keys too) go to the kernel from a 0600 file, never in an argv
+    node.put(WRONG, fabrics_options(sub, port, h, host_key, ctrl_key), "0600")
+    r = node.run(["sh", "-c", 'cat -- "$1" > /dev/nvme-fabrics', "sh", WRONG], timeout=120)
     assert not r.ok, f"{h.nqn} connected to {sub.nqn} with {what}"
     left = nvmehost.paths(node).get(sub.nqn, [])
     assert not left, f"a controller to {sub.nqn} is left after a connect with {what}: {left}"
@@ -96,8 +106,15 @@ def test_nvme_auth_wrong_keys_are_refused(lab: Lab, hv: tuple[Node, Any]) -> Non
     node.succeed(["nvme", "disconnect", "-n", sub.nqn], timeout=60)
     wait_until(lambda: not nvmehost.paths(node).get(sub.nqn), timeout=60, what=f"kvm1 disconnected from {sub.nqn}")
     try:
-        for what, config in _attempts(lab, nvme, h, d):
-            _refused(node, sub, port, h, what, config)
+        for what, host_key, ctrl_key in _attempts(lab, d):
+            _refused(node, sub, port, h, what, host_key, ctrl_key)
+        # the same path with kvm1's own keys connects: the attempts above failed for their keys alone
+        node.put(WRONG, fabrics_options(sub, port, h, _key(lab, d.key), _key(lab, d.ctrl_key)), "0600")
+        node.succeed(["sh", "-c", 'cat -- "$1" > /dev/nvme-fabrics', "sh", WRONG], timeout=120)
+        wait_until(lambda: nvmehost.live(nvmehost.paths(node), sub, [port]), timeout=60,
+                   what=f"kvm1 connected to {sub.nqn} through /dev/nvme-fabrics with its own keys")
+        node.succeed(["nvme", "disconnect", "-n", sub.nqn], timeout=60)
+        wait_until(lambda: not nvmehost.paths(node).get(sub.nqn), timeout=60, what=f"kvm1 disconnected from {sub.nqn}")
         nvmehost.connect(node, sub, port, h, dhchap.NODE_CONFIG)
         wait_until(lambda: nvmehost.live(nvmehost.paths(node), sub, [port]), timeout=60,
                    what=f"kvm1 connected to {sub.nqn} with its own keys")

@@ -153,9 +153,34 @@ def test_lab_key_comes_first_and_the_box_key_second(spec: dict[str, Any]) -> Non
 
 def test_box_and_direct_kernel_boot(spec: dict[str, Any]) -> None:
     assert spec["box"] == BOX.name
-    assert (spec["kernel"], spec["initrd"]) == (str(BOX.dir / "vmlinuz"), str(BOX.dir / "initrd.img"))
+    for m in spec["machines"]:  # no kernel: in the topology: the default one
+        assert (m["kernel"], m["initrd"]) == (str(BOX.dir / "vmlinuz-6.1"), str(BOX.dir / "initrd.img-6.1"))
     assert spec["cmdline"].split() == ["root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0"]
     assert spec["storage_pool"] == box.STORAGE_POOL != "default"
+
+
+def test_each_node_boots_the_kernel_its_topology_names() -> None:
+    plan = plan_of(TWO_NODES.replace("- {name: n2, roles: [client]}", '- {name: n2, roles: [client], kernel: "6.12"}'))
+    machines = {m["name"]: m for m in vagrantspec.spec(plan, LABDIR, BOX)["machines"]}
+    assert machines["n2"]["kernel"] == str(BOX.dir / "vmlinuz-6.12")
+    assert machines["n2"]["initrd"] == str(BOX.dir / "initrd.img-6.12")
+    assert machines["n1"]["kernel"] == str(BOX.dir / "vmlinuz-6.1")
+    # the plan says it only where the topology picks one (older plans read the same)
+    assert '"kernel": "6.12"' in plan.to_json() and plan.to_json().count('"kernel"') == 1
+
+
+def test_the_box_finds_each_kernel_by_its_release(tmp_path: Path) -> None:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for release in ("6.1.0-9-amd64", "6.1.0-41-amd64", "6.12.118+deb12-amd64"):
+        (boot / f"vmlinuz-{release}").write_text("k")
+        (boot / f"initrd.img-{release}").write_text("i")
+    assert box.kernel_files(tmp_path, "6.1")[0].name == "vmlinuz-6.1.0-41-amd64"  # the newest 6.1, not 6.12
+    assert box.kernel_files(tmp_path, "6.12") == (boot / "vmlinuz-6.12.118+deb12-amd64",
+                                                  boot / "initrd.img-6.12.118+deb12-amd64")
+    (boot / "initrd.img-6.12.118+deb12-amd64").unlink()
+    with pytest.raises(HarnessError, match="has no initrd"):
+        box.kernel_files(tmp_path, "6.12")
 
 
 def test_spec_is_json_and_deterministic(plan: Plan) -> None:
@@ -312,7 +337,7 @@ def test_box_names_follow_the_image_key() -> None:
     # the name vagrant-libvirt 0.11.2 gave the uploaded volume, seen on this host
     assert ("storlab-VAGRANTSLASH-debian12-0fc2244a862ebbb3-b1_vagrant_box_image_0_1795621468_box.img"
             .startswith(box.ref("0fc2244a862ebbb3").pool_volume_prefix)) == (box.BOX_VERSION == "1")
-    assert b.kernel.parent == b.initrd.parent == b.build_key.parent == b.dir
+    assert b.kernel().parent == b.initrd("6.12").parent == b.build_key.parent == b.dir
 
 
 # -- vagrant output ---------------------------------------------------------------------------------

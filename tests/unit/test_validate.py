@@ -829,6 +829,24 @@ RULE_CASES = [
         """, "a hypervisor node needs its own kernel", "nodes[1].roles", "kvm", id="hypervisor-on-lxc"),
     pytest.param("""
         lab: t
+        provider: lxc
+        nodes:
+          - {name: a, kernel: "6.12"} #<
+        """, "lxc nodes boot no kernel of their own", "nodes[0].kernel", "kvm", id="kernel-on-lxc"),
+    pytest.param("""
+        lab: t
+        provider: vagrant
+        nodes:
+          - {name: a, kernel: 6.12} #<
+        """, "write the kernel in quotes (kernel: \"6.12\")", "nodes[0].kernel", "kvm", id="kernel-unquoted"),
+    pytest.param("""
+        lab: t
+        provider: vagrant
+        nodes:
+          - {name: a, kernel: "5.10"} #<
+        """, "Input should be '6.1' or '6.12'", "nodes[0].kernel", "kvm", id="kernel-not-in-the-image"),
+    pytest.param("""
+        lab: t
         provider: vagrant #<
         nodes: [{name: a}]
         """, "vagrant is not installed on this host", "provider",
@@ -977,6 +995,10 @@ def test_auto_provider_ci_hypervisor_is_vagrant() -> None:
                            "      - {name: g3, roles: [gluster]}\n      - {name: kvm1, roles: [hypervisor]}\n")
     assert "kvm1" in text
     assert ok(text, "ci") == Resolved("vagrant")
+
+
+def test_auto_provider_picks_vms_for_a_node_that_names_its_kernel() -> None:
+    assert ok("lab: t\nnodes: [{name: a, kernel: \"6.12\"}]\n", "ci").provider == "vagrant"
 
 
 def test_auto_provider_ci_iscsi_initiator_is_vagrant() -> None:

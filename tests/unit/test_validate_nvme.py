@@ -267,16 +267,44 @@ AUTH_CASES = [
 ]
 
 
+def kernels612(text: str) -> str:
+    """Both nodes boot the image's 6.12 (Debian 12's 6.1 has no NVMe authentication)."""
+    return (text.replace("roles: [nvme-target]\n", 'roles: [nvme-target]\n        kernel: "6.12"\n')
+            .replace("{name: hv1, roles: [hypervisor, nvme-host]}",
+                     '{name: hv1, roles: [hypervisor, nvme-host], kernel: "6.12"}'))
+
+
 @pytest.mark.parametrize(("text", "fragment", "field"), AUTH_CASES)
 def test_dhchap_problem(text: str, fragment: str, field: str) -> None:
-    p = expect(text, fragment, field, "kvm")
+    p = expect(kernels612(text), fragment, field, "kvm")
     assert "AAECAwQFBgcICQ" not in p.message + p.fix  # a key is never shown back
 
 
 def test_dhchap_passes_generated_or_literal() -> None:
-    ok(auth("{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}",
-            "{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}"), "kvm")
-    ok(auth(f'{{key: "{GOOD_KEY}", ctrl_key: "{GOOD_KEY2}"}}'), "kvm")
+    ok(kernels612(auth("{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}",
+                       "{generate: true, bidirectional: true, hash: sha512, dhgroup: ffdhe4096}")), "kvm")
+    ok(kernels612(auth(f'{{key: "{GOOD_KEY}", ctrl_key: "{GOOD_KEY2}"}}')), "kvm")
+
+
+TARGET_612 = ("roles: [nvme-target]\n", 'roles: [nvme-target]\n        kernel: "6.12"\n')
+KERNEL_CASES = [
+    pytest.param(auth("{generate: true}").replace("- name: t1", "- name: t1 #<"), "node t1 takes part in DH-HMAC-CHAP",
+                 "nodes[0].kernel", 2, id="target-and-host-on-6.1"),
+    pytest.param(auth("{generate: true}").replace(*TARGET_612).replace("nvme-host]}", "nvme-host]} #<"),
+                 "node hv1 takes part in DH-HMAC-CHAP", "nodes[1].kernel", 1, id="host-on-6.1"),
+    pytest.param(kernels612(auth("{generate: true}")).replace('kernel: "6.12"\n', 'kernel: "6.1" #<\n'),
+                 "node t1 takes part in DH-HMAC-CHAP", "nodes[0].kernel", 1, id="target-on-6.1-said"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment", "field", "count"), KERNEL_CASES)
+def test_dhchap_needs_a_kernel_with_nvme_authentication(text: str, fragment: str, field: str, count: int) -> None:
+    p = expect(text, fragment, field, "kvm", count, fix='kernel: "6.12"')
+    assert "kernel 6.1," in p.message and "CONFIG_NVME_TARGET_AUTH" in p.message
+
+
+def test_no_dhchap_needs_no_kernel_of_its_own() -> None:
+    assert ok(topo(GOOD), "kvm").provider == "vagrant"
 
 
 @pytest.mark.parametrize(("text", "fragment", "field", "profile", "count"), rule_params(RULE_CASES))

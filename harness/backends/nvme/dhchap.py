@@ -23,14 +23,7 @@ from collections.abc import Callable
 from harness.backends.nvme.plan import DhchapPlan, HostNqnPlan, NvmePlan, dhchaps
 from harness.backends.nvme.schema import Nvme, dhchap_key_problem
 from harness.errors import HarnessError
-
-#: can the golden image's node kernels authenticate NVMe (CONFIG_NVME_TARGET_AUTH and
-#: CONFIG_NVME_HOST_AUTH)? Debian 12's linux-image-amd64 (6.1) is built without both (read from
-#: linux-headers-6.1.0-*-amd64's config); 6.12 (Debian 13, bookworm-security) has them. Until the
-#: image can boot such a kernel (a release per lab: issue 27), `up` stops at the nvme-target role.
-IMAGE_KERNEL_AUTH = False
-IMAGE_KERNEL_WHY = ("the golden image boots Debian 12's kernel 6.1, built without NVMe authentication "
-                    "(CONFIG_NVME_TARGET_AUTH, CONFIG_NVME_HOST_AUTH)")
+from harness.spec import kernels
 
 #: where the target role puts the key files the nvmet script copies into configfs (0600 each)
 KEYS_DIR = "/root/storlab-nvme-keys"
@@ -102,9 +95,8 @@ def host_config(plan: NvmePlan, h: HostNqnPlan, d: DhchapPlan, read: Callable[[s
 #: the symbol the kernel's NVMe host has when it can authenticate (CONFIG_NVME_AUTH in 6.1,
 #: CONFIG_NVME_HOST_AUTH from 6.7): Debian 12's 6.1 kernel is built without it
 HOST_AUTH_SYMBOL = "nvme_auth_negotiate"
-KERNEL_FIX = ("Debian 12's own kernel (6.1) is built without NVMe in-band authentication; boot a kernel that has it "
-              "(bookworm-security's linux-image-6.12-amd64 has CONFIG_NVME_HOST_AUTH and CONFIG_NVME_TARGET_AUTH), "
-              "or drop dhchap: from the topology")
+KERNEL_FIX = (f"boot a kernel that has it (a VM node's kernel: \"{kernels.with_feature('nvme-auth')[0]}\" in the "
+              f"topology: {kernels.FEATURES['nvme-auth']}), or drop dhchap: from the topology")
 
 #: exits 0 where the host's authentication code is in the running kernel (nvme_core loaded)
 HOST_AUTH_PROBE = ("grep", "-q", "-w", "-F", HOST_AUTH_SYMBOL, "/proc/kallsyms")

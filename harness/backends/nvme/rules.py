@@ -11,6 +11,7 @@ from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
 from harness.backends.nvme.plan import KVM
 from harness.backends.nvme.schema import Nvme, NvmeDhchap, NvmeHost, NvmeNamespace, NvmeSubsystem
+from harness.spec import kernels
 from harness.spec.topology import Disk, Pool
 
 HOST_ROLE = "nvme-host"
@@ -45,6 +46,26 @@ def check(r: Rules, s: Nvme) -> None:
             _namespace(r, at, ns, s.target, disks, used_disks, paths)
         _hosts(r, base, sub, auth)
         _ports(r, base, sub)
+    _auth_kernels(r, s.target if exists else None, auth)
+
+
+def _auth_kernels(r: Rules, target: str | None, auth: dict[str, tuple[Path, NvmeDhchap | None]]) -> None:
+    """DH-HMAC-CHAP runs in the kernels of the target and of each node that authenticates: each
+    must boot a kernel that has it (checked where storlab picks the kernel: the KVM host's own is
+    probed when its pool is made)."""
+    hosts = [key.removeprefix("node ") for key, (_, d) in auth.items() if d is not None and key.startswith("node ")]
+    if not hosts:
+        return
+    having = kernels.with_feature("nvme-auth")
+    for name in dict.fromkeys([*([target] if target else []), *hosts]):
+        if name not in r.nodes:
+            continue
+        i, node = r.nodes[name]
+        if "nvme-auth" not in kernels.of(node.kernel).features:
+            r.add(("nodes", i, "kernel"), f"node {name} takes part in DH-HMAC-CHAP (dhchap: in the nvme section), "
+                  f"but boots kernel {node.kernel or kernels.DEFAULT}, which has no "
+                  f"{kernels.FEATURES['nvme-auth']}", f"give it kernel: \"{having[0]}\"" if having
+                  else "drop dhchap: from the nvme section")
 
 
 def _namespace(r: Rules, at: Path, ns: NvmeNamespace, target: str, disks: dict[str, Disk],

@@ -1,5 +1,6 @@
-"""The vagrant-libvirt box: the golden rootfs as a qcow2 disk with its kernel and initrd beside it
-(direct kernel boot), built offline without mounting anything and cached by the image key.
+"""The vagrant-libvirt box: the golden rootfs as a qcow2 disk with each of its kernels and initrds
+beside it (direct kernel boot: a node boots the one its plan names), built offline without
+mounting anything and cached by the image key.
 
 The box accepts ssh as root with a build key kept next to it; each lab then installs its own
 key through a provisioner (see the top-level Vagrantfile), so a lab key never opens another lab.
@@ -19,9 +20,10 @@ from harness.errors import HarnessError
 from harness.host.virt import connect
 from harness.providers import image
 from harness.run import run, succeed
+from harness.spec import kernels
 
 #: bump when what goes into the box changes (files added to the tree, masks, disk size)
-BOX_VERSION = "2"
+BOX_VERSION = "3"
 DISK_SIZE = "8G"  # sparse: the qcow2 holds only what the rootfs uses
 CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 #: the pool vagrant-libvirt uploads boxes into and creates node disks in. Not libvirt's
@@ -93,13 +95,12 @@ class Box:
     name: str
     dir: Path
 
-    @property
-    def kernel(self) -> Path:
-        return self.dir / "vmlinuz"
+    def kernel(self, name: str | None = None) -> Path:
+        """The kernel ``name`` of harness.spec.kernels (None: the default), as the box keeps it."""
+        return self.dir / f"vmlinuz-{name or kernels.DEFAULT}"
 
-    @property
-    def initrd(self) -> Path:
-        return self.dir / "initrd.img"
+    def initrd(self, name: str | None = None) -> Path:
+        return self.dir / f"initrd.img-{name or kernels.DEFAULT}"
 
     @property
     def build_key(self) -> Path:
@@ -172,12 +173,18 @@ def _customise(tree: Path, pubkey: str) -> None:
         _mask(tree, unit)
 
 
-def _kernel_files(tree: Path) -> tuple[Path, Path]:
-    kernels = sorted((tree / "boot").glob("vmlinuz-*"), key=lambda p: [int(x) if x.isdigit() else x for x in
-                                                                      p.name.replace("-", ".").split(".")])
-    if not kernels:
-        raise HarnessError(f"no kernel in {tree / 'boot'}: the image needs linux-image-amd64")
-    kernel = kernels[-1]
+def _version_key(path: Path) -> list[int | str]:
+    return [int(x) if x.isdigit() else x for x in path.name.replace("-", ".").split(".")]
+
+
+def kernel_files(tree: Path, name: str) -> tuple[Path, Path]:
+    """The newest /boot/vmlinuz-RELEASE of kernel ``name`` (its release prefix) and its initrd."""
+    k = kernels.KERNELS[name]
+    found = sorted((tree / "boot").glob(f"vmlinuz-{k.release_prefix}*"), key=_version_key)
+    if not found:
+        raise HarnessError(f"no kernel {name} (vmlinuz-{k.release_prefix}*) in {tree / 'boot'}: "
+                           f"the image needs {k.package}")
+    kernel = found[-1]
     initrd = tree / "boot" / kernel.name.replace("vmlinuz-", "initrd.img-")
     if not initrd.exists():
         raise HarnessError(f"{kernel} has no initrd at {initrd}")
@@ -242,9 +249,10 @@ def build(force: bool = False) -> Box:
                 succeed(["cp", "-al", str(rootfs), str(tree)], timeout=600)
             _customise(tree, key.with_suffix(".pub").read_text())
             _make_initrd(tree)
-            kernel, initrd = _kernel_files(tree)
-            shutil.copy(kernel, work / "vmlinuz")
-            shutil.copy(initrd, work / "initrd.img")
+            for name in kernels.KERNELS:
+                kernel, initrd = kernel_files(tree, name)
+                shutil.copy(kernel, work / box.kernel(name).name)
+                shutil.copy(initrd, work / box.initrd(name).name)
             raw = work / "disk.img"
             with log.step(f"mkfs.ext4 -d (no mount), {DISK_SIZE}"):
                 succeed(["mkfs.ext4", "-q", "-F", "-L", "storlab-root", "-d", str(tree), str(raw), DISK_SIZE], timeout=900)
@@ -256,8 +264,8 @@ def build(force: bool = False) -> Box:
             (work / "metadata.json").write_text(json.dumps(
                 {"provider": "libvirt", "format": "qcow2", "virtual_size": int(DISK_SIZE.rstrip("G"))}) + "\n")
             (work / "Vagrantfile").write_text(BOX_VAGRANTFILE.format(
-                name=box.name, build_key=final_dir / "build_key", kernel=final_dir / "vmlinuz",
-                initrd=final_dir / "initrd.img", cmdline=CMDLINE))
+                name=box.name, build_key=final_dir / "build_key", kernel=box.kernel(), initrd=box.initrd(),
+                cmdline=CMDLINE))
             with log.step("tar (no compression)"):
                 succeed(["tar", "-cf", str(work / "box.tar"), "-C", str(work),
                          "metadata.json", "Vagrantfile", "box.img"], timeout=600)

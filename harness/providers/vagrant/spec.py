@@ -125,14 +125,15 @@ def spec(plan: Plan, labdir: Path, box: Box) -> dict[str, Any]:
     mgmt = plan.mgmt
     return {
         "lab": plan.lab, "uri": URI, "driver": driver(plan), "box": box.name,
-        "kernel": str(box.kernel), "initrd": str(box.initrd), "cmdline": CMDLINE,
+        "cmdline": CMDLINE,
         "storage_pool": STORAGE_POOL, "boot_timeout": boot_bound(plan) + 60,
         # the lab key first; the box's build key only until the provisioner replaced it
         "ssh_private_keys": [str(labdir / "id_ed25519"), str(box.build_key)],
         "authorized_keys": str(labdir / "authorized_keys"),
         "management": {"network_name": mgmt.libvirt_network, "address": mgmt.cidr,
                        "mode": "none", "guest_ipv6": "no"},
-        "machines": [machine(plan, n, labdir) for n in plan.nodes],
+        "machines": [machine(plan, n, labdir) | {"kernel": str(box.kernel(n.kernel)), "initrd": str(box.initrd(n.kernel))}
+                     for n in plan.nodes],
     }
 
 
