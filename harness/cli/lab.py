@@ -1,4 +1,4 @@
-"""Lifecycle commands: image build, up, status, ssh, ssh-config, down, list, reap, fault."""
+"""Lifecycle commands: image build, up, status, ssh, ssh-config, down, list, reap."""
 
 from __future__ import annotations
 
@@ -183,35 +183,6 @@ def cmd_reap(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
-def cmd_fault(args: argparse.Namespace) -> int:
-    lab = Lab.load(args.lab)
-    locks.hold(lab.name)  # not while another process builds or removes it
-    node = lab.node(args.node)
-    if args.action == "crash":
-        node.crash()
-    elif args.action == "start":
-        node.start()
-    elif args.action in ("link-down", "link-up"):
-        node.set_link(args.action == "link-up", args.network)
-    elif args.action == "freeze":
-        node.freeze()
-    elif args.action == "thaw":
-        node.thaw()
-    elif args.action in ("stop-service", "kill-service", "start-service"):
-        if not args.unit:
-            raise HarnessError(f"{args.action} needs --unit UNIT")
-        if args.action == "start-service":
-            node.start_service(args.unit)
-        else:
-            node.stop_service(args.unit, kill=args.action == "kill-service")
-    elif args.action in ("isolate", "rejoin"):
-        # cut (restore) this node's traffic to every other lab node; the ssh path from the host stays
-        others = [a for other in lab.nodes.values() if other is not node for a in other.spec.addresses.values()]
-        node.block(others, on=args.action == "isolate")
-    print(f"{args.action} {node.name}: done")
-    return 0
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The lab commands, in the order `storlab --help` lists them."""
     _image_commands(sub)
@@ -285,7 +256,7 @@ def _snapshot_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def _access_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """ssh, ssh-config, reap, fault."""
+    """ssh, ssh-config, reap."""
     p = sub.add_parser("ssh", help="ssh into a lab node")
     p.add_argument("lab")
     p.add_argument("node")
@@ -295,11 +266,3 @@ def _access_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("lab")
     p.set_defaults(fn=cmd_ssh_config)
     sub.add_parser("reap", help="remove expired labs, labs whose owner died, and orphaned lab objects").set_defaults(fn=cmd_reap)
-    p = sub.add_parser("fault", help="inject a fault: crash/start a node, link down/up, freeze/thaw")
-    p.add_argument("lab")
-    p.add_argument("node")
-    p.add_argument("action", choices=["crash", "start", "link-down", "link-up", "freeze", "thaw", "isolate", "rejoin",
-                                      "stop-service", "kill-service", "start-service"])
-    p.add_argument("--network")
-    p.add_argument("--unit", help="systemd unit for the *-service actions")
-    p.set_defaults(fn=cmd_fault)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness import log, paths
 from harness.cli import chaos as chaos_cli
+from harness.cli import fault as fault_cli
 from harness.cli import lab as lab_cli
 from harness.cli import matrix as matrix_cli
 from harness.cli import training as training_cli
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
     p.set_defaults(fn=cmd_schema)
     lab_cli.add_commands(sub)
+    fault_cli.add_command(sub)
     training_cli.add_commands(sub)
     matrix_cli.add_commands(sub)
     chaos_cli.add_commands(sub)

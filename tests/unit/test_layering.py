@@ -45,7 +45,7 @@ LAYERS: list[set[str]] = [
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
      "training.jump", "training.gate", "matrix.spec", "matrix.report"},
-    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.training", "cli.matrix", "cli.chaos", "testing.plugin",
+    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.fault", "cli.training", "cli.matrix", "cli.chaos", "testing.plugin",
      "matrix.plugin"},
 ]
 BACKENDS_LAYER = 7
