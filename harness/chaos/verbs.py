@@ -84,6 +84,19 @@ def _unfilled(node: Node, path: str) -> None:
     node.unfill(path)
 
 
+def _flakey(lab: ChaosLab, e: Event) -> Undo:
+    node, p = lab.node(e.nodes[0]), e.params
+    if not e.disk:
+        raise HarnessError(f"{e.describe()}: no disk named")
+    disk = e.disk
+    node.flakey(disk, p.get("up_s", 1), p.get("down_s", 1))
+    return lambda: _unflakey(node, disk)
+
+
+def _unflakey(node: Node, disk: str) -> None:
+    node.unflakey(disk)
+
+
 def _clock(lab: ChaosLab, e: Event) -> Undo:
     node, skew = lab.node(e.nodes[0]), e.params.get("skew_s", 0.0)
     node.skew_clock(skew)
@@ -202,6 +215,7 @@ VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
     "pause": _pause,
     "netem": _netem,
     "disk-full": _disk_full,
+    "dm-flakey": _flakey,
     "clock": _clock,
     "partition": _partition,
     "partition-oneway": _partition,

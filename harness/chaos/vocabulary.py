@@ -75,7 +75,8 @@ _KINDS = (
               params=(("delay_ms", 10, 200), ("jitter_ms", 0, 50), ("loss_pct", 0, 10)),
               verb="Node.netem(delay_ms=, jitter_ms=, loss_pct=) / Node.netem_clear"),
     FaultKind("disk-full", "disk-full", Target.DISK, (10, 40), True, verb="Node.fill / Node.unfill of the disk's mount"),
-    FaultKind("dm-flakey", "dm-flakey", Target.DISK, (10, 40), True, params=(("up_s", 1, 5), ("down_s", 1, 5))),
+    FaultKind("dm-flakey", "dm-flakey", Target.DISK, (10, 40), True, params=(("up_s", 1, 5), ("down_s", 1, 5)),
+              verb="Node.flakey(disk, up_s, down_s) / Node.unflakey: every I/O fails while down"),
     FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),),
               verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
 )

@@ -38,6 +38,12 @@ def _mount(node: Node, args: argparse.Namespace) -> str:
     return chosen[0].mount
 
 
+def _disk(node: Node, args: argparse.Namespace) -> str:
+    """The name of the data disk --disk (the node's only mounted one when not given)."""
+    mount = _mount(node, args)
+    return next(d.name for d in node.spec.disks if d.mount == mount)
+
+
 def _isolate(lab: Lab, node: Node, args: argparse.Namespace, on: bool) -> None:
     """Cut (restore) the node's traffic to every other lab node; the host's ssh path stays."""
     others = [a for other in lab.nodes.values() if other is not node for a in other.spec.addresses.values()]
@@ -85,6 +91,8 @@ ACTIONS: dict[str, tuple[str | None, Action]] = {
     "netem-clear": (None, lambda lab, n, a: n.netem_clear(a.network)),
     "fill": ("disk-full", lambda lab, n, a: _filled(n, _mount(n, a))),
     "unfill": (None, lambda lab, n, a: _filled(n, _mount(n, a), undo=True)),
+    "flakey": ("dm-flakey", lambda lab, n, a: n.flakey(_disk(n, a), a.up_s, a.down_s, a.mode)),
+    "unflakey": (None, lambda lab, n, a: print(n.unflakey(_disk(n, a)))),
     "clock-skew": ("clock", lambda lab, n, a: n.skew_clock(a.seconds)),
     "clock-restore": (None, lambda lab, n, a: n.restore_clock()),
 }
@@ -121,7 +129,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("fault", help="inject a fault on a node, or undo it: crash/start, hang/unhang, "
-                       "isolate/rejoin, netem, fill, clock-skew, services and processes")
+                       "isolate/rejoin, netem, fill, flakey (dm-flakey), clock-skew, services and processes")
     p.add_argument("lab")
     p.add_argument("node")
     p.add_argument("action", choices=list(ACTIONS))
@@ -130,7 +138,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--process", help="*-process: an exact process name (e.g. glusterfsd)")
     p.add_argument("--direction", choices=["both", "in", "out"], default="both",
                    help="isolate/rejoin: out = what the node sends is lost, in = what it hears is lost")
-    p.add_argument("--disk", help="fill/unfill: the data disk (default: the node's only mounted one)")
+    p.add_argument("--disk", help="fill/unfill, flakey/unflakey: the data disk (default: the node's only mounted one)")
+    p.add_argument("--up-s", type=float, default=5.0, help="flakey: seconds the disk works")
+    p.add_argument("--down-s", type=float, default=5.0, help="flakey: seconds it fails, after each up")
+    p.add_argument("--mode", choices=["error", "error_writes", "drop_writes"], default="error",
+                   help="flakey: what fails while down (drop_writes: writes acknowledged and lost)")
     p.add_argument("--seconds", type=float, default=0.0, help="clock-skew: seconds to move the clock (negative: back)")
     for name, what in (("delay-ms", "delay"), ("jitter-ms", "jitter"), ("loss-pct", "loss, percent"),
                        ("duplicate-pct", "duplicates, percent"), ("reorder-pct", "reordered, percent"),

@@ -1,7 +1,7 @@
 """A node's fault verbs: power off and on, freeze, hang, cut links, stop, kill or pause services and
 processes, each logged on the lab's fault timeline, with their context managers; the network verbs
-that run on the node (block, netem) and the system ones (disk-full, clock) are mixed in from
-netfaults and sysfaults. One layer over the provider. Mixed into `Node`."""
+that run on the node (block, netem), the system ones (disk-full, clock) and the disk ones
+(dm-flakey) are mixed in from netfaults, sysfaults and diskfaults. One layer over the provider. Mixed into `Node`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Self
 
 from harness.nodes import verbs
+from harness.nodes.diskfaults import DiskVerbs
 from harness.nodes.netfaults import NetVerbs
 from harness.nodes.sysfaults import SystemVerbs
 from harness.nodes.verbs import Timeline
@@ -17,7 +18,7 @@ from harness.nodes.verbs import Timeline
 __all__ = ["FaultVerbs", "Timeline"]
 
 
-class FaultVerbs(NetVerbs, SystemVerbs):
+class FaultVerbs(NetVerbs, SystemVerbs, DiskVerbs):
     """The fault verbs of `Node` (as the NixOS test driver's `machine.crash()`: faults are node
     verbs). What they use of the node is declared in harness.nodes.verbs.NodeVerbs; `Node` defines it."""
 

@@ -47,6 +47,12 @@ class DiskPlan(Frozen):
     device: str | None  # /dev/vdX on VMs; None where the provider hands the disk over mounted
     image: str
 
+    @property
+    def dm_name(self) -> str:
+        """The device-mapper device a VM's mounted data disk sits on (linear over ``device``), so
+        that a fault can change its table under the mounted filesystem (Node.flakey)."""
+        return f"storlab-{self.name}"
+
 
 class NodePlan(Frozen):
     name: str

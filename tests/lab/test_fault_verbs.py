@@ -1,7 +1,7 @@
 """The node fault verbs on a real lab (three plain nodes, any provider: `--lab-provider lxc|incus|
 vagrant`): a hang is silent and undone, pause stops a unit's processes, a one-way cut drops one
-direction only, fill fills a data disk and unfill frees it; netem and clock skew where the
-provider gives them (a VM's own kernel and clock)."""
+direction only, fill fills a data disk and unfill frees it; netem, clock skew and dm-flakey where
+the provider gives them (a VM's own kernel, clock and disks)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 from harness.lab.lab import Lab
 from harness.nodes.node import Node, partition
 from harness.run import wait_until
+from harness.testing.workload import read_direct, write_direct
 
 pytestmark = pytest.mark.topology("nodes-3.yaml")
 
@@ -101,6 +102,36 @@ def test_fill_fills_the_data_disk_and_unfill_frees_it(lab: Lab) -> None:
     wait_until(freed, timeout=30, what="the filled space freed")
     with pytest.raises(HarnessError, match="data disks"):
         n.fill("/var/tmp")
+
+
+def test_flakey_fails_the_disk_and_unflakey_brings_it_back(lab: Lab) -> None:
+    """dm-flakey always down under node1's mounted /data: a flushed write fails; the linear table
+    back, the filesystem (shut down by the errors, or not) is usable and what was acknowledged
+    before is intact."""
+    if not lab.provider.capabilities.disk_devices:
+        pytest.skip(f"{lab.provider.name} nodes get filesystems, not disks: no device-mapper under them")
+    n = lab.node("node1")
+    before = bytes(range(256)) * 16 * 4
+    write_direct(n, "/data/flakey-before", 0, before)
+    with n.disk_flakey("data", up_s=0, down_s=600):
+        assert not n.run(["sh", "-c", "dd if=/dev/zero of=/data/flakey-during bs=4k count=4 oflag=direct "
+                          "conv=fsync status=none"], timeout=120).ok, "a write to the failed disk was acknowledged"
+    write_direct(n, "/data/flakey-after", 0, before)
+    assert read_direct(n, "/data/flakey-before", 0, 4) == before
+    assert read_direct(n, "/data/flakey-after", 0, 4) == before
+
+
+def test_a_disk_that_drops_writes_loses_what_it_acknowledged(lab: Lab) -> None:
+    """dm-flakey with drop_writes: an overwrite in place is acknowledged, and after the fault the
+    old data is read back: the lying disk a write checker must catch."""
+    if not lab.provider.capabilities.disk_devices:
+        pytest.skip(f"{lab.provider.name} nodes get filesystems, not disks: no device-mapper under them")
+    n = lab.node("node2")
+    old, new = b"o" * 16384, b"n" * 16384
+    write_direct(n, "/data/flakey-lie", 0, old)
+    with n.disk_flakey("data", up_s=0, down_s=600, mode="drop_writes"):
+        write_direct(n, "/data/flakey-lie", 0, new)  # acknowledged: O_DIRECT and fsync both returned
+    assert read_direct(n, "/data/flakey-lie", 0, 4) == old
 
 
 def test_netem_delays_where_the_kernel_has_it(lab: Lab) -> None:

@@ -110,3 +110,10 @@ def test_a_fault_the_provider_cannot_give_here_is_refused_with_why() -> None:
     # undoing is never refused: what was done must be undoable
     assert fault.refusal("lxc", "netem-clear", frozenset()) is None
     assert fault.refusal("lxc", "clock-restore", frozenset()) is None
+
+
+def test_flakey_names_the_disk_and_its_figures() -> None:
+    node = run("flakey --up-s 2 --down-s 4 --mode error_writes")
+    assert node.calls == [("flakey", ("brick", 2.0, 4.0, "error_writes"), {})]
+    assert fault.refusal("lxc", "flakey", frozenset()) is not None
+    assert fault.refusal("vagrant", "flakey", frozenset()) is None

@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
      "providers.incus.students"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall", "host.silence"},
-    {"nodes.verbs", "nodes.netfaults", "nodes.sysfaults", "nodes.faults", "nodes.node"},
+    {"nodes.verbs", "nodes.netfaults", "nodes.sysfaults", "nodes.diskfaults", "nodes.faults", "nodes.node"},
     {"lab.secrets", "lab.access", "lab.core"},
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},

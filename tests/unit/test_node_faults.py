@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.host import silence
 from harness.host.facts import PROFILES
+from harness.nodes.diskfaults import RECOVER_PY, Recovered
 from harness.nodes.netfaults import cut_script, ifnames_by_mac, netem_args, uncut_command
 from harness.nodes.node import Node, partition
 from harness.nodes.sysfaults import CLOCK_PY, FILL_NAME, FILL_PY, parse_filled
@@ -427,3 +429,54 @@ def test_the_clock_script_shifts_from_its_own_reading(monkeypatch: pytest.Monkey
         monkeypatch.setattr(sys, "argv", ["-c", *args])
         exec(CLOCK_PY, {})
         assert set_to[-1] == want
+
+
+# -- dm-flakey under a VM's mounted data disk ------------------------------------------------------------
+def vm_node(answer: Answer | None = None) -> Recorded:
+    return Recorded(answer=answer, the_plan=plan("vagrant"))
+
+
+def test_flakey_swaps_the_table_under_the_mount_and_always_resumes() -> None:
+    n = vm_node()
+    n.flakey("data", 2, 3)
+    assert n.cmds[0] == ["dmsetup", "info", "storlab-data"]
+    assert n.cmds[1] == ('modprobe dm_flakey && dmsetup suspend storlab-data && { dmsetup load storlab-data --table '
+                         '"0 $(blockdev --getsz /dev/vdb) flakey /dev/vdb 0 2 3"; rc=$?; dmsetup resume storlab-data; '
+                         'exit $rc; }')
+    n.flakey("data", 1, 1, mode="drop_writes")
+    assert '"0 $(blockdev --getsz /dev/vdb) flakey /dev/vdb 0 1 1 1 drop_writes"' in str(n.cmds[3])
+    assert n.marks == ["flakey data on node1: up 2s, down 3s (error)", "flakey data on node1: up 1s, down 1s (drop_writes)"]
+
+
+def test_unflakey_puts_the_linear_table_back_and_recovers_a_shut_down_filesystem() -> None:
+    answer = json.dumps({"remounted": True, "units": ["glusterd.service"], "error": "/data: Input/output error"})
+    n = vm_node(lambda cmd: (0, answer + "\n") if cmd.startswith("python3") else (0, ""))
+    done = n.unflakey("data")
+    assert n.cmds[1] == ('dmsetup suspend --nolockfs storlab-data && { dmsetup load storlab-data --table '
+                         '"0 $(blockdev --getsz /dev/vdb) linear /dev/vdb 0"; rc=$?; dmsetup resume storlab-data; exit $rc; }')
+    assert n.cmds[2] == ["python3", "-", "storlab-data", "/dev/vdb", "/data"] and n.inputs[2] == RECOVER_PY
+    assert done == Recovered(True, ("glusterd.service",), "/data: Input/output error")
+    assert "mounted anew, restarted glusterd.service" in n.marks[-1]
+    compile(RECOVER_PY, "recover", "exec")
+
+
+@pytest.mark.parametrize(("node", "call", "why"), [
+    (lambda: vm_node(), lambda n: n.flakey("data", 1, 1, mode="corrupt"), "mode 'corrupt'"),
+    (lambda: vm_node(), lambda n: n.flakey("nope", 1, 1), "'nope' is not a mounted data disk"),
+    (lambda: vm_node(), lambda n: n.flakey("data", 1, 0), "flakey down"),
+    (lambda: vm_node(), lambda n: n.flakey("data", math.nan, 1), "flakey up"),
+    (lambda: Recorded(), lambda n: n.flakey("data", 1, 1), "containers get filesystems"),
+])
+def test_flakey_refuses_before_touching_the_disk(node: Callable[[], Recorded], call: Callable[[Recorded], object],
+                                                  why: str) -> None:
+    n = node()
+    with pytest.raises(HarnessError, match=re.escape(why)):
+        call(n)
+    assert not any("dmsetup suspend" in str(c) for c in n.cmds)
+
+
+def test_a_disk_without_its_device_mapper_device_says_to_bring_the_lab_up_again() -> None:
+    n = vm_node(lambda cmd: (1, "") if cmd.startswith("dmsetup info") else (0, ""))
+    with pytest.raises(HarnessError, match="take the lab down and up again"):
+        n.flakey("data", 1, 1)
+    assert len(n.cmds) == 1

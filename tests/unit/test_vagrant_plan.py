@@ -205,17 +205,39 @@ def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec:
     assert lines[0] == "set -eu"
     assert "chmod 0700 /root/.ssh && chmod 0600 /root/.ssh/authorized_keys" in lines
     assert "echo n1 > /etc/hostname" in lines and "hostname n1" in lines
-    assert "blkid /dev/vdb >/dev/null 2>&1 || mkfs.xfs -q -f /dev/vdb" in lines  # never reformats
-    assert "echo '/dev/vdb /data xfs defaults,nofail 0 2' >> /etc/fstab" in s1
+    # the filesystem sits on a device-mapper device over the disk (Node.flakey swaps its table)
+    assert "blkid /dev/mapper/storlab-data >/dev/null 2>&1 || mkfs.xfs -q -f /dev/mapper/storlab-data" in lines
+    assert ("echo '/dev/mapper/storlab-data /data xfs defaults,nofail,x-systemd.requires=storlab-dm.service 0 2' "
+            ">> /etc/fstab") in s1
     assert "mountpoint -q /data || mount /data" in lines
-    assert "vdc" not in s1  # no filesystem: left raw
-    assert "mkfs" not in s2
+    assert "systemctl enable --now storlab-dm.service" in lines
+    assert "vdc" not in s1  # no filesystem: left raw, no device-mapper
+    assert "mkfs" not in s2 and "storlab-dm" not in s2
+
+
+def test_the_dm_script_makes_each_linear_device_once(tmp_path: Path) -> None:
+    """Run with stand-ins for modprobe, blockdev and dmsetup that record what they are asked."""
+    import subprocess
+    disks = (DiskPlan(name="data", size=2**30, device="/dev/vdb", filesystem="xfs", mount="/data", image="i1"),
+             DiskPlan(name="raw", size=2**30, device="/dev/vdc", filesystem="none", mount=None, image="i2"))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = tmp_path / "log"
+    for tool, body in (("modprobe", ""), ("blockdev", "echo 2097152"), ("dmsetup", "")):
+        (bin_ / tool).write_text(f"#!/bin/sh\necho {tool} \"$@\" >> {log}\n{body}\n")
+        (bin_ / tool).chmod(0o755)
+    script = tmp_path / "storlab-dm"
+    script.write_text(vagrantspec.dm_script(disks))
+    env = {"PATH": f"{bin_}:/usr/bin:/bin"}
+    subprocess.run(["sh", str(script)], check=True, env=env)
+    assert log.read_text().splitlines() == ["modprobe dm_mod", "blockdev --getsz /dev/vdb",
+                                            "dmsetup create storlab-data --table 0 2097152 linear /dev/vdb 0"]
 
 
 def test_provision_script_quotes_odd_mount_points() -> None:
     disk = DiskPlan(name="a", size=2**30, device="/dev/vdb", filesystem="ext4", mount="/srv/a b", image="storlab-t_n1-a")
     s = vagrantspec.provision_script("n1", (disk,))
-    assert "mkdir -p '/srv/a b'" in s and "mkfs.ext4 -q -F /dev/vdb" in s
+    assert "mkdir -p '/srv/a b'" in s and "mkfs.ext4 -q -F /dev/mapper/storlab-a" in s
 
 
 # -- libvirt networks ---------------------------------------------------------------------------

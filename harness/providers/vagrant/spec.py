@@ -48,26 +48,62 @@ def disk_size(size: int) -> str:
     return f"{-(-size // MiB)}M"
 
 
+#: made at every boot before the mounts: each mounted data disk as a device-mapper device
+DM_UNIT = """[Unit]
+Description=storlab: the data disks as device-mapper devices (a fault may swap their table)
+DefaultDependencies=no
+After=systemd-udevd.service systemd-modules-load.service
+Before=local-fs-pre.target
+Wants=local-fs-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/storlab-dm
+
+[Install]
+WantedBy=local-fs-pre.target
+"""
+
+
+def dm_script(disks: tuple[DiskPlan, ...]) -> str:
+    """/usr/local/sbin/storlab-dm: a linear device-mapper device over each mounted data disk (the
+    disk as it is), unless it exists. Node.flakey swaps its table for dm-flakey and back under the
+    mounted filesystem; without it the disk would have to be unmounted first."""
+    lines = ["#!/bin/sh", "# storlab: the data disks as device-mapper devices (linear), made before the mounts",
+             "set -eu", "modprobe dm_mod",
+             'mk() { [ -e "/dev/mapper/$1" ] || dmsetup create "$1" --table "0 $(blockdev --getsz "$2") linear $2 0"; }']
+    for d in disks:
+        if d.filesystem != "none" and d.mount:
+            lines.append(f"mk {shlex.quote(d.dm_name)} {shlex.quote(need(d.device, f'disk {d.name}: device'))}")
+    return "\n".join(lines) + "\n"
+
+
 def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
     """Run once by vagrant as root after the first boot: the lab key replaces the box's build key
     (uploaded just before by the file provisioner), the hostname, and disks that the topology gives
-    a filesystem and mount point formatted and mounted, as the lxc provider hands them over."""
+    a filesystem and mount point formatted and mounted, as the lxc provider hands them over: each
+    on a device-mapper device of its own (dm_script), made again at every boot by storlab-dm.service."""
     lines = [
         "set -eu",
         "chmod 0700 /root/.ssh && chmod 0600 /root/.ssh/authorized_keys",
         f"echo {shlex.quote(name)} > /etc/hostname",
         f"hostname {shlex.quote(name)}",
     ]
-    for d in disks:
-        if d.filesystem == "none" or not d.mount:
-            continue
-        dev, mnt, fs = shlex.quote(need(d.device, f"disk {d.name}: device")), shlex.quote(d.mount), d.filesystem
+    mounted = [d for d in disks if d.filesystem != "none" and d.mount]
+    if mounted:
+        lines += [f"printf %s {shlex.quote(dm_script(disks))} > /usr/local/sbin/storlab-dm",
+                  "chmod 0755 /usr/local/sbin/storlab-dm",
+                  f"printf %s {shlex.quote(DM_UNIT)} > /etc/systemd/system/storlab-dm.service",
+                  "systemctl daemon-reload", "systemctl enable --now storlab-dm.service"]
+    for d in mounted:
+        dev, mnt, fs = shlex.quote(f"/dev/mapper/{d.dm_name}"), shlex.quote(need(d.mount, "mount")), d.filesystem
         mkfs = "mkfs.xfs -q -f" if fs == "xfs" else "mkfs.ext4 -q -F"
-        fstab = f"{d.device} {d.mount} {fs} defaults,nofail 0 2"
+        fstab = f"/dev/mapper/{d.dm_name} {d.mount} {fs} defaults,nofail,x-systemd.requires=storlab-dm.service 0 2"
         lines += [
             f"blkid {dev} >/dev/null 2>&1 || {mkfs} {dev}",
             f"mkdir -p {mnt}",
-            f"grep -qs {shlex.quote(' ' + d.mount + ' ')} /etc/fstab || echo {shlex.quote(fstab)} >> /etc/fstab",
+            f"grep -qs {shlex.quote(' ' + need(d.mount, 'mount') + ' ')} /etc/fstab || echo {shlex.quote(fstab)} >> /etc/fstab",
             f"mountpoint -q {mnt} || mount {mnt}",
         ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""A node's disk fault verbs: device-mapper under a mounted data disk. On VMs each mounted data
+disk sits on a linear device-mapper device of its own (providers.vagrant.spec.dm_script), so
+flakey() swaps its table for dm-flakey under the mounted filesystem (the disk works for UP
+seconds, then fails for DOWN seconds, and again) and unflakey() puts the linear table back. A
+filesystem that met the errors may have shut itself down (XFS does when a log write fails): then
+the processes holding it are killed, it is mounted anew and their units restarted, as an operator
+replacing a failed disk would. Mixed into `Node` through FaultVerbs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Self
+
+from harness.errors import HarnessError
+from harness.nodes.verbs import NodeVerbs, number
+from harness.plan.model import DiskPlan
+
+#: what the disk does while it is down: every I/O fails (a dying disk), writes fail and reads
+#: work, or writes are acknowledged and dropped (a disk that lies); dm-flakey's features
+MODES = {"error": "", "error_writes": "1 error_writes", "drop_writes": "1 drop_writes"}
+
+#: run on the node with `python3 - NAME DEVICE MOUNT` after the linear table is back: is the
+#: filesystem usable? If not, kill what holds it, mount it anew, restart their units. Prints JSON.
+RECOVER_PY = r"""
+import json, os, re, subprocess, sys, time
+name, dev, mnt = sys.argv[1:4]
+def sh(*a):
+    return subprocess.run(a, capture_output=True, text=True, timeout=300)
+probe = os.path.join(mnt, ".storlab-probe")
+try:
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.write(fd, b"x"); os.fsync(fd); os.close(fd); os.unlink(probe)
+    print(json.dumps({"remounted": False, "units": [], "error": ""})); sys.exit(0)
+except OSError as e:
+    error = f"{mnt}: {e.strerror}"
+pids = sorted({int(p) for p in re.findall(r"\d+", sh("fuser", "-m", mnt).stdout)} - {os.getpid()})
+units = set()
+for pid in pids:
+    try:
+        cg = open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        continue
+    m = re.search(r"/([A-Za-z0-9@_.:-]+\.service)(/|$)", cg)
+    if m:
+        units.add(m.group(1))
+for pid in pids:
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+for _ in range(30):
+    if sh("umount", mnt).returncode == 0 or sh("mountpoint", "-q", mnt).returncode != 0:
+        break
+    time.sleep(1)
+r = sh("mount", mnt)
+if r.returncode != 0:
+    sys.exit(f"{mnt} does not mount again after the fault: {r.stderr.strip()}")
+for u in sorted(units):
+    sh("systemctl", "reset-failed", u)
+    sh("systemctl", "restart", u)
+print(json.dumps({"remounted": True, "units": sorted(units), "error": error}))
+"""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What unflakey() found and did: the filesystem had shut down (``error``: what the probe met)
+    and was mounted anew, ``units`` restarted."""
+    remounted: bool
+    units: tuple[str, ...]
+    error: str
+
+
+def parse_recovered(out: str) -> Recovered:
+    d = json.loads(out.strip().splitlines()[-1])
+    return Recovered(bool(d["remounted"]), tuple(str(u) for u in d["units"]), str(d["error"]))
+
+
+class DiskVerbs(NodeVerbs):
+    def _dm_disk(self, disk: str) -> DiskPlan:
+        d = next((x for x in self.spec.disks if x.name == disk), None)
+        if d is None or not d.mount or d.filesystem == "none" or not d.device:
+            usable = ", ".join(x.name for x in self.spec.disks if x.mount and x.device and x.filesystem != "none")
+            raise HarnessError(f"{self.name}: {disk!r} is not a mounted data disk on a block device "
+                               f"({usable or 'none: containers get filesystems, not disks'})")
+        if not self.run(["dmsetup", "info", d.dm_name], timeout=30).ok:
+            raise HarnessError(f"{self.name}: disk {disk} has no device-mapper device {d.dm_name} (a lab brought "
+                               "up by an older storlab): take the lab down and up again")
+        return d
+
+    def flakey(self, disk: str, up_s: float, down_s: float, mode: str = "error") -> None:
+        """dm-flakey under the mounted data disk ``disk``: it works for ``up_s`` seconds, then does
+        ``mode`` (MODES) for ``down_s`` seconds, over and over, until unflakey()."""
+        if mode not in MODES:
+            raise HarnessError(f"flakey: mode {mode!r} is not one of {', '.join(MODES)}")
+        d = self._dm_disk(disk)
+        # whole seconds (dm-flakey's unit), each checked before it is rounded
+        number(up_s, 0, 3600, "flakey up (s)")
+        number(down_s, 1, 3600, "flakey down (s)")
+        up, down = number(round(up_s), 0, 3600, "flakey up (s)"), number(round(down_s), 1, 3600, "flakey down (s)")
+        self.timeline.mark(f"flakey {disk} on {self.name}: up {up}s, down {down}s ({mode})")
+        dev = shlex.quote(str(d.device))
+        table = f"0 $(blockdev --getsz {dev}) flakey {dev} 0 {up} {down} {MODES[mode]}".strip()
+        # a failed load must not leave the device suspended (every I/O on it would wait)
+        self.succeed(f"modprobe dm_flakey && dmsetup suspend {d.dm_name} && "
+                     f"{{ dmsetup load {d.dm_name} --table \"{table}\"; rc=$?; dmsetup resume {d.dm_name}; exit $rc; }}",
+                     timeout=120)
+
+    def unflakey(self, disk: str) -> Recovered:
+        """The linear table back; a filesystem that shut itself down mounted anew (see the module)."""
+        d = self._dm_disk(disk)
+        self.timeline.mark(f"unflakey {disk} on {self.name}")
+        dev = shlex.quote(str(d.device))
+        # --nolockfs: a filesystem that shut itself down cannot be frozen for the suspend
+        self.succeed(f"dmsetup suspend --nolockfs {d.dm_name} && {{ dmsetup load {d.dm_name} --table "
+                     f"\"0 $(blockdev --getsz {dev}) linear {dev} 0\"; rc=$?; dmsetup resume {d.dm_name}; exit $rc; }}",
+                     timeout=120)
+        done = parse_recovered(self.succeed(["python3", "-", d.dm_name, str(d.device), str(d.mount)],
+                                            input=RECOVER_PY, timeout=600))
+        if done.remounted:
+            self.timeline.mark(f"{d.mount} on {self.name} had shut down ({done.error}): mounted anew, "
+                               f"restarted {', '.join(done.units) or 'no unit'}")
+        return done
+
+    @contextlib.contextmanager
+    def disk_flakey(self, disk: str, up_s: float, down_s: float, mode: str = "error") -> Iterator[Self]:
+        self.flakey(disk, up_s, down_s, mode)
+        try:
+            yield self
+        finally:
+            self.unflakey(disk)
