@@ -18,10 +18,9 @@ from harness.backends.gluster import planned
 from harness.backends.gluster.plan import GlusterVolumePlan
 from harness.backends.gluster.role import (
     brick_killed,
+    missing,
     parse_heal_info,
-    parse_volume_clients,
     parse_volume_info,
-    parse_volume_status,
 )
 from harness.lab.lab import Lab
 from harness.nodes.node import crashed
@@ -66,25 +65,15 @@ def pending_heals(node: Any) -> int:
 
 
 def wait_healthy(lab: Lab, timeout: float = 240) -> None:
+    """Every brick online, the KVM host's FUSE client connected to each again (it reconnects on its
+    own timer; after a hang it first waits out network.ping-timeout: a test's fault starts from a
+    whole client) and, with replicas, nothing to heal (without, the tests below show what that costs)."""
     node = any_up(lab)
     host = lab.plan.networks[0].host_address
-    replicated = parse_volume_info(node.succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]["replica"] > 1
-
-    def whole() -> bool:
-        st = parse_volume_status(node.succeed(["gluster", "volume", "status", VOL, "--xml"], timeout=30))
-        if len(st) != len(volume(lab).bricks) or not all(b["online"] for b in st):
-            return False
-        # the KVM host's FUSE client connected to every brick again (it reconnects on its own timer;
-        # after a hang it first waits out network.ping-timeout): a test's fault starts from a whole client
-        clients = parse_volume_clients(node.succeed(["gluster", "volume", "status", VOL, "clients"], timeout=30))
-        if not clients or not all(host in c for c in clients.values()):
-            return False
-        if not replicated:
-            return True  # nothing to heal without replicas; the tests below then show what that costs
-        node.run(["gluster", "volume", "heal", VOL], timeout=30)  # do not wait for the 600 s crawl
-        counts = heal_counts(node)
-        return len(counts) == 3 and all(c == 0 for c in counts.values())
-    wait_until(whole, timeout=timeout, what=f"{VOL}: 3 bricks online and 0 entries to heal")
+    replica = parse_volume_info(node.succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]["replica"]
+    bricks = len(volume(lab).bricks)
+    wait_until(lambda: missing(node, VOL, bricks=bricks, replica=replica, host=host) is None, timeout=timeout,
+               what=f"{VOL}: {bricks} bricks online, the host's client on each, 0 entries to heal")
     lab.mark("volume healthy")
 
 

@@ -11,10 +11,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness import log
 from harness.backends.base import LabContext, NodeView
 from harness.backends.gluster.plan import GlusterHostPool, GlusterVolumePlan, of
-from harness.backends.gluster.role import parse_heal_info, parse_volume_clients, parse_volume_status
+from harness.backends.gluster.role import missing
 from harness.chaos.checker import read_file_blocks
 from harness.chaos.qemuio import QemuIo, QemuIoWriter, read_blocks
 from harness.chaos.schedule import Event
@@ -114,27 +113,7 @@ def _answers(node: NodeView) -> bool:
 
 
 def volume_health(node: NodeView, vol: GlusterVolumePlan, host: str | None) -> str | None:
-    """None when ``vol`` has every brick online, the KVM host (``host``: its address; None: not
-    checked) connected to each, and nothing to heal; else what is missing. A heal is triggered,
-    not awaited (the self-heal daemon's crawl runs every 600 s)."""
-    st = parse_volume_status(node.succeed(["gluster", "volume", "status", vol.name, "--xml"], timeout=30))
-    down = [f"{b['host']}:{b['path']}" for b in st if not b["online"]]
-    if len(st) != len(vol.bricks) or down:
-        return f"{vol.name}: bricks online ({len(st) - len(down)} of {len(vol.bricks)})"
-    if host is not None:
-        clients = parse_volume_clients(node.succeed(["gluster", "volume", "status", vol.name, "clients"], timeout=30))
-        if not clients or not all(host in c for c in clients.values()):
-            return f"{vol.name}: the KVM host's client connected to every brick"
-    if vol.replica < 2:
-        return None
-    node.run(["gluster", "volume", "heal", vol.name], timeout=30)
-    counts = parse_heal_info(node.succeed(["gluster", "volume", "heal", vol.name, "info", "--xml"], timeout=60))
-    if len(counts) != len(st) or any(c != 0 for c in counts.values()):
-        split = parse_heal_info(node.succeed(["gluster", "volume", "heal", vol.name, "info", "split-brain", "--xml"],
-                                             timeout=60))
-        if any(split.values()):  # what no heal mends: the lab is as whole as it gets, the checker says what it cost
-            log.info(f"chaos: {vol.name}: {sum(c or 0 for c in split.values())} entries in split-brain "
-                     f"(gluster will not heal them by itself)")
-            return None
-        return f"{vol.name}: nothing left to heal ({sum(c or 0 for c in counts.values())} entries)"
-    return None
+    """None when ``vol`` is whole (role.missing: every brick online, the KVM host's client at
+    ``host`` connected to each, nothing to heal); entries in split-brain leave it as whole as it
+    gets: the checker says what they cost."""
+    return missing(node, vol.name, bricks=len(vol.bricks), replica=vol.replica, host=host, split_brain_ok=True)
