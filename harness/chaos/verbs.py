@@ -84,17 +84,23 @@ def _unfilled(node: Node, path: str) -> None:
     node.unfill(path)
 
 
-def _flakey(lab: ChaosLab, e: Event) -> Undo:
+def _device_mapper(lab: ChaosLab, e: Event) -> Undo:
+    """dm-flakey, dm-delay or bad blocks under the event's disk; the undo puts the linear table back."""
     node, p = lab.node(e.nodes[0]), e.params
     if not e.disk:
         raise HarnessError(f"{e.describe()}: no disk named")
     disk = e.disk
-    node.flakey(disk, p.get("up_s", 1), p.get("down_s", 1))
-    return lambda: _unflakey(node, disk)
+    if e.kind == "dm-flakey":
+        node.flakey(disk, p.get("up_s", 1), p.get("down_s", 1))
+    elif e.kind == "dm-delay":
+        node.delay_disk(disk, p.get("delay_ms", 100))
+    else:
+        node.bad_blocks(disk, int(p.get("ranges", 8)))
+    return lambda: _restored(node, disk)
 
 
-def _unflakey(node: Node, disk: str) -> None:
-    node.unflakey(disk)
+def _restored(node: Node, disk: str) -> None:
+    node.dm_restore(disk)
 
 
 def _clock(lab: ChaosLab, e: Event) -> Undo:
@@ -215,7 +221,9 @@ VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
     "pause": _pause,
     "netem": _netem,
     "disk-full": _disk_full,
-    "dm-flakey": _flakey,
+    "dm-flakey": _device_mapper,
+    "dm-delay": _device_mapper,
+    "dm-bad-blocks": _device_mapper,
     "clock": _clock,
     "partition": _partition,
     "partition-oneway": _partition,

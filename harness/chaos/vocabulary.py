@@ -76,7 +76,12 @@ _KINDS = (
               verb="Node.netem(delay_ms=, jitter_ms=, loss_pct=) / Node.netem_clear"),
     FaultKind("disk-full", "disk-full", Target.DISK, (10, 40), True, verb="Node.fill / Node.unfill of the disk's mount"),
     FaultKind("dm-flakey", "dm-flakey", Target.DISK, (10, 40), True, params=(("up_s", 1, 5), ("down_s", 1, 5)),
-              verb="Node.flakey(disk, up_s, down_s) / Node.unflakey: every I/O fails while down"),
+              verb="Node.flakey(disk, up_s, down_s) / Node.dm_restore: every I/O fails while down"),
+    # device-mapper too (the provider's dm-flakey capability: a disk of the node's own under its mount)
+    FaultKind("dm-delay", "dm-flakey", Target.DISK, (10, 40), True, params=(("delay_ms", 20, 500),),
+              verb="Node.delay_disk(disk, delay_ms) / Node.dm_restore: a slow disk"),
+    FaultKind("dm-bad-blocks", "dm-flakey", Target.DISK, (10, 40), True, params=(("ranges", 1, 16),),
+              verb="Node.bad_blocks(disk, ranges) / Node.dm_restore: ranges of sectors that fail with EIO"),
     FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),),
               verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
 )

@@ -92,7 +92,9 @@ ACTIONS: dict[str, tuple[str | None, Action]] = {
     "fill": ("disk-full", lambda lab, n, a: _filled(n, _mount(n, a))),
     "unfill": (None, lambda lab, n, a: _filled(n, _mount(n, a), undo=True)),
     "flakey": ("dm-flakey", lambda lab, n, a: n.flakey(_disk(n, a), a.up_s, a.down_s, a.mode)),
-    "unflakey": (None, lambda lab, n, a: print(n.unflakey(_disk(n, a)))),
+    "disk-delay": ("dm-flakey", lambda lab, n, a: n.delay_disk(_disk(n, a), a.delay_ms)),
+    "bad-blocks": ("dm-flakey", lambda lab, n, a: print(n.bad_blocks(_disk(n, a), a.count))),
+    "dm-restore": (None, lambda lab, n, a: print(n.dm_restore(_disk(n, a)))),
     "clock-skew": ("clock", lambda lab, n, a: n.skew_clock(a.seconds)),
     "clock-restore": (None, lambda lab, n, a: n.restore_clock()),
 }
@@ -138,7 +140,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--process", help="*-process: an exact process name (e.g. glusterfsd)")
     p.add_argument("--direction", choices=["both", "in", "out"], default="both",
                    help="isolate/rejoin: out = what the node sends is lost, in = what it hears is lost")
-    p.add_argument("--disk", help="fill/unfill, flakey/unflakey: the data disk (default: the node's only mounted one)")
+    p.add_argument("--disk", help="fill/unfill, flakey, disk-delay, bad-blocks, dm-restore: the data disk "
+                   "(default: the node's only mounted one)")
+    p.add_argument("--count", type=int, default=8, help="bad-blocks: ranges of 128 bad sectors")
     p.add_argument("--up-s", type=float, default=5.0, help="flakey: seconds the disk works")
     p.add_argument("--down-s", type=float, default=5.0, help="flakey: seconds it fails, after each up")
     p.add_argument("--mode", choices=["error", "error_writes", "drop_writes"], default="error",
@@ -147,5 +151,5 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     for name, what in (("delay-ms", "delay"), ("jitter-ms", "jitter"), ("loss-pct", "loss, percent"),
                        ("duplicate-pct", "duplicates, percent"), ("reorder-pct", "reordered, percent"),
                        ("corrupt-pct", "corrupted, percent"), ("rate-kbit", "bandwidth limit, kbit/s")):
-        p.add_argument(f"--{name}", type=float, default=0.0, help=f"netem: {what}")
+        p.add_argument(f"--{name}", type=float, default=0.0, help=f"netem (disk-delay: --delay-ms): {what}")
     p.set_defaults(fn=cmd_fault)

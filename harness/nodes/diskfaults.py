@@ -1,7 +1,8 @@
 """A node's disk fault verbs: device-mapper under a mounted data disk. On VMs each mounted data
-disk sits on a linear device-mapper device of its own (providers.vagrant.spec.dm_script), so
-flakey() swaps its table for dm-flakey under the mounted filesystem (the disk works for UP
-seconds, then fails for DOWN seconds, and again) and unflakey() puts the linear table back. A
+disk sits on a linear device-mapper device of its own (providers.vagrant.spec.dm_script), so a
+verb swaps its table under the mounted filesystem: flakey() (dm-flakey: the disk works for UP
+seconds, then fails for DOWN seconds, and again), delay_disk() (dm-delay), bad_blocks() (error
+ranges), and dm_restore() puts the linear table back. A
 filesystem that met the errors may have shut itself down (XFS does when a log write fails): then
 the processes holding it are killed, it is mounted anew and their units restarted, as an operator
 replacing a failed disk would. Mixed into `Node` through FaultVerbs."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Self
@@ -68,7 +68,7 @@ print(json.dumps({"remounted": True, "units": sorted(units), "error": error}))
 
 @dataclass(frozen=True)
 class Recovered:
-    """What unflakey() found and did: the filesystem had shut down (``error``: what the probe met)
+    """What dm_restore() found and did: the filesystem had shut down (``error``: what the probe met)
     and was mounted anew, ``units`` restarted."""
     remounted: bool
     units: tuple[str, ...]
@@ -92,33 +92,76 @@ class DiskVerbs(NodeVerbs):
                                "up by an older storlab): take the lab down and up again")
         return d
 
+    def _sectors(self, d: DiskPlan) -> int:
+        out = self.succeed(["blockdev", "--getsz", str(d.device)], timeout=30).strip()
+        if not out.isdigit():
+            raise HarnessError(f"{self.name}: blockdev --getsz {d.device} answered {out[:80]!r}")
+        return int(out)
+
+    def _load(self, d: DiskPlan, table: str, module: str | None = None, lockfs: bool = True) -> None:
+        """``table`` (device-mapper lines, on stdin) in place of the device's own, suspended for the
+        swap; a failed load must not leave the device suspended (every I/O on it would wait).
+        ``lockfs`` False: a filesystem that shut itself down cannot be frozen for the suspend."""
+        self.succeed(["sh", "-c", ('[ -z "$2" ] || modprobe "$2"; dmsetup suspend $3 "$1" && '
+                                   '{ dmsetup load "$1"; rc=$?; dmsetup resume "$1"; exit $rc; }'),
+                      "sh", d.dm_name, module or "", "" if lockfs else "--nolockfs"], input=table, timeout=120)
+
     def flakey(self, disk: str, up_s: float, down_s: float, mode: str = "error") -> None:
         """dm-flakey under the mounted data disk ``disk``: it works for ``up_s`` seconds, then does
-        ``mode`` (MODES) for ``down_s`` seconds, over and over, until unflakey()."""
+        ``mode`` (MODES) for ``down_s`` seconds, over and over, until dm_restore()."""
         if mode not in MODES:
             raise HarnessError(f"flakey: mode {mode!r} is not one of {', '.join(MODES)}")
-        d = self._dm_disk(disk)
         # whole seconds (dm-flakey's unit), each checked before it is rounded
         number(up_s, 0, 3600, "flakey up (s)")
         number(down_s, 1, 3600, "flakey down (s)")
         up, down = number(round(up_s), 0, 3600, "flakey up (s)"), number(round(down_s), 1, 3600, "flakey down (s)")
-        self.timeline.mark(f"flakey {disk} on {self.name}: up {up}s, down {down}s ({mode})")
-        dev = shlex.quote(str(d.device))
-        table = f"0 $(blockdev --getsz {dev}) flakey {dev} 0 {up} {down} {MODES[mode]}".strip()
-        # a failed load must not leave the device suspended (every I/O on it would wait)
-        self.succeed(f"modprobe dm_flakey && dmsetup suspend {d.dm_name} && "
-                     f"{{ dmsetup load {d.dm_name} --table \"{table}\"; rc=$?; dmsetup resume {d.dm_name}; exit $rc; }}",
-                     timeout=120)
-
-    def unflakey(self, disk: str) -> Recovered:
-        """The linear table back; a filesystem that shut itself down mounted anew (see the module)."""
         d = self._dm_disk(disk)
-        self.timeline.mark(f"unflakey {disk} on {self.name}")
-        dev = shlex.quote(str(d.device))
-        # --nolockfs: a filesystem that shut itself down cannot be frozen for the suspend
-        self.succeed(f"dmsetup suspend --nolockfs {d.dm_name} && {{ dmsetup load {d.dm_name} --table "
-                     f"\"0 $(blockdev --getsz {dev}) linear {dev} 0\"; rc=$?; dmsetup resume {d.dm_name}; exit $rc; }}",
-                     timeout=120)
+        self.timeline.mark(f"flakey {disk} on {self.name}: up {up}s, down {down}s ({mode})")
+        self._load(d, f"0 {self._sectors(d)} flakey {d.device} 0 {up} {down} {MODES[mode]}".strip() + "\n",
+                   "dm_flakey")
+
+    def delay_disk(self, disk: str, delay_ms: float) -> None:
+        """dm-delay under the mounted data disk ``disk``: every read and write waits ``delay_ms``
+        (a slow or overloaded disk), until dm_restore()."""
+        number(delay_ms, 1, 60000, "disk delay (ms)")
+        ms = number(round(delay_ms), 1, 60000, "disk delay (ms)")
+        d = self._dm_disk(disk)
+        self.timeline.mark(f"delay {disk} on {self.name}: {ms} ms")
+        self._load(d, f"0 {self._sectors(d)} delay {d.device} 0 {ms}\n", "dm_delay")
+
+    def bad_blocks(self, disk: str, count: int, sectors: int = 128) -> list[tuple[int, int]]:
+        """``count`` ranges of ``sectors`` bad sectors spread over the middle of the mounted data disk
+        ``disk`` (reads and writes there fail with EIO; the start, where the filesystem keeps its
+        superblock and log, is left alone), until dm_restore(). device-mapper's error target over
+        each range: Debian's kernels have no dm-dust (CONFIG_DM_DUST), which fails reads only.
+        Returns the (first sector, length) of each range."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1024:
+            raise HarnessError(f"bad blocks: count {count!r} is not a whole number from 1 to 1024")
+        if isinstance(sectors, bool) or not isinstance(sectors, int) or not 8 <= sectors <= 1 << 20:
+            raise HarnessError(f"bad blocks: {sectors!r} sectors per range is not a whole number from 8 to 1048576")
+        d = self._dm_disk(disk)
+        total = self._sectors(d)
+        lo, hi = total // 5, total * 4 // 5
+        step = (hi - lo) // count
+        if step < sectors:
+            raise HarnessError(f"bad blocks: {count} ranges of {sectors} sectors do not fit in {d.name}")
+        ranges = [(lo + i * step, sectors) for i in range(count)]
+        lines, at = [], 0
+        for start, n in ranges:
+            lines.append(f"{at} {start - at} linear {d.device} {at}")
+            lines.append(f"{start} {n} error")
+            at = start + n
+        lines.append(f"{at} {total - at} linear {d.device} {at}")
+        self.timeline.mark(f"bad blocks on {disk} of {self.name}: {count} x {sectors} sectors")
+        self._load(d, "\n".join(lines) + "\n")
+        return ranges
+
+    def dm_restore(self, disk: str) -> Recovered:
+        """The disk's linear table back, after flakey(), delay_disk() or bad_blocks(); a filesystem
+        that shut itself down is mounted anew (see the module)."""
+        d = self._dm_disk(disk)
+        self.timeline.mark(f"restore {disk} on {self.name} (linear)")
+        self._load(d, f"0 {self._sectors(d)} linear {d.device} 0\n", lockfs=False)
         done = parse_recovered(self.succeed(["python3", "-", d.dm_name, str(d.device), str(d.mount)],
                                             input=RECOVER_PY, timeout=600))
         if done.remounted:
@@ -132,4 +175,4 @@ class DiskVerbs(NodeVerbs):
         try:
             yield self
         finally:
-            self.unflakey(disk)
+            self.dm_restore(disk)

@@ -104,7 +104,7 @@ def test_fill_fills_the_data_disk_and_unfill_frees_it(lab: Lab) -> None:
         n.fill("/var/tmp")
 
 
-def test_flakey_fails_the_disk_and_unflakey_brings_it_back(lab: Lab) -> None:
+def test_flakey_fails_the_disk_and_dm_restore_brings_it_back(lab: Lab) -> None:
     """dm-flakey always down under node1's mounted /data: a flushed write fails; the linear table
     back, the filesystem (shut down by the errors, or not) is usable and what was acknowledged
     before is intact."""

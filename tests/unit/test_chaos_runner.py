@@ -82,7 +82,9 @@ def ev(kind: str, nodes: tuple[str, ...] = ("g1",), **kw: Any) -> Event:
      ["g1.netem delay_ms=40.0 jitter_ms=5.0 loss_pct=1.0"], ["g1.netem_clear"]),
     (ev("disk-full", disk="brick1"), ["g1.fill /gluster/bricks/1"], ["g1.unfill /gluster/bricks/1"]),
     (ev("dm-flakey", disk="brick1", params={"up_s": 2, "down_s": 3}), ["g1.flakey brick1 2.0 3.0"],
-     ["g1.unflakey brick1"]),
+     ["g1.dm_restore brick1"]),
+    (ev("dm-delay", disk="brick1", params={"delay_ms": 120}), ["g1.delay_disk brick1 120.0"], ["g1.dm_restore brick1"]),
+    (ev("dm-bad-blocks", disk="brick1", params={"ranges": 4}), ["g1.bad_blocks brick1 4"], ["g1.dm_restore brick1"]),
     (ev("clock", params={"skew_s": -120}), ["g1.skew_clock -120.0"], ["g1.restore_clock -120.0"]),
     (ev("partition", apart=("g2", "g3")),
      ["g1.block ['10.0.0.2', '10.0.0.3'] direction=both", "g2.block ['10.0.0.1'] direction=both",
@@ -138,7 +140,7 @@ def test_client_flip_moves_the_cut_to_the_other_servers_at_half_time(monkeypatch
 
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(HarnessError, match="no verb"):
-        verbs.apply(FakeLab(), ev("dm-delay", disk="brick1"))  # type: ignore[arg-type]
+        verbs.apply(FakeLab(), ev("dm-dust", disk="brick1"))  # type: ignore[arg-type]
 
 
 class Sup:

@@ -117,3 +117,6 @@ def test_flakey_names_the_disk_and_its_figures() -> None:
     assert node.calls == [("flakey", ("brick", 2.0, 4.0, "error_writes"), {})]
     assert fault.refusal("lxc", "flakey", frozenset()) is not None
     assert fault.refusal("vagrant", "flakey", frozenset()) is None
+    assert run("disk-delay --delay-ms 80").calls == [("delay_disk", ("brick", 80.0), {})]
+    assert run("bad-blocks --count 3").calls == [("bad_blocks", ("brick", 3), {})]
+    assert run("dm-restore --disk brick").calls == [("dm_restore", ("brick",), {})]

@@ -436,25 +436,52 @@ def vm_node(answer: Answer | None = None) -> Recorded:
     return Recorded(answer=answer, the_plan=plan("vagrant"))
 
 
+LOAD = ('[ -z "$2" ] || modprobe "$2"; dmsetup suspend $3 "$1" && { dmsetup load "$1"; rc=$?; dmsetup resume "$1"; '
+        'exit $rc; }')
+
+
+def sectors(cmd: str) -> tuple[int, str]:
+    return (0, "2097152\n") if cmd.startswith("blockdev --getsz") else (0, "")
+
+
 def test_flakey_swaps_the_table_under_the_mount_and_always_resumes() -> None:
-    n = vm_node()
+    n = vm_node(sectors)
     n.flakey("data", 2, 3)
-    assert n.cmds[0] == ["dmsetup", "info", "storlab-data"]
-    assert n.cmds[1] == ('modprobe dm_flakey && dmsetup suspend storlab-data && { dmsetup load storlab-data --table '
-                         '"0 $(blockdev --getsz /dev/vdb) flakey /dev/vdb 0 2 3"; rc=$?; dmsetup resume storlab-data; '
-                         'exit $rc; }')
+    assert n.cmds[:3] == [["dmsetup", "info", "storlab-data"], ["blockdev", "--getsz", "/dev/vdb"],
+                          ["sh", "-c", LOAD, "sh", "storlab-data", "dm_flakey", ""]]
+    assert n.inputs[2] == "0 2097152 flakey /dev/vdb 0 2 3\n"  # the table on stdin
     n.flakey("data", 1, 1, mode="drop_writes")
-    assert '"0 $(blockdev --getsz /dev/vdb) flakey /dev/vdb 0 1 1 1 drop_writes"' in str(n.cmds[3])
+    assert n.inputs[-1] == "0 2097152 flakey /dev/vdb 0 1 1 1 drop_writes\n"
     assert n.marks == ["flakey data on node1: up 2s, down 3s (error)", "flakey data on node1: up 1s, down 1s (drop_writes)"]
 
 
-def test_unflakey_puts_the_linear_table_back_and_recovers_a_shut_down_filesystem() -> None:
+def test_delay_and_bad_blocks_are_tables_too() -> None:
+    n = vm_node(sectors)
+    n.delay_disk("data", 150)
+    assert n.cmds[-1][-3:] == ["storlab-data", "dm_delay", ""] and n.inputs[-1] == "0 2097152 delay /dev/vdb 0 150\n"
+    ranges = n.bad_blocks("data", 2)
+    total = 2097152
+    assert ranges == [(total // 5, 128), (total // 5 + (total * 4 // 5 - total // 5) // 2, 128)]
+    lines = str(n.inputs[-1]).splitlines()
+    assert lines[1] == f"{total // 5} 128 error" and lines[3] == f"{ranges[1][0]} 128 error"
+    # the segments cover the whole disk, in order, with no gap
+    at = 0
+    for line in lines:
+        start, length = map(int, line.split()[:2])
+        assert start == at
+        at += length
+        if "linear" in line:
+            assert line.split()[3:] == ["/dev/vdb", str(start)]
+    assert at == total
+
+
+def test_dm_restore_puts_the_linear_table_back_and_recovers_a_shut_down_filesystem() -> None:
     answer = json.dumps({"remounted": True, "units": ["glusterd.service"], "error": "/data: Input/output error"})
-    n = vm_node(lambda cmd: (0, answer + "\n") if cmd.startswith("python3") else (0, ""))
-    done = n.unflakey("data")
-    assert n.cmds[1] == ('dmsetup suspend --nolockfs storlab-data && { dmsetup load storlab-data --table '
-                         '"0 $(blockdev --getsz /dev/vdb) linear /dev/vdb 0"; rc=$?; dmsetup resume storlab-data; exit $rc; }')
-    assert n.cmds[2] == ["python3", "-", "storlab-data", "/dev/vdb", "/data"] and n.inputs[2] == RECOVER_PY
+    n = vm_node(lambda cmd: (0, answer + "\n") if cmd.startswith("python3") else sectors(cmd))
+    done = n.dm_restore("data")
+    assert n.cmds[2] == ["sh", "-c", LOAD, "sh", "storlab-data", "", "--nolockfs"]
+    assert n.inputs[2] == "0 2097152 linear /dev/vdb 0\n"
+    assert n.cmds[3] == ["python3", "-", "storlab-data", "/dev/vdb", "/data"] and n.inputs[3] == RECOVER_PY
     assert done == Recovered(True, ("glusterd.service",), "/data: Input/output error")
     assert "mounted anew, restarted glusterd.service" in n.marks[-1]
     compile(RECOVER_PY, "recover", "exec")
@@ -465,10 +492,13 @@ def test_unflakey_puts_the_linear_table_back_and_recovers_a_shut_down_filesystem
     (lambda: vm_node(), lambda n: n.flakey("nope", 1, 1), "'nope' is not a mounted data disk"),
     (lambda: vm_node(), lambda n: n.flakey("data", 1, 0), "flakey down"),
     (lambda: vm_node(), lambda n: n.flakey("data", math.nan, 1), "flakey up"),
+    (lambda: vm_node(), lambda n: n.delay_disk("data", 0), "disk delay"),
+    (lambda: vm_node(), lambda n: n.bad_blocks("data", 0), "count 0"),
+    (lambda: vm_node(sectors), lambda n: n.bad_blocks("data", 1024, sectors=1 << 20), "do not fit"),
     (lambda: Recorded(), lambda n: n.flakey("data", 1, 1), "containers get filesystems"),
 ])
-def test_flakey_refuses_before_touching_the_disk(node: Callable[[], Recorded], call: Callable[[Recorded], object],
-                                                  why: str) -> None:
+def test_disk_faults_refuse_before_touching_the_disk(node: Callable[[], Recorded], call: Callable[[Recorded], object],
+                                                     why: str) -> None:
     n = node()
     with pytest.raises(HarnessError, match=re.escape(why)):
         call(n)
