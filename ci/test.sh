@@ -81,7 +81,7 @@ if [ "${#vm_flag[@]}" -gt 0 ]; then
     phase core "vm: fault verbs (dm-flakey, netem, clock)" 900 tests/lab/test_fault_verbs.py --lab-provider vagrant "$@"
     phase core "vm: NFS chaos negative control (async export)" 1200 tests/lab/test_chaos_nfs_vm.py "$@"
     phase core "vm: iSCSI chaos negative control (write-back LUN)" 1200 tests/lab/test_chaos_iscsi_vm.py "$@"
-    phase core "vm: chaos (gluster-3, netem, clock)" 1800 tests/lab/test_chaos_vm.py --lab-provider vagrant "$@"
+    phase core "vm: chaos (gluster-3, netem, clock, dm-flakey)" 2700 tests/lab/test_chaos_vm.py --lab-provider vagrant "$@"
   fi
 fi
 echo "== phase timings:"
