@@ -319,8 +319,10 @@ GANESHA_LOG = (f"{_AT}[main] nfs_start :NFS STARTUP :EVENT :--------------------
 LIFTED = f"{_AT}[reaper] nfs_try_lift_grace :STATE :EVENT :NFS Server Now NOT IN GRACE\n"
 
 
-def nfs_node(active: bool = True, exported: str = "", log: str = "", grace: str = "Y\n") -> Answer:
+def nfs_node(active: bool = True, exported: str = "", log: str = "", grace: str = "Y\n", there: bool = True) -> Answer:
     def answer(argv: tuple[str, ...]) -> tuple[int, str]:
+        if argv[:2] == ("test", "-d"):
+            return (0, "") if there else (1, "")
         if argv[:2] == ("systemctl", "is-active"):
             return (0, "") if active else (3, "")
         if argv[0] in ("showmount", "exportfs"):
@@ -355,6 +357,8 @@ EXPORTFS = ("/srv/nfs/kvm  \t192.168.169.0/24(sync,wdelay,hide,no_subtree_check,
     (nfs_node(exported=EXPORTFS, grace="N\n"), "end its grace period"),
     (nfs_node(exported=""), "exporting /srv/nfs/kvm"),
     (nfs_node(active=False), "nfs-server.service active"),
+    # listed in exportfs's table, but the directory is not there (its disk not mounted yet, or lost)
+    (nfs_node(exported=EXPORTFS, there=False), "/srv/nfs/kvm on nfs1 (exported, but not there)"),
 ])
 def test_nfs_health_of_kernel_nfsd(tmp_path: Path, answer: Answer, waiting: str | None) -> None:
     got = NfsChaos().health(Lab(plan("nfs", "vagrant"), tmp_path, {"nfs1": answer}))

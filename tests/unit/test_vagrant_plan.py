@@ -207,8 +207,8 @@ def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec:
     assert "echo n1 > /etc/hostname" in lines and "hostname n1" in lines
     # the filesystem sits on a device-mapper device over the disk (Node.flakey swaps its table)
     assert "blkid /dev/mapper/storlab-data >/dev/null 2>&1 || mkfs.xfs -q -f /dev/mapper/storlab-data" in lines
-    assert ("echo '/dev/mapper/storlab-data /data xfs defaults,nofail,x-systemd.requires=storlab-dm.service 0 2' "
-            ">> /etc/fstab") in s1
+    assert ("echo '/dev/mapper/storlab-data /data xfs defaults,nofail,x-systemd.requires=storlab-dm.service,"
+            "x-systemd.before=local-fs.target 0 2' >> /etc/fstab") in s1
     assert "mountpoint -q /data || mount /data" in lines
     assert "systemctl enable --now storlab-dm.service" in lines
     assert "vdc" not in s1  # no filesystem: left raw, no device-mapper

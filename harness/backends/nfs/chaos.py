@@ -146,6 +146,11 @@ def _kernel_health(node: NodeView, want: set[str]) -> str | None:
     missing = sorted(want - set(parse_exportfs(r.stdout))) if r.ok else sorted(want)
     if missing:
         return f"nfsd on {node.name} exporting {', '.join(missing)}"
+    # exportfs -v lists what its table (etab, on the root disk) says, also when the directory is
+    # not there to serve (its disk not mounted yet after a boot, or lost with a crash)
+    gone = [p for p in sorted(want) if not node.run(["test", "-d", p], timeout=15).ok]
+    if gone:
+        return f"{', '.join(gone)} on {node.name} (exported, but not there)"
     # reading the file answers Y once nfsd's grace period is over (new state is refused until then)
     grace = node.run(["cat", "/proc/fs/nfsd/v4_end_grace"], timeout=15)
     if grace.ok and grace.stdout.strip() == "N":

@@ -99,7 +99,11 @@ def provision_script(name: str, disks: tuple[DiskPlan, ...]) -> str:
     for d in mounted:
         dev, mnt, fs = shlex.quote(f"/dev/mapper/{d.dm_name}"), shlex.quote(need(d.mount, "mount")), d.filesystem
         mkfs = "mkfs.xfs -q -f" if fs == "xfs" else "mkfs.ext4 -q -F"
-        fstab = f"/dev/mapper/{d.dm_name} {d.mount} {fs} defaults,nofail,x-systemd.requires=storlab-dm.service 0 2"
+        # nofail: a VM whose data disk is missing still boots (and is reachable); nofail alone also
+        # drops the mount's order before local-fs.target, and a daemon (nfsd) then started on the
+        # empty mount point while the disk was still being mounted: the order is asked for again
+        fstab = (f"/dev/mapper/{d.dm_name} {d.mount} {fs} defaults,nofail,x-systemd.requires=storlab-dm.service,"
+                 "x-systemd.before=local-fs.target 0 2")
         lines += [
             f"blkid {dev} >/dev/null 2>&1 || {mkfs} {dev}",
             f"mkdir -p {mnt}",
