@@ -20,8 +20,8 @@ from harness.lab import evidence
 from harness.lab.core import LabCore, Step
 from harness.lab.snapshots import BASELINE
 from harness.lab.state import LabState
-from harness.nodes.roles import base as base_role
 from harness.nodes.node import on_each
+from harness.nodes.roles import base as base_role
 from harness.nodes.roles import hypervisor
 from harness.providers import image
 
