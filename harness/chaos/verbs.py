@@ -109,6 +109,12 @@ def _clock(lab: ChaosLab, e: Event) -> Undo:
     return lambda: node.restore_clock(skew)
 
 
+def _strobe(lab: ChaosLab, e: Event) -> Undo:
+    node, p = lab.node(e.nodes[0]), e.params
+    node.strobe_clock(p.get("delta_s", 10.0), p.get("period_ms", 200.0))
+    return node.unstrobe_clock
+
+
 def _link(lab: ChaosLab, e: Event) -> Undo:
     node = lab.node(e.nodes[0])
     node.set_link(False)
@@ -225,6 +231,7 @@ VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
     "dm-delay": _device_mapper,
     "dm-bad-blocks": _device_mapper,
     "clock": _clock,
+    "clock-strobe": _strobe,
     "partition": _partition,
     "partition-oneway": _partition,
     "client-partition": _client_partition,

@@ -84,6 +84,8 @@ _KINDS = (
               verb="Node.bad_blocks(disk, ranges) / Node.dm_restore: ranges of sectors that fail with EIO"),
     FaultKind("clock", "clock", Target.NODE, (10, 60), True, params=(("skew_s", -300, 300),),
               verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
+    FaultKind("clock-strobe", "clock", Target.NODE, (10, 60), True, params=(("delta_s", 1, 120), ("period_ms", 50, 1000)),
+              verb="Node.strobe_clock(delta_s, period_ms) / Node.unstrobe_clock: the clock jumping back and forth"),
 )
 #: every fault kind, by name
 KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}

@@ -97,6 +97,8 @@ ACTIONS: dict[str, tuple[str | None, Action]] = {
     "dm-restore": (None, lambda lab, n, a: print(n.dm_restore(_disk(n, a)))),
     "clock-skew": ("clock", lambda lab, n, a: n.skew_clock(a.seconds)),
     "clock-restore": (None, lambda lab, n, a: n.restore_clock()),
+    "clock-strobe": ("clock", lambda lab, n, a: n.strobe_clock(a.seconds, a.period_ms)),
+    "clock-unstrobe": (None, lambda lab, n, a: n.unstrobe_clock()),
 }
 
 
@@ -147,7 +149,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--down-s", type=float, default=5.0, help="flakey: seconds it fails, after each up")
     p.add_argument("--mode", choices=["error", "error_writes", "drop_writes"], default="error",
                    help="flakey: what fails while down (drop_writes: writes acknowledged and lost)")
-    p.add_argument("--seconds", type=float, default=0.0, help="clock-skew: seconds to move the clock (negative: back)")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="clock-skew: seconds to move the clock (negative: back); clock-strobe: how far it jumps")
+    p.add_argument("--period-ms", type=float, default=200.0, help="clock-strobe: milliseconds between jumps")
     for name, what in (("delay-ms", "delay"), ("jitter-ms", "jitter"), ("loss-pct", "loss, percent"),
                        ("duplicate-pct", "duplicates, percent"), ("reorder-pct", "reordered, percent"),
                        ("corrupt-pct", "corrupted, percent"), ("rate-kbit", "bandwidth limit, kbit/s")):

@@ -80,6 +80,24 @@ CLOCK_PY = ("import sys, time\n"
             "now = time.clock_gettime(time.CLOCK_REALTIME)\n"
             "t = now + float(sys.argv[2]) if sys.argv[1] == 'shift' else float(sys.argv[2])\n"
             "time.clock_settime(time.CLOCK_REALTIME, t)\n")
+#: `python3 -c STROBE_PY DELTA PERIOD_MS`: the clock jumps DELTA seconds ahead, then back, every
+#: PERIOD_MS (Jepsen's strobe-time) until SIGTERM, which leaves it where it would have been
+STROBE_PY = ("import signal, sys, time\n"
+             "delta, period = float(sys.argv[1]), float(sys.argv[2]) / 1000\n"
+             "ahead = False\n"
+             "def jump(sign):\n"
+             "    time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) + sign * delta)\n"
+             "def stop(*_):\n"
+             "    if ahead:\n"
+             "        jump(-1)\n"
+             "    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, stop)\n"
+             "while True:\n"
+             "    jump(-1 if ahead else 1)\n"
+             "    ahead = not ahead\n"
+             "    time.sleep(period)\n")
+#: the transient unit the strobe runs in on the node
+STROBE_UNIT = "storlab-clock-strobe.service"
 #: time sync daemons a node may run: stopped while its clock is skewed (they would undo it)
 TIME_SYNC = ("systemd-timesyncd.service", "chrony.service", "ntpsec.service", "ntp.service", "openntpd.service")
 _SYNC_STOP = (f"for u in {' '.join(TIME_SYNC)}; do if systemctl is-active --quiet \"$u\"; "
@@ -177,6 +195,21 @@ class SystemVerbs(NodeVerbs):
         # the host's time is read last, right before it is sent
         args = ["shift", back] if back is not None else ["set", number(time.time(), 0, 1 << 40, "host time")]
         self.succeed(f"{shlex.join(['python3', '-c', CLOCK_PY, *args])} && {_SYNC_START}", timeout=120)
+
+    def strobe_clock(self, delta: float, period_ms: float) -> None:
+        """The node's clock jumps ``delta`` seconds ahead and back every ``period_ms`` until
+        unstrobe_clock() (time sync daemons stopped first), in a transient unit on the node."""
+        d, p = number(delta, 0.001, 3600, "strobe delta (s)"), number(period_ms, 10, 60000, "strobe period (ms)")
+        self.timeline.mark(f"clock strobe {self.name} +-{d}s every {p} ms")
+        run = shlex.join(["systemd-run", "--unit", STROBE_UNIT, "--collect", "-p", "KillSignal=SIGTERM",
+                          "python3", "-c", STROBE_PY, d, p])
+        self.succeed(f"{_SYNC_STOP} && {{ systemctl reset-failed {STROBE_UNIT} 2>/dev/null; {run}; }}", timeout=120)
+
+    def unstrobe_clock(self) -> None:
+        """Stop the strobe (its SIGTERM handler leaves the clock where it would have been), then
+        start the time sync daemons the node has enabled."""
+        self.timeline.mark(f"clock strobe {self.name} stopped")
+        self.succeed(f"systemctl stop {STROBE_UNIT} 2>/dev/null; {_SYNC_START}", timeout=120)
 
     @contextlib.contextmanager
     def clock_skewed(self, seconds: float) -> Iterator[Self]:

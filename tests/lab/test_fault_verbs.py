@@ -164,6 +164,27 @@ def test_clock_skew_and_restore_where_the_node_has_its_own_clock(lab: Lab) -> No
     assert abs(offset() - before) < 5
 
 
+def test_clock_strobe_jumps_back_and_forth_where_the_node_has_its_own_clock(lab: Lab) -> None:
+    if not lab.provider.capabilities.own_kernel:
+        pytest.skip(f"{lab.provider.name} nodes share the host's clock")
+    n = lab.node("node2")
+
+    def offsets(k: int) -> list[float]:
+        """``k`` readings of the node's clock against the host's, taken on the node in one command."""
+        code = "import sys, time\nfor _ in range(int(sys.argv[1])):\n    print(time.time())\n    time.sleep(0.13)\n"
+        out = n.succeed(["python3", "-c", code, str(k)])
+        return [float(x) - time.time() for x in out.split()]
+    before = offsets(1)[0]
+    n.strobe_clock(60, 200)
+    try:
+        seen = [o - before for o in offsets(20)]
+    finally:
+        n.unstrobe_clock()
+    assert any(abs(o) < 20 for o in seen) and any(o > 40 for o in seen), seen  # both sides of the jump
+    assert abs(offsets(1)[0] - before) < 5  # stopped where the clock would have been
+    assert not n.run(["systemctl", "is-active", "--quiet", "storlab-clock-strobe.service"]).ok
+
+
 def test_hang_marks_the_timeline(lab: Lab, nodes: dict[str, Any]) -> None:
     with nodes["node3"].hung():
         pass

@@ -86,6 +86,7 @@ def ev(kind: str, nodes: tuple[str, ...] = ("g1",), **kw: Any) -> Event:
     (ev("dm-delay", disk="brick1", params={"delay_ms": 120}), ["g1.delay_disk brick1 120.0"], ["g1.dm_restore brick1"]),
     (ev("dm-bad-blocks", disk="brick1", params={"ranges": 4}), ["g1.bad_blocks brick1 4"], ["g1.dm_restore brick1"]),
     (ev("clock", params={"skew_s": -120}), ["g1.skew_clock -120.0"], ["g1.restore_clock -120.0"]),
+    (ev("clock-strobe", params={"delta_s": 5, "period_ms": 100}), ["g1.strobe_clock 5.0 100.0"], ["g1.unstrobe_clock"]),
     (ev("partition", apart=("g2", "g3")),
      ["g1.block ['10.0.0.2', '10.0.0.3'] direction=both", "g2.block ['10.0.0.1'] direction=both",
       "g3.block ['10.0.0.1'] direction=both"],

@@ -69,6 +69,8 @@ def run(line: str, node: Recorder | None = None) -> Recorder:
     ("unfill --disk brick", ("unfill", ("/bricks/b1",), {})),
     ("clock-skew --seconds -300", ("skew_clock", (-300.0,), {})),
     ("clock-restore", ("restore_clock", (), {})),
+    ("clock-strobe --seconds 3 --period-ms 150", ("strobe_clock", (3.0, 150.0), {})),
+    ("clock-unstrobe", ("unstrobe_clock", (), {})),
     ("netem-clear --network storage", ("netem_clear", ("storage",), {})),
     ("isolate --direction out", ("block", (["10.0.0.2", "10.1.0.2"],), {"on": True, "direction": "out"})),
     ("rejoin", ("block", (["10.0.0.2", "10.1.0.2"],), {"on": False, "direction": "both"})),

@@ -24,7 +24,7 @@ from harness.host.facts import PROFILES
 from harness.nodes.diskfaults import RECOVER_PY, Recovered
 from harness.nodes.netfaults import cut_script, ifnames_by_mac, netem_args, uncut_command
 from harness.nodes.node import Node, partition
-from harness.nodes.sysfaults import CLOCK_PY, FILL_NAME, FILL_PY, parse_filled
+from harness.nodes.sysfaults import CLOCK_PY, FILL_NAME, FILL_PY, STROBE_PY, parse_filled
 from harness.plan.model import Plan
 from harness.plan.planner import load_plan
 from harness.providers.incus.provider import IncusProvider
@@ -510,3 +510,54 @@ def test_a_disk_without_its_device_mapper_device_says_to_bring_the_lab_up_again(
     with pytest.raises(HarnessError, match="take the lab down and up again"):
         n.flakey("data", 1, 1)
     assert len(n.cmds) == 1
+
+
+# -- clock strobe ------------------------------------------------------------------------------------------
+def test_strobe_runs_in_a_transient_unit_and_unstrobe_stops_it() -> None:
+    n = Recorded()
+    n.strobe_clock(5, 100)
+    (cmd,) = n.cmds
+    assert isinstance(cmd, str) and "systemctl stop" in cmd and "systemd-timesyncd.service" in cmd
+    assert "systemd-run --unit storlab-clock-strobe.service --collect -p KillSignal=SIGTERM python3 -c" in cmd
+    assert cmd.endswith(" 5 100; }")
+    n.unstrobe_clock()
+    assert isinstance(n.cmds[1], str) and n.cmds[1].startswith("systemctl stop storlab-clock-strobe.service")
+    assert "systemctl start" in n.cmds[1]
+
+
+@pytest.mark.parametrize(("delta", "period"), [(math.nan, 100), (0, 100), (5, 1), (5, "100; reboot"), (1e9, 100)])
+def test_hostile_strobes_are_refused(delta: Any, period: Any) -> None:
+    n = Recorded()
+    refused(n, lambda: n.strobe_clock(delta, period))
+
+
+def test_the_strobe_jumps_back_and_forth_and_stops_where_the_clock_would_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STROBE_PY run here with the clock, sleep and signal stood in for: after any number of jumps,
+    its SIGTERM handler leaves the clock without an offset."""
+    import signal
+    clock = {"offset": 0.0}
+    seen: list[float] = []
+    handlers: dict[int, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def settime(_: int, t: float) -> None:
+        clock["offset"] = round(t - 1000.0, 6)
+        seen.append(clock["offset"])
+
+    def sleep(_: float) -> None:
+        if len(seen) == 5:
+            raise Stop
+    monkeypatch.setattr(time, "clock_gettime", lambda _: 1000.0 + clock["offset"])
+    monkeypatch.setattr(time, "clock_settime", settime)
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(signal, "signal", lambda sig, fn: handlers.__setitem__(sig, fn))
+    monkeypatch.setattr(sys, "argv", ["-c", "2.5", "100"])
+    scope: dict[str, Any] = {}
+    with pytest.raises(Stop):
+        exec(compile(STROBE_PY, "strobe", "exec"), scope)
+    assert seen == [2.5, 0.0, 2.5, 0.0, 2.5]  # ahead, back, ahead, ...
+    with pytest.raises(SystemExit):
+        handlers[signal.SIGTERM](signal.SIGTERM, None)
+    assert clock["offset"] == 0.0  # stopped while ahead: put back
