@@ -37,25 +37,55 @@ try:
     print(json.dumps({"remounted": False, "units": [], "error": ""})); sys.exit(0)
 except OSError as e:
     error = f"{mnt}: {e.strerror}"
-pids = sorted({int(p) for p in re.findall(r"\d+", sh("fuser", "-m", mnt).stdout)} - {os.getpid()})
+def under(path):
+    return path == mnt or path.startswith(mnt.rstrip("/") + "/")
+def holders():
+    # what /proc says each process has open, its cwd, root and mapped files: read as link text and
+    # map lines, never stat()ed (a shut-down filesystem answers EIO; fuser -m found nothing there)
+    out = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        p = f"/proc/{pid}"
+        links = []
+        try:
+            links = [os.path.join(p, "fd", f) for f in os.listdir(os.path.join(p, "fd"))]
+        except OSError:
+            pass
+        for link in links + [os.path.join(p, "cwd"), os.path.join(p, "root")]:
+            try:
+                if under(os.readlink(link).removesuffix(" (deleted)")):
+                    out.add(int(pid))
+                    break
+            except OSError:
+                pass
+        try:
+            if any(under(line.split(None, 5)[5].strip()) for line in open(os.path.join(p, "maps"))
+                   if len(line.split(None, 5)) == 6):
+                out.add(int(pid))
+        except OSError:
+            pass
+    return out
 units = set()
-for pid in pids:
-    try:
-        cg = open(f"/proc/{pid}/cgroup").read()
-    except OSError:
-        continue
-    m = re.search(r"/([A-Za-z0-9@_.:-]+\.service)(/|$)", cg)
-    if m:
-        units.add(m.group(1))
-for pid in pids:
-    try:
-        os.kill(pid, 9)
-    except OSError:
-        pass
+for _ in range(10):
+    pids = holders()
+    if not pids:
+        break
+    for pid in pids:
+        try:
+            m = re.search(r"/([A-Za-z0-9@_.:-]+\.service)(/|$)", open(f"/proc/{pid}/cgroup").read())
+            if m:
+                units.add(m.group(1))
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    time.sleep(1)
 for _ in range(30):
     if sh("umount", mnt).returncode == 0 or sh("mountpoint", "-q", mnt).returncode != 0:
         break
     time.sleep(1)
+else:
+    sys.exit(f"{mnt} stays mounted after the fault (still held: {sorted(holders())})")
 r = sh("mount", mnt)
 if r.returncode != 0:
     sys.exit(f"{mnt} does not mount again after the fault: {r.stderr.strip()}")
