@@ -287,7 +287,8 @@ def test_nfs_writer_is_libnfs_as_the_squashed_uid_on_a_file_made_on_the_server(t
     lab, rd = Lab(plan("nfs-userspace"), tmp_path), run_dir(tmp_path)
     (t,) = NfsChaos().targets(lab, rd, "s3-1764870000", span=1 << 20)
     path = "/srv/nfs/kvm/chaos-s3-1764870000.img"
-    assert lab.calls == [("nfs1", ("sh", "-c", 'truncate -s "$1" -- "$3" && chown "$2" -- "$3" && chmod 0600 -- "$3"',
+    assert lab.calls == [("nfs1", ("sh", "-c", 'truncate -s "$1" -- "$3" && chown "$2" -- "$3" && chmod 0600 -- "$3" '
+                                           '&& sync -- "$3"',
                                     "sh", "1048576", "65534:65534", path))]
     assert argv_of(t) == ["qemu-io", "-t", "none", "--image-opts",
                           f"driver=raw,file.driver=nfs,file.server.type=inet,file.server.host=192.168.151.11,"

@@ -104,8 +104,11 @@ class NfsChaos:
         opts: dict[str, str | int] = {"file.driver": "nfs", "file.server.type": "inet", "file.server.host": nfs.address,
                                       "file.path": path, "file.user": uid, "file.group": gid}
         qio = QemuIo(opts, run_dir / "clients" / "nfs.log")  # its options checked before anything is made
-        # one command (one round trip to a VM): a sparse file the squashed writer owns
-        lab.node(nfs.server).succeed(["sh", "-c", 'truncate -s "$1" -- "$3" && chown "$2" -- "$3" && chmod 0600 -- "$3"',
+        # one command (one round trip to a VM): a sparse file the squashed writer owns, put on the
+        # server's disk before the first write (else a crash loses the file itself, and every
+        # write in it reads as unreadable instead of as the block it lost)
+        lab.node(nfs.server).succeed(["sh", "-c", 'truncate -s "$1" -- "$3" && chown "$2" -- "$3" && chmod 0600 -- "$3" '
+                                      '&& sync -- "$3"',
                                       "sh", str(int(span)), f"{uid}:{gid}", path], timeout=120)
         target = f"{nfs.address}:{path}"
         return [WriteTarget("nfs", f"qemu's nfs driver (libnfs, NFSv3, uid {uid}) on {target}",
