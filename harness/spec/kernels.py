@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Kernel:
-    #: the Debian package that installs it, and the apt suite it comes from (None: the release's own)
+    #: the Debian package that installs it (from the release or its security archive, both of
+    #: which the image is built from)
     package: str
-    suite: str | None
     #: the kernel release's prefix, as in /boot/vmlinuz-RELEASE (finds its files in the image)
     release_prefix: str
     #: what it can do beyond the default kernel, as the FEATURES names it
@@ -30,8 +30,8 @@ FEATURES: Mapping[str, str] = {
 #: read from each package's /boot/config-*: Debian 12's 6.1 has no NVMe authentication; the 6.12
 #: that bookworm-security carries (Debian 12's supported successor kernel) has it
 KERNELS: Mapping[str, Kernel] = {
-    "6.1": Kernel("linux-image-amd64", None, "6.1.", frozenset(), "Debian 12's own kernel"),
-    "6.12": Kernel("linux-image-6.12-amd64", "security", "6.12.", frozenset({"nvme-auth"}),
+    "6.1": Kernel("linux-image-amd64", "6.1.", frozenset(), "Debian 12's own kernel"),
+    "6.12": Kernel("linux-image-6.12-amd64", "6.12.", frozenset({"nvme-auth"}),
                    "Debian 12's 6.12 kernel from bookworm-security"),
 }
 DEFAULT = "6.1"

@@ -171,7 +171,8 @@ class Node(Strict):
     address: str | None = Field(None, description="address on the first lab network")
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
     kernel: Annotated[str, BeforeValidator(_quoted_kernel), AfterValidator(lambda v: _one_of(list(kernels.KERNELS), v))
-                      ] | None = Field(None, description=f"the kernel a VM node boots, in quotes; default {kernels.DEFAULT}")
+                      ] | None = Field(None, description="the kernel a VM node boots, in quotes: " + "; ".join(
+                          f"{name} ({k.about})" for name, k in kernels.KERNELS.items()) + f"; default {kernels.DEFAULT}")
 
 
 class Secret(Strict):
