@@ -74,13 +74,16 @@ def object_args(objects: Iterable[QemuObject]) -> list[str]:
 
 
 class QemuIo:
-    """One qemu-io process on the image ``opts`` describe (raw, cache=none), with the ``objects``
+    """One qemu-io process on the image ``opts`` describe (raw, cache=none unless ``cache`` says
+    writeback: a client library's own cache, e.g. librbd's, only works then), with the ``objects``
     its options refer to, its stderr (the client library's log) appended to ``log``; restarted
     after a command timed out."""
 
     def __init__(self, opts: Mapping[str, str | int], log: Path, timeout: float = 120,
-                 objects: Sequence[QemuObject] = ()) -> None:
-        self.argv = ["qemu-io", *object_args(objects), "-t", "none", "--image-opts",
+                 objects: Sequence[QemuObject] = (), cache: str = "none") -> None:
+        if cache not in ("none", "writeback"):
+            raise HarnessError(f"qemu-io cache {cache!r}: none or writeback")
+        self.argv = ["qemu-io", *object_args(objects), "-t", cache, "--image-opts",
                      image_opts({"driver": "raw", **opts})]
         self.log, self.timeout = log, timeout
         self.proc: subprocess.Popen[bytes] | None = None

@@ -6,6 +6,7 @@ STORLAB_CI_FULL=1): `pytest tests/lab/test_chaos_ceph.py --lab-provider lxc`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,21 @@ def test_chaos_ceph_seeded_schedule_loses_no_acknowledged_write(chaos: Callable[
     assert {"crash", "kill", "pause"} <= kinds, f"seed {SEED} drew {sorted(kinds)}"
     assert out.verdict.ok, "\n".join(out.verdict.lines())
     assert out.verdict.acked > 100 and out.verdict.counts()["lost"] == 0
+
+
+#: the KVM host's rbd client killed 20 s into the run (a hypervisor's qemu dying)
+NEGATIVE = Path(__file__).parent / "chaos" / "ceph-client-crash.json"
+
+
+def test_chaos_ceph_negative_control_librbd_write_back_cache_loses_writes_the_safe_client_keeps(
+        chaos: Callable[..., Outcome]) -> None:
+    """The checker must be able to fail on Ceph too: with librbd's write-back cache and no flush
+    (--cache unsafe: the cache without its writethrough-until-flush guard) the writes it held are
+    lost when the client dies; at --cache none the same schedule loses nothing."""
+    unsafe = chaos(replay=NEGATIVE, cache="unsafe")
+    lost = [f for f in unsafe.verdict.findings if f.category in ("lost", "unreadable")]
+    assert not unsafe.verdict.ok and lost, "\n".join(unsafe.verdict.lines())
+    assert unsafe.verdict.seed == 6789 and all(f.write.writer == "rbd" for f in lost)
+    safe = chaos(replay=NEGATIVE, cache="none")
+    assert safe.verdict.ok, "\n".join(safe.verdict.lines())
+    assert safe.verdict.acked > 50 and safe.verdict.counts()["lost"] == 0

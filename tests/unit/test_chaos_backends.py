@@ -194,6 +194,20 @@ def test_ceph_writer_is_librbd_as_the_pools_client_with_its_key_in_a_private_key
     assert not (clients / "ceph.client.KVMpool.keyring").exists() and not (clients / "ceph.conf").exists()
 
 
+def test_ceph_unsafe_writer_uses_librbds_write_back_cache_without_its_guard(tmp_path: Path) -> None:
+    """At --cache unsafe: qemu-io at cache=writeback (qemu turns librbd's cache off at none), and the
+    cache on without writethrough-until-flush (no flush ever comes: it would stay synchronous)."""
+    lab, rd = ceph_lab(tmp_path), run_dir(tmp_path)
+    (t,) = CephChaos().targets(lab, rd, "s7-1764870000", sync=False, span=3 << 20)
+    assert argv_of(t)[:3] == ["qemu-io", "-t", "writeback"]
+    conf = (rd / "clients" / "ceph.conf").read_text()
+    assert "rbd cache = true\n" in conf and "rbd cache writethrough until flush = false\n" in conf
+    t.close()
+    (safe,) = CephChaos().targets(lab, rd, "s8-1764870000", span=3 << 20)
+    assert argv_of(safe)[:3] == ["qemu-io", "-t", "none"] and "rbd cache" not in (rd / "clients" / "ceph.conf").read_text()
+    safe.close()
+
+
 def test_ceph_writer_refuses_a_run_id_or_key_it_cannot_use_safely(tmp_path: Path) -> None:
     lab = ceph_lab(tmp_path)
     for bad in ("../x", "s1-2\n"):

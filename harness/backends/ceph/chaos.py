@@ -75,12 +75,19 @@ def min_size(p: CephPoolPlan) -> int:
     return p.min_size if p.min_size is not None else max(1, p.size - p.size // 2)
 
 
-def client_conf(c: CephPlan, keyring: Path, logfile: Path) -> str:
+#: librbd's cache when a run acknowledges writes the client only took (--cache unsafe): on, and
+#: without its guard (writethrough until the guest's first flush, which cache=unsafe never sends on:
+#: it would keep every write synchronous, and nothing could be lost), dirty for up to 5 s
+UNSAFE_RBD_CACHE = {"rbd cache": "true", "rbd cache writethrough until flush": "false", "rbd cache max dirty age": "5"}
+
+
+def client_conf(c: CephPlan, keyring: Path, logfile: Path, unsafe: bool = False) -> str:
     """librbd's ceph.conf for the writer: this cluster only (not the host's /etc/ceph), its key
-    in ``keyring``, its log in the run directory, no admin socket, 60 s to reach a monitor."""
+    in ``keyring``, its log in the run directory, no admin socket, 60 s to reach a monitor;
+    ``unsafe``: librbd's write-back cache (UNSAFE_RBD_CACHE)."""
     values = {"fsid": str(uuid.UUID(c.fsid)), "mon host": ", ".join(str(ipaddress.ip_address(m.address)) for m in c.mons),
               "keyring": str(keyring), "log file": str(logfile), "auth client required": "cephx",
-              "admin socket": "", "client mount timeout": "60"}
+              "admin socket": "", "client mount timeout": "60", **(UNSAFE_RBD_CACHE if unsafe else {})}
     bad = [k for k, v in values.items() if not _CONF_VALUE.fullmatch(v)]
     if bad:
         raise HarnessError(f"the chaos client's ceph.conf: {', '.join(bad)} has characters a ceph.conf line cannot "
@@ -151,13 +158,14 @@ class CephChaos:
         spec, conf = f"{pool.rbd_pool}/{image}", run_dir / "clients" / "ceph.conf"
         opts: dict[str, str | int] = {"file.driver": "rbd", "file.pool": str(pool.rbd_pool), "file.image": image,
                                       "file.user": client.removeprefix("client."), "file.conf": str(conf)}
-        qio = QemuIo(opts, run_dir / "clients" / "rbd.log")  # its options checked before anything is made
+        # its options checked before anything is made; qemu turns librbd's cache off at cache=none
+        qio = QemuIo(opts, run_dir / "clients" / "rbd.log", cache="none" if sync else "writeback")
         admin_node(lab).succeed(["rbd", "create", "--size", f"{-(-span // 2**20)}M", "--image-feature", "layering",
                                  spec], timeout=120)
         ring = run_dir / "clients" / f"ceph.{client}.keyring"
         try:
             client_secret(run_dir, ring.name, keyring(client, base64.b64encode(ceph_key(lab, client)).decode()))
-            client_secret(run_dir, conf.name, client_conf(c, ring, run_dir / "clients" / "librbd.log"))
+            client_secret(run_dir, conf.name, client_conf(c, ring, run_dir / "clients" / "librbd.log", unsafe=not sync))
         except Exception:
             forget(ring, conf)
             self.remove(lab, run_id)
