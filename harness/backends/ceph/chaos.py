@@ -78,7 +78,8 @@ def min_size(p: CephPoolPlan) -> int:
 #: librbd's cache when a run acknowledges writes the client only took (--cache unsafe): on, and
 #: without its guard (writethrough until the guest's first flush, which cache=unsafe never sends on:
 #: it would keep every write synchronous, and nothing could be lost), dirty for up to 5 s
-UNSAFE_RBD_CACHE = {"rbd cache": "true", "rbd cache writethrough until flush": "false", "rbd cache max dirty age": "5"}
+UNSAFE_RBD_CACHE = {"rbd cache": "true", "rbd cache policy": "writeback", "rbd cache writethrough until flush": "false",
+                    "rbd cache max dirty age": "5"}
 
 
 def client_conf(c: CephPlan, keyring: Path, logfile: Path, unsafe: bool = False) -> str:
