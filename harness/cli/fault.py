@@ -13,6 +13,7 @@ from harness.errors import HarnessError
 from harness.host.facts import loaded_modules
 from harness.lab.lab import Lab
 from harness.nodes.node import Node
+from harness.plan.model import DiskPlan
 from harness.providers.capabilities import available
 
 
@@ -28,38 +29,24 @@ def _process(args: argparse.Namespace) -> str:
     return str(args.process)
 
 
-def _mount(node: Node, args: argparse.Namespace) -> str:
-    """The mount point of the node's data disk --disk (the only disk with a filesystem when not given)."""
+def _disk(node: Node, args: argparse.Namespace) -> DiskPlan:
+    """The node's mounted data disk --disk (its only mounted one when not given)."""
     mounted = [d for d in node.spec.disks if d.mount]
     chosen = [d for d in mounted if d.name == args.disk] if args.disk else mounted
-    if len(chosen) != 1 or not chosen[0].mount:
+    if len(chosen) != 1:
         names = ", ".join(d.name for d in mounted) or "none"
         raise HarnessError(f"{args.action}: name one of {node.name}'s mounted data disks with --disk ({names})")
-    return chosen[0].mount
+    return chosen[0]
 
 
-def _disk(node: Node, args: argparse.Namespace) -> str:
-    """The name of the data disk --disk (the node's only mounted one when not given)."""
-    mount = _mount(node, args)
-    return next(d.name for d in node.spec.disks if d.mount == mount)
+def _mount(node: Node, args: argparse.Namespace) -> str:
+    return str(_disk(node, args).mount)
 
 
 def _isolate(lab: Lab, node: Node, args: argparse.Namespace, on: bool) -> None:
     """Cut (restore) the node's traffic to every other lab node; the host's ssh path stays."""
     others = [a for other in lab.nodes.values() if other is not node for a in other.spec.addresses.values()]
     node.block(others, on=on, direction=args.direction)
-
-
-def _service(node: Node, args: argparse.Namespace, action: str) -> None:
-    unit = _unit(args)
-    if action == "start-service":
-        node.start_service(unit)
-    elif action == "pause-service":
-        node.pause_service(unit)
-    elif action == "resume-service":
-        node.resume_service(unit)
-    else:
-        node.stop_service(unit, kill=action == "kill-service")
 
 
 Action = Callable[[Lab, Node, argparse.Namespace], object]
@@ -76,11 +63,11 @@ ACTIONS: dict[str, tuple[str | None, Action]] = {
     "unhang": (None, lambda lab, n, a: n.unhang()),
     "isolate": ("partition", lambda lab, n, a: _isolate(lab, n, a, True)),
     "rejoin": (None, lambda lab, n, a: _isolate(lab, n, a, False)),
-    "stop-service": ("kill", lambda lab, n, a: _service(n, a, "stop-service")),
-    "kill-service": ("kill", lambda lab, n, a: _service(n, a, "kill-service")),
-    "start-service": (None, lambda lab, n, a: _service(n, a, "start-service")),
-    "pause-service": ("pause", lambda lab, n, a: _service(n, a, "pause-service")),
-    "resume-service": (None, lambda lab, n, a: _service(n, a, "resume-service")),
+    "stop-service": ("kill", lambda lab, n, a: n.stop_service(_unit(a))),
+    "kill-service": ("kill", lambda lab, n, a: n.stop_service(_unit(a), kill=True)),
+    "start-service": (None, lambda lab, n, a: n.start_service(_unit(a))),
+    "pause-service": ("pause", lambda lab, n, a: n.pause_service(_unit(a))),
+    "resume-service": (None, lambda lab, n, a: n.resume_service(_unit(a))),
     "kill-process": ("kill", lambda lab, n, a: n.kill_process(_process(a))),
     "pause-process": ("pause", lambda lab, n, a: n.pause_process(_process(a))),
     "resume-process": (None, lambda lab, n, a: n.resume_process(_process(a))),
@@ -89,24 +76,17 @@ ACTIONS: dict[str, tuple[str | None, Action]] = {
                                                  reorder_pct=a.reorder_pct, corrupt_pct=a.corrupt_pct,
                                                  rate_kbit=a.rate_kbit)),
     "netem-clear": (None, lambda lab, n, a: n.netem_clear(a.network)),
-    "fill": ("disk-full", lambda lab, n, a: _filled(n, _mount(n, a))),
-    "unfill": (None, lambda lab, n, a: _filled(n, _mount(n, a), undo=True)),
-    "flakey": ("dm-flakey", lambda lab, n, a: n.flakey(_disk(n, a), a.up_s, a.down_s, a.mode)),
-    "disk-delay": ("dm-flakey", lambda lab, n, a: n.delay_disk(_disk(n, a), a.delay_ms)),
-    "bad-blocks": ("dm-flakey", lambda lab, n, a: print(n.bad_blocks(_disk(n, a), a.count))),
-    "dm-restore": (None, lambda lab, n, a: print(n.dm_restore(_disk(n, a)))),
+    "fill": ("disk-full", lambda lab, n, a: n.fill(_mount(n, a))),
+    "unfill": (None, lambda lab, n, a: n.unfill(_mount(n, a))),
+    "flakey": ("dm-flakey", lambda lab, n, a: n.flakey(_disk(n, a).name, a.up_s, a.down_s, a.mode)),
+    "disk-delay": ("dm-flakey", lambda lab, n, a: n.delay_disk(_disk(n, a).name, a.delay_ms)),
+    "bad-blocks": ("dm-flakey", lambda lab, n, a: print(n.bad_blocks(_disk(n, a).name, a.count))),
+    "dm-restore": (None, lambda lab, n, a: print(n.dm_restore(_disk(n, a).name))),
     "clock-skew": ("clock", lambda lab, n, a: n.skew_clock(a.seconds)),
     "clock-restore": (None, lambda lab, n, a: n.restore_clock()),
     "clock-strobe": ("clock", lambda lab, n, a: n.strobe_clock(a.seconds, a.period_ms)),
     "clock-unstrobe": (None, lambda lab, n, a: n.unstrobe_clock()),
 }
-
-
-def _filled(node: Node, path: str, undo: bool = False) -> None:
-    if undo:
-        node.unfill(path)
-    else:
-        node.fill(path)
 
 
 def refusal(provider: str, action: str, host_modules: frozenset[str]) -> str | None:

@@ -110,6 +110,12 @@ def parse_recovered(out: str) -> Recovered:
     return Recovered(bool(d["remounted"]), tuple(str(u) for u in d["units"]), str(d["error"]))
 
 
+def _whole(value: float, low: float, high: float, what: str) -> str:
+    """``value`` (checked as it is given) rounded to a whole number for a device-mapper table."""
+    number(value, low, high, what)
+    return number(round(value), low, high, what)
+
+
 class DiskVerbs(NodeVerbs):
     def _dm_disk(self, disk: str) -> DiskPlan:
         d = next((x for x in self.spec.disks if x.name == disk), None)
@@ -141,10 +147,8 @@ class DiskVerbs(NodeVerbs):
         ``mode`` (MODES) for ``down_s`` seconds, over and over, until dm_restore()."""
         if mode not in MODES:
             raise HarnessError(f"flakey: mode {mode!r} is not one of {', '.join(MODES)}")
-        # whole seconds (dm-flakey's unit), each checked before it is rounded
-        number(up_s, 0, 3600, "flakey up (s)")
-        number(down_s, 1, 3600, "flakey down (s)")
-        up, down = number(round(up_s), 0, 3600, "flakey up (s)"), number(round(down_s), 1, 3600, "flakey down (s)")
+        # whole seconds: dm-flakey's unit
+        up, down = _whole(up_s, 0, 3600, "flakey up (s)"), _whole(down_s, 1, 3600, "flakey down (s)")
         d = self._dm_disk(disk)
         self.timeline.mark(f"flakey {disk} on {self.name}: up {up}s, down {down}s ({mode})")
         self._load(d, f"0 {self._sectors(d)} flakey {d.device} 0 {up} {down} {MODES[mode]}".strip() + "\n",
@@ -153,8 +157,7 @@ class DiskVerbs(NodeVerbs):
     def delay_disk(self, disk: str, delay_ms: float) -> None:
         """dm-delay under the mounted data disk ``disk``: every read and write waits ``delay_ms``
         (a slow or overloaded disk), until dm_restore()."""
-        number(delay_ms, 1, 60000, "disk delay (ms)")
-        ms = number(round(delay_ms), 1, 60000, "disk delay (ms)")
+        ms = _whole(delay_ms, 1, 60000, "disk delay (ms)")
         d = self._dm_disk(disk)
         self.timeline.mark(f"delay {disk} on {self.name}: {ms} ms")
         self._load(d, f"0 {self._sectors(d)} delay {d.device} 0 {ms}\n", "dm_delay")
