@@ -198,6 +198,11 @@ class ChaosSupport(Protocol):
         """Remove what targets() made for ``run_id`` (after the read-back)."""
         ...
 
+    def faults(self) -> Mapping[str, Callable[[LabContext, Event], Callable[[], None]]]:
+        """This backend's own fault kinds (the vocabulary's kinds that name it) and their verbs:
+        each applies its event's fault to the lab and returns the undo ({}: none)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PlanInputs:

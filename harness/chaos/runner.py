@@ -10,22 +10,24 @@ when the verdict is a failure, evidence/ (the lab's collector)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import log, paths
-from harness.backends.base import ChaosSupport, backends
+from harness.backends.base import ChaosSupport, LabContext, backends
 from harness.chaos import html, report, verbs
 from harness.chaos.availability import Window, windows_from
 from harness.chaos.checker import Unreadable, Verdict, check, locations
 from harness.chaos.ledger import Ledger, Records, read
 from harness.chaos.schedule import DrawOptions, Event, Schedule, draw
 from harness.chaos.support import WriteTarget
-from harness.chaos.vocabulary import LabShape, shape_of
+from harness.chaos.vocabulary import KINDS, UNDRAWN, LabShape, shape_of
 from harness.errors import HarnessError, WaitTimeout
 from harness.host.facts import loaded_modules
 from harness.lab import evidence
@@ -83,7 +85,12 @@ def shape(lab: Lab, sup: list[ChaosSupport]) -> LabShape:
         for node, units in s.daemons(lab).items():
             daemons[node] = tuple(dict.fromkeys((*daemons.get(node, ()), *units)))
     caps = available()[lab.plan.provider]
-    return shape_of(lab.plan.nodes, caps, daemons, loaded_modules())
+    return shape_of(lab.plan.nodes, caps, daemons, loaded_modules(), backend_faults=own_faults(sup))
+
+
+def own_faults(sup: Sequence[ChaosSupport]) -> dict[str, Callable[[LabContext, Event], verbs.Undo]]:
+    """The backends' own fault kinds (Gluster's error injection, ...) and their verbs."""
+    return {kind: verb for s in sup for kind, verb in s.faults().items()}
 
 
 def draw_for(lab: Lab, seed: int, duration: float, kinds: Sequence[str] | None = None,
@@ -153,10 +160,14 @@ class _Clock:
 
 
 def drive(lab: Lab, schedule: Schedule, ledger: Ledger, sup: list[ChaosSupport], writers: list[Writer],
-          settings: Settings, crashers: Sequence[Callable[[], None]] = ()) -> float:
+          settings: Settings, crashers: Sequence[Callable[[], None]] = (),
+          extra: Mapping[str, Callable[[Event], verbs.Undo]] | None = None) -> float:
     """Apply ``schedule`` (times on its own clock), undoing each fault at its end; returns the
     seconds spent waiting for recovery. Every fault still in effect is undone on the way out."""
     clock = _Clock()
+    own: dict[str, Callable[[Event], verbs.Undo]] = {kind: functools.partial(verb, lab)
+                                                      for kind, verb in own_faults(sup).items()}
+    own.update(extra or {})
     pending = sorted(schedule.events, key=lambda e: (e.at, e.id))
     active: dict[int, tuple[Event, verbs.Undo]] = {}
     try:
@@ -168,7 +179,7 @@ def drive(lab: Lab, schedule: Schedule, ledger: Ledger, sup: list[ChaosSupport],
                 log.info(f"chaos: +{clock.now():.1f}s {e.describe()} ({len(schedule.events) - len(pending)}"
                          f"/{len(schedule.events)})")
                 ledger.fault(e.id, e.kind, "start", e.target())
-                active[e.id] = (e, verbs.apply(lab, e, crashers))
+                active[e.id] = (e, verbs.apply(lab, e, crashers, own))
                 continue
             e, undo = active.pop(min(active, key=lambda i: active[i][0].end))
             clock.sleep_until(e.end, writers)
@@ -210,12 +221,16 @@ def writing(targets: list[WriteTarget], ledger: Ledger, settings: Settings) -> I
             raise HarnessError("; ".join(problems))
 
 
-def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None = None) -> Outcome:
+def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None = None,
+        extra: Mapping[str, Callable[[Event], verbs.Undo]] | None = None) -> Outcome:
     """Run ``schedule`` on ``lab``, write the run directory, return the outcome (HarnessError:
-    the harness could not carry it out; a verdict that fails is an outcome, not an error)."""
+    the harness could not carry it out; a verdict that fails is an outcome, not an error).
+    ``extra``: the verbs of kinds never drawn (vocabulary.UNDRAWN) the schedule names."""
     settings = settings or Settings()
     sup = supports(lab)
-    problems = schedule.problems(shape(lab, sup))
+    lab_shape = shape(lab, sup)
+    lab_shape = dataclasses.replace(lab_shape, backend_faults=lab_shape.backend_faults | set(extra or ()))
+    problems = schedule.problems(lab_shape, {**KINDS, **{k: UNDRAWN[k] for k in extra or () if k in UNDRAWN}})
     if problems:
         raise HarnessError(f"schedule (seed {schedule.seed}) cannot run on lab {lab.name}: " + "; ".join(problems[:5]))
     (run_dir / "clients").mkdir(parents=True, exist_ok=True)
@@ -232,7 +247,7 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
                              writers={t.name: t.what for t in targets},
                              cache="none" if settings.sync else "unsafe")
         with ledger, writing(targets, ledger, settings) as writers:
-            paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash])
+            paused = drive(lab, schedule, ledger, sup, writers, settings, [t.crash for t in targets if t.crash], extra)
         paused += wait_whole(lab, sup, settings.recovery)
         costs: dict[str, float] = {}
         records = read(run_dir / "ledger.jsonl")
@@ -246,6 +261,22 @@ def run(lab: Lab, schedule: Schedule, run_dir: Path, settings: Settings | None =
     out = Outcome(run_dir, schedule, verdict, paused, time.monotonic() - t0, costs=costs)
     write(out, lab, records)
     return out
+
+
+def during(lab: Lab, kind: str, action: Callable[[], object], run_dir: Path, settings: Settings | None = None,
+           before: float = 5.0, after: float = 5.0) -> Outcome:
+    """``action`` done to the live lab while its writers write, checked as a fault of ``kind``
+    (one of vocabulary.UNDRAWN, e.g. "reconfigure"): ``before`` s of writes, the action, the lab
+    awaited whole, ``after`` s more, then the read-back and the verdict, as for a schedule."""
+    servers = tuple(n.name for n in lab.plan.nodes if n.name in {s.name for s in shape(lab, supports(lab)).nodes})
+    event = Event(id=0, at=before, duration=0.1, kind=kind, nodes=servers)
+    sched = Schedule(seed=0, duration=before + 0.1 + after, provider=lab.plan.provider, kinds=(kind,),
+                     options=DrawOptions(warmup=before, cooldown=after), events=(event,))
+
+    def apply(e: Event) -> verbs.Undo:
+        action()
+        return lambda: None
+    return run(lab, sched, run_dir, settings, extra={kind: apply})
 
 
 def _verdict(lab: Lab, sup: list[ChaosSupport], targets: list[WriteTarget], records: Records,

@@ -193,8 +193,10 @@ def _pick(kind: FaultKind, shape: LabShape, busy: set[str], rng: random.Random) 
             out["disk"] = rng.choice(node.disks)
         return out
     servers = [n.name for n in shape.candidates(kind)]
-    if busy & set(servers):  # a partition involves every server
+    if busy & set(servers):  # a partition or a backend's fault involves every server
         return None
+    if kind.target is Target.BACKEND:
+        return {"nodes": tuple(servers)}
     if kind.target is Target.GROUPS:  # a minority side (one node of two), cut from the rest
         side = sorted(rng.sample(servers, rng.randint(1, max(1, (len(servers) - 1) // 2))))
         return {"nodes": tuple(side), "apart": tuple(s for s in servers if s not in side)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from harness import log, paths
@@ -239,13 +239,17 @@ VERBS: dict[str, Callable[[ChaosLab, Event], Undo]] = {
 }
 
 
-def apply(lab: ChaosLab, e: Event, host_clients: Sequence[Callable[[], None]] = ()) -> Undo:
+def apply(lab: ChaosLab, e: Event, host_clients: Sequence[Callable[[], None]] = (),
+          own: Mapping[str, Callable[[Event], Undo]] | None = None) -> Undo:
     """Apply ``e`` and return its undo (HarnessError: a kind storlab has no verb for).
-    ``host_clients``: what kills each of the KVM host's writer clients (client-crash)."""
+    ``host_clients``: what kills each of the KVM host's writer clients (client-crash); ``own``:
+    the verbs of the lab's backends' own faults (ChaosSupport.faults), given the lab already."""
     if e.kind == "client-crash":
         for kill in host_clients:
             kill()
         return lambda: None  # the next write starts a new client: a restarted guest's qemu
+    if own and e.kind in own:
+        return own[e.kind](e)
     verb = VERBS.get(e.kind)
     if verb is None:
         raise HarnessError(f"{e.describe()}: storlab has no verb for fault kind {e.kind} yet")

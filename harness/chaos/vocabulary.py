@@ -25,6 +25,8 @@ class Target(StrEnum):
     GROUPS = "groups"    # the servers split into two sides
     CLIENTS = "clients"  # the clients (the KVM host, client nodes) cut from some servers
     HOST = "host"        # the KVM host's own writers (their client processes)
+    BACKEND = "backend"  # the backend as a whole, through a setting of its own (its event names every server of
+    #                      the kind's roles: nothing else is drawn on them meanwhile)
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class FaultKind:
     params: tuple[tuple[str, float, float], ...] = ()
     #: the node verbs that apply and undo it; None: storlab has none yet, and it is skipped, never faked
     verb: str | None = None
+    #: the backend whose chaos support applies it (ChaosSupport.faults); "" a fault of nodes or the host
+    backend: str = ""
 
     def __post_init__(self) -> None:
         if self.needs and self.needs not in FAULTS:
             raise ValueError(f"fault kind {self.name}: needs {self.needs!r}, not one of {sorted(FAULTS)}")
+        if (self.target is Target.BACKEND) != bool(self.backend):
+            raise ValueError(f"fault kind {self.name}: a backend's fault (target backend) names its backend, and only it")
         lo, hi = self.duration
         if not 0 < lo <= hi:
             raise ValueError(f"fault kind {self.name}: duration range {self.duration} is not 0 < low <= high")
@@ -86,9 +92,22 @@ _KINDS = (
               verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
     FaultKind("clock-strobe", "clock", Target.NODE, (10, 60), True, params=(("delta_s", 1, 120), ("period_ms", 50, 1000)),
               verb="Node.strobe_clock(delta_s, period_ms) / Node.unstrobe_clock: the clock jumping back and forth"),
+    # the backends' own error injection: Gluster's error-gen translator above each of the volume's
+    # clients' connections to its bricks, failing that share of their writes and fsyncs (each brick
+    # on its own draw), so that a write reaches some replicas and not others
+    FaultKind("gluster-error-gen", "", Target.BACKEND, (10, 40), False, roles=("gluster",),
+              params=(("failure_pct", 5, 30),), backend="gluster",
+              verb="gluster volume set VOL debug.error-gen client, debug.error-failure PCT, debug.random-failure on, "
+                   "debug.error-fops writev,fsync / gluster volume reset of each"),
 )
 #: every fault kind, by name
 KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
+#: kinds never drawn: what a caller does to a live lab while the writers write, checked as a fault
+#: (runner.run's ``extra`` verbs give them)
+UNDRAWN: Mapping[str, FaultKind] = {k.name: k for k in (
+    FaultKind("reconfigure", "", Target.BACKEND, (0.1, 3600), False, backend="matrix",
+              verb="a matrix's next cell's settings applied to the live lab (Backend.reconfigure)"),
+)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,8 @@ class LabShape:
     clients: tuple[str, ...] = (HOST,)
     faults: frozenset[str] = frozenset()
     refused: Mapping[str, str] = field(default_factory=dict)
+    #: the fault kinds the lab's backends apply themselves (ChaosSupport.faults)
+    backend_faults: frozenset[str] = frozenset()
 
     def node(self, name: str) -> NodeShape | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -127,7 +148,9 @@ class LabShape:
         """Why ``kind`` cannot be drawn for this lab (None: it can)."""
         if kind.target is Target.HOST:
             return None if HOST in self.clients and kind.verb else "the KVM host writes nothing in this lab"
-        if kind.needs not in self.faults:
+        if kind.backend and kind.name not in self.backend_faults:
+            return f"a fault of the {kind.backend} backend, which this lab does not run"
+        if kind.needs and kind.needs not in self.faults:
             reason = self.refused.get(kind.needs, "not declared in its Capabilities")
             return f"the {self.provider} provider cannot give {kind.needs}: {reason}"
         if kind.verb is None:
@@ -145,11 +168,13 @@ class LabShape:
 
 
 def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str, Sequence[str]],
-             host_modules: Collection[str] = (), host_clients: bool = True) -> LabShape:
+             host_modules: Collection[str] = (), host_clients: bool = True,
+             backend_faults: Collection[str] = ()) -> LabShape:
     """A lab's shape from its plan's nodes, its provider's Capabilities, the daemons on each node
     (node name -> systemd units: the backends' ChaosSupport.daemons) and the modules of the kernel
     its containers run on. Nodes with only client roles (CLIENT_ROLES) are clients; the KVM host is
-    one unless ``host_clients`` is False."""
+    one unless ``host_clients`` is False. ``backend_faults``: the kinds its backends apply themselves
+    (ChaosSupport.faults)."""
     servers, clients = [], [HOST] if host_clients else []
     for n in nodes:
         if n.roles and set(n.roles) <= CLIENT_ROLES:
@@ -159,4 +184,4 @@ def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str
         disks = tuple(d.name for d in n.disks if d.mount)  # a filesystem to fill, not a raw device
         servers.append(NodeShape(n.name, tuple(n.roles), units, disks))
     given, refused = caps.faults_offered(host_modules)
-    return LabShape(caps.name, tuple(servers), tuple(clients), given, refused)
+    return LabShape(caps.name, tuple(servers), tuple(clients), given, refused, frozenset(backend_faults))

@@ -21,6 +21,7 @@ import pytest
 
 from harness import log
 from harness.backends.base import backends
+from harness.chaos import runner
 from harness.errors import HarnessError
 from harness.host import pools as hostpools
 from harness.lab.lab import Lab, list_labs
@@ -58,17 +59,17 @@ class MatrixRun:
         t0 = time.monotonic()
         topo.write_text(cell.topology.read_text())  # one file per lab: its plan keeps its subnets
         if name in self.labs:
-            lab = self.labs[name]
-            before: Plan = lab.plan
+            before: Plan = self.labs[name].plan
             lab = Lab.from_topology(str(topo), provider, name=name)
-            changes = [c for b in backends() for c in b.reconfigure(lab, before)]
+            changes = self.reconfigure(lab, before, cell)
             if lab.plan.host.pools:  # the host side as a fresh lab has it (a FUSE client reconnected after
                 # the last cell's faults); a slow listing that has not changed is not listed again
                 hostpools.wire(lab, hostpools.listings(lab))
             took = round(time.monotonic() - t0, 2)
             log.info(f"matrix {self.m.name}: lab {name} reconfigured for cell {cell.name} in {took}s: "
                      f"{', '.join(changes) or 'nothing to change'}")
-            self.lab_events[cell.name] = {"lab": name, "reconfigured_s": took, "changes": changes}
+            self.lab_events[cell.name] = {**self.lab_events.get(cell.name, {}), "lab": name, "reconfigured_s": took,
+                                          "changes": changes}
         else:
             lab = Lab.from_topology(str(topo), provider, name=name)
             if lab.is_up():
@@ -80,6 +81,28 @@ class MatrixRun:
         self.labs[name] = lab
         self.current[name] = cell.name
         return lab
+
+    def reconfigure(self, lab: Lab, before: Plan, cell: mx.Cell) -> list[str]:
+        """The live lab moved to ``cell``'s settings (what changed); with the matrix's
+        `reconfigure_under_writes`, while the chaos writers write, and a reconfiguration that lost an
+        acknowledged write is an error of the cell (its tests fail with the checker's findings)."""
+        changes: list[str] = []
+
+        def apply() -> None:
+            changes.extend(c for b in backends() for c in b.reconfigure(lab, before))
+        if not self.m.model.reconfigure_under_writes:
+            apply()
+            return changes
+        out = runner.during(lab, "reconfigure", apply, runner.run_dir_for(lab.name, 0, suffix=f"-to-{cell.name}"))
+        v = out.verdict
+        self.lab_events.setdefault(cell.name, {})["reconfigure_check"] = {
+            "ok": v.ok, "acked": v.acked, "lost": v.counts()["lost"], "run_dir": str(out.run_dir)}
+        log.info(f"matrix {self.m.name}: reconfiguring {lab.name} for {cell.name} under writes: "
+                 f"{'PASS' if v.ok else 'FAIL'}, {v.acked} acknowledged, {v.counts()['lost']} lost ({out.run_dir})")
+        if not v.ok:
+            raise HarnessError(f"reconfiguring lab {lab.name} for cell {cell.name} ({', '.join(changes)}) under writes "
+                               f"failed the checker:\n" + "\n".join(v.lines()) + f"\nrun directory: {out.run_dir}")
+        return changes
 
     def release_unneeded(self, after_nodeid: str) -> None:
         """Take down labs no later test needs (on a small host two VM labs never run at once)."""

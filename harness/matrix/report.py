@@ -69,6 +69,14 @@ def _figure_text(figs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figs.items())
 
 
+def _under_writes(labinfo: dict[str, Any]) -> str:
+    """What the checker said of a reconfiguration made under writes ("" when none was checked)."""
+    c = labinfo.get("reconfigure_check")
+    if not c:
+        return ""
+    return f", under writes: {'PASS' if c['ok'] else 'FAIL'} {c['acked']} acked, {c['lost']} lost"
+
+
 def table(data: dict[str, Any]) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """Header, then per cell: (text, outcome) cells: cell, axis values, lab, one per test."""
     tests = sorted({t for r in data["results"].values() for t in r})
@@ -79,7 +87,8 @@ def table(data: dict[str, Any]) -> tuple[list[str], list[list[tuple[str, str]]]]
         labinfo = data["labs"].get(cname, {})
         labtxt = ("invalid: " + cinfo["problems"][0]) if not cinfo["valid"] else (
             f"built {labinfo['built_s']:.0f}s" if "built_s" in labinfo else
-            f"reconfigured {labinfo['reconfigured_s']:.1f}s" if "reconfigured_s" in labinfo else "-")
+            f"reconfigured {labinfo['reconfigured_s']:.1f}s{_under_writes(labinfo)}" if "reconfigured_s" in labinfo
+            else "-")
         row = [(cname, ""), *((cinfo["values"].get(a, "-"), "") for a in axes), (labtxt, "")]
         for t in tests:
             r = data["results"].get(cname, {}).get(t)

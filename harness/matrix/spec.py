@@ -143,6 +143,10 @@ class MatrixModel(BaseModel):
     include: list[dict[Name, Name | list[Name]]] = []
     exclude: list[dict[Name, Name | list[Name]]] = []
     expect_fail: list[Expect] = []
+    reconfigure_under_writes: bool = Field(False, description="check each live reconfiguration between cells as a "
+                                                              "fault: the chaos writers write through it and every "
+                                                              "acknowledged write is read back (a cell whose "
+                                                              "reconfiguration lost one fails)")
 
 
 def _matches(rule: dict[str, Any], values: dict[str, str]) -> bool:

@@ -20,13 +20,15 @@ import pytest
 from harness import run as runmod
 from harness.backends.base import NodeView
 from harness.backends.ceph.chaos import CephChaos
+from harness.backends.gluster.chaos import GlusterChaos
 from harness.backends.iscsi.chaos import IscsiChaos, claimed_luns, parse_luns, scratch_lun
 from harness.backends.nfs.chaos import NfsChaos
 from harness.chaos import runner
+from harness.chaos import verbs as chaos_verbs
 from harness.chaos.qemuio import QemuIo, object_args
-from harness.chaos.schedule import Event
+from harness.chaos.schedule import Event, draw
 from harness.chaos.support import WriteTarget
-from harness.chaos.vocabulary import HOST
+from harness.chaos.vocabulary import HOST, KINDS
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES
 from harness.nodes import verbs
@@ -288,6 +290,36 @@ def test_runner_shape_takes_each_nodes_daemons(tmp_path: Path) -> None:
     shape = runner.shape(ceph_lab(tmp_path), [CephChaos()])  # type: ignore[arg-type]
     assert shape.node("ceph-osd2").daemons == ("ceph-osd@0.service",)  # type: ignore[union-attr]
     assert shape.node("ceph-admin").daemons == ()  # type: ignore[union-attr]
+
+
+def test_gluster_error_gen_is_its_own_fault_drawn_only_on_a_gluster_lab(tmp_path: Path) -> None:
+    lab = Lab(plan("gluster-3"), tmp_path)
+    shape = runner.shape(lab, [GlusterChaos()])  # type: ignore[arg-type]
+    assert "gluster-error-gen" in shape.backend_faults and shape.why_not(KINDS["gluster-error-gen"]) is None
+    ceph = runner.shape(ceph_lab(tmp_path / "c"), [CephChaos()])  # type: ignore[arg-type]
+    assert ceph.why_not(KINDS["gluster-error-gen"]) == "a fault of the gluster backend, which this lab does not run"
+    sched = draw(5, 600, ["gluster-error-gen", "crash"], shape)
+    errs = [e for e in sched.events if e.kind == "gluster-error-gen"]
+    assert errs and all(e.nodes == ("gluster1", "gluster2", "gluster3") and 5 <= e.params["failure_pct"] <= 30
+                        for e in errs)
+    # it touches every server: nothing else is drawn while it lasts
+    assert not any(o.id != e.id and o.at < e.end and e.at < o.end for e in errs for o in sched.events)
+
+
+def test_gluster_error_gen_sets_the_translator_on_the_writers_volume_and_resets_each_option(tmp_path: Path) -> None:
+    lab = Lab(plan("gluster-3"), tmp_path)
+    e = ev("gluster-error-gen", ("gluster1", "gluster2", "gluster3"), params={"failure_pct": 12.4})
+    undo = chaos_verbs.apply(lab, e, own={k: lambda e, v=v: v(lab, e) for k, v in GlusterChaos().faults().items()})  # type: ignore[arg-type,misc]
+    assert lab.calls == [("gluster1", ("gluster", "--mode=script", "volume", "set", "kvmgluster", "debug.error-gen", "client",
+                                       "debug.random-failure", "on", "debug.error-fops", "writev,fsync",
+                                       "debug.error-failure", "12"))]
+    undo()
+    assert [c[1][3:] for c in lab.calls[1:]] == [("reset", "kvmgluster", k) for k in
+                                                 ("debug.error-gen", "debug.random-failure", "debug.error-fops",
+                                                  "debug.error-failure")]
+    with pytest.raises(HarnessError, match="failure_pct 0 is not 1-100"):
+        GlusterChaos().faults()["gluster-error-gen"](lab, ev("gluster-error-gen", ("gluster1",),
+                                                             params={"failure_pct": 0.2}))
 
 
 # -- nfs ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ FUA writes, reads, an unreadable location, a killed client replaced)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from harness.chaos.checker import Unreadable
 from harness.chaos.ledger import Ledger, decode_block, read
 from harness.chaos.qemuio import QemuIo, QemuIoWriter, image_opts, read_blocks
 from harness.chaos.schedule import Event, Schedule
-from harness.chaos.vocabulary import HOST
+from harness.chaos.vocabulary import HOST, KINDS, UNDRAWN, LabShape, NodeShape
 from harness.errors import HarnessError
 from harness.host import firewall
 
@@ -51,7 +52,7 @@ class FakeNode:
 
 class FakePlan:
     def __init__(self, nodes: list[FakeNode]) -> None:
-        self.nodes = [n.spec for n in nodes]
+        self.nodes, self.provider = [n.spec for n in nodes], "lxc"
 
 
 class FakeLab:
@@ -151,12 +152,15 @@ class Sup:
     def health(self, lab: Any) -> None:
         self.log.append("health")
 
+    def faults(self) -> dict[str, Any]:
+        return {}
+
 
 def drive(tmp_path: Path, events: tuple[Event, ...], monkeypatch: pytest.MonkeyPatch,
           fail_on: str | None = None) -> tuple[list[str], float, Path]:
     log: list[str] = []
 
-    def apply(lab: Any, e: Event, crashers: Any = ()) -> verbs.Undo:
+    def apply(lab: Any, e: Event, crashers: Any = (), own: Any = None) -> verbs.Undo:
         if e.kind == fail_on:
             raise HarnessError(f"{e.kind} failed")
         log.append(f"apply e{e.id}")
@@ -238,3 +242,28 @@ def test_a_replayed_run_keeps_its_cache_mode_unless_told(tmp_path: Path) -> None
     assert cache_mode(Namespace(cache=None, replay=str(tmp_path))) == "unsafe"
     assert cache_mode(Namespace(cache="none", replay=str(tmp_path))) == "none"
     assert cache_mode(Namespace(cache=None, replay=None)) == "none"
+
+
+def test_during_checks_an_action_as_one_undrawn_fault_of_every_server(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    lab = FakeLab()
+    shape = LabShape("lxc", tuple(NodeShape(n, ("gluster",)) for n in lab.nodes), (HOST,), frozenset())
+    monkeypatch.setattr(runner, "supports", lambda lab: [])
+    monkeypatch.setattr(runner, "shape", lambda lab, sup: shape)
+    seen: dict[str, Any] = {}
+
+    def run(lab: Any, sched: Schedule, run_dir: Path, settings: Any, extra: Any) -> str:
+        seen.update(sched=sched, extra=extra)
+        return "outcome"
+    monkeypatch.setattr(runner, "run", run)
+    done: list[str] = []
+    assert runner.during(lab, "reconfigure", lambda: done.append("reconfigured"), tmp_path, before=4) == "outcome"  # type: ignore[arg-type,comparison-overlap]
+    sched: Schedule = seen["sched"]
+    (e,) = sched.events
+    assert (e.kind, e.at, e.nodes) == ("reconfigure", 4.0, ("g1", "g2", "g3")) and sched.duration == pytest.approx(9.1)
+    seen["extra"]["reconfigure"](e)()
+    assert done == ["reconfigured"]
+    # the kind is known to a schedule's check only where the caller gives its verb; it is never drawn
+    assert sched.problems(shape) == [f"{e.describe()}: unknown fault kind"]
+    given = dataclasses.replace(shape, backend_faults=frozenset({"reconfigure"}))
+    assert sched.problems(given, {**KINDS, **UNDRAWN}) == [] and "reconfigure" not in KINDS

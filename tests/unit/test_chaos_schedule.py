@@ -22,7 +22,7 @@ READY = [k for k, v in KINDS.items() if v.verb]
 
 def gluster3(faults: frozenset[str] = EVERY, refused: dict[str, str] | None = None) -> LabShape:
     nodes = tuple(NodeShape(f"gluster{i}", ("gluster",), ("glusterd.service",), ("brick1",)) for i in (1, 2, 3))
-    return LabShape("test", nodes, (HOST, "client1"), faults, refused or {})
+    return LabShape("test", nodes, (HOST, "client1"), faults, refused or {}, frozenset({"gluster-error-gen"}))
 
 
 def ceph5() -> LabShape:
@@ -199,6 +199,10 @@ def test_only_kinds_with_a_verb_are_drawn_by_default() -> None:
     s = draw(9, 3600, None, gluster3())
     assert {e.kind for e in s.events} <= set(READY)
     assert {k.kind for k in s.skipped} == set(KINDS) - set(READY)
+    # a backend's own fault is drawn only where the lab runs that backend
+    assert "gluster-error-gen" in {e.kind for e in s.events}
+    assert [k.reason for k in draw(9, 3600, None, ceph5()).skipped if k.kind == "gluster-error-gen"] == [
+        "a fault of the gluster backend, which this lab does not run"]
 
 
 def test_a_client_partition_cuts_clients_from_servers() -> None:

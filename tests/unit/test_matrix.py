@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.chaos import runner
+from harness.chaos.availability import Availability
+from harness.chaos.checker import Finding, Verdict, Write
+from harness.chaos.runner import Outcome
 from harness.errors import HarnessError, TopologyError
 from harness.host.facts import PROFILES
+from harness.matrix import plugin as matrix_plugin
 from harness.matrix import report as matrix_report
 from harness.matrix import spec as mx
+from harness.matrix.plugin import MatrixRun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -238,3 +245,51 @@ def test_cell_files_are_private(home: Path) -> None:
     m.cells[0].topology.chmod(0o644)  # a cell an older storlab wrote
     m = mx.load(write(home, GOOD), PROFILES["ci"])
     assert stat.S_IMODE(m.cells[0].topology.stat().st_mode) == 0o600
+
+
+# -- a live reconfiguration checked as a fault ------------------------------------------------------
+class _Config:
+    def getoption(self, name: str) -> object:
+        return {"--lab-provider": "lxc", "--keep-lab": False}.get(name)
+
+
+def _verdict(lost: int) -> Verdict:
+    w = Write(writer="gfapi", seq=7, target="vol/x.img", offset=4096, size=4096, digest="d", order=3, acked=1.0)
+    return Verdict(seed=0, findings=[Finding("lost", w, "read back all zero")] * lost,
+                   availability=Availability(0.0, 10.0, 200, 0, None), acked=200, in_doubt=0, superseded=0)
+
+
+@pytest.mark.parametrize("under_writes", [False, True])
+def test_reconfiguring_between_cells_under_writes_is_checked_and_a_loss_fails_the_cell(
+        home: Path, monkeypatch: pytest.MonkeyPatch, under_writes: bool) -> None:
+    m = mx.load(write(home, GOOD), PROFILES["ci"])
+    m.model = m.model.model_copy(update={"reconfigure_under_writes": under_writes})
+    mrun = MatrixRun(m, _Config())  # type: ignore[arg-type]
+    calls: list[str] = []
+
+    class Backend:
+        def reconfigure(self, lab: object, before: object) -> list[str]:
+            calls.append("reconfigure")
+            return ["kvmgluster: network.ping-timeout=10"]
+    monkeypatch.setattr(matrix_plugin, "backends", lambda: [Backend()])
+    verdicts = [_verdict(0), _verdict(2)]
+
+    def during(lab: object, kind: str, action: Callable[[], object], run_dir: Path) -> Outcome:
+        assert kind == "reconfigure" and "-to-ping10" in run_dir.name
+        calls.append("writers on")
+        action()
+        calls.append("writers checked")
+        return Outcome(run_dir, None, verdicts.pop(0), 0.0, 1.0)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "during", during)
+    lab = type("L", (), {"name": "mx-g-1", "plan": None})()
+    cell = next(c for c in m.cells if c.name.startswith("ping10"))
+    assert mrun.reconfigure(lab, None, cell) == ["kvmgluster: network.ping-timeout=10"]  # type: ignore[arg-type]
+    if not under_writes:
+        assert calls == ["reconfigure"] and cell.name not in mrun.lab_events
+        return
+    assert calls == ["writers on", "reconfigure", "writers checked"]
+    assert mrun.lab_events[cell.name]["reconfigure_check"]["ok"] is True
+    with pytest.raises(HarnessError, match=r"(?s)under writes failed the checker.*lost: writer gfapi seq 7"):
+        mrun.reconfigure(lab, None, cell)  # type: ignore[arg-type]
+    assert mrun.lab_events[cell.name]["reconfigure_check"] | {"run_dir": ""} == {
+        "ok": False, "acked": 200, "lost": 2, "run_dir": ""}

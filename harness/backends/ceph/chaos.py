@@ -16,7 +16,7 @@ import base64
 import ipaddress
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness import log
@@ -203,6 +203,9 @@ class CephChaos:
         if len(c.mons) - mons < len(c.mons) // 2 + 1 or pool.size - hosts < min_size(pool):
             return None
         return c.heartbeat_grace + MARGIN + (ELECTION if mons else 0.0)
+
+    def faults(self) -> Mapping[str, Callable[[LabContext, Event], Callable[[], None]]]:
+        return {}  # no error injection of its own yet: the node faults only
 
     def remove(self, lab: LabContext, run_id: str) -> None:
         """`rbd rm` of the run's image, again while it still has a watcher: a client killed (not

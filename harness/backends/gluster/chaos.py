@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness.backends.base import LabContext, NodeView
@@ -28,6 +28,9 @@ MARGIN = 10.0
 #: faults of one server (crashed, hung, cut off, its glusterd and bricks killed or paused) after
 #: which writes go on to the others once the client has waited out network.ping-timeout
 SERVER_FAULTS = frozenset({"crash", "hang", "freeze", "link", "partition", "partition-oneway", "kill", "pause"})
+#: the volume options of the error-gen fault: the translator above each client connection to a
+#: brick (so each brick's share fails on its own draw), failing writes and fsyncs at random
+ERROR_GEN = {"debug.error-gen": "client", "debug.random-failure": "on", "debug.error-fops": "writev,fsync"}
 
 
 def _fuse_pool(lab: LabContext) -> GlusterHostPool:
@@ -101,11 +104,34 @@ class GlusterChaos:
             return ping + MARGIN if vol.replica - lost >= vol.replica // 2 + 1 else None
         return None
 
+    def faults(self) -> Mapping[str, Callable[[LabContext, Event], Callable[[], None]]]:
+        return {"gluster-error-gen": error_gen}
+
     def remove(self, lab: LabContext, run_id: str) -> None:
         mount = str(_fuse_pool(lab).path)
         for name in (f"chaos-{run_id}-gfapi.img", f"chaos-{run_id}-fuse.img"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(mount, name))
+
+
+def error_gen(lab: LabContext, e: Event) -> Callable[[], None]:
+    """Gluster's own error injection on the writers' volume: each client's writes and fsyncs to
+    each brick fail at random, ``failure_pct`` of them (each brick on its own draw: a write may
+    reach some replicas and not others, for AFR to account and heal). The undo resets the options,
+    and the clients take the graph without it."""
+    vol = _volume(lab, _fuse_pool(lab))
+    pct = round(e.params.get("failure_pct", 10))
+    if not 0 < pct <= 100:
+        raise HarnessError(f"{e.describe()}: failure_pct {pct} is not 1-100")
+    node = lab.node(vol.nodes[0])
+    opts = {**ERROR_GEN, "debug.error-failure": str(pct)}
+    node.succeed(["gluster", "--mode=script", "volume", "set", vol.name, *(x for kv in opts.items() for x in kv)],
+                 timeout=60)
+
+    def undo() -> None:
+        for key in opts:
+            node.succeed(["gluster", "--mode=script", "volume", "reset", vol.name, key], timeout=60)
+    return undo
 
 
 def _answers(node: NodeView) -> bool:

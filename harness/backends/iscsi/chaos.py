@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,9 @@ class IscsiChaos:
         if not cuts_off(event, section.target, daemon_units(section)):
             return None
         return outage_bound(event, RESUME, boot_allowance(lab.plan))
+
+    def faults(self) -> Mapping[str, Callable[[LabContext, Event], Callable[[], None]]]:
+        return {}  # no error injection of its own yet: the node faults only
 
     def remove(self, lab: LabContext, run_id: str) -> None:
         """Nothing: the LUN stays (what chaos wrote on its first blocks is the next run's to overwrite)."""

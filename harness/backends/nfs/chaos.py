@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness import log
@@ -135,6 +135,9 @@ class NfsChaos:
         if not cuts_off(event, nfs.server, server_units(nfs)):
             return None
         return outage_bound(event, MARGIN, boot_allowance(lab.plan), restart=nfs.grace_period)
+
+    def faults(self) -> Mapping[str, Callable[[LabContext, Event], Callable[[], None]]]:
+        return {}  # no error injection of its own yet: the node faults only
 
     def remove(self, lab: LabContext, run_id: str) -> None:
         nfs = planned(lab)
