@@ -92,13 +92,12 @@ _KINDS = (
               verb="Node.skew_clock(skew_s) / Node.restore_clock(skew_s)"),
     FaultKind("clock-strobe", "clock", Target.NODE, (10, 60), True, params=(("delta_s", 1, 120), ("period_ms", 50, 1000)),
               verb="Node.strobe_clock(delta_s, period_ms) / Node.unstrobe_clock: the clock jumping back and forth"),
-    # the backends' own error injection: Gluster's error-gen translator above each of the volume's
-    # clients' connections to its bricks, failing that share of their writes and fsyncs (each brick
-    # on its own draw), so that a write reaches some replicas and not others
+    # the backends' own error injection: Gluster's error-gen translator at the top of every client's
+    # graph, failing that share of the writes and fsyncs it is asked for, with a real one's errors
     FaultKind("gluster-error-gen", "", Target.BACKEND, (10, 40), False, roles=("gluster",),
               params=(("failure_pct", 5, 30),), backend="gluster",
-              verb="gluster volume set VOL debug.error-gen client, debug.error-failure PCT, debug.random-failure on, "
-                   "debug.error-fops writev,fsync / gluster volume reset of each"),
+              verb="gluster volume set VOL debug.error-gen client, debug.error-fops WRITE,FSYNC, "
+                   "debug.error-failure PCT / gluster volume reset of each"),
 )
 #: every fault kind, by name
 KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}

@@ -28,9 +28,12 @@ MARGIN = 10.0
 #: faults of one server (crashed, hung, cut off, its glusterd and bricks killed or paused) after
 #: which writes go on to the others once the client has waited out network.ping-timeout
 SERVER_FAULTS = frozenset({"crash", "hang", "freeze", "link", "partition", "partition-oneway", "kill", "pause"})
-#: the volume options of the error-gen fault: the translator above each client connection to a
-#: brick (so each brick's share fails on its own draw), failing writes and fsyncs at random
-ERROR_GEN = {"debug.error-gen": "client", "debug.random-failure": "on", "debug.error-fops": "writev,fsync"}
+#: the volume options of the error-gen fault: the translator at the top of every client's graph (the
+#: only place a running volume takes it: `posix`, under each brick, waits for a volume restart),
+#: failing writes and fsyncs with that probability each (`random-failure` would instead fail one op
+#: in 3-44, whatever the figure). Fop names as glusterfs spells them: a client's translator warns
+#: of a lowercase one in its log, and fails nothing, while glusterd took the value
+ERROR_GEN = {"debug.error-gen": "client", "debug.error-fops": "WRITE,FSYNC"}
 
 
 def _fuse_pool(lab: LabContext) -> GlusterHostPool:
@@ -115,10 +118,12 @@ class GlusterChaos:
 
 
 def error_gen(lab: LabContext, e: Event) -> Callable[[], None]:
-    """Gluster's own error injection on the writers' volume: each client's writes and fsyncs to
-    each brick fail at random, ``failure_pct`` of them (each brick on its own draw: a write may
-    reach some replicas and not others, for AFR to account and heal). The undo resets the options,
-    and the clients take the graph without it."""
+    """Gluster's own error injection on the writers' volume: each client's writes and fsyncs fail
+    before they reach the volume, ``failure_pct`` of them, with the errors a real one gives
+    (EIO, ENOSPC, EROFS, EBADF, ...). An fsync failing after its writes reached the bricks leaves
+    them in doubt; the writers must not count a refused write as acknowledged, and qemu's gluster
+    driver gives its image up (a client restart). The undo resets the options, and the clients
+    take the graph without the translator."""
     vol = _volume(lab, _fuse_pool(lab))
     pct = round(e.params.get("failure_pct", 10))
     if not 0 < pct <= 100:
