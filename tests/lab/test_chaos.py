@@ -8,6 +8,7 @@ STORLAB_HOME/chaos."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,26 @@ def test_chaos_seeded_schedule_loses_no_acknowledged_write(chaos: Callable[..., 
     # each writer wrote through the whole run, and every location was read back and checked
     assert {f["writer"] for f in json.loads((out.run_dir / "verdict.json").read_text())["findings"]} == set()
     assert (out.run_dir / "report.html").read_text().count("<svg") >= 1
+
+
+def test_chaos_gluster_error_gen_refuses_writes_in_its_window_and_loses_none(chaos: Callable[..., Outcome]) -> None:
+    """Gluster's own error injection is a real fault: writes and fsyncs are refused while it is on,
+    only then, and no acknowledged write is lost."""
+    out = chaos(seed=3, duration=45, faults=["gluster-error-gen"], warmup=6)
+    v = out.verdict
+    assert v.ok, "\n".join(v.lines())
+    recs = read(out.run_dir / "ledger.jsonl")
+    start, end = (next(r["t"] for r in recs.of("fault") if r["phase"] == phase) for phase in ("start", "end"))
+    refused = list(recs.of("error"))
+    assert v.availability.errors == len(refused) >= 5, f"{len(refused)} writes refused"
+    assert all(start <= r["t"] <= end + 15 for r in refused)  # a restarted client's first tries at most
+    assert {r["w"] for r in refused} == {"gfapi", "fuse"}
+    # both fops fail, each with its own errors: ENOSPC, ENAMETOOLONG, EISDIR, EFAULT or a short
+    # write only from a write, EIO or EROFS only from an fsync (measured: a fop list glusterd took
+    # but the translator did not, "writev,fsync", failed the fsyncs alone)
+    fuse = " ".join(r["err"] for r in refused if r["w"] == "fuse")
+    assert re.search(r"No space left|File name too long|Is a directory|Bad address|short write", fuse), fuse
+    assert re.search(r"Input/output error|Read-only file system", fuse), fuse
 
 
 def test_chaos_negative_control_cache_unsafe_loses_writes_the_safe_cache_keeps(chaos: Callable[..., Outcome]) -> None:
