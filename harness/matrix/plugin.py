@@ -28,6 +28,7 @@ from harness.lab.lab import Lab, list_labs
 from harness.matrix import report as matrix_report
 from harness.matrix import spec as mx
 from harness.plan.model import Plan
+from harness.testing.markers import item_topology
 
 _MATRIX = pytest.StashKey["mx.Matrix | None"]()
 _CELLS = pytest.StashKey[list[mx.Cell]]()
@@ -171,11 +172,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     run = config.stash[_STATE]
     last = matrix_report.load_results(m) if config.getoption("--rerun-failed") else None
-    keep, drop = [], []
+    keep, drop, other = [], [], set[str]()
+    bases = {str(b) for b in m.bases()}
     for item in items:
         cell = _cell_of(item)
         if cell is None:
             keep.append(item)
+            continue
+        topo = item_topology(config, item)
+        if topo is not None and topo not in bases:  # a test of another lab (pytest tests/lab -k seeded)
+            other.add(f"{item.nodeid.split('[')[0]} ({Path(topo).name})")
+            drop.append(item)
             continue
         test = _base_name(item)
         before = (last or {}).get("results", {}).get(cell.name, {}).get(test, {})
@@ -190,6 +197,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if e is not None:
                 item.add_marker(pytest.mark.xfail(strict=True, reason=f"expected in cell {cell.name}: {e.reason}"))
         keep.append(item)
+    if other:
+        log.info(f"matrix {m.name}: deselected {len(other)} test(s) whose lab is not one of the matrix's topologies "
+                 f"({', '.join(sorted(str(b.name) for b in m.bases()))}): {', '.join(sorted(other))}")
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

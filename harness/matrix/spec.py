@@ -186,6 +186,12 @@ class Matrix:
     def workdir(self) -> Path:
         return paths.home() / "matrices" / self.name
 
+    def bases(self) -> set[Path]:
+        """The topologies its cells start from: the base, and any an axis value swaps in."""
+        names = [self.model.base, *(str(v["base"]) for ax in self.model.axes.values() for v in ax.values.values()
+                                    if isinstance(v, dict) and "base" in v)]
+        return {topology_file(self.file, n)[0] for n in names}
+
     def lab_name(self, cell: Cell) -> str:
         """One lab per build key: cells that differ only in runtime settings share it."""
         return f"mx-{self.name[:12].replace('_', '-')}-{cell.build_key[:8]}"

@@ -29,6 +29,7 @@ from harness.matrix.plugin import lab_for_cell
 from harness.nodes.node import Node
 from harness.providers.capabilities import parse_on
 from harness.spec.yamlload import load_file
+from harness.testing.markers import item_topology, marked_topology
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -160,29 +161,10 @@ def lab_manager(request: pytest.FixtureRequest) -> Iterator[LabManager]:
 
 
 def _topology_for(request: pytest.FixtureRequest) -> str:
-    opt = request.config.getoption("--topology")
-    if opt:
-        return str(opt)
-    marker = request.node.get_closest_marker("topology")
-    if marker is None:
+    p = marked_topology(request.config, request.node)
+    if p is None:
         raise HarnessError(f"{request.node.nodeid}: no topology (use --topology or pytest.mark.topology)")
-    name = marker.args[0]
-    p = Path(name)
-    if not p.exists():
-        p = Path(request.config.rootpath) / "topologies" / name
     return str(p)
-
-
-def _item_topology(config: pytest.Config, item: pytest.Item) -> str | None:
-    opt = config.getoption("--topology")
-    marker = item.get_closest_marker("topology")
-    name = opt or (marker.args[0] if marker else None)
-    if name is None:
-        return None
-    p = Path(name)
-    if not p.exists():
-        p = Path(config.rootpath) / "topologies" / name
-    return str(p.resolve())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -194,7 +176,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
     # remembered so a lab can be taken down as soon as no later test needs it: two VM labs
     # never run at once on a small host
-    config.stash[_ORDER] = [(item.nodeid, _item_topology(config, item)) for item in items]
+    config.stash[_ORDER] = [(item.nodeid, item_topology(config, item)) for item in items]
 
 
 _ORDER = pytest.StashKey[list[tuple[str, "str | None"]]]()

@@ -293,3 +293,14 @@ def test_reconfiguring_between_cells_under_writes_is_checked_and_a_loss_fails_th
         mrun.reconfigure(lab, None, cell)  # type: ignore[arg-type]
     assert mrun.lab_events[cell.name]["reconfigure_check"] | {"run_dir": ""} == {
         "ok": False, "acked": 200, "lost": 2, "run_dir": ""}
+
+
+def test_bases_are_the_topologies_a_matrix_runs_tests_of(home: Path) -> None:
+    """pytest --matrix runs a test only in cells of its own topology: `pytest tests/lab --matrix
+    matrices/gluster-chaos.yaml -k seeded` ran test_chaos_ceph's seeded test on the gluster lab."""
+    m = mx.load(ROOT / "matrices" / "pools.yaml", PROFILES["ci"])
+    named = {line.split("topologies/")[1].strip() for line in (ROOT / "matrices" / "pools.yaml").read_text().splitlines()
+             if line.strip().startswith("base: ../topologies/")}
+    assert len(named) > 1 and m.bases() == {(ROOT / "topologies" / n).resolve() for n in named}
+    g = mx.load(ROOT / "matrices" / "gluster-chaos.yaml", PROFILES["ci"])
+    assert g.bases() == {(ROOT / "topologies" / "gluster-3.yaml").resolve()}
