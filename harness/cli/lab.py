@@ -40,7 +40,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
     provider, remote = placement(args)
     lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget,
-                            untrusted=args.untrusted, klass=args.for_class)
+                            untrusted=args.untrusted, klass=args.for_class, disk_budget=args.disk_budget)
     for keyfile in args.authorize or []:
         lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
@@ -75,6 +75,10 @@ def placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", metavar="LIMITS",
                    help="incus: the lab's project limits, e.g. instances=5,memory=8GiB,cpus=4,disk=60GiB (a field left "
                         "out is exactly what the lab needs); a lab over its budget is refused before anything is made")
+    p.add_argument("--disk-budget", metavar="SIZE",
+                   help="lxc: what the lab's data disks (sparse images) may really take of this host's disk, e.g. 2G "
+                        "(per student for a class): capacity checks count it instead of their full sizes, and a lab "
+                        "that writes more fills its own budget (its disks fail), never the host's disk")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -100,6 +104,7 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
             "topology": lab.plan.topology, "created": st.created, "expires": st.expires,
             "expires_in": lease.remaining(st.expires),
             "snapshots": sorted(st.snapshots), "exercise": st.exercise,
+            "disk_budget_mib": lab.plan.disk_budget_mib, "disk_used_mib": (lab.disk_use() or (None,))[0],
             "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
                       for n in lab.nodes.values()]}
 
@@ -115,6 +120,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{lab.name}: {st.status or '?'} ({lab.plan.provider} on {lab.where()}, "
               f"steps done: {', '.join(st.steps_done) or '-'}; expires: {lease.remaining(st.expires)}; "
               f"snapshots: {', '.join(sorted(st.snapshots)) or '-'})")
+        if (use := lab.disk_use()) is not None:
+            print(f"  disk budget: {use[0]} of {use[1]} MiB used")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
     return 0

@@ -97,7 +97,7 @@ def cmd_class_up(args: argparse.Namespace) -> int:
     provider, remote = placement(args)
     k = classroom.up(args.topology, students, name, provider=provider, expire=expire,
                      jump_address=args.jump_address, parallel=args.parallel, remote=remote, budget=args.budget,
-                     trusted=args.trusted_students)
+                     trusted=args.trusted_students, disk_budget=args.disk_budget)
     ok = [s for s in k.students if s not in k.failed]
     print(f"class {k.name}: {len(ok)} of {len(k.students)} labs up in {time.monotonic() - t0:.0f}s")
     if k.remote:

@@ -25,6 +25,7 @@ from harness.plan import planner as planmod
 from harness.plan.model import Plan
 from harness.plan.placement import place
 from harness.providers import base as providers
+from harness.providers import hostdisks
 
 __all__ = ["BASELINE", "BOOT_FACTOR", "Lab", "LabState", "list_labs"]
 
@@ -62,17 +63,18 @@ class Lab:
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None,
                       name: str | None = None, remote: str | None = None, budget: str | None = None,
-                      untrusted: bool = False, klass: str | None = None) -> Lab:
+                      untrusted: bool = False, klass: str | None = None, disk_budget: str | None = None) -> Lab:
         """The lab a topology file describes; with ``name``, an instance of it under that name.
         ``remote`` and ``budget`` place it on an engine remote (`--on incus:REMOTE`) with limits
         (`--budget`); ``untrusted``: its users are not this host's admins (students, see trust.py);
-        ``klass``: the id of the class making it. A plan the provider cannot hold, or cannot hold
+        ``klass``: the id of the class making it; ``disk_budget``: what its data disks may really take
+        of this host's disk (`--disk-budget 2G`). A plan the provider cannot hold, or cannot hold
         for untrusted users, is refused before anything is written."""
         facts = facts or HostFacts.detect()
         loaded = planmod.load_topology(file, facts, provider, name)
         locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
-            plan = place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass)
+            plan = place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass, disk_budget)
             trust.check(plan)
             providers.get(plan.provider).preflight(plan)
             d = write_new(plan)
@@ -109,6 +111,10 @@ class Lab:
         expires = time.time() + seconds if seconds else None
         self.save_state(expires=expires)
         return expires
+
+    def disk_use(self) -> tuple[int, int] | None:
+        """(MiB used, MiB budget) of the lab's --disk-budget filesystem (None: it has no budget, or not mounted)."""
+        return hostdisks.budget_use(self.dir, self.dir / "disks") if self.plan.disk_budget_mib else None
 
     def where(self) -> str:
         """Where the lab's nodes are: this host, or an engine remote and its member (recorded at up)."""

@@ -169,6 +169,10 @@ class Plan(Frozen):
     # reach the host (see harness/lab/trust.py); set only when true, so older plans read the same
     untrusted: bool = False
     klass: str | None = None  # the id of the class that made this lab (a class adopts no other lab)
+    # what the lab's data disk images (sparse) may really take of this host's disk (`--disk-budget`):
+    # the capacity checks count it instead of their full sizes; lxc keeps them in a filesystem of
+    # that size, so a lab that writes more fills its own budget, not the host; None: full sizes
+    disk_budget_mib: int | None = None
     # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
 
     def section(self, name: str, kind: type[S]) -> S | None:

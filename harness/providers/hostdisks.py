@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from harness import paths
+from harness.errors import HarnessError
 from harness.plan.model import DiskPlan, NodePlan
 from harness.run import run, succeed
 
@@ -46,6 +47,39 @@ def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
         # what a node writes there is the node's: never a setuid program or a device for this host
         succeed(["mount", "-o", "loop,nosuid,nodev", str(img), str(mnt)], timeout=60)
     return mnt
+
+
+def budget_image(labdir: Path) -> Path:
+    """The image of a lab's disk budget filesystem (beside its disk directory, which it is mounted on)."""
+    return labdir / "disks.budget"
+
+
+def hold_in_budget(labdir: Path, diskdir: Path, mib: int) -> None:
+    """The lab's data disks kept within ``mib`` MiB of this host's disk (its `--disk-budget`): its
+    disk directory is a filesystem of that size (ext4, 4 KiB blocks, a 4 MiB journal, no reserve,
+    on a sparse image beside it, loop-mounted nosuid,nodev,noexec), so its sparse images can grow
+    only that far: a lab that writes more gets errors on its own disks, and the host's filesystem
+    never fills. Made once; mounted when it is not (after a host reboot too)."""
+    img = budget_image(labdir)
+    if not img.exists():
+        if diskdir.exists() and any(diskdir.iterdir()):  # placement refuses a new budget for an existing lab
+            raise HarnessError(f"{diskdir} holds disks made without a budget: `storlab down` the lab first")
+        with open(img, "wb") as fh:
+            fh.truncate(mib * 2**20)
+        succeed(["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget", str(img)],
+                timeout=120)
+    paths.private_dir(diskdir)
+    if not os.path.ismount(diskdir):
+        succeed(["mount", "-o", "loop,nosuid,nodev,noexec", str(img), str(diskdir)], timeout=60)
+    paths.private_dir(diskdir)  # the mounted filesystem's root: 0700 too
+
+
+def budget_use(labdir: Path, diskdir: Path) -> tuple[int, int] | None:
+    """(MiB used, MiB size) of a lab's disk budget filesystem (None: the lab has none mounted)."""
+    if not budget_image(labdir).exists() or not os.path.ismount(diskdir):
+        return None
+    st = os.statvfs(diskdir)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize // 2**20, st.f_blocks * st.f_frsize // 2**20
 
 
 def mounted(diskdir: Path, node: NodePlan) -> list[Path]:

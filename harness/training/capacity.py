@@ -25,6 +25,7 @@ class NodeNeed:
     memory_mib: int  # expected resident memory
     limit_mib: int  # the most it may take (cgroup limit / VM size)
     disk_mib: int  # data disks at their full size + the node's own files
+    files_mib: int = 0  # the node's own files alone
 
 
 def node_need(name: str, roles: list[str], memory_mib: int, disks_mib: int, provider: str, accel: str = "tcg") -> NodeNeed:
@@ -33,9 +34,9 @@ def node_need(name: str, roles: list[str], memory_mib: int, disks_mib: int, prov
     fp = caps.footprint if caps else Footprint()
     if fp.base_mib is not None:  # shares the host's memory: what its roles use, up to its limit
         expected = fp.base_mib + sum(fp.role_mib.get(r, fp.unknown_role_mib) for r in roles)
-        return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + fp.disk_mib)
+        return NodeNeed(name, min(expected, memory_mib), memory_mib, disks_mib + fp.disk_mib, fp.disk_mib)
     vm = memory_mib + fp.overhead_mib.get(accel, fp.overhead_mib.get("tcg", 0))
-    return NodeNeed(name, vm, vm, disks_mib + fp.disk_mib)
+    return NodeNeed(name, vm, vm, disks_mib + fp.disk_mib, fp.disk_mib)
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,12 @@ class Fit:
 
 
 def fit(students: int, nodes: list[NodeNeed], free_mib: int, free_disk_mib: int, cpus: int | None = None,
-        reserve_mib: int = HOST_RESERVE_MIB, node_cpus: int | None = None) -> Fit:
+        reserve_mib: int = HOST_RESERVE_MIB, node_cpus: int | None = None, disk_budget_mib: int | None = None) -> Fit:
+    """How many students fit. ``disk_budget_mib``: what each student's data disks may really take
+    (--disk-budget), counted instead of their full sizes (the nodes' own files still count)."""
     per_m = sum(n.memory_mib for n in nodes)
-    per_d = sum(n.disk_mib for n in nodes)
+    per_d = sum(n.disk_mib for n in nodes) if disk_budget_mib is None else \
+        disk_budget_mib + sum(n.files_mib for n in nodes)
     usable = max(0, free_mib - reserve_mib)
     fits = min(usable // per_m if per_m else students, free_disk_mib // per_d if per_d else students)
     return Fit(students=students, fits=int(fits), per_student_mib=per_m, per_student_disk_mib=per_d, free_mib=usable,

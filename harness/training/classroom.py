@@ -23,6 +23,7 @@ from harness.lab import lease, trust
 from harness.lab.lab import Lab, list_labs
 from harness.lab.state import LabState
 from harness.plan import planner as planmod
+from harness.plan.placement import check_disk_budget
 from harness.providers import capabilities
 from harness.training import capacity, gate, jump
 from harness.training import exercise as training
@@ -33,7 +34,7 @@ from harness.training.students import bring_up, quiet_terminal
 
 # -- capacity ---------------------------------------------------------------------------------
 def check_capacity(topology: str, provider: str | None, students: int, running: int = 0,
-                   remote: str | None = None, untrusted: bool = False) -> capacity.Fit:
+                   remote: str | None = None, untrusted: bool = False, disk_budget: str | None = None) -> capacity.Fit:
     """Validate the topology and size one student's lab from the plan's nodes; refuse before
     anything is made if the class does not fit (on this host, or on the members of an Incus
     remote: their free memory summed), or if its provider or roles cannot hold ``untrusted``
@@ -48,6 +49,8 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
         raise HarnessError(why + "; nothing was created")
     needs = [capacity.node_need(n.name, list(n.roles), int(n.memory), sum(int(d.size) for d in n.disks) // 2**20,
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
+    budget_mib = None if disk_budget is None else check_disk_budget(prov, f"{topo.lab} (one per student)", topo.nodes,
+                                                                   disk_budget)
     where = "this host"
     if remote:
         remotes = capabilities.remotes_of(prov)
@@ -60,7 +63,8 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
     else:
         paths.home().mkdir(parents=True, exist_ok=True)
         free_m, free_d = capacity.host_free(str(paths.home()))
-        f = capacity.fit(students, needs, free_m, free_d, node_cpus=sum(int(n.cpus) for n in topo.nodes))
+        f = capacity.fit(students, needs, free_m, free_d, node_cpus=sum(int(n.cpus) for n in topo.nodes),
+                         disk_budget_mib=budget_mib)
     if not f.ok:
         raise HarnessError(f"class of {students} does not fit on {where} ({prov} nodes, per student: "
                            f"{len(needs)} nodes): {f.explain()}. Nothing was created; use fewer students, or a "
@@ -74,7 +78,7 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
 # -- up -------------------------------------------------------------------------------------------
 def _record(topology: str, students: list[str], name: str, provider: str | None, expire: float | None,
             jump_address: str, remote: str | None, budget: str | None,
-            trusted: bool) -> tuple[Klass, list[str], str | None]:
+            trusted: bool, disk_budget: str | None = None) -> tuple[Klass, list[str], str | None]:
     """The class's record (the one saved before, or a new one, not saved yet), the students whose
     labs are to be made, and the provider; refuses, before anything is made, what must not be."""
     if not CLASS_RE.fullmatch(name):
@@ -91,10 +95,13 @@ def _record(topology: str, students: list[str], name: str, provider: str | None,
     if existing and (existing.remote, existing.budget) != (remote, budget) and (remote or budget):
         raise HarnessError(f"class {name} exists on {existing.remote or 'this host'} with budget "
                            f"{existing.budget or '-'}: give the same --on/--budget or pick another --name")
+    if existing and disk_budget is not None and existing.disk_budget != disk_budget:
+        raise HarnessError(f"class {name} exists with --disk-budget {existing.disk_budget or '-'}: give the same "
+                           f"or pick another --name")
     if existing and trusted and not existing.trusted:
         raise HarnessError(f"class {name} exists for untrusted students: it cannot become trusted; pick another --name")
     if existing:
-        remote, budget, trusted = existing.remote, existing.budget, existing.trusted
+        remote, budget, trusted, disk_budget = existing.remote, existing.budget, existing.trusted, existing.disk_budget
     on_remotes = capabilities.remote_provider()  # the provider whose labs go on remotes
     if remote and provider not in (None, on_remotes):
         raise HarnessError(f"class on remote {remote}: the provider is {on_remotes}, not {provider}")
@@ -108,17 +115,21 @@ def _record(topology: str, students: list[str], name: str, provider: str | None,
                            f"only what it made; `storlab down` them or pick another --name. Nothing was created")
     k = existing or Klass(name=name, topology=str(Path(topology).resolve()), provider=provider, students=[],
                           expire_seconds=expire, jump_address=jump_address, remote=remote, budget=budget,
-                          id=class_id, trusted=trusted)
+                          id=class_id, trusted=trusted, disk_budget=disk_budget)
     return k, new, provider
 
 
 def up(topology: str, students: list[str], name: str, provider: str | None = None, expire: float | None = None,
        jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print,
-       remote: str | None = None, budget: str | None = None, trusted: bool = False) -> Klass:
+       remote: str | None = None, budget: str | None = None, trusted: bool = False,
+       disk_budget: str | None = None) -> Klass:
     """One lab per student (``remote``: on an Incus remote, each in its own project limited to
-    ``budget``; Incus places the labs on its members, each lab whole on one member)."""
-    k, new, provider = _record(topology, students, name, provider, expire, jump_address, remote, budget, trusted)
-    fit = check_capacity(topology, provider, len(new), remote=k.remote, untrusted=not k.trusted)
+    ``budget``; Incus places the labs on its members, each lab whole on one member; ``disk_budget``:
+    what each lab's data disks may really take of this host's disk)."""
+    k, new, provider = _record(topology, students, name, provider, expire, jump_address, remote, budget, trusted,
+                               disk_budget)
+    fit = check_capacity(topology, provider, len(new), remote=k.remote, untrusted=not k.trusted,
+                         disk_budget=k.disk_budget)
     who = "trusted with root on this host" if k.trusted else "untrusted: each isolated from the host"
     progress(f"class {name}: {len(students)} students ({who}); capacity: {fit.explain()}")
     k.students = list(dict.fromkeys([*k.students, *students]))

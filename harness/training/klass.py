@@ -79,6 +79,8 @@ class Klass:
     #: incus: the remote the labs are on (None: this host), and each lab's budget (--budget text)
     remote: str | None = None
     budget: str | None = None
+    #: what each student's data disks may really take of this host's disk (--disk-budget text)
+    disk_budget: str | None = None
     #: the class's own id, in every lab it makes (plan.klass): it recognises only those labs
     #: ("": a class made before ids, whose labs carry none)
     id: str = ""

@@ -108,10 +108,10 @@ def student_key(k: Klass, student: str) -> Path:
 def lab_up(k: Klass, student: str, topology: str, provider: str | None, expire: float | None, pub: Path,
            logs: StudentLog) -> Lab:
     """What `storlab up TOPOLOGY --name CLASS-STUDENT --authorize PUB [--on incus:REMOTE | --provider
-    P] [--budget B] [--untrusted] [--for-class ID] [--expire Ns]` does (cli/lab.py, cmd_up), in the
+    P] [--budget B] [--disk-budget D] [--untrusted] [--for-class ID] [--expire Ns]` does (cli/lab.py, cmd_up), in the
     same order; then the baseline snapshot that `reset` returns to (VM labs do not take it)."""
     lab = Lab.from_topology(topology, provider, name=lab_name(k.name, student), remote=k.remote, budget=k.budget,
-                            untrusted=not k.trusted, klass=k.id or None)
+                            untrusted=not k.trusted, klass=k.id or None, disk_budget=k.disk_budget)
     lab.authorize(pub.read_text())
     logs.add(lab.logfile)
     start = time.monotonic()

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
+import pytest
+
+from harness import paths
+from harness.errors import HarnessError
+from harness.host.facts import PROFILES
+from harness.plan.placement import BUDGET_MARGIN_MIB, FS_FOOTPRINT_MIB, check_disk_budget, disk_budget_mib, disk_floor_mib, place
+from harness.plan.planner import load_plan
+from harness.providers import hostdisks
 from harness.providers.lxc.config import BASE_MIB as LXC_BASE_MIB
 from harness.providers.lxc.config import ROLE_MIB as LXC_ROLE_MIB
 from harness.training import capacity
 from harness.training.capacity import NodeNeed, fit, node_need
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def gluster_student() -> list[NodeNeed]:
@@ -60,3 +72,89 @@ def test_inotify_room_refuses_containers_beyond_the_hosts_instances(tmp_path: Pa
     limit.write_text("8192\n")
     assert capacity.inotify_room(30, str(limit), in_use=12) is None
     assert capacity.inotify_room(30, str(tmp_path / "missing")) is None  # no such knob: nothing to check
+
+
+# -- a disk budget (thin provisioning) ------------------------------------------------------------
+def test_a_disk_budget_is_counted_instead_of_the_disks_full_size() -> None:
+    """30 gluster-3 seats on this host's 46 GB free: refused at full size (6 GiB of bricks each),
+    they fit with a 1 GiB budget each (a seat wrote ~250 MiB in a class); the nodes' own files count still."""
+    full = fit(30, gluster_student(), free_mib=24000, free_disk_mib=46000, cpus=2)
+    thin = fit(30, gluster_student(), free_mib=24000, free_disk_mib=46000, cpus=2, disk_budget_mib=1024)
+    assert not full.ok and full.fits == 46000 // full.per_student_disk_mib
+    assert thin.per_student_disk_mib == 1024 + sum(n.files_mib for n in gluster_student())
+    assert thin.fits == min(46000 // thin.per_student_disk_mib,
+                            (24000 - capacity.HOST_RESERVE_MIB) // thin.per_student_mib) > full.fits
+
+
+def test_disk_budget_sizes_and_refusals() -> None:
+    assert [disk_budget_mib(t) for t in ("2G", "2GiB", "512M", "512MiB", " 3G ")] == [2048, 2048, 512, 512, 3072]
+    for bad in ("2", "2T", "0G", "-1G", "2 G B", ""):
+        with pytest.raises(HarnessError, match=r"--disk-budget .*expected a size"):
+            disk_budget_mib(bad)
+    nodes = [_Node([_Disk(2 * 2**30), _Disk(2 * 2**30)]), _Node([])]
+    floor = disk_floor_mib(nodes)
+    assert floor == 2 * FS_FOOTPRINT_MIB + BUDGET_MARGIN_MIB
+    assert check_disk_budget("lxc", "g", nodes, "1G") == 1024
+    assert check_disk_budget("lxc", "g", nodes, "64G") == 4096  # no more than the disks' full size
+    with pytest.raises(HarnessError, match=rf"needs at least {floor} MiB .* give --disk-budget 1G or more"):
+        check_disk_budget("lxc", "g", nodes, "200M")
+    with pytest.raises(HarnessError, match=r"only lxc labs take a disk budget.*provider is vagrant"):
+        check_disk_budget("vagrant", "g", nodes, "1G")
+    with pytest.raises(HarnessError, match="no data disks"):
+        check_disk_budget("lxc", "g", [_Node([])], "1G")
+
+
+class _Disk:
+    def __init__(self, size: int) -> None:
+        self.size, self.filesystem = size, "xfs"
+
+
+class _Node:
+    def __init__(self, disks: list[_Disk]) -> None:
+        self.disks = disks
+
+
+def test_hold_in_budget_makes_a_filesystem_of_the_budget_and_mounts_it_on_the_disk_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def succeed(argv: list[str], timeout: float = 0) -> str:
+        calls.append(list(argv))
+        return ""
+    monkeypatch.setattr(hostdisks, "succeed", succeed)
+    mounted: set[str] = set()
+    monkeypatch.setattr(os.path, "ismount", lambda p: str(p) in mounted)
+    lab, disks = tmp_path / "lab", tmp_path / "lab" / "disks"
+    lab.mkdir()
+    hostdisks.hold_in_budget(lab, disks, 300)
+    img = lab / "disks.budget"
+    assert img.stat().st_size == 300 * 2**20 and img.stat().st_blocks == 0  # sparse: nothing taken yet
+    assert calls == [["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget", str(img)],
+                     ["mount", "-o", "loop,nosuid,nodev,noexec", str(img), str(disks)]]
+    assert oct(disks.stat().st_mode & 0o777) == "0o700"
+    mounted.add(str(disks))
+    hostdisks.hold_in_budget(lab, disks, 300)  # made once, mounted once
+    assert len(calls) == 2
+    other = tmp_path / "old"
+    (other / "disks").mkdir(parents=True)
+    (other / "disks" / "n1-d.img").write_bytes(b"")
+    with pytest.raises(HarnessError, match="holds disks made without a budget"):
+        hostdisks.hold_in_budget(other, other / "disks", 300)
+
+
+def test_place_records_the_disk_budget_and_an_existing_lab_keeps_its_own(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    facts = dataclasses.replace(PROFILES["ci"], tools=frozenset({"lxc-start", "vagrant"}))
+    plan = load_plan(str(ROOT / "topologies" / "gluster-3.yaml"), facts, "lxc")
+    placed = place(plan, None, None, disk_budget="1G")
+    assert placed.disk_budget_mib == 1024 and '"disk_budget_mib": 1024' in placed.to_json()
+    assert "disk_budget_mib" not in place(plan, None, None).to_json()  # plans without one read as before
+    with pytest.raises(HarnessError, match="only lxc labs"):
+        place(load_plan(str(ROOT / "topologies" / "gluster-3.yaml"), facts, "vagrant"), None, None, disk_budget="1G")
+    d = paths.lab_dir(plan.lab)
+    d.mkdir(parents=True)
+    (d / "plan.json").write_text(placed.to_json())
+    with pytest.raises(HarnessError, match="exists with disk_budget_mib 1024"):
+        place(plan, None, None, disk_budget="2G")
+    assert place(plan, None, None).disk_budget_mib == 1024  # a resumed `up` keeps it

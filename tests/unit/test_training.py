@@ -328,8 +328,10 @@ class _UpLab:
 
     @classmethod
     def from_topology(cls, file: str, provider: str | None = None, name: str = "", remote: str | None = None,
-                      budget: str | None = None, untrusted: bool = False, klass: str | None = None) -> _UpLab:
-        cls.calls.append(("from_topology", name, str(provider), str(remote), str(budget), str(untrusted), str(klass)))
+                      budget: str | None = None, untrusted: bool = False, klass: str | None = None,
+                      disk_budget: str | None = None) -> _UpLab:
+        cls.calls.append(("from_topology", name, str(provider), str(remote), str(budget), str(untrusted), str(klass),
+                          str(disk_budget)))
         return cls(name)
 
     def authorize(self, key: str) -> None:
@@ -387,7 +389,7 @@ def test_class_up_brings_labs_up_by_the_library_each_with_its_own_log(
     assert any(ln.startswith("  bob: FAILED: up failed after") for ln in lines), lines
     alice = [c for c in _UpLab.calls if c[1] == "c1-alice"]
     assert [c[0] for c in alice] == ["from_topology", "authorize", "up", "lease", "snapshot"], alice
-    assert alice[0] == ("from_topology", "c1-alice", "None", "None", "None", "True", k.id)
+    assert alice[0] == ("from_topology", "c1-alice", "None", "None", "None", "True", k.id, "None")
     assert alice[1][2] == "ssh-ed25519 AAAA alice" and ("lease", "c1-alice", "7200") in alice
     assert not any(c[0] in ("lease", "snapshot") for c in _UpLab.calls if c[1] == "c1-bob")
     up_log = (k.dir / "logs" / "alice-up.log").read_text()
@@ -396,5 +398,12 @@ def test_class_up_brings_labs_up_by_the_library_each_with_its_own_log(
         assert "c1-alice: step on the lab" in text and "c1-alice: step on a node" in text and "c1-bob" not in text
     assert "gluster peer probe failed" in (k.dir / "logs" / "bob-up.log").read_text()
     assert "step on" not in terminal.getvalue()  # the terminal shows the class's progress lines only
+    # a class with a disk budget gives it to every seat, and keeps it: a second up may not change it
+    monkeypatch.setattr(_UpLab, "barrier", threading.Barrier(1))  # one student at a time now
+    k2 = classroom.up("/t.yaml", ["carol"], "c2", disk_budget="1G", progress=lines.append)
+    assert [c[-1] for c in _UpLab.calls if c[0] == "from_topology" and c[1] == "c2-carol"] == ["1G"]
+    assert Klass.load("c2").disk_budget == "1G" == k2.disk_budget and not k2.failed
+    with pytest.raises(HarnessError, match="exists with --disk-budget 1G"):
+        classroom.up("/t.yaml", ["dave"], "c2", disk_budget="2G", progress=lines.append)
     assert not [h for h in log.log.handlers if isinstance(h, logging.FileHandler) and "c1-" in h.baseFilename]
     assert not locks.is_held_elsewhere("c1-alice") and "c1-alice" not in locks._held  # let go, as the child did

@@ -66,6 +66,8 @@ class LxcProvider(Provider):
     # -- disks ---------------------------------------------------------------------------
     def _disks(self, node: NodePlan) -> list[str]:
         entries = []
+        if self.plan.disk_budget_mib and node.disks:
+            hostdisks.hold_in_budget(self.labdir, self.diskdir, self.plan.disk_budget_mib)
         for d in node.disks:
             src = hostdisks.prepare(self.diskdir, node, d)
             if src is None:
