@@ -23,7 +23,7 @@ from harness.lab import lease, trust
 from harness.lab.lab import Lab, list_labs
 from harness.lab.state import LabState
 from harness.plan import planner as planmod
-from harness.plan.placement import check_disk_budget
+from harness.plan.placement import check_disk_budget, disk_floor_mib
 from harness.providers import capabilities
 from harness.training import capacity, gate, jump
 from harness.training import exercise as training
@@ -49,8 +49,10 @@ def check_capacity(topology: str, provider: str | None, students: int, running: 
         raise HarnessError(why + "; nothing was created")
     needs = [capacity.node_need(n.name, list(n.roles), int(n.memory), sum(int(d.size) for d in n.disks) // 2**20,
                                 prov, "kvm" if facts.kvm_usable else "tcg") for n in topo.nodes]
-    budget_mib = None if disk_budget is None else check_disk_budget(prov, f"{topo.lab} (one per student)", topo.nodes,
-                                                                   disk_budget)
+    # a seat's disks take at most its budget, and its baseline snapshot's copy of them (taken at up,
+    # about what the lab needs to come up: disk_floor_mib) lives beside it, outside the budget
+    budget_mib = None if disk_budget is None else (
+        check_disk_budget(prov, f"{topo.lab} (one per student)", topo.nodes, disk_budget) + disk_floor_mib(topo.nodes))
     where = "this host"
     if remote:
         remotes = capabilities.remotes_of(prov)

@@ -16,7 +16,7 @@ from harness.plan.planner import load_plan
 from harness.providers import hostdisks
 from harness.providers.lxc.config import BASE_MIB as LXC_BASE_MIB
 from harness.providers.lxc.config import ROLE_MIB as LXC_ROLE_MIB
-from harness.training import capacity
+from harness.training import capacity, classroom
 from harness.training.capacity import NodeNeed, fit, node_need
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +158,18 @@ def test_place_records_the_disk_budget_and_an_existing_lab_keeps_its_own(tmp_pat
     with pytest.raises(HarnessError, match="exists with disk_budget_mib 1024"):
         place(plan, None, None, disk_budget="2G")
     assert place(plan, None, None).disk_budget_mib == 1024  # a resumed `up` keeps it
+
+
+def test_check_capacity_counts_a_seats_budget_and_its_baseline_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 gluster-3 seats on 46 GB free: refused at full size, fit with --disk-budget 1G, each seat
+    counted as its budget, its baseline snapshot's copy of the disks and its nodes' files."""
+    monkeypatch.setattr(capacity, "host_free", lambda path: (24000, 46000))
+    monkeypatch.setattr(capacity, "inotify_room", lambda containers: None)
+    topo = str(ROOT / "topologies" / "gluster-3.yaml")
+    with pytest.raises(HarnessError, match="class of 30 does not fit on this host"):
+        classroom.check_capacity(topo, "lxc", 30)
+    f = classroom.check_capacity(topo, "lxc", 30, disk_budget="1G")
+    files = f.per_student_disk_mib - 1024 - (3 * FS_FOOTPRINT_MIB + BUDGET_MARGIN_MIB)
+    assert f.ok and 0 < files < 1024, f.explain()
+    with pytest.raises(HarnessError, match="needs at least 326 MiB"):
+        classroom.check_capacity(topo, "lxc", 3, disk_budget="300M")
