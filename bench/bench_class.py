@@ -65,10 +65,13 @@ def node_cpu_usec(lab: Lab) -> dict[str, int]:
 
 
 def real_mib(root: Path) -> float:
-    """What the files under ``root`` really take of the disk (their allocated blocks: sparse images
-    count what was written), links never followed."""
-    total = 0
-    for d, _, files in os.walk(root):
+    """What the files under ``root`` really take of the host's disk (their allocated blocks: sparse
+    images count what was written), on ``root``'s filesystem only (as `du -x`: not what is inside a
+    mounted brick or budget filesystem, which the images holding them already count), links never
+    followed."""
+    dev, total = os.lstat(root).st_dev, 0
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if os.lstat(os.path.join(d, x)).st_dev == dev]
         for f in files:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(d, f)).st_blocks * 512
@@ -122,6 +125,8 @@ def main() -> int:
         res["memory_per_student_mib"] = round(sum(per_student) / len(per_student), 1)
         disk = [real_mib(lab.dir) for lab in labs.values()]  # what each seat's disks and files really take
         res["disk_per_student_mib"] = round(sum(disk) / len(disk), 1)
+        used = [u[0] for lab in labs.values() if (u := lab.disk_use()) is not None]
+        res["budget_used_per_student_mib"] = round(sum(used) / len(used), 1) if used else None
         res["inotify_instances"] = inotify_instances()
         res["memory_per_node_mib"] = {n: v for m in list(mem.values())[:1] for n, v in m.items()}
         window = 20.0
@@ -155,8 +160,9 @@ def main() -> int:
           f"({', '.join(res['where'])})")  # type: ignore[arg-type]
     print(f"  class up            {res['class_up_s']:>7} s  (labs side by side), {res['class_up_host_cpu_s']} host CPU-s")
     print(f"  memory per student  {res['memory_per_student_mib']:>7} MiB summed RSS ({res['memory_per_node_mib']})")
-    print(f"  disk per student    {res['disk_per_student_mib']:>7} MiB really written (budget {args.disk_budget or '-'}); "
-          f"host disk taken by the class {res['host_disk_taken_mib']} MiB")
+    print(f"  disk per student    {res['disk_per_student_mib']:>7} MiB of the host's disk; of its budget "
+          f"({args.disk_budget or '-'}): {res['budget_used_per_student_mib'] or '-'} MiB used; host disk taken by the "
+          f"class {res['host_disk_taken_mib']} MiB")
     print(f"  inotify instances   {res['inotify_instances']}")
     print(f"  idle CPU per student{res['idle_cpu_per_student']:>7} CPUs ({res['idle_cpu_per_node']})")
     print(f"  snapshot, 1 lab     {res['snapshot_one_s']:>7} s")
