@@ -29,6 +29,7 @@ from results import as_lines, record  # noqa: E402
 
 from harness import paths  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
+from harness.providers import hostdisks  # noqa: E402
 from harness.training.klass import Klass, list_classes  # noqa: E402
 
 STORLAB = [sys.executable, "-m", "harness.cli"]
@@ -125,7 +126,7 @@ def main() -> int:
         res["memory_per_student_mib"] = round(sum(per_student) / len(per_student), 1)
         disk = [real_mib(lab.dir) for lab in labs.values()]  # what each seat's disks and files really take
         res["disk_per_student_mib"] = round(sum(disk) / len(disk), 1)
-        used = [u[0] for lab in labs.values() if (u := lab.disk_use()) is not None]
+        used = [u[0] for lab in labs.values() if (u := hostdisks.budget_use(lab.dir)) is not None]
         res["budget_used_per_student_mib"] = round(sum(used) / len(used), 1) if used else None
         res["inotify_instances"] = inotify_instances()
         res["memory_per_node_mib"] = {n: v for m in list(mem.values())[:1] for n, v in m.items()}

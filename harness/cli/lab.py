@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.lab import lease
 from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.lab.reap import reap
-from harness.providers import image
+from harness.providers import hostdisks, image
 from harness.providers.capabilities import parse_on
 from harness.spec.topology import NAME_RE
 from harness.training import handout
@@ -104,7 +104,7 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
             "topology": lab.plan.topology, "created": st.created, "expires": st.expires,
             "expires_in": lease.remaining(st.expires),
             "snapshots": sorted(st.snapshots), "exercise": st.exercise,
-            "disk_budget_mib": lab.plan.disk_budget_mib, "disk_used_mib": (lab.disk_use() or (None,))[0],
+            "disk_budget_mib": lab.plan.disk_budget_mib, "disk_used_mib": (hostdisks.budget_use(lab.dir) or (None,))[0],
             "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
                       for n in lab.nodes.values()]}
 
@@ -120,7 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{lab.name}: {st.status or '?'} ({lab.plan.provider} on {lab.where()}, "
               f"steps done: {', '.join(st.steps_done) or '-'}; expires: {lease.remaining(st.expires)}; "
               f"snapshots: {', '.join(sorted(st.snapshots)) or '-'})")
-        if (use := lab.disk_use()) is not None:
+        if (use := hostdisks.budget_use(lab.dir)) is not None:
             print(f"  disk budget: {use[0]} of {use[1]} MiB used")
         for node in lab.nodes.values():
             print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")

@@ -25,7 +25,6 @@ from harness.plan import planner as planmod
 from harness.plan.model import Plan
 from harness.plan.placement import place
 from harness.providers import base as providers
-from harness.providers import hostdisks
 
 __all__ = ["BASELINE", "BOOT_FACTOR", "Lab", "LabState", "list_labs"]
 
@@ -111,10 +110,6 @@ class Lab:
         expires = time.time() + seconds if seconds else None
         self.save_state(expires=expires)
         return expires
-
-    def disk_use(self) -> tuple[int, int] | None:
-        """(MiB used, MiB budget) of the lab's --disk-budget filesystem (None: it has no budget, or not mounted)."""
-        return hostdisks.budget_use(self.dir, self.dir / "disks") if self.plan.disk_budget_mib else None
 
     def where(self) -> str:
         """Where the lab's nodes are: this host, or an engine remote and its member (recorded at up)."""

@@ -10,7 +10,7 @@ from typing import Any
 from harness import paths
 from harness.errors import HarnessError
 from harness.plan.model import BudgetPlan, Plan
-from harness.providers.capabilities import remotes_of, with_remotes
+from harness.providers.capabilities import available, remotes_of, with_remotes
 
 #: what a data disk's filesystem takes of its sparse image as soon as it is made (measured: mkfs.xfs
 #: and mkfs.ext4 of 2-20 GiB images write 64.3-65.2 MiB, most of it their log/journal)
@@ -18,8 +18,6 @@ FS_FOOTPRINT_MIB = 66
 #: what a disk budget must hold beyond the filesystems as made: what the roles write at `up`
 #: (a gluster-3 lab wrote about 60 MiB more) and a margin
 BUDGET_MARGIN_MIB = 128
-#: providers whose data disks are sparse image files on this host, which a budget filesystem holds
-DISK_BUDGET_PROVIDERS = ("lxc",)
 _SIZE = re.compile(r"(\d+)\s*(MiB|GiB|M|G)")
 
 
@@ -42,9 +40,11 @@ def check_disk_budget(provider: str, lab: str, nodes: Sequence[Any], text: str) 
     """``--disk-budget text`` for a lab of ``nodes`` on ``provider``, in MiB (at most the disks' full
     size); HarnessError, before anything is made, for a provider without sparse host images, a lab
     without data disks, or a budget below disk_floor_mib."""
-    if provider not in DISK_BUDGET_PROVIDERS:
-        raise HarnessError(f"--disk-budget: only {', '.join(DISK_BUDGET_PROVIDERS)} labs take a disk budget (their "
-                           f"data disks are sparse image files on this host); this lab's provider is {provider}")
+    caps = available()
+    if not (provider in caps and caps[provider].disk_budget):
+        takers = ", ".join(c.name for c in caps.values() if c.disk_budget) or "no installed provider's"
+        raise HarnessError(f"--disk-budget: only {takers} labs take a disk budget (their data disks are sparse "
+                           f"image files on this host); this lab's provider is {provider}")
     mib, floor = disk_budget_mib(text), disk_floor_mib(nodes)
     full = sum(int(d.size) for n in nodes for d in n.disks) // 2**20
     if not full:

@@ -106,6 +106,8 @@ class Capabilities:
     isolation: str = "none"
     #: what a node costs the host (class sizing, matrix estimates)
     footprint: Footprint = field(default_factory=Footprint)
+    #: data disks are sparse image files on this host, which a lab's `--disk-budget` filesystem holds
+    disk_budget: bool = False
     #: labs on engine remotes with budgets; None: this host only
     remotes: Remotes | None = None
     #: the FAULTS its nodes can be given on any host

@@ -74,8 +74,10 @@ def hold_in_budget(labdir: Path, diskdir: Path, mib: int) -> None:
     paths.private_dir(diskdir)  # the mounted filesystem's root: 0700 too
 
 
-def budget_use(labdir: Path, diskdir: Path) -> tuple[int, int] | None:
-    """(MiB used, MiB size) of a lab's disk budget filesystem (None: the lab has none mounted)."""
+def budget_use(labdir: Path) -> tuple[int, int] | None:
+    """(MiB used, MiB size) of a lab's disk budget filesystem, mounted on LABDIR/disks (None: the lab
+    has none mounted)."""
+    diskdir = labdir / "disks"
     if not budget_image(labdir).exists() or not os.path.ismount(diskdir):
         return None
     st = os.statvfs(diskdir)

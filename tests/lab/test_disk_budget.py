@@ -17,6 +17,7 @@ import pytest
 
 from harness import paths
 from harness.lab.lab import Lab
+from harness.providers import hostdisks
 
 from .test_lifecycle import host_traces
 
@@ -53,7 +54,7 @@ def test_the_labs_disks_live_in_a_filesystem_of_its_budget(budgeted: Lab) -> Non
     with open("/proc/self/mounts") as fh:
         mounts = {line.split()[1]: line.split() for line in fh}
     assert mounts[str(disks)][2] == "ext4" and "nosuid" in mounts[str(disks)][3]
-    used, size = budgeted.disk_use() or (0, 0)
+    used, size = hostdisks.budget_use(budgeted.dir) or (0, 0)
     assert 0 < used < size <= BUDGET_MIB and abs(size - BUDGET_MIB) < 32
     assert f"disk budget: {used}" in storlab("status", NAME).stdout
 
@@ -65,7 +66,7 @@ def test_writing_past_the_budget_fails_on_the_labs_own_disk_not_the_hosts(budget
     r = node.run(["dd", "if=/dev/urandom", "of=/gluster/bricks/1/fill", "bs=1M", "count=600", "oflag=direct",
                   "conv=fsync"], timeout=300)
     assert not r.ok and ("No space left" in r.stderr or "Input/output error" in r.stderr), r
-    used, size = budgeted.disk_use() or (0, 0)
+    used, size = hostdisks.budget_use(budgeted.dir) or (0, 0)
     assert size - used < 16, f"budget not used up: {used} of {size} MiB"
     taken = (free0 - shutil.disk_usage(paths.home()).free) / 2**20
     assert taken < BUDGET_MIB, f"the host lost {taken:.0f} MiB to a lab with a {BUDGET_MIB} MiB budget"

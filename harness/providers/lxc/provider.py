@@ -39,7 +39,7 @@ class LxcProvider(Provider):
     capabilities = Capabilities(
         name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True,
-        footprint=FOOTPRINT, faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE,
+        footprint=FOOTPRINT, disk_budget=True, faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE,
         faults_refused=CONTAINER_FAULTS_REFUSED)
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
