@@ -31,8 +31,9 @@ SERVER_FAULTS = frozenset({"crash", "hang", "freeze", "link", "partition", "part
 #: the volume options of the error-gen fault: the translator at the top of every client's graph (the
 #: only place a running volume takes it: `posix`, under each brick, waits for a volume restart),
 #: failing writes and fsyncs with that probability each (`random-failure` would instead fail one op
-#: in 3-44, whatever the figure). Fop names as glusterfs spells them: a client's translator warns
-#: of a lowercase one in its log, and fails nothing, while glusterd took the value
+#: in 3-44, whatever the figure). The fops by their names (WRITE, FSYNC): glusterd also takes
+#: "writev", the translators' function name, and the clients' translator then skips it with a
+#: warning in its log (measured: only the fsyncs failed)
 ERROR_GEN = {"debug.error-gen": "client", "debug.error-fops": "WRITE,FSYNC"}
 
 
