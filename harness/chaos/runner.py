@@ -27,7 +27,7 @@ from harness.chaos.checker import Unreadable, Verdict, check, locations
 from harness.chaos.ledger import Ledger, Records, read
 from harness.chaos.schedule import DrawOptions, Event, Schedule, draw
 from harness.chaos.support import WriteTarget
-from harness.chaos.vocabulary import KINDS, UNDRAWN, LabShape, shape_of
+from harness.chaos.vocabulary import KINDS, UNDRAWN, LabShape, is_client, shape_of
 from harness.errors import HarnessError, WaitTimeout
 from harness.host.facts import loaded_modules
 from harness.lab import evidence
@@ -268,8 +268,8 @@ def during(lab: Lab, kind: str, action: Callable[[], object], run_dir: Path, set
     """``action`` done to the live lab while its writers write, checked as a fault of ``kind``
     (one of vocabulary.UNDRAWN, e.g. "reconfigure"): ``before`` s of writes, the action, the lab
     awaited whole, ``after`` s more, then the read-back and the verdict, as for a schedule."""
-    servers = tuple(n.name for n in lab.plan.nodes if n.name in {s.name for s in shape(lab, supports(lab)).nodes})
-    event = Event(id=0, at=before, duration=0.1, kind=kind, nodes=servers)
+    event = Event(id=0, at=before, duration=0.1, kind=kind,
+                  nodes=tuple(n.name for n in lab.plan.nodes if not is_client(n)))  # every server (shape_of's)
     sched = Schedule(seed=0, duration=before + 0.1 + after, provider=lab.plan.provider, kinds=(kind,),
                      options=DrawOptions(warmup=before, cooldown=after), events=(event,))
 

@@ -166,6 +166,11 @@ class LabShape:
         return None
 
 
+def is_client(node: NodePlan) -> bool:
+    """A node that uses storage rather than serves it: roles, all of them CLIENT_ROLES."""
+    return bool(node.roles) and set(node.roles) <= CLIENT_ROLES
+
+
 def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str, Sequence[str]],
              host_modules: Collection[str] = (), host_clients: bool = True,
              backend_faults: Collection[str] = ()) -> LabShape:
@@ -176,7 +181,7 @@ def shape_of(nodes: Sequence[NodePlan], caps: Capabilities, daemons: Mapping[str
     (ChaosSupport.faults)."""
     servers, clients = [], [HOST] if host_clients else []
     for n in nodes:
-        if n.roles and set(n.roles) <= CLIENT_ROLES:
+        if is_client(n):
             clients.append(n.name)
             continue
         units = tuple(dict.fromkeys(daemons.get(n.name, ())))
