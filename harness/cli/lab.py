@@ -40,7 +40,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     expire = lease.parse_duration(args.expire) if args.expire else None  # bad input fails before anything is made
     provider, remote = placement(args)
     lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget,
-                            untrusted=args.untrusted, klass=args.for_class, disk_budget=args.disk_budget)
+                            untrusted=args.untrusted, klass=args.for_class, disk_budget=args.disk_budget,
+                            cold_boot=args.cold_boot or None)
     for keyfile in args.authorize or []:
         lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
@@ -79,6 +80,9 @@ def placement_args(p: argparse.ArgumentParser) -> None:
                    help="lxc: what the lab's data disks (sparse images) may really take of this host's disk, e.g. 2G "
                         "(per student for a class): capacity checks count it instead of their full sizes, and a lab "
                         "that writes more fills its own budget (its disks fail), never the host's disk")
+    p.add_argument("--cold-boot", action="store_true",
+                   help="vagrant: boot every node (`vagrant up`) instead of restoring it from the saved state of the "
+                        "booted box (the default; also STORLAB_COLD_BOOT=1)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -95,6 +96,8 @@ def cmd_class_up(args: argparse.Namespace) -> int:
     name = args.name or _default_class_name(args.topology)
     t0 = time.monotonic()
     provider, remote = placement(args)
+    if args.cold_boot:  # each seat's plan records it (Lab.from_topology reads it)
+        os.environ["STORLAB_COLD_BOOT"] = "1"
     k = classroom.up(args.topology, students, name, provider=provider, expire=expire,
                      jump_address=args.jump_address, parallel=args.parallel, remote=remote, budget=args.budget,
                      trusted=args.trusted_students, disk_budget=args.disk_budget)

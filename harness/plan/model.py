@@ -173,6 +173,9 @@ class Plan(Frozen):
     # the capacity checks count it instead of their full sizes; lxc keeps them in a filesystem of
     # that size, so a lab that writes more fills its own budget, not the host; None: full sizes
     disk_budget_mib: int | None = None
+    # VM nodes boot (`vagrant up`) instead of being restored from a saved state (`--cold-boot`);
+    # set only when true, so older plans read the same
+    cold_boot: bool = False
     # each installed backend adds its section (gluster, nfs, ...) as an optional field: see model()
 
     def section(self, name: str, kind: type[S]) -> S | None:

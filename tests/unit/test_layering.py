@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config", "providers.lxc.freezer",
      "providers.lxc.links", "providers.lxc.snapshots", "providers.vagrant.process", "providers.vagrant.domains",
      "providers.vagrant.volumes", "providers.incus.settings", "providers.incus.setup",
-     "providers.incus.students"},
+     "providers.incus.students", "providers.vagrant.savedstate", "providers.vagrant.restored"},
     {"providers.base", "providers.lxc.provider", "providers.vagrant.provider", "providers.incus.provider",
      "providers.hostdisks", "providers.nodefs", "lab.trust", "host.firewall", "host.silence"},
     {"nodes.verbs", "nodes.netfaults", "nodes.sysfaults", "nodes.diskfaults", "nodes.faults", "nodes.node"},

@@ -38,10 +38,14 @@ class LabLibvirt:
         return {p.read_text().strip() for p in (self.labdir / ".vagrant" / "machines").glob("*/libvirt/id")}
 
     def owned_domain(self, dom: Any) -> bool:
+        """A node's domain, or the lab's build of a saved state (savedstate.build: named and marked
+        as the lab's node state-KEY; its name, storlab-LAB_state_KEY, no node's can be)."""
         by_name = {n.object: n.name for n in self.plan.nodes}
         node = by_name.get(dom.name())
         if node is None:
-            return False
+            mark = vagrantspec.domain_mark(dom.XMLDesc(0))
+            return (mark is not None and mark[0] == self.lab and mark[1].startswith("state-")
+                    and dom.name() == paths.obj_name(self.lab, "state", mark[1].removeprefix("state-")))
         return vagrantspec.domain_mark(dom.XMLDesc(0)) == (self.lab, node) or dom.UUIDString() in self.vagrant_ids()
 
     def planned_networks(self) -> dict[str, str]:

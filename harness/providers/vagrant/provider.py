@@ -1,8 +1,10 @@
 """vagrant-libvirt VMs: the faithful provider (each node runs its own Debian kernel).
 
 create(): box (cached) -> storage pool and the lab's isolated libvirt networks, defined before
-any machine -> `vagrant up --parallel` in the lab directory, watched: a node that shows no ssh
-within a bound fails the step with the tail of its serial console instead of hanging.
+any machine -> the nodes, restored from saved states of the booted box (restored.py, with
+libvirt-python: vagrant has no restore), or with `--cold-boot` (plan.cold_boot) booted by
+`vagrant up --parallel` in the lab directory, watched: a node that shows no ssh within a bound
+fails the step with the tail of its serial console instead of hanging.
 Faults go straight to libvirt: crash = `virsh destroy`, link = domif-setlink, freeze = hang = suspend.
 """
 
@@ -28,6 +30,7 @@ from harness.providers.vagrant import box, reap
 from harness.providers.vagrant import spec as vagrantspec
 from harness.providers.vagrant.domains import LabLibvirt
 from harness.providers.vagrant.process import file_cm, port_open, stop_orphan, tail, vagrant_class, vagrant_error
+from harness.providers.vagrant.restored import Restorer
 from harness.providers.vagrant.volumes import LabVolumes
 
 VAGRANTFILE = Path(__file__).resolve().parent / "Vagrantfile"
@@ -90,12 +93,20 @@ class VagrantProvider(Provider):
                 self.libvirt.ensure_network(name, xml)
         self.volumes.claim()
         try:
-            self._up(spec)
+            if self.plan.cold_boot:
+                self._up(spec)
+            else:
+                self._restore(spec, bx, public_key)
         finally:  # also after a failed up: its domains' disks are the lab's to remove
             try:
                 self.volumes.record_used()
             except Exception as exc:  # never hides why `up` failed; the teardown records them again
                 log.info(f"could not record the lab's volumes: {exc}")
+
+    def _restore(self, spec: dict[str, Any], bx: box.Box, public_key: str) -> None:
+        r = Restorer(self.libvirt.conn(), self.plan, spec, bx, self.logs)
+        uuids = r.restore_all(self.powered_at)
+        r.identities(uuids, public_key, self.powered_at)
 
     def _up(self, spec: dict[str, Any]) -> None:
         logf = self.logs / "vagrant-up.log"
