@@ -210,7 +210,9 @@ def test_provision_script_sets_hostname_keeps_key_private_and_mounts_disks(spec:
     assert ("echo '/dev/mapper/storlab-data /data xfs defaults,nofail,x-systemd.requires=storlab-dm.service,"
             "x-systemd.before=local-fs.target 0 2' >> /etc/fstab") in s1
     assert "mountpoint -q /data || mount /data" in lines
-    assert "systemctl enable --now storlab-dm.service" in lines
+    # enabled (the symlink `systemctl enable` makes, without its daemon-reload) and started
+    assert "ln -sf /etc/systemd/system/storlab-dm.service /etc/systemd/system/local-fs-pre.target.wants/" in lines
+    assert "systemctl start storlab-dm.service" in lines and "daemon-reload" not in s1
     assert "vdc" not in s1  # no filesystem: left raw, no device-mapper
     assert "mkfs" not in s2 and "storlab-dm" not in s2
 

@@ -54,7 +54,7 @@ def identity_script(name: str, domain_uuid: str, public_key: str, networks: list
     ``networks``: (MAC, address/prefix) of each lab network. Its last step asks for the host's
     time on stdout (CLOCK_REQUEST) and reads it from stdin, so the step is not late by the
     script's own run time."""
-    lines = ["set -eu", "umask 022",
+    lines = ["set -eu", "umask 022", "PS4='+ $EPOCHREALTIME '", "set -x",  # each step timed, in the log
              f"printf '%s\\n' {shlex.quote(public_key.strip())} > /root/.ssh/authorized_keys",
              f"echo {uuid.UUID(domain_uuid).hex} > /etc/machine-id",
              "rm -f /etc/ssh/ssh_host_*",
@@ -79,17 +79,16 @@ def identity_script(name: str, domain_uuid: str, public_key: str, networks: list
 
 
 def apply_identity(key: Path, ip: str, script: str, logf: Path, timeout: float) -> None:
-    """Run ``script`` on the node at ``ip`` (stdin: it is never in argv or a log) and answer its
-    clock request with the host's time. Its output goes to ``logf``."""
-    p = subprocess.Popen([*savedstate.ssh_argv(key, ip), "bash -s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    """Run ``script`` on the node at ``ip`` (it holds no secret: public key, MACs, addresses, its
+    machine-id) and answer its clock request, on its stdin, with the host's time then. Its output
+    goes to ``logf``."""
+    p = subprocess.Popen([*savedstate.ssh_argv(key, ip), script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert p.stdin is not None and p.stdout is not None
     timer = threading.Timer(timeout, p.kill)
     timer.start()
     out: list[str] = []
     try:
-        p.stdin.write(script)
-        p.stdin.flush()
         for line in p.stdout:
             if line.strip() == CLOCK_REQUEST:
                 p.stdin.write(f"{time.time():.6f}\n")

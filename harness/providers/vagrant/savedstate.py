@@ -40,6 +40,7 @@ from typing import Any
 from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.providers.vagrant.box import CMDLINE, Box
+from harness.providers.vagrant.process import tail
 from harness.providers.vagrant.spec import domain_description
 from harness.run import run, succeed, wait_until
 
@@ -234,11 +235,12 @@ def node_xml(saved: str, name: str, description: str, root_disk: str, console: s
 
 
 # -- building and restoring -------------------------------------------------------------------
-def ssh_argv(key: Path, ip: str, *extra: str) -> list[str]:
+def ssh_argv(key: Path, ip: str) -> list[str]:
     """ssh as root with the box's build key (only a node restored or a state being built accepts
-    it, until the node's identity step puts the lab's key in its place); no host key is kept."""
+    it, until the node's identity step puts the lab's key in its place); no host key is kept.
+    The remote command follows."""
     return ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", *extra, f"root@{ip}"]
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", f"root@{ip}"]
 
 
 def _lease(net: Any, mac: str) -> str | None:
@@ -270,7 +272,7 @@ def build(conn: Any, box: Box, st: State, *, lab: str, network: str, console: Pa
             net = conn.networkLookupByName(network)
             ip = wait_until(lambda: _lease(net, mac), timeout=bound, interval=0.5, what=f"{name}: a DHCP lease")
             key = box.build_key
-            wait_until(lambda: subprocess.run(ssh_argv(key, ip, "true"), capture_output=True, timeout=30,
+            wait_until(lambda: subprocess.run([*ssh_argv(key, ip), "true"], capture_output=True, timeout=30,
                                               check=False).returncode == 0,
                        timeout=bound, interval=1.0, what=f"{name}: ssh at {ip}")
             # running, or degraded (a masked unit's dependency): either way systemd has finished booting
@@ -281,13 +283,16 @@ def build(conn: Any, box: Box, st: State, *, lab: str, network: str, console: Pa
             wait_until(lambda: ET.fromstring(dom.XMLDesc(0)).find("./devices/interface") is None, timeout=60,
                        interval=0.2, what=f"{name}: its NIC unplugged")
             dom.save(str(st.memory))
-        except BaseException:
+        except BaseException as exc:
             try:
                 if dom.isActive():
                     dom.destroy()
             except libvirt.libvirtError:
                 pass
             shutil.rmtree(st.dir, ignore_errors=True)
+            if isinstance(exc, Exception):
+                raise HarnessError(f"saved state {st.dir.name}: {exc}\n--- serial console {console} (tail)\n"
+                                   f"{tail(console)}") from exc
             raise
         with open(st.memory, "rb") as fh:
             head = fh.read(HEADER.size)
