@@ -123,7 +123,7 @@ def test_each_kernel_reseeded_its_rng_and_has_its_own_data_disk(lab: Lab) -> Non
 
 def test_the_saved_state_is_a_libvirt_save_image_kept_read_only(lab: Lab) -> None:
     xml = ET.fromstring(lab.provider.libvirt.domain("n1").XMLDesc(0))  # type: ignore[attr-defined]
-    state_disk = Path(next(s.get("file") for s in xml.iterfind("./devices/disk/backingStore/source")
+    state_disk = Path(next(s.get("file") or "" for s in xml.iterfind("./devices/disk/backingStore/source")
                            if "/states/" in (s.get("file") or "")))
     assert (state_disk.stat().st_mode & 0o222) == 0
     assert (state_disk.parent / "memory.save").read_bytes()[:16] == MAGIC
