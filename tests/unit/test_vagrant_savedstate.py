@@ -19,7 +19,7 @@ from harness.host.facts import PROFILES
 from harness.plan.model import DiskPlan
 from harness.plan.planner import make_plan
 from harness.providers.vagrant import restored, savedstate
-from harness.providers.vagrant.box import Box
+from harness.providers.vagrant.box import CMDLINE, Box
 from harness.providers.vagrant.domains import LabLibvirt
 from harness.spec.validate import validate_text
 
@@ -97,7 +97,7 @@ def test_the_state_domain_boots_the_box_kernel_with_one_nic_and_a_generation_id(
                                               BOX, SHAPE, Path("/s/disk.qcow2"), Path("/l/c.log"), "storlab-lab_mgmt",
                                               "52:54:00:12:34:56"))
     assert xml.get("type") == "qemu" and xml.find("genid") is not None and xml.find("cpu") is None
-    assert xml.findtext("os/kernel") == str(BOX.kernel("6.1")) and xml.findtext("os/cmdline") == savedstate.CMDLINE
+    assert xml.findtext("os/kernel") == str(BOX.kernel("6.1")) and xml.findtext("os/cmdline") == CMDLINE
     assert [m.get("address") for m in xml.iterfind("./devices/interface/mac")] == ["52:54:00:12:34:56"]
     assert xml.find("./devices/rng") is not None
     kvm = ET.fromstring(savedstate.golden_xml("n", "d", BOX, savedstate.Shape("6.1", 1024, 1, "kvm"), Path("/d"),
