@@ -66,7 +66,12 @@ if [ "${STORLAB_CI_FULL:-0}" = 1 ]; then
 fi
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.host.facts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
-  phase core "vm: node layer" 600 tests/lab/test_vm_smoke.py "$@"
+  # nodes restored from saved states of the booted box (the default; the first phase builds the box and
+  # the 1 GiB state), then the same smoke test on nodes `vagrant up` boots (--cold-boot)
+  phase core "vm: node layer (restored)" 400 tests/lab/test_vm_smoke.py tests/lab/test_vm_restore.py "$@"
+  export STORLAB_COLD_BOOT=1
+  phase extra "vm: node layer (cold boot)" 400 tests/lab/test_vm_smoke.py "$@"
+  unset STORLAB_COLD_BOOT
   phase core "vm: gluster_failover" 1500 tests/lab/test_gluster_failover.py --lab-provider vagrant "$@"
   phase extra "vm: kernel nfsd" 600 tests/lab/test_nfs.py --lab-provider vagrant "$@"
   phase extra "vm: LIO target" 600 tests/lab/test_iscsi.py --lab-provider vagrant "$@"
