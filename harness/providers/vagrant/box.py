@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from harness.run import run, succeed
 from harness.spec import kernels
 
 #: bump when what goes into the box changes (files added to the tree, masks, disk size)
-BOX_VERSION = "3"
+BOX_VERSION = "4"
 DISK_SIZE = "8G"  # sparse: the qcow2 holds only what the rootfs uses
 CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 #: the pool vagrant-libvirt uploads boxes into and creates node disks in. Not libvirt's
@@ -191,16 +192,38 @@ def kernel_files(tree: Path, name: str) -> tuple[Path, Path]:
     return kernel, initrd
 
 
+#: the box's own initramfs configuration (a new directory: the tree's files are the golden image's,
+#: hard-linked): only what mounting the root needs (root=/dev/vda, ext4 on virtio-blk), not
+#: MODULES=most. Measured under TCG (one 1 GiB VM, power-on to the login prompt): 24.4-25.7 s
+#: against 26.4-29.9 s, the initramfs 11 MB against 40 MB, /init run at 2.7 s against 4.2 s.
+INITRAMFS_CONF = "etc/storlab-initramfs"
+INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
+
+
+def _initramfs_conf(tree: Path) -> None:
+    conf = tree / INITRAMFS_CONF
+    if conf.exists():
+        shutil.rmtree(conf)
+    shutil.copytree(tree / "etc/initramfs-tools", conf)  # copies: the golden image's files stay as they are
+    text = (conf / "initramfs.conf").read_text()
+    (conf / "initramfs.conf").write_text(re.sub(r"(?m)^MODULES=.*$", "MODULES=list", text))
+    (conf / "modules").write_text("# storlab box: what mounting root=/dev/vda (ext4) needs\n"
+                                  + "".join(f"{m}\n" for m in INITRAMFS_MODULES))
+
+
 def _make_initrd(tree: Path) -> None:
     """The golden image has no initramfs (containers boot none; image.py holds update-initramfs
-    while packages install): the box makes one for each kernel. mkinitramfs writes only its
-    output file, a new inode, so the hard-linked golden rootfs stays as it is."""
+    while packages install): the box makes a lean one for each kernel (INITRAMFS_CONF).
+    mkinitramfs writes only its output file, a new inode, so the hard-linked golden rootfs stays
+    as it is."""
+    _initramfs_conf(tree)
     for kernel in sorted((tree / "boot").glob("vmlinuz-*")):
         version = kernel.name.removeprefix("vmlinuz-")
         if (tree / "boot" / f"initrd.img-{version}").exists():
             continue
-        with log.step(f"mkinitramfs {version}"), image._chroot_mounts(tree):
-            succeed(["chroot", str(tree), "mkinitramfs", "-o", f"/boot/initrd.img-{version}", version], timeout=900)
+        with log.step(f"mkinitramfs {version} (lean: {', '.join(INITRAMFS_MODULES)})"), image._chroot_mounts(tree):
+            succeed(["chroot", str(tree), "mkinitramfs", "-d", f"/{INITRAMFS_CONF}", "-o", f"/boot/initrd.img-{version}",
+                     version], timeout=900)
 
 
 def _remove_stale_pool_volumes(box: Box) -> None:
