@@ -45,7 +45,7 @@ from harness.providers.vagrant.spec import domain_description
 from harness.run import run, succeed, wait_until
 
 #: bump when what a state holds or how it is made changes
-STATE_VERSION = "1"
+STATE_VERSION = "2"
 MAGIC = b"LibvirtQemudSave"
 #: magic, then version, data length, was-running, compressed, cookie offset and 14 unused (u32 each)
 HEADER = struct.Struct("<16s19I")
@@ -93,12 +93,15 @@ class State:
 
 
 def versions() -> str:
-    """QEMU's and libvirt's versions: a state saved by one may not load in another."""
+    """QEMU's and libvirt's versions and the host's CPU: a state saved by one may not load in
+    another (a state's CPU model is the host's, as libvirt's host-model makes it)."""
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, timeout=30,
                           check=False).stdout.splitlines()
     libvirtd = subprocess.run(["libvirtd", "--version"], capture_output=True, text=True, timeout=30,
                               check=False).stdout.strip()
-    return f"{qemu[0] if qemu else '?'} / {libvirtd or '?'}"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    return f"{qemu[0] if qemu else '?'} / {libvirtd or '?'} / {cpu}"
 
 
 def state_for(box: Box, shape: Shape, host_versions: str) -> State:
@@ -170,8 +173,9 @@ def golden_xml(name: str, description: str, box: Box, shape: Shape, disk: Path, 
     feats = ET.SubElement(d, "features")
     ET.SubElement(feats, "acpi")
     ET.SubElement(feats, "apic")
-    if shape.driver == "kvm":
-        ET.SubElement(d, "cpu", mode="host-passthrough")
+    # the CPU vagrant-libvirt gives a booted node (its default cpu_mode): under TCG libvirt's bare
+    # default, qemu64, lacks what Ceph's binaries use (ceph-mon died of SIGILL on a first try)
+    ET.SubElement(d, "cpu", mode="host-model")
     ET.SubElement(d, "clock", offset="utc")
     ET.SubElement(d, "on_poweroff").text = "destroy"
     ET.SubElement(d, "on_reboot").text = "restart"
