@@ -104,7 +104,7 @@ class VagrantProvider(Provider):
                 log.info(f"could not record the lab's volumes: {exc}")
 
     def _restore(self, spec: dict[str, Any], bx: box.Box, public_key: str) -> None:
-        r = Restorer(self.libvirt.conn(), self.plan, spec, bx, self.logs)
+        r = Restorer(self.libvirt, spec, bx, self.logs)
         uuids = r.restore_all(self.powered_at)
         r.identities(uuids, public_key, self.powered_at)
 

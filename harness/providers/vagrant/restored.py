@@ -19,6 +19,7 @@ domain came back: the state has a VM generation ID, and each restore a new one.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import threading
@@ -30,10 +31,11 @@ from typing import Any
 
 from harness import log
 from harness.errors import HarnessError
-from harness.plan.model import DiskPlan, Plan, need
+from harness.plan.model import DiskPlan, need
 from harness.providers.vagrant import savedstate
 from harness.providers.vagrant import spec as vagrantspec
 from harness.providers.vagrant.box import STORAGE_POOL, Box
+from harness.providers.vagrant.domains import LabLibvirt
 from harness.providers.vagrant.process import port_open, tail
 from harness.run import wait_until
 from harness.spec import kernels
@@ -123,11 +125,35 @@ def _volume(pool: Any, name: str, size: int, backing: Path | None = None) -> Any
     return pool.createXML(volume_xml(name, size, backing), 0)
 
 
+def _drop_volume(pool: Any, name: str) -> None:
+    import libvirt
+    with contextlib.suppress(libvirt.libvirtError):
+        pool.storageVolLookupByName(name).delete(0)
+
+
+def _build_key_opens(key: Path, ip: str) -> bool:
+    """Whether the box's build key still opens the node (its identity step has not run: that
+    step puts the lab's key in its place). Waits out an sshd that is not answering yet."""
+    def probe() -> bool | None:
+        r = subprocess.run([*savedstate.ssh_argv(key, ip), "true"], capture_output=True, text=True, timeout=30,
+                           check=False)
+        if r.returncode == 0:
+            return True
+        return False if "Permission denied" in r.stderr else None
+    for _ in range(60):
+        answer = probe()
+        if answer is not None:
+            return answer
+        time.sleep(1)
+    raise HarnessError(f"{ip}: sshd did not answer for 60 s")
+
+
 class Restorer:
     """Nodes of one lab from saved states (see the module's docstring)."""
 
-    def __init__(self, conn: Any, plan: Plan, spec: dict[str, Any], box: Box, logs: Path) -> None:
-        self.conn, self.plan, self.spec, self.box, self.logs = conn, plan, spec, box, logs
+    def __init__(self, virt: LabLibvirt, spec: dict[str, Any], box: Box, logs: Path) -> None:
+        self.virt, self.conn, self.plan = virt, virt.conn(), virt.plan
+        self.spec, self.box, self.logs = spec, box, logs
         self.host_versions = savedstate.versions()
 
     def shape(self, node: str) -> savedstate.Shape:
@@ -161,6 +187,16 @@ class Restorer:
         for m in self.spec["machines"]:
             st = states[m["name"]]
             node = self.plan.node(m["name"])
+            have = self.virt.domain(node.name)
+            if have is not None:  # a resumed `up`: the node was restored before (and boots if it is off)
+                if not have.isActive():
+                    powered_at[node.name] = time.monotonic()
+                    have.create()
+                uuids[node.name] = have.UUIDString()
+                log.info(f"{node.name}: restored by an earlier `up` ({'running' if have.isActive() else 'off'})")
+                continue
+            for name in (f"{node.object}.img", *(d["volume"] for d in m["disks"])):
+                _drop_volume(pool, name)  # one an interrupted `up` made (the lab's: `up` refused others' names)
             with log.step(f"{node.name}: restore from saved state {st.dir.name}"):
                 root = _volume(pool, f"{node.object}.img", _virtual_size(st.disk), backing=st.disk)
                 data = [_volume(pool, d["volume"], plan_disk.size) for d, plan_disk in zip(m["disks"], node.disks, strict=True)]
@@ -189,11 +225,14 @@ class Restorer:
                 node = self.plan.node(name)
                 wait_until(lambda: port_open(m["mgmt_ip"]), timeout=bound, interval=0.2,
                            what=f"{name}: ssh at {m['mgmt_ip']} after its restore")
-                log.info(f"{name}: ssh port open {time.monotonic() - powered_at[name]:.1f}s after its restore")
+                log.info(f"{name}: ssh port open {time.monotonic() - powered_at.get(name, 0.0):.1f}s after its restore")
+                if not _build_key_opens(self.box.build_key, m["mgmt_ip"]):
+                    log.info(f"{name}: has its identity from an earlier `up` (the build key no longer opens it)")
+                    return
                 nets = [(n["mac"], f"{n['ip']}/{_prefix(n['netmask'])}") for n in m["networks"]]
                 script = identity_script(name, uuids[name], public_key, nets, node.disks)
                 apply_identity(self.box.build_key, m["mgmt_ip"], script, self.logs / f"{name}.identity.log", bound)
-                log.info(f"{name}: ready {time.monotonic() - powered_at[name]:.1f}s after its restore")
+                log.info(f"{name}: ready {time.monotonic() - powered_at.get(name, 0.0):.1f}s after its restore")
             except BaseException as exc:
                 errors[name] = exc
         threads = [threading.Thread(target=one, args=(m,), name=f"identity-{m['name']}") for m in self.spec["machines"]]
