@@ -35,9 +35,10 @@ from harness.providers.vagrant.volumes import LabVolumes
 
 VAGRANTFILE = Path(__file__).resolve().parent / "Vagrantfile"
 #: a VM costs its memory plus the emulator (a 1 GiB TCG VM measured ~1.7 GiB RSS, KVM less) and its
-#: root overlay, grown as it writes; a lab comes up in ~60 s a node in parallel + its roles (see
-#: bench/RESULTS.md)
-FOOTPRINT = Footprint(overhead_mib={"tcg": 700, "kvm": 200}, disk_mib=2048, up_s=(110.0, 30.0))
+#: root overlay, grown as it writes; restored from a saved state, a lab's nodes are ssh-ready with
+#: their identity in ~10 s + ~2.5 s a node, before its roles (bench/bench_vmstart.py: 3 nodes 15 s
+#: under TCG; booted cold, 100-130 s; see bench/RESULTS.md)
+FOOTPRINT = Footprint(overhead_mib={"tcg": 700, "kvm": 200}, disk_mib=2048, up_s=(10.0, 2.5))
 
 
 def _attempt(rep: CleanupReport, what: str, fn: Callable[[], Any]) -> None:
