@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import locks, paths
 from harness.errors import HarnessError
-from harness.host.facts import HostFacts
+from harness.host.facts import HostFacts, kvm_status
 from harness.lab import lease, trust
 from harness.lab.lab import Lab, list_labs
 from harness.lab.state import LabState
@@ -121,6 +121,17 @@ def _record(topology: str, students: list[str], name: str, provider: str | None,
     return k, new, provider
 
 
+def default_parallel(provider: str | None) -> int:
+    """Labs `class up` brings up at once: the host's CPUs (at least 2), but one at a time for VMs
+    without KVM: under TCG on 2 cores, two gluster-3 labs at once (6 VMs) starved a node's glusterd
+    start past its 60 s bound, and both labs failed (bench/bench_vmseats.py)."""
+    caps = capabilities.available()
+    own_kernel = provider is not None and provider in caps and caps[provider].own_kernel
+    if own_kernel and not kvm_status()[0]:
+        return 1
+    return max(2, os.cpu_count() or 1)
+
+
 def up(topology: str, students: list[str], name: str, provider: str | None = None, expire: float | None = None,
        jump_address: str = "127.0.0.1", parallel: int | None = None, progress: Callable[[str], None] = print,
        remote: str | None = None, budget: str | None = None, trusted: bool = False,
@@ -146,7 +157,7 @@ def up(topology: str, students: list[str], name: str, provider: str | None = Non
         return bring_up(k, student, topology, provider, expire, progress, t0)
     # side by side in threads of this process (students.py: each student's log to their own files)
     with quiet_terminal():
-        results = each(new, one, parallel or max(2, (os.cpu_count() or 1)))
+        results = each(new, one, parallel or default_parallel(provider))
     k.failed = {s: str(r) for s, r in results.items() if isinstance(r, BaseException)}
     k.save()
     refresh_access(k)
