@@ -91,11 +91,14 @@ def main() -> int:
         res["reset_one_s"] = round(storlab("reset", f"{CLASS}-{first}"), 1)
         res["reset_class_s"] = round(storlab("class", "reset", CLASS), 1)
     finally:
-        if CLASS in list_classes():
-            res["class_down_s"] = round(storlab("class", "down", CLASS), 1)
-        ksm("run", "2")  # unmerge: the host's KSM as it was
-        for k, v in saved.items():
-            ksm(k, v)
+        print(json.dumps(res), flush=True)  # what was measured, even when a later step fails
+        try:
+            if CLASS in list_classes():
+                res["class_down_s"] = round(storlab("class", "down", CLASS), 1)
+        finally:
+            ksm("run", "2")  # unmerge: the host's KSM as it was
+            for k, v in saved.items():
+                ksm(k, v)
     print(f"{args.seats} seats of {res['topology']} on VMs: up {res.get('class_up_s')} s; host memory per seat "
           f"{res.get('host_memory_per_seat_mib')} MiB, with KSM {res.get('host_memory_per_seat_with_ksm_mib')} MiB "
           f"(KSM shares {res.get('ksm_saved_per_seat_mib')} MiB a seat after {res.get('ksm_two_full_scans_s')} s); "

@@ -173,3 +173,19 @@ def test_the_lab_owns_its_state_build_domain_and_no_other_labs(tmp_path: Path) -
     assert not virt.owned_domain(FakeDomain("storlab-u_state_abcd1234", f"storlab lab u node state-abcd1234 home {home}"))
     assert not virt.owned_domain(FakeDomain("storlab-t_state_abcd1234", "hand-made"))
     assert not virt.owned_domain(FakeDomain("storlab-t_state-abcd1234", f"storlab lab t node state-abcd1234 home {home}"))
+
+
+class GoneDomain(FakeDomain):
+    """A domain another lab's `down` removed between listAllDomains and XMLDesc."""
+
+    def XMLDesc(self, flags: int) -> str:
+        import libvirt
+        raise libvirt.libvirtError("Domain not found: no domain with matching uuid")
+
+
+def test_a_domain_gone_since_it_was_listed_is_not_the_labs_and_raises_nothing(tmp_path: Path) -> None:
+    topo, res = validate_text("lab: t\nprovider: vagrant\nnetworks: [{name: s}]\nnodes: [{name: n1}]\n", PROFILES["ci"])
+    virt = LabLibvirt(make_plan(topo, res, "t.yaml", set(), PROFILES["ci"], accel="tcg"), tmp_path)
+    # another lab's node (class down removes labs side by side), and this lab's state build
+    assert not virt.owned_domain(GoneDomain("storlab-u_n1", ""))
+    assert not virt.owned_domain(GoneDomain("storlab-t_state_abcd1234", ""))

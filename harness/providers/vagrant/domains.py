@@ -40,10 +40,16 @@ class LabLibvirt:
     def owned_domain(self, dom: Any) -> bool:
         """A node's domain, or the lab's build of a saved state (savedstate.build: named and marked
         as the lab's node state-KEY; its name, storlab-LAB_state_KEY, no node's can be)."""
+        import libvirt
         by_name = {n.object: n.name for n in self.plan.nodes}
         node = by_name.get(dom.name())
         if node is None:
-            mark = vagrantspec.domain_mark(dom.XMLDesc(0))
+            if not dom.name().startswith(paths.obj_name(self.lab, "state", "")):
+                return False  # by name first: another lab's domain may be going away meanwhile
+            try:
+                mark = vagrantspec.domain_mark(dom.XMLDesc(0))
+            except libvirt.libvirtError:  # gone since it was listed
+                return False
             return (mark is not None and mark[0] == self.lab and mark[1].startswith("state-")
                     and dom.name() == paths.obj_name(self.lab, "state", mark[1].removeprefix("state-")))
         return vagrantspec.domain_mark(dom.XMLDesc(0)) == (self.lab, node) or dom.UUIDString() in self.vagrant_ids()
