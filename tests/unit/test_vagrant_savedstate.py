@@ -189,3 +189,22 @@ def test_a_domain_gone_since_it_was_listed_is_not_the_labs_and_raises_nothing(tm
     # another lab's node (class down removes labs side by side), and this lab's state build
     assert not virt.owned_domain(GoneDomain("storlab-u_n1", ""))
     assert not virt.owned_domain(GoneDomain("storlab-t_state_abcd1234", ""))
+
+
+class GoneNetwork:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+    def XMLDesc(self, flags: int) -> str:
+        import libvirt
+        raise libvirt.libvirtError("Network not found: no network with matching uuid")
+
+
+def test_a_network_gone_since_it_was_listed_is_not_the_labs_and_raises_nothing(tmp_path: Path) -> None:
+    topo, res = validate_text("lab: t\nprovider: vagrant\nnetworks: [{name: s}]\nnodes: [{name: n1}]\n", PROFILES["ci"])
+    virt = LabLibvirt(make_plan(topo, res, "t.yaml", set(), PROFILES["ci"], accel="tcg"), tmp_path)
+    assert not virt.owned_network(GoneNetwork("storlab-u_s"))  # another lab's, going away
+    assert not virt.owned_network(GoneNetwork("storlab-t_s"))

@@ -59,9 +59,15 @@ class LabLibvirt:
         return {n.libvirt_network: n.bridge for n in (*self.plan.networks, *([self.plan.mgmt] if self.plan.mgmt else []))}
 
     def owned_network(self, net: Any) -> bool:
+        import libvirt
         bridge = self.planned_networks().get(net.name())
-        br = ET.fromstring(net.XMLDesc(0)).find("bridge")
-        return bridge is not None and br is not None and br.get("name") == bridge
+        if bridge is None:
+            return False  # by name first: another lab's network may be going away meanwhile
+        try:
+            br = ET.fromstring(net.XMLDesc(0)).find("bridge")
+        except libvirt.libvirtError:  # gone since it was listed
+            return False
+        return br is not None and br.get("name") == bridge
 
     def domain(self, node: str) -> Any:
         """The node's domain, if it is this lab's (a hand-made one with its name is not touched)."""
