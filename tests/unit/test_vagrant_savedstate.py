@@ -102,9 +102,11 @@ def test_the_state_domain_boots_the_box_kernel_with_one_nic_and_a_generation_id(
     assert xml.findtext("os/kernel") == str(BOX.kernel("6.1")) and xml.findtext("os/cmdline") == CMDLINE
     assert [m.get("address") for m in xml.iterfind("./devices/interface/mac")] == ["52:54:00:12:34:56"]
     assert xml.find("./devices/rng") is not None
+    assert xml.findtext("features/tcg/tb-cache") == str(savedstate.TB_CACHE_MIB)  # not TCG's 1 GiB default
     kvm = ET.fromstring(savedstate.golden_xml("n", "d", BOX, savedstate.Shape("6.1", 1024, 1, "kvm"), Path("/d"),
                                               Path("/c"), "net", "52:54:00:12:34:56"))
     assert kvm.get("type") == "kvm" and kvm.find("cpu").get("mode") == "host-model"  # type: ignore[union-attr]
+    assert kvm.find("features/tcg") is None
 
 
 def test_hot_plugged_disks_carry_a_serial_and_volumes_their_backing() -> None:
