@@ -208,12 +208,19 @@ class Restorer:
                 powered_at[node.name] = time.monotonic()
                 savedstate.restore(self.conn, st, xml)
                 dom = self.conn.lookupByName(m["domain"])
-                self.conn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
-                dom.attachDeviceFlags(savedstate.nic_xml(mgmt.libvirt_network, m["mgmt_mac"]), flags)
-                for n in m["networks"]:
-                    dom.attachDeviceFlags(savedstate.nic_xml(n["network_name"], n["mac"]), flags)
-                for d, vol in zip(m["disks"], data, strict=True):
-                    dom.attachDeviceFlags(savedstate.disk_xml(vol.path(), d["device"]), flags)
+                try:
+                    self.conn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+                    dom.attachDeviceFlags(savedstate.nic_xml(mgmt.libvirt_network, m["mgmt_mac"]), flags)
+                    for n in m["networks"]:
+                        dom.attachDeviceFlags(savedstate.nic_xml(n["network_name"], n["mac"]), flags)
+                    for d, vol in zip(m["disks"], data, strict=True):
+                        dom.attachDeviceFlags(savedstate.disk_xml(vol.path(), d["device"]), flags)
+                except BaseException:  # a node without all its devices is not kept: a resumed `up` makes it again
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.destroy()
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.undefine()
+                    raise
         return uuids
 
     def identities(self, uuids: dict[str, str], public_key: str, powered_at: dict[str, float]) -> None:
