@@ -234,14 +234,16 @@ class Restorer:
                 node = self.plan.node(name)
                 wait_until(lambda: port_open(m["mgmt_ip"]), timeout=bound, interval=0.2,
                            what=f"{name}: ssh at {m['mgmt_ip']} after its restore")
-                log.info(f"{name}: ssh port open {time.monotonic() - powered_at.get(name, 0.0):.1f}s after its restore")
+                since = f" {time.monotonic() - powered_at[name]:.1f}s after its restore" if name in powered_at else ""
+                log.info(f"{name}: ssh port open{since}")
                 if not _build_key_opens(self.box.build_key, m["mgmt_ip"]):
                     log.info(f"{name}: has its identity from an earlier `up` (the build key no longer opens it)")
                     return
                 nets = [(n["mac"], f"{n['ip']}/{_prefix(n['netmask'])}") for n in m["networks"]]
                 script = identity_script(name, uuids[name], public_key, nets, node.disks)
                 apply_identity(self.box.build_key, m["mgmt_ip"], script, self.logs / f"{name}.identity.log", bound)
-                log.info(f"{name}: ready {time.monotonic() - powered_at.get(name, 0.0):.1f}s after its restore")
+                log.info(f"{name}: identity given" + (f", {time.monotonic() - powered_at[name]:.1f}s after its restore"
+                                                      if name in powered_at else ""))
             except BaseException as exc:
                 errors[name] = exc
         threads = [threading.Thread(target=one, args=(m,), name=f"identity-{m['name']}") for m in self.spec["machines"]]
