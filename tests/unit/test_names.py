@@ -98,8 +98,28 @@ class Dom:
     def isActive(self) -> bool:
         return False
 
+    def isPersistent(self) -> bool:
+        return True
+
     def undefineFlags(self, flags: int) -> None:
         self.undefined = True
+
+
+class TransientDom(Dom):
+    """A saved state's build (running, transient): destroy() removes it; libvirt refuses its undefine."""
+
+    def isActive(self) -> bool:
+        return not self.undefined
+
+    def isPersistent(self) -> bool:
+        return False
+
+    def destroy(self) -> None:
+        self.undefined = True
+
+    def undefineFlags(self, flags: int) -> None:
+        import libvirt
+        raise libvirt.libvirtError("Domain not found: no domain with matching uuid")
 
 
 class Net:
@@ -178,3 +198,13 @@ def test_reaper_removes_only_networks_this_home_made(monkeypatch: pytest.MonkeyP
     rep = CleanupReport()
     libvirt_reap.reap_orphans(set(), rep)
     assert [n.undefined for n in (mine, theirs, older)] == [True, False, False], rep
+
+
+def test_reaper_removes_a_killed_state_build_of_a_gone_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("libvirt")
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path / "home"))
+    build = TransientDom("storlab-gone_state_abcd1234", "gone", "state-abcd1234", [])
+    monkeypatch.setattr(libvirt_reap, "connect", lambda *a: Conn([build], {}))
+    rep = CleanupReport()
+    libvirt_reap.reap_orphans(set(), rep)
+    assert build.undefined and not rep.failed, rep

@@ -493,6 +493,9 @@ class Dom(FakeDomain):
     def listAllSnapshots(self, flags: int) -> list[Any]:
         return []
 
+    def isPersistent(self) -> bool:
+        return True
+
     def undefineFlags(self, flags: int) -> None:
         self.undefined = True
 

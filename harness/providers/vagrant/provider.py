@@ -315,8 +315,11 @@ class VagrantProvider(Provider):
             return
         for dom in domains:
             def remove_domain(dom: Any = dom) -> None:
+                persistent = dom.isPersistent()  # a saved state's build is transient: destroy() removes it
                 if dom.isActive():
                     dom.destroy()
+                if not persistent:
+                    return
                 flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                          | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
                 dom.undefineFlags(flags)

@@ -51,9 +51,11 @@ def reap_orphans(labs: set[str], rep: CleanupReport) -> None:
                 continue
             disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]
             try:
+                persistent = dom.isPersistent()  # a saved state's build is transient: destroy() removes it
                 if dom.isActive():
                     dom.destroy()
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                if persistent:
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
                 rep.removed.append(f"orphan domain {dom.name()} (lab {owner})")
             except libvirt.libvirtError as exc:
                 rep.failed.append((f"domain {dom.name()}", str(exc)))
