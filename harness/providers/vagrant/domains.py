@@ -148,6 +148,16 @@ class LabLibvirt:
                 out.append(f"network {name} (its bridge is not this lab's)")
         return out
 
+def remove_domain(dom: Any, undefine_flags: int) -> None:
+    """Power ``dom`` off and undefine it with ``undefine_flags``; a transient domain (a saved
+    state's build) has no definition: destroy() alone removes it, and its undefine would fail."""
+    persistent = dom.isPersistent()
+    if dom.isActive():
+        dom.destroy()
+    if persistent:
+        dom.undefineFlags(undefine_flags)
+
+
 def net_key(root: ET.Element) -> tuple[str | None, ...]:
     """What must match for a defined network to be reused: bridge, address, netmask, forwarding, DHCP hosts."""
     br, ip, fwd = root.find("bridge"), root.find("ip"), root.find("forward")

@@ -28,7 +28,7 @@ from harness.providers.base import Provider
 from harness.providers.capabilities import FAULTS, Capabilities, Footprint
 from harness.providers.vagrant import box, reap
 from harness.providers.vagrant import spec as vagrantspec
-from harness.providers.vagrant.domains import LabLibvirt
+from harness.providers.vagrant.domains import LabLibvirt, remove_domain
 from harness.providers.vagrant.process import file_cm, port_open, stop_orphan, tail, vagrant_class, vagrant_error
 from harness.providers.vagrant.restored import Restorer
 from harness.providers.vagrant.volumes import LabVolumes
@@ -313,17 +313,10 @@ class VagrantProvider(Provider):
         except Exception as exc:  # libvirtd down: report, do not raise from a teardown
             rep.failed.append(("libvirt", str(exc)))
             return
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
         for dom in domains:
-            def remove_domain(dom: Any = dom) -> None:
-                persistent = dom.isPersistent()  # a saved state's build is transient: destroy() removes it
-                if dom.isActive():
-                    dom.destroy()
-                if not persistent:
-                    return
-                flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                         | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-                dom.undefineFlags(flags)
-            _attempt(rep, f"domain {dom.name()}", remove_domain)
+            _attempt(rep, f"domain {dom.name()}", partial(remove_domain, dom, flags))
         try:
             volumes = self.volumes.all()
         except Exception as exc:  # the pool is broken: networks can still go

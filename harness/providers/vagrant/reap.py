@@ -10,6 +10,7 @@ from harness import log, paths
 from harness.errors import CleanupReport
 from harness.host.virt import connect
 from harness.providers.vagrant import spec
+from harness.providers.vagrant.domains import remove_domain
 
 
 def network_owner(name: str, xml: str) -> str | None:
@@ -51,11 +52,7 @@ def reap_orphans(labs: set[str], rep: CleanupReport) -> None:
                 continue
             disks = [s.get("file", "") for s in ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk/source")]
             try:
-                persistent = dom.isPersistent()  # a saved state's build is transient: destroy() removes it
-                if dom.isActive():
-                    dom.destroy()
-                if persistent:
-                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                remove_domain(dom, libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
                 rep.removed.append(f"orphan domain {dom.name()} (lab {owner})")
             except libvirt.libvirtError as exc:
                 rep.failed.append((f"domain {dom.name()}", str(exc)))

@@ -136,18 +136,13 @@ def _drop_volume(pool: Any, name: str) -> None:
 def _build_key_opens(key: Path, ip: str) -> bool:
     """Whether the box's build key still opens the node (its identity step has not run: that
     step puts the lab's key in its place). Waits out an sshd that is not answering yet."""
-    def probe() -> bool | None:
+    def probe() -> str | None:
         r = subprocess.run([*savedstate.ssh_argv(key, ip), "true"], capture_output=True, text=True, timeout=30,
                            check=False)
         if r.returncode == 0:
-            return True
-        return False if "Permission denied" in r.stderr else None
-    for _ in range(60):
-        answer = probe()
-        if answer is not None:
-            return answer
-        time.sleep(1)
-    raise HarnessError(f"{ip}: sshd did not answer for 60 s")
+            return "opens"
+        return "refused" if "Permission denied" in r.stderr else None
+    return wait_until(probe, timeout=60, interval=1.0, what=f"{ip}: sshd to answer the build key") == "opens"
 
 
 class Restorer:
@@ -186,6 +181,9 @@ class Restorer:
         uuids = {}
         flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
         states = self.states()
+        # what every node of a state starts from, read once: its disk's size and its domain XML
+        sizes = {st: _virtual_size(st.disk) for st in set(states.values())}
+        saved = {st: savedstate.read_header(st.header.read_bytes())[1] for st in set(states.values())}
         for m in self.spec["machines"]:
             st = states[m["name"]]
             node = self.plan.node(m["name"])
@@ -200,10 +198,9 @@ class Restorer:
             for name in (f"{node.object}.img", *(d["volume"] for d in m["disks"])):
                 _drop_volume(pool, name)  # one an interrupted `up` made (the lab's: `up` refused others' names)
             with log.step(f"{node.name}: restore from saved state {st.dir.name}"):
-                root = _volume(pool, f"{node.object}.img", _virtual_size(st.disk), backing=st.disk)
+                root = _volume(pool, f"{node.object}.img", sizes[st], backing=st.disk)
                 data = [_volume(pool, d["volume"], plan_disk.size) for d, plan_disk in zip(m["disks"], node.disks, strict=True)]
-                saved = savedstate.read_header(st.header.read_bytes())[1]
-                xml, uuids[node.name] = savedstate.node_xml(saved, m["domain"], m["description"], root.path(),
+                xml, uuids[node.name] = savedstate.node_xml(saved[st], m["domain"], m["description"], root.path(),
                                                             m["console_log"])
                 powered_at[node.name] = time.monotonic()
                 savedstate.restore(self.conn, st, xml)
@@ -239,7 +236,7 @@ class Restorer:
                 if not _build_key_opens(self.box.build_key, m["mgmt_ip"]):
                     log.info(f"{name}: has its identity from an earlier `up` (the build key no longer opens it)")
                     return
-                nets = [(n["mac"], f"{n['ip']}/{_prefix(n['netmask'])}") for n in m["networks"]]
+                nets = [(node.macs[net.name], f"{node.addresses[net.name]}/{net.prefix}") for net in self.plan.networks]
                 script = identity_script(name, uuids[name], public_key, nets, node.disks)
                 apply_identity(self.box.build_key, m["mgmt_ip"], script, self.logs / f"{name}.identity.log", bound)
                 log.info(f"{name}: identity given" + (f", {time.monotonic() - powered_at[name]:.1f}s after its restore"
@@ -256,11 +253,6 @@ class Restorer:
             if m["name"] in errors:
                 raise HarnessError(f"{m['name']}: {errors[m['name']]}\n--- serial console (tail)\n"
                                    f"{tail(Path(m['console_log']))}") from errors[m["name"]]
-
-
-def _prefix(netmask: str) -> int:
-    import ipaddress
-    return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
 
 
 def _virtual_size(disk: Path) -> int:
