@@ -13,6 +13,7 @@ from harness.cli import chaos as chaos_cli
 from harness.cli import fault as fault_cli
 from harness.cli import lab as lab_cli
 from harness.cli import matrix as matrix_cli
+from harness.cli import serve as serve_cli
 from harness.cli import training as training_cli
 from harness.errors import HarnessError, TopologyError
 from harness.host.facts import PROFILES, HostFacts
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_cli.add_commands(sub)
     matrix_cli.add_commands(sub)
     chaos_cli.add_commands(sub)
+    serve_cli.add_commands(sub)
     return ap
 
 

@@ -50,6 +50,16 @@ class Access:
         if key not in have:
             self.extra_keys.write_text("\n".join([*have, key]) + "\n")
 
+    def replace(self, old: str | None, new: str) -> None:
+        """``new`` authorized in place of ``old`` (a seat handed to another student: the key the
+        last one held opens nothing from now on)."""
+        key = new.strip()
+        if not PUBKEY_RE.fullmatch(key):
+            raise HarnessError("an authorized key must be one public key line: 'ssh-ed25519 AAAA... [comment]'")
+        have = self.extra_keys.read_text().splitlines() if self.extra_keys.exists() else []
+        kept = [k for k in have if k and k != (old or "").strip()]
+        self.extra_keys.write_text("\n".join([*kept, key]) + "\n")
+
     def authorized_keys(self) -> str:
         """The lab's own key, then any key authorized for it (what every node's root accepts)."""
         own = self.ensure_key()

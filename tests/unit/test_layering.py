@@ -45,7 +45,11 @@ LAYERS: list[set[str]] = [
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
      "training.jump", "training.gate", "matrix.spec", "matrix.report"},
-    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.fault", "cli.training", "cli.matrix", "cli.chaos", "testing.plugin",
+    # the web service over the classes: records and tokens, pools, terminals, the routes and the app
+    {"web", "web.store", "web.security", "web.terminal", "web.pool", "web.pages", "web.context", "web.seat",
+     "web.klass", "web.app"},
+    {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.fault", "cli.training", "cli.matrix", "cli.chaos", "cli.serve",
+     "testing.plugin",
      "matrix.plugin"},
 ]
 BACKENDS_LAYER = 7
