@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import uvicorn
 
@@ -37,8 +38,12 @@ def _links(store: Store, klass: str, base: str) -> None:
     print(f"  join:       {base}/j/{store.mint('join', klass=klass)}   (students open it and name themselves)")
 
 
+def _store(args: argparse.Namespace) -> Store:
+    return Store(paths.private_dir(Path(args.state))) if args.state else Store()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    store = Store()
+    store = _store(args)
     tls = bool(args.tls_cert or args.self_signed)
     if not tls and not loopback(args.listen):
         raise HarnessError(f"--listen {args.listen}: a service on a network people share speaks TLS: give "
@@ -82,14 +87,14 @@ def _ensure_class(store: Store, args: argparse.Namespace, base: str) -> None:
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
-    store = Store()
+    store = _store(args)
     store.revoke(scope="admin")
     print(store.mint("admin"))
     return 0
 
 
 def cmd_links(args: argparse.Namespace) -> int:
-    store = Store()
+    store = _store(args)
     store.pool(args.klass)  # refuses a class that is not served
     _links(store, args.klass, str(args.public_url or f"http://127.0.0.1:{args.port}").rstrip("/"))
     return 0
@@ -98,6 +103,7 @@ def cmd_links(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="the web service: warm pools of labs, student pages with terminals, "
                                      "a live instructor page (README: Serving a class from the web)")
+    p.add_argument("--state", help="the service's records (default STORLAB_HOME/serve)")
     p.add_argument("--listen", default="127.0.0.1", help="address to listen on (not loopback: TLS needed)")
     p.add_argument("--port", type=int, default=int(os.environ.get("STORLAB_SERVE_PORT", "8080")))
     p.add_argument("--tls-cert")
@@ -115,9 +121,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(fn=cmd_serve)
     ssub = p.add_subparsers(dest="serve_cmd")
     t = ssub.add_parser("admin-token", help="a new admin token; the old one stops working")
+    t.add_argument("--state")
     t.set_defaults(fn=cmd_admin_token)
     ln = ssub.add_parser("links", help="a new instructor link and join link for a served class")
     ln.add_argument("klass", metavar="CLASS")
     ln.add_argument("--public-url")
+    ln.add_argument("--state")
     ln.add_argument("--port", type=int, default=8080)
     ln.set_defaults(fn=cmd_links)

@@ -31,6 +31,8 @@ from harness.web.terminal import Hub
 
 STATIC = Path(__file__).resolve().parent / "static"
 HEADERS = {"Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                                      # xterm.js sizes its rows with inline styles; scripts stay 'self' only
+                                      "style-src 'self' 'unsafe-inline'; "
                                       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
@@ -92,6 +94,10 @@ def _links(app: FastAPI) -> None:
     def index() -> HTMLResponse:
         return HTMLResponse(pages.render("message.html", title="storlab",
                                          text="Open the link your instructor gave you."))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get("/api/health", tags=["service"], summary="The service answers")
     def health() -> dict[str, bool]:
