@@ -91,7 +91,8 @@ class Pools:
             raise HarnessError("a name of 1-40 letters, digits, spaces, '.', '_' or '-'")
         with self.store.editing(name) as pool:
             ready = sorted(s for s, st in pool.seats.items() if st.state == "ready")
-            seat = ready[0] if ready else pool.next_seat()
+            coming = sorted(s for s, st in pool.seats.items() if st.state == "building" and st.student is None)
+            seat = next(iter(ready + coming), None) or pool.next_seat()  # ready; else on its way; else a new one
             if seat is None:
                 raise HarnessError(f"class {name} is full ({pool.max_seats} seats)")
             st = pool.seats.setdefault(seat, Seat(state="building"))
