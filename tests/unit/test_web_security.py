@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from harness.web import pages
 from harness.web.app import create_app
+from harness.web.context import need_ws
 from harness.web.pool import Pools, topology_file
 from harness.web.security import Bucket, csrf_ok, same_origin
 from harness.web.store import Pool, Seat, Store
@@ -106,6 +108,15 @@ def test_websockets_only_from_the_services_own_pages(client: TestClient, store: 
     with pytest.raises(WebSocketDisconnect), client.websocket_connect(
             "/ws/watch/cla/s02/gluster1", headers={"origin": "http://127.0.0.1:8080"}):
         pass
+    # the check itself, before anything else of the route runs (above, a route could refuse for another reason)
+    svc = client.app.app.state.service  # type: ignore[attr-defined]
+    ws = SimpleNamespace(headers={"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:8080"},
+                         cookies={"sl_seat": seat}, client=None, app=SimpleNamespace(state=SimpleNamespace(service=svc)))
+    assert need_ws(ws, "seat") is not None  # type: ignore[arg-type]
+    ws.headers["origin"] = "http://evil.example"
+    assert need_ws(ws, "seat") is None  # type: ignore[arg-type]
+    del ws.headers["origin"]
+    assert need_ws(ws, "seat") is None  # type: ignore[arg-type]
     assert same_origin({"origin": "https://lab.example:8443", "host": "lab.example:8443"})
     assert not same_origin({"origin": "https://lab.example.evil:8443", "host": "lab.example:8443"})
 
