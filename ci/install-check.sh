@@ -36,6 +36,11 @@ cp "$repo/topologies/nodes-3.yaml" .
 import harness, harness.providers.vagrant.provider as vagrant
 assert "/site-packages/harness/" in harness.__file__, f"harness imported from {harness.__file__}, not the venv"
 assert vagrant.VAGRANTFILE.is_file(), f"{vagrant.VAGRANTFILE} missing: package data"
+# the web service's pages and terminal (xterm.js) are package data too
+from harness.web import app, pages
+for f in ("seat.js", "class.js", "style.css", "vendor/xterm.js", "vendor/xterm.css", "vendor/addon-fit.js"):
+    assert (app.STATIC / f).is_file(), f"{app.STATIC / f} missing: package data"
+assert "Check" in pages.render("seat.html", title="t", seat="s01", klass="c")
 EOF
 "$storlab" validate nodes-3.yaml
 "$storlab" plan nodes-3.yaml --provider lxc --name "$lab" -o plan  # the preview stays in the work directory

@@ -9,18 +9,22 @@
 #                             incusd started by hand where systemd is not PID 1, and the
 #                             storage pool `storlab` (btrfs on a loop file where the kernel has
 #                             btrfs, else dir; STORLAB_INCUS_POOL_SIZE, default 60GiB)
-# (flags combine: --vm --class --incus)
+#   ci/setup-host.sh --web    also Debian's chromium and chromium-driver (the browser tests of
+#                             `storlab serve`; the service itself needs neither)
+# (flags combine: --vm --class --incus --web)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VM=0
 CLASS=0
 INCUS=0
+WEB=0
 for arg in "$@"; do
   case "$arg" in
     --vm) VM=1 ;;
     --class) CLASS=1 ;;
     --incus) INCUS=1 ;;
-    *) echo "setup-host.sh: unknown option $arg (use --vm, --class, --incus)" >&2; exit 2 ;;
+    --web) WEB=1 ;;
+    *) echo "setup-host.sh: unknown option $arg (use --vm, --class, --incus, --web)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
@@ -31,7 +35,8 @@ PKGS=(lxc mmdebstrap iproute2 nftables rsync openssh-client xfsprogs e2fsprogs u
       libvirt-daemon-driver-storage-iscsi-direct glusterfs-client qemu-utils
       libnfs-utils libiscsi-bin qemu-block-extra)
 [ "$VM" = 1 ] && PKGS+=(vagrant vagrant-libvirt qemu-system-x86 qemu-utils ovmf)
-[ "$CLASS" = 1 ] && PKGS+=(openssh-server openssl)  # openssl: a remote class's Incus client certificate
+[ "$CLASS" = 1 ] && PKGS+=(openssh-server openssl)
+[ "$WEB" = 1 ] && PKGS+=(chromium chromium-driver)  # openssl: a remote class's Incus client certificate
 # a KVM host whose kernel has an NFS client / iscsi_tcp wires netfs / iscsi pools itself
 # (validation reads the same facts); hosts without them (e.g. this project's CI) skip this
 modprobe -q nfs 2>/dev/null || true
@@ -78,7 +83,7 @@ fi
 # harness/ and storlab.egg-info cannot answer for an install
 here=$(pwd)
 command -v storlab >/dev/null && (cd / && python3 -c "
-import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy
+import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy, fastapi, uvicorn, multipart, selenium, httpx
 from harness.providers.capabilities import available
 assert available() and os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__))) == sys.argv[1]
 " "$here") 2>/dev/null \

@@ -24,7 +24,7 @@ vm_flag=(--vm)
 budget=${STORLAB_CI_BUDGET:-4500}
 target=${STORLAB_CI_TARGET:-2580}
 t0=$SECONDS
-bash ci/setup-host.sh --class --incus "${vm_flag[@]}" || exit 1
+bash ci/setup-host.sh --class --incus --web "${vm_flag[@]}" || exit 1
 trap 'storlab reap >/dev/null 2>&1; bash ci/stop-daemons.sh' EXIT
 echo "== host set up in $((SECONDS - t0))s; budget ${budget}s, target ${target}s"
 

@@ -4,6 +4,7 @@
                   [--class NAME --topology gluster-3 --warm N --seats N --lease 2h --provider P --trusted-students]
     storlab serve admin-token       a new admin token (the old one stops working)
     storlab serve links CLASS       a new instructor link and join link for CLASS (the old ones stop working)
+    storlab serve end CLASS         every lab of CLASS removed, its links revoked
 """
 
 from __future__ import annotations
@@ -100,6 +101,17 @@ def cmd_links(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_end(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.pool(args.klass)  # refuses a class that is not served
+    problems = Pools(store, paths.project_root() / "topologies").end(args.klass)
+    for p in problems:
+        print(f"  {p}")
+    print(f"class {args.klass}: " + ("ended: every lab removed, every link revoked" if not problems else
+                                     "NOT ended: see above (run it again)"))
+    return 0 if not problems else 1
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="the web service: warm pools of labs, student pages with terminals, "
                                      "a live instructor page (README: Serving a class from the web)")
@@ -129,3 +141,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     ln.add_argument("--state")
     ln.add_argument("--port", type=int, default=8080)
     ln.set_defaults(fn=cmd_links)
+    e = ssub.add_parser("end", help="end a served class: every lab removed, every link revoked")
+    e.add_argument("klass", metavar="CLASS")
+    e.add_argument("--state")
+    e.set_defaults(fn=cmd_end)

@@ -75,20 +75,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     state = tmp_path_factory.mktemp("serve")
     name = "wb" + secrets.token_hex(3)
     port = free_port()
-    log = (state / "serve.log").open("w")
-    proc = subprocess.Popen(["storlab", "serve", "--state", str(state / "records"), "--port", str(port),
-                             "--class", name, "--topology", "gluster-3", "--warm", "1", "--seats", "2",
-                             "--lease", "1h", "--trusted-students"], stdout=log, stderr=subprocess.STDOUT, text=True)
-    text = ""
-
-    def started() -> bool:
-        nonlocal text
-        text = (state / "serve.log").read_text()
-        assert proc.poll() is None, f"storlab serve exited:\n{text}"
-        return "storlab serve:" in text and "join:" in text
+    proc, text = start(state, name, port)
     served = None
     try:
-        wait_until(started, timeout=60, what="storlab serve started")
         served = Served(name=name, base=f"http://127.0.0.1:{port}", state=state / "records", proc=proc,
                         admin=re.search(r"admin token .*: (\S+)", text).group(1),  # type: ignore[union-attr]
                         instructor=re.search(r"instructor: (\S+)", text).group(1),  # type: ignore[union-attr]
@@ -97,13 +86,36 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                    what="the warm lab of the pool ready")
         yield served
     finally:
-        if served is not None and proc.poll() is None:
+        if served is not None and served.proc.poll() is None:
             r = served.api("DELETE", f"/api/classes/{name}")
             assert r.status_code == 200 and not r.json()["problems"], r.text
+        proc = served.proc if served is not None else proc
         proc.terminate()
         proc.wait(timeout=30)
         left = class_leftovers(name) + [lab for lab in list_labs() if lab.startswith(f"{name}-")]
         assert not left, f"left behind by the class: {left}"
+
+
+def start(state: Path, name: str, port: int) -> tuple[subprocess.Popen[str], str]:
+    """`storlab serve` serving class ``name`` (made at its first start); its output so far."""
+    log = state / "serve.log"
+    mark = log.stat().st_size if log.exists() else 0
+    with log.open("a") as out:
+        proc = subprocess.Popen(["storlab", "serve", "--state", str(state / "records"), "--port", str(port),
+                                 "--class", name, "--topology", "gluster-3", "--warm", "1", "--seats", "2",
+                                 "--lease", "1h", "--trusted-students"], stdout=out, stderr=subprocess.STDOUT, text=True)
+    text = ""
+
+    def started() -> bool:
+        nonlocal text
+        text = log.read_text()[mark:]
+        assert proc.poll() is None, f"storlab serve exited:\n{text}"
+        try:
+            return "storlab serve:" in text and httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(started, timeout=60, what="storlab serve answering")
+    return proc, text
 
 
 def browser() -> Any:
@@ -219,6 +231,18 @@ def test_check_fails_then_passes_after_the_fix(served: Served, instructor: Any, 
     wait_until(passed, timeout=180, interval=3, what="Check PASSED after the repair")
     shoot(student, "seat-passed")
     wait_until(lambda: "passed" in row(instructor, "s01"), timeout=20, what="the pass on the instructor's table")
+
+
+def test_a_restart_of_the_service_loses_nothing(served: Served, student: Any) -> None:
+    served.proc.terminate()
+    served.proc.wait(timeout=30)
+    served.proc, text = start(served.state.parent, served.name, int(served.base.rsplit(":", 1)[1]))
+    assert "served" in text  # the class is read back, not made again
+    student.refresh()  # the same cookie, the same seat, the same lab
+    wait_until(lambda: re.search(r"root@gluster1:~# $", term_text(student)), timeout=30, interval=0.1,
+               what="a shell prompt again after the service's restart")
+    seat = served.table()["rows"][0]
+    assert (seat["student"], seat["state"], seat["grade"]["passed"]) == ("Alice B", "claimed", True)
 
 
 def test_the_students_cookies_reach_their_seat_only(served: Served, student: Any) -> None:
