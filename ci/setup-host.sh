@@ -9,6 +9,9 @@
 #                             incusd started by hand where systemd is not PID 1, and the
 #                             storage pool `storlab` (btrfs on a loop file where the kernel has
 #                             btrfs, else dir; STORLAB_INCUS_POOL_SIZE, default 60GiB)
+#   ci/setup-host.sh --gfapi-fix  also preload ci/gfapi's fix of libgfapi 10.3's 10 s glfs_fini into a
+#                             libvirtd systemd runs (a drop-in); a libvirtd this script starts itself
+#                             gets it anyway (STORLAB_GFAPI_FIX=0: never)
 #   ci/setup-host.sh --web    also Debian's chromium and chromium-driver (the browser tests of
 #                             `storlab serve`; the service itself needs neither)
 # (flags combine: --vm --class --incus --web)
@@ -18,13 +21,15 @@ VM=0
 CLASS=0
 INCUS=0
 WEB=0
+GFAPI_FIX=0
 for arg in "$@"; do
   case "$arg" in
     --vm) VM=1 ;;
     --class) CLASS=1 ;;
     --incus) INCUS=1 ;;
     --web) WEB=1 ;;
-    *) echo "setup-host.sh: unknown option $arg (use --vm, --class, --incus, --web)" >&2; exit 2 ;;
+    --gfapi-fix) GFAPI_FIX=1 ;;
+    *) echo "setup-host.sh: unknown option $arg (use --vm, --class, --incus, --web, --gfapi-fix)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (it installs packages and starts libvirtd)" >&2; exit 1; }
@@ -78,6 +83,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   case " ${missing[*]} " in *" libvirt-daemon"*) new_storage_drivers=1 ;; esac
 fi
 
+# libgfapi 10.3's glfs_fini waits up to 10 s for a timer it cannot cancel (gluster#2606): every start or
+# refresh of a native gluster pool pays it in libvirtd. ci/gfapi/gfcancel.c cancels it; built against
+# the same version's headers, for 10.3 only (ci/gfapi/build.sh prints nothing elsewhere)
+gfapi_shim=""
+if [ "${STORLAB_GFAPI_FIX:-1}" != 0 ] && [[ "$(dpkg-query -W -f='${Version}' libglusterfs0 2>/dev/null)" == 10.3-* ]]; then
+  dev=()
+  for p in libglusterfs-dev liburcu-dev gcc; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || dev+=("$p"); done
+  if [ "${#dev[@]}" -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${dev[@]}" >>/var/log/storlab-apt.log 2>&1 || true
+  fi
+  gfapi_shim=$(bash ci/gfapi/build.sh 2>>/var/log/storlab-gfapi.log) || gfapi_shim=""
+fi
+
 # storlab must be installed from this checkout (not another one), with its provider entry points
 # (an older install lacks them) and its command; checked from / so that this directory's own
 # harness/ and storlab.egg-info cannot answer for an install
@@ -100,12 +118,30 @@ fi
 if [ "$(cat /proc/1/comm)" != systemd ]; then
   # record what we start, so ci/stop-daemons.sh stops exactly that
   if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; echo "virtlogd /run/virtlogd.pid" >> /run/storlab-daemons; fi
-  if ! { [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null; }; then
-    libvirtd -d; echo "libvirtd /run/libvirtd.pid" >> /run/storlab-daemons
+  running=0
+  [ -f /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null && running=1
+  if [ "$running" = 1 ] && [ -n "$gfapi_shim" ] && grep -qs "^libvirtd " /run/storlab-daemons \
+     && ! grep -qs libgfcancel "/proc/$(cat /run/libvirtd.pid)/maps"; then
+    # ours, started without the fix: once more with it (pools and domains outlive a libvirtd restart)
+    pid=$(cat /run/libvirtd.pid); kill "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    running=0
+  fi
+  if [ "$running" = 0 ]; then
+    if [ -n "$gfapi_shim" ]; then LD_PRELOAD=$gfapi_shim libvirtd -d; else libvirtd -d; fi
+    grep -qs "^libvirtd " /run/storlab-daemons || echo "libvirtd /run/libvirtd.pid" >> /run/storlab-daemons
   fi
 else
+  if [ "$GFAPI_FIX" = 1 ] && [ -n "$gfapi_shim" ]; then
+    mkdir -p /etc/systemd/system/libvirtd.service.d
+    printf '[Service]\nEnvironment=LD_PRELOAD=%s\n' "$gfapi_shim" > /etc/systemd/system/libvirtd.service.d/storlab-gfapi.conf
+    systemctl daemon-reload
+    systemctl restart libvirtd
+  fi
   systemctl start virtlogd libvirtd
 fi
+[ -n "$gfapi_shim" ] && pid=$(cat /run/libvirtd.pid 2>/dev/null) && grep -qs libgfcancel "/proc/$pid/maps" \
+  && echo "setup-host: libvirtd runs with $gfapi_shim (native gluster pools: no 10 s glfs_fini wait)"
 for _ in $(seq 100); do virsh -c qemu:///system pool-list >/dev/null 2>&1 && break; sleep 0.1; done
 virsh -c qemu:///system pool-list >/dev/null || { echo "setup-host: libvirtd does not answer" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "setup-host: /dev/fuse missing (gluster FUSE mounts need it)" >&2; exit 1; }
