@@ -101,8 +101,10 @@ def _taken_dir(path: str) -> bool:
     return p.exists() and (mounted(path) is not None or not p.is_dir() or any(p.iterdir()))
 
 
-#: pool types whose listing is slow: a gluster pool's refresh is a gfapi client whose glfs_fini
-#: waits 10 s (glusterfs 10); a revert skips it where the listing is the snapshot's already
+#: pool types whose listing is slow: a gluster pool's refresh is a gfapi client whose glfs_fini waits
+#: up to 10 s on glusterfs 10.3 and 11 for an rpc timer it cannot cancel (ci/gfapi/gfcancel.c, which
+#: ci/setup-host.sh preloads into its libvirtd, takes the wait away); a revert skips the refresh where
+#: the listing is the snapshot's already
 SLOW_LISTING = ("gluster",)
 
 
@@ -179,7 +181,7 @@ def _wire_on(lab: LabContext, uri: str, files: Path, host: str, listed: dict[str
                     pool = conn.storagePoolDefineXML(pool_xml(p, files, sh, adapter), 0)
                     _build(pool, p)
                 # starting a pool lists its volumes; a refresh on top would list them twice, and a
-                # gluster pool pays ~10 s for each listing (glfs_fini waits out gfapi's frames)
+                # gluster pool pays ~10 s for each listing without ci/gfapi's fix (glfs_fini's timer wait)
                 if pool.isActive() and p.type in SLOW_LISTING and sorted(pool.listVolumes()) == listed.get(p.name):
                     log.info(f"pool {p.name}: lists what it listed at the snapshot; not refreshed (a {p.type} "
                              "listing costs ~10 s)")

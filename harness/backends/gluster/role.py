@@ -82,8 +82,8 @@ def parse_volume_clients(text: str) -> dict[str, set[str]]:
 
 def parse_heal_count(text: str) -> dict[str, int | None]:
     """Brick -> pending entry count from ``gluster volume heal VOL statistics heal-count`` (None for
-    a brick with no answer). Unlike ``heal info`` (glfsheal, a gfapi client whose ``glfs_fini``
-    waits 10 s on glusterfs 10 while a brick is down), this asks the self-heal daemons through
+    a brick with no answer). Unlike ``heal info`` (glfsheal, a gfapi client, which took 10 s per
+    volume here on glusterfs 10 while a brick was down), this asks the self-heal daemons through
     glusterd and answers in well under a second with a node down."""
     out: dict[str, int | None] = {}
     brick = None
