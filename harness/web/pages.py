@@ -21,7 +21,9 @@ def render(template: str, **values: Any) -> str:
 def _inline(text: str) -> str:
     parts = re.split(r"(`[^`]+`)", text)
     return "".join(f"<code>{html.escape(p[1:-1])}</code>" if p.startswith("`") and p.endswith("`") and len(p) > 1
-                   else html.escape(p) for p in parts)
+                   else re.sub(r"\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*",  # **strong**, *emphasis* (escaped already)
+                               lambda m: f"<strong>{m[1]}</strong>" if m[1] else f"<em>{m[2]}</em>", html.escape(p))
+                   for p in parts)
 
 
 def markdown(text: str) -> Markup:

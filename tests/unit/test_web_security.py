@@ -146,6 +146,7 @@ def test_csrf_rule() -> None:
 
 
 def test_exercise_text_is_escaped() -> None:
+    assert str(pages.markdown("a *b* **c** *<i>*")) == "<p>a <em>b</em> <strong>c</strong> <em>&lt;i&gt;</em></p>"
     html = str(pages.markdown("# Title <b>\n\nSee `<script>alert(1)</script>` and <img src=x onerror=1>\n\n"
                               "- item <i>\n\n```\n<pre>\n```\n"))
     assert "<script>" not in html and "<img" not in html and "<i>" not in html
