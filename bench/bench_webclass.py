@@ -79,8 +79,11 @@ class Student:
                     buf += bytes(await asyncio.wait_for(ws.recv(), 60))  # type: ignore[arg-type]
                 t0 = time.monotonic()
                 await ws.send(json.dumps({"i": text}))
-                while until.encode() not in buf:
-                    buf += bytes(await asyncio.wait_for(ws.recv(), 120))  # type: ignore[arg-type]
+                try:
+                    while until.encode() not in buf:
+                        buf += bytes(await asyncio.wait_for(ws.recv(), 120))  # type: ignore[arg-type]
+                except TimeoutError:
+                    raise AssertionError(f"{self.name}: {until!r} not on the screen; last: {buf[-600:]!r}") from None
                 return time.monotonic() - t0
         return asyncio.run(go())
 
@@ -95,7 +98,7 @@ def one(svc: Service, join: str, name: str) -> dict[str, float]:
     s = Student(svc, join, name)
     failed, check_s = s.check()
     assert not failed, f"{name}: Check passed before the repair"
-    s.type(REPAIR, "\nFIXED")
+    s.type(REPAIR, "FIXED\r\n")
     passed, _ = s.check()
     assert passed, f"{name}: Check failed after the repair"
     reset_s = s.reset()

@@ -222,7 +222,7 @@ def test_check_fails_then_passes_after_the_fix(served: Served, instructor: Any, 
     # (FIX''ED: the terminal echoes what is typed; only the shell's output has FIXED)
     type_in(student, f"gluster --mode=script volume start {VOLUME} force; sleep 3; gluster volume heal {VOLUME};"
                      " echo FIX''ED\n")
-    wait_until(lambda: "\nFIXED" in term_text(student), timeout=120, what="the repair typed in the terminal")
+    wait_until(lambda: "FIXED\r\n" in term_text(student), timeout=120, what="the repair typed in the terminal")
 
     def passed() -> bool:
         student.find_element("id", "check").click()
