@@ -48,7 +48,9 @@ def create_app(store: Store, topologies: Path, secure: bool, start_pools: bool =
         pools.stop.set()
         await app.state.service.hub.close_all()
 
-    app = FastAPI(title="storlab serve", version="1", lifespan=lifespan,
+    # /docs is the service's own page (no script from a CDN: the pages' CSP allows none, and a lab
+    # host may have no internet); the OpenAPI document is /openapi.json
+    app = FastAPI(title="storlab serve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Labs on demand: warm pools of storage labs, student seats with browser terminals "
                               "and checks, a live instructor view. Tokens: admin (this host), instructor (one "
                               "class), seat (one lab); send `Authorization: Bearer TOKEN`.")
@@ -98,6 +100,10 @@ def _links(app: FastAPI) -> None:
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         return Response(status_code=204)
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(pages.render("docs.html", title="API", api=pages.api_reference(app.openapi())))
 
     @app.get("/api/health", tags=["service"], summary="The service answers")
     def health() -> dict[str, bool]:

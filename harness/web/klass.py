@@ -35,6 +35,9 @@ class NewClass(BaseModel):
     lease: str | None = Field(None, pattern=r"^[0-9.smhdw ]{1,20}$", description="how long a student keeps a seat")
     provider: str | None = Field(None, pattern=r"^[a-z]{1,20}$")
     trusted: bool = Field(False, description="students may be root on this host (else an isolating provider)")
+    remote: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(@[A-Za-z0-9_-]{1,63})?$",
+                               description="an Incus remote (REMOTE[@GROUP]): the labs go on its members")
+    budget: str | None = Field(None, pattern=r"^[A-Za-z0-9.=,:_-]{1,120}$", description="each lab's limits (Incus)")
 
 
 class Claim(BaseModel):
@@ -92,7 +95,7 @@ async def create_class(request: Request, body: NewClass) -> dict[str, Any]:
     seconds = lease.parse_duration(body.lease) if body.lease else None
     try:
         tokens = await run_in_threadpool(service(request).pools.create, body.name, body.topology, body.warm,
-                                         body.seats, seconds, body.provider, body.trusted)
+                                         body.seats, seconds, body.provider, body.trusted, body.remote, body.budget)
     except HarnessError as exc:
         audit(request, g, "create", body.name, f"refused: {exc}")
         raise HTTPException(409, str(exc)) from None

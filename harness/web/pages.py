@@ -68,3 +68,20 @@ def markdown(text: str) -> Markup:
         out.append("<pre><code>" + html.escape("\n".join(code)) + "</code></pre>")
     flush()
     return Markup("\n".join(out))
+
+
+def api_reference(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAPI document as rows for the /docs page: method, path, who may call it, what it does,
+    the body's fields."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    rows = []
+    for path, ops in spec.get("paths", {}).items():
+        for method, op in ops.items():
+            ref = (op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                   .get("$ref", ""))
+            body = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {}) if ref else {}
+            fields = [f"{k}: {v.get('type', 'string')}" + (f" ({v['description']})" if v.get("description") else "")
+                      for k, v in body.items()]
+            rows.append({"method": method.upper(), "path": path, "scope": (op.get("tags") or ["-"])[0],
+                         "summary": op.get("summary", ""), "fields": fields})
+    return rows

@@ -56,7 +56,8 @@ class Pools:
 
     # -- classes ----------------------------------------------------------------------------
     def create(self, name: str, topology: str, warm: int, max_seats: int, lease_seconds: float | None,
-               provider: str | None, trusted: bool) -> dict[str, str]:
+               provider: str | None, trusted: bool, remote: str | None = None,
+               budget: str | None = None) -> dict[str, str]:
         """A served class (refused before anything is made if it cannot be); its instructor and
         join tokens, returned once."""
         if not CLASS_RE.fullmatch(name):
@@ -67,9 +68,10 @@ class Pools:
             raise HarnessError(f"warm {warm}, seats {max_seats}: 0 <= warm <= seats <= {MAX_SEATS}")
         topo = topology_file(topology, self.topologies)
         # the whole class sized and its isolation checked now, as `class up` does; nothing made yet
-        classroom.check_capacity(str(topo), provider, max(1, warm), untrusted=not trusted)
+        classroom.check_capacity(str(topo), provider, max(1, warm), remote=remote, untrusted=not trusted)
         self.store.save_pool(Pool(name=name, topology=str(topo), warm=warm, max_seats=max_seats,
-                                  lease_seconds=lease_seconds, provider=provider, trusted=trusted))
+                                  lease_seconds=lease_seconds, provider=provider, trusted=trusted, remote=remote,
+                                  budget=budget))
         return {"instructor": self.store.mint("instructor", klass=name),
                 "join": self.store.mint("join", klass=name)}
 
@@ -215,7 +217,7 @@ class Pools:
             if not lab.is_up() or BASELINE not in lab.snapshots():  # a bring-up the service's stop cut short
                 lab.down()
         k = classroom.up(pool.topology, [seat], name, provider=pool.provider, parallel=1, progress=self.progress,
-                         trusted=pool.trusted)
+                         trusted=pool.trusted, remote=pool.remote, budget=pool.budget)
         if seat in k.failed:
             raise HarnessError(k.failed[seat])
         lab = k.lab(seat)

@@ -74,6 +74,9 @@ class Pool:
     lease_seconds: float | None = None
     provider: str | None = None
     trusted: bool = False
+    #: an Incus remote the labs go on (each whole on one member, placed by Incus) and each lab's limits
+    remote: str | None = None
+    budget: str | None = None
     created: float = field(default_factory=time.time)
     seats: dict[str, Seat] = field(default_factory=dict)
 

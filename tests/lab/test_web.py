@@ -212,6 +212,33 @@ def test_escapes_reach_the_node_not_the_services_ssh(served: Served, student: An
     wait_until(lambda: "STILL2" in term_text(student), timeout=20, what="the shell still there after ~.")
 
 
+def test_the_instructor_watches_read_only(served: Served, instructor: Any, student: Any) -> None:
+    instructor.find_element("css selector", "#row-s01 .act-watch").click()
+    alert = instructor.switch_to.alert
+    alert.send_keys("gluster1")
+    alert.accept()
+    type_in(student, "echo WATCH''ME\n")
+
+    def watched() -> str:
+        return str(instructor.execute_script(
+            "const r = document.querySelector('#watch-term .xterm-rows'); return r ? r.textContent : ''"))
+    wait_until(lambda: "WATCHME" in watched().replace("WATCH''ME", ""), timeout=20,
+               what="the student's output on the instructor's watch")
+    # what a watcher sends never reaches the student's shell (the page has no input; the service drops it)
+    cookies = {c["name"]: c["value"] for c in instructor.get_cookies()}
+
+    async def send() -> None:
+        url = served.base.replace("http", "ws") + f"/ws/watch/{served.name}/s01/gluster1"
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), "Origin": served.base}
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            await ws.send('{"i": "echo HACK\'\'ED\\r"}')
+            await asyncio.sleep(2)
+    asyncio.run(send())
+    type_in(student, "echo AFTER''WATCH\n")
+    wait_until(lambda: "AFTERWATCH\r\n" in term_text(student), timeout=20, what="the student's own echo")
+    assert "HACKED" not in term_text(student), "a watcher's keys reached the student's shell"
+
+
 def test_check_fails_then_passes_after_the_fix(served: Served, instructor: Any, student: Any) -> None:
     student.find_element("id", "check").click()
     wait_until(lambda: student.find_elements("id", "verdict"), timeout=120, what="the Check's verdict")

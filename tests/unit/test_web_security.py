@@ -93,6 +93,9 @@ def test_a_link_becomes_cookies_and_changes_need_the_csrf_header(client: TestCli
     assert client.post("/api/classes/cla/join-link", headers={"X-Storlab-CSRF": csrf}).status_code == 200
     assert client.get("/s/" + "x" * 43, follow_redirects=False).status_code == 401
     assert "frame-ancestors 'none'" in client.get("/").headers["content-security-policy"]
+    docs = client.get("/docs").text  # the service's own reference page: every API route on it, no CDN script
+    assert all(f"<code>{p}</code>" in docs for p in client.get("/openapi.json").json()["paths"])
+    assert "<script" not in docs
 
 
 def test_websockets_only_from_the_services_own_pages(client: TestClient, store: Store) -> None:
@@ -127,7 +130,9 @@ def test_bodies_rates_and_allow_lists(client: TestClient, store: Store) -> None:
                                                                               "content-type": "application/json"})
     assert big.status_code == 413
     for bad in ({"name": "../x", "topology": "gluster-3"}, {"name": "ok", "topology": "../../etc/passwd"},
-                {"name": "ok", "topology": "gluster-3", "warm": 1000}, {"name": "ok", "topology": "g; rm -rf /"}):
+                {"name": "ok", "topology": "gluster-3", "warm": 1000}, {"name": "ok", "topology": "g; rm -rf /"},
+                {"name": "ok", "topology": "gluster-3", "remote": "a b"}, {"name": "ok", "topology": "gluster-3",
+                                                                          "budget": "x;reboot"}):
         assert client.post("/api/classes", json=bad, headers=bearer(admin)).status_code == 422, bad
     assert client.post("/api/classes/cla/seats/s01/shell", headers=bearer(admin)).status_code == 404
     assert client.post("/api/classes/cla/seats/..%2f/reset", headers=bearer(admin)).status_code in (404, 422)
