@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from results import as_lines, record  # noqa: E402
 
 from harness.run import wait_until  # noqa: E402
-
+from harness.testing.browser import chromium, term_text  # noqa: E402
 
 
 class Service:
@@ -85,8 +85,7 @@ class Service:
 
 
 def claim_to_prompt(join: str, student: str) -> float:
-    from tests.lab.test_web import browser, term_text
-    d = browser()
+    d = chromium()
     try:
         d.get(join)
         d.find_element("id", "student").send_keys(student)

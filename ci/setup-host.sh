@@ -101,7 +101,7 @@ fi
 # harness/ and storlab.egg-info cannot answer for an install
 here=$(pwd)
 command -v storlab >/dev/null && (cd / && python3 -c "
-import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy, fastapi, uvicorn, multipart, selenium, httpx
+import os, sys, harness, libvirt, testinfra, vagrant, fabric, ruff, mypy, fastapi, uvicorn, python_multipart, selenium, httpx
 from harness.providers.capabilities import available
 assert available() and os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__))) == sys.argv[1]
 " "$here") 2>/dev/null \

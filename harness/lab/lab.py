@@ -20,7 +20,7 @@ from harness.lab.core import Step
 from harness.lab.lifecycle import BOOT_FACTOR
 from harness.lab.snapshots import BASELINE
 from harness.lab.state import LabState, SnapshotInfo, StateFile
-from harness.nodes.node import Node, on_each
+from harness.nodes.node import Node
 from harness.plan import planner as planmod
 from harness.plan.model import Plan
 from harness.plan.placement import place
@@ -133,15 +133,6 @@ class Lab:
     def authorize(self, public_key: str) -> None:
         """Let another key log in as root on every node from `up` on (harness.lab.access)."""
         self.access.authorize(public_key)
-
-    def replace_key(self, old: str | None, new: str) -> None:
-        """Authorize ``new`` in place of ``old`` on every node now, as on every node from `up` on. The
-        file is replaced whole over the node's own ssh (inside the node, not through its disk on this host)."""
-        self.access.replace(old, new)
-        keys = self.access.authorized_keys()
-        script = ("umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys.storlab && "
-                  "mv -f /root/.ssh/authorized_keys.storlab /root/.ssh/authorized_keys")
-        on_each(list(self.nodes.values()), lambda n: n.succeed(["sh", "-c", script], input=keys), "authorized keys")
 
     # -- lifecycle (harness.lab.lifecycle) ----------------------------------------------------
     def steps(self) -> list[Step]:

@@ -24,6 +24,7 @@ from types import TracebackType
 from harness import locks, log, paths
 from harness.errors import HarnessError
 from harness.lab.lab import BASELINE, Lab
+from harness.nodes.node import on_each
 from harness.run import succeed
 from harness.training import handout
 from harness.training.klass import Klass, lab_name
@@ -103,6 +104,17 @@ def student_key(k: Klass, student: str) -> Path:
         succeed(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"storlab-{k.name}-{student}", "-f", str(key)],
                 timeout=30)
     return key.with_suffix(".pub")
+
+
+def replace_key(lab: Lab, old: str | None, new: str) -> None:
+    """Authorize ``new`` in place of ``old`` on every node of ``lab`` now, as on every node from `up`
+    on (a seat handed to another student). The file is replaced whole over the node's own ssh
+    (inside the node, not through its disk on this host)."""
+    lab.access.replace(old, new)
+    keys = lab.access.authorized_keys()
+    script = ("umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys.storlab && "
+              "mv -f /root/.ssh/authorized_keys.storlab /root/.ssh/authorized_keys")
+    on_each(list(lab.nodes.values()), lambda n: n.succeed(["sh", "-c", script], input=keys), "authorized keys")
 
 
 def lab_up(k: Klass, student: str, topology: str, provider: str | None, expire: float | None, pub: Path,

@@ -26,7 +26,7 @@ from harness.lab.snapshots import BASELINE
 from harness.training import classroom, handout
 from harness.training import exercise as training
 from harness.training.klass import CLASS_RE, Klass, lab_name, list_classes
-from harness.training.students import student_key
+from harness.training.students import replace_key, student_key
 from harness.web.store import SEAT_RE, STUDENT_RE, Pool, Seat, Store
 
 #: a lab's own lease runs this long past its seat's: a backstop for `storlab reap` if the service is down
@@ -243,7 +243,7 @@ class Pools:
             if new_key:  # the last student's key (and handout) opens nothing from now on
                 pub.unlink(missing_ok=True)
                 pub.with_suffix("").unlink(missing_ok=True)
-            lab.replace_key(old, student_key(k, seat).read_text())
+            replace_key(lab, old, student_key(k, seat).read_text())
             if k.exercise:
                 training.load(k.exercise).break_lab(lab)
                 lab.save_state(exercise=k.exercise)

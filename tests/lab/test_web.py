@@ -27,13 +27,13 @@ import websockets
 
 from harness.lab.lab import list_labs
 from harness.run import wait_until
+from harness.testing.browser import CHROMIUM, DRIVER, chromium, term_text
 from harness.web.store import Store
 
 from .test_class import class_leftovers
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("STORLAB_ARTIFACTS", "artifacts")) / "web"
 EXERCISE = "gluster-brick-down"
 VOLUME = "kvmgluster"
@@ -118,19 +118,9 @@ def start(state: Path, name: str, port: int) -> tuple[subprocess.Popen[str], str
     return proc, text
 
 
-def browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=Service(DRIVER), options=opts)
-
-
 @pytest.fixture(scope="module")
 def instructor(served: Served) -> Iterator[Any]:
-    d = browser()
+    d = chromium()
     try:
         d.get(served.instructor)
         wait_until(lambda: d.find_elements("id", "row-s01"), timeout=30, what="the class table drawn")
@@ -142,7 +132,7 @@ def instructor(served: Served) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def student(served: Served) -> Iterator[Any]:
-    d = browser()
+    d = chromium()
     try:
         yield d
     finally:
@@ -158,10 +148,6 @@ def shoot(d: Any, what: str) -> None:
 def row(d: Any, seat: str) -> str:
     els = d.find_elements("id", f"row-{seat}")
     return str(els[0].text) if els else ""
-
-
-def term_text(d: Any) -> str:
-    return str(d.execute_script("const t = Object.values(window.storlabTerms || {})[0]; return t ? t.buffer : ''"))
 
 
 def type_in(d: Any, text: str) -> None:
