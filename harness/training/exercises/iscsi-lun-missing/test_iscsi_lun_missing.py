@@ -3,12 +3,10 @@ file brings every LUN back after a restart, and a new login as the KVM host's in
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
 from harness.backends.iscsi import planned
-from harness.backends.iscsi.chap import chap_password
+from harness.backends.iscsi.chaos import host_sees
 from harness.lab.lab import Lab
 from harness.nodes.node import Node
 
@@ -51,14 +49,7 @@ def test_the_config_file_brings_every_lun_back_after_a_restart(lab: Lab) -> None
 
 
 def test_a_new_login_as_the_host_initiator_sees_every_lun(lab: Lab) -> None:
-    pool = next(p for p in lab.plan.host.pools if p.backend == "iscsi" and p.initiator)
-    acl = next(a for a in planned(lab.plan).acls if a.initiator == pool.initiator)
-    env = dict(os.environ)
-    if acl.chap:  # libiscsi takes CHAP credentials from the environment, not argv
-        env.update(LIBISCSI_CHAP_USERNAME=acl.chap.username, LIBISCSI_CHAP_PASSWORD=chap_password(lab, acl))
-    portal = target(lab).address
-    r = subprocess.run(["iscsi-ls", "-s", "-i", acl.initiator, f"iscsi://{portal}"], capture_output=True, text=True,
-                       timeout=30, env=env, check=False)
-    seen = re.findall(r"Lun:(\d+)\s+Type:DIRECT_ACCESS", r.stdout)
-    assert len(seen) == len(wanted(lab)), (f"a new login to {portal} as {acl.initiator} sees {len(seen)} disk LUN(s), "
-                                           f"not {len(wanted(lab))}: {(r.stderr or r.stdout).strip()[-300:]}")
+    iscsi = planned(lab.plan)
+    seen = host_sees(lab, iscsi)  # libiscsi's iscsi-ls as the host's pool's IQN, CHAP in its environment
+    assert seen == set(wanted(lab)), (f"a new login to {iscsi.portal_addresses[0]} as the KVM host's initiator "
+                                      f"sees disk LUNs {sorted(seen)}, not {sorted(wanted(lab))}")
