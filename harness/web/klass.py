@@ -24,7 +24,7 @@ from harness.web.seat import pump
 from harness.web.store import SEAT_RE
 
 router = APIRouter()
-ACTIONS = ("reset", "release", "extend", "grade")
+ACTIONS = ("reset", "release", "extend", "grade", "solve")
 
 
 class NewClass(BaseModel):
@@ -173,8 +173,23 @@ async def apply_exercise(request: Request, name: str, body: ExerciseChoice) -> d
     return out
 
 
+@router.post("/api/classes/{name}/grade", tags=["class"], summary="Grade every claimed seat (the class's exercise)")
+async def grade_all(request: Request, name: str) -> dict[str, Any]:
+    g = need(request, "instructor", "admin", klass=_class(request, name))
+    pools = service(request).pools
+    seats = [s for s, st in service(request).store.pool(name).seats.items() if st.state == "claimed"]
+    out: dict[str, Any] = {}
+    for seat in seats:  # one after another: a Check runs the exercise's suite (pools.check bounds them too)
+        try:
+            out[seat] = await run_in_threadpool(pools.check, name, seat)
+        except HarnessError as exc:
+            out[seat] = {"error": str(exc)}
+    audit(request, g, "grade", name, f"{sum(1 for r in out.values() if r.get('passed'))} of {len(out)} passed")
+    return out
+
+
 @router.post("/api/classes/{name}/seats/{seat}/{action}", tags=["class"],
-             summary="reset | release | extend | grade one seat")
+             summary="reset | release | extend | grade | solve (the exercise's model solution) one seat")
 async def seat_action(request: Request, name: str, seat: str, action: str, body: Extend | None = None) -> dict[str, Any]:
     g = need(request, "instructor", "admin", klass=_class(request, name))
     if not SEAT_RE.fullmatch(seat) or action not in ACTIONS:
@@ -189,6 +204,8 @@ async def seat_action(request: Request, name: str, seat: str, action: str, body:
             out: dict[str, Any] = {"expires": expires}
         elif action == "grade":
             out = await run_in_threadpool(pools.check, name, seat)
+        elif action == "solve":
+            out = {"solved": await run_in_threadpool(pools.solve, name, seat)}
         else:
             await run_in_threadpool(pools.reset if action == "reset" else pools.release, name, seat)
             await service(request).hub.close_lab(lab_name(name, seat))

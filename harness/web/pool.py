@@ -6,7 +6,8 @@ Seats are the class's students in `storlab class` terms (s01, s02, ...: the lab 
 bring-up, reset, exercises, grading and removal are the class's own (training.classroom), so a
 served class is also an ordinary class for the CLI. Long work (bring-up, reset) runs in two
 worker threads (one builds, one resets: a reset never waits behind a bring-up); the capacity
-check of `class up` refuses a seat that does not fit, and the pool waits instead of failing.
+check of `class up` is asked before each seat is built, and a seat with no room waits and is tried
+again (RETRY_S) instead of failing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from harness.web.store import SEAT_RE, STUDENT_RE, Pool, Seat, Store
 #: a lab's own lease runs this long past its seat's: a backstop for `storlab reap` if the service is down
 LEASE_GRACE = 3600.0
 MAX_SEATS = 99
+#: a seat the host has no room for now is tried again this much later (s)
+RETRY_S = 30.0
+
+
+class NoRoom(HarnessError):
+    """The host (or remote) has no room for another lab now; the seat waits."""
 
 
 def topology_file(name: str, root: Path) -> Path:
@@ -51,6 +58,7 @@ class Pools:
         self.resets: queue.Queue[tuple[str, str, bool]] = queue.Queue()
         self.queued: set[tuple[str, str]] = set()
         self.health: dict[tuple[str, str], str] = {}
+        self.retry_at: dict[tuple[str, str], float] = {}
         self.grading = threading.Semaphore(2)
         self.stop = threading.Event()
 
@@ -176,6 +184,17 @@ class Pools:
             self._seat(pool, seat).grade = result
         return result
 
+    def solve(self, name: str, seat: str) -> str:
+        """The class's exercise's model solution on this seat's lab (the instructor shows the way)."""
+        k = Klass.load(name)
+        if not k.exercise:
+            raise HarnessError("no exercise is set for this class yet")
+        with self.store.editing(name) as pool:
+            if self._seat(pool, seat).state not in ("claimed", "ready"):
+                raise HarnessError(f"seat {seat} is {pool.seats[seat].state}")
+        classroom.solve(k, k.exercise, seat)
+        return k.exercise
+
     # -- the background work ----------------------------------------------------------------
     def kick(self) -> None:
         self.store.touch()
@@ -196,7 +215,8 @@ class Pools:
                     log.info(f"class {name}: seat {seat}'s lease ran out: released")
                     self.store.audit("service", "expire", f"{name}/{seat}", "released")
                     self.release(name, seat)
-                elif st.state == "building" and (name, seat) not in self.queued:
+                elif st.state == "building" and (name, seat) not in self.queued \
+                        and time.monotonic() >= self.retry_at.get((name, seat), 0):
                     self.queued.add((name, seat))
                     self.builds.put((name, seat))
                 elif st.state == "resetting" and (name, seat) not in self.queued:
@@ -211,6 +231,13 @@ class Pools:
 
     def _build(self, name: str, seat: str) -> None:
         pool = self.store.pool(name)
+        try:  # the host's room now, for one more lab: without it the seat waits, it does not fail
+            classroom.check_capacity(pool.topology, pool.provider, 1, remote=pool.remote, untrusted=not pool.trusted)
+        except HarnessError as exc:
+            self.retry_at[(name, seat)] = time.monotonic() + RETRY_S
+            with self.store.editing(name) as p:
+                p.seats[seat].error = f"waiting for room (again in {RETRY_S:.0f}s): {exc}"[:500]
+            raise NoRoom(str(exc)) from None
         k = Klass.load(name) if name in list_classes() else None
         if k is not None and lab_name(name, seat) in list_labs() and seat in k.labs():
             lab = k.labs()[seat]
@@ -266,6 +293,8 @@ class Pools:
             try:
                 fn(*job)
                 log.info(f"class {name}: seat {seat} {what} in {time.monotonic() - t0:.1f}s")
+            except NoRoom as exc:
+                log.info(f"class {name}: seat {seat} waits for room: {exc}")
             except Exception as exc:  # the seat is marked failed; the service goes on
                 log.info(f"class {name}: seat {seat}: {what} failed: {exc}")
                 try:

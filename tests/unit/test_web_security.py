@@ -197,3 +197,38 @@ def test_an_expired_seat_is_released(store: Store, tmp_path: Path, monkeypatch: 
         p.seats["s02"].expires = time.time() - 1
     pools.tick()
     assert "cla/s02" in released and "clb/s02" not in released
+
+
+def test_a_seat_with_no_room_waits_and_is_tried_again(store: Store, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import HarnessError
+    from harness.training import classroom
+    from harness.web import pool as poolmod
+
+    def no_room(*a: object, **kw: object) -> None:
+        raise HarnessError("class of 1 does not fit on this host: memory")
+    monkeypatch.setattr(classroom, "check_capacity", no_room)
+    monkeypatch.setattr(classroom, "up", lambda *a, **kw: pytest.fail("built with no room"))
+    pools = Pools(store, tmp_path)
+    with store.editing("cla") as p:
+        p.seats["s03"] = Seat(state="building")
+    pools.tick()
+    assert pools.builds.get_nowait() == ("cla", "s03")
+    with pytest.raises(poolmod.NoRoom):
+        pools._build("cla", "s03")
+    seat = store.pool("cla").seats["s03"]
+    assert seat.state == "building" and seat.error.startswith("waiting for room")
+    pools.queued.discard(("cla", "s03"))
+    pools.tick()  # not again before its retry time
+    assert pools.builds.empty()
+    pools.retry_at[("cla", "s03")] = 0
+    pools.tick()
+    assert pools.builds.get_nowait() == ("cla", "s03")
+
+
+def test_instructor_routes_for_solve_and_grade_are_scoped(client: TestClient, store: Store) -> None:
+    seat = store.mint("seat", klass="cla", seat="s02")
+    other = store.mint("instructor", klass="clb")
+    for path in ("/api/classes/cla/grade", "/api/classes/cla/seats/s02/solve"):
+        assert client.post(path, headers=bearer(seat)).status_code == 403
+        assert client.post(path, headers=bearer(other)).status_code == 403
