@@ -19,20 +19,21 @@ from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.lab.reap import reap
 from harness.providers import hostdisks, image
 from harness.providers.capabilities import parse_on
+from harness.spec import releases
 from harness.spec.topology import NAME_RE
 from harness.training import handout
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
     t = time.monotonic()
-    path = image.build(force=args.force)
+    path = image.build(force=args.force, release=args.release)
     print(f"golden image: {path} ({time.monotonic() - t:.1f}s)")
     return 0
 
 
 def cmd_image_list(args: argparse.Namespace) -> int:
     for img in image.list_images():
-        print(f"{img['key']}  {img['size']:>6}  {'current' if img['current'] == 'True' else 'old'}  {img['path']}")
+        print(f"{img['key']}  {img['size']:>6}  {img['release'] if img['current'] == 'True' else 'old':<9}  {img['path']}")
     return 0
 
 
@@ -209,6 +210,8 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     isub = p.add_subparsers(dest="image_cmd", required=True)
     b = isub.add_parser("build")
     b.add_argument("--force", action="store_true")
+    b.add_argument("--release", default=releases.DEFAULT, choices=list(releases.RELEASES),
+                   help=f"the Debian release (default {releases.DEFAULT})")
     b.set_defaults(fn=cmd_image_build)
     isub.add_parser("list").set_defaults(fn=cmd_image_list)
 

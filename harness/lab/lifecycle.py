@@ -37,7 +37,7 @@ def bridges(lab: LabCore) -> list[str]:
 def steps(lab: LabCore) -> list[Step]:
     def role(apply: Callable[[LabContext], None]) -> Callable[[], None]:
         return lambda: apply(lab)
-    out: list[Step] = [("image", lambda: _image()), ("nodes", lambda: _nodes(lab)), ("ready", lambda: _ready(lab))]
+    out: list[Step] = [("image", lambda: _image(lab)), ("nodes", lambda: _nodes(lab)), ("ready", lambda: _ready(lab))]
     out.append((f"role {base_role.NAME}", role(base_role.apply)))
     out += [(f"role {name}", role(apply)) for b in backends() if b.planned(lab.plan) is not None
             for name, apply in b.steps(lab.plan)]
@@ -50,8 +50,10 @@ def steps(lab: LabCore) -> list[Step]:
     return out
 
 
-def _image() -> None:
-    image.build()
+def _image(lab: LabCore) -> None:
+    """The golden image of every release the lab's nodes run (each cached by content)."""
+    for release in sorted({n.release for n in lab.plan.nodes}):
+        image.build(release=release)
 
 
 def _sync(lab: LabCore) -> None:

@@ -66,6 +66,7 @@ class NodePlan(Frozen):
     disks: tuple[DiskPlan, ...]
     object: str  # container/domain name
     kernel: str | None = None  # the kernel a VM node boots (harness.spec.kernels; None: the default)
+    release: str = "bookworm"  # the node's Debian release: its golden image (harness.spec.releases)
 
 
 class ChapPlan(Frozen):

@@ -189,6 +189,7 @@ def _nodes(topo: Topology, disk_devices: bool, networks: tuple[NetworkPlan, ...]
             address=addrs[networks[0].name], addresses=addrs,
             macs={net.name: paths.mac(lab, node.name, net.name) for net in networks},
             disks=disks, object=paths.obj_name(lab, node.name),
+            release=node.release or topo.release,
             # only where the topology picks one: a plan without it boots the default kernel
             **({"kernel": node.kernel} if node.kernel else {})))
     return tuple(placed)

@@ -110,6 +110,8 @@ class Capabilities:
     disk_budget: bool = False
     #: labs on engine remotes with budgets; None: this host only
     remotes: Remotes | None = None
+    #: the Debian releases it has golden images for (harness.spec.releases)
+    releases: tuple[str, ...] = ("bookworm",)
     #: the FAULTS its nodes can be given on any host
     faults: frozenset[str] = frozenset()
     #: FAULTS given only where the host kernel has a module (containers share it): fault -> module

@@ -1,6 +1,6 @@
-"""The offline golden image: one Debian 12 root filesystem built with mmdebstrap from the
-host's own Debian mirror, cached by content. LXC nodes use it as an overlay lower layer;
-the vagrant box is made from it (see providers/vagrant.py)."""
+"""The offline golden images: a Debian root filesystem per release (harness.spec.releases; Debian 12
+by default) built with mmdebstrap from the host's own Debian mirror, cached by content. LXC nodes
+use it as an overlay lower layer; the vagrant box is made from it (see providers/vagrant.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from harness import log, paths
 from harness import plugins as registry
 from harness.errors import HarnessError
 from harness.run import run
-from harness.spec import kernels
+from harness.spec import kernels, releases
 
 BUILDER_VERSION = "6"
-SUITE = "bookworm"
+SUITE = releases.DEFAULT  # the default release's suite (what a plan without `release:` runs)
 
 # Everything the core's roles use, baked in so that no node ever needs the network; each backend
 # adds its own (Backend.packages): see packages().
@@ -41,9 +41,13 @@ CORE_PACKAGES = [
 ]
 
 
-def packages() -> list[str]:
-    """The image's packages: the core's and every installed backend's, each once."""
-    return list(dict.fromkeys([*CORE_PACKAGES, *(p for b in registry.declared() for p in b.packages)]))
+def packages(release: str = SUITE) -> list[str]:
+    """The image's packages: the core's and every installed backend's, each once; the kernels the
+    release has (a kernel package one release has may not be another's)."""
+    kernel_pkgs = {k.package for k in kernels.KERNELS.values()}
+    core = [p for p in CORE_PACKAGES if p not in kernel_pkgs or p in releases.of(release).kernel_packages]
+    core += [p for p in releases.of(release).kernel_packages if p not in core]
+    return list(dict.fromkeys([*core, *(p for b in registry.declared() for p in b.packages)]))
 
 # Only an ed25519 host key: `ssh-keygen -A` also makes RSA-3072 and ECDSA keys, which took 52 s
 # of a VM's boot under TCG (measured with systemd-analyze blame).
@@ -83,7 +87,7 @@ _RELEASE = ('rm -f "$1/usr/sbin/policy-rc.d" "$1/usr/sbin/update-initramfs" && '
             'chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs')
 
 
-def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str, security: str) -> list[str]:
+def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str, security: str, suite: str = SUITE) -> list[str]:
     """One mmdebstrap run: the essential set, then every wanted package in a single apt call
     (debootstrap + a second apt run took 15-30 s longer here), with the release's security
     updates (and the kernels that come from there). The hooks are storlab's own text; nothing
@@ -91,9 +95,9 @@ def mmdebstrap_argv(wanted: list[str], root: Path, mirror: str, security: str) -
     return ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
             "--include=" + ",".join(["apt-utils", "ca-certificates", *wanted]),
             "--essential-hook=" + _HOLD, "--customize-hook=" + _RELEASE,
-            "--aptopt=Dpkg::Use-Pty \"0\"", SUITE, str(root),
-            f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main",
-            f"deb {security} {SUITE}-security main"]
+            "--aptopt=Dpkg::Use-Pty \"0\"", suite, str(root),
+            f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main",
+            f"deb {security} {suite}-security main"]
 
 
 def debian_mirrors() -> tuple[str, str]:
@@ -124,11 +128,11 @@ def debian_mirrors() -> tuple[str, str]:
     return main, security
 
 
-def content_key(wanted: list[str] | None = None) -> str:
+def content_key(wanted: list[str] | None = None, release: str = SUITE) -> str:
     """Cache key: the package list, suite and builder version (bump BUILDER_VERSION when
     the build or finalisation steps change what ends up in the image)."""
-    pk = sorted(wanted or packages())
-    blob = json.dumps({"packages": pk, "suite": SUITE, "builder": BUILDER_VERSION}).encode()
+    pk = sorted(wanted or packages(release))
+    blob = json.dumps({"packages": pk, "suite": releases.of(release).suite, "builder": BUILDER_VERSION}).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -163,10 +167,16 @@ def _chroot_mounts(root: Path) -> Iterator[None]:
             run(["umount", "-l", str(dst)], timeout=30)
 
 
-def build(force: bool = False) -> Path:
-    """Build the golden rootfs unless an identical one is cached; returns the image directory."""
-    wanted = packages()
-    key = content_key(wanted)
+def key_for(release: str) -> str:
+    """The content key of ``release``'s image."""
+    return content_key(packages(release), release)
+
+
+def build(force: bool = False, release: str = SUITE) -> Path:
+    """Build ``release``'s golden rootfs unless an identical one is cached; returns the image directory."""
+    wanted = packages(release)
+    key = content_key(wanted, release)
+    suite = releases.of(release).suite
     final = image_path(key)
     with _lock(paths.image_dir() / ".build.lock"):
         if (final / "complete").exists() and not force:
@@ -179,8 +189,8 @@ def build(force: bool = False) -> Path:
         work.mkdir(parents=True)
         root = work / "rootfs"
         mirror, security = debian_mirrors()
-        with log.step(f"image {key}: mmdebstrap {SUITE} (minbase + {len(wanted)} packages, one apt run) from {mirror}"):
-            res = run(mmdebstrap_argv(wanted, root, mirror, security), timeout=2400, env=BUILD_ENV)
+        with log.step(f"image {key}: mmdebstrap {suite} (minbase + {len(wanted)} packages, one apt run) from {mirror}"):
+            res = run(mmdebstrap_argv(wanted, root, mirror, security, suite), timeout=2400, env=BUILD_ENV)
             (work / "build.log").write_text(res.stdout + res.stderr)
             if not res.ok:
                 raise HarnessError(f"mmdebstrap failed (log: {work / 'build.log'}): {res.stderr[-800:]}")
@@ -233,6 +243,7 @@ def list_images() -> list[dict[str, str]]:
         for p in sorted(d.iterdir()):
             if (p / "complete").exists():
                 size = subprocess.run(["du", "-sh", str(p)], capture_output=True, text=True, timeout=60).stdout.split()
+                current = [r for r in releases.RELEASES if p.name == key_for(r)]
                 out.append({"key": p.name, "path": str(p), "size": size[0] if size else "?",
-                            "current": str(p.name == content_key())})
+                            "current": str(bool(current)), "release": ", ".join(current) or "-"})
     return out

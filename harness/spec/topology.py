@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from harness import plugins as registry
 from harness.providers.capabilities import available
-from harness.spec import kernels
+from harness.spec import kernels, releases
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 
@@ -173,6 +173,8 @@ class Node(Strict):
     kernel: Annotated[str, BeforeValidator(_quoted_kernel), AfterValidator(lambda v: _one_of(list(kernels.KERNELS), v))
                       ] | None = Field(None, description="the kernel a VM node boots, in quotes: " + "; ".join(
                           f"{name} ({k.about})" for name, k in kernels.KERNELS.items()) + f"; default {kernels.DEFAULT}")
+    release: Annotated[str, AfterValidator(lambda v: _one_of(list(releases.RELEASES), v))] | None = Field(
+        None, description="this node's Debian release, when it is not the lab's (mixed versions)")
 
 
 class Secret(Strict):
@@ -243,6 +245,9 @@ class Topology(Strict):
     lab: Name
     description: str = ""
     provider: str = Field("auto", description="auto, or an installed node provider (lxc, vagrant, ...)")
+    release: Annotated[str, AfterValidator(lambda v: _one_of(list(releases.RELEASES), v))] = Field(
+        releases.DEFAULT, description="the nodes' Debian release: " + "; ".join(
+            releases.about(r) for r in releases.RELEASES))
     networks: list[Network] = Field([Network(name="storage", cidr=None)], min_length=1)
     nodes: list[Node] = Field(min_length=1)
     host: Host = Host()

@@ -271,6 +271,12 @@ class _Rules(PoolRules):
                         self.add(("nodes", i, "roles"),
                                  f"{r} needs {role_kernel[r]}, which this host's kernel lacks ({caps.name} shares it)",
                                  f"use provider: {own}")
+        for path, rel in [(("release",), self.t.release)] + [(("nodes", i, "release"), n.release)
+                                                              for i, n in enumerate(self.t.nodes) if n.release]:
+            if rel not in caps.releases:
+                other = next((c.name for c in self.caps.values() if rel in c.releases), None)
+                self.add(path, f"the {caps.name} provider has no {rel} image yet (it has: {', '.join(caps.releases)})",
+                         f"use release: {caps.releases[0]}" + (f", or provider: {other}" if other else ""))
         if not self.facts.has(caps.tool):
             other = next((c.name for c in self.caps.values() if c is not caps and self.facts.has(c.tool)), None)
             self.add(("provider",), f"{caps.name} is not installed on this host ({caps.tool} not found)",

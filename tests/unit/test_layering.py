@@ -22,7 +22,8 @@ CHAOS = {"chaos.vocabulary", "chaos.schedule", "chaos.shrink", "chaos.ledger", "
          "chaos.availability", "chaos.report", "chaos.html", "chaos.qemuio", "chaos.support"}
 LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "plots", "spec.yamlload", "host.facts", "providers.capabilities",
-     "spec.kernels", "spec.topology", "plan.model", "testing.workload", "testing.browser", "testing.markers", "host.virt",
+     "spec.kernels", "spec.releases", "spec.topology", "plan.model", "testing.workload", "testing.browser", "testing.markers",
+     "host.virt",
      "backends.base",
      "lab.lease", "training.capacity", "lab.evidence", "providers.incus.client", "lab.state"} | INITS | CHAOS,
     {"spec.validate", "spec.pools"},

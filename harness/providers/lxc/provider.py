@@ -40,7 +40,7 @@ class LxcProvider(Provider):
         name="lxc", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="lxc-start", install_hint="run ci/setup-host.sh", fast=True,
         footprint=FOOTPRINT, disk_budget=True, faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE,
-        faults_refused=CONTAINER_FAULTS_REFUSED)
+        faults_refused=CONTAINER_FAULTS_REFUSED, releases=("bookworm", "trixie"))
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
@@ -139,9 +139,10 @@ class LxcProvider(Provider):
         (cdir / "config").write_text("\n".join(lines) + "\n")
 
     def create(self, public_key: str) -> None:
-        lower = image.rootfs()
-        if not (lower.parent / "complete").exists():
-            raise HarnessError(f"golden image missing at {lower.parent}; run `storlab image build`")
+        lowers = {r: image.rootfs(image.key_for(r)) for r in {n.release for n in self.plan.nodes}}
+        for release, lower in lowers.items():
+            if not (lower.parent / "complete").exists():
+                raise HarnessError(f"golden image of {release} missing at {lower.parent}; run `storlab image build`")
         if shutil.which("lxc-start") is None:
             raise HarnessError("lxc is not installed; run ci/setup-host.sh")
         links.make_bridges(self.plan)
@@ -151,7 +152,7 @@ class LxcProvider(Provider):
             silence.unsilence(t)
         for node in self.plan.nodes:
             if not self.is_running(node.name):
-                self._write_node(node, public_key, lower)
+                self._write_node(node, public_key, lowers[node.release])
         for node in self.plan.nodes:
             if not self.is_running(node.name):
                 self.start(node.name)

@@ -1,0 +1,57 @@
+"""Debian releases per lab and per node: the topology's `release:` (a node may override it),
+validated against what the provider has images for, carried into the plan, and one golden image
+per release whose key changes with the release (and not, for the default, from before releases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import TopologyError
+from harness.host.facts import PROFILES
+from harness.plan.planner import make_plan
+from harness.providers import image
+from harness.spec import releases
+from harness.spec.validate import validate_text
+
+LAB = """
+lab: rel
+provider: {provider}
+release: {release}
+networks: [{{name: storage}}]
+nodes:
+  - {{name: n1}}
+  - {{name: n2, release: bookworm}}
+"""
+
+
+def test_a_release_per_lab_and_per_node_reaches_the_plan() -> None:
+    topo, res = validate_text(LAB.format(provider="lxc", release="trixie"), PROFILES["ci"])
+    plan = make_plan(topo, res, "<test>.yaml", taken=set(), facts=PROFILES["ci"])
+    assert [(n.name, n.release) for n in plan.nodes] == [("n1", "trixie"), ("n2", "bookworm")]
+    topo, res = validate_text(LAB.format(provider="lxc", release="bookworm").replace("release: bookworm\n", "", 1),
+                              PROFILES["ci"])
+    assert topo.release == releases.DEFAULT
+
+
+@pytest.mark.parametrize(("provider", "release", "field", "says"), [
+    ("lxc", "sid", "release", "one of"),
+    ("vagrant", "trixie", "release", "the vagrant provider has no trixie image yet"),
+    ("incus", "trixie", "release", "the incus provider has no trixie image yet"),
+])
+def test_a_release_the_provider_has_no_image_for_is_refused(provider: str, release: str, field: str, says: str) -> None:
+    with pytest.raises(TopologyError) as exc:
+        validate_text(LAB.format(provider=provider, release=release), PROFILES["ci"])
+    text = str(exc.value)
+    assert f"<test>.yaml:4:1: {field}: " in text and says in text, text  # file, line, field, what is wrong
+    assert "fix: " in text
+
+
+def test_one_image_per_release() -> None:
+    assert image.key_for("bookworm") != image.key_for("trixie")
+    # the default release's key is what it was before releases (cached images stay valid)
+    assert image.key_for("bookworm") == image.content_key()
+    trixie = image.packages("trixie")
+    assert "linux-image-6.12-amd64" not in trixie and "linux-image-amd64" in trixie  # trixie's own kernel is 6.12
+    assert "linux-image-6.12-amd64" in image.packages("bookworm")
+    argv = image.mmdebstrap_argv(trixie, image.rootfs("k"), "http://m/debian", "http://m/debian-security", "trixie")
+    assert "trixie" in argv and "deb http://m/debian-security trixie-security main" in argv
