@@ -14,7 +14,7 @@ from typing import Any
 
 from harness import locks, log, paths
 from harness.errors import HarnessError
-from harness.lab import lease
+from harness.lab import lease, versions
 from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.lab.reap import reap
 from harness.providers import hostdisks, image
@@ -42,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     provider, remote = placement(args)
     lab = Lab.from_topology(args.topology, provider, name=args.name, remote=remote, budget=args.budget,
                             untrusted=args.untrusted, klass=args.for_class, disk_budget=args.disk_budget,
-                            cold_boot=args.cold_boot or None)
+                            cold_boot=args.cold_boot or None, release=args.release)
     for keyfile in args.authorize or []:
         lab.authorize(Path(keyfile).read_text())
     log.add_logfile(lab.logfile)
@@ -84,6 +84,9 @@ def placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cold-boot", action="store_true",
                    help="vagrant: boot every node (`vagrant up`) instead of restoring it from the saved state of the "
                         "booted box (the default; also STORLAB_COLD_BOOT=1)")
+    p.add_argument("--release", choices=list(releases.RELEASES),
+                   help="the lab's Debian release instead of the topology's (a node naming its own keeps it; "
+                        "also STORLAB_RELEASE)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -105,12 +108,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
     st = lab.state()
+    ver = versions.running(lab) if st.status == "up" else {}
     return {"lab": lab.name, "status": st.status or "?", "provider": lab.plan.provider, "where": lab.where(),
             "topology": lab.plan.topology, "created": st.created, "expires": st.expires,
             "expires_in": lease.remaining(st.expires),
             "snapshots": sorted(st.snapshots), "exercise": st.exercise,
             "disk_budget_mib": lab.plan.disk_budget_mib, "disk_used_mib": (hostdisks.budget_use(lab.dir) or (None,))[0],
-            "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles)}
+            "nodes": [{"name": n.name, "address": n.address, "running": n.is_up(), "roles": list(n.roles),
+                       "release": lab.plan.node(n.name).release, "versions": ver.get(n.name, {})}
                       for n in lab.nodes.values()]}
 
 
@@ -127,8 +132,13 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"snapshots: {', '.join(sorted(st.snapshots)) or '-'})")
         if (use := hostdisks.budget_use(lab.dir)) is not None:
             print(f"  disk budget: {use[0]} of {use[1]} MiB used")
+        ver = versions.running(lab) if st.status == "up" else {}
         for node in lab.nodes.values():
-            print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles)}")
+            v = ver.get(node.name, {})
+            what = " ".join(f"{k} {x}" for k, x in v.items() if k != "debian")
+            print(f"  {node.name:<14} {node.address:<16} {'running' if node.is_up() else 'stopped'}  {','.join(node.roles):<24} "
+                  f"{lab.plan.node(node.name).release}" + (f" ({v['debian']})" if v.get("debian") else "") +
+                  (f"  {what}" if what else ""))
     return 0
 
 

@@ -63,16 +63,17 @@ class Lab:
     def from_topology(cls, file: str, provider: str | None = None, facts: HostFacts | None = None,
                       name: str | None = None, remote: str | None = None, budget: str | None = None,
                       untrusted: bool = False, klass: str | None = None, disk_budget: str | None = None,
-                      cold_boot: bool | None = None) -> Lab:
+                      cold_boot: bool | None = None, release: str | None = None) -> Lab:
         """The lab a topology file describes; with ``name``, an instance of it under that name.
         ``remote`` and ``budget`` place it on an engine remote (`--on incus:REMOTE`) with limits
         (`--budget`); ``untrusted``: its users are not this host's admins (students, see trust.py);
         ``klass``: the id of the class making it; ``disk_budget``: what its data disks may really take
         of this host's disk (`--disk-budget 2G`); ``cold_boot``: VM nodes boot instead of being restored from
-        a saved state (None: STORLAB_COLD_BOOT=1 in the environment). A plan the provider cannot hold, or cannot hold
+        a saved state (None: STORLAB_COLD_BOOT=1 in the environment); ``release``: the lab's Debian release
+        instead of the file's (None: STORLAB_RELEASE, else the file's). A plan the provider cannot hold, or cannot hold
         for untrusted users, is refused before anything is written."""
         facts = facts or HostFacts.detect()
-        loaded = planmod.load_topology(file, facts, provider, name)
+        loaded = planmod.load_topology(file, facts, provider, name, release or os.environ.get("STORLAB_RELEASE") or None)
         locks.hold(loaded.topo.lab)  # before anything is written: a lab being built by another process is left alone
         with locks.allocation():  # subnets are chosen from what other labs' plans hold: one at a time
             plan = place(planmod.plan_for(loaded, facts), remote, budget, untrusted, klass, disk_budget)

@@ -313,10 +313,11 @@ class Loaded:
     instance_of: str | None = None
 
 
-def load_topology(file: str, facts: HostFacts, provider: str | None = None, name: str | None = None) -> Loaded:
-    """Read and validate a topology file. ``provider`` overrides the file's, validated as if it said
-    so; ``name`` makes the lab an instance of the file under that name (its own networks, nodes,
-    pools and paths), so that one topology can run as many labs at once."""
+def load_topology(file: str, facts: HostFacts, provider: str | None = None, name: str | None = None,
+                  release: str | None = None) -> Loaded:
+    """Read and validate a topology file. ``provider`` and ``release`` override the file's (a node
+    naming its own release keeps it), validated as if it said so; ``name`` makes the lab an instance
+    of the file under that name (its own networks, nodes, pools and paths): one topology, many labs."""
     if name is not None and not re.fullmatch(NAME_RE, name):
         raise HarnessError(f"--name {name!r}: a lab name is 1-31 lower-case letters, digits and '-', "
                            f"starting with a letter")
@@ -327,8 +328,7 @@ def load_topology(file: str, facts: HostFacts, provider: str | None = None, name
         existing = paths.lab_dir(lab) / "plan.json" if isinstance(lab, str) and re.fullmatch(NAME_RE, lab) else None
         if not provider and existing is not None and existing.exists():
             provider = Plan.load(existing).provider  # a resumed lab stays on the provider it was made on
-        if provider:
-            loc.data["provider"] = provider
+        loc.data.update({k: v for k, v in (("provider", provider), ("release", release)) if v})
         if name and name != loc.data.get("lab"):
             instance_of = str(loc.data.get("lab"))
             loc.data["lab"] = name

@@ -38,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--keep-lab", action="store_true", help="leave labs up after the session")
     g.addoption("--lab-provider", default=None,
                 help="force a node provider: lxc, vagrant, incus, or incus:REMOTE (an Incus remote or cluster)")
+    g.addoption("--lab-release", default=None,
+                help="the labs' Debian release instead of their topologies' (bookworm, trixie); also STORLAB_RELEASE")
     g.addoption("--lab-prefix", default=None,
                 help="run each topology as an instance named PREFIX-LAB (storlab up --name), so that several "
                      "sessions (CI jobs, students) share a host without sharing labs")
@@ -118,7 +120,8 @@ class LabManager:
             provider, remote = parse_on(provider)
         prefix = self.config.getoption("--lab-prefix")
         name = f"{prefix}-{lab_name_of(topology)}" if prefix else None
-        lab = Lab.from_topology(topology, provider, name=name, remote=remote)
+        lab = Lab.from_topology(topology, provider, name=name, remote=remote,
+                                release=self.config.getoption("--lab-release"))
         if lab.is_up():
             lab.access.write_ssh_config()
             log.add_logfile(lab.logfile)  # faults, restarts and their bounds go to the lab's log

@@ -41,7 +41,7 @@ LAYERS: list[set[str]] = [
     # the backends: everything about one backend in its package (harness/backends/NAME/...)
     {"nodes.roles", "nodes.roles.base", "nodes.roles.hypervisor", "host.pools", "backends"},
     # the lab: its parts (lifecycle, snapshots) under the facade (lab.lab) and reap over it
-    {"lab.lifecycle", "lab.snapshots", "lab.lab", "lab.reap"},
+    {"lab.lifecycle", "lab.snapshots", "lab.lab", "lab.reap", "lab.versions"},
     # a chaos run on a live lab: the verbs that apply faults to its nodes, the runner over them
     {"chaos.verbs", "chaos.runner"},
     # training: exercises on labs, and classes of student labs; matrices of labs

@@ -55,3 +55,9 @@ def test_one_image_per_release() -> None:
     assert "linux-image-6.12-amd64" in image.packages("bookworm")
     argv = image.mmdebstrap_argv(trixie, image.rootfs("k"), "http://m/debian", "http://m/debian-security", "trixie")
     assert "trixie" in argv and "deb http://m/debian-security trixie-security main" in argv
+
+
+def test_versions_read_on_a_node() -> None:
+    from harness.lab import versions
+    assert versions.parse("glusterfs-server=11.1-6\nglusterfs-client=\nbad line\n") == {"glusterfs-server": "11.1-6"}
+    assert "glusterfs-server" in versions.packages_for(["gluster"]) and "ceph-mon" not in versions.packages_for(["gluster"])

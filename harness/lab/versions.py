@@ -1,0 +1,42 @@
+"""What each node of a running lab really runs: its Debian release and the versions of the packages
+its roles' backends install, read on the node (dpkg), not taken from the plan: a node upgraded by
+hand, or half-way through a rolling upgrade, says what it has now."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from harness.backends.base import backends
+from harness.lab.lab import Lab
+from harness.nodes.node import Node, on_each
+
+
+def packages_for(roles: Iterable[str]) -> list[str]:
+    """The packages of the backends whose roles the node has (their daemons' versions)."""
+    mine = set(roles)
+    return list(dict.fromkeys(p for b in backends() if mine & set(b.roles) for p in b.packages))
+
+
+def parse(text: str) -> dict[str, str]:
+    """``PACKAGE=VERSION`` lines (dpkg-query's format below) -> {package: version}, installed ones only."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("=")
+        if sep and version.strip():
+            out[name.strip()] = version.strip()
+    return out
+
+
+def of_node(node: Node) -> dict[str, str]:
+    """{"debian": /etc/debian_version, package: version, ...} on ``node``."""
+    pkgs = packages_for(node.roles)
+    res = node.run(["sh", "-c", 'cat /etc/debian_version; dpkg-query -W -f "\\${Package}=\\${Version}\\n" "$@" 2>/dev/null',
+                    "sh", *pkgs], timeout=30)
+    first, _, rest = res.stdout.partition("\n")
+    return {"debian": first.strip(), **parse(rest)} if res.stdout else {}
+
+
+def running(lab: Lab) -> Mapping[str, dict[str, str]]:
+    """Every running node's versions (a stopped node has none to say)."""
+    up = [n for n in lab.nodes.values() if n.is_up()]
+    return dict(zip([n.name for n in up], on_each(up, of_node, "versions"), strict=True))
