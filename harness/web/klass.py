@@ -20,7 +20,7 @@ from harness.training import exercise as training
 from harness.training.klass import CLASS_RE, Klass, lab_name, list_classes
 from harness.web import pages
 from harness.web.context import audit, need, need_ws, service
-from harness.web.seat import pump
+from harness.web.seat import pump, same
 from harness.web.store import SEAT_RE
 
 router = APIRouter()
@@ -229,4 +229,4 @@ async def watch(ws: WebSocket, name: str, seat: str, node: str) -> None:
         return
     await ws.accept()
     audit(ws, g, "watch", f"{name}/{seat}/{node}", "opened")
-    await pump(ws, session, writable=False)
+    await pump(ws, session, writable=False, still=lambda: same(need_ws(ws, "instructor"), g))

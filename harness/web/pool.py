@@ -24,7 +24,7 @@ from harness.backends.base import backends
 from harness.errors import HarnessError
 from harness.lab.lab import Lab, list_labs
 from harness.lab.snapshots import BASELINE
-from harness.training import classroom, handout
+from harness.training import classroom, handout, jump
 from harness.training import exercise as training
 from harness.training.klass import CLASS_RE, Klass, lab_name, list_classes
 from harness.training.students import replace_key, student_key
@@ -72,6 +72,8 @@ class Pools:
             raise HarnessError(f"class name {name!r}: 1-12 lower-case letters and digits, starting with a letter")
         if name in self.store.pools() or name in list_classes():
             raise HarnessError(f"class {name} exists: pick another name")
+        if jump.sshd_pid() is None:  # every seat's handout goes through it: refused now, not per seat later
+            raise HarnessError("the jump sshd for student access is not running: run `bash ci/setup-host.sh --class`")
         if not 0 <= warm <= max_seats <= MAX_SEATS:
             raise HarnessError(f"warm {warm}, seats {max_seats}: 0 <= warm <= seats <= {MAX_SEATS}")
         topo = topology_file(topology, self.topologies)
@@ -128,9 +130,11 @@ class Pools:
         with self.store.editing(name) as pool:
             st = self._seat(pool, seat)
             st.student, st.claimed, st.expires, st.grade = None, None, None, None
-            rebuild = st.state == "failed"
-            st.state = "building" if rebuild else "resetting" if st.state in ("ready", "claimed") else st.state
-        if not rebuild:  # a failed seat is built again (a lab left half up is removed first)
+            if st.state == "failed":  # built again (a lab left half up is removed first)
+                st.state = "building"
+            reset = st.state in ("ready", "claimed")  # a seat being built or reset just goes on: free
+            st.state = "resetting" if reset else st.state
+        if reset:
             self._queue_reset(name, seat, True)
 
     def reset(self, name: str, seat: str) -> None:
@@ -274,7 +278,8 @@ class Pools:
             if k.exercise:
                 training.load(k.exercise).break_lab(lab)
                 lab.save_state(exercise=k.exercise)
-            lab.lease(None) if new_key else None
+            if new_key:  # back in the pool: no lease until the next claim
+                lab.lease(None)
         finally:
             locks.release(lab.name)
         handout.refresh_access(k)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -24,6 +24,8 @@ from harness.web.store import Grant, Pool
 
 router = APIRouter()
 MAX_INPUT = 16 * 1024
+#: how often an open terminal asks whether its token still opens its seat (s)
+WATCHDOG_S = 2.0
 
 
 def seat_view(pool: Pool, seat: str, health: str | None) -> dict[str, Any]:
@@ -122,12 +124,19 @@ async def terminal(ws: WebSocket, node: str) -> None:
     await ws.accept()
     audit(ws, g, "terminal", f"{g.klass}/{g.seat}/{node}", "opened")
     session = await svc.hub.open(lab.name, node, lab.access.ssh_config)
-    await pump(ws, session, writable=True, expires=g.expires)
+    await pump(ws, session, writable=True, still=lambda: same(need_ws(ws, "seat"), g))
     await svc.hub.leave(session)
 
 
-async def pump(ws: WebSocket, session: Any, writable: bool, expires: float | None = None) -> None:
-    """The session's output to the page, the page's keys (and size) to the session."""
+def same(now: Grant | None, first: Grant) -> bool:
+    """The token a websocket opened with still opens what it opened (an extended lease changes its expiry only)."""
+    return now is not None and (now.id, now.scope, now.klass, now.seat) == (first.id, first.scope, first.klass, first.seat)
+
+
+async def pump(ws: WebSocket, session: Any, writable: bool, still: Callable[[], bool]) -> None:
+    """The session's output to the page, the page's keys (and size) to the session, for as long as
+    ``still`` says the page's token is good: a seat released, reset or expired, a class ended or a
+    token revoked closes the terminal within WATCHDOG_S, whether the page types or not."""
     q = session.subscribe()
 
     async def out() -> None:
@@ -135,12 +144,14 @@ async def pump(ws: WebSocket, session: Any, writable: bool, expires: float | Non
             await ws.send_bytes(data)
         await ws.close(code=1000)
 
+    async def watchdog() -> None:
+        while still():
+            await asyncio.sleep(WATCHDOG_S)
+        await ws.close(code=1008, reason="this seat's token no longer opens it")
+
     async def inp() -> None:
         while True:
             msg = await ws.receive_text()
-            if expires is not None and time.time() >= expires:
-                await ws.close(code=1008)
-                return
             if not writable or len(msg) > MAX_INPUT:
                 continue
             with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -151,7 +162,7 @@ async def pump(ws: WebSocket, session: Any, writable: bool, expires: float | Non
                     cols, rows = int(m["r"][0]), int(m["r"][1])
                     if 1 <= cols <= 500 and 1 <= rows <= 200:
                         session.resize(cols, rows)
-    tasks = [asyncio.create_task(out()), asyncio.create_task(inp())]
+    tasks = [asyncio.create_task(out()), asyncio.create_task(inp()), asyncio.create_task(watchdog())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:

@@ -285,6 +285,17 @@ def test_the_students_cookies_reach_their_seat_only(served: Served, student: Any
     assert asyncio.run(refused("/ws/term/..%2f..%2fhost", served.base))  # not a node of the seat's lab
 
 
+def test_a_revoked_token_closes_the_open_terminal(served: Served, student: Any) -> None:
+    """Revoked in the service's records only (as a lease running out does, from the pool's thread):
+    the page's open terminal is closed within seconds, whether it types or not."""
+    token = student.get_cookie("sl_seat")["value"]
+    assert not student.execute_script("return document.getElementById('term-gluster1').dataset.closed")
+    Store(served.state).revoke(klass=served.name, seat="s01")
+    wait_until(lambda: student.execute_script("return document.getElementById('term-gluster1').dataset.closed"),
+               timeout=15, what="the student's terminal closed after the token was revoked")
+    assert served.api("GET", "/api/seat", token=token).status_code == 401
+
+
 def test_release_resets_the_seat_with_a_new_key(served: Served, instructor: Any, student: Any) -> None:
     from harness.training.klass import Klass
     k = Klass.load(served.name)
