@@ -106,9 +106,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def lab_summary(lab: Lab) -> dict[str, Any]:
+def lab_summary(lab: Lab, with_versions: bool = True) -> dict[str, Any]:
+    """The lab as `status --json` shows it; ``with_versions``: ask its running nodes (over ssh) what they run."""
     st = lab.state()
-    ver = versions.running(lab) if st.status == "up" else {}
+    ver = versions.running(lab) if with_versions and st.status == "up" else {}
     return {"lab": lab.name, "status": st.status or "?", "provider": lab.plan.provider, "where": lab.where(),
             "topology": lab.plan.topology, "created": st.created, "expires": st.expires,
             "expires_in": lease.remaining(st.expires),
@@ -145,7 +146,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     labs = [Lab.load(name) for name in list_labs()]
     if args.json:
-        print(json.dumps([{k: v for k, v in lab_summary(lab).items() if k != "nodes"} for lab in labs], indent=2))
+        print(json.dumps([{k: v for k, v in lab_summary(lab, with_versions=False).items() if k != "nodes"}
+                          for lab in labs], indent=2))
         return 0
     for lab in labs:
         st = lab.state()

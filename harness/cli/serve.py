@@ -32,11 +32,15 @@ def _base(args: argparse.Namespace, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{args.port}"
 
 
+def _print_links(base: str, tokens: dict[str, str]) -> None:
+    print(f"  instructor: {base}/i/{tokens['instructor']}")
+    print(f"  join:       {base}/j/{tokens['join']}   (students open it and name themselves)")
+
+
 def _links(store: Store, klass: str, base: str) -> None:
     store.revoke(scope="instructor", klass=klass)
     store.revoke(scope="join", klass=klass)
-    print(f"  instructor: {base}/i/{store.mint('instructor', klass=klass)}")
-    print(f"  join:       {base}/j/{store.mint('join', klass=klass)}   (students open it and name themselves)")
+    _print_links(base, {scope: store.mint(scope, klass=klass) for scope in ("instructor", "join")})
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -83,8 +87,7 @@ def _ensure_class(store: Store, args: argparse.Namespace, base: str) -> None:
     tokens = Pools(store, paths.project_root() / "topologies").create(
         args.klass, args.topology, args.warm, args.seats, seconds, args.provider, args.trusted_students)
     print(f"class {args.klass}: {args.topology}, {args.warm} labs kept ready, {args.seats} seats at most")
-    print(f"  instructor: {base}/i/{tokens['instructor']}")
-    print(f"  join:       {base}/j/{tokens['join']}   (students open it and name themselves)")
+    _print_links(base, tokens)
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:

@@ -22,11 +22,11 @@ from typing import Any
 from harness import locks, log
 from harness.backends.base import backends
 from harness.errors import HarnessError
-from harness.lab.lab import Lab, list_labs
+from harness.lab.lab import Lab
 from harness.lab.snapshots import BASELINE
 from harness.training import classroom, handout, jump
 from harness.training import exercise as training
-from harness.training.klass import CLASS_RE, Klass, lab_name, list_classes
+from harness.training.klass import CLASS_RE, Klass, list_classes
 from harness.training.students import replace_key, student_key
 from harness.web.store import SEAT_RE, STUDENT_RE, Pool, Seat, Store
 
@@ -47,6 +47,20 @@ def topology_file(name: str, root: Path) -> Path:
     if name not in allowed:
         raise HarnessError(f"topology {name!r}: one of {', '.join(sorted(allowed)) or 'none'}")
     return allowed[name].resolve()
+
+
+def _current(k: Klass) -> training.Exercise:
+    """The class's current exercise (HarnessError while none is set)."""
+    if not k.exercise:
+        raise HarnessError("no exercise is set for this class yet")
+    return training.load(k.exercise)
+
+
+def _apply_current(k: Klass, lab: Lab) -> None:
+    """The class's current exercise (if any) applied to a lab that joins the pool again (built or reset)."""
+    if k.exercise:
+        training.load(k.exercise).break_lab(lab)
+        lab.save_state(exercise=k.exercise)
 
 
 class Pools:
@@ -117,7 +131,7 @@ class Pools:
         token = self.store.mint("seat", klass=name, seat=seat, expires=expires)
         if seat in ready:
             self._lease(name, seat, expires)
-        self.kick()
+        self.store.touch()
         return seat, token
 
     def _lease(self, name: str, seat: str, expires: float | None) -> None:
@@ -177,9 +191,7 @@ class Pools:
     def check(self, name: str, seat: str) -> dict[str, Any]:
         """The class's exercise graded on this seat's lab only; what each check says."""
         k = Klass.load(name)
-        if not k.exercise:
-            raise HarnessError("no exercise is set for this class yet")
-        ex = training.load(k.exercise)
+        ex = _current(k)
         lab = k.lab(seat)
         with self.grading:
             g = training.grade(lab, ex, k.dir / "grades" / f"{seat}-{ex.name}.xml")
@@ -191,18 +203,14 @@ class Pools:
     def solve(self, name: str, seat: str) -> str:
         """The class's exercise's model solution on this seat's lab (the instructor shows the way)."""
         k = Klass.load(name)
-        if not k.exercise:
-            raise HarnessError("no exercise is set for this class yet")
+        exercise = _current(k).name
         with self.store.editing(name) as pool:
             if self._seat(pool, seat).state not in ("claimed", "ready"):
                 raise HarnessError(f"seat {seat} is {pool.seats[seat].state}")
-        classroom.solve(k, k.exercise, seat)
-        return k.exercise
+        classroom.solve(k, exercise, seat)
+        return exercise
 
     # -- the background work ----------------------------------------------------------------
-    def kick(self) -> None:
-        self.store.touch()
-
     def _queue_reset(self, name: str, seat: str, new_key: bool) -> None:
         if (name, seat) not in self.queued:
             self.queued.add((name, seat))
@@ -242,19 +250,15 @@ class Pools:
             with self.store.editing(name) as p:
                 p.seats[seat].error = f"waiting for room (again in {RETRY_S:.0f}s): {exc}"[:500]
             raise NoRoom(str(exc)) from None
-        k = Klass.load(name) if name in list_classes() else None
-        if k is not None and lab_name(name, seat) in list_labs() and seat in k.labs():
-            lab = k.labs()[seat]
-            if not lab.is_up() or BASELINE not in lab.snapshots():  # a bring-up the service's stop cut short
-                lab.down()
+        half = Klass.load(name).labs().get(seat) if name in list_classes() else None
+        if half is not None and (not half.is_up() or BASELINE not in half.snapshots()):
+            half.down()  # a bring-up the service's stop cut short
         k = classroom.up(pool.topology, [seat], name, provider=pool.provider, parallel=1, progress=self.progress,
                          trusted=pool.trusted, remote=pool.remote, budget=pool.budget)
         if seat in k.failed:
             raise HarnessError(k.failed[seat])
         lab = k.lab(seat)
-        if k.exercise:
-            training.load(k.exercise).break_lab(lab)
-            lab.save_state(exercise=k.exercise)
+        _apply_current(k, lab)
         locks.release(lab.name)
         with self.store.editing(name) as p:
             st = p.seats[seat]
@@ -275,9 +279,7 @@ class Pools:
                 pub.unlink(missing_ok=True)
                 pub.with_suffix("").unlink(missing_ok=True)
             replace_key(lab, old, student_key(k, seat).read_text())
-            if k.exercise:
-                training.load(k.exercise).break_lab(lab)
-                lab.save_state(exercise=k.exercise)
+            _apply_current(k, lab)
             if new_key:  # back in the pool: no lease until the next claim
                 lab.lease(None)
         finally:
@@ -333,11 +335,9 @@ class Pools:
         try:
             lab = self.lab(name, seat)
             for b in backends():
-                support = b.chaos()
-                if getattr(lab.plan, b.name, None) is not None and support is not None:
-                    why = support.health(lab)
-                    if why:
-                        return f"{b.name}: waiting for {why}"
+                support = b.chaos() if b.planned(lab.plan) is not None else None
+                if support is not None and (why := support.health(lab)):
+                    return f"{b.name}: waiting for {why}"
             return "ok"
         except Exception as exc:  # shown on the instructor's table, not raised
             return f"unknown: {str(exc)[:120]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,14 @@ MAX_INPUT = 16 * 1024
 WATCHDOG_S = 2.0
 
 
+@functools.lru_cache(maxsize=64)
+def exercise_text(exercise: str | None) -> tuple[str, str]:
+    """An exercise's text and its HTML, read and rendered once per exercise (every seat page asks
+    every 2 s; loading an exercise runs its module)."""
+    text = training.load(exercise).text if exercise else "No exercise yet: your instructor will set one."
+    return text, str(pages.markdown(text))
+
+
 def seat_view(pool: Pool, seat: str, health: str | None) -> dict[str, Any]:
     st = pool.seats[seat]
     k = Klass.load(pool.name)
@@ -36,10 +45,9 @@ def seat_view(pool: Pool, seat: str, health: str | None) -> dict[str, Any]:
     if st.state in ("ready", "claimed", "resetting") and seat in k.students:
         with contextlib.suppress(HarnessError):
             nodes = [n.name for n in k.lab(seat).plan.nodes]
-    text = training.load(exercise).text if exercise else "No exercise yet: your instructor will set one."
+    text, text_html = exercise_text(exercise)
     return {"class": pool.name, "seat": seat, "lab": lab_name(pool.name, seat), "state": st.state,
-            "student": st.student, "nodes": nodes, "exercise": exercise, "text": text,
-            "text_html": str(pages.markdown(text)),
+            "student": st.student, "nodes": nodes, "exercise": exercise, "text": text, "text_html": text_html,
             "expires": st.expires, "time_left": lease.remaining(st.expires) if st.expires else "no limit",
             "grade": st.grade, "health": health, "error": st.error}
 
