@@ -32,11 +32,8 @@ def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
     paths.private_dir(diskdir)  # what nodes write there is theirs alone
     img = image(diskdir, node, d)
     if not img.exists():
-        with open(img, "wb") as fh:
-            fh.truncate(d.size)
-        if d.filesystem != "none":
-            mkfs = ["mkfs.xfs", "-q", "-f"] if d.filesystem == "xfs" else ["mkfs.ext4", "-q", "-F"]
-            succeed([*mkfs, str(img)], timeout=120)
+        mkfs = {"xfs": ["mkfs.xfs", "-q", "-f"], "none": []}.get(d.filesystem, ["mkfs.ext4", "-q", "-F"])
+        _make(img, d.size, mkfs)
     if d.filesystem == "none":
         return img  # a raw disk: the backing file itself appears in the node (tgt, BlueStore use files too)
     if not d.mount:
@@ -47,6 +44,19 @@ def prepare(diskdir: Path, node: NodePlan, d: DiskPlan) -> Path | None:
         # what a node writes there is the node's: never a setuid program or a device for this host
         succeed(["mount", "-o", "loop,nosuid,nodev", str(img), str(mnt)], timeout=60)
     return mnt
+
+
+def _make(img: Path, size: int, mkfs: list[str]) -> None:
+    """A sparse image of ``size`` bytes formatted by ``mkfs`` (none: raw), made under another name
+    and renamed once formatted: an `up` killed half-way leaves a partial file the next `up` makes
+    again, never an image without its filesystem (which the next mount would refuse)."""
+    part = img.with_name(img.name + ".part")
+    part.unlink(missing_ok=True)
+    with open(part, "wb") as fh:
+        fh.truncate(size)
+    if mkfs:
+        succeed([*mkfs, str(part)], timeout=120)
+    part.rename(img)
 
 
 def budget_image(labdir: Path) -> Path:
@@ -64,10 +74,7 @@ def hold_in_budget(labdir: Path, diskdir: Path, mib: int) -> None:
     if not img.exists():
         if diskdir.exists() and any(diskdir.iterdir()):  # placement refuses a new budget for an existing lab
             raise HarnessError(f"{diskdir} holds disks made without a budget: `storlab down` the lab first")
-        with open(img, "wb") as fh:
-            fh.truncate(mib * 2**20)
-        succeed(["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget", str(img)],
-                timeout=120)
+        _make(img, mib * 2**20, ["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget"])
     paths.private_dir(diskdir)
     if not os.path.ismount(diskdir):
         succeed(["mount", "-o", "loop,nosuid,nodev,noexec", str(img), str(diskdir)], timeout=60)

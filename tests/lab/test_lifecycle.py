@@ -74,8 +74,10 @@ def incus_traces(lab: str) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def clean_slate() -> Any:
+    """Each test starts without the lab and leaves none, whether it passed or not (a failed
+    test must not fail the next one with `lab exists with provider ...`)."""
     if (paths.lab_dir("nodes3") / "plan.json").exists():
         storlab("down", "nodes3")
     yield

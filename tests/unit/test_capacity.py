@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import paths
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES
+from harness.plan.model import DiskPlan
 from harness.plan.placement import BUDGET_MARGIN_MIB, FS_FOOTPRINT_MIB, check_disk_budget, disk_budget_mib, disk_floor_mib, place
 from harness.plan.planner import load_plan
 from harness.providers import hostdisks
@@ -129,7 +131,8 @@ def test_hold_in_budget_makes_a_filesystem_of_the_budget_and_mounts_it_on_the_di
     hostdisks.hold_in_budget(lab, disks, 300)
     img = lab / "disks.budget"
     assert img.stat().st_size == 300 * 2**20 and img.stat().st_blocks == 0  # sparse: nothing taken yet
-    assert calls == [["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget", str(img)],
+    assert calls == [["mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-J", "size=4", "-L", "storlab-budget",
+                      str(img) + ".part"],
                      ["mount", "-o", "loop,nosuid,nodev,noexec", str(img), str(disks)]]
     assert oct(disks.stat().st_mode & 0o777) == "0o700"
     mounted.add(str(disks))
@@ -140,6 +143,31 @@ def test_hold_in_budget_makes_a_filesystem_of_the_budget_and_mounts_it_on_the_di
     (other / "disks" / "n1-d.img").write_bytes(b"")
     with pytest.raises(HarnessError, match="holds disks made without a budget"):
         hostdisks.hold_in_budget(other, other / "disks", 300)
+
+
+def test_a_disk_image_whose_making_was_interrupted_is_made_again_not_mounted_unformatted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `up` killed while mkfs ran (CI saw it: the next `up` failed with `mount: wrong fs type`)."""
+    calls: list[list[str]] = []
+
+    def killed(argv: list[str], timeout: float = 0) -> str:
+        raise KeyboardInterrupt  # what the process sees of the kill, as far as files go: it stops here
+
+    def succeed(argv: list[str], timeout: float = 0) -> str:
+        calls.append(list(argv))
+        return ""
+    disk = DiskPlan(name="data", size=2**30, filesystem="xfs", mount="/data", device=None, image="")
+    node = SimpleNamespace(name="n1")  # only its name is read
+    img = hostdisks.image(tmp_path, node, disk)  # type: ignore[arg-type]
+    monkeypatch.setattr(hostdisks, "succeed", killed)
+    with pytest.raises(KeyboardInterrupt):
+        hostdisks.prepare(tmp_path, node, disk)  # type: ignore[arg-type]
+    assert not img.exists()
+    monkeypatch.setattr(hostdisks, "succeed", succeed)
+    monkeypatch.setattr(os.path, "ismount", lambda p: False)
+    hostdisks.prepare(tmp_path, node, disk)  # type: ignore[arg-type]
+    assert calls[0] == ["mkfs.xfs", "-q", "-f", f"{img}.part"] and calls[1][0] == "mount"
+    assert img.exists() and not img.with_name(img.name + ".part").exists()
 
 
 def test_place_records_the_disk_budget_and_an_existing_lab_keeps_its_own(tmp_path: Path,
