@@ -7,8 +7,10 @@ filesystems mounted on the host and bound into the container.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -275,14 +277,18 @@ class LxcProvider(Provider):
 
         names = {n.name for n in self.plan.nodes} | self._containers_on_disk()
         self._undo_interrupted_snapshot(names)
-        for node in sorted(names):
-            cdir = self.lxcpath / self.cname(node)
-            if cdir.exists() and owner_of(cdir) == self.lab:  # same name, another lab's: not ours to stop
-                def stop(node: str = node, cdir: Path = cdir) -> None:
-                    if self.is_running(node):
-                        self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
-                    shutil.rmtree(cdir)
-                attempt(f"container {self.cname(node)}", stop)
+
+        def stop(node: str, cdir: Path) -> None:
+            if self.is_running(node):
+                self._lxc("lxc-stop", node, "-k", timeout=60, check=True)
+            shutil.rmtree(cdir)
+        ours = [(node, cdir) for node in sorted(names)
+                if (cdir := self.lxcpath / self.cname(node)).exists()
+                and owner_of(cdir) == self.lab]  # same name, another lab's: not ours to stop
+        # stopped at once (lxc-stop -k takes 0.6 s a container here, most of it waiting for the kill)
+        with ThreadPoolExecutor(max_workers=max(1, len(ours)), thread_name_prefix="storlab-stop") as pool:
+            for node, cdir in ours:
+                pool.submit(attempt, f"container {self.cname(node)}", functools.partial(stop, node, cdir))
         for mnt in hostdisks.mounts_under(self.labdir):
             attempt(f"mount {mnt}", lambda mnt=mnt: succeed(["umount", mnt], timeout=60))
         for loop in hostdisks.loops_of(self.diskdir):
