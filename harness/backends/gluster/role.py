@@ -105,7 +105,16 @@ def brick_spec(lab: LabContext, brick: str) -> str:
     return f"{lab.node(node).address}:{path}"
 
 
+#: glusterd runs this geo-replication helper at every start unless it is missing, as on distributions
+#: that ship geo-replication in a package of its own ("geo-replication module not installed"): it
+#: starts Python 13 times to rewrite its template config, 14.6 s of glusterd's 15.3 s start on a
+#: TCG VM (0.7 s without). No storlab backend uses geo-replication; the diversion says so on the node.
+NO_GSYNCD = ('for p in /usr/lib/*/glusterfs/gsyncd; do if [ -e "$p" ]; then '
+             'dpkg-divert --local --rename --divert "$p.storlab-off" --add "$p" >/dev/null || exit 1; fi; done')
+
+
 def start_glusterd(node: NodeView) -> None:
+    node.succeed(["sh", "-c", NO_GSYNCD], timeout=60)
     node.enable_units(["glusterd.service"], timeout=60)
 
 
