@@ -31,6 +31,7 @@ from results import as_lines, record  # noqa: E402
 
 from harness import log  # noqa: E402
 from harness.backends.gluster import planned  # noqa: E402
+from harness.backends.gluster.role import NO_GSYNCD  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
 from harness.nodes.node import Node, on_each  # noqa: E402
 from harness.plugins import provider_names  # noqa: E402
@@ -70,7 +71,9 @@ def floor(provider: str, name: str) -> tuple[float, float, float]:
                 if d.device and d.mount:
                     node.succeed(["sh", "-c", f"mountpoint -q {d.mount} || (mkfs.xfs -q -f {d.device} && "
                                               f"mkdir -p {d.mount} && mount {d.device} {d.mount})"])
-            node.succeed(["sh", "-c", "systemctl unmask -q glusterd && systemctl start glusterd && mkdir -p " + " ".join(bricks)])
+            # the same glusterd as the role's: without geo-replication's helper (gluster.role.NO_GSYNCD)
+            node.succeed(["sh", "-c", NO_GSYNCD + " && systemctl unmask -q glusterd && systemctl start glusterd && "
+                                      "mkdir -p " + " ".join(bricks)])
         on_each(members, glusterd, "glusterd by hand")
         first = members[0]
         for other in members[1:]:
