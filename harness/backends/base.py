@@ -33,6 +33,7 @@ from harness.host.facts import HostFacts
 from harness.plan.model import HostPoolPlan, NetworkPlan, NodePlan, Plan
 from harness.run import CommandResult
 from harness.spec.topology import Node, Pool, Topology
+from harness.upgrade.support import UpgradeSupport
 
 S = TypeVar("S", bound=BaseModel)  # the topology section
 P = TypeVar("P", bound=BaseModel)  # the plan section
@@ -346,6 +347,10 @@ class Backend(Generic[S, P, PP]):
 
     def chaos(self) -> ChaosSupport | None:
         """What a chaos run of a lab with this backend uses (harness.chaos.support); None: not offered."""
+        return None
+
+    def upgrade(self) -> UpgradeSupport | None:
+        """What `storlab upgrade` uses (harness.upgrade.support); None: the backend has no upgrade path."""
         return None
 
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:

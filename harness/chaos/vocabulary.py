@@ -106,6 +106,8 @@ KINDS: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
 UNDRAWN: Mapping[str, FaultKind] = {k.name: k for k in (
     FaultKind("reconfigure", "", Target.BACKEND, (0.1, 3600), False, backend="matrix",
               verb="a matrix's next cell's settings applied to the live lab (Backend.reconfigure)"),
+    FaultKind("upgrade", "", Target.BACKEND, (0.1, 7200), False, backend="upgrade",
+              verb="the lab's backends taken to another release, server by server (storlab upgrade)"),
 )}
 
 

@@ -15,6 +15,7 @@ from harness.cli import lab as lab_cli
 from harness.cli import matrix as matrix_cli
 from harness.cli import serve as serve_cli
 from harness.cli import training as training_cli
+from harness.cli import upgrade as upgrade_cli
 from harness.errors import HarnessError, TopologyError
 from harness.host.facts import PROFILES, HostFacts
 from harness.plan import planner as planmod
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix_cli.add_commands(sub)
     chaos_cli.add_commands(sub)
     serve_cli.add_commands(sub)
+    upgrade_cli.add_commands(sub)
     return ap
 
 

@@ -4,6 +4,7 @@ on its FUSE mount. Everything about Gluster is in this package:
 - schema.py  the topology's gluster: section (volumes, bricks, options)
 - rules.py   what validation checks of it (bricks on gluster nodes, replica sets across nodes)
 - plan.py    its section of the plan (auth.allow: lab resolved to the lab network)
+- upgrade.py its rolling and offline upgrade (gates, op-version, the 10 -> 11 checksum problem)
 - role.py    bringing it up on the nodes (glusterd, trusted pool, volumes), the parsers of the
              gluster CLI's --xml, health checks and the backend's faults (a brick killed)
 - this file  the Backend that ties them together, and the host-pool wiring (FUSE mount)
@@ -23,6 +24,7 @@ from harness.backends.gluster import plan, role, rules
 from harness.backends.gluster.chaos import GlusterChaos
 from harness.backends.gluster.plan import GlusterHostPool, GlusterPlan, of
 from harness.backends.gluster.schema import Gluster
+from harness.backends.gluster.upgrade import GlusterUpgrade
 from harness.errors import CleanupReport, HarnessError
 from harness.host.facts import mount_at, mounted
 from harness.plan.model import Plan, need
@@ -103,6 +105,9 @@ class GlusterBackend(Backend[Gluster, GlusterPlan, GlusterHostPool]):
 
     def chaos(self) -> GlusterChaos:
         return GlusterChaos()
+
+    def upgrade(self) -> GlusterUpgrade:
+        return GlusterUpgrade()
 
     def evidence(self, roles: tuple[str, ...]) -> list[list[str]]:
         if "gluster" not in roles:

@@ -1,0 +1,201 @@
+"""`storlab upgrade LAB --to RELEASE`: a running lab's backends taken to another Debian release's
+versions, the way their operators do it. Per backend (Backend.upgrade): its gate holds first; then
+one server at a time, the bundle of packages (harness.upgrade.bundle: fetched on this host, nodes
+reach nothing outside) copied in before the server stops, its daemons stopped, the packages
+installed from that local repository (no service starts while dpkg runs), its daemons started, and
+the gate awaited before the next server; once all run the new version, the backend's finish (e.g.
+Gluster's op-version). ``offline``: every server stopped, upgraded and started together.
+``pause_after``: stop after that node, leaving a mixed-version lab for tests (teuthology's
+stress-split). Each step says which node, what and how long; a gate that does not open says why
+(and a known cause), the lab's evidence is collected, and the lab is left as it is for a look."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from harness import log
+from harness.backends.base import backends
+from harness.errors import HarnessError, WaitTimeout
+from harness.lab import evidence, versions
+from harness.lab.lab import Lab
+from harness.nodes.node import Node, on_each
+from harness.run import wait_until
+from harness.spec import releases
+from harness.upgrade import bundle
+from harness.upgrade.support import UpgradeSupport
+
+#: where a bundle is unpacked on a node, and the apt source list naming it
+REPO = "/var/cache/storlab-upgrade"
+SOURCES = "/etc/apt/storlab-upgrade.list"
+#: seconds a gate waits before a known cause (UpgradeSupport.diagnose) ends the wait
+KNOWN_AFTER = 20.0
+APT = (f"-oDir::Etc::sourcelist={SOURCES}", "-oDir::Etc::sourceparts=-", "-oAPT::Get::List-Cleanup=0")
+
+
+@dataclass
+class NodeStep:
+    node: str
+    backend: str
+    before: dict[str, str]
+    after: dict[str, str]
+    seconds: float  # from stop to started
+    gate_s: float  # the gate's wait after it
+
+
+@dataclass
+class Report:
+    lab: str
+    to: str
+    offline: bool
+    steps: list[NodeStep] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    paused_after: str | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"{s.node} ({s.backend}): {_changes(s.before, s.after)}; down {s.seconds:.1f}s, gate {s.gate_s:.1f}s"
+               for s in self.steps]
+        out += self.finished
+        if self.paused_after:
+            out.append(f"paused after {self.paused_after}: the lab runs mixed versions (`storlab upgrade` again finishes it)")
+        return out
+
+
+def _changes(before: dict[str, str], after: dict[str, str]) -> str:
+    moved = [f"{k} {before.get(k, '-')} -> {v}" for k, v in after.items() if k != "debian" and before.get(k) != v]
+    return ", ".join(moved) or "no package changed"
+
+
+def supports(lab: Lab) -> list[tuple[str, UpgradeSupport]]:
+    """(backend, its upgrade support) of every backend the lab runs; one without is an error."""
+    out, missing = [], []
+    for b in backends():
+        if b.planned(lab.plan) is None:
+            continue
+        sup = b.upgrade()
+        if sup is None:
+            missing.append(b.name)
+        else:
+            out.append((b.name, sup))
+    if missing:
+        have = [b.name for b in backends() if b.upgrade() is not None]
+        raise HarnessError(f"lab {lab.name} runs {', '.join(missing)}, which `storlab upgrade` cannot upgrade yet "
+                           f"(it upgrades: {', '.join(have)})")
+    if not out:
+        raise HarnessError(f"lab {lab.name} runs no backend to upgrade")
+    return out
+
+
+def order(lab: Lab, sup: UpgradeSupport, nodes: Sequence[str] | None) -> list[str]:
+    """The backend's servers to upgrade, in plan order or as ``nodes`` gives them."""
+    servers = [n.name for n in lab.plan.nodes if sup.packages(n)]
+    if nodes is None:
+        return servers
+    unknown = [n for n in nodes if n not in servers]
+    if unknown:
+        raise HarnessError(f"--nodes: {', '.join(unknown)} run no backend to upgrade in lab {lab.name} "
+                           f"(its servers: {', '.join(servers)})")
+    return list(nodes)
+
+
+def push(node: Node, b: bundle.Bundle) -> None:
+    """The bundle unpacked into REPO on the node (over the lab's ssh, from this host)."""
+    line = shlex.quote(f"deb [trusted=yes] file:{REPO} ./")
+    remote = f"rm -rf {REPO} && mkdir -p {REPO} && tar -C {REPO} -xf - && printf '%s\\n' {line} > {SOURCES}"
+    with open(b.tar, "rb") as fh:
+        p = subprocess.run([*node.ssh_argv(), "--", remote], stdin=fh, capture_output=True, timeout=600, check=False)
+    if p.returncode != 0:
+        raise HarnessError(f"{node.name}: copying the upgrade bundle in failed: {p.stderr.decode(errors='replace')[-400:]}")
+
+
+def install(node: Node, packages: Sequence[str]) -> None:
+    """``packages`` from the local repository only; dpkg starts no service meanwhile (policy-rc.d),
+    and keeps the node's own configuration files."""
+    opts = " ".join(APT)
+    node.succeed(
+        "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && "
+        "trap 'rm -f /usr/sbin/policy-rc.d' EXIT && "
+        f"apt-get {opts} -q update && DEBIAN_FRONTEND=noninteractive apt-get {opts} -q -y --no-install-recommends "
+        f"-oDpkg::Options::=--force-confold install {' '.join(shlex.quote(p) for p in packages)}", timeout=900)
+
+
+def _gate(lab: Lab, backend: str, sup: UpgradeSupport, after: str, timeout: float) -> float:
+    t0 = time.monotonic()
+    node = lab.node(after)
+
+    def known() -> str | None:
+        """A known cause stops the wait (after a grace: a peer is briefly unsettled as it starts)."""
+        return sup.diagnose(lab, node) if time.monotonic() - t0 > KNOWN_AFTER else None
+    try:
+        wait_until(lambda: sup.ready(lab) is None, timeout=timeout, interval=1.0,
+                   what=f"{backend}'s gate after {after}", terminal=known)
+    except WaitTimeout as exc:
+        why = sup.diagnose(lab, node)
+        where = evidence.write(lab, lab.dir / "evidence" / f"upgrade-{time.strftime('%Y%m%d-%H%M%S')}", str(exc))
+        raise HarnessError(f"{exc}" + (f"\n{why}" if why and why not in str(exc) else "") + f"\nevidence: {where}") from exc
+    return time.monotonic() - t0
+
+
+def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_after: str | None = None,
+            offline: bool = False, gate_timeout: float = 600,
+            before_stop: Callable[[str], None] | None = None) -> Report:
+    """Upgrade the lab's backends to release ``to`` (see the module). ``before_stop(node)`` is
+    called just before a node's daemons stop, once its gate held (tests look at the lab there)."""
+    if to not in releases.RELEASES:
+        raise HarnessError(f"--to {to}: not a release storlab knows (known: {', '.join(releases.RELEASES)})")
+    report = Report(lab.name, to, offline)
+    t_all = time.monotonic()
+    for name, sup in supports(lab):
+        names = order(lab, sup, nodes)
+        if pause_after is not None and pause_after not in names:
+            raise HarnessError(f"--pause-after {pause_after}: not among the nodes upgraded ({', '.join(names)})")
+        with log.step(f"{name}: gate before the upgrade"):
+            _gate(lab, name, sup, names[0], gate_timeout)
+        bundles = {n: bundle.make(lab.plan.node(n).release, to, sup.packages(lab.plan.node(n))) for n in names}
+        groups = [names] if offline or not sup.rolling else [[n] for n in names]
+        for group in groups:
+            steps = _upgrade_group(lab, name, sup, group, bundles, before_stop)
+            what = ", ".join(group)
+            with log.step(f"{name}: settle after {what}"):
+                report.finished += [f"{name}: {line}" for line in sup.settle(lab, [lab.node(n) for n in group])]
+            with log.step(f"{name}: gate after {what}"):
+                gate_s = _gate(lab, name, sup, group[-1], gate_timeout)
+            report.steps += [dataclasses.replace(s, gate_s=round(gate_s, 1)) for s in steps]
+            if pause_after in group:
+                report.paused_after = pause_after
+                break
+        else:
+            if set(names) == {n.name for n in lab.plan.nodes if sup.packages(n)}:
+                with log.step(f"{name}: finish"):
+                    report.finished += [f"{name}: {line}" for line in sup.finish(lab)]
+        if report.paused_after:
+            break
+    report.seconds = round(time.monotonic() - t_all, 1)
+    with open(lab.dir / "logs" / "upgrades.jsonl", "a") as fh:
+        fh.write(json.dumps(dataclasses.asdict(report)) + "\n")
+    return report
+
+
+def _upgrade_group(lab: Lab, backend: str, sup: UpgradeSupport, group: list[str], bundles: dict[str, bundle.Bundle],
+                   before_stop: Callable[[str], None] | None) -> list[NodeStep]:
+    """Stop, install and start ``group`` (one node when rolling; every server at once when offline)."""
+    nodes = [lab.node(n) for n in group]
+    before = dict(zip(group, on_each(nodes, versions.of_node, "versions before"), strict=True))
+    on_each(nodes, lambda n: push(n, bundles[n.name]), "copy the upgrade bundle in")
+    for n in nodes:
+        if before_stop is not None:
+            before_stop(n.name)
+    t0 = time.monotonic()
+    on_each(nodes, lambda n: sup.stop(lab, n), f"stop {backend}")
+    on_each(nodes, lambda n: install(n, bundles[n.name].packages),
+            f"install {', '.join(bundles[group[0]].packages)} ({bundles[group[0]].release})")
+    on_each(nodes, lambda n: sup.start(lab, n), f"start {backend}")
+    down = time.monotonic() - t0
+    after = on_each(nodes, versions.of_node, "versions after")
+    return [NodeStep(n.name, backend, before[n.name], a, round(down, 1), 0.0) for n, a in zip(nodes, after, strict=True)]
