@@ -128,11 +128,8 @@ def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
         debs_dir.mkdir()
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):
             deb.rename(debs_dir / deb.name)
-        debs = sorted(debs_dir.glob("*.deb"))
-        if not debs:
-            raise HarnessError(f"upgrade bundle: nothing to fetch for {', '.join(packages)} in {rel.suite} "
-                               f"(already at that release's versions?)")
-        (debs_dir / "Packages").write_text(packages_index(debs))
+        debs = sorted(debs_dir.glob("*.deb"))  # none: the image has that release's versions already
+        (debs_dir / "Packages").write_text(packages_index(debs) if debs else "")
         versions = {f["Package"]: f["Version"] for f in map(_control, debs)}
         subprocess.run(["tar", "-C", str(debs_dir), "-cf", str(work / "bundle.tar"), "."], check=True, timeout=300)
         shutil.rmtree(root)
@@ -142,6 +139,6 @@ def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
-        log.info(f"upgrade bundle {to}-{key}: {len(debs)} packages, "
+        log.info(f"upgrade bundle {to}-{key}: {len(debs)} packages{'' if debs else ' (a restart: nothing to replace)'}, "
                  f"{sum(d.stat().st_size for d in (final / 'debs').glob('*.deb')) // 2**20} MiB")
     return Bundle(final, key, to, packages, versions)

@@ -114,9 +114,13 @@ def push(node: Node, b: bundle.Bundle) -> None:
         raise HarnessError(f"{node.name}: copying the upgrade bundle in failed: {p.stderr.decode(errors='replace')[-400:]}")
 
 
-def install(node: Node, packages: Sequence[str]) -> None:
-    """``packages`` from the local repository only; dpkg starts no service meanwhile (policy-rc.d),
-    and keeps the node's own configuration files."""
+def install(node: Node, b: bundle.Bundle) -> None:
+    """The bundle's packages from the local repository only; dpkg starts no service meanwhile
+    (policy-rc.d), and keeps the node's own configuration files. An empty bundle (the node's image
+    has the release's versions): nothing to install, the upgrade is a restart."""
+    if not b.debs:
+        return
+    packages = b.packages
     opts = " ".join(APT)
     node.succeed(
         "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && "
@@ -193,7 +197,7 @@ def _upgrade_group(lab: Lab, backend: str, sup: UpgradeSupport, group: list[str]
             before_stop(n.name)
     t0 = time.monotonic()
     on_each(nodes, lambda n: sup.stop(lab, n), f"stop {backend}")
-    on_each(nodes, lambda n: install(n, bundles[n.name].packages),
+    on_each(nodes, lambda n: install(n, bundles[n.name]),
             f"install {', '.join(bundles[group[0]].packages)} ({bundles[group[0]].release})")
     on_each(nodes, lambda n: sup.start(lab, n), f"start {backend}")
     down = time.monotonic() - t0
