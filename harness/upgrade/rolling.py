@@ -150,7 +150,8 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
             offline: bool = False, gate_timeout: float = 600,
             before_stop: Callable[[str], None] | None = None) -> Report:
     """Upgrade the lab's backends to release ``to`` (see the module). ``before_stop(node)`` is
-    called just before a node's daemons stop, once its gate held (tests look at the lab there)."""
+    called as soon as the gate let ``node`` go, before anything is done to it (tests look at the
+    lab there)."""
     if to not in releases.RELEASES:
         raise HarnessError(f"--to {to}: not a release storlab knows (known: {', '.join(releases.RELEASES)})")
     report = Report(lab.name, to, offline)
@@ -190,11 +191,11 @@ def _upgrade_group(lab: Lab, backend: str, sup: UpgradeSupport, group: list[str]
                    before_stop: Callable[[str], None] | None) -> list[NodeStep]:
     """Stop, install and start ``group`` (one node when rolling; every server at once when offline)."""
     nodes = [lab.node(n) for n in group]
-    before = dict(zip(group, on_each(nodes, versions.of_node, "versions before"), strict=True))
-    on_each(nodes, lambda n: push(n, bundles[n.name]), "copy the upgrade bundle in")
-    for n in nodes:
+    for n in nodes:  # the moment the gate opened, as the next node sees it
         if before_stop is not None:
             before_stop(n.name)
+    before = dict(zip(group, on_each(nodes, versions.of_node, "versions before"), strict=True))
+    on_each(nodes, lambda n: push(n, bundles[n.name]), "copy the upgrade bundle in")
     t0 = time.monotonic()
     on_each(nodes, lambda n: sup.stop(lab, n), f"stop {backend}")
     on_each(nodes, lambda n: install(n, bundles[n.name]),
