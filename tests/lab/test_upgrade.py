@@ -6,7 +6,10 @@ raised, the host pools still listing their volumes on the new servers."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +19,16 @@ from harness.chaos import runner
 from harness.errors import HarnessError
 from harness.lab import versions
 from harness.lab.lab import Lab
+from harness.plan.model import need
 from harness.upgrade import rolling
 
 pytestmark = pytest.mark.topology("gluster-3.yaml")
 
 BRICK = "/gluster/bricks/1/brick"
+
+
+def mountpoint(lab: Lab) -> str:
+    return need(next(p.path for p in lab.plan.host.pools if p.fuse_mount), "the FUSE mount's path")
 
 
 def pending(lab: Lab) -> dict[str, int]:
@@ -54,7 +62,28 @@ def test_upgrade_rolling_restart_waits_for_heal_before_the_next_server(baseline:
         reports.append(rolling.upgrade(lab, "bookworm", pause_after="gluster2", before_stop=look))
         time.sleep(2)  # writes after the pause, before the rest
         reports.append(rolling.upgrade(lab, "bookworm", before_stop=look))
-    out = runner.during(lab, "upgrade", act, tmp_path / "run")
+    # besides the checked writers: new files all along, so that each server comes back owing its
+    # peers hundreds of entries, which take seconds to heal (two files' backlog heals on the
+    # client's next write, before any gate could be caught opening early)
+    stop = threading.Event()
+    churn_dir = Path(mountpoint(lab)) / f"churn-{int(time.time())}"
+    churn_dir.mkdir()
+    made = [0]
+
+    def churn() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # refused while quorum is short: not what is checked here
+                (churn_dir / f"f{made[0]}").write_bytes(b"x" * 4096)
+                made[0] += 1
+            stop.wait(0.02)  # about 40 a second: a backlog of a hundred or so per server's restart
+    t = threading.Thread(target=churn, daemon=True)
+    t.start()
+    try:
+        out = runner.during(lab, "upgrade", act, tmp_path / "run")
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    print(f"{made[0]} files made meanwhile")
     assert out.verdict.ok, "\n".join(runner.summary(out))
     assert reports[0].paused_after == "gluster2" and [s.node for s in reports[0].steps] == ["gluster1", "gluster2"]
     assert not reports[0].finished, "a paused upgrade must not finish the backend"
