@@ -13,10 +13,13 @@ import argparse
 import os
 from pathlib import Path
 
+import uvicorn
+
 from harness import paths
 from harness.errors import HarnessError
 from harness.lab import lease
 from harness.training import jump
+from harness.web.app import create_app
 from harness.web.pool import Pools
 from harness.web.security import loopback, self_signed
 from harness.web.store import Store
@@ -65,10 +68,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if jump.sshd_pid() is None:
         print("note: the jump sshd is not running (`bash ci/setup-host.sh --class`): seats will not come up")
     print(f"storlab serve: {base}  (API reference: {base}/docs; state: {store.root})")
-    # here, not at the top: every other storlab command would pay FastAPI's and uvicorn's 0.3 s import
-    import uvicorn
-
-    from harness.web.app import create_app
     app = create_app(store, paths.project_root() / "topologies", secure=tls)
     uvicorn.run(app, host=args.listen, port=args.port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
                 ws_max_size=64 * 1024, timeout_graceful_shutdown=5)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from harness.backends.base import LabContext, NodeView
+    from harness.backends.context import LabContext, NodeView
     from harness.plan.model import NodePlan
 
 

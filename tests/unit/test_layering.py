@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[2] / "harness"
 
 # lowest first; a module may import its own layer and the layers below it. The sub-packages'
 # own __init__ files only say what the package is (no imports), so they sit at the bottom.
-INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matrix", "testing", "cli", "chaos",
+INITS = {"providers", "spec", "plan", "host", "nodes", "lab", "training", "matrix", "testing", "cli", "chaos", "upgrade",
          "providers.lxc", "providers.vagrant", "providers.incus"}
 # chaos runs' pure parts (schedules, shrinking, the write ledger and its checker, the report's data):
 # test support that needs no lab, on the base modules, the plan model and providers' capabilities
@@ -24,10 +24,13 @@ LAYERS: list[set[str]] = [
     {"errors", "log", "run", "paths", "locks", "plugins", "plots", "spec.yamlload", "host.facts", "providers.capabilities",
      "spec.kernels", "spec.releases", "spec.topology", "plan.model", "testing.workload", "testing.browser", "testing.markers",
      "host.virt",
-     "backends.base",
-     "lab.lease", "training.capacity", "lab.evidence", "providers.incus.client", "lab.state"} | INITS | CHAOS,
+     "backends.context", "backends.base",
+     "lab.lease", "training.capacity", "lab.evidence", "providers.incus.client", "lab.state", "upgrade.support"}
+    | INITS | CHAOS,
     {"spec.validate", "spec.pools"},
     {"plan.planner", "plan.placement", "providers.image"},
+    # an upgrade's offline package bundle: made on the host from a golden image's package status
+    {"upgrade.bundle"},
     # an engine's parts below its provider class: box, Vagrantfile data, remote projects, orphan sweeps
     {"providers.vagrant.box", "providers.vagrant.spec", "providers.vagrant.reap", "providers.lxc.reap",
      "providers.incus.projects", "providers.incus.remotes", "providers.lxc.config", "providers.lxc.freezer",
@@ -44,6 +47,8 @@ LAYERS: list[set[str]] = [
     {"lab.lifecycle", "lab.snapshots", "lab.lab", "lab.reap", "lab.versions"},
     # a chaos run on a live lab: the verbs that apply faults to its nodes, the runner over them
     {"chaos.verbs", "chaos.runner"},
+    # an upgrade of a live lab: its backends' servers one by one behind their gates
+    {"upgrade.rolling"},
     # training: exercises on labs, and classes of student labs; matrices of labs
     {"training.exercise", "training.handout", "training.classroom", "training.klass", "training.students",
      "training.jump", "training.gate", "matrix.spec", "matrix.report"},
@@ -51,10 +56,11 @@ LAYERS: list[set[str]] = [
     {"web", "web.store", "web.security", "web.terminal", "web.pool", "web.pages", "web.context", "web.seat",
      "web.klass", "web.app"},
     {"cli", "cli.__main__", "cli.main", "cli.lab", "cli.fault", "cli.training", "cli.matrix", "cli.chaos", "cli.serve",
+     "cli.upgrade",
      "testing.plugin",
      "matrix.plugin"},
 ]
-BACKENDS_LAYER = 7
+BACKENDS_LAYER = 8
 BACKEND_PACKAGES = sorted(p.name for p in (PKG / "backends").iterdir() if (p / "__init__.py").exists())
 LAYERS[BACKENDS_LAYER] |= {module_name for pkg in BACKEND_PACKAGES
                            for module_name in [f"backends.{pkg}"] + [f"backends.{pkg}.{f.stem}" for f in

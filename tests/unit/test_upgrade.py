@@ -1,0 +1,154 @@
+"""storlab upgrade's pure parts: the bundle's Packages index (from real .deb files made here with
+dpkg-deb), its cache key, which backends and nodes an upgrade takes, and Gluster's gate, finish and
+known-cause diagnosis on recorded gluster CLI output (the lab test runs them on real servers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.gluster.upgrade import GlusterUpgrade, op_version
+from harness.errors import HarnessError
+from harness.host.facts import PROFILES
+from harness.plan.planner import load_plan
+from harness.run import CommandResult
+from harness.upgrade import bundle, rolling
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_deb(where: Path, name: str, version: str) -> Path:
+    root = where / f"{name}-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        f"Description: test package\n two lines of description\n")
+    deb = where / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+def test_packages_index_is_what_apt_reads_from_a_flat_repository(tmp_path: Path) -> None:
+    debs = [make_deb(tmp_path, "glusterfs-server", "11.1-6"), make_deb(tmp_path, "libfoo1", "2.0")]
+    index = bundle.packages_index(debs)
+    stanzas = index.strip().split("\n\n")
+    assert [s.splitlines()[0] for s in stanzas] == ["Package: glusterfs-server", "Package: libfoo1"]
+    first = dict(line.split(": ", 1) for line in stanzas[0].splitlines() if not line.startswith(" "))
+    assert first["Version"] == "11.1-6" and first["Filename"] == "./glusterfs-server_11.1-6_all.deb"
+    assert first["Size"] == str(debs[0].stat().st_size)
+    assert first["SHA256"] == hashlib.sha256(debs[0].read_bytes()).hexdigest()
+    assert " two lines of description" in stanzas[0]  # a continuation line stays with its field
+
+
+def test_bundle_key_changes_with_what_it_is_made_from() -> None:
+    base = bundle.key_of(b"Package: a\n", "trixie", ("glusterfs-server",), ("http://m", "http://s"))
+    assert base == bundle.key_of(b"Package: a\n", "trixie", ("glusterfs-server",), ("http://m", "http://s"))
+    assert base != bundle.key_of(b"Package: b\n", "trixie", ("glusterfs-server",), ("http://m", "http://s"))
+    assert base != bundle.key_of(b"Package: a\n", "bookworm", ("glusterfs-server",), ("http://m", "http://s"))
+    assert base != bundle.key_of(b"Package: a\n", "trixie", ("glusterfs-server", "x"), ("http://m", "http://s"))
+
+
+def test_bundle_refuses_what_is_not_a_package_name() -> None:
+    with pytest.raises(HarnessError, match="not Debian package names"):
+        bundle.make("bookworm", "trixie", ("glusterfs-server; rm -rf /",))
+
+
+@dataclasses.dataclass
+class FakeNode:
+    name: str
+    answers: dict[str, str]
+    calls: list[str] = dataclasses.field(default_factory=list)
+
+    def run(self, cmd: Sequence[str] | str, *, timeout: float = 120, input: str | None = None) -> CommandResult:
+        line = cmd if isinstance(cmd, str) else " ".join(cmd)
+        self.calls.append(line)
+        for key, out in self.answers.items():
+            if line.startswith(key):
+                return CommandResult((line,), 0, out, "", 0.0)
+        return CommandResult((line,), 1, "", "no such thing", 0.0)
+
+    def succeed(self, cmd: Sequence[str] | str, *, timeout: float = 120, input: str | None = None) -> str:
+        r = self.run(cmd)
+        if not r.ok:
+            raise HarnessError(f"{cmd} failed")
+        return r.stdout
+
+
+def peers(*states: tuple[str, str]) -> str:
+    body = "".join(f"<peer><hostname>{h}</hostname><connected>1</connected><stateStr>{s}</stateStr></peer>"
+                   for h, s in states)
+    return f"<cliOutput><opRet>0</opRet><peerStatus>{body}</peerStatus></cliOutput>"
+
+
+class FakeLab:
+    def __init__(self, answers: dict[str, dict[str, str]]) -> None:
+        self.plan = load_plan(str(ROOT / "topologies" / "gluster-3.yaml"), PROFILES["ci"], "lxc")
+        self.name = "g3"
+        self.nodes = {n: FakeNode(n, a) for n, a in answers.items()}
+
+    def node(self, name: str) -> FakeNode:
+        return self.nodes[name]
+
+
+def test_gluster_gate_is_shut_while_a_peer_is_rejected_and_names_the_known_cause() -> None:
+    rejected = {"gluster peer status": peers(("gluster2", "Peer Rejected"), ("gluster3", "Peer Rejected")),
+                "grep -m1 Version of Cksums": "[..] E [MSGID: 106010] Version of Cksums kvmgluster differ.",
+                "gluster volume info": "<cliOutput><opRet>0</opRet><volInfo><volumes><volume><name>kvmgluster</name>"
+                                       "</volume></volumes></volInfo></cliOutput>"}
+    lab: Any = FakeLab({"gluster1": rejected, "gluster2": {}, "gluster3": {}})
+    up = GlusterUpgrade()
+    assert "sees every peer in the cluster" in (up.ready(lab) or "")
+    why = up.diagnose(lab, lab.node("gluster1")) or ""
+    assert "gluster/glusterfs#4016" in why and "kvmgluster" in why and "--offline" in why
+    # rejected for another reason (no checksum line): no known cause is claimed
+    lab.node("gluster1").answers.pop("grep -m1 Version of Cksums")
+    assert up.diagnose(lab, lab.node("gluster1")) is None
+
+
+def test_gluster_finish_raises_op_version_to_what_every_server_supports() -> None:
+    vals = {"cluster.op-version": 100000, "cluster.max-op-version": 110000}
+
+    class Node(FakeNode):
+        def run(self, cmd: Sequence[str] | str, *, timeout: float = 120, input: str | None = None) -> CommandResult:
+            line = cmd if isinstance(cmd, str) else " ".join(cmd)
+            self.calls.append(line)
+            if line.startswith("gluster --mode=script volume set all cluster.op-version"):
+                vals["cluster.op-version"] = int(line.split()[-1])
+                return CommandResult((line,), 0, "volume set: success", "", 0.0)
+            key = line.split()[-1]
+            return CommandResult((line,), 0, f"Option Value\n------ -----\n{key} {vals[key]}\n", "", 0.0)
+    lab: Any = FakeLab({"gluster1": {}, "gluster2": {}, "gluster3": {}})
+    lab.nodes["gluster1"] = Node("gluster1", {})
+    assert op_version(lab.node("gluster1"), "cluster.max-op-version") == 110000
+    assert GlusterUpgrade().finish(lab) == ["cluster.op-version 100000 -> 110000"]
+    assert vals["cluster.op-version"] == 110000
+    assert GlusterUpgrade().finish(lab) == ["cluster.op-version 110000 (already the highest every server supports)"]
+
+
+def test_upgrade_takes_the_backends_servers_in_order_and_refuses_what_it_cannot() -> None:
+    lab: Any = FakeLab({"gluster1": {}, "gluster2": {}, "gluster3": {}})
+    (name, sup), = rolling.supports(lab)
+    assert name == "gluster" and rolling.order(lab, sup, None) == ["gluster1", "gluster2", "gluster3"]
+    assert rolling.order(lab, sup, ["gluster3", "gluster1"]) == ["gluster3", "gluster1"]
+    with pytest.raises(HarnessError, match=r"kvm1 run no backend to upgrade"):
+        rolling.order(lab, sup, ["kvm1"])
+    ceph: Any = FakeLab({})
+    ceph.plan = load_plan(str(ROOT / "topologies" / "ceph-5.yaml"), PROFILES["ci"], "lxc")
+    with pytest.raises(HarnessError, match="runs ceph, which `storlab upgrade` cannot upgrade yet"):
+        rolling.supports(ceph)
+    with pytest.raises(HarnessError, match="--to sid: not a release"):
+        rolling.upgrade(lab, "sid")
+
+
+def test_report_says_what_changed_per_node() -> None:
+    step = rolling.NodeStep("gluster1", "gluster", {"debian": "12.11", "glusterfs-server": "10.3-5"},
+                            {"debian": "12.11", "glusterfs-server": "11.1-6"}, 12.6, 3.7)
+    r = rolling.Report("g3", "trixie", True, [step], ["gluster: cluster.op-version 100000 -> 110000"])
+    assert r.lines() == ["gluster1 (gluster): glusterfs-server 10.3-5 -> 11.1-6; down 12.6s, gate 3.7s",
+                         "gluster: cluster.op-version 100000 -> 110000"]
