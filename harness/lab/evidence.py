@@ -142,6 +142,9 @@ def node_commands(roles: tuple[str, ...], since_epoch: float | None) -> list[lis
     makes it hang until its timeout). The journal is written last in the node's file."""
     out = [["systemctl", "--failed", "--no-pager"], journal_command(since_epoch)]
     out += [list(cmd) for b in backends() for cmd in b.evidence(roles)]
+    # what runs there: its release and its backends' versions (an upgrade half done shows here)
+    pkgs = list(dict.fromkeys(p for b in backends() if set(roles) & set(b.roles) for p in b.packages))
+    out += [["cat", "/etc/debian_version"], *([["dpkg-query", "-W", *pkgs]] if pkgs else [])]
     return out
 
 

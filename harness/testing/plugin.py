@@ -10,6 +10,7 @@ a lab that is already up, e.g. from `storlab up`, is reused and left alone),
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from harness import log
 from harness.chaos import runner
 from harness.errors import HarnessError
 from harness.host.virt import connect
-from harness.lab import evidence, secrets
+from harness.lab import evidence, secrets, versions
 from harness.lab.lab import Lab
 from harness.matrix.plugin import lab_for_cell
 from harness.nodes.node import Node
@@ -210,6 +211,18 @@ def _secrets_masked(the_lab: Lab) -> Lab:
     return the_lab
 
 
+#: lab name -> JSON of what each node runs (release, backend package versions), read when a test
+#: module takes the lab: every test's JUnit properties carry it (storlab_versions)
+_VERSIONS: dict[str, str] = {}
+
+
+def _record_versions(the_lab: Lab) -> None:
+    try:
+        _VERSIONS[the_lab.name] = json.dumps(versions.running(the_lab), sort_keys=True)
+    except Exception as exc:  # a record, never a reason to fail the tests
+        _VERSIONS[the_lab.name] = json.dumps({"error": f"{type(exc).__name__}: {exc}"[:200]})
+
+
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab]:
     name = request.config.getoption("attach_lab")
@@ -223,6 +236,7 @@ def lab(request: pytest.FixtureRequest, lab_manager: LabManager) -> Iterator[Lab
         return
     topology = _topology_for(request)
     the_lab = _secrets_masked(lab_manager.get(topology))
+    _record_versions(the_lab)
     yield the_lab
     if not _needed_after(request.config, request.node.nodeid + "::", str(Path(topology).resolve())):
         lab_manager.release(the_lab)
@@ -362,6 +376,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     the_lab = getattr(item, "funcargs", {}).get("lab")
+    if report.when == "call" and getattr(the_lab, "name", None) in _VERSIONS:
+        item.user_properties.append(("storlab_versions", _VERSIONS[the_lab.name]))
     if the_lab is not None and wants_evidence(report):
         _add_evidence(item, call, report, the_lab)
     redact_report(report)

@@ -412,3 +412,10 @@ def test_a_session_names_the_evidence_in_its_output_and_junit(tmp_path: Path) ->
              for case in ET.parse(junit).getroot().iter("testcase")}
     assert props == {"test_fails": [str(d)], "test_expected_failure": [], "test_passes": [],
                      "test_fails_without_a_lab": []}
+
+
+def test_a_node_s_evidence_says_its_release_and_its_backends_versions() -> None:
+    cmds = evidence.node_commands(("gluster",), None)
+    assert ["cat", "/etc/debian_version"] in cmds
+    assert ["dpkg-query", "-W", "glusterfs-server", "glusterfs-client"] in cmds
+    assert not any(c[0] == "dpkg-query" for c in evidence.node_commands((), None))  # a plain node: no packages asked
