@@ -376,8 +376,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     the_lab = getattr(item, "funcargs", {}).get("lab")
-    if report.when == "call" and getattr(the_lab, "name", None) in _VERSIONS:
-        item.user_properties.append(("storlab_versions", _VERSIONS[the_lab.name]))
+    recorded = _VERSIONS.get(str(getattr(the_lab, "name", "")))
+    if report.when == "call" and recorded is not None:
+        item.user_properties.append(("storlab_versions", recorded))
     if the_lab is not None and wants_evidence(report):
         _add_evidence(item, call, report, the_lab)
     redact_report(report)

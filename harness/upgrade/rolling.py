@@ -136,11 +136,16 @@ def _gate(lab: Lab, backend: str, sup: UpgradeSupport, after: str, timeout: floa
     def known() -> str | None:
         """A known cause stops the wait (after a grace: a peer is briefly unsettled as it starts)."""
         return sup.diagnose(lab, node) if time.monotonic() - t0 > KNOWN_AFTER else None
+    waiting = [""]
+
+    def opened() -> bool:
+        waiting[0] = sup.ready(lab) or ""
+        return not waiting[0]
     try:
-        wait_until(lambda: sup.ready(lab) is None, timeout=timeout, interval=1.0,
-                   what=f"{backend}'s gate after {after}", terminal=known)
+        wait_until(opened, timeout=timeout, interval=1.0, what=f"{backend}'s gate after {after}", terminal=known)
     except WaitTimeout as exc:
         why = sup.diagnose(lab, node)
+        exc = WaitTimeout(f"{exc}" + (f" (it waits for: {waiting[0]})" if waiting[0] else ""))
         where = evidence.write(lab, lab.dir / "evidence" / f"upgrade-{time.strftime('%Y%m%d-%H%M%S')}", str(exc))
         raise HarnessError(f"{exc}" + (f"\n{why}" if why and why not in str(exc) else "") + f"\nevidence: {where}") from exc
     return time.monotonic() - t0

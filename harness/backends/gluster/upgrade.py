@@ -7,17 +7,21 @@ online upgrade cannot keep writable, and the way past 10 -> 11's checksum proble
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Sequence
 
 from harness.backends.base import LabContext, NodeView
 from harness.backends.gluster.plan import of
 from harness.backends.gluster.role import missing, parse_peer_status, parse_volume_info, start_glusterd
-from harness.errors import HarnessError
+from harness.errors import HarnessError, WaitTimeout
 from harness.plan.model import NodePlan
 from harness.run import wait_until
 
 PACKAGES = ("glusterfs-server", "glusterfs-client")
+#: seconds an agreement among servers must last to count (handshakes settle within about a second here)
+STEADY_S = 3.0
 #: glusterd.log when a peer's volume configuration does not match this one's
 CKSUM = "Version of Cksums"
 
@@ -36,13 +40,30 @@ def op_version(node: NodeView, key: str) -> int:
     return int(m.group(1))
 
 
-def _agreement(servers: Sequence[NodeView]) -> str | None:
-    """"agree" (every server sees every other connected and in the cluster), "reject" (all
-    connected, some rejected), None (still handshaking)."""
-    peers = [p for n in servers for p in parse_peer_status(n.succeed(["gluster", "peer", "status", "--xml"], timeout=30))]
-    if len(peers) < len(servers) * (len(servers) - 1) or not all(p["connected"] for p in peers):
+def _agreement(servers: Sequence[NodeView]) -> tuple[str, list[str]] | None:
+    """("agree", []) when every server sees every other connected and in the cluster; ("reject",
+    [servers seeing a rejected peer]); ("pending", [servers seeing a peer half-way through the
+    handshake, e.g. 'Sent and Received peer request']); None while a peer is not even connected."""
+    seen = {n.name: parse_peer_status(n.succeed(["gluster", "peer", "status", "--xml"], timeout=30)) for n in servers}
+    if any(len(p) < len(servers) - 1 or not all(x["connected"] for x in p) for p in seen.values()):
         return None
-    return "agree" if all(p["state"] == "Peer in Cluster" for p in peers) else "reject"
+    rejected = [n for n, p in seen.items() if any(x["state"] == "Peer Rejected" for x in p)]
+    if rejected:
+        return "reject", rejected
+    pending = [n for n, p in seen.items() if any(x["state"] != "Peer in Cluster" for x in p)]
+    return ("pending", pending) if pending else ("agree", [])
+
+
+def _restart(nodes: Sequence[NodeView]) -> None:
+    """glusterd restarted on each in turn, the next only once every peer sees every other
+    connected again, and not rejected (restarted together, two peers' handshakes crossed and one
+    stayed 'Sent and Received peer request'). A server still rejected after its turn is left to
+    the next round or the gate."""
+    for n in nodes:
+        n.succeed(["systemctl", "restart", "glusterd.service"], timeout=120)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: (a := _agreement(nodes)) is not None and a[0] != "pending", timeout=30,
+                       interval=0.5, what=f"gluster peers' handshakes after {n.name}'s restart")
 
 
 class GlusterUpgrade:
@@ -85,29 +106,43 @@ class GlusterUpgrade:
         """Servers started together on a new version rewrite their volume configuration in its
         format as they handshake, and one that compared checksums before its peers rewrote is
         rejected and stays so (seen here: which one depends on the start order). Up to three rounds
-        of the community's remedies: where every server holds the same configuration, glusterd
-        restarted on each (the upgrade guide's 'stop and start'); where some hold another, those
-        re-import it from the others ('Resolving Peer Rejected': their volume definitions removed,
-        glusterd started; bricks and data untouched), then the restart."""
+        of the community's remedies: where some servers hold another configuration than most,
+        those re-import it from their peers ('Resolving Peer Rejected': their volume definitions
+        removed, glusterd started; bricks and data untouched); then glusterd restarted on each in
+        turn (the upgrade guide's 'stop and start'), which also ends a handshake left half-way."""
         if len(started) < 2:
             return []
         servers = [lab.node(n) for n in _servers(lab)]
         done: list[str] = []
         for _ in range(3):
-            if wait_until(lambda: _agreement(servers), timeout=60, interval=1.0,
-                          what="every gluster server's peers connected") == "agree":
-                return done
-            sums = {n.name: n.succeed("cat /var/lib/glusterd/vols/*/cksum", timeout=30) for n in servers}
-            most = max(set(sums.values()), key=list(sums.values()).count)
-            odd = [n for n in servers if sums[n.name] != most]
-            for n in odd:
-                n.succeed("systemctl stop glusterd.service && rm -rf /var/lib/glusterd/vols/* && "
-                          "systemctl start glusterd.service", timeout=120)
-            for n in servers:
-                n.succeed(["systemctl", "restart", "glusterd.service"], timeout=120)
+            try:
+                state, who = wait_until(lambda: _agreement(servers), timeout=60, interval=1.0,
+                                        what="every gluster server's peers connected")
+                if state == "pending":  # a handshake may still finish by itself
+                    def settled() -> tuple[str, list[str]] | None:
+                        a = _agreement(servers)
+                        return a if a is not None and a[0] != "pending" else None
+                    state, who = wait_until(settled, timeout=20, interval=1.0, what="gluster peers' handshakes")
+            except WaitTimeout:
+                state, who = "pending", [n.name for n in servers]
+            if state == "agree":
+                time.sleep(STEADY_S)  # a restarted peer's handshake can still turn it: look again
+                if (_agreement(servers) or ("",))[0] == "agree":
+                    return done
+                continue
+            odd: list[NodeView] = []
+            if state == "reject":
+                sums = {n.name: n.succeed("cat /var/lib/glusterd/vols/*/cksum", timeout=30) for n in servers}
+                most = max(set(sums.values()), key=list(sums.values()).count)
+                odd = [n for n in servers if sums[n.name] != most]
+                for n in odd:
+                    n.succeed("systemctl stop glusterd.service && rm -rf /var/lib/glusterd/vols/* && "
+                              "systemctl start glusterd.service", timeout=120)
+            _restart(servers)
             done.append((f"{', '.join(n.name for n in odd)} re-imported the volume configuration from their peers; "
-                         if odd else "") + f"glusterd restarted on {', '.join(n.name for n in servers)} (peers had "
-                        "rejected each other as they rewrote their volume configuration on the new version)")
+                         if odd else "") + f"glusterd restarted on {', '.join(n.name for n in servers)} ("
+                        + ("peers had rejected each other as they rewrote their volume configuration on the new version)"
+                           if state == "reject" else f"a peer handshake stayed half-way on {', '.join(who)})"))
         return done
 
     def finish(self, lab: LabContext) -> list[str]:
