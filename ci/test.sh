@@ -45,7 +45,7 @@ phase always "unit + LXC labs" 0 tests -m "not vm and not slow" "$@"
 # a small config matrix on LXC: two cells sharing one lab (reconfigured between them), one of
 # them an expected failure (no client quorum); the whole matrices run by hand (README)
 phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matrix matrices/gluster.yaml \
-  --cells "ping=ping5 layout=replica3" -k "two_of_three or killed_brick" --lab-provider lxc "$@"
+  --cells "ping=ping5 layout=replica3 release=bookworm" -k "two_of_three or killed_brick" --lab-provider lxc "$@"
 # the flagship on Incus system containers (this host's incusd); the lifecycle and a class
 # placed on a two-member Incus cluster (tests/lab/test_incus_cluster.py) ran in the phase above
 phase always "incus: gluster_failover" 0 tests/lab/test_gluster_failover.py --lab-provider incus "$@"

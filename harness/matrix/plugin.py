@@ -24,6 +24,7 @@ from harness.backends.base import backends
 from harness.chaos import runner
 from harness.errors import HarnessError
 from harness.host import pools as hostpools
+from harness.lab import versions
 from harness.lab.lab import Lab, list_labs
 from harness.matrix import report as matrix_report
 from harness.matrix import spec as mx
@@ -34,6 +35,21 @@ _MATRIX = pytest.StashKey["mx.Matrix | None"]()
 _CELLS = pytest.StashKey[list[mx.Cell]]()
 _STATE = pytest.StashKey["MatrixRun"]()
 
+
+
+def running_versions(lab: Lab) -> str:
+    """What the cell's lab runs, in one line: each backend package's version and its nodes (a
+    mixed cell shows two), e.g. "glusterfs-server 10.3-5 (gluster1, gluster2), 11.1-6 (gluster3)"."""
+    try:
+        by_pkg: dict[str, dict[str, list[str]]] = {}
+        for node, vers in versions.running(lab).items():
+            for pkg, v in vers.items():
+                if pkg != "debian":
+                    by_pkg.setdefault(pkg, {}).setdefault(v, []).append(node)
+    except Exception as exc:  # a record, never a reason to fail the cell
+        return f"unknown ({type(exc).__name__})"
+    return "; ".join(f"{pkg} " + ", ".join(f"{v} ({', '.join(ns)})" if len(by) > 1 else v for v, ns in by.items())
+                     for pkg, by in by_pkg.items())
 
 class MatrixRun:
     """Labs per build key, what each cell cost, and the results as they come."""
@@ -81,6 +97,7 @@ class MatrixRun:
             self.lab_events[cell.name] = {"lab": name, "built_s": took}
         self.labs[name] = lab
         self.current[name] = cell.name
+        self.lab_events[cell.name]["versions"] = running_versions(lab)
         return lab
 
     def reconfigure(self, lab: Lab, before: Plan, cell: mx.Cell) -> list[str]:

@@ -89,6 +89,8 @@ def table(data: dict[str, Any]) -> tuple[list[str], list[list[tuple[str, str]]]]
             f"built {labinfo['built_s']:.0f}s" if "built_s" in labinfo else
             f"reconfigured {labinfo['reconfigured_s']:.1f}s{_under_writes(labinfo)}" if "reconfigured_s" in labinfo
             else "-")
+        if labinfo.get("versions"):
+            labtxt += f"; {labinfo['versions']}"
         row = [(cname, ""), *((cinfo["values"].get(a, "-"), "") for a in axes), (labtxt, "")]
         for t in tests:
             r = data["results"].get(cname, {}).get(t)
