@@ -23,7 +23,7 @@ from harness.lab.lease import parse_duration
 FOUND = 3
 
 
-def _seconds(text: str, what: str) -> float:
+def seconds_arg(text: str, what: str) -> float:
     value = parse_duration(text)
     if value is None:
         raise HarnessError(f"{what} {text!r}: give a duration such as 5m or 90s")
@@ -36,7 +36,7 @@ def schedule_for(lab: Lab, args: argparse.Namespace) -> Schedule:
         return runner.load_schedule(args.replay)
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
-    return runner.draw_for(lab, seed, _seconds(args.duration, "--duration"), kinds, args.warmup)
+    return runner.draw_for(lab, seed, seconds_arg(args.duration, "--duration"), kinds, args.warmup)
 
 
 def cache_mode(args: argparse.Namespace) -> str:
@@ -64,7 +64,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         print(line)
     if out.verdict.ok or not args.shrink:
         return 0 if out.verdict.ok else FOUND
-    budget = _seconds(args.shrink_budget, "--shrink-budget")
+    budget = seconds_arg(args.shrink_budget, "--shrink-budget")
     tries = [0]
 
     def fails(candidate: Schedule) -> bool:

@@ -7,7 +7,7 @@ import argparse
 
 from harness import locks
 from harness.chaos import runner
-from harness.cli.chaos import FOUND, _seconds
+from harness.cli.chaos import FOUND, seconds_arg
 from harness.lab.lab import Lab
 from harness.upgrade import rolling
 
@@ -20,7 +20,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     def act() -> None:
         reports.append(rolling.upgrade(lab, args.to, nodes, pause_after=args.pause_after, offline=args.offline,
-                                       gate_timeout=_seconds(args.gate_timeout, "--gate-timeout")))
+                                       gate_timeout=seconds_arg(args.gate_timeout, "--gate-timeout")))
     if not args.check_writes:
         act()
     else:
