@@ -73,7 +73,7 @@ def wait_healthy(lab: Lab, timeout: float = 240) -> None:
     replica = parse_volume_info(node.succeed(["gluster", "volume", "info", VOL, "--xml"]))[VOL]["replica"]
     bricks = len(volume(lab).bricks)
     wait_until(lambda: missing(node, VOL, bricks=bricks, replica=replica, host=host) is None, timeout=timeout,
-               what=f"{VOL}: {bricks} bricks online, the host's client on each, 0 entries to heal")
+               interval=0.1, what=f"{VOL}: {bricks} bricks online, the host's client on each, 0 entries to heal")
     lab.mark("volume healthy")
 
 
@@ -172,7 +172,7 @@ def test_gluster_failover_crash_of_mount_server_keeps_writes_going(healthy: Any,
         t0 = time.monotonic()
         with lab.node(victim).crashed():
             wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab)) and q.log.first_ack_after(t0 + ping_timeout(lab)),
-                       timeout=ping_timeout(lab) + MARGIN + 30, what="both writers acknowledged after the crash")
+                       timeout=ping_timeout(lab) + MARGIN + 30, interval=0.1, what="both writers acknowledged after the crash")
             wait_until(lambda: pending_heals(survivor) > 0,
                        timeout=60, what=f"pending heal entries counted while {victim} is down")
             pool.refresh(0)
@@ -229,7 +229,10 @@ def test_gluster_failover_hung_node_stalls_at_most_ping_timeout(healthy: Any, re
         victim = holders(lab, log_path)[-1]  # gluster3 when replicated: not the mount's volfile server
         t0 = time.monotonic()
         with lab.node(victim).frozen():
-            wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab) + 2), timeout=ping_timeout(lab) + MARGIN + 30,
+            # an append acknowledged once ping-timeout passed: the client gave the hung brick up (a
+            # half-second margin for the freeze to take hold)
+            wait_until(lambda: w.log.first_ack_after(t0 + ping_timeout(lab) + 0.5), interval=0.1,
+                       timeout=ping_timeout(lab) + MARGIN + 30,
                        what=f"writes acknowledged while {victim} hangs")
             t1 = time.monotonic()
     gap = w.log.max_gap(t0, t1)
