@@ -23,6 +23,7 @@ from harness.backends.nfs import client, plan, role, rules
 from harness.backends.nfs.chaos import NfsChaos
 from harness.backends.nfs.plan import NfsHostPool, NfsPlan, of
 from harness.backends.nfs.schema import Nfs, NfsClient
+from harness.backends.nfs.upgrade import NfsUpgrade
 from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
 
@@ -85,6 +86,9 @@ class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
 
     def reconfigure(self, lab: LabContext, before: Plan) -> list[str]:
         return client.reconfigure(lab, before)
+
+    def upgrade(self) -> NfsUpgrade:
+        return NfsUpgrade()
 
     def chaos(self) -> NfsChaos:
         return NfsChaos()
