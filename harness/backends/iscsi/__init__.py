@@ -26,6 +26,7 @@ from harness.backends.iscsi import chap, initiator, plan, pools, rules, target
 from harness.backends.iscsi.chaos import IscsiChaos
 from harness.backends.iscsi.plan import IscsiHostPool, IscsiPlan, of
 from harness.backends.iscsi.schema import Iscsi
+from harness.backends.iscsi.upgrade import IscsiUpgrade
 from harness.errors import CleanupReport
 from harness.plan.model import Plan, need
 from harness.run import CommandResult, run
@@ -102,6 +103,9 @@ class IscsiBackend(Backend[Iscsi, IscsiPlan, IscsiHostPool]):
             out.append(["sh", "-c", "iscsiadm -m session -P 1; multipath -ll; dmsetup ls; "
                         "cat /etc/multipath/conf.d/*.conf 2>/dev/null"])
         return out
+
+    def upgrade(self) -> IscsiUpgrade:
+        return IscsiUpgrade()
 
     def chaos(self) -> IscsiChaos:
         return IscsiChaos()

@@ -1,0 +1,46 @@
+"""iSCSI's upgrade (Backend.upgrade): one target, so the upgrade is its restart on the new version
+while initiators stay logged in and retry: the target's daemon (tgt) or its saved LIO configuration
+service stopped, the packages replaced, started again on the same configuration, and the gate is the
+chaos run's health (the service active, the KVM host logged in again and seeing the LUN)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.backends.base import LabContext, NodeView
+from harness.backends.iscsi.chaos import IscsiChaos
+from harness.backends.iscsi.plan import of
+from harness.plan.model import NodePlan, need
+
+#: what an upgrade replaces on a target (both implementations' tools are on the image)
+PACKAGES = ("tgt", "targetcli-fb")
+UNITS = {"tgt": "tgt.service", "lio": "rtslib-fb-targetctl.service"}
+
+
+class IscsiUpgrade:
+    rolling = True
+
+    def _unit(self, lab: LabContext) -> str:
+        return UNITS[need(of(lab.plan), "the lab's iscsi section").implementation]
+
+    def packages(self, node: NodePlan) -> tuple[str, ...]:
+        return PACKAGES if "iscsi-target" in node.roles else ()
+
+    def ready(self, lab: LabContext) -> str | None:
+        return IscsiChaos().health(lab)
+
+    def stop(self, lab: LabContext, node: NodeView) -> None:
+        node.succeed(["systemctl", "stop", self._unit(lab)], timeout=120)
+
+    def start(self, lab: LabContext, node: NodeView) -> None:
+        node.succeed(["systemctl", "start", self._unit(lab)], timeout=120)
+        node.wait_for_unit(self._unit(lab), timeout=120)
+
+    def settle(self, lab: LabContext, started: Sequence[NodeView]) -> list[str]:
+        return []
+
+    def finish(self, lab: LabContext) -> list[str]:
+        return []
+
+    def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
+        return None
