@@ -94,7 +94,7 @@ def supports(lab: Lab) -> list[tuple[str, UpgradeSupport]]:
 
 def order(lab: Lab, sup: UpgradeSupport, nodes: Sequence[str] | None) -> list[str]:
     """The backend's servers to upgrade, in plan order or as ``nodes`` gives them."""
-    servers = [n.name for n in lab.plan.nodes if sup.packages(n)]
+    servers = [n.name for n in sorted(lab.plan.nodes, key=sup.rank) if sup.packages(n)]  # stable: plan order within a rank
     if nodes is None:
         return servers
     unknown = [n for n in nodes if n not in servers]
@@ -168,6 +168,8 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
         with log.step(f"{name}: gate before the upgrade"):
             _gate(lab, name, sup, names[0], gate_timeout)
         bundles = {n: bundle.make(lab.plan.node(n).release, to, sup.packages(lab.plan.node(n))) for n in names}
+        with log.step(f"{name}: begin"):
+            report.finished += [f"{name}: {line}" for line in sup.begin(lab)]
         groups = [names] if offline or not sup.rolling else [[n] for n in names]
         for group in groups:
             steps = _upgrade_group(lab, name, sup, group, bundles, before_stop)

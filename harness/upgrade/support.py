@@ -18,6 +18,14 @@ class UpgradeSupport(Protocol):
     #: the backend is stopped, upgraded and started together: the offline procedure)
     rolling: bool
 
+    def rank(self, node: NodePlan) -> int:
+        """Servers go by rank, lowest first, then in the topology's order (Ceph: monitors before OSDs)."""
+        ...
+
+    def begin(self, lab: LabContext) -> list[str]:
+        """Once the first gate held, before any server stops (Ceph: noout); what it did."""
+        ...
+
     def packages(self, node: NodePlan) -> tuple[str, ...]:
         """The Debian packages of this backend on ``node`` an upgrade replaces (empty: none there)."""
         ...

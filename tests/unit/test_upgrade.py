@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness.backends.ceph.upgrade import release_names
 from harness.backends.gluster.upgrade import GlusterUpgrade, op_version
 from harness.errors import HarnessError
 from harness.host.facts import PROFILES
@@ -96,7 +98,9 @@ class FakeLab:
         return self.nodes[name]
 
 
-def test_gluster_gate_is_shut_while_a_peer_is_rejected_and_names_the_known_cause() -> None:
+def test_gluster_gate_is_shut_while_a_peer_is_rejected_and_names_the_known_cause(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     rejected = {"gluster peer status": peers(("gluster2", "Peer Rejected"), ("gluster3", "Peer Rejected")),
                 "grep -m1 Version of Cksums": "[..] E [MSGID: 106010] Version of Cksums kvmgluster differ.",
                 "gluster volume info": "<cliOutput><opRet>0</opRet><volInfo><volumes><volume><name>kvmgluster</name>"
@@ -111,7 +115,9 @@ def test_gluster_gate_is_shut_while_a_peer_is_rejected_and_names_the_known_cause
     assert up.diagnose(lab, lab.node("gluster1")) is None
 
 
-def test_gluster_finish_raises_op_version_to_what_every_server_supports() -> None:
+def test_gluster_finish_raises_op_version_to_what_every_server_supports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     vals = {"cluster.op-version": 100000, "cluster.max-op-version": 110000}
 
     class Node(FakeNode):
@@ -131,17 +137,24 @@ def test_gluster_finish_raises_op_version_to_what_every_server_supports() -> Non
     assert GlusterUpgrade().finish(lab) == ["cluster.op-version 110000 (already the highest every server supports)"]
 
 
-def test_upgrade_takes_the_backends_servers_in_order_and_refuses_what_it_cannot() -> None:
+def test_upgrade_takes_the_backends_servers_in_order_and_refuses_what_it_cannot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))  # no lab of this host's may stand in the way
     lab: Any = FakeLab({"gluster1": {}, "gluster2": {}, "gluster3": {}})
     (name, sup), = rolling.supports(lab)
     assert name == "gluster" and rolling.order(lab, sup, None) == ["gluster1", "gluster2", "gluster3"]
     assert rolling.order(lab, sup, ["gluster3", "gluster1"]) == ["gluster3", "gluster1"]
     with pytest.raises(HarnessError, match=r"kvm1 run no backend to upgrade"):
         rolling.order(lab, sup, ["kvm1"])
+    nvme: Any = FakeLab({})
+    nvme.plan = load_plan(str(ROOT / "topologies" / "nvme.yaml"), PROFILES["kvm"], "vagrant")
+    with pytest.raises(HarnessError, match="runs nvme, which `storlab upgrade` cannot upgrade yet"):
+        rolling.supports(nvme)
     ceph: Any = FakeLab({})
     ceph.plan = load_plan(str(ROOT / "topologies" / "ceph-5.yaml"), PROFILES["ci"], "lxc")
-    with pytest.raises(HarnessError, match="runs ceph, which `storlab upgrade` cannot upgrade yet"):
-        rolling.supports(ceph)
+    (name, sup), = rolling.supports(ceph)
+    # monitors and managers before OSDs; the admin node (a client) is not upgraded
+    assert rolling.order(ceph, sup, None) == ["ceph-monitor", "ceph-osd1", "ceph-osd2", "ceph-osd3"]
     with pytest.raises(HarnessError, match="--to sid: not a release"):
         rolling.upgrade(lab, "sid")
 
@@ -152,3 +165,10 @@ def test_report_says_what_changed_per_node() -> None:
     r = rolling.Report("g3", "trixie", True, [step], ["gluster: cluster.op-version 100000 -> 110000"])
     assert r.lines() == ["gluster1 (gluster): glusterfs-server 10.3-5 -> 11.1-6; down 12.6s, gate 3.7s",
                          "gluster: cluster.op-version 100000 -> 110000"]
+
+
+def test_ceph_release_names_from_ceph_versions() -> None:
+    out = json.dumps({"mon": {"ceph version 18.2.7 (abc) reef (stable)": 1},
+                      "osd": {"ceph version 16.2.15 (def) pacific (stable)": 2, "ceph version 18.2.7 (abc) reef (stable)": 1},
+                      "overall": {"x": 4}})
+    assert release_names(out) == {"mon": {"reef"}, "osd": {"pacific", "reef"}}

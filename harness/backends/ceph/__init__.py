@@ -19,6 +19,7 @@ from harness.backends.ceph.chaos import CephChaos
 from harness.backends.ceph.plan import CephHostPool, CephPlan, of
 from harness.backends.ceph.role import ceph_key
 from harness.backends.ceph.schema import Ceph
+from harness.backends.ceph.upgrade import CephUpgrade
 from harness.plan.model import Plan, need
 from harness.spec.topology import Pool
 
@@ -62,6 +63,9 @@ class CephBackend(Backend[Ceph, CephPlan, CephHostPool]):
 
     def pool_secret(self, lab: LabContext, pool: CephHostPool) -> bytes | None:
         return ceph_key(lab, need(pool.client, f"pool {pool.name}: client"))
+
+    def upgrade(self) -> CephUpgrade:
+        return CephUpgrade()
 
     def chaos(self) -> CephChaos:
         return CephChaos()

@@ -69,6 +69,12 @@ def _restart(nodes: Sequence[NodeView]) -> None:
 class GlusterUpgrade:
     rolling = True
 
+    def rank(self, node: NodePlan) -> int:
+        return 0
+
+    def begin(self, lab: LabContext) -> list[str]:
+        return []
+
     def packages(self, node: NodePlan) -> tuple[str, ...]:
         return PACKAGES if "gluster" in node.roles else ()
 

@@ -20,6 +20,12 @@ UNITS = {"tgt": "tgt.service", "lio": "rtslib-fb-targetctl.service"}
 class IscsiUpgrade:
     rolling = True
 
+    def rank(self, node: NodePlan) -> int:
+        return 0
+
+    def begin(self, lab: LabContext) -> list[str]:
+        return []
+
     def _unit(self, lab: LabContext) -> str:
         return UNITS[need(of(lab.plan), "the lab's iscsi section").implementation]
 

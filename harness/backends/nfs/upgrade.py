@@ -22,6 +22,12 @@ UNITS = {"ganesha": "nfs-ganesha.service", "kernel": "nfs-server.service"}
 class NfsUpgrade:
     rolling = True
 
+    def rank(self, node: NodePlan) -> int:
+        return 0
+
+    def begin(self, lab: LabContext) -> list[str]:
+        return []
+
     def _impl(self, lab: LabContext) -> str:
         return need(of(lab.plan), "the lab's nfs section").implementation
 
