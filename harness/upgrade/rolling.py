@@ -159,6 +159,10 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
     lab there)."""
     if to not in releases.RELEASES:
         raise HarnessError(f"--to {to}: not a release storlab knows (known: {', '.join(releases.RELEASES)})")
+    older = [n.name for n in lab.plan.nodes if int(releases.of(n.release).debian) > int(releases.of(to).debian)]
+    if older:
+        raise HarnessError(f"--to {to}: {', '.join(older)} run a later release; storlab upgrades, it does not "
+                           f"downgrade (`storlab reset` takes a lab back to how `up` made it)")
     report = Report(lab.name, to, offline)
     t_all = time.monotonic()
     for name, sup in supports(lab):

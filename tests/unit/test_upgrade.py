@@ -157,6 +157,10 @@ def test_upgrade_takes_the_backends_servers_in_order_and_refuses_what_it_cannot(
     assert rolling.order(ceph, sup, None) == ["ceph-monitor", "ceph-osd1", "ceph-osd2", "ceph-osd3"]
     with pytest.raises(HarnessError, match="--to sid: not a release"):
         rolling.upgrade(lab, "sid")
+    newer: Any = FakeLab({})
+    newer.plan = load_plan(str(ROOT / "topologies" / "gluster-3-mixed.yaml"), PROFILES["ci"], "lxc")
+    with pytest.raises(HarnessError, match="gluster3 run a later release; storlab upgrades, it does not downgrade"):
+        rolling.upgrade(newer, "bookworm")
 
 
 def test_report_says_what_changed_per_node() -> None:
