@@ -4,6 +4,7 @@ hand, or half-way through a rolling upgrade, says what it has now."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,12 +19,19 @@ def packages_for(roles: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(p for b in backends() if mine & set(b.roles) for p in b.packages))
 
 
+#: what a package name and a version may look like (Debian policy 5.6.1, 5.6.12): a node is
+#: untrusted, and what it says is printed on terminals and written into reports
+_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]{0,100}")
+_VERSION = re.compile(r"[A-Za-z0-9.+~:/-]{1,100}")
+
+
 def parse(text: str) -> dict[str, str]:
-    """``PACKAGE=VERSION`` lines (dpkg-query's format below) -> {package: version}, installed ones only."""
+    """``PACKAGE=VERSION`` lines (dpkg-query's format below) -> {package: version}, installed ones
+    only; a line that is not a package name and a version is dropped."""
     out = {}
     for line in text.splitlines():
         name, sep, version = line.partition("=")
-        if sep and version.strip():
+        if sep and _NAME.fullmatch(name.strip()) and _VERSION.fullmatch(version.strip()):
             out[name.strip()] = version.strip()
     return out
 
@@ -34,7 +42,8 @@ def of_node(node: Node) -> dict[str, str]:
     res = node.run(["sh", "-c", 'cat /etc/debian_version; dpkg-query -W -f "\\${Package}=\\${Version}\\n" "$@" 2>/dev/null',
                     "sh", *pkgs], timeout=30)
     first, _, rest = res.stdout.partition("\n")
-    return {"debian": first.strip(), **parse(rest)} if res.stdout else {}
+    debian = first.strip() if _VERSION.fullmatch(first.strip()) else "(unreadable)"
+    return {"debian": debian, **parse(rest)} if res.stdout else {}
 
 
 def running(lab: Lab) -> Mapping[str, dict[str, str]]:

@@ -60,4 +60,6 @@ def test_one_image_per_release() -> None:
 def test_versions_read_on_a_node() -> None:
     from harness.lab import versions
     assert versions.parse("glusterfs-server=11.1-6\nglusterfs-client=\nbad line\n") == {"glusterfs-server": "11.1-6"}
+    # a node is untrusted: what it says reaches terminals and reports only if it looks like a version
+    assert versions.parse("tgt=1:1.0.85-1.3\nceph-common=16.2\x1b[2J\nx=\u202eevil\n") == {"tgt": "1:1.0.85-1.3"}
     assert "glusterfs-server" in versions.packages_for(["gluster"]) and "ceph-mon" not in versions.packages_for(["gluster"])
