@@ -176,3 +176,17 @@ def test_ceph_release_names_from_ceph_versions() -> None:
                       "osd": {"ceph version 16.2.15 (def) pacific (stable)": 2, "ceph version 18.2.7 (abc) reef (stable)": 1},
                       "overall": {"x": 4}})
     assert release_names(out) == {"mon": {"reef"}, "osd": {"pacific", "reef"}}
+
+
+def test_ganesha_conf_follows_the_version_that_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5.0+ stops at start in a container unless allow_set_io_flusher_fail (seen: 6.5 exit 2 after
+    an upgrade); 4.x does not know the setting."""
+    from harness.backends.nfs import ganesha
+    from harness.backends.nfs.plan import of
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    assert [ganesha.major(v) for v in ("6.5", "4.3-2", "1:6.5-5", "")] == [6, 4, 6, 0]
+    plan = load_plan(str(ROOT / "topologies" / "nfs-userspace.yaml"), PROFILES["ci"], "lxc")
+    section = of(plan)
+    assert section is not None
+    assert "allow_set_io_flusher_fail" not in ganesha.conf(plan, section)  # bookworm: 4.3
+    assert "allow_set_io_flusher_fail = true;" in ganesha.conf(plan, section, 6)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from harness.backends.base import Backend, Implementation, LabContext, Path_, PlanInputs, RoleStep, Rules, templates
-from harness.backends.nfs import client, plan, role, rules
+from harness.backends.nfs import client, ganesha, plan, role, rules
 from harness.backends.nfs.chaos import NfsChaos
 from harness.backends.nfs.plan import NfsHostPool, NfsPlan, of
 from harness.backends.nfs.schema import Nfs, NfsClient
@@ -63,7 +63,7 @@ class NfsBackend(Backend[Nfs, NfsPlan, NfsHostPool]):
     def render(self, plan: Plan, section: NfsPlan) -> dict[str, str]:
         srv = f"nodes/{section.server}"
         if section.implementation == "ganesha":
-            files = {f"{srv}/etc/ganesha/ganesha.conf": _env.get_template("ganesha.conf.j2").render(plan=plan, nfs=section)}
+            files = {f"{srv}/etc/ganesha/ganesha.conf": ganesha.conf(plan, section)}
         else:
             files = {f"{srv}/etc/exports": _env.get_template("exports.j2").render(plan=plan, nfs=section),
                      f"{srv}/etc/nfs.conf.d/storlab.conf": _env.get_template("nfs.conf.j2").render(plan=plan, nfs=section)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.backends.base import LabContext, NodeView
+from harness.backends.nfs import ganesha
 from harness.backends.nfs.chaos import NfsChaos
 from harness.backends.nfs.plan import of
 from harness.plan.model import NodePlan, need
@@ -44,6 +45,10 @@ class NfsUpgrade:
 
     def start(self, lab: LabContext, node: NodeView) -> None:
         unit = UNITS[self._impl(lab)]
+        if self._impl(lab) == "ganesha":  # the configuration the installed version reads (ganesha.py)
+            installed = node.succeed(["dpkg-query", "-W", "-f", "${Version}", "nfs-ganesha"], timeout=30)
+            section = need(of(lab.plan), "the lab's nfs section")
+            node.ensure_file("/etc/ganesha/ganesha.conf", ganesha.conf(lab.plan, section, ganesha.major(installed)))
         node.succeed(["systemctl", "start", unit], timeout=120)
         node.wait_for_unit(unit, timeout=120)
 
