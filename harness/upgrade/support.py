@@ -56,3 +56,24 @@ class UpgradeSupport(Protocol):
     def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
         """When the gate stays shut after ``node``: a known cause, said with its reference (None: none known)."""
         ...
+
+
+class Defaults:
+    """What a backend's upgrade support does where it has nothing of its own to do: rank 0, no
+    begin, settle, finish or known cause; rolling."""
+    rolling = True
+
+    def rank(self, node: NodePlan) -> int:
+        return 0
+
+    def begin(self, lab: LabContext) -> list[str]:
+        return []
+
+    def settle(self, lab: LabContext, started: Sequence[NodeView]) -> list[str]:
+        return []
+
+    def finish(self, lab: LabContext) -> list[str]:
+        return []
+
+    def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
+        return None

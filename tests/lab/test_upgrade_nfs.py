@@ -9,23 +9,14 @@ from typing import Any
 import pytest
 
 from harness.backends.nfs.plan import of
-from harness.chaos import runner
-from harness.lab import versions
 from harness.lab.lab import Lab
 from harness.plan.model import need
-from harness.upgrade import rolling
+
+from .upgrading import upgrade_under_writers
 
 pytestmark = pytest.mark.topology("nfs-userspace.yaml")
 
 
 def test_upgrade_nfs_server_to_trixie_under_the_host_client(lab: Lab, host_side: Lab, tmp_path: Any) -> None:
-    before = versions.running(lab)
-    reports: list[rolling.Report] = []
-    out = runner.during(lab, "upgrade", lambda: reports.append(rolling.upgrade(lab, "trixie")), tmp_path / "run")
-    print("\n".join(runner.summary(out) + reports[0].lines()))
-    assert out.verdict.ok, "\n".join(runner.summary(out))
-    assert out.verdict.acked > 20
-    after = versions.running(lab)
-    server = reports[0].steps[0].node
-    impl = "nfs-ganesha" if need(of(lab.plan), "nfs section").implementation == "ganesha" else "nfs-kernel-server"
-    assert after[server][impl] != before[server][impl], f"{impl} not upgraded: {before[server]} -> {after[server]}"
+    ganesha = need(of(lab.plan), "nfs section").implementation == "ganesha"
+    upgrade_under_writers(lab, tmp_path / "run", "nfs-ganesha" if ganesha else "nfs-kernel-server")

@@ -18,6 +18,7 @@ from harness.backends.ceph.role import admin_node, parse_health
 from harness.errors import HarnessError
 from harness.plan.model import NodePlan, need
 from harness.run import wait_until
+from harness.upgrade.support import Defaults
 
 #: role -> the packages of its daemons (the admin node's client tools are not upgraded: a client)
 PACKAGES = {"ceph-mon": ("ceph-mon", "ceph-common"), "ceph-mgr": ("ceph-mgr", "ceph-common"),
@@ -45,8 +46,7 @@ def release_names(versions_json: str) -> dict[str, set[str]]:
     return out
 
 
-class CephUpgrade:
-    rolling = True
+class CephUpgrade(Defaults):
 
     def rank(self, node: NodePlan) -> int:
         return min((RANK[r] for r in node.roles if r in RANK), default=9)
@@ -85,8 +85,6 @@ class CephUpgrade:
         # every ceph unit the node had enabled (its mon, mgr or OSDs) comes back with the target
         node.succeed(["systemctl", "start", "ceph.target"], timeout=300)
 
-    def settle(self, lab: LabContext, started: Sequence[NodeView]) -> list[str]:
-        return []
 
     def finish(self, lab: LabContext) -> list[str]:
         admin = admin_node(lab)
@@ -104,5 +102,3 @@ class CephUpgrade:
             "HEALTH_OK" if health.startswith("HEALTH_OK")
             else "healthy but for " + "".join(c for c in health.splitlines()[0][:300] if c.isprintable()))]
 
-    def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
-        return None

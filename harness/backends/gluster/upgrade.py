@@ -18,6 +18,7 @@ from harness.backends.gluster.role import missing, parse_peer_status, parse_volu
 from harness.errors import HarnessError, WaitTimeout
 from harness.plan.model import NodePlan
 from harness.run import wait_until
+from harness.upgrade.support import Defaults
 
 PACKAGES = ("glusterfs-server", "glusterfs-client")
 #: seconds an agreement among servers must last to count (handshakes settle within about a second here)
@@ -66,14 +67,8 @@ def _restart(nodes: Sequence[NodeView]) -> None:
                        interval=0.5, what=f"gluster peers' handshakes after {n.name}'s restart")
 
 
-class GlusterUpgrade:
-    rolling = True
+class GlusterUpgrade(Defaults):
 
-    def rank(self, node: NodePlan) -> int:
-        return 0
-
-    def begin(self, lab: LabContext) -> list[str]:
-        return []
 
     def packages(self, node: NodePlan) -> tuple[str, ...]:
         return PACKAGES if "gluster" in node.roles else ()

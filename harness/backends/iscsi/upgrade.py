@@ -5,26 +5,19 @@ chaos run's health (the service active, the KVM host logged in again and seeing 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from harness.backends.base import LabContext, NodeView
 from harness.backends.iscsi.chaos import IscsiChaos
 from harness.backends.iscsi.plan import of
 from harness.plan.model import NodePlan, need
+from harness.upgrade.support import Defaults
 
 #: what an upgrade replaces on a target (both implementations' tools are on the image)
 PACKAGES = ("tgt", "targetcli-fb")
 UNITS = {"tgt": "tgt.service", "lio": "rtslib-fb-targetctl.service"}
 
 
-class IscsiUpgrade:
-    rolling = True
+class IscsiUpgrade(Defaults):
 
-    def rank(self, node: NodePlan) -> int:
-        return 0
-
-    def begin(self, lab: LabContext) -> list[str]:
-        return []
 
     def _unit(self, lab: LabContext) -> str:
         return UNITS[need(of(lab.plan), "the lab's iscsi section").implementation]
@@ -50,11 +43,4 @@ class IscsiUpgrade:
         node.succeed(["systemctl", "start", self._unit(lab)], timeout=120)
         node.wait_for_unit(self._unit(lab), timeout=120)
 
-    def settle(self, lab: LabContext, started: Sequence[NodeView]) -> list[str]:
-        return []
 
-    def finish(self, lab: LabContext) -> list[str]:
-        return []
-
-    def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
-        return None

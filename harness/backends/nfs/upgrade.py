@@ -7,27 +7,20 @@ acknowledged write was lost."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from harness.backends.base import LabContext, NodeView
 from harness.backends.nfs import ganesha
 from harness.backends.nfs.chaos import NfsChaos
 from harness.backends.nfs.plan import of
 from harness.plan.model import NodePlan, need
+from harness.upgrade.support import Defaults
 
 #: what an upgrade replaces, by implementation (kernel nfsd: the userspace half; the kernel is the node's)
 PACKAGES = {"ganesha": ("nfs-ganesha", "nfs-ganesha-vfs"), "kernel": ("nfs-kernel-server", "nfs-common")}
 UNITS = {"ganesha": "nfs-ganesha.service", "kernel": "nfs-server.service"}
 
 
-class NfsUpgrade:
-    rolling = True
+class NfsUpgrade(Defaults):
 
-    def rank(self, node: NodePlan) -> int:
-        return 0
-
-    def begin(self, lab: LabContext) -> list[str]:
-        return []
 
     def _impl(self, lab: LabContext) -> str:
         return need(of(lab.plan), "the lab's nfs section").implementation
@@ -52,11 +45,4 @@ class NfsUpgrade:
         node.succeed(["systemctl", "start", unit], timeout=120)
         node.wait_for_unit(unit, timeout=120)
 
-    def settle(self, lab: LabContext, started: Sequence[NodeView]) -> list[str]:
-        return []
 
-    def finish(self, lab: LabContext) -> list[str]:
-        return []
-
-    def diagnose(self, lab: LabContext, node: NodeView) -> str | None:
-        return None
