@@ -61,8 +61,9 @@ else
   timings+=("install: pip install .: FAILED ($((SECONDS - t))s)")
 fi
 if [ "${STORLAB_CI_FULL:-0}" = 1 ]; then
-  # seeded chaos of ceph-5, nfs-userspace and iscsi-userspace on LXC (about 3 min each with their labs)
-  phase core "LXC: chaos of ceph, NFS, iSCSI" 900 tests -m "slow and not vm" --lab-provider lxc "$@"
+  # seeded chaos of ceph-5, nfs-userspace and iscsi-userspace on LXC (about 3 min each with their labs),
+  # and the Ceph upgrade (about 4 min)
+  phase core "LXC: chaos of ceph, NFS, iSCSI" 1200 tests -m "slow and not vm" --lab-provider lxc "$@"
 fi
 if [ "${#vm_flag[@]}" -gt 0 ]; then
   echo "== lab tests on vagrant-libvirt VMs ($(python3 -c 'from harness.host.facts import kvm_status; print("kvm" if kvm_status()[0] else "tcg")'))"
