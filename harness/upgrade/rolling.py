@@ -166,12 +166,19 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
     report = Report(lab.name, to, offline)
     t_all = time.monotonic()
     for name, sup in supports(lab):
+        servers = order(lab, sup, None)
         names = order(lab, sup, nodes)
         if pause_after is not None and pause_after not in names:
             raise HarnessError(f"--pause-after {pause_after}: not among the nodes upgraded ({', '.join(names)})")
         with log.step(f"{name}: gate before the upgrade"):
             _gate(lab, name, sup, names[0], gate_timeout)
-        bundles = {n: bundle.make(lab.plan.node(n).release, to, sup.packages(lab.plan.node(n))) for n in names}
+        made: dict[tuple[str, tuple[str, ...]], bundle.Bundle] = {}  # one per (release, packages), not per node
+        bundles = {}
+        for n in names:
+            key = (lab.plan.node(n).release, sup.packages(lab.plan.node(n)))
+            if key not in made:
+                made[key] = bundle.make(key[0], to, key[1])
+            bundles[n] = made[key]
         with log.step(f"{name}: begin"):
             report.finished += [f"{name}: {line}" for line in sup.begin(lab)]
         groups = [names] if offline or not sup.rolling else [[n] for n in names]
@@ -187,7 +194,7 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
                 report.paused_after = pause_after
                 break
         else:
-            if set(names) == {n.name for n in lab.plan.nodes if sup.packages(n)}:
+            if set(names) == set(servers):
                 with log.step(f"{name}: finish"):
                     report.finished += [f"{name}: {line}" for line in sup.finish(lab)]
         if report.paused_after:

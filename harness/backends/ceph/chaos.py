@@ -16,7 +16,7 @@ import base64
 import ipaddress
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import log
@@ -184,15 +184,7 @@ class CephChaos:
                             close, qio.kill)]
 
     def health(self, lab: LabContext) -> str | None:
-        c, admin = need(of(lab.plan), "ceph section"), admin_node(lab)
-        r = admin.run(["ceph", "-s", "-f", "json", "--connect-timeout", "10"], timeout=30)
-        if not r.ok:
-            return f"`ceph -s` to answer on {admin.name}"
-        try:
-            ok, summary = parse_health(r.stdout, (*c.accept_warnings, *HARMLESS))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return f"`ceph -s -f json` on {admin.name} to say something storlab can read"
-        return None if ok else f"ceph HEALTH_OK with every PG active+clean (now {summary})"
+        return health(lab)
 
     def bound(self, lab: LabContext, event: Event) -> float | None:
         """osd heartbeat grace + MARGIN while a monitor majority stays and every PG keeps min_size
@@ -224,3 +216,17 @@ class CephChaos:
             wait_until(removed, timeout=90, interval=5, what=f"`rbd rm {spec}` on {admin.name}")
         except WaitTimeout as exc:
             log.info(f"chaos: image {spec} left behind: {exc}")
+
+
+def health(lab: LabContext, accepted: Sequence[str] = ()) -> str | None:
+    """None when the cluster is HEALTH_OK with every PG active+clean, but for the topology's
+    accepted warnings, HARMLESS and ``accepted``; else what it still waits for."""
+    c, admin = need(of(lab.plan), "ceph section"), admin_node(lab)
+    r = admin.run(["ceph", "-s", "-f", "json", "--connect-timeout", "10"], timeout=30)
+    if not r.ok:
+        return f"`ceph -s` to answer on {admin.name}"
+    try:
+        ok, summary = parse_health(r.stdout, (*c.accept_warnings, *HARMLESS, *accepted))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"`ceph -s -f json` on {admin.name} to say something storlab can read"
+    return None if ok else f"ceph HEALTH_OK with every PG active+clean (now {summary})"

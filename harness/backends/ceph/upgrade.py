@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 
 from harness.backends.base import LabContext, NodeView
-from harness.backends.ceph.chaos import HARMLESS
-from harness.backends.ceph.plan import of
-from harness.backends.ceph.role import admin_node, parse_health
+from harness.backends.ceph.chaos import health
+from harness.backends.ceph.role import admin_node
 from harness.errors import HarnessError
-from harness.plan.model import NodePlan, need
+from harness.plan.model import NodePlan
 from harness.run import wait_until
 from harness.upgrade.support import Defaults
 
@@ -54,14 +52,6 @@ class CephUpgrade(Defaults):
     def packages(self, node: NodePlan) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p for r in node.roles for p in PACKAGES.get(r, ())))
 
-    def _status(self, lab: LabContext, accepted: Sequence[str]) -> str | None:
-        c, admin = need(of(lab.plan), "ceph section"), admin_node(lab)
-        r = admin.run(["ceph", "-s", "-f", "json", "--connect-timeout", "10"], timeout=30)
-        if not r.ok:
-            return f"`ceph -s` to answer on {admin.name}"
-        ok, summary = parse_health(r.stdout, (*c.accept_warnings, *HARMLESS, *accepted))
-        return None if ok else f"ceph healthy with every PG active+clean (now {summary})"
-
     def ready(self, lab: LabContext) -> str | None:
         admin = admin_node(lab)
         # the daemons themselves first: right after a restart `ceph -s` may still show the health
@@ -72,7 +62,7 @@ class CephUpgrade(Defaults):
         st = json.loads(r.stdout)
         if st.get("num_up_osds") != st.get("num_osds") or st.get("num_in_osds") != st.get("num_osds"):
             return f"every OSD up and in (now {st.get('num_up_osds')} up, {st.get('num_in_osds')} in of {st.get('num_osds')})"
-        return self._status(lab, (*UPGRADING, *KNOWN))
+        return health(lab, (*UPGRADING, *KNOWN))
 
     def begin(self, lab: LabContext) -> list[str]:
         admin_node(lab).succeed(["ceph", "osd", "set", "noout"], timeout=60)
@@ -95,7 +85,7 @@ class CephUpgrade(Defaults):
         release = releases.pop()
         admin.succeed(["ceph", "osd", "require-osd-release", release], timeout=120)
         admin.succeed(["ceph", "osd", "unset", "noout"], timeout=60)
-        wait_until(lambda: self._status(lab, KNOWN) is None, timeout=300, interval=2,
+        wait_until(lambda: health(lab, KNOWN) is None, timeout=300, interval=2,
                    what="ceph HEALTH_OK after the upgrade")
         health = admin.succeed(["ceph", "health", "detail"], timeout=60).strip()
         return [f"require-osd-release {release}", "noout cleared; " + (

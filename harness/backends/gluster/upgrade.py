@@ -55,6 +55,18 @@ def _agreement(servers: Sequence[NodeView]) -> tuple[str, list[str]] | None:
     return ("pending", pending) if pending else ("agree", [])
 
 
+def _holds(servers: Sequence[NodeView]) -> bool:
+    """Does the servers' agreement last STEADY_S (a restarted peer's handshake can still turn it)?"""
+    t0 = time.monotonic()
+
+    def verdict() -> str | None:
+        a = _agreement(servers)
+        if a is None or a[0] != "agree":
+            return "turned"
+        return "held" if time.monotonic() - t0 >= STEADY_S else None
+    return bool(wait_until(verdict, timeout=STEADY_S + 60, interval=0.5, what="gluster peers' agreement holding") == "held")
+
+
 def _restart(nodes: Sequence[NodeView]) -> None:
     """glusterd restarted on each in turn, the next only once every peer sees every other
     connected again, and not rejected (restarted together, two peers' handshakes crossed and one
@@ -127,8 +139,7 @@ class GlusterUpgrade(Defaults):
             except WaitTimeout:
                 state, who = "pending", [n.name for n in servers]
             if state == "agree":
-                time.sleep(STEADY_S)  # a restarted peer's handshake can still turn it: look again
-                if (_agreement(servers) or ("",))[0] == "agree":
+                if _holds(servers):
                     return done
                 continue
             odd: list[NodeView] = []
