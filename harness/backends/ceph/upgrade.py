@@ -87,8 +87,8 @@ class CephUpgrade(Defaults):
         admin.succeed(["ceph", "osd", "unset", "noout"], timeout=60)
         wait_until(lambda: health(lab, KNOWN) is None, timeout=300, interval=2,
                    what="ceph HEALTH_OK after the upgrade")
-        health = admin.succeed(["ceph", "health", "detail"], timeout=60).strip()
+        detail = admin.succeed(["ceph", "health", "detail"], timeout=60).strip()
         return [f"require-osd-release {release}", "noout cleared; " + (
-            "HEALTH_OK" if health.startswith("HEALTH_OK")
-            else "healthy but for " + "".join(c for c in health.splitlines()[0][:300] if c.isprintable()))]
+            "HEALTH_OK" if detail.startswith("HEALTH_OK")
+            else "healthy but for " + "".join(c for c in detail.splitlines()[0][:300] if c.isprintable()))]
 
