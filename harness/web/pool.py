@@ -100,7 +100,14 @@ class Pools:
                 "join": self.store.mint("join", klass=name)}
 
     def end(self, name: str) -> list[str]:
-        """Every lab of the class removed, its tokens revoked, its records gone; problems, if any."""
+        """Every lab of the class removed, its tokens revoked, its records gone; problems, if any.
+        Refused, before anything changes, while another process (a running service) holds its labs."""
+        held = sorted(lab.name for lab in (Klass.load(name).labs().values() if name in list_classes() else [])
+                      if locks.is_held_elsewhere(lab.name))
+        if held:
+            raise HarnessError(f"class {name} is being served: {locks.holder(held[0])} holds its labs "
+                               f"({', '.join(held)}); end it through that service (DELETE /api/classes/{name} "
+                               "with the admin token), or stop the service and run this again")
         self.store.revoke(klass=name)
         with self.store.editing(name) as pool:
             pool.warm = 0

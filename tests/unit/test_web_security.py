@@ -232,3 +232,30 @@ def test_instructor_routes_for_solve_and_grade_are_scoped(client: TestClient, st
     for path in ("/api/classes/cla/grade", "/api/classes/cla/seats/s02/solve"):
         assert client.post(path, headers=bearer(seat)).status_code == 403
         assert client.post(path, headers=bearer(other)).status_code == 403
+
+
+def test_ending_a_class_another_process_serves_changes_nothing(store: Store, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`storlab serve end` while the service holds the class's labs: refused before any token is
+    revoked or the pool emptied (it used to revoke every link, then fail on the first busy lab)."""
+    import subprocess
+
+    from harness.web import pool as poolmod
+    monkeypatch.setattr(poolmod, "list_classes", lambda: ["cla"])
+    monkeypatch.setattr(poolmod.Klass, "load",
+                        classmethod(lambda cls, name: SimpleNamespace(labs=lambda: {"s01": SimpleNamespace(name="cla-s01")})))
+    token = store.mint("seat", klass="cla", seat="s02")
+    lockfile = tmp_path / "home" / "locks" / "cla-s01.lock"
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    lockfile.write_text("4242 12:00:00 storlab serve\n")
+    server = subprocess.Popen(["flock", "--exclusive", str(lockfile), "sleep", "60"])
+    try:
+        from harness.run import wait_until
+        wait_until(lambda: subprocess.run(["flock", "-n", str(lockfile), "true"]).returncode != 0, timeout=10, interval=0.05,
+                   what="the stand-in service holds the lab's lock")
+        with pytest.raises(Exception, match="being served: pid 4242"):
+            Pools(store, tmp_path).end("cla")
+        assert store.check(token) is not None and store.pool("cla").warm == 1
+    finally:
+        server.kill()
+        server.wait()
