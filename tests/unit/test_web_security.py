@@ -240,9 +240,10 @@ def test_ending_a_class_another_process_serves_changes_nothing(store: Store, tmp
     revoked or the pool emptied (it used to revoke every link, then fail on the first busy lab)."""
     import subprocess
 
+    from harness.training.klass import Klass
     from harness.web import pool as poolmod
     monkeypatch.setattr(poolmod, "list_classes", lambda: ["cla"])
-    monkeypatch.setattr(poolmod.Klass, "load",
+    monkeypatch.setattr(Klass, "load",
                         classmethod(lambda cls, name: SimpleNamespace(labs=lambda: {"s01": SimpleNamespace(name="cla-s01")})))
     token = store.mint("seat", klass="cla", seat="s02")
     lockfile = tmp_path / "home" / "locks" / "cla-s01.lock"
