@@ -31,7 +31,7 @@ from harness import log  # noqa: E402
 from harness.lab.lab import Lab  # noqa: E402
 from harness.providers.vagrant import box, savedstate  # noqa: E402
 from harness.providers.vagrant.spec import driver  # noqa: E402
-from harness.spec import kernels  # noqa: E402
+from harness.spec import releases  # noqa: E402
 
 NODES3 = """lab: vmstart
 description: three plain VM nodes with a data disk each
@@ -53,10 +53,10 @@ def topology_file(name: str) -> str:
 
 def missing_states(lab: Lab) -> list[savedstate.State]:
     versions = savedstate.versions()
-    bx = box.ref()
     out = []
     for n in lab.plan.nodes:
-        st = savedstate.state_for(bx, savedstate.Shape(n.kernel or kernels.DEFAULT, n.memory, n.cpus, driver(lab.plan)), versions)
+        st = savedstate.state_for(box.ref(n.release), savedstate.Shape(releases.kernel_of(n.kernel, n.release), n.memory,
+                                                                       n.cpus, driver(lab.plan)), versions)
         if not st.complete and st not in out:
             out.append(st)
     return out

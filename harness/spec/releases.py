@@ -17,15 +17,17 @@ class Release:
     versions: Mapping[str, str]
     #: the kernel packages its image installs for VM nodes (containers share the host's kernel)
     kernel_packages: tuple[str, ...] = field(default=())
+    #: the kernels (harness.spec.kernels names) those packages give, the first a node's default
+    kernels: tuple[str, ...] = field(default=())
 
 
 RELEASES: Mapping[str, Release] = {
     "bookworm": Release("bookworm", "12", {"glusterfs": "10.3", "ceph": "16.2 (pacific)", "nfs-ganesha": "4.3",
                                            "tgt": "1.0.85", "targetcli-fb": "2.1.53", "libvirt": "9.0", "qemu": "7.2"},
-                        ("linux-image-amd64", "linux-image-6.12-amd64")),
+                        ("linux-image-amd64", "linux-image-6.12-amd64"), ("6.1", "6.12")),
     "trixie": Release("trixie", "13", {"glusterfs": "11.1", "ceph": "18.2.7 (reef)", "nfs-ganesha": "6.5",
                                        "tgt": "1.0.85", "targetcli-fb": "2.1.53", "libvirt": "11.3", "qemu": "10.0"},
-                      ("linux-image-amd64",)),
+                      ("linux-image-amd64",), ("6.12",)),
 }
 DEFAULT = "bookworm"
 
@@ -37,3 +39,8 @@ def of(name: str | None) -> Release:
 def about(name: str) -> str:
     r = RELEASES[name]
     return f"Debian {r.debian} ({name}): " + ", ".join(f"{k} {v}" for k, v in r.versions.items())
+
+
+def kernel_of(kernel: str | None, release: str | None) -> str:
+    """The kernel a VM node boots: the one it names, else its release's default."""
+    return kernel or of(release).kernels[0]

@@ -172,7 +172,8 @@ class Node(Strict):
     addresses: dict[str, str] = Field({}, description="network name -> address for further networks")
     kernel: Annotated[str, BeforeValidator(_quoted_kernel), AfterValidator(lambda v: _one_of(list(kernels.KERNELS), v))
                       ] | None = Field(None, description="the kernel a VM node boots, in quotes: " + "; ".join(
-                          f"{name} ({k.about})" for name, k in kernels.KERNELS.items()) + f"; default {kernels.DEFAULT}")
+                          f"{name} ({k.about})" for name, k in kernels.KERNELS.items()) + "; default: its release's own ("
+                          + ", ".join(f"{r} {rel.kernels[0]}" for r, rel in releases.RELEASES.items()) + ")")
     release: Annotated[str, AfterValidator(lambda v: _one_of(list(releases.RELEASES), v))] | None = Field(
         None, description="this node's Debian release, when it is not the lab's (mixed versions)")
 

@@ -16,6 +16,7 @@ from harness.backends.base import KERNEL_FEATURES, Backend, Implementation, back
 from harness.errors import Problem, TopologyError
 from harness.host.facts import HostFacts
 from harness.providers.capabilities import Capabilities
+from harness.spec import releases
 from harness.spec.pools import PoolRules
 from harness.spec.topology import NAME_RE, Topology
 from harness.spec.topology import model as topology_model
@@ -136,6 +137,11 @@ class _Rules(PoolRules):
                 self.add(("nodes", i, "name"), f"duplicate node name '{node.name}' (also nodes[{names[node.name]}])",
                          "give each node a unique name")
             names.setdefault(node.name, i)
+            release = node.release or self.t.release
+            if node.kernel and node.kernel not in releases.of(release).kernels:
+                carried = releases.of(release).kernels
+                self.add(("nodes", i, "kernel"), f"{release} carries kernel {' and '.join(carried)}, not {node.kernel}",
+                         f"use kernel: \"{carried[0]}\" or remove kernel: (the release's own)")
             dup_roles = [r for r, c in Counter(node.roles).items() if c > 1]
             if dup_roles:
                 self.add(("nodes", i, "roles"), f"role(s) listed twice: {', '.join(dup_roles)}", "list each role once")

@@ -35,7 +35,6 @@ def test_a_release_per_lab_and_per_node_reaches_the_plan() -> None:
 
 @pytest.mark.parametrize(("provider", "release", "field", "says"), [
     ("lxc", "sid", "release", "one of"),
-    ("vagrant", "trixie", "release", "the vagrant provider has no trixie image yet"),
     ("incus", "trixie", "release", "the incus provider has no trixie image yet"),
 ])
 def test_a_release_the_provider_has_no_image_for_is_refused(provider: str, release: str, field: str, says: str) -> None:
@@ -63,3 +62,18 @@ def test_versions_read_on_a_node() -> None:
     # a node is untrusted: what it says reaches terminals and reports only if it looks like a version
     assert versions.parse("tgt=1:1.0.85-1.3\nceph-common=16.2\x1b[2J\nx=\u202eevil\n") == {"tgt": "1:1.0.85-1.3"}
     assert "glusterfs-server" in versions.packages_for(["gluster"]) and "ceph-mon" not in versions.packages_for(["gluster"])
+
+
+def test_a_vm_node_boots_its_releases_kernel_and_may_name_only_one_its_release_carries() -> None:
+    """trixie's image carries its own 6.12 only (bookworm's: 6.1, and 6.12 from bookworm-security):
+    a trixie VM node boots 6.12 by default, and names no 6.1."""
+    vm = LAB.format(provider="vagrant", release="trixie")
+    topo, res = validate_text(vm, PROFILES["ci"])
+    plan = make_plan(topo, res, "<test>.yaml", taken=set(), facts=PROFILES["ci"])
+    assert [releases.kernel_of(n.kernel, n.release) for n in plan.nodes] == ["6.12", "6.1"]
+    with pytest.raises(TopologyError) as exc:
+        validate_text(vm.replace("{name: n1}", '{name: n1, kernel: "6.1"}'), PROFILES["ci"])
+    text = str(exc.value)
+    assert "nodes[0].kernel: trixie carries kernel 6.12, not 6.1" in text and 'use kernel: "6.12"' in text, text
+    validate_text(vm.replace("{name: n2, release: bookworm}", '{name: n2, release: bookworm, kernel: "6.12"}'),
+                  PROFILES["ci"])

@@ -20,6 +20,7 @@ from harness.host.facts import PROFILES
 from harness.plan import planner as planmod
 from harness.plan.model import DiskPlan, Plan, need
 from harness.plan.planner import make_plan
+from harness.providers import image
 from harness.providers.vagrant import box
 from harness.providers.vagrant import spec as vagrantspec
 from harness.providers.vagrant.domains import net_key
@@ -29,6 +30,7 @@ from harness.spec.validate import validate_text
 REPO = Path(__file__).resolve().parents[2]
 LABDIR = Path("/var/lib/storlab/labs/t")
 BOX = box.Box(key="0123456789abcdef", name="storlab/debian12-0123456789abcdef-b1", dir=Path("/img/0123456789abcdef/box-1"))
+BOXES = {"bookworm": BOX}
 
 TWO_NODES = """
 lab: t
@@ -54,7 +56,7 @@ def plan() -> Plan:
 
 @pytest.fixture
 def spec(plan: Plan) -> dict[str, Any]:
-    return vagrantspec.spec(plan, LABDIR, BOX)
+    return vagrantspec.spec(plan, LABDIR, BOXES)
 
 
 # -- the management network in the plan ------------------------------------------------------
@@ -113,7 +115,7 @@ def test_domains_are_named_from_the_plan_objects(plan: Plan, spec: dict[str, Any
 
 @pytest.mark.parametrize(("accel", "driver"), [("tcg", "qemu"), ("kvm", "kvm")])
 def test_libvirt_driver_follows_the_accelerator(accel: str, driver: str) -> None:
-    s = vagrantspec.spec(plan_of(TWO_NODES, accel=accel), LABDIR, BOX)
+    s = vagrantspec.spec(plan_of(TWO_NODES, accel=accel), LABDIR, BOXES)
     assert s["driver"] == driver
     assert s["boot_timeout"] > vagrantspec.boot_bound(plan_of(TWO_NODES, accel=accel))
 
@@ -161,7 +163,7 @@ def test_box_and_direct_kernel_boot(spec: dict[str, Any]) -> None:
 
 def test_each_node_boots_the_kernel_its_topology_names() -> None:
     plan = plan_of(TWO_NODES.replace("- {name: n2, roles: [client]}", '- {name: n2, roles: [client], kernel: "6.12"}'))
-    machines = {m["name"]: m for m in vagrantspec.spec(plan, LABDIR, BOX)["machines"]}
+    machines = {m["name"]: m for m in vagrantspec.spec(plan, LABDIR, BOXES)["machines"]}
     assert machines["n2"]["kernel"] == str(BOX.dir / "vmlinuz-6.12")
     assert machines["n2"]["initrd"] == str(BOX.dir / "initrd.img-6.12")
     assert machines["n1"]["kernel"] == str(BOX.dir / "vmlinuz-6.1")
@@ -184,13 +186,13 @@ def test_the_box_finds_each_kernel_by_its_release(tmp_path: Path) -> None:
 
 
 def test_spec_is_json_and_deterministic(plan: Plan) -> None:
-    a = json.dumps(vagrantspec.spec(plan, LABDIR, BOX), sort_keys=True)
-    assert a == json.dumps(vagrantspec.spec(plan_of(TWO_NODES), LABDIR, BOX), sort_keys=True)
+    a = json.dumps(vagrantspec.spec(plan, LABDIR, BOXES), sort_keys=True)
+    assert a == json.dumps(vagrantspec.spec(plan_of(TWO_NODES), LABDIR, BOXES), sort_keys=True)
 
 
 def test_spec_refuses_plans_for_other_providers() -> None:
     with pytest.raises(ValueError, match="not a vagrant plan"):
-        vagrantspec.spec(plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc")), LABDIR, BOX)
+        vagrantspec.spec(plan_of(TWO_NODES.replace("provider: vagrant", "provider: lxc")), LABDIR, BOXES)
 
 
 @pytest.mark.parametrize(("size", "want"), [(2**30, "1024M"), (1536 * 2**20, "1536M"), (2**20 + 1, "2M"), (1, "1M")])
@@ -355,13 +357,18 @@ def test_teardown_takes_only_what_carries_this_labs_marks(tmp_path: Path, monkey
         f"storlab lab a node n1 home {paths.home_id()}"
 
 
-def test_box_names_follow_the_image_key() -> None:
-    b = box.ref("0fc2244a862ebbb3")
-    assert b.name == f"storlab/debian12-0fc2244a862ebbb3-b{box.BOX_VERSION}"
+def test_box_names_follow_the_image_key_and_keep_their_releases_kernels() -> None:
+    for release, debian, default in (("bookworm", "12", "6.1"), ("trixie", "13", "6.12")):
+        b = box.ref(release)
+        assert b.name == f"storlab/debian{debian}-{image.key_for(release)}-b{box.BOX_VERSION}"
+        assert b.kernel().name == f"vmlinuz-{default}" and b.kernel().parent == b.initrd().parent == b.dir
+    assert box.ref("bookworm").kernels == ("6.1", "6.12") and box.ref("trixie").kernels == ("6.12",)
+    assert box.ref("bookworm").initrd("6.12").name == "initrd.img-6.12"
     # the name vagrant-libvirt 0.11.2 gave the uploaded volume, seen on this host
+    old = box.Box("0fc2244a862ebbb3", "storlab/debian12-0fc2244a862ebbb3-b1", Path("/x"))
     assert ("storlab-VAGRANTSLASH-debian12-0fc2244a862ebbb3-b1_vagrant_box_image_0_1795621468_box.img"
-            .startswith(box.ref("0fc2244a862ebbb3").pool_volume_prefix)) == (box.BOX_VERSION == "1")
-    assert b.kernel().parent == b.initrd("6.12").parent == b.build_key.parent == b.dir
+            .startswith(old.pool_volume_prefix))
+    assert old.build_key.parent == old.dir
 
 
 # -- vagrant output ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from harness.backends.base import Path_ as Path
 from harness.backends.base import Rules
 from harness.backends.nvme.plan import KVM
 from harness.backends.nvme.schema import Nvme, NvmeDhchap, NvmeHost, NvmeNamespace, NvmeSubsystem
-from harness.spec import kernels
+from harness.spec import kernels, releases
 from harness.spec.topology import Disk, Pool
 
 HOST_ROLE = "nvme-host"
@@ -61,9 +61,10 @@ def _auth_kernels(r: Rules, target: str | None, auth: dict[str, tuple[Path, Nvme
         if name not in r.nodes:
             continue
         i, node = r.nodes[name]
-        if "nvme-auth" not in kernels.of(node.kernel).features:
+        boots = releases.kernel_of(node.kernel, node.release or r.topology.release)
+        if "nvme-auth" not in kernels.of(boots).features:
             r.add(("nodes", i, "kernel"), f"node {name} takes part in DH-HMAC-CHAP (dhchap: in the nvme section), "
-                  f"but boots kernel {node.kernel or kernels.DEFAULT}, which has no "
+                  f"but boots kernel {boots}, which has no "
                   f"{kernels.FEATURES['nvme-auth']}", f"give it kernel: \"{having[0]}\"" if having
                   else "drop dhchap: from the nvme section")
 

@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.host.virt import connect
 from harness.providers import image
 from harness.run import run, succeed
-from harness.spec import kernels
+from harness.spec import kernels, releases
 
 #: bump when what goes into the box changes (files added to the tree, masks, disk size)
 BOX_VERSION = "4"
@@ -95,13 +95,20 @@ class Box:
     key: str
     name: str
     dir: Path
+    #: the Debian release its golden image is (harness.spec.releases)
+    release: str = releases.DEFAULT
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        """The kernels it keeps (harness.spec.kernels names), the first a node's default."""
+        return releases.of(self.release).kernels
 
     def kernel(self, name: str | None = None) -> Path:
-        """The kernel ``name`` of harness.spec.kernels (None: the default), as the box keeps it."""
-        return self.dir / f"vmlinuz-{name or kernels.DEFAULT}"
+        """The kernel ``name`` of harness.spec.kernels (None: the release's own), as the box keeps it."""
+        return self.dir / f"vmlinuz-{releases.kernel_of(name, self.release)}"
 
     def initrd(self, name: str | None = None) -> Path:
-        return self.dir / f"initrd.img-{name or kernels.DEFAULT}"
+        return self.dir / f"initrd.img-{releases.kernel_of(name, self.release)}"
 
     @property
     def build_key(self) -> Path:
@@ -113,9 +120,11 @@ class Box:
         return self.name.replace("/", _SLASH) + "_vagrant_box_image_"
 
 
-def ref(image_key: str | None = None) -> Box:
-    key = image_key or image.content_key()
-    return Box(key=key, name=f"storlab/debian12-{key}-b{BOX_VERSION}", dir=image.image_path(key) / f"box-{BOX_VERSION}")
+def ref(release: str = releases.DEFAULT) -> Box:
+    """The box of ``release``'s golden image."""
+    key = image.key_for(release)
+    return Box(key=key, name=f"storlab/debian{releases.of(release).debian}-{key}-b{BOX_VERSION}",
+               dir=image.image_path(key) / f"box-{BOX_VERSION}", release=release)
 
 
 #: box commands run where no Vagrantfile is found upwards (vagrant leaves .vagrant/ next to one)
@@ -246,10 +255,10 @@ def _remove_stale_pool_volumes(box: Box) -> None:
         conn.close()
 
 
-def build(force: bool = False) -> Box:
-    """Build and `vagrant box add` the box for the current golden image unless it is installed."""
-    box = ref()
-    image.build()
+def build(force: bool = False, release: str = releases.DEFAULT) -> Box:
+    """Build and `vagrant box add` the box of ``release``'s golden image unless it is installed."""
+    box = ref(release)
+    image.build(release=release)
     with image._lock(paths.image_dir() / ".box.lock"):
         if not force and is_built(box):
             log.info(f"box {box.name}: installed (files in {box.dir})")
@@ -272,7 +281,7 @@ def build(force: bool = False) -> Box:
                 succeed(["cp", "-al", str(rootfs), str(tree)], timeout=600)
             _customise(tree, key.with_suffix(".pub").read_text())
             _make_initrd(tree)
-            for name in kernels.KERNELS:
+            for name in box.kernels:
                 kernel, initrd = kernel_files(tree, name)
                 shutil.copy(kernel, work / box.kernel(name).name)
                 shutil.copy(initrd, work / box.initrd(name).name)

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ class VagrantProvider(Provider):
     capabilities = Capabilities(
         name="vagrant", own_kernel=True, disk_devices=True, management_network=True, reserves_memory=True,
         freeze=True, snapshot=True, tool="vagrant", install_hint="run ci/setup-host.sh --vm", fast=False,
-        isolation="vm", footprint=FOOTPRINT, faults=frozenset(FAULTS))  # a kernel, disks and a clock of its own
+        isolation="vm", footprint=FOOTPRINT, faults=frozenset(FAULTS),  # a kernel, disks and a clock of its own
+        releases=("bookworm", "trixie"))
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
@@ -80,8 +81,8 @@ class VagrantProvider(Provider):
         if shutil.which("vagrant") is None:
             raise HarnessError("vagrant is not installed; run ci/setup-host.sh --vm, or use provider: lxc")
         with log.step("vagrant box"):
-            bx = box.build()
-        spec = vagrantspec.spec(self.plan, self.labdir, bx)
+            boxes = {r: box.build(release=r) for r in sorted({n.release for n in self.plan.nodes})}
+        spec = vagrantspec.spec(self.plan, self.labdir, boxes)
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.labdir / "vagrant.json").write_text(json.dumps(spec, indent=2) + "\n")
         (self.labdir / "Vagrantfile").write_text(vagrantspec.lab_vagrantfile(VAGRANTFILE))
@@ -97,15 +98,15 @@ class VagrantProvider(Provider):
             if self.plan.cold_boot:
                 self._up(spec)
             else:
-                self._restore(spec, bx, public_key)
+                self._restore(spec, boxes, public_key)
         finally:  # also after a failed up: its domains' disks are the lab's to remove
             try:
                 self.volumes.record_used()
             except Exception as exc:  # never hides why `up` failed; the teardown records them again
                 log.info(f"could not record the lab's volumes: {exc}")
 
-    def _restore(self, spec: dict[str, Any], bx: box.Box, public_key: str) -> None:
-        r = Restorer(self.libvirt, spec, bx, self.logs)
+    def _restore(self, spec: dict[str, Any], boxes: Mapping[str, box.Box], public_key: str) -> None:
+        r = Restorer(self.libvirt, spec, boxes, self.logs)
         uuids = r.restore_all(self.powered_at)
         r.identities(uuids, public_key, self.powered_at)
 

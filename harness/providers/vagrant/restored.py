@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from harness.providers.vagrant.box import STORAGE_POOL, Box
 from harness.providers.vagrant.domains import LabLibvirt
 from harness.providers.vagrant.process import port_open, tail
 from harness.run import wait_until
-from harness.spec import kernels
+from harness.spec import releases
 
 CLOCK_REQUEST = "storlab-clock-request"
 DONE = "storlab-identity-done"
@@ -148,14 +149,18 @@ def _build_key_opens(key: Path, ip: str) -> bool:
 class Restorer:
     """Nodes of one lab from saved states (see the module's docstring)."""
 
-    def __init__(self, virt: LabLibvirt, spec: dict[str, Any], box: Box, logs: Path) -> None:
+    def __init__(self, virt: LabLibvirt, spec: dict[str, Any], boxes: Mapping[str, Box], logs: Path) -> None:
         self.virt, self.conn, self.plan = virt, virt.conn(), virt.plan
-        self.spec, self.box, self.logs = spec, box, logs
+        self.spec, self.boxes, self.logs = spec, boxes, logs
         self.host_versions = savedstate.versions()
+
+    def box(self, node: str) -> Box:
+        """The box of the node's release."""
+        return self.boxes[self.plan.node(node).release]
 
     def shape(self, node: str) -> savedstate.Shape:
         n = self.plan.node(node)
-        return savedstate.Shape(kernel=n.kernel or kernels.DEFAULT, memory=n.memory, cpus=n.cpus,
+        return savedstate.Shape(kernel=releases.kernel_of(n.kernel, n.release), memory=n.memory, cpus=n.cpus,
                                 driver=self.spec["driver"])
 
     def states(self) -> dict[str, savedstate.State]:
@@ -163,11 +168,11 @@ class Restorer:
         mgmt = need(self.plan.mgmt, "the management network")
         out = {}
         for m in self.spec["machines"]:
-            st = savedstate.state_for(self.box, self.shape(m["name"]), self.host_versions)
+            st = savedstate.state_for(self.box(m["name"]), self.shape(m["name"]), self.host_versions)
             if not st.complete:
                 with log.step(f"saved state {st.dir.name}: boot the box once and save it (the first lab of "
                               f"this shape on this host pays it)"):
-                    savedstate.build(self.conn, self.box, st, lab=self.plan.lab, network=mgmt.libvirt_network,
+                    savedstate.build(self.conn, self.box(m["name"]), st, lab=self.plan.lab, network=mgmt.libvirt_network,
                                      console=self.logs / f"state-{st.key[:8]}.console.log",
                                      bound=vagrantspec.boot_bound(self.plan))
             out[m["name"]] = st
@@ -233,12 +238,12 @@ class Restorer:
                            what=f"{name}: ssh at {m['mgmt_ip']} after its restore")
                 since = f" {time.monotonic() - powered_at[name]:.1f}s after its restore" if name in powered_at else ""
                 log.info(f"{name}: ssh port open{since}")
-                if not _build_key_opens(self.box.build_key, m["mgmt_ip"]):
+                if not _build_key_opens(self.box(name).build_key, m["mgmt_ip"]):
                     log.info(f"{name}: has its identity from an earlier `up` (the build key no longer opens it)")
                     return
                 nets = [(node.macs[net.name], f"{node.addresses[net.name]}/{net.prefix}") for net in self.plan.networks]
                 script = identity_script(name, uuids[name], public_key, nets, node.disks)
-                apply_identity(self.box.build_key, m["mgmt_ip"], script, self.logs / f"{name}.identity.log", bound)
+                apply_identity(self.box(name).build_key, m["mgmt_ip"], script, self.logs / f"{name}.identity.log", bound)
                 log.info(f"{name}: identity given" + (f", {time.monotonic() - powered_at[name]:.1f}s after its restore"
                                                       if name in powered_at else ""))
             except BaseException as exc:

@@ -12,6 +12,7 @@ import re
 import shlex
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -163,20 +164,24 @@ def machine(plan: Plan, node: NodePlan, labdir: Path) -> dict[str, Any]:
     }
 
 
-def spec(plan: Plan, labdir: Path, box: Box) -> dict[str, Any]:
+def spec(plan: Plan, labdir: Path, boxes: Mapping[str, Box]) -> dict[str, Any]:
+    """What the Vagrantfile reads. ``boxes``: the box of each release the plan's nodes run (release -> box)."""
     if plan.provider != "vagrant" or plan.mgmt is None:
         raise ValueError(f"plan for lab {plan.lab} is not a vagrant plan (provider {plan.provider})")
     mgmt = plan.mgmt
+    box = boxes[plan.nodes[0].release]  # the default; each machine names its own
     return {
         "lab": plan.lab, "uri": URI, "driver": driver(plan), "box": box.name,
         "cmdline": CMDLINE,
         "storage_pool": STORAGE_POOL, "boot_timeout": boot_bound(plan) + 60,
-        # the lab key first; the box's build key only until the provisioner replaced it
-        "ssh_private_keys": [str(labdir / "id_ed25519"), str(box.build_key)],
+        # the lab key first; the boxes' build keys only until the provisioner replaced it
+        "ssh_private_keys": [str(labdir / "id_ed25519"), *dict.fromkeys(str(b.build_key) for b in boxes.values())],
         "authorized_keys": str(labdir / "authorized_keys"),
         "management": {"network_name": mgmt.libvirt_network, "address": mgmt.cidr,
                        "mode": "none", "guest_ipv6": "no"},
-        "machines": [machine(plan, n, labdir) | {"kernel": str(box.kernel(n.kernel)), "initrd": str(box.initrd(n.kernel))}
+        "machines": [machine(plan, n, labdir) | {"box": boxes[n.release].name,
+                                                 "kernel": str(boxes[n.release].kernel(n.kernel)),
+                                                 "initrd": str(boxes[n.release].initrd(n.kernel))}
                      for n in plan.nodes],
     }
 
