@@ -39,7 +39,7 @@ nodes:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     if shutil.which("vagrant") is None:
         pytest.skip("vagrant is not installed (ci/setup-host.sh --vm installs vagrant and vagrant-libvirt)")
     if os.geteuid() != 0:
@@ -48,7 +48,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
         Lab.load(LAB).down()
     topo = tmp_path_factory.mktemp("topo") / "vm-restore.yaml"
     topo.write_text(TOPOLOGY)
-    lab = Lab.from_topology(str(topo), "vagrant", cold_boot=False)
+    lab = Lab.from_topology(str(topo), "vagrant", cold_boot=False, release=request.config.getoption("--lab-release"))
     try:
         t = time.monotonic()
         lab.up(owner_pid=os.getpid())

@@ -51,14 +51,14 @@ def port_open(addr: str, timeout: float = 2.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def vmlab() -> Any:
+def vmlab(request: pytest.FixtureRequest) -> Any:
     if shutil.which("vagrant") is None:
         pytest.skip("vagrant is not installed (ci/setup-host.sh --vm installs vagrant and vagrant-libvirt)")
     if os.geteuid() != 0:
         pytest.skip("VM lab tests need root (libvirt system instance, networks, pool)")
     if (paths.lab_dir(LAB) / "plan.json").exists():
         Lab.load(LAB).down()  # a leftover from an interrupted run: start clean
-    lab = Lab.from_topology(TOPO, "vagrant")
+    lab = Lab.from_topology(TOPO, "vagrant", release=request.config.getoption("--lab-release"))
     timings: dict[str, float] = {}
     t = time.monotonic()
     try:

@@ -130,7 +130,7 @@ def test_the_identity_script_gives_the_node_its_own_key_id_host_key_addresses_an
     assert "printf '%s\\n' 'ssh-ed25519 AAAA lab-key' > /root/.ssh/authorized_keys" in lines  # the build key goes
     assert f"echo {uuid.UUID(uid).hex} > /etc/machine-id" in lines
     keygen = 'ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
-    assert lines.index("rm -f /etc/ssh/ssh_host_*") < lines.index(keygen)
+    assert lines.index("rm -f /etc/ssh/ssh_host_*") < lines.index(keygen) < lines.index("systemctl reload ssh.service")
     assert "MACAddress=52:54:00:aa:bb:cc" in s and "Address=192.168.5.11/24" in s
     assert "echo n1 > /etc/hostname" in lines and "mountpoint -q /data || mount /data" in lines
     # the lab's key goes in last (a node the build key no longer opens has everything), then the

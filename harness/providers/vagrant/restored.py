@@ -60,7 +60,11 @@ def identity_script(name: str, domain_uuid: str, public_key: str, networks: list
     lines = ["set -eu", "umask 022", "PS4='+ $EPOCHREALTIME '", "set -x",  # each step timed, in the log
              f"echo {uuid.UUID(domain_uuid).hex} > /etc/machine-id",
              "rm -f /etc/ssh/ssh_host_*",
-             'ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key']
+             'ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key',
+             # OpenSSH >= 9.8 (trixie) loads host keys once, in the listener, not per connection:
+             # without this the node keeps serving the saved state's key (shared by every restored
+             # node) until its first real boot. SIGHUP re-executes the listener; this session stays.
+             "systemctl reload ssh.service"]
     for i, (mac, address) in enumerate(networks, start=1):
         lines.append(f"printf %s {shlex.quote(network_unit(mac, address))} > /etc/systemd/network/50-storlab-lab{i}.network")
     lines.append("networkctl reload")
