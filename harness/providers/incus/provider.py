@@ -26,7 +26,7 @@ from harness.backends.base import backends
 from harness.errors import CleanupReport, HarnessError
 from harness.host import silence
 from harness.plan.model import NodePlan, Plan
-from harness.providers import hostdisks, image
+from harness.providers import hostdisks
 from harness.providers.base import Provider
 from harness.providers.capabilities import Capabilities
 from harness.providers.incus import client as incus
@@ -59,7 +59,8 @@ class IncusProvider(Provider):
         name="incus", own_kernel=False, disk_devices=False, management_network=False, reserves_memory=False,
         freeze=True, snapshot=True, tool="incus", install_hint="run ci/setup-host.sh --incus", fast=False,
         isolation="userns", footprint=FOOTPRINT, remotes=REMOTES,  # its containers cost what LXC's do
-        faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE, faults_refused=CONTAINER_FAULTS_REFUSED)
+        faults=CONTAINER_FAULTS, faults_with_module=CONTAINER_FAULTS_WITH_MODULE, faults_refused=CONTAINER_FAULTS_REFUSED,
+        releases=("bookworm", "trixie"))
 
     def __init__(self, plan: Plan, labdir: Path) -> None:
         super().__init__(plan, labdir)
@@ -111,11 +112,9 @@ class IncusProvider(Provider):
         if why:
             raise HarnessError(why)
         self.preflight(self.plan)
-        if not (image.rootfs().parent / "complete").exists():
-            raise HarnessError(f"golden image missing at {image.rootfs().parent}; run `storlab image build`")
         if self.api.remote:
             record_remote(self.api.remote)
-        alias = setup.golden_image(self.default)
+        aliases = {r: setup.golden_image(self.default, r) for r in sorted({n.release for n in self.plan.nodes})}
         setup.ensure_project(self.default, self.plan, self.labdir)
         target = self._placement()
         setup.ensure_networks(self.default, self.plan)
@@ -128,7 +127,7 @@ class IncusProvider(Provider):
                 self.api.run("delete", "--force", self.api.ref(node.name), timeout=120)
                 inst = None
             if inst is None:
-                target = self._make_node(node, public_key, alias, target)
+                target = self._make_node(node, public_key, aliases[node.release], target)
             elif self.plan.remote is None:
                 for d in node.disks:  # a resumed lab after a host reboot: mount its disks again
                     hostdisks.prepare(self.diskdir, node, d)

@@ -16,6 +16,7 @@ from harness.providers.incus import client as incus
 from harness.providers.incus.client import HOME_KEY, OWNER_KEY, Budget, Incus
 from harness.providers.incus.settings import image_alias, restrictions
 from harness.run import succeed
+from harness.spec import releases
 
 
 def need(plan: Plan) -> Budget:
@@ -28,19 +29,23 @@ def budget(plan: Plan) -> Budget:
     return Budget(b.instances, b.memory_mib, b.cpus, b.disk_gib) if b else need(plan)
 
 
-def golden_image(default: Incus) -> str:
-    """The golden image on the remote, imported once per content key (alias storlab-golden-KEY)."""
-    alias = image_alias()
+def golden_image(default: Incus, release: str = releases.DEFAULT) -> str:
+    """``release``'s golden image on the remote, imported once per content key (alias storlab-golden-KEY)."""
+    key = image.key_for(release)
+    alias = image_alias(key)
     with locks.allocation(timeout=900):  # one import at a time (two labs starting together)
         if default.maybe(f"/1.0/images/aliases/{alias}") is not None:
             return alias
-        root = image.rootfs()
-        with log.step(f"import golden image into {default.where()} as {alias}"), \
+        root = image.rootfs(key)
+        if not (root.parent / "complete").exists():
+            raise HarnessError(f"golden image of {release} missing at {root.parent}; run `storlab image build "
+                               f"--release {release}`")
+        with log.step(f"import the golden image of {release} into {default.where()} as {alias}"), \
                 tempfile.TemporaryDirectory(dir=paths.image_dir(), prefix=".incus-") as tmp:
             meta = Path(tmp) / "metadata.yaml"
             meta.write_text(f"architecture: x86_64\ncreation_date: {int(time.time())}\nproperties:\n"
-                            f"  description: storlab golden image {image.content_key()}\n  os: debian\n"
-                            f"  release: bookworm\n")
+                            f"  description: storlab golden image {key}\n  os: debian\n"
+                            f"  release: {releases.of(release).suite}\n")
             with tarfile.open(Path(tmp) / "meta.tar", "w") as tf:
                 tf.add(meta, arcname="metadata.yaml")
             succeed(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf",
