@@ -79,7 +79,8 @@ def test_ceph_cluster_is_built_as_specified(lab: Lab, hosts: dict[str, Any]) -> 
     c = ceph_plan(lab)
     wait_health_ok(lab)
     st = ceph_json(lab, "-s")
-    assert st["health"]["status"] == "HEALTH_OK", st["health"]
+    # HEALTH_OK, or a warning the plan accepts by name (a release's own: trixie's mgr modules)
+    assert st["health"]["status"] == "HEALTH_OK" or set(st["health"]["checks"]) <= set(c.accept_warnings), st["health"]
     assert sorted(st["quorum_names"]) == sorted(m.name for m in c.mons)
     tree = parse_osd_tree(admin(lab).succeed(["ceph", "osd", "tree", "-f", "json"]))
     assert sorted(o["host"] for o in tree.values()) == sorted(c.osds), tree

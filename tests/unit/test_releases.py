@@ -5,11 +5,13 @@ per release whose key changes with the release (and not, for the default, from b
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from harness.errors import TopologyError
 from harness.host.facts import PROFILES
+from harness.plan.model import need
 from harness.plan.planner import make_plan
 from harness.providers import image
 from harness.spec import releases
@@ -83,3 +85,19 @@ def test_a_vm_node_boots_its_releases_kernel_and_may_name_only_one_its_release_c
     assert "nodes[0].kernel: trixie carries kernel 6.12, not 6.1" in text and 'use kernel: "6.12"' in text, text
     validate_text(vm.replace("{name: n2, release: bookworm}", '{name: n2, release: bookworm, kernel: "6.12"}'),
                   PROFILES["ci"])
+
+
+def test_a_ceph_cluster_on_trixie_accepts_the_warning_its_packages_raise(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """trixie's reef mgr cannot load 13 modules (PyO3 in subinterpreters): the plan names the
+    warning it accepts for that release only, so a bookworm cluster still has to be HEALTH_OK."""
+    from harness.backends.ceph.plan import of
+    from harness.plan.planner import load_topology, plan_for
+    monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
+    topo = str(Path(__file__).parents[2] / "topologies" / "ceph-5.yaml")
+
+    def accepted(release: str) -> tuple[str, ...]:
+        plan = plan_for(load_topology(topo, PROFILES["ci"], "lxc", None, release), PROFILES["ci"])
+        return need(of(plan), "ceph").accept_warnings
+    assert "MGR_MODULE_DEPENDENCY" in accepted("trixie")
+    assert "MGR_MODULE_DEPENDENCY" not in accepted("bookworm")

@@ -47,7 +47,18 @@ class CephPlan(Frozen):
     accept_warnings: tuple[str, ...]
 
 
+#: health warnings a release's own Ceph packages raise from the start, accepted (and so named in the
+#: plan) where a node of the cluster runs that release. trixie's reef 18.2.7: ceph-mgr loads its
+#: modules in Python subinterpreters, which PyO3 modules (bcrypt, which mgr_util imports) refuse, so
+#: 13 modules (balancer, crash, pg_autoscaler, progress, rbd_support, status, volumes, ...) never load
+#: (ceph tracker #64213; upstream's option to load them in the main interpreter, ceph PR #66244, came
+#: after reef). The monitors, the OSDs and RBD I/O do not need them.
+RELEASE_WARNINGS = {"trixie": ("MGR_MODULE_DEPENDENCY",)}
+
+
 def make(inputs: PlanInputs, ceph: Ceph) -> CephPlan:
+    cluster = [n for n in inputs.nodes if any(r.startswith("ceph-") for r in n.roles)]
+    packaged = [w for n in cluster for w in RELEASE_WARNINGS.get(n.release, ())]
     return CephPlan(
         fsid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"storlab:{inputs.lab}:ceph")),
         mons=tuple(MonPlan(name=m.name, address=m.address) for m in inputs.having("ceph-mon")),
@@ -56,7 +67,7 @@ def make(inputs: PlanInputs, ceph: Ceph) -> CephPlan:
         osd_disk=ceph.osd_disk, osd_pool_default_size=ceph.osd_pool_default_size, heartbeat_grace=ceph.heartbeat_grace,
         pools=tuple(CephPoolPlan(**p.model_dump()) for p in ceph.pools),
         clients=tuple(CephClientPlan(**c.model_dump()) for c in ceph.clients),
-        accept_warnings=tuple(ceph.accept_warnings))
+        accept_warnings=tuple(dict.fromkeys([*ceph.accept_warnings, *packaged])))
 
 
 def of(plan: Plan) -> CephPlan | None:
