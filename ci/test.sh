@@ -49,6 +49,11 @@ phase always "matrix: gluster (LXC)" 0 tests/lab/test_gluster_failover.py --matr
 # the flagship on Incus system containers (this host's incusd); the lifecycle and a class
 # placed on a two-member Incus cluster (tests/lab/test_incus_cluster.py) ran in the phase above
 phase always "incus: gluster_failover" 0 tests/lab/test_gluster_failover.py --lab-provider incus "$@"
+# the second Debian release on LXC (trixie: GlusterFS 11.1, NFS-Ganesha 6.5, tgt): the flagship, NFS
+# and iSCSI suites, its golden image built on the way (about 1.5 min cold); the rest of the suites on
+# trixie, VMs included, run by hand (README, Choose a Debian release)
+phase always "LXC: Debian 13 (trixie)" 0 tests/lab/test_gluster_failover.py tests/lab/test_nfs.py \
+  tests/lab/test_iscsi.py --lab-provider lxc --lab-release trixie "$@"
 # what `pip install .` gives a user (ci/install-check.sh, ~1-2 min): a fresh venv's storlab validates,
 # plans, lists the exercises and brings an LXC lab up and down (the golden image is cached by now);
 # never skipped, and before the VM phases so that the budget guard counts its time
