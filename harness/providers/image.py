@@ -43,10 +43,11 @@ CORE_PACKAGES = [
 
 def packages(release: str = SUITE) -> list[str]:
     """The image's packages: the core's and every installed backend's, each once; the kernels the
-    release has (a kernel package one release has may not be another's)."""
+    release has (a kernel package one release has may not be another's) and what it ships apart."""
     kernel_pkgs = {k.package for k in kernels.KERNELS.values()}
     core = [p for p in CORE_PACKAGES if p not in kernel_pkgs or p in releases.of(release).kernel_packages]
     core += [p for p in releases.of(release).kernel_packages if p not in core]
+    core += list(releases.of(release).packages)
     return list(dict.fromkeys([*core, *(p for b in registry.declared() for p in b.packages)]))
 
 # Only an ed25519 host key: `ssh-keygen -A` also makes RSA-3072 and ECDSA keys, which took 52 s

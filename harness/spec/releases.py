@@ -19,6 +19,8 @@ class Release:
     kernel_packages: tuple[str, ...] = field(default=())
     #: the kernels (harness.spec.kernels names) those packages give, the first a node's default
     kernels: tuple[str, ...] = field(default=())
+    #: what the release ships apart that the image needs (a package the other release has inside another)
+    packages: tuple[str, ...] = field(default=())
 
 
 RELEASES: Mapping[str, Release] = {
@@ -27,7 +29,10 @@ RELEASES: Mapping[str, Release] = {
                         ("linux-image-amd64", "linux-image-6.12-amd64"), ("6.1", "6.12")),
     "trixie": Release("trixie", "13", {"glusterfs": "11.1", "ceph": "18.2.7 (reef)", "nfs-ganesha": "6.5",
                                        "tgt": "1.0.85", "targetcli-fb": "2.1.53", "libvirt": "11.3", "qemu": "10.0"},
-                      ("linux-image-amd64",), ("6.12",)),
+                      ("linux-image-amd64",), ("6.12",),
+                      # libvirt 11's storage backends are packages of their own (bookworm's 9.0 has these
+                      # in libvirt-daemon-driver-storage): what a hypervisor node's pools use beside dir/netfs
+                      tuple(f"libvirt-daemon-driver-storage-{b}" for b in ("logical", "disk", "iscsi", "scsi", "mpath"))),
 }
 DEFAULT = "bookworm"
 

@@ -60,6 +60,9 @@ def test_one_image_per_release() -> None:
     trixie = image.packages("trixie")
     assert "linux-image-6.12-amd64" not in trixie and "linux-image-amd64" in trixie  # trixie's own kernel is 6.12
     assert "linux-image-6.12-amd64" in image.packages("bookworm")
+    # libvirt 11 ships its storage backends apart: a trixie hypervisor node's logical pool needs its own
+    assert "libvirt-daemon-driver-storage-logical" in trixie
+    assert "libvirt-daemon-driver-storage-logical" not in image.packages("bookworm")
     argv = image.mmdebstrap_argv(trixie, image.rootfs("k"), "http://m/debian", "http://m/debian-security", "trixie")
     assert "trixie" in argv and "deb http://m/debian-security trixie-security main" in argv
 
