@@ -39,8 +39,8 @@ def parse(text: str) -> dict[str, str]:
 def of_node(node: Node) -> dict[str, str]:
     """{"debian": /etc/debian_version, package: version, ...} on ``node``."""
     pkgs = packages_for(node.roles)
-    res = node.run(["sh", "-c", 'cat /etc/debian_version; dpkg-query -W -f "\\${Package}=\\${Version}\\n" "$@" 2>/dev/null',
-                    "sh", *pkgs], timeout=30)
+    query = ' dpkg-query -W -f "\\${Package}=\\${Version}\\n" "$@" 2>/dev/null' if pkgs else ""  # none: not every package
+    res = node.run(["sh", "-c", "cat /etc/debian_version;" + query, "sh", *pkgs], timeout=30)
     first, _, rest = res.stdout.partition("\n")
     debian = first.strip() if _VERSION.fullmatch(first.strip()) else "(unreadable)"
     return {"debian": debian, **parse(rest)} if res.stdout else {}

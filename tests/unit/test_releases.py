@@ -104,3 +104,20 @@ def test_a_ceph_cluster_on_trixie_accepts_the_warning_its_packages_raise(tmp_pat
         return need(of(plan), "ceph").accept_warnings
     assert "MGR_MODULE_DEPENDENCY" in accepted("trixie")
     assert "MGR_MODULE_DEPENDENCY" not in accepted("bookworm")
+
+
+def test_a_node_without_backends_reports_its_release_not_every_package() -> None:
+    """dpkg-query with no package names lists every installed package (a bench recorded ~300 of
+    them for a plain node): a node whose roles install no backend is asked for its release only."""
+    from types import SimpleNamespace
+
+    from harness.lab import versions
+    asked: list[list[str]] = []
+
+    def run(argv: list[str], timeout: float) -> SimpleNamespace:
+        asked.append(argv)
+        return SimpleNamespace(stdout="13.8\n" + ("glusterfs-server=11.1-6\n" if "dpkg-query" in argv[2] else ""))
+    assert versions.of_node(SimpleNamespace(roles=["client"], run=run)) == {"debian": "13.8"}  # type: ignore[arg-type]
+    assert "dpkg-query" not in asked[-1][2] and asked[-1][4:] == []
+    got = versions.of_node(SimpleNamespace(roles=["gluster"], run=run))  # type: ignore[arg-type]
+    assert got == {"debian": "13.8", "glusterfs-server": "11.1-6"} and "dpkg-query" in asked[-1][2]
