@@ -371,6 +371,20 @@ def test_box_names_follow_the_image_key_and_keep_their_releases_kernels() -> Non
     assert old.build_key.parent == old.dir
 
 
+def test_a_mixed_release_lab_gives_each_node_its_releases_box_and_kernel() -> None:
+    """n2 on trixie, n1 on bookworm: each machine names its own box and boots its release's kernel;
+    both boxes' build keys open nodes until the lab's key replaces them."""
+    box13 = box.Box(key="fedcba9876543210", name="storlab/debian13-fedcba9876543210-b4",
+                    dir=Path("/img/fedcba9876543210/box-4"), release="trixie")
+    plan = plan_of(TWO_NODES.replace("{name: n2, roles: [client]}", "{name: n2, roles: [client], release: trixie}"))
+    s = vagrantspec.spec(plan, LABDIR, {"bookworm": BOX, "trixie": box13})
+    m = {x["name"]: x for x in s["machines"]}
+    assert (m["n1"]["box"], m["n2"]["box"]) == (BOX.name, box13.name) and s["box"] == BOX.name
+    assert m["n1"]["kernel"].endswith("box-1/vmlinuz-6.1") and m["n2"]["kernel"] == "/img/fedcba9876543210/box-4/vmlinuz-6.12"
+    assert m["n2"]["initrd"] == "/img/fedcba9876543210/box-4/initrd.img-6.12"
+    assert s["ssh_private_keys"] == [str(LABDIR / "id_ed25519"), str(BOX.build_key), str(box13.build_key)]
+
+
 # -- vagrant output ---------------------------------------------------------------------------------
 
 VAGRANT_FAILURE = """
