@@ -101,18 +101,21 @@ class Pools:
 
     def end(self, name: str) -> list[str]:
         """Every lab of the class removed, its tokens revoked, its records gone; problems, if any.
-        Refused, before anything changes, while another process (a running service) holds its labs."""
-        held = sorted(lab.name for lab in (Klass.load(name).labs().values() if name in list_classes() else [])
-                      if locks.is_held_elsewhere(lab.name))
-        if held:
-            raise HarnessError(f"class {name} is being served: {locks.holder(held[0])} holds its labs "
-                               f"({', '.join(held)}); end it through that service (DELETE /api/classes/{name} "
-                               "with the admin token), or stop the service and run this again")
+        Refused, before anything changes, while another process (a running service) holds one of its
+        labs: their locks are taken first, as `down` would take them."""
+        klass = Klass.load(name) if name in list_classes() else None
+        for lab in sorted(klass.labs().values() if klass else [], key=lambda lab: lab.name):
+            try:
+                locks.hold(lab.name)
+            except locks.LabBusy:
+                raise HarnessError(f"class {name} is being served: {locks.holder(lab.name)} holds lab {lab.name}; "
+                                   f"end it through that service (DELETE /api/classes/{name} with the admin "
+                                   "token), or stop the service and run this again") from None
         self.store.revoke(klass=name)
         with self.store.editing(name) as pool:
             pool.warm = 0
             pool.max_seats = 0
-        problems = classroom.down(Klass.load(name), progress=self.progress) if name in list_classes() else []
+        problems = classroom.down(klass, progress=self.progress) if klass else []
         if not problems:
             self.store.drop_pool(name)
         return problems

@@ -45,8 +45,9 @@ ELECTION = 15.0
 #: the fault); whether PGs are active+clean is checked apart
 HARMLESS = ("MON_CLOCK_SKEW", "AUTH_INSECURE_GLOBAL_ID_RECLAIM", "AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED",
             "RECENT_CRASH", "OSD_SLOW_PING_TIME_BACK", "OSD_SLOW_PING_TIME_FRONT",
-            # a manager module's missing Python dependency (trixie's reef: restful needs 'cgi', gone
-            # in Python 3.13): how the release is packaged, not something a fault left behind
+            # manager modules that cannot load on trixie's reef (upgraded: restful needs 'cgi', gone in
+            # Python 3.13; installed fresh: 13 modules refused by PyO3 in subinterpreters, see
+            # ceph.plan.RELEASE_WARNINGS): how the release is packaged, not what a fault left behind
             "MGR_MODULE_DEPENDENCY")
 #: node faults that take every daemon of the node away from its peers (until marked down)
 NODE_FAULTS = frozenset({"crash", "freeze", "hang", "link"})

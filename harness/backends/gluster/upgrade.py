@@ -80,8 +80,6 @@ def _restart(nodes: Sequence[NodeView]) -> None:
 
 
 class GlusterUpgrade(Defaults):
-
-
     def packages(self, node: NodePlan) -> tuple[str, ...]:
         return PACKAGES if "gluster" in node.roles else ()
 

@@ -17,8 +17,6 @@ UNITS = {"tgt": "tgt.service", "lio": "rtslib-fb-targetctl.service"}
 
 
 class IscsiUpgrade(Defaults):
-
-
     def _unit(self, lab: LabContext) -> str:
         return UNITS[need(of(lab.plan), "the lab's iscsi section").implementation]
 
@@ -42,5 +40,3 @@ class IscsiUpgrade(Defaults):
     def start(self, lab: LabContext, node: NodeView) -> None:
         node.succeed(["systemctl", "start", self._unit(lab)], timeout=120)
         node.wait_for_unit(self._unit(lab), timeout=120)
-
-

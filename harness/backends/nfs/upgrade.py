@@ -20,8 +20,6 @@ UNITS = {"ganesha": "nfs-ganesha.service", "kernel": "nfs-server.service"}
 
 
 class NfsUpgrade(Defaults):
-
-
     def _impl(self, lab: LabContext) -> str:
         return need(of(lab.plan), "the lab's nfs section").implementation
 
@@ -44,5 +42,3 @@ class NfsUpgrade(Defaults):
             node.ensure_file("/etc/ganesha/ganesha.conf", ganesha.conf(lab.plan, section, ganesha.major(installed)))
         node.succeed(["systemctl", "start", unit], timeout=120)
         node.wait_for_unit(unit, timeout=120)
-
-
