@@ -14,7 +14,7 @@ from typing import Any
 
 from harness import locks, log, paths
 from harness.errors import HarnessError
-from harness.lab import lease, versions
+from harness.lab import images, lease, versions
 from harness.lab.lab import Lab, list_labs, remove_staging
 from harness.lab.reap import reap
 from harness.providers import hostdisks, image
@@ -34,6 +34,12 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 def cmd_image_list(args: argparse.Namespace) -> int:
     for img in image.list_images():
         print(f"{img['key']}  {img['size']:>6}  {img['release'] if img['current'] == 'True' else 'old':<9}  {img['path']}")
+    return 0
+
+
+def cmd_image_prune(args: argparse.Namespace) -> int:
+    for line in images.report(images.prune(dry_run=args.dry_run), args.dry_run):
+        print(line)
     return 0
 
 
@@ -217,8 +223,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def _image_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """image build, image list."""
-    p = sub.add_parser("image", help="golden image: build (cached by content) or list")
+    """image build, image list, image prune."""
+    p = sub.add_parser("image", help="golden image: build (cached by content), list, or prune old ones")
     isub = p.add_subparsers(dest="image_cmd", required=True)
     b = isub.add_parser("build")
     b.add_argument("--force", action="store_true")
@@ -226,6 +232,10 @@ def _image_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"the Debian release (default {releases.DEFAULT})")
     b.set_defaults(fn=cmd_image_build)
     isub.add_parser("list").set_defaults(fn=cmd_image_list)
+    pr = isub.add_parser("prune", help="remove golden images, boxes, saved states, Incus images and upgrade "
+                                       "bundles that no release builds and no lab was made from")
+    pr.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    pr.set_defaults(fn=cmd_image_prune)
 
 
 def _up_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -51,8 +51,11 @@ def steps(lab: LabCore) -> list[Step]:
 
 
 def _image(lab: LabCore) -> None:
-    """The golden image of every release the lab's nodes run (each cached by content)."""
-    for release in sorted({n.release for n in lab.plan.nodes}):
+    """The golden image of every release the lab's nodes run (each cached by content), recorded
+    before it is built: `storlab image prune` keeps what a lab's nodes are made from."""
+    wanted = sorted({n.release for n in lab.plan.nodes})
+    lab.save_state(images=sorted({image.key_for(r) for r in wanted}))
+    for release in wanted:
         image.build(release=release)
 
 

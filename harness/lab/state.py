@@ -58,6 +58,7 @@ class LabState(BaseModel):
     boot_seconds: dict[str, float] = Field(default_factory=dict)
     failures: list[tuple[str, str]] = Field(default_factory=list)  # what `down` could not remove
     owned: list[str] = Field(default_factory=list)  # host objects the lab made (claimed before made)
+    images: list[str] | None = None  # golden image keys its nodes were made from (None: not recorded)
     # snapshots, lease, training
     snapshots: dict[str, SnapshotInfo] = Field(default_factory=dict)
     reverted: Reverted | None = None

@@ -23,6 +23,7 @@ from harness.errors import CleanupReport, HarnessError
 from harness.host import silence
 from harness.plan.model import NodePlan, Plan
 from harness.providers.capabilities import Capabilities
+from harness.providers.stale import Stale
 
 
 class Provider(abc.ABC):
@@ -152,6 +153,15 @@ class Provider(abc.ABC):
         ``live_labs`` (its lab directory is gone); leave another home's objects alone and say so in
         the log; continue past failing items and add them to ``report``."""
         return None
+
+    @classmethod
+    def stale_cache(cls, keep: set[str], in_use: set[str]) -> list[Stale]:
+        """What this engine made from golden images and keeps for the next lab (a VM box, an image
+        imported into an engine, saved states) that is of no image in ``keep`` (the current releases'
+        and those labs were made from) or can no longer be used; ``in_use``: the image keys existing
+        labs may still need everything of. HarnessError when the engine cannot be asked (not
+        installed, its daemon down): prune says so and leaves it. Nothing is removed here."""
+        return []
 
     # -- helpers -----------------------------------------------------------------------
     def node(self, name: str) -> NodePlan:

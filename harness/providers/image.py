@@ -17,6 +17,7 @@ from pathlib import Path
 from harness import log, paths
 from harness import plugins as registry
 from harness.errors import HarnessError
+from harness.providers.stale import Stale, tree
 from harness.run import run
 from harness.spec import kernels, releases
 
@@ -168,6 +169,13 @@ def _chroot_mounts(root: Path) -> Iterator[None]:
             run(["umount", "-l", str(dst)], timeout=30)
 
 
+@contextlib.contextmanager
+def builds() -> Iterator[None]:
+    """The lock every build of an image or of what is made from one (a VM box) holds, and prune."""
+    with _lock(paths.image_dir() / ".build.lock"):
+        yield
+
+
 def key_for(release: str) -> str:
     """The content key of ``release``'s image."""
     return content_key(packages(release), release)
@@ -179,7 +187,7 @@ def build(force: bool = False, release: str = SUITE) -> Path:
     key = content_key(wanted, release)
     suite = releases.of(release).suite
     final = image_path(key)
-    with _lock(paths.image_dir() / ".build.lock"):
+    with builds():
         if (final / "complete").exists() and not force:
             log.info(f"golden image {key}: cached at {final}")
             return final
@@ -235,6 +243,21 @@ def _finalise(root: Path) -> None:
     (root / "etc/systemd/system/systemd-networkd-wait-online.service").symlink_to("/dev/null")
     (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     (root / "etc/hostname").write_text("storlab\n")
+
+
+def stale(keep: set[str]) -> list[Stale]:
+    """Image directories whose key is not in ``keep``, and builds that were killed (call with the
+    build lock held: harness.lab.images does)."""
+    d = paths.image_dir()
+    out = []
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        if p.is_symlink() or not p.is_dir():
+            continue
+        if p.name.startswith(".") and p.name.endswith(".partial"):
+            out.append(tree("image", p.name, p, "an unfinished build"))
+        elif not p.name.startswith(".") and p.name not in keep:
+            out.append(tree("image", p.name, p, "no release builds it"))
+    return out
 
 
 def list_images() -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import log, paths
 from harness.errors import HarnessError
 from harness.providers import image
+from harness.providers.stale import Stale, tree
 from harness.run import run
 from harness.spec import releases
 
@@ -41,6 +42,21 @@ class Bundle:
     @property
     def tar(self) -> Path:
         return self.path / "bundle.tar"
+
+
+def stale(keep: set[str]) -> list[Stale]:
+    """Bundles made from a golden image not in ``keep``: their key starts from that image's package
+    status, so no upgrade will use them again."""
+    d = paths.home() / "bundles"
+    out = []
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        meta = p / "bundle.json"
+        if p.is_symlink() or not p.is_dir() or meta.is_symlink() or not meta.is_file():
+            continue
+        source = json.loads(meta.read_text()).get("from_image")
+        if source not in keep:
+            out.append(tree("upgrade bundle", p.name, p, f"made from image {source}, which no release builds"))
+    return out
 
 
 def key_of(status: bytes, release: str, packages: tuple[str, ...], mirrors: tuple[str, str]) -> str:

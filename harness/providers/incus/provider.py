@@ -50,6 +50,7 @@ from harness.providers.lxc.config import (
     FOOTPRINT,
     PIDS_MAX,
 )
+from harness.providers.stale import Stale
 from harness.run import run, succeed
 
 
@@ -74,6 +75,10 @@ class IncusProvider(Provider):
     @classmethod
     def reap_orphans(cls, live_labs: set[str], report: CleanupReport) -> None:
         projects.reap_orphans(live_labs, report)
+
+    @classmethod
+    def stale_cache(cls, keep: set[str], in_use: set[str]) -> list[Stale]:
+        return setup.stale_images(keep)
 
     @classmethod
     def preflight(cls, plan: Plan) -> None:

@@ -26,8 +26,12 @@ MADE_KEY = "user.storlab.made"
 INCUS_MASKS = ["systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount"]
 
 
+#: a golden image's alias on an Incus remote: storlab-golden-KEY
+ALIAS_PREFIX = "storlab-golden-"
+
+
 def image_alias(key: str | None = None) -> str:
-    return f"storlab-golden-{key or image.content_key()}"
+    return f"{ALIAS_PREFIX}{key or image.content_key()}"
 
 
 def isolation(untrusted: bool) -> dict[str, str]:

@@ -3,6 +3,8 @@ content key), the lab's project (its budget and restrictions), and its networks.
 
 from __future__ import annotations
 
+import functools
+import re
 import tarfile
 import tempfile
 import time
@@ -14,7 +16,8 @@ from harness.plan.model import Plan
 from harness.providers import image
 from harness.providers.incus import client as incus
 from harness.providers.incus.client import HOME_KEY, OWNER_KEY, Budget, Incus
-from harness.providers.incus.settings import image_alias, restrictions
+from harness.providers.incus.settings import ALIAS_PREFIX, image_alias, restrictions
+from harness.providers.stale import Stale
 from harness.run import succeed
 from harness.spec import releases
 
@@ -54,6 +57,28 @@ def golden_image(default: Incus, release: str = releases.DEFAULT) -> str:
                              *([default.ref()] if default.remote else []), "--alias", alias,
                              timeout=1800)
     return alias
+
+
+def stale_images(keep: set[str]) -> list[Stale]:
+    """Golden images imported into this host's Incus (alias storlab-golden-KEY) whose key is not
+    in ``keep``. An instance does not need the image it was made from any more."""
+    default = Incus(None)
+    why = default.reachable()
+    if why:
+        raise HarnessError(why)
+    out = []
+    for entry in default.query("/1.0/images/aliases?recursion=1") or []:
+        name, fingerprint = str(entry.get("name", "")), str(entry.get("target", ""))
+        key = name.removeprefix(ALIAS_PREFIX)
+        if name.startswith(ALIAS_PREFIX) and re.fullmatch(r"[0-9a-f]{16}", key) and key not in keep:
+            size = int((default.maybe(f"/1.0/images/{fingerprint}") or {}).get("size") or 0)
+            out.append(Stale("incus image", name, size, "no release builds it",
+                             functools.partial(_delete_image, default, fingerprint)))
+    return out
+
+
+def _delete_image(default: Incus, fingerprint: str) -> None:
+    default.run("image", "delete", fingerprint, timeout=300)
 
 
 def ensure_project(default: Incus, plan: Plan, labdir: Path) -> None:

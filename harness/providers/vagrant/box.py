@@ -8,6 +8,7 @@ key through a provisioner (see the top-level Vagrantfile), so a lab key never op
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from harness import log, paths
 from harness.errors import HarnessError
 from harness.host.virt import connect
 from harness.providers import image
+from harness.providers.stale import Stale, size_of, tree
 from harness.run import run, succeed
 from harness.spec import kernels, releases
 
@@ -151,6 +153,12 @@ def installed_boxes() -> set[str]:
     return {data for _, _, kind, data in parsed if kind == "box-name"}
 
 
+def added_dir(name: str) -> Path:
+    """Where `vagrant box add` unpacked the box ``name`` (VAGRANT_HOME/boxes/...)."""
+    home = Path(os.environ.get("VAGRANT_HOME") or Path.home() / ".vagrant.d")
+    return home / "boxes" / name.replace("/", _SLASH)
+
+
 def is_built(box: Box) -> bool:
     return (box.dir / "complete").exists() and box.name in installed_boxes()
 
@@ -259,7 +267,7 @@ def build(force: bool = False, release: str = releases.DEFAULT) -> Box:
     """Build and `vagrant box add` the box of ``release``'s golden image unless it is installed."""
     box = ref(release)
     image.build(release=release)
-    with image._lock(paths.image_dir() / ".box.lock"):
+    with image.builds():  # after image.build, which takes it too: box builds and prune wait on each other
         if not force and is_built(box):
             log.info(f"box {box.name}: installed (files in {box.dir})")
             return box
@@ -315,6 +323,48 @@ def build(force: bool = False, release: str = releases.DEFAULT) -> Box:
             (final_dir / "box.tar").unlink()
             (final_dir / "complete").write_text(f"{box.name} {time.monotonic() - t0:.1f}s\n")
         return box
+
+
+#: an installed box's name, as ref() makes it: storlab/debian12-KEY-b4
+BOX_NAME = re.compile(r"^storlab/debian\d+-(?P<key>[0-9a-f]{16})-b(?P<version>\d+)$")
+
+
+def stale(keep: set[str]) -> list[Stale]:
+    """Installed boxes of images not in ``keep`` or of an older box format (removed with their
+    uploaded volume and files), and box files no box is installed from (an older format, a killed
+    build) under the images that are kept. Call with the image build lock held."""
+    out, installed = [], set()
+    for name in sorted(installed_boxes()):
+        m = BOX_NAME.match(name)
+        if not m:
+            continue
+        b = Box(key=m["key"], name=name, dir=image.image_path(m["key"]) / f"box-{m['version']}")
+        installed.add(b.dir)
+        if m["key"] in keep and m["version"] == BOX_VERSION:
+            continue
+        files = size_of(b.dir) if m["key"] in keep and b.dir.is_dir() else 0  # else counted with its image
+        added = size_of(added_dir(name)) if added_dir(name).is_dir() else 0
+        why = "an older box format" if m["key"] in keep else "no release builds its image"
+        out.append(Stale("vagrant box", name, _uploaded_size(b) + files + added, why, functools.partial(remove, b)))
+    for key in sorted(keep):
+        for p in sorted(image.image_path(key).glob("box-*")) + sorted(image.image_path(key).glob(".box-*.partial")):
+            if p.name != f"box-{BOX_VERSION}" and p not in installed and not p.is_symlink():
+                out.append(tree("box files", f"{key}/{p.name}", p,
+                                "an unfinished box build" if p.name.startswith(".") else "an older box format"))
+    return out
+
+
+def _uploaded_size(box: Box) -> int:
+    import libvirt
+
+    conn = connect()
+    try:
+        pool = conn.storagePoolLookupByName(STORAGE_POOL)
+        return sum(v.info()[2] for v in pool.listAllVolumes() if v.name().startswith(box.pool_volume_prefix))
+    except libvirt.libvirtError:  # no pool: nothing was uploaded
+        return 0
+    finally:
+        conn.close()
 
 
 def remove(box: Box | None = None) -> None:

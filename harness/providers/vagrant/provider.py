@@ -26,7 +26,8 @@ from harness.errors import CleanupReport, HarnessError
 from harness.plan.model import Plan
 from harness.providers.base import Provider
 from harness.providers.capabilities import FAULTS, Capabilities, Footprint
-from harness.providers.vagrant import box, reap
+from harness.providers.stale import Stale
+from harness.providers.vagrant import box, reap, savedstate
 from harness.providers.vagrant import spec as vagrantspec
 from harness.providers.vagrant.domains import LabLibvirt, remove_domain
 from harness.providers.vagrant.process import file_cm, port_open, stop_orphan, tail, vagrant_class, vagrant_error
@@ -67,6 +68,12 @@ class VagrantProvider(Provider):
     @classmethod
     def reap_orphans(cls, live_labs: set[str], report: CleanupReport) -> None:
         reap.reap_orphans(live_labs, report)
+
+    @classmethod
+    def stale_cache(cls, keep: set[str], in_use: set[str]) -> list[Stale]:
+        if shutil.which("vagrant") is None:
+            raise HarnessError("vagrant is not installed (no boxes)")
+        return box.stale(keep) + savedstate.stale(in_use)
 
     def conflicts(self) -> list[str]:
         """Domains, networks and volumes with this lab's names that are not this lab's."""

@@ -39,10 +39,12 @@ from typing import Any
 
 from harness import locks, log, paths
 from harness.errors import HarnessError
-from harness.providers.vagrant.box import CMDLINE, Box
+from harness.providers.stale import Stale, tree
+from harness.providers.vagrant.box import CMDLINE, Box, added_dir, ref
 from harness.providers.vagrant.process import tail
 from harness.providers.vagrant.spec import domain_description
 from harness.run import run, succeed, wait_until
+from harness.spec import releases
 
 #: bump when what a state holds or how it is made changes
 STATE_VERSION = "3"
@@ -106,17 +108,35 @@ def versions() -> str:
     return f"{qemu[0] if qemu else '?'} / {libvirtd or '?'} / {cpu}"
 
 
+def state_key(box: Box, label: str, host_versions: str) -> str:
+    """What a state of ``box`` in the shape ``label`` saved by ``host_versions`` is keyed by."""
+    return hashlib.sha256(json.dumps([box.name, STATE_VERSION, CMDLINE, label, host_versions]).encode()).hexdigest()[:12]
+
+
 def state_for(box: Box, shape: Shape, host_versions: str) -> State:
-    key = hashlib.sha256(json.dumps([box.name, STATE_VERSION, CMDLINE, shape.label, host_versions]).encode()).hexdigest()[:12]
+    key = state_key(box, shape.label, host_versions)
     return State(key=key, shape=shape, dir=box.dir / "states" / f"{shape.label}-{key}")
+
+
+def stale(in_use: set[str]) -> list[Stale]:
+    """Saved states of the current boxes that this host's QEMU, libvirt or CPU would not load (their
+    key names what saved them), but none of a box a lab uses (its VMs sit on any of its states)."""
+    host, out = versions(), []
+    for release in releases.RELEASES:
+        box = ref(release)
+        for d in [] if box.key in in_use else sorted((box.dir / "states").glob("*")):
+            label, _, key = d.name.rpartition("-")
+            if d.is_dir() and not d.is_symlink() and label and key != state_key(box, label, host):
+                out.append(tree("saved state", f"{box.key}/{d.name}", d,
+                                "saved by another QEMU, libvirt or CPU than this host's"))
+    return out
 
 
 def box_image(box: Box) -> Path:
     """The box's disk as `vagrant box add` unpacked it (the state's disk is an overlay over it)."""
-    home = Path(os.environ.get("VAGRANT_HOME") or Path.home() / ".vagrant.d")
-    found = sorted((home / "boxes" / box.name.replace("/", "-VAGRANTSLASH-")).glob("*/libvirt/box.img"))
+    found = sorted(added_dir(box.name).glob("*/libvirt/box.img"))
     if not found:
-        raise HarnessError(f"box {box.name} has no disk under {home / 'boxes'}: run `storlab up` with --cold-boot "
+        raise HarnessError(f"box {box.name} has no disk under {added_dir(box.name)}: run `storlab up` with --cold-boot "
                            "once, or rebuild the box (it is added by harness/providers/vagrant/box.py)")
     return found[-1]
 
