@@ -21,7 +21,7 @@ from typing import ClassVar
 from harness import plugins
 from harness.errors import CleanupReport, HarnessError
 from harness.host import silence
-from harness.plan.model import NodePlan, Plan
+from harness.plan.model import Plan
 from harness.providers.capabilities import Capabilities
 from harness.providers.stale import Stale
 
@@ -91,13 +91,13 @@ class Provider(abc.ABC):
         if ports is None:
             self.freeze(node)
         else:
-            table = silence.table(self.lab, self.node(node).index)
+            table = silence.table(self.lab, self.plan.node(node).index)
             silence.hang(lambda: self.freeze(node), lambda: self.thaw(node), table, ports)
 
     def unhang(self, node: str) -> None:
         """Lift the node's silence (when its hang made one: asked of the host, not of hang_ports,
         so that nothing can keep a node hung), then thaw it."""
-        silence.unhang(lambda: self.thaw(node), silence.table(self.lab, self.node(node).index))
+        silence.unhang(lambda: self.thaw(node), silence.table(self.lab, self.plan.node(node).index))
 
     def hang_ports(self, node: str) -> list[str] | None:
         """The host-side bridge ports (veths) to silence while ``node`` is frozen; None: its freeze
@@ -162,10 +162,6 @@ class Provider(abc.ABC):
         labs may still need everything of. HarnessError when the engine cannot be asked (not
         installed, its daemon down): prune says so and leaves it. Nothing is removed here."""
         return []
-
-    # -- helpers -----------------------------------------------------------------------
-    def node(self, name: str) -> NodePlan:
-        return self.plan.node(name)
 
 
 def get(name: str) -> type[Provider]:

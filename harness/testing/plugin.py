@@ -29,8 +29,7 @@ from harness.lab.lab import Lab
 from harness.matrix.plugin import lab_for_cell
 from harness.nodes.node import Node
 from harness.providers.capabilities import parse_on
-from harness.spec.yamlload import load_file
-from harness.testing.markers import item_topology, marked_topology
+from harness.testing.markers import item_topology, lab_name_of, marked_topology
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(file): the topology a lab test module runs against")
     config.addinivalue_line("markers", "lab: brings up a real lab (root, lxc or vagrant, libvirtd)")
     config.addinivalue_line("markers", "vm: needs the vagrant-libvirt provider (slow under TCG)")
+    release = config.getoption("--lab-release", default=None)
+    if release:  # labs the tests make through the CLI (classes, `storlab up` in a subprocess) run it too
+        os.environ["STORLAB_RELEASE"] = release
 
 
 # -- redaction --------------------------------------------------------------------------------
@@ -91,15 +93,6 @@ def redact_report(report: pytest.TestReport) -> None:
         clean = log.redact(text)
         if clean != text:  # the traceback's structure goes with it: only when something was masked
             report.longrepr = clean
-
-
-def lab_name_of(topology: str) -> str:
-    """The `lab:` a topology file names (read without validating: validation comes with the lab)."""
-    data = load_file(topology).data
-    name = data.get("lab") if isinstance(data, dict) else None
-    if not isinstance(name, str):
-        raise HarnessError(f"{topology}: no lab: name")
-    return name
 
 
 class LabManager:

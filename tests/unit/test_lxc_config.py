@@ -50,9 +50,9 @@ def config(provider: LxcProvider, node: str) -> dict[str, list[str]]:
 
 def test_container_config_follows_the_plan(provider: LxcProvider, tmp_path: Path) -> None:
     lower = tmp_path / "lower"
-    provider._write_node(provider.node("n1"), "ssh-ed25519 AAAA test\n", lower)
+    provider._write_node(provider.plan.node("n1"), "ssh-ed25519 AAAA test\n", lower)
     cfg = config(provider, "n1")
-    n1 = provider.node("n1")
+    n1 = provider.plan.node("n1")
     assert cfg["lxc.uts.name"] == ["n1"]
     assert cfg["lxc.rootfs.path"] == [f"overlay:{lower}:{provider.nodesdir / 'n1' / 'upper'}"]
     assert cfg["lxc.net.0.ipv4.address"] == ["192.168.150.21/24"]
@@ -66,13 +66,13 @@ def test_container_config_follows_the_plan(provider: LxcProvider, tmp_path: Path
 
 
 def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Path) -> None:
-    provider._write_node(provider.node("n2"), "ssh-ed25519 AAAA lab-key\n", tmp_path / "lower")
+    provider._write_node(provider.plan.node("n2"), "ssh-ed25519 AAAA lab-key\n", tmp_path / "lower")
     upper = provider.nodesdir / "n2" / "upper"
     assert (upper / "root/.ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA lab-key\n"
     assert oct((upper / "root/.ssh/authorized_keys").stat().st_mode & 0o777) == "0o600"
     assert (upper / "etc/hostname").read_text() == "n2\n"
     hosts = (upper / "etc/hosts").read_text()
-    assert "192.168.150.21 n1" in hosts and f"{provider.node('n2').address} n2" in hosts
+    assert "192.168.150.21 n1" in hosts and f"{provider.plan.node('n2').address} n2" in hosts
     for unit in CONTAINER_MASKS + role_services():
         link = upper / "etc/systemd/system" / unit
         assert link.is_symlink() and str(link.readlink()) == "/dev/null", unit
@@ -80,7 +80,7 @@ def test_node_files_written_into_the_overlay(provider: LxcProvider, tmp_path: Pa
 
 def test_macs_and_veths_are_unique_per_node_and_network(provider: LxcProvider, tmp_path: Path) -> None:
     for n in ("n1", "n2"):
-        provider._write_node(provider.node(n), "k\n", tmp_path / "lower")
+        provider._write_node(provider.plan.node(n), "k\n", tmp_path / "lower")
     macs = [m for n in ("n1", "n2") for m in config(provider, n)["lxc.net.0.hwaddr"] + config(provider, n)["lxc.net.1.hwaddr"]]
     veths = [m for n in ("n1", "n2")
              for m in config(provider, n)["lxc.net.0.veth.pair"] + config(provider, n)["lxc.net.1.veth.pair"]]
@@ -118,24 +118,24 @@ def test_containers_are_owned_by_mark_not_by_name(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("STORLAB_HOME", str(tmp_path))
     a, ab = _lxc_provider("a", "[{name: b-n1}, {name: x}]"), _lxc_provider("a-b", "[{name: n1}, {name: n2}]")
     lower = tmp_path / "lower"
-    a._write_node(a.node("x"), "key\n", lower)
-    ab._write_node(ab.node("n2"), "key\n", lower)
+    a._write_node(a.plan.node("x"), "key\n", lower)
+    ab._write_node(ab.plan.node("n2"), "key\n", lower)
     assert a._containers_on_disk() == {"x"} and ab._containers_on_disk() == {"n2"}
-    a._write_node(a.node("b-n1"), "key\n", lower)
-    ab._write_node(ab.node("n1"), "key\n", lower)
+    a._write_node(a.plan.node("b-n1"), "key\n", lower)
+    ab._write_node(ab.plan.node("n1"), "key\n", lower)
     assert a._containers_on_disk() == {"x", "b-n1"} and ab._containers_on_disk() == {"n1", "n2"}
     planted = a.lxcpath / paths.obj_name("a-b", "n3")
     planted.mkdir()
     (planted / "storlab-lab").write_text("a\n")
     with pytest.raises(HarnessError, match=f"container {planted.name} belongs to lab a"):
         ab3 = _lxc_provider("a-b", "[{name: n3}]")
-        ab3._write_node(ab3.node("n3"), "key\n", lower)
+        ab3._write_node(ab3.plan.node("n3"), "key\n", lower)
     # a directory storlab did not make is not taken over either
     (a.lxcpath / paths.obj_name("a", "y")).mkdir()
     (a.lxcpath / paths.obj_name("a", "y") / "config").write_text("# someone else's\n")
     y = _lxc_provider("a", "[{name: y}]")
     with pytest.raises(HarnessError, match="was not made by storlab"):
-        y._write_node(y.node("y"), "key\n", lower)
+        y._write_node(y.plan.node("y"), "key\n", lower)
     assert "y" not in a._containers_on_disk()
 
 

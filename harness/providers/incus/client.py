@@ -220,6 +220,11 @@ class Incus:
                 return None
             raise
 
+    def status(self, instance: str) -> str:
+        """An instance's status in this project (Running, Frozen, Stopped, ...), Missing if none."""
+        inst = self.maybe(f"/1.0/instances/{instance}")
+        return str(inst.get("status", "Stopped")) if inst else "Missing"
+
     def reachable(self) -> str | None:
         """None when the daemon answers, else why not (with the fix)."""
         if shutil.which("incus") is None:

@@ -207,12 +207,8 @@ class IncusProvider(Provider):
         return target
 
     # -- power and faults ----------------------------------------------------------------------
-    def _status(self, node: str) -> str:
-        inst = self.api.maybe(f"/1.0/instances/{node}")
-        return str(inst.get("status", "Stopped")) if inst else "Missing"
-
     def is_running(self, node: str) -> bool:
-        return self._status(node) in ("Running", "Frozen")
+        return self.api.status(node) in ("Running", "Frozen")
 
     def start(self, node: str) -> None:
         self.powered_at[node] = time.monotonic()
@@ -235,7 +231,7 @@ class IncusProvider(Provider):
         if self.plan.remote:
             raise HarnessError(f"hang {node}: the lab's bridges are on a member of Incus remote {self.api.remote}, "
                                "not on this host (run storlab there, or use freeze)")
-        given = [paths.veth_name(self.lab, self.node(node).index, ni) for ni in range(len(self.plan.networks))]
+        given = [paths.veth_name(self.lab, self.plan.node(node).index, ni) for ni in range(len(self.plan.networks))]
         state = self.api.query(f"/1.0/instances/{node}/state") or {}
         for ni, want in enumerate(given):
             got = incus.host_name(state, f"eth{ni}")
@@ -250,7 +246,7 @@ class IncusProvider(Provider):
             log.info(f"removing nft table bridge {t}: left by a hang that was never undone")
             silence.unsilence(t)
         for node in self.plan.nodes:
-            if self._status(node.name) == "Frozen":
+            if self.api.status(node.name) == "Frozen":
                 log.info(f"{node.name}: thawing (left paused by an interrupted snapshot)")
                 self.thaw(node.name)
         hostdisks.thaw_all(self.labdir)
@@ -259,7 +255,7 @@ class IncusProvider(Provider):
         """From the host side where the lab's bridges are on this host (the node's veth), else from
         inside the node (the control channel is `incus exec`, not the lab network, either way)."""
         ni = [n.name for n in self.plan.networks].index(network)
-        veth = paths.veth_name(self.lab, self.node(node).index, ni)
+        veth = paths.veth_name(self.lab, self.plan.node(node).index, ni)
         if not self.plan.remote and Path(f"/sys/class/net/{veth}").exists():
             succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
         else:
@@ -279,7 +275,7 @@ class IncusProvider(Provider):
         """Incus snapshots of every node and data volume under one name, taken with the running
         nodes paused (crash-consistent across the lab), recorded in ``dest``/incus.json."""
         snap = f"storlab-{uuid.uuid4().hex[:12]}"
-        running = [n.name for n in self.plan.nodes if self._status(n.name) == "Running"]
+        running = [n.name for n in self.plan.nodes if self.api.status(n.name) == "Running"]
         dest.mkdir(parents=True)
         (dest / "incus.json").write_text(json.dumps({"snapshot": snap, "nodes": [n.name for n in self.plan.nodes],
                                                      "volumes": volume_names(self.api, self.lab)}))
@@ -303,7 +299,7 @@ class IncusProvider(Provider):
         meta = json.loads((src / "incus.json").read_text())
         snap = meta["snapshot"]
         for n in self.plan.nodes:
-            if self._status(n.name) != "Stopped":
+            if self.api.status(n.name) != "Stopped":
                 self.api.run("stop", "--force", self.api.ref(n.name), timeout=60)
         for n in meta["nodes"]:
             self.api.run("snapshot", "restore", self.api.ref(n), snap, timeout=600)

@@ -58,7 +58,7 @@ class LxcProvider(Provider):
         """The container's name: the plan's (a lab keeps the names it was made with), else the name
         this storlab gives (a container of the lab no longer in its plan)."""
         try:
-            return self.node(node).object
+            return self.plan.node(node).object
         except KeyError:
             return paths.obj_name(self.lab, node)
 
@@ -190,11 +190,11 @@ class LxcProvider(Provider):
 
     def hang_ports(self, node: str) -> list[str]:
         """A hang freezes the node and silences its veths' host ends on the lab's bridges."""
-        return [paths.veth_name(self.lab, self.node(node).index, ni) for ni in range(len(self.plan.networks))]
+        return [paths.veth_name(self.lab, self.plan.node(node).index, ni) for ni in range(len(self.plan.networks))]
 
     def set_link(self, node: str, network: str, up: bool) -> None:
         ni = [n.name for n in self.plan.networks].index(network)
-        veth = paths.veth_name(self.lab, self.node(node).index, ni)
+        veth = paths.veth_name(self.lab, self.plan.node(node).index, ni)
         succeed(["ip", "link", "set", veth, "up" if up else "down"], timeout=15)
 
     def console_log(self, node: str) -> str:

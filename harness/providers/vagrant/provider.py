@@ -139,7 +139,7 @@ class VagrantProvider(Provider):
                 elif not active and name in powered:
                     raise HarnessError(f"{name} ({m['domain']}) powered off during boot\n"
                                        f"--- serial console (tail)\n{tail(Path(m['console_log']))}")
-                if active and (port_open(m["mgmt_ip"]) or port_open(self.node(name).address)):
+                if active and (port_open(m["mgmt_ip"]) or port_open(self.plan.node(name).address)):
                     ssh_seen[name] = now
                     log.info(f"{name}: ssh port open {now - powered[name]:.0f}s after power-on")
                 elif name in powered and now - powered[name] > bound:
@@ -257,7 +257,7 @@ class VagrantProvider(Provider):
     def set_link(self, node: str, network: str, up: bool) -> None:
         import libvirt
         dom = self._need(node)
-        mac = self.node(node).macs[network].lower()
+        mac = self.plan.node(node).macs[network].lower()
         for iface in ET.fromstring(dom.XMLDesc(0)).findall("./devices/interface"):
             m = iface.find("mac")
             if m is not None and m.get("address", "").lower() == mac:
