@@ -15,6 +15,9 @@ NAME = "hypervisor"
 UNITS = ["virtlogd.socket", "virtlockd.socket", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
          "libvirtd.service", "iscsid.socket", "iscsid.service", "open-iscsi.service", "rpcbind.socket", "rpcbind.service"]
 
+NETWORK_DROPIN = ("# storlab: autostarted pools need the lab's network (harness.nodes.roles.base)\n"
+                  "[Unit]\nWants=network-online.target\nAfter=network-online.target\n")
+
 
 def applies(plan: Plan) -> bool:
     return any("hypervisor" in n.roles for n in plan.nodes)
@@ -28,6 +31,8 @@ def apply(lab: LabContext) -> None:
         iqn = next((p.initiator for p in pools if p.type == "iscsi"), None)
         if iqn:  # the kernel initiator logs in with the name the target's ACL expects
             node.put("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={iqn}\n")
+        # the pools libvirtd autostarts at boot (netfs, iscsi, gluster) reach over the lab's network
+        node.ensure_file("/etc/systemd/system/libvirtd.service.d/storlab-network.conf", NETWORK_DROPIN)
         node.enable_units(["virtlogd.socket", "libvirtd.socket", "libvirtd.service"], unmask=UNITS, timeout=120)
         if iqn:
             node.succeed(["systemctl", "restart", "iscsid.service"])
