@@ -20,6 +20,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     def act() -> None:
         reports.append(rolling.upgrade(lab, args.to, nodes, pause_after=args.pause_after, offline=args.offline,
+                                       full=args.full,
                                        gate_timeout=seconds_arg(args.gate_timeout, "--gate-timeout")))
     if not args.check_writes:
         act()
@@ -49,6 +50,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                                                         "versions (run the command again to finish)")
     p.add_argument("--offline", action="store_true", help="every server of a backend stopped, upgraded and started "
                                                           "together (the offline procedure; clients stall meanwhile)")
+    p.add_argument("--full", action="store_true", help="each server's whole Debian distribution (dist-upgrade, from "
+                                                       "an offline bundle of every package the release replaces), "
+                                                       "then a clean reboot, before its backend starts")
     p.add_argument("--gate-timeout", default="10m", help="how long a gate may stay shut before the upgrade stops (10m)")
     p.add_argument("--check-writes", action="store_true", help="writers write through the KVM host's clients all "
                                                                "along; every acknowledged write is read back and "

@@ -38,6 +38,8 @@ class Bundle:
     packages: tuple[str, ...]
     #: package -> version, of every .deb in it
     debs: dict[str, str]
+    #: the whole distribution (dist-upgrade), not only the backend's packages and what they need
+    full: bool = False
 
     @property
     def tar(self) -> Path:
@@ -59,8 +61,9 @@ def stale(keep: set[str]) -> list[Stale]:
     return out
 
 
-def key_of(status: bytes, release: str, packages: tuple[str, ...], mirrors: tuple[str, str]) -> str:
+def key_of(status: bytes, release: str, packages: tuple[str, ...], mirrors: tuple[str, str], full: bool = False) -> str:
     blob = json.dumps({"status": hashlib.sha256(status).hexdigest(), "to": release, "packages": sorted(packages),
+                       **({"full": True} if full else {}),
                        "mirrors": list(mirrors), "v": BUNDLE_VERSION}).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -106,9 +109,10 @@ def _apt(root: Path, *args: str, timeout: float) -> None:
         raise HarnessError(f"apt-get {args[0]} for the upgrade bundle failed: {(res.stderr or res.stdout)[-800:]}")
 
 
-def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
+def make(from_release: str, to: str, packages: tuple[str, ...], full: bool = False) -> Bundle:
     """The bundle taking a node built from ``from_release``'s image to ``to``'s ``packages``
-    (made unless cached)."""
+    (made unless cached); ``full``: with every other package of the image too (what `apt-get
+    dist-upgrade` against ``to`` replaces)."""
     bad = [p for p in packages if not PACKAGE_RE.fullmatch(p)]
     if bad or not packages:
         raise HarnessError(f"upgrade bundle: not Debian package names: {bad or 'none given'}")
@@ -119,11 +123,11 @@ def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
                            f"`storlab image build --release {from_release}`")
     status = status_file.read_bytes()
     mirror, security = image.debian_mirrors()
-    key = key_of(status, to, packages, (mirror, security))
+    key = key_of(status, to, packages, (mirror, security), full)
     final = paths.home() / "bundles" / f"{to}-{key}"
     if (final / "bundle.json").exists():
         meta = json.loads((final / "bundle.json").read_text())
-        return Bundle(final, key, to, packages, meta["debs"])
+        return Bundle(final, key, to, packages, meta["debs"], full)
     work = final.with_name(f".{final.name}.partial")
     if work.exists():
         shutil.rmtree(work)  # what a killed make left
@@ -137,8 +141,11 @@ def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
     (root / "etc/apt/sources.list").write_text("".join(
         f"deb [signed-by={KEYRING}] {uri} {suite} main\n" for uri, suite in
         ((mirror, rel.suite), (mirror, f"{rel.suite}-updates"), (security, f"{rel.suite}-security"))))
-    with log.step(f"upgrade bundle {to}-{key}: {', '.join(packages)} from {mirror}"):
+    with log.step(f"upgrade bundle {to}-{key}: {'the distribution and ' if full else ''}{', '.join(packages)} "
+                  f"from {mirror}"):
         _apt(root, "update", timeout=600)
+        if full:  # into the same archive: the install below finds what it needs there already
+            _apt(root, "dist-upgrade", "--download-only", "-y", timeout=3600)
         _apt(root, "install", "--download-only", "-y", *packages, timeout=1800)
         debs_dir = work / "debs"
         debs_dir.mkdir()
@@ -151,10 +158,11 @@ def make(from_release: str, to: str, packages: tuple[str, ...]) -> Bundle:
         shutil.rmtree(root)
         shutil.rmtree(debs_dir)  # the tar holds them: what is copied into nodes
         (work / "bundle.json").write_text(json.dumps({"to": to, "from_image": image.key_for(from_release),
-                                                      "packages": list(packages), "debs": versions}, indent=1))
+                                                      "packages": list(packages), "full": full, "debs": versions},
+                                                     indent=1))
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
         log.info(f"upgrade bundle {to}-{key}: {len(debs)} packages{'' if debs else ' (a restart: nothing to replace)'}, "
                  f"{sum(d.stat().st_size for d in (final / 'debs').glob('*.deb')) // 2**20} MiB")
-    return Bundle(final, key, to, packages, versions)
+    return Bundle(final, key, to, packages, versions, full)

@@ -5,6 +5,8 @@ reach nothing outside) copied in before the server stops, its daemons stopped, t
 installed from that local repository (no service starts while dpkg runs), its daemons started, and
 the gate awaited before the next server; once all run the new version, the backend's finish (e.g.
 Gluster's op-version). ``offline``: every server stopped, upgraded and started together.
+``full``: each server's whole distribution (dist-upgrade from a bundle of every package the
+release replaces) and then a clean reboot, as operators upgrade a host, before its backend starts.
 ``pause_after``: stop after that node, leaving a mixed-version lab for tests (teuthology's
 stress-split). Each step says which node, what and how long; a gate that does not open says why
 (and a known cause), the lab's evidence is collected, and the lab is left as it is for a look."""
@@ -57,6 +59,7 @@ class Report:
     finished: list[str] = field(default_factory=list)
     paused_after: str | None = None
     seconds: float = 0.0
+    full: bool = False
 
     def lines(self) -> list[str]:
         out = [f"{s.node} ({s.backend}): {_changes(s.before, s.after)}; down {s.seconds:.1f}s, gate {s.gate_s:.1f}s"
@@ -129,16 +132,24 @@ HOLD = ("trap 'rm -f /usr/sbin/policy-rc.d' EXIT && "
 
 def install(node: Node, b: bundle.Bundle) -> None:
     """The bundle's packages from the local repository only, under HOLD; dpkg keeps the node's own
-    configuration files. An empty bundle (the node's image has the release's versions): nothing to
-    install, the upgrade is a restart."""
+    configuration files. A full bundle: the whole distribution first (dist-upgrade). An empty
+    bundle (the node's image has the release's versions): nothing to install, the upgrade is a restart."""
     if not b.debs:
         return
-    packages = b.packages
-    opts = " ".join(APT)
-    node.succeed(
-        HOLD +
-        f"apt-get {opts} -q update && DEBIAN_FRONTEND=noninteractive apt-get {opts} -q -y --no-install-recommends "
-        f"-oDpkg::Options::=--force-confold install {' '.join(shlex.quote(p) for p in packages)}", timeout=900)
+    get = (f"DEBIAN_FRONTEND=noninteractive APT_LISTCHANGES_FRONTEND=none apt-get {' '.join(APT)} -q -y "
+           "--no-install-recommends -oDpkg::Options::=--force-confold -oDpkg::Options::=--force-confdef")
+    dist = f"{get} dist-upgrade && " if b.full else ""
+    node.succeed(HOLD + f"apt-get {' '.join(APT)} -q update && {dist}"
+                 f"{get} install {' '.join(shlex.quote(p) for p in b.packages)}", timeout=3600 if b.full else 900)
+
+
+def reboot(node: Node, timeout: float = 300) -> float:
+    """A clean shutdown and power-on, as after a distribution upgrade (its new systemd, libc and
+    daemons all run from then on); returns the boot time, waited for within the node's boot bound."""
+    node.run("sync; systemctl poweroff", timeout=30)  # ssh may end before it answers
+    wait_until(lambda: not node.is_up(), timeout=timeout, interval=1.0, what=f"{node.name} to power off")
+    node.power_on()
+    return node.wait_booted()
 
 
 def _gate(lab: Lab, backend: str, sup: UpgradeSupport, after: str, timeout: float) -> float:
@@ -164,7 +175,7 @@ def _gate(lab: Lab, backend: str, sup: UpgradeSupport, after: str, timeout: floa
 
 
 def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_after: str | None = None,
-            offline: bool = False, gate_timeout: float = 600,
+            offline: bool = False, full: bool = False, gate_timeout: float = 600,
             before_stop: Callable[[str], None] | None = None) -> Report:
     """Upgrade the lab's backends to release ``to`` (see the module). ``before_stop(node)`` is
     called as soon as the gate let ``node`` go, before anything is done to it (tests look at the
@@ -175,7 +186,7 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
     if older:
         raise HarnessError(f"--to {to}: {', '.join(older)} run a later release; storlab upgrades, it does not "
                            f"downgrade (`storlab reset` takes a lab back to how `up` made it)")
-    report = Report(lab.name, to, offline)
+    report = Report(lab.name, to, offline, full=full)
     t_all = time.monotonic()
     for name, sup in supports(lab):
         servers = order(lab, sup, None)
@@ -189,7 +200,7 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
         for n in names:
             key = (lab.plan.node(n).release, sup.packages(lab.plan.node(n)))
             if key not in made:
-                made[key] = bundle.make(key[0], to, key[1])
+                made[key] = bundle.make(key[0], to, key[1], full=full)
             bundles[n] = made[key]
         with log.step(f"{name}: begin"):
             report.finished += [f"{name}: {line}" for line in sup.begin(lab)]
@@ -228,8 +239,11 @@ def _upgrade_group(lab: Lab, backend: str, sup: UpgradeSupport, group: list[str]
     on_each(nodes, lambda n: push(n, bundles[n.name]), "copy the upgrade bundle in")
     t0 = time.monotonic()
     on_each(nodes, lambda n: sup.stop(lab, n), f"stop {backend}")
+    first = bundles[group[0]]
     on_each(nodes, lambda n: install(n, bundles[n.name]),
-            f"install {', '.join(bundles[group[0]].packages)} ({bundles[group[0]].release})")
+            f"install {'the distribution, ' if first.full else ''}{', '.join(first.packages)} ({first.release})")
+    if first.full:
+        on_each(nodes, reboot, f"reboot into {first.release}")
     on_each(nodes, lambda n: sup.start(lab, n), f"start {backend}")
     down = time.monotonic() - t0
     after = on_each(nodes, versions.of_node, "versions after")

@@ -54,6 +54,20 @@ def test_bundle_key_changes_with_what_it_is_made_from() -> None:
     assert base != bundle.key_of(b"Package: b\n", "trixie", ("glusterfs-server",), ("http://m", "http://s"))
     assert base != bundle.key_of(b"Package: a\n", "bookworm", ("glusterfs-server",), ("http://m", "http://s"))
     assert base != bundle.key_of(b"Package: a\n", "trixie", ("glusterfs-server", "x"), ("http://m", "http://s"))
+    assert base != bundle.key_of(b"Package: a\n", "trixie", ("glusterfs-server",), ("http://m", "http://s"), full=True)
+
+
+def test_a_full_bundle_upgrades_the_distribution_before_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+    node: Any = type("N", (), {"succeed": lambda self, cmd, timeout: ran.append(cmd)})()
+    b = bundle.Bundle(Path("/b"), "k", "trixie", ("glusterfs-server",), {"glusterfs-server": "11.1-6"})
+    rolling.install(node, b)
+    rolling.install(node, dataclasses.replace(b, full=True))
+    assert "dist-upgrade" not in ran[0] and ran[0].startswith(rolling.HOLD)
+    dist, backend = ran[1].index(" dist-upgrade && "), ran[1].index(" install glusterfs-server")
+    assert ran[1].startswith(rolling.HOLD) and ran[1].index(" update && ") < dist < backend
+    rolling.install(node, dataclasses.replace(b, debs={}, full=True))  # nothing to replace: nothing runs
+    assert len(ran) == 2
 
 
 def test_bundle_refuses_what_is_not_a_package_name() -> None:
