@@ -37,17 +37,37 @@ def device(lab: LabContext, node: NodeView, f: FilesystemPlan) -> str:
     return dev
 
 
-def make_fs(node: NodeView, cfs: ClusterfsPlan, f: FilesystemPlan, dev: str) -> None:
-    """mkfs.ocfs2 on a device with no filesystem; an OCFS2 of this cluster is kept (a resumed
-    `up`); anything else there is refused, never overwritten."""
-    kind = node.run(["blkid", "-p", "-o", "value", "-s", "TYPE", "--", dev], timeout=30).stdout.strip()
+def probe(node: NodeView, dev: str) -> str | None:
+    """The filesystem blkid finds on ``dev`` ("" when it identifies none), None when it could not look."""
+    r = node.run(["blkid", "-p", "-o", "value", "-s", "TYPE", "--", dev], timeout=30)
+    return r.stdout.strip() if r.rc == 0 else "" if r.rc == 2 else None
+
+
+def make_fs(lab: LabContext, node: NodeView, cfs: ClusterfsPlan, f: FilesystemPlan, dev: str) -> None:
+    """mkfs.ocfs2 once in a lab's life: on a device with no filesystem, recorded in the lab's state
+    when it succeeded. Once recorded (a resumed `up`, a converge after a node crashed) the OCFS2 is
+    waited for, never made again: a map just assembled can read as empty for a moment (a trixie
+    VM's blkid found nothing on a multipath map 0.3 s old, and the mkfs that followed failed only
+    because the other node held the cluster lock). Anything else on the device is refused."""
+    key = f"clusterfs {f.name} formatted"
+    if lab.owns(key):
+        def ocfs2() -> bool:
+            return probe(node, dev) == "ocfs2"
+        wait_until(ocfs2, timeout=120, interval=2.0,
+                   what=f"{node.name}: the OCFS2 this lab made for {f.name} on {dev} (storlab never formats it twice)")
+        return
+    kind = probe(node, dev)
+    if kind is None:
+        raise HarnessError(f"{node.name}: blkid could not probe {dev} (cluster filesystem {f.name}); not formatting it")
     if kind == "ocfs2":
+        lab.claim(key)  # made by a storlab that did not record it
         return
     if kind:
         raise HarnessError(f"{node.name}: {dev} (cluster filesystem {f.name}) holds a {kind} filesystem; storlab "
                            "formats only an empty shared device")
     node.succeed(["mkfs.ocfs2", "-q", "-N", str(f.slots), "-L", f.name, "--cluster-stack=o2cb",
                   f"--cluster-name={cfs.cluster}", "--", dev], timeout=300)
+    lab.claim(key)
 
 
 def mount(node: NodeView, f: FilesystemPlan, dev: str) -> None:
@@ -66,6 +86,6 @@ def apply(lab: LabContext) -> None:
         start_o2cb(lab, node, cfs)
     for f in cfs.filesystems:
         devices = {node.name: device(lab, node, f) for node in nodes}
-        make_fs(nodes[0], cfs, f, devices[nodes[0].name])
+        make_fs(lab, nodes[0], cfs, f, devices[nodes[0].name])
         for node in nodes:
             mount(node, f, devices[node.name])
