@@ -230,20 +230,28 @@ def upgrade(lab: Lab, to: str, nodes: Sequence[str] | None = None, *, pause_afte
 
 def _upgrade_group(lab: Lab, backend: str, sup: UpgradeSupport, group: list[str], bundles: dict[str, bundle.Bundle],
                    before_stop: Callable[[str], None] | None) -> list[NodeStep]:
-    """Stop, install and start ``group`` (one node when rolling; every server at once when offline)."""
+    """Stop, install and start ``group`` (one node when rolling; every server at once when offline).
+    A full upgrade installs first, while the backend serves (nothing restarts under HOLD: the old
+    daemons run on), then stops it and reboots into the new distribution, as operators do."""
     nodes = [lab.node(n) for n in group]
     for n in nodes:  # the moment the gate opened, as the next node sees it
         if before_stop is not None:
             before_stop(n.name)
     before = dict(zip(group, on_each(nodes, versions.of_node, "versions before"), strict=True))
     on_each(nodes, lambda n: push(n, bundles[n.name]), "copy the upgrade bundle in")
+    first = bundles[group[0]]
+
+    def install_all() -> None:
+        on_each(nodes, lambda n: install(n, bundles[n.name]),
+                f"install {'the distribution, ' if first.full else ''}{', '.join(first.packages)} ({first.release})")
+    if first.full:
+        install_all()
     t0 = time.monotonic()
     on_each(nodes, lambda n: sup.stop(lab, n), f"stop {backend}")
-    first = bundles[group[0]]
-    on_each(nodes, lambda n: install(n, bundles[n.name]),
-            f"install {'the distribution, ' if first.full else ''}{', '.join(first.packages)} ({first.release})")
     if first.full:
         on_each(nodes, reboot, f"reboot into {first.release}")
+    else:
+        install_all()
     on_each(nodes, lambda n: sup.start(lab, n), f"start {backend}")
     down = time.monotonic() - t0
     after = on_each(nodes, versions.of_node, "versions after")
