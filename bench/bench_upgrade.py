@@ -5,7 +5,8 @@ the offline upgrade to trixie, each while the host's writers write and the check
 acknowledged write back. Per node: downtime and the gate's wait; per run: total seconds, writes
 acknowledged and lost, the longest stall.
 
-    python3 bench/bench_upgrade.py [--provider lxc|vagrant|incus]
+    python3 bench/bench_upgrade.py [--provider lxc|vagrant|incus] [--full]
+--full: the offline upgrade takes each server's whole distribution (dist-upgrade, then a reboot).
 Run as root on a set-up host (ci/setup-host.sh). Prints the figures, records them in bench/RESULTS.md.
 """
 
@@ -32,22 +33,23 @@ from harness.upgrade import bundle, rolling  # noqa: E402
 TOPO = str(ROOT / "topologies" / "gluster-3.yaml")
 
 
-def timed_bundle() -> dict[str, float]:
+def timed_bundle(full: bool) -> dict[str, float]:
     out = {}
     for d in (paths.home() / "bundles").glob("trixie-*"):
         shutil.rmtree(d)
     for label in ("cold", "cached"):
         t = time.monotonic()
-        b = bundle.make("bookworm", "trixie", ("glusterfs-server", "glusterfs-client"))
+        b = bundle.make("bookworm", "trixie", ("glusterfs-server", "glusterfs-client"), full=full)
         out[f"bundle_{label}_s"] = round(time.monotonic() - t, 2)
     out["bundle_packages"] = len(b.debs)
     out["bundle_mib"] = round(b.tar.stat().st_size / 2**20, 1)
     return out
 
 
-def under_writers(lab: Lab, to: str, offline: bool, run_dir: Path) -> dict[str, object]:
+def under_writers(lab: Lab, to: str, offline: bool, run_dir: Path, full: bool = False) -> dict[str, object]:
     reports: list[rolling.Report] = []
-    out = runner.during(lab, "upgrade", lambda: reports.append(rolling.upgrade(lab, to, offline=offline)), run_dir)
+    out = runner.during(lab, "upgrade", lambda: reports.append(rolling.upgrade(lab, to, offline=offline, full=full)),
+                        run_dir)
     v = out.verdict
     r = reports[0]
     return {"seconds": r.seconds, "ok": v.ok, "acked": v.acked, "lost": len(v.findings),
@@ -59,9 +61,10 @@ def under_writers(lab: Lab, to: str, offline: bool, run_dir: Path) -> dict[str, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--provider", default="lxc")
+    ap.add_argument("--full", action="store_true", help="the offline upgrade takes the whole distribution")
     args = ap.parse_args()
     log.setup(verbose=False)
-    res: dict[str, object] = {"provider": args.provider, **timed_bundle()}
+    res: dict[str, object] = {"provider": args.provider, "full": args.full, **timed_bundle(args.full)}
     lab = Lab.from_topology(TOPO, args.provider, name="bench-upgrade")
     try:
         t = time.monotonic()
@@ -69,11 +72,12 @@ def main() -> int:
         res["up_s"] = round(time.monotonic() - t, 1)
         with tempfile.TemporaryDirectory() as tmp:
             res["rolling_restart"] = under_writers(lab, "bookworm", False, Path(tmp) / "restart")
-            res["offline_to_trixie"] = under_writers(lab, "trixie", True, Path(tmp) / "offline")
+            res["offline_to_trixie"] = under_writers(lab, "trixie", True, Path(tmp) / "offline", args.full)
     finally:
         lab.down()
     print(json.dumps(res, indent=1))
-    where = record(f"bench_upgrade.py --provider {args.provider} (gluster-3)", as_lines(res))
+    where = record(f"bench_upgrade.py --provider {args.provider}{' --full' if args.full else ''} (gluster-3)",
+                   as_lines(res))
     print(f"recorded in {where}")
     return 0
 
