@@ -110,7 +110,7 @@ def test_a_class_spreads_over_members_each_lab_whole_and_working(cluster: None) 
         q = sh("incus", "query", f"{REMOTE}:/1.0/projects/storlab-{name}")
         proj = json.loads(q.stdout)
         assert proj["config"]["limits.instances"] == "3" and proj["config"]["user.storlab.lab"] == name
-        extra = sh("incus", "init", f"{REMOTE}:storlab-golden-{_image_key()}", f"{REMOTE}:extra", "--project",
+        extra = sh("incus", "init", f"{REMOTE}:storlab-golden-{_image_key(lab)}", f"{REMOTE}:extra", "--project",
                    f"storlab-{name}", "--no-profiles", "-s", "storlab", "-c", "limits.memory=64MiB", "-c", "limits.cpu=1")
         assert extra.returncode != 0 and "maximum number of instances" in extra.stderr, extra.stderr
         # the host cannot reach the member's lab networks: its libvirt pools are skipped, not half-made
@@ -173,5 +173,6 @@ def student_ssh(student: str, *args: str, timeout: float = 60) -> subprocess.Com
                           cwd=hd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _image_key() -> str:
-    return image.content_key()
+def _image_key(lab: Lab) -> str:
+    """The golden image the lab's nodes were made from (its release's: --lab-release may change it)."""
+    return image.key_for(lab.plan.nodes[0].release)

@@ -22,6 +22,8 @@ from harness.lab.lab import Lab
 from harness.plan.model import need
 from harness.upgrade import rolling
 
+from .upgrading import needs_bookworm
+
 pytestmark = pytest.mark.topology("gluster-3.yaml")
 
 BRICK = "/gluster/bricks/1/brick"
@@ -48,10 +50,11 @@ def baseline(lab: Lab, host_side: Lab) -> Lab:
 
 
 def test_upgrade_rolling_restart_waits_for_heal_before_the_next_server(baseline: Lab, tmp_path: Any) -> None:
-    """--to bookworm on a bookworm lab replaces nothing: each server is stopped and started in turn
+    """--to the lab's own release replaces nothing: each server is stopped and started in turn
     while the host writes, and the next one only once the last one's backlog healed. Without the
     heal wait, a server would be stopped while its peers still owe each other entries."""
     lab = baseline
+    own = lab.plan.nodes[0].release
     seen: dict[str, dict[str, int]] = {}
     reports: list[rolling.Report] = []
 
@@ -59,9 +62,9 @@ def test_upgrade_rolling_restart_waits_for_heal_before_the_next_server(baseline:
         seen[f"{node}{'' if node not in seen else ' (again)'}"] = pending(lab)
 
     def act() -> None:
-        reports.append(rolling.upgrade(lab, "bookworm", pause_after="gluster2", before_stop=look))
+        reports.append(rolling.upgrade(lab, own, pause_after="gluster2", before_stop=look))
         time.sleep(2)  # writes after the pause, before the rest
-        reports.append(rolling.upgrade(lab, "bookworm", before_stop=look))
+        reports.append(rolling.upgrade(lab, own, before_stop=look))
     # besides the checked writers: new files all along, so that each server comes back owing its
     # peers hundreds of entries, which take seconds to heal (two files' backlog heals on the
     # client's next write, before any gate could be caught opening early)
@@ -94,6 +97,7 @@ def test_upgrade_rolling_restart_waits_for_heal_before_the_next_server(baseline:
 
 def test_upgrade_rolling_10_to_11_is_stopped_by_the_gate_with_its_known_cause(baseline: Lab) -> None:
     lab = baseline
+    needs_bookworm(lab)
     t0 = time.monotonic()
     with pytest.raises(HarnessError) as err:
         rolling.upgrade(lab, "trixie", gate_timeout=300)
@@ -107,6 +111,7 @@ def test_upgrade_rolling_10_to_11_is_stopped_by_the_gate_with_its_known_cause(ba
 
 def test_upgrade_offline_to_trixie_loses_no_acknowledged_write(baseline: Lab, libvirt_conn: Any, tmp_path: Any) -> None:
     lab = baseline
+    needs_bookworm(lab)
     reports: list[rolling.Report] = []
     out = runner.during(lab, "upgrade", lambda: reports.append(rolling.upgrade(lab, "trixie", offline=True)),
                         tmp_path / "run")

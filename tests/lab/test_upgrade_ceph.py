@@ -16,10 +16,13 @@ from harness.chaos import runner
 from harness.lab.lab import Lab
 from harness.upgrade import rolling
 
+from .upgrading import needs_bookworm
+
 pytestmark = [pytest.mark.topology("ceph-5.yaml"), pytest.mark.slow]
 
 
 def test_upgrade_ceph_pacific_to_reef_under_the_host_client(lab: Lab, host_side: Lab, tmp_path: Any) -> None:
+    needs_bookworm(lab)
     admin = admin_node(lab)
     assert set().union(*release_names(admin.succeed(["ceph", "versions", "-f", "json"])).values()) == {"pacific"}
     reports: list[rolling.Report] = []

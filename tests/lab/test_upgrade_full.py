@@ -13,12 +13,13 @@ from harness.lab import versions
 from harness.lab.lab import Lab
 from harness.upgrade import rolling
 
+from .upgrading import needs_bookworm
+
 pytestmark = [pytest.mark.topology("nfs-userspace.yaml"), pytest.mark.slow]
 
 
 def test_full_upgrade_of_the_nfs_server_under_the_host_client(lab: Lab, host_side: Lab, tmp_path: Path) -> None:
-    if any(n.release != "bookworm" for n in lab.plan.nodes):
-        pytest.skip("a bookworm lab is upgraded to trixie (--lab-release trixie has nothing to upgrade)")
+    needs_bookworm(lab)
     before = versions.running(lab)
     reports: list[rolling.Report] = []
     out = runner.during(lab, "upgrade", lambda: reports.append(rolling.upgrade(lab, "trixie", full=True)),
