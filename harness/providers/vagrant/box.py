@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import log, paths
 from harness.errors import HarnessError
@@ -243,22 +244,27 @@ def _make_initrd(tree: Path) -> None:
                      version], timeout=900)
 
 
-def _remove_stale_pool_volumes(box: Box) -> None:
-    """A rebuilt box keeps its name, but vagrant-libvirt would reuse the old uploaded volume."""
+def _uploaded(conn: Any, box: Box) -> list[Any]:
+    """The volumes vagrant-libvirt uploaded ``box`` into in pool storlab (none without the pool)."""
     import libvirt
 
+    try:
+        pool = conn.storagePoolLookupByName(STORAGE_POOL)
+    except libvirt.libvirtError:
+        return []  # no pool yet, so nothing was uploaded
+    if not pool.isActive():
+        return []
+    pool.refresh(0)
+    return [v for v in pool.listAllVolumes() if v.name().startswith(box.pool_volume_prefix)]
+
+
+def _remove_stale_pool_volumes(box: Box) -> None:
+    """A rebuilt box keeps its name, but vagrant-libvirt would reuse the old uploaded volume."""
     conn = connect()
     try:
-        try:
-            pool = conn.storagePoolLookupByName(STORAGE_POOL)
-        except libvirt.libvirtError:
-            return  # no pool yet, so nothing was uploaded
-        if pool.isActive():
-            pool.refresh(0)
-            for vol in pool.listAllVolumes():
-                if vol.name().startswith(box.pool_volume_prefix):
-                    log.info(f"box {box.name}: deleting the stale uploaded volume {vol.name()} from pool {STORAGE_POOL}")
-                    vol.delete(0)
+        for vol in _uploaded(conn, box):
+            log.info(f"box {box.name}: deleting the stale uploaded volume {vol.name()} from pool {STORAGE_POOL}")
+            vol.delete(0)
     finally:
         conn.close()
 
@@ -343,7 +349,8 @@ def stale(keep: set[str]) -> list[Stale]:
         if m["key"] in keep and m["version"] == BOX_VERSION:
             continue
         files = size_of(b.dir) if m["key"] in keep and b.dir.is_dir() else 0  # else counted with its image
-        added = size_of(added_dir(name)) if added_dir(name).is_dir() else 0
+        unpacked = added_dir(name)
+        added = size_of(unpacked) if unpacked.is_dir() else 0
         why = "an older box format" if m["key"] in keep else "no release builds its image"
         out.append(Stale("vagrant box", name, _uploaded_size(b) + files + added, why, functools.partial(remove, b)))
     for key in sorted(keep):
@@ -355,14 +362,9 @@ def stale(keep: set[str]) -> list[Stale]:
 
 
 def _uploaded_size(box: Box) -> int:
-    import libvirt
-
     conn = connect()
     try:
-        pool = conn.storagePoolLookupByName(STORAGE_POOL)
-        return sum(v.info()[2] for v in pool.listAllVolumes() if v.name().startswith(box.pool_volume_prefix))
-    except libvirt.libvirtError:  # no pool: nothing was uploaded
-        return 0
+        return sum(v.info()[2] for v in _uploaded(conn, box))
     finally:
         conn.close()
 
