@@ -33,7 +33,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 def cmd_image_list(args: argparse.Namespace) -> int:
     for img in image.list_images():
-        print(f"{img['key']}  {img['size']:>6}  {img['release'] if img['current'] == 'True' else 'old':<9}  {img['path']}")
+        print(f"{img['key']}  {img['size']:>9}  {img['release'] if img['current'] == 'True' else 'old':<9}  {img['path']}")
     return 0
 
 

@@ -10,14 +10,13 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness import log, paths
 from harness import plugins as registry
 from harness.errors import HarnessError
-from harness.providers.stale import Stale, tree
+from harness.providers.stale import Stale, human, size_of, tree
 from harness.run import run
 from harness.spec import kernels, releases
 
@@ -266,8 +265,7 @@ def list_images() -> list[dict[str, str]]:
     if d.is_dir():
         for p in sorted(d.iterdir()):
             if (p / "complete").exists():
-                size = subprocess.run(["du", "-sh", str(p)], capture_output=True, text=True, timeout=60).stdout.split()
                 current = [r for r in releases.RELEASES if p.name == key_for(r)]
-                out.append({"key": p.name, "path": str(p), "size": size[0] if size else "?",
+                out.append({"key": p.name, "path": str(p), "size": human(size_of(p)),
                             "current": str(bool(current)), "release": ", ".join(current) or "-"})
     return out

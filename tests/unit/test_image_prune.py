@@ -160,3 +160,15 @@ def test_a_lab_records_its_images_before_they_are_built(home: Path, monkeypatch:
     assert seen == [both, both] and lab.state().images == both
     (lab.dir / "plan.json").write_text("{}")  # what `up` writes before its steps
     assert images.in_use() == (set(both), [])
+
+
+def test_image_list_names_the_release_of_current_images_and_sizes_them_as_prune_does(home: Path) -> None:
+    current = _image(home, image.key_for("bookworm"))
+    (current / "rootfs/etc/blob").write_bytes(b"x" * 3 * (1 << 20))
+    _image(home, OLD)
+    _image(home, USED).joinpath("complete").unlink()  # an unfinished build is not listed
+    listed = {i["key"]: i for i in image.list_images()}
+    assert set(listed) == {current.name, OLD}
+    assert listed[current.name]["release"] == "bookworm" and listed[current.name]["current"] == "True"
+    assert listed[OLD]["release"] == "-" and listed[OLD]["current"] == "False"
+    assert listed[current.name]["size"] == stale.human(stale.size_of(current)) and "MiB" in listed[current.name]["size"]
