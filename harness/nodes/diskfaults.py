@@ -5,7 +5,9 @@ seconds, then fails for DOWN seconds, and again), delay_disk() (dm-delay), bad_b
 ranges), and dm_restore() puts the linear table back. A
 filesystem that met the errors may have shut itself down (XFS does when a log write fails): then
 the processes holding it are killed, it is mounted anew and their units restarted, as an operator
-replacing a failed disk would. Mixed into `Node` through FaultVerbs."""
+replacing a failed disk would, with the units that used the disk when the fault went in (noted on
+the node then: a daemon may have died of the errors already, as a Gluster brick's health check
+kills it). Mixed into `Node` through FaultVerbs."""
 
 from __future__ import annotations
 
@@ -23,20 +25,15 @@ from harness.plan.model import DiskPlan
 #: work, or writes are acknowledged and dropped (a disk that lies); dm-flakey's features
 MODES = {"error": "", "error_writes": "1 error_writes", "drop_writes": "1 drop_writes"}
 
-#: run on the node with `python3 - NAME DEVICE MOUNT` after the linear table is back: is the
-#: filesystem usable? If not, kill what holds it, mount it anew, restart their units. Prints JSON.
-RECOVER_PY = r"""
+#: where a node keeps the units that used a disk when its fault went in (NOTE_PY), for RECOVER_PY
+USERS_DIR = "/run/storlab/dm-users"
+
+#: the head of NOTE_PY and RECOVER_PY (argv: NAME MOUNT ...): the processes using MOUNT and their units
+_USERS_PY = f"USERS_DIR = {USERS_DIR!r}\n" + r"""
 import json, os, re, subprocess, sys, time
-name, dev, mnt = sys.argv[1:4]
-def sh(*a):
-    return subprocess.run(a, capture_output=True, text=True, timeout=300)
-probe = os.path.join(mnt, ".storlab-probe")
-try:
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.write(fd, b"x"); os.fsync(fd); os.close(fd); os.unlink(probe)
-    print(json.dumps({"remounted": False, "units": [], "error": ""})); sys.exit(0)
-except OSError as e:
-    error = f"{mnt}: {e.strerror}"
+name, mnt = sys.argv[1], sys.argv[-1]
+UNIT = re.compile(r"[A-Za-z0-9@_.:-]+[.]service")
+note = os.path.join(USERS_DIR, name)
 def under(path):
     return path == mnt or path.startswith(mnt.rstrip("/") + "/")
 def holders():
@@ -66,16 +63,53 @@ def holders():
         except OSError:
             pass
     return out
+def unit_of(pid):
+    try:
+        m = re.search(r"/(" + UNIT.pattern + r")(/|$)", open(f"/proc/{pid}/cgroup").read())
+    except OSError:
+        return None
+    return m.group(1) if m else None
+"""
+
+#: run on the node with `python3 - NAME MOUNT` as a disk fault goes in: the units using the mounted
+#: disk now, kept for RECOVER_PY (a daemon may die of the errors before the disk comes back).
+NOTE_PY = _USERS_PY + r"""
+os.makedirs(os.path.dirname(note), mode=0o700, exist_ok=True)
+units = sorted({u for pid in holders() if (u := unit_of(pid))})
+fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+os.write(fd, "\n".join(units).encode()); os.close(fd)
+print(json.dumps(units))
+"""
+
+#: run on the node with `python3 - NAME DEVICE MOUNT` after the linear table is back: is the
+#: filesystem usable? If not, kill what holds it, mount it anew, restart their units and those
+#: NOTE_PY found using it when the fault went in. Prints JSON.
+RECOVER_PY = _USERS_PY + r"""
+def sh(*a):
+    return subprocess.run(a, capture_output=True, text=True, timeout=300)
 units = set()
+try:
+    fd = os.open(note, os.O_RDONLY | os.O_NOFOLLOW)
+    units = {u for u in os.read(fd, 65536).decode(errors="replace").split() if UNIT.fullmatch(u)}
+    os.close(fd)
+    os.unlink(note)
+except OSError:
+    pass
+probe = os.path.join(mnt, ".storlab-probe")
+try:
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.write(fd, b"x"); os.fsync(fd); os.close(fd); os.unlink(probe)
+    print(json.dumps({"remounted": False, "units": [], "error": ""})); sys.exit(0)
+except OSError as e:
+    error = f"{mnt}: {e.strerror}"
 for _ in range(10):
     pids = holders()
     if not pids:
         break
     for pid in pids:
+        if (u := unit_of(pid)):
+            units.add(u)
         try:
-            m = re.search(r"/([A-Za-z0-9@_.:-]+\.service)(/|$)", open(f"/proc/{pid}/cgroup").read())
-            if m:
-                units.add(m.group(1))
             os.kill(pid, 9)
         except OSError:
             pass
@@ -142,6 +176,11 @@ class DiskVerbs(NodeVerbs):
                                    '{ dmsetup load "$1"; rc=$?; dmsetup resume "$1"; exit $rc; }'),
                       "sh", d.dm_name, module or "", "" if lockfs else "--nolockfs"], input=table, timeout=120)
 
+    def _fault(self, d: DiskPlan, table: str, module: str | None = None) -> None:
+        """``table`` in place of the linear one, the units using the disk noted first (NOTE_PY)."""
+        self.succeed(["python3", "-", d.dm_name, str(d.mount)], input=NOTE_PY, timeout=120)
+        self._load(d, table, module)
+
     def flakey(self, disk: str, up_s: float, down_s: float, mode: str = "error") -> None:
         """dm-flakey under the mounted data disk ``disk``: it works for ``up_s`` seconds, then does
         ``mode`` (MODES) for ``down_s`` seconds, over and over, until dm_restore()."""
@@ -151,8 +190,8 @@ class DiskVerbs(NodeVerbs):
         up, down = _whole(up_s, 0, 3600, "flakey up (s)"), _whole(down_s, 1, 3600, "flakey down (s)")
         d = self._dm_disk(disk)
         self.timeline.mark(f"flakey {disk} on {self.name}: up {up}s, down {down}s ({mode})")
-        self._load(d, f"0 {self._sectors(d)} flakey {d.device} 0 {up} {down} {MODES[mode]}".strip() + "\n",
-                   "dm_flakey")
+        self._fault(d, f"0 {self._sectors(d)} flakey {d.device} 0 {up} {down} {MODES[mode]}".strip() + "\n",
+                    "dm_flakey")
 
     def delay_disk(self, disk: str, delay_ms: float) -> None:
         """dm-delay under the mounted data disk ``disk``: every read and write waits ``delay_ms``
@@ -160,7 +199,7 @@ class DiskVerbs(NodeVerbs):
         ms = _whole(delay_ms, 1, 60000, "disk delay (ms)")
         d = self._dm_disk(disk)
         self.timeline.mark(f"delay {disk} on {self.name}: {ms} ms")
-        self._load(d, f"0 {self._sectors(d)} delay {d.device} 0 {ms}\n", "dm_delay")
+        self._fault(d, f"0 {self._sectors(d)} delay {d.device} 0 {ms}\n", "dm_delay")
 
     def bad_blocks(self, disk: str, count: int, sectors: int = 128) -> list[tuple[int, int]]:
         """``count`` ranges of ``sectors`` bad sectors spread over the middle of the mounted data disk
@@ -186,7 +225,7 @@ class DiskVerbs(NodeVerbs):
             at = start + n
         lines.append(f"{at} {total - at} linear {d.device} {at}")
         self.timeline.mark(f"bad blocks on {disk} of {self.name}: {count} x {sectors} sectors")
-        self._load(d, "\n".join(lines) + "\n")
+        self._fault(d, "\n".join(lines) + "\n")
         return ranges
 
     def dm_restore(self, disk: str) -> Recovered:

@@ -121,6 +121,32 @@ def test_flakey_fails_the_disk_and_dm_restore_brings_it_back(lab: Lab) -> None:
     assert read_direct(n, "/data/flakey-after", 0, 4) == before
 
 
+def test_a_daemon_that_died_of_the_disk_errors_is_started_again_with_the_disk(lab: Lab) -> None:
+    """A daemon using a data disk that dies of its errors before the disk is back (Gluster's brick
+    health check kills its brick so) holds nothing when dm_restore mounts the shut-down filesystem
+    anew: the units noted as the fault went in are restarted with the ones still holding it."""
+    if not lab.provider.capabilities.disk_devices:
+        pytest.skip(f"{lab.provider.name} nodes get filesystems, not disks: no device-mapper under them")
+    n, unit = lab.node("node3"), "storlab-disk-user.service"
+    n.put(f"/etc/systemd/system/{unit}", "[Service]\nExecStart=/bin/sh -c 'cd /data && exec sleep infinity'\n")
+    n.succeed(["systemctl", "daemon-reload"])
+    n.succeed(["systemctl", "start", unit])
+    try:
+        n.flakey("data", 0, 600)
+        try:
+            n.succeed(["systemctl", "kill", "-s", "KILL", unit])  # it dies of the errors first
+            n.succeed(["xfs_io", "-x", "-c", "shutdown", "/data"])  # and XFS shuts itself down
+        finally:
+            done = n.dm_restore("data")
+        assert done.remounted, "the shut-down filesystem was not mounted anew"
+        assert unit in done.units, f"restarted {done.units}: not the daemon that used the disk"
+        n.wait_for_unit(unit, timeout=60)
+        pid = n.succeed(["systemctl", "show", "-P", "MainPID", unit]).strip()
+        assert n.succeed(["readlink", f"/proc/{pid}/cwd"]).strip() == "/data"
+    finally:
+        n.run(["sh", "-c", f"systemctl stop {unit}; rm -f /etc/systemd/system/{unit}; systemctl daemon-reload"])
+
+
 def test_a_disk_that_drops_writes_loses_what_it_acknowledged(lab: Lab) -> None:
     """dm-flakey with drop_writes: an overwrite in place is acknowledged, and after the fault the
     old data is read back: the lying disk a write checker must catch."""

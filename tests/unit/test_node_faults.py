@@ -10,6 +10,7 @@ import json
 import math
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.host import silence
 from harness.host.facts import PROFILES
-from harness.nodes.diskfaults import RECOVER_PY, Recovered
+from harness.nodes.diskfaults import NOTE_PY, RECOVER_PY, USERS_DIR, Recovered
 from harness.nodes.netfaults import cut_script, ifnames_by_mac, netem_args, uncut_command
 from harness.nodes.node import Node, partition
 from harness.nodes.sysfaults import CLOCK_PY, FILL_NAME, FILL_PY, STROBE_PY, parse_filled
@@ -447,9 +448,11 @@ def sectors(cmd: str) -> tuple[int, str]:
 def test_flakey_swaps_the_table_under_the_mount_and_always_resumes() -> None:
     n = vm_node(sectors)
     n.flakey("data", 2, 3)
-    assert n.cmds[:3] == [["dmsetup", "info", "storlab-data"], ["blockdev", "--getsz", "/dev/vdb"],
+    assert n.cmds[:4] == [["dmsetup", "info", "storlab-data"], ["blockdev", "--getsz", "/dev/vdb"],
+                          ["python3", "-", "storlab-data", "/data"],  # the disk's users noted first
                           ["sh", "-c", LOAD, "sh", "storlab-data", "dm_flakey", ""]]
-    assert n.inputs[2] == "0 2097152 flakey /dev/vdb 0 2 3\n"  # the table on stdin
+    assert n.inputs[2] == NOTE_PY
+    assert n.inputs[3] == "0 2097152 flakey /dev/vdb 0 2 3\n"  # the table on stdin
     n.flakey("data", 1, 1, mode="drop_writes")
     assert n.inputs[-1] == "0 2097152 flakey /dev/vdb 0 1 1 1 drop_writes\n"
     assert n.marks == ["flakey data on node1: up 2s, down 3s (error)", "flakey data on node1: up 1s, down 1s (drop_writes)"]
@@ -485,6 +488,46 @@ def test_dm_restore_puts_the_linear_table_back_and_recovers_a_shut_down_filesyst
     assert done == Recovered(True, ("glusterd.service",), "/data: Input/output error")
     assert "mounted anew, restarted glusterd.service" in n.marks[-1]
     compile(RECOVER_PY, "recover", "exec")
+
+
+def _on_node(script: str, users: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run as dm faults run it on a node, its notes kept under ``users``."""
+    return subprocess.run([sys.executable, "-", *args], input=script.replace(repr(USERS_DIR), repr(str(users)), 1),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_disk_users_noted_as_a_fault_goes_in_are_read_back_once_and_checked(tmp_path: Path) -> None:
+    """NOTE_PY finds the processes using the mount (here one whose cwd is in it) and keeps their
+    units in a file of its own; RECOVER_PY on a usable filesystem remounts nothing and consumes the
+    note, so a later restore never restarts units of an earlier fault."""
+    users, mnt = tmp_path / "users", tmp_path / "mnt"
+    mnt.mkdir()
+    holder = subprocess.Popen(["sleep", "60"], cwd=mnt)
+    try:
+        noted = _on_node(NOTE_PY, users, "storlab-data", str(mnt))
+        assert noted.returncode == 0, noted.stderr
+        note = users / "storlab-data"
+        assert note.stat().st_mode & 0o777 == 0o600
+        assert json.loads(noted.stdout) == note.read_text().split()
+        # a planted unit name that is no unit is not taken (the note is the node's own file)
+        note.write_text("glusterd.service\n$(reboot).service\n")
+        done = _on_node(RECOVER_PY, users, "storlab-data", "/dev/vdb", str(mnt))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"remounted": False, "units": [], "error": ""}
+        assert not note.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    note.symlink_to(tmp_path / "elsewhere")  # a link in the note's place is not followed
+    assert _on_node(NOTE_PY, users, "storlab-data", str(mnt)).returncode != 0
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_noted_unit_name_must_be_a_whole_service_name() -> None:
+    unit = re.compile(r"[A-Za-z0-9@_.:-]+[.]service")
+    assert f'UNIT = re.compile(r"{unit.pattern}")' in NOTE_PY
+    assert unit.fullmatch("ceph-osd@1.service") and unit.fullmatch("glusterd.service")
+    assert not unit.fullmatch("$(reboot).service") and not unit.fullmatch("a.service b.service")
 
 
 @pytest.mark.parametrize(("node", "call", "why"), [
