@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import logging
 import re
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ _secrets_lock = threading.Lock()
 #: under the step that started them without disturbing each other
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("storlab_log_depth", default=0)
 _t0 = time.monotonic()
+_ids = itertools.count(1)
 log = logging.getLogger("storlab")
 
 _KEY_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----")
@@ -174,12 +177,76 @@ def add_logfile(logfile: Path) -> None:
     log.addHandler(fh)
 
 
+#: a step that runs this long while nothing else is said says that it is still running (the
+#: innermost open steps, once per QUIET seconds of silence): long work is never silent, and work that
+#: says what it does is not interrupted
+QUIET = 60.0
+_TICK = 5.0
+
+
+@dataclass(frozen=True)
+class _Open:
+    what: str
+    start: float
+    depth: int
+    parent: int | None
+
+
+_open: dict[int, _Open] = {}  # the steps running now, by id
+_open_lock = threading.Lock()
+_current: contextvars.ContextVar[int | None] = contextvars.ContextVar("storlab_log_step", default=None)
+_said = [time.monotonic()]  # when the last progress line was said
+_ticker: list[threading.Thread] = []
+
+
 def _stamp() -> str:
     return f"[{time.monotonic() - _t0:7.1f}s]"
 
 
+def _say(depth: int, msg: str) -> None:
+    _said[0] = time.monotonic()
+    log.info("%s %s%s", _stamp(), "  " * depth, msg)
+
+
 def info(msg: str) -> None:
-    log.info("%s %s%s", _stamp(), "  " * _depth.get(), msg)
+    _say(_depth.get(), msg)
+
+
+def still_running(now: float) -> list[str]:
+    """After QUIET seconds in which nothing was said: a line for each innermost open step (one that
+    no open step runs under), said at its depth; nothing otherwise."""
+    if now - _said[0] < QUIET:
+        return []
+    with _open_lock:
+        steps = dict(_open)
+    parents = {s.parent for s in steps.values()}
+    lines = []
+    for sid, s in sorted(steps.items(), key=lambda kv: kv[1].start):
+        if sid not in parents:
+            lines.append(f"{s.what}: still running after {now - s.start:.0f}s")
+            _say(s.depth, lines[-1])
+    return lines
+
+
+def _tick() -> None:
+    while True:
+        time.sleep(_TICK)
+        still_running(time.monotonic())
+
+
+def _opened(what: str) -> int:
+    sid = next(_ids)
+    with _open_lock:
+        _open[sid] = _Open(what, time.monotonic(), _depth.get(), _current.get())
+        if not _ticker:
+            _ticker.append(threading.Thread(target=_tick, name="storlab-still-running", daemon=True))
+            _ticker[0].start()
+    return sid
+
+
+def _closed(sid: int) -> None:
+    with _open_lock:
+        _open.pop(sid, None)
 
 
 def debug(msg: str) -> None:
@@ -191,12 +258,17 @@ def step(what: str) -> Iterator[None]:
     """Log the start and end of a step with its duration; failures are logged with it."""
     info(f"{what} ...")
     start = time.monotonic()
-    token = _depth.set(_depth.get() + 1)
+    sid = _opened(what)
+    token, inside = _depth.set(_depth.get() + 1), _current.set(sid)
     try:
         yield
     except BaseException as exc:
+        _current.reset(inside)
         _depth.reset(token)
+        _closed(sid)
         info(f"{what}: FAILED after {time.monotonic() - start:.1f}s ({type(exc).__name__})")
         raise
+    _current.reset(inside)
     _depth.reset(token)
+    _closed(sid)
     info(f"{what}: done in {time.monotonic() - start:.1f}s")
