@@ -234,19 +234,23 @@ def _tick() -> None:
         still_running(time.monotonic())
 
 
-def _opened(what: str) -> int:
+@contextlib.contextmanager
+def _inside(what: str) -> Iterator[None]:
+    """Step ``what`` open (for still_running) and one level deeper, until it ends however it ends."""
     sid = next(_ids)
     with _open_lock:
         _open[sid] = _Open(what, time.monotonic(), _depth.get(), _current.get())
         if not _ticker:
             _ticker.append(threading.Thread(target=_tick, name="storlab-still-running", daemon=True))
             _ticker[0].start()
-    return sid
-
-
-def _closed(sid: int) -> None:
-    with _open_lock:
-        _open.pop(sid, None)
+    token, inside = _depth.set(_depth.get() + 1), _current.set(sid)
+    try:
+        yield
+    finally:
+        _current.reset(inside)
+        _depth.reset(token)
+        with _open_lock:
+            _open.pop(sid, None)
 
 
 def debug(msg: str) -> None:
@@ -258,17 +262,10 @@ def step(what: str) -> Iterator[None]:
     """Log the start and end of a step with its duration; failures are logged with it."""
     info(f"{what} ...")
     start = time.monotonic()
-    sid = _opened(what)
-    token, inside = _depth.set(_depth.get() + 1), _current.set(sid)
     try:
-        yield
+        with _inside(what):
+            yield
     except BaseException as exc:
-        _current.reset(inside)
-        _depth.reset(token)
-        _closed(sid)
         info(f"{what}: FAILED after {time.monotonic() - start:.1f}s ({type(exc).__name__})")
         raise
-    _current.reset(inside)
-    _depth.reset(token)
-    _closed(sid)
     info(f"{what}: done in {time.monotonic() - start:.1f}s")
