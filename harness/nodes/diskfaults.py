@@ -33,6 +33,7 @@ _USERS_PY = f"USERS_DIR = {USERS_DIR!r}\n" + r"""
 import json, os, re, subprocess, sys, time
 name, mnt = sys.argv[1], sys.argv[-1]
 UNIT = re.compile(r"[A-Za-z0-9@_.:-]+[.]service")
+IN_CGROUP = re.compile(r"/(" + UNIT.pattern + r")(/|$)")
 note = os.path.join(USERS_DIR, name)
 def under(path):
     return path == mnt or path.startswith(mnt.rstrip("/") + "/")
@@ -65,7 +66,7 @@ def holders():
     return out
 def unit_of(pid):
     try:
-        m = re.search(r"/(" + UNIT.pattern + r")(/|$)", open(f"/proc/{pid}/cgroup").read())
+        m = IN_CGROUP.search(open(f"/proc/{pid}/cgroup").read())
     except OSError:
         return None
     return m.group(1) if m else None

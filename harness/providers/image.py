@@ -263,9 +263,10 @@ def list_images() -> list[dict[str, str]]:
     out = []
     d = paths.image_dir()
     if d.is_dir():
+        keys = {r: key_for(r) for r in releases.RELEASES}
         for p in sorted(d.iterdir()):
             if (p / "complete").exists():
-                current = [r for r in releases.RELEASES if p.name == key_for(r)]
+                current = [r for r, key in keys.items() if p.name == key]
                 out.append({"key": p.name, "path": str(p), "size": human(size_of(p)),
                             "current": str(bool(current)), "release": ", ".join(current) or "-"})
     return out
